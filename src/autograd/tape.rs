@@ -1,0 +1,196 @@
+//! The tape: an arena of nodes in creation order, which is a topological order,
+//! so backward is one reverse sweep.
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::nn::{ParamId, ParamStore};
+use crate::tensor::Tensor;
+use std::collections::HashMap;
+
+/// A handle to a value recorded on a [`Tape`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Var(pub(crate) usize);
+
+/// Maps the gradient of a node's output to the gradients of its parents
+/// (`None` for a parent that needs none).
+pub(crate) type BackwardFn<B> = Box<dyn FnOnce(&B, &Tensor<B>) -> Result<Vec<Option<Tensor<B>>>>>;
+
+struct Node<B: Backend> {
+    value: Option<Tensor<B>>,
+    parents: Vec<Var>,
+    backward: Option<BackwardFn<B>>,
+    requires_grad: bool,
+    /// Keep this node's value and gradient past backward (parameters, probes, leaves).
+    keep: bool,
+}
+
+/// What a layer exposes for conditioning analysis: its input `x` and the
+/// gradient of the loss with respect to its output `h`.
+#[derive(Clone, Debug)]
+pub struct Probe<B: Backend> {
+    pub layer: String,
+    pub x: Tensor<B>,
+    pub grad_h: Tensor<B>,
+}
+
+/// The result of [`Tape::backward`].
+pub struct Gradients<B: Backend> {
+    params: HashMap<ParamId, Tensor<B>>,
+    kept: HashMap<Var, Tensor<B>>,
+    probes: Vec<Probe<B>>,
+}
+
+impl<B: Backend> Gradients<B> {
+    pub fn param(&self, id: ParamId) -> Option<&Tensor<B>> {
+        self.params.get(&id)
+    }
+    /// The gradient of a leaf made with [`Tape::leaf`].
+    pub fn var(&self, v: Var) -> Option<&Tensor<B>> {
+        self.kept.get(&v)
+    }
+    /// Per-layer inputs and output-gradients, in forward order.
+    pub fn probes(&self) -> &[Probe<B>] {
+        &self.probes
+    }
+}
+
+pub struct Tape<B: Backend> {
+    backend: B,
+    nodes: Vec<Node<B>>,
+    params: HashMap<ParamId, Var>,
+    probes: Vec<(String, Var, Var)>,
+    probing: bool,
+}
+
+impl<B: Backend> Tape<B> {
+    pub fn new(backend: &B) -> Self {
+        Tape { backend: backend.clone(), nodes: Vec::new(), params: HashMap::new(), probes: Vec::new(), probing: false }
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Record layer inputs and output-gradients on this tape (costs memory).
+    pub fn set_probing(&mut self, on: bool) {
+        self.probing = on;
+    }
+
+    pub fn probing(&self) -> bool {
+        self.probing
+    }
+
+    fn push_node(&mut self, value: Tensor<B>, parents: Vec<Var>, backward: Option<BackwardFn<B>>, requires_grad: bool, keep: bool) -> Var {
+        self.nodes.push(Node { value: Some(value), parents, backward, requires_grad, keep });
+        Var(self.nodes.len() - 1)
+    }
+
+    /// A value that needs no gradient (data, labels, masks).
+    pub fn constant(&mut self, value: Tensor<B>) -> Var {
+        self.push_node(value, Vec::new(), None, false, false)
+    }
+
+    /// A value whose gradient [`Gradients::var`] will report.
+    pub fn leaf(&mut self, value: Tensor<B>) -> Var {
+        self.push_node(value, Vec::new(), None, true, true)
+    }
+
+    /// The tape's handle to a stored parameter (one per parameter per tape).
+    pub fn param(&mut self, store: &ParamStore<B>, id: ParamId) -> Var {
+        if let Some(&v) = self.params.get(&id) {
+            return v;
+        }
+        let v = self.push_node(store.value(id).clone(), Vec::new(), None, true, true);
+        self.params.insert(id, v);
+        v
+    }
+
+    /// Records an op's output. `backward` is dropped when no parent needs a gradient.
+    pub(crate) fn push(&mut self, value: Tensor<B>, parents: Vec<Var>, backward: BackwardFn<B>) -> Var {
+        let requires_grad = parents.iter().any(|p| self.nodes[p.0].requires_grad);
+        let backward = requires_grad.then_some(backward);
+        self.push_node(value, parents, backward, requires_grad, false)
+    }
+
+    pub fn value(&self, v: Var) -> &Tensor<B> {
+        self.nodes[v.0].value.as_ref().expect("tape value read after backward released it")
+    }
+
+    pub fn shape(&self, v: Var) -> &[usize] {
+        self.value(v).shape()
+    }
+
+    pub(crate) fn requires_grad(&self, v: Var) -> bool {
+        self.nodes[v.0].requires_grad
+    }
+
+    /// Marks a linear map's input `x` and output `h` for analysis; no-op unless probing.
+    pub fn probe(&mut self, layer: &str, x: Var, h: Var) {
+        if self.probing {
+            self.nodes[x.0].keep = true;
+            self.nodes[h.0].keep = true;
+            self.probes.push((layer.to_string(), x, h));
+        }
+    }
+
+    /// Back-propagates from `root` (seeded with ones), releasing each node's
+    /// saved tensors as soon as its backward rule has run.
+    pub fn backward(&mut self, root: Var) -> Result<Gradients<B>> {
+        let backend = self.backend.clone();
+        let seed = Tensor::full(&backend, self.value(root).shape(), 1.0)?;
+        let mut grads: Vec<Option<Tensor<B>>> = (0..self.nodes.len()).map(|_| None).collect();
+        grads[root.0] = Some(seed);
+        let mut kept = HashMap::new();
+        for i in (0..=root.0).rev() {
+            let node = &mut self.nodes[i];
+            let Some(grad) = grads[i].take() else {
+                if !node.keep {
+                    node.value = None;
+                }
+                continue;
+            };
+            if let Some(rule) = node.backward.take() {
+                let parent_grads = rule(&backend, &grad)?;
+                if parent_grads.len() != node.parents.len() {
+                    return Err(Error::Backend(format!(
+                        "backward rule returned {} gradients for {} inputs",
+                        parent_grads.len(),
+                        node.parents.len()
+                    )));
+                }
+                for (p, pg) in node.parents.clone().into_iter().zip(parent_grads) {
+                    let Some(pg) = pg else { continue };
+                    if !self.nodes[p.0].requires_grad {
+                        continue;
+                    }
+                    if pg.shape() != self.nodes[p.0].value.as_ref().map_or(pg.shape(), |v| v.shape()) {
+                        return Err(Error::shape(
+                            "backward",
+                            format!("gradient {:?} for a value of shape {:?}", pg.shape(), self.value(p).shape()),
+                        ));
+                    }
+                    match &mut grads[p.0] {
+                        Some(acc) => backend.axpy(acc.buf_mut(), 1.0, pg.buf())?,
+                        slot => *slot = Some(pg),
+                    }
+                }
+            }
+            let node = &mut self.nodes[i];
+            if node.keep {
+                kept.insert(Var(i), grad);
+            } else {
+                node.value = None;
+            }
+        }
+        let params = self.params.iter().filter_map(|(&id, v)| kept.get(v).map(|g| (id, g.clone()))).collect();
+        let mut probes = Vec::with_capacity(self.probes.len());
+        for (layer, x, h) in &self.probes {
+            let grad_h = match kept.get(h) {
+                Some(g) => g.clone(),
+                None => Tensor::zeros(&backend, self.value(*h).shape())?,
+            };
+            probes.push(Probe { layer: layer.clone(), x: self.value(*x).clone(), grad_h });
+        }
+        Ok(Gradients { params, kept, probes })
+    }
+}

@@ -1,0 +1,149 @@
+//! Per-channel ops over an `outer × channels × inner` layout: bias add, bias
+//! gradient, batch norm. Every op is a per-channel reduction followed by a
+//! per-channel affine map, so two kernels do all the work; reductions
+//! accumulate in f64 over fixed blocks (deterministic), maps run in `T`.
+
+use super::super::{BatchStats, ChannelShape};
+use super::parallel::CHUNK;
+use crate::scalar::Scalar;
+use rayon::prelude::*;
+
+/// Per channel, `Σ a` and `Σ a·b` (with `b = a` when `b` is `None`).
+fn channel_dots<T: Scalar>(a: &[T], b: Option<&[T]>, s: ChannelShape) -> (Vec<f64>, Vec<f64>) {
+    let b = b.unwrap_or(a);
+    let c = s.channels;
+    if s.inner == 1 {
+        // Row-major N×C: each task sums a block of rows into its own C-vectors.
+        let rows_per_block = (CHUNK / c.max(1)).max(1);
+        let block = |(ra, rb): (&[T], &[T])| {
+            let (mut sa, mut sab) = (vec![0.0f64; c], vec![0.0f64; c]);
+            for (row_a, row_b) in ra.chunks_exact(c).zip(rb.chunks_exact(c)) {
+                for (((sa, sab), &x), &y) in sa.iter_mut().zip(sab.iter_mut()).zip(row_a).zip(row_b) {
+                    *sa += x.to_f64();
+                    *sab += x.to_f64() * y.to_f64();
+                }
+            }
+            (sa, sab)
+        };
+        let parts: Vec<_> = a.par_chunks(rows_per_block * c).zip(b.par_chunks(rows_per_block * c)).map(block).collect();
+        let (mut sa, mut sab) = (vec![0.0f64; c], vec![0.0f64; c]);
+        for (pa, pab) in parts {
+            sa.iter_mut().zip(pa).for_each(|(s, p)| *s += p);
+            sab.iter_mut().zip(pab).for_each(|(s, p)| *s += p);
+        }
+        (sa, sab)
+    } else {
+        (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mut sa, mut sab) = (0.0, 0.0);
+                for o in 0..s.outer {
+                    let start = (o * c + ch) * s.inner;
+                    for (&x, &y) in a[start..start + s.inner].iter().zip(&b[start..start + s.inner]) {
+                        sa += x.to_f64();
+                        sab += x.to_f64() * y.to_f64();
+                    }
+                }
+                (sa, sab)
+            })
+            .unzip()
+    }
+}
+
+/// `out = scale[c]·x + shift[c]`, plus `zscale[c]·z` when `z = (z, zscale)` is given.
+fn channel_affine<T: Scalar>(x: &[T], scale: &[T], shift: &[T], z: Option<(&[T], &[T])>, s: ChannelShape) -> Vec<T> {
+    let mut out = vec![T::ZERO; x.len()];
+    let (c, inner) = (s.channels, s.inner);
+    // A task covers whole `channels × inner` blocks, so a run's channel is known.
+    let block = c * inner;
+    let per_task = (CHUNK / block.max(1)).max(1) * block;
+    let body = |(task, o): (usize, &mut [T])| {
+        let base = task * per_task;
+        if inner == 1 {
+            // N×C rows: the coefficients line up with each row.
+            for (r, row) in o.chunks_mut(c).enumerate() {
+                let start = base + r * c;
+                let xs = row.iter_mut().zip(&x[start..start + c]).zip(scale.iter().zip(shift));
+                match z {
+                    None => xs.for_each(|((o, &v), (&a, &b))| *o = a * v + b),
+                    Some((z, zs)) => {
+                        xs.zip(z[start..start + c].iter().zip(zs)).for_each(|(((o, &v), (&a, &b)), (&w, &k))| *o = a * v + b + k * w)
+                    }
+                }
+            }
+        } else {
+            // NCHW: each run of `inner` elements shares one channel's coefficients.
+            for (r, run) in o.chunks_mut(inner).enumerate() {
+                let start = base + r * inner;
+                let ch = (start / inner) % c;
+                let (a, b) = (scale[ch], shift[ch]);
+                let xs = run.iter_mut().zip(&x[start..start + inner]);
+                match z {
+                    None => xs.for_each(|(o, &v)| *o = a * v + b),
+                    Some((z, zs)) => xs.zip(&z[start..start + inner]).for_each(|((o, &v), &w)| *o = a * v + b + zs[ch] * w),
+                }
+            }
+        }
+    };
+    if x.len() > CHUNK {
+        out.par_chunks_mut(per_task).enumerate().for_each(body);
+    } else if !out.is_empty() {
+        body((0, &mut out));
+    }
+    out
+}
+
+fn cast<T: Scalar>(v: &[f64]) -> Vec<T> {
+    v.iter().map(|&x| T::from_f64(x)).collect()
+}
+
+pub fn add_bias<T: Scalar>(x: &[T], bias: &[T], s: ChannelShape) -> Vec<T> {
+    channel_affine(x, &vec![T::ONE; s.channels], bias, None, s)
+}
+
+pub fn channel_sum<T: Scalar>(x: &[T], s: ChannelShape) -> Vec<T> {
+    cast(&channel_dots(x, None, s).0)
+}
+
+pub fn batch_norm_train<T: Scalar>(x: &[T], gamma: &[T], beta: &[T], s: ChannelShape, eps: f64) -> (Vec<T>, BatchStats<Vec<T>>) {
+    let m = s.per_channel() as f64;
+    let (sum, sum_sq) = channel_dots(x, None, s);
+    let mean: Vec<f64> = sum.iter().map(|v| v / m).collect();
+    // E[x²] − μ² from f64 sums: exact enough unless |μ|/σ exceeds ~1e6.
+    let var: Vec<f64> = sum_sq.iter().zip(&mean).map(|(q, mu)| (q / m - mu * mu).max(0.0)).collect();
+    let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let scale: Vec<f64> = (0..s.channels).map(|c| gamma[c].to_f64() * inv_std[c]).collect();
+    let shift: Vec<f64> = (0..s.channels).map(|c| beta[c].to_f64() - mean[c] * scale[c]).collect();
+    let y = channel_affine(x, &cast(&scale), &cast(&shift), None, s);
+    (y, BatchStats { mean: cast(&mean), var: cast(&var), inv_std: cast(&inv_std) })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_eval<T: Scalar>(x: &[T], gamma: &[T], beta: &[T], mean: &[T], var: &[T], s: ChannelShape, eps: f64) -> Vec<T> {
+    let scale: Vec<f64> = (0..s.channels).map(|c| gamma[c].to_f64() / (var[c].to_f64() + eps).sqrt()).collect();
+    let shift: Vec<f64> = (0..s.channels).map(|c| beta[c].to_f64() - mean[c].to_f64() * scale[c]).collect();
+    channel_affine(x, &cast(&scale), &cast(&shift), None, s)
+}
+
+/// With x̂ = (x − μ)·σ⁻¹ and M elements per channel: dβ = Σdy,
+/// dγ = σ⁻¹(Σdy·x − μΣdy), and dx = γσ⁻¹/M·(M·dy − dβ − x̂·dγ), which is
+/// affine per channel in (dy, x).
+pub fn batch_norm_backward<T: Scalar>(
+    dy: &[T],
+    x: &[T],
+    gamma: &[T],
+    mean: &[T],
+    inv_std: &[T],
+    s: ChannelShape,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let m = s.per_channel() as f64;
+    let (dbeta, sum_dy_x) = channel_dots(dy, Some(x), s);
+    let (mu, is) = (|c: usize| mean[c].to_f64(), |c: usize| inv_std[c].to_f64());
+    let dgamma: Vec<f64> = (0..s.channels).map(|c| is(c) * (sum_dy_x[c] - mu(c) * dbeta[c])).collect();
+    let k: Vec<f64> = (0..s.channels).map(|c| gamma[c].to_f64() * is(c) / m).collect();
+    let dy_scale: Vec<f64> = k.iter().map(|k| k * m).collect();
+    let x_scale: Vec<f64> = (0..s.channels).map(|c| -k[c] * dgamma[c] * is(c)).collect();
+    let shift: Vec<f64> = (0..s.channels).map(|c| k[c] * (dgamma[c] * is(c) * mu(c) - dbeta[c])).collect();
+    let dx = channel_affine(dy, &cast(&dy_scale), &cast(&shift), Some((x, &cast(&x_scale))), s);
+    (dx, cast(&dgamma), cast(&dbeta))
+}

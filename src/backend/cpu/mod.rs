@@ -1,0 +1,226 @@
+//! The CPU backend: rayon for data parallelism, the `gemm` crate for matrix
+//! products. Generic over the element type, so `Cpu<f64>` runs the very same
+//! code paths in double precision for gradient checks.
+
+mod channel;
+pub mod gemm;
+pub mod parallel;
+mod softmax;
+mod update;
+
+use super::{AdamHyper, Backend, BatchStats, ChannelShape, Device, Gemm, SgdHyper};
+use crate::error::{Error, Result};
+use crate::rng;
+use crate::scalar::Scalar;
+use std::marker::PhantomData;
+
+/// The CPU device, computing in `T`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu<T>(PhantomData<T>);
+
+impl<T> Cpu<T> {
+    pub fn new() -> Self {
+        Cpu(PhantomData)
+    }
+}
+
+fn same_len<T>(op: &'static str, a: &[T], b: &[T]) -> Result<()> {
+    if a.len() == b.len() {
+        Ok(())
+    } else {
+        Err(Error::shape(op, format!("lengths {} and {}", a.len(), b.len())))
+    }
+}
+
+fn check_channels<T>(op: &'static str, x: &[T], s: ChannelShape, per_channel: &[&[T]]) -> Result<()> {
+    if x.len() != s.len() || per_channel.iter().any(|p| p.len() != s.channels) {
+        return Err(Error::shape(op, format!("{s:?} does not fit a buffer of {}", x.len())));
+    }
+    Ok(())
+}
+
+fn check_labels(labels: &[u32], rows: usize, classes: usize) -> Result<()> {
+    if labels.len() != rows {
+        return Err(Error::shape("softmax_xent", format!("{} labels for {rows} rows", labels.len())));
+    }
+    match labels.iter().find(|&&y| y as usize >= classes) {
+        Some(y) => Err(Error::shape("softmax_xent", format!("label {y} out of range for {classes} classes"))),
+        None => Ok(()),
+    }
+}
+
+impl<T: Scalar> Backend for Cpu<T> {
+    type Elem = T;
+    type Buf = Vec<T>;
+
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+
+    fn len(&self, buf: &Vec<T>) -> usize {
+        buf.len()
+    }
+
+    fn full(&self, len: usize, value: f64) -> Result<Vec<T>> {
+        Ok(vec![T::from_f64(value); len])
+    }
+
+    fn upload(&self, host: &[T]) -> Result<Vec<T>> {
+        Ok(host.to_vec())
+    }
+
+    fn download(&self, buf: &Vec<T>) -> Result<Vec<T>> {
+        Ok(buf.clone())
+    }
+
+    fn gemm(&self, a: &Vec<T>, b: &Vec<T>, c: &mut Vec<T>, g: Gemm) -> Result<()> {
+        gemm::gemm(a, b, c, g)
+    }
+
+    fn matmul(&self, a: &Vec<T>, b: &Vec<T>, g: Gemm) -> Result<Vec<T>> {
+        gemm::matmul(a, b, g)
+    }
+
+    fn add(&self, a: &Vec<T>, b: &Vec<T>) -> Result<Vec<T>> {
+        same_len("add", a, b)?;
+        Ok(parallel::zip(a, b, |x, y| x + y))
+    }
+
+    fn sub(&self, a: &Vec<T>, b: &Vec<T>) -> Result<Vec<T>> {
+        same_len("sub", a, b)?;
+        Ok(parallel::zip(a, b, |x, y| x - y))
+    }
+
+    fn mul(&self, a: &Vec<T>, b: &Vec<T>) -> Result<Vec<T>> {
+        same_len("mul", a, b)?;
+        Ok(parallel::zip(a, b, |x, y| x * y))
+    }
+
+    fn scale(&self, a: &Vec<T>, s: f64) -> Result<Vec<T>> {
+        let s = T::from_f64(s);
+        Ok(parallel::map(a, |x| x * s))
+    }
+
+    fn axpy(&self, y: &mut Vec<T>, alpha: f64, x: &Vec<T>) -> Result<()> {
+        same_len("axpy", y, x)?;
+        let alpha = T::from_f64(alpha);
+        parallel::for_each_chunk(y, |start, ys| {
+            let x = &x[start..start + ys.len()];
+            for (y, &x) in ys.iter_mut().zip(x) {
+                *y += alpha * x;
+            }
+        });
+        Ok(())
+    }
+
+    fn relu(&self, x: &Vec<T>) -> Result<Vec<T>> {
+        Ok(parallel::map(x, |v| if v > T::ZERO { v } else { T::ZERO }))
+    }
+
+    fn relu_backward(&self, grad: &Vec<T>, y: &Vec<T>) -> Result<Vec<T>> {
+        same_len("relu_backward", grad, y)?;
+        Ok(parallel::zip(grad, y, |g, y| if y > T::ZERO { g } else { T::ZERO }))
+    }
+
+    fn dropout_mask(&self, len: usize, p: f64, seed: u64, stream: u64) -> Result<Vec<T>> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::arg("dropout p", format!("{p} is not in [0, 1)")));
+        }
+        let keep = T::from_f64(1.0 / (1.0 - p));
+        let mut out = vec![T::ZERO; len];
+        parallel::for_each_chunk(&mut out, |start, o| {
+            for (i, o) in o.iter_mut().enumerate() {
+                let u = rng::unit_f64(rng::hash3(seed, stream, (start + i) as u64));
+                *o = if u < p { T::ZERO } else { keep };
+            }
+        });
+        Ok(out)
+    }
+
+    fn add_channel_bias(&self, x: &Vec<T>, bias: &Vec<T>, s: ChannelShape) -> Result<Vec<T>> {
+        check_channels("add_channel_bias", x, s, &[bias])?;
+        Ok(channel::add_bias(x, bias, s))
+    }
+
+    fn channel_sum(&self, x: &Vec<T>, s: ChannelShape) -> Result<Vec<T>> {
+        check_channels("channel_sum", x, s, &[])?;
+        Ok(channel::channel_sum(x, s))
+    }
+
+    fn batch_norm_train(
+        &self,
+        x: &Vec<T>,
+        gamma: &Vec<T>,
+        beta: &Vec<T>,
+        s: ChannelShape,
+        eps: f64,
+    ) -> Result<(Vec<T>, BatchStats<Vec<T>>)> {
+        check_channels("batch_norm", x, s, &[gamma, beta])?;
+        Ok(channel::batch_norm_train(x, gamma, beta, s, eps))
+    }
+
+    fn batch_norm_eval(
+        &self,
+        x: &Vec<T>,
+        gamma: &Vec<T>,
+        beta: &Vec<T>,
+        mean: &Vec<T>,
+        var: &Vec<T>,
+        s: ChannelShape,
+        eps: f64,
+    ) -> Result<Vec<T>> {
+        check_channels("batch_norm_eval", x, s, &[gamma, beta, mean, var])?;
+        Ok(channel::batch_norm_eval(x, gamma, beta, mean, var, s, eps))
+    }
+
+    fn batch_norm_backward(
+        &self,
+        dy: &Vec<T>,
+        x: &Vec<T>,
+        gamma: &Vec<T>,
+        mean: &Vec<T>,
+        inv_std: &Vec<T>,
+        s: ChannelShape,
+    ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        check_channels("batch_norm_backward", x, s, &[gamma, mean, inv_std])?;
+        same_len("batch_norm_backward", dy, x)?;
+        Ok(channel::batch_norm_backward(dy, x, gamma, mean, inv_std, s))
+    }
+
+    fn sum(&self, x: &Vec<T>) -> Result<f64> {
+        Ok(parallel::sum_chunks(x.len(), |r| x[r].iter().map(|v| v.to_f64()).sum()))
+    }
+
+    fn dot(&self, a: &Vec<T>, b: &Vec<T>) -> Result<f64> {
+        same_len("dot", a, b)?;
+        Ok(parallel::sum_chunks(a.len(), |r| a[r.clone()].iter().zip(&b[r]).map(|(x, y)| x.to_f64() * y.to_f64()).sum()))
+    }
+
+    fn softmax_xent(&self, logits: &Vec<T>, labels: &[u32], classes: usize) -> Result<(Vec<T>, f64)> {
+        if classes == 0 || logits.len() % classes != 0 {
+            return Err(Error::shape("softmax_xent", format!("{} logits for {classes} classes", logits.len())));
+        }
+        check_labels(labels, logits.len() / classes, classes)?;
+        Ok(softmax::softmax_xent(logits, labels, classes))
+    }
+
+    fn softmax_xent_backward(&self, probs: &Vec<T>, labels: &[u32], classes: usize, scale: f64) -> Result<Vec<T>> {
+        check_labels(labels, probs.len() / classes.max(1), classes)?;
+        Ok(softmax::softmax_xent_backward(probs, labels, classes, scale))
+    }
+
+    fn sgd_step(&self, param: &mut Vec<T>, grad: &Vec<T>, velocity: &mut Vec<T>, h: &SgdHyper) -> Result<()> {
+        same_len("sgd_step", param, grad)?;
+        same_len("sgd_step", param, velocity)?;
+        update::sgd(param, grad, velocity, h);
+        Ok(())
+    }
+
+    fn adam_step(&self, param: &mut Vec<T>, grad: &Vec<T>, m: &mut Vec<T>, v: &mut Vec<T>, h: &AdamHyper) -> Result<()> {
+        same_len("adam_step", param, grad)?;
+        same_len("adam_step", param, m)?;
+        same_len("adam_step", param, v)?;
+        update::adam(param, grad, m, v, h);
+        Ok(())
+    }
+}

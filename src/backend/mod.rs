@@ -1,0 +1,175 @@
+//! The seam between the engine and the hardware.
+//!
+//! [`Backend`] is the whole op set a device must provide. Tensors, autograd,
+//! layers, optimisers and analysis call only these methods, so the same model
+//! code runs on the CPU ([`cpu::Cpu`]) and on CUDA. Buffers are flat; shapes
+//! live one level up, in [`crate::tensor::Tensor`].
+
+pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+mod device;
+
+pub use device::Device;
+
+use crate::error::Result;
+use crate::scalar::Scalar;
+use std::fmt::Debug;
+
+/// A row-major GEMM: `C[m×n] = alpha · op(A) · op(B) + beta · C`, where `op(A)`
+/// is m×k (A stored k×m when `trans_a`) and `op(B)` is k×n.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub alpha: f64,
+    pub beta: f64,
+}
+
+impl Gemm {
+    /// `C = op(A)·op(B)`, overwriting C.
+    pub fn new(m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> Self {
+        Gemm { m, n, k, trans_a, trans_b, alpha: 1.0, beta: 0.0 }
+    }
+}
+
+/// Layout of a per-channel op (bias, batch norm): `outer × channels × inner`.
+/// A feature matrix N×C is `(N, C, 1)`; an NCHW activation is `(N, C, H·W)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelShape {
+    pub outer: usize,
+    pub channels: usize,
+    pub inner: usize,
+}
+
+impl ChannelShape {
+    pub fn len(&self) -> usize {
+        self.outer * self.channels * self.inner
+    }
+    /// Elements that share one channel.
+    pub fn per_channel(&self) -> usize {
+        self.outer * self.inner
+    }
+}
+
+/// What a training-mode batch norm returns besides its output: the batch
+/// statistics backward needs and the running averages are updated from.
+#[derive(Clone, Debug)]
+pub struct BatchStats<Buf> {
+    pub mean: Buf,
+    /// Biased (population) variance of the batch.
+    pub var: Buf,
+    pub inv_std: Buf,
+}
+
+/// SGD with momentum and L2 weight decay, PyTorch's convention:
+/// `v ← μv + (g + λw)`, step along `v` (or `g + λw + μv` with Nesterov).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdHyper {
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub nesterov: bool,
+}
+
+/// Adam with L2 weight decay added to the gradient; `step` counts from 1.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamHyper {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub step: u64,
+}
+
+/// The op set every device implements.
+pub trait Backend: Clone + Debug + Send + Sync + 'static {
+    type Elem: Scalar;
+    type Buf: Clone + Debug + Send + Sync;
+
+    fn device(&self) -> Device;
+
+    // ---- memory ----
+    fn len(&self, buf: &Self::Buf) -> usize;
+    fn full(&self, len: usize, value: f64) -> Result<Self::Buf>;
+    fn zeros(&self, len: usize) -> Result<Self::Buf> {
+        self.full(len, 0.0)
+    }
+    fn upload(&self, host: &[Self::Elem]) -> Result<Self::Buf>;
+    fn download(&self, buf: &Self::Buf) -> Result<Vec<Self::Elem>>;
+
+    // ---- dense linear algebra ----
+    /// `C = alpha·op(A)·op(B) + beta·C`, accumulating into an existing `c`.
+    fn gemm(&self, a: &Self::Buf, b: &Self::Buf, c: &mut Self::Buf, g: Gemm) -> Result<()>;
+    /// `alpha·op(A)·op(B)` into a new buffer (`g.beta` is ignored).
+    fn matmul(&self, a: &Self::Buf, b: &Self::Buf, g: Gemm) -> Result<Self::Buf>;
+
+    // ---- element-wise ----
+    fn add(&self, a: &Self::Buf, b: &Self::Buf) -> Result<Self::Buf>;
+    fn sub(&self, a: &Self::Buf, b: &Self::Buf) -> Result<Self::Buf>;
+    fn mul(&self, a: &Self::Buf, b: &Self::Buf) -> Result<Self::Buf>;
+    fn scale(&self, a: &Self::Buf, s: f64) -> Result<Self::Buf>;
+    /// `y ← y + alpha·x`, in place (gradient accumulation, running averages).
+    fn axpy(&self, y: &mut Self::Buf, alpha: f64, x: &Self::Buf) -> Result<()>;
+    fn relu(&self, x: &Self::Buf) -> Result<Self::Buf>;
+    /// `grad · [y > 0]`, from the ReLU's output `y`.
+    fn relu_backward(&self, grad: &Self::Buf, y: &Self::Buf) -> Result<Self::Buf>;
+    /// A dropout mask: 0 with probability `p`, else `1/(1-p)`; element i draws
+    /// from [`crate::rng::hash3`]`(seed, stream, i)`, the same on every device.
+    fn dropout_mask(&self, len: usize, p: f64, seed: u64, stream: u64) -> Result<Self::Buf>;
+
+    // ---- per-channel ----
+    /// `x + bias[c]` broadcast over outer and inner.
+    fn add_channel_bias(&self, x: &Self::Buf, bias: &Self::Buf, s: ChannelShape) -> Result<Self::Buf>;
+    /// Sum over outer and inner for each channel (a bias gradient).
+    fn channel_sum(&self, x: &Self::Buf, s: ChannelShape) -> Result<Self::Buf>;
+    fn batch_norm_train(
+        &self,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        s: ChannelShape,
+        eps: f64,
+    ) -> Result<(Self::Buf, BatchStats<Self::Buf>)>;
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_eval(
+        &self,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        mean: &Self::Buf,
+        var: &Self::Buf,
+        s: ChannelShape,
+        eps: f64,
+    ) -> Result<Self::Buf>;
+    /// Backward of a training-mode batch norm: `(dx, dgamma, dbeta)`.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_backward(
+        &self,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        mean: &Self::Buf,
+        inv_std: &Self::Buf,
+        s: ChannelShape,
+    ) -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
+
+    // ---- reductions (to the host) ----
+    fn sum(&self, x: &Self::Buf) -> Result<f64>;
+    fn dot(&self, a: &Self::Buf, b: &Self::Buf) -> Result<f64>;
+
+    // ---- loss ----
+    /// Row-wise softmax of `rows × classes` logits, and the summed negative
+    /// log-likelihood of `labels`.
+    fn softmax_xent(&self, logits: &Self::Buf, labels: &[u32], classes: usize) -> Result<(Self::Buf, f64)>;
+    /// `scale · (softmax − onehot(labels))`.
+    fn softmax_xent_backward(&self, probs: &Self::Buf, labels: &[u32], classes: usize, scale: f64) -> Result<Self::Buf>;
+
+    // ---- optimiser updates, in place ----
+    fn sgd_step(&self, param: &mut Self::Buf, grad: &Self::Buf, velocity: &mut Self::Buf, h: &SgdHyper) -> Result<()>;
+    fn adam_step(&self, param: &mut Self::Buf, grad: &Self::Buf, m: &mut Self::Buf, v: &mut Self::Buf, h: &AdamHyper) -> Result<()>;
+}

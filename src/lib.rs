@@ -1,0 +1,16 @@
+//! kappa: trains deep networks and measures, while they train, how well
+//! conditioned each layer's optimisation problem is (Huang et al., ECCV 2020).
+
+pub mod autograd;
+pub mod backend;
+pub mod data;
+pub mod error;
+pub mod models;
+pub mod nn;
+pub mod optim;
+pub mod rng;
+pub mod scalar;
+pub mod tensor;
+pub mod train;
+
+pub use error::{Error, Result};

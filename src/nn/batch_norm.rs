@@ -1,0 +1,56 @@
+//! Batch normalisation layer: affine γ, β and running statistics.
+
+use super::{BufferId, ParamId, ParamStore};
+use crate::autograd::{Tape, Var};
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+pub struct BatchNorm {
+    pub name: String,
+    pub gamma: ParamId,
+    pub beta: ParamId,
+    pub running_mean: BufferId,
+    pub running_var: BufferId,
+    /// Weight of the new batch in the running averages (PyTorch's and Torch7's 0.1).
+    pub momentum: f64,
+    pub eps: f64,
+}
+
+impl BatchNorm {
+    pub fn new<B: Backend>(
+        store: &mut ParamStore<B>,
+        backend: &B,
+        name: &str,
+        channels: usize,
+        layer: usize,
+        momentum: f64,
+    ) -> Result<Self> {
+        let gamma = store.add(format!("{name}.weight"), Tensor::full(backend, &[channels], 1.0)?, layer);
+        let beta = store.add(format!("{name}.bias"), Tensor::zeros(backend, &[channels])?, layer);
+        let running_mean = store.add_buffer(format!("{name}.running_mean"), Tensor::zeros(backend, &[channels])?);
+        let running_var = store.add_buffer(format!("{name}.running_var"), Tensor::full(backend, &[channels], 1.0)?);
+        Ok(BatchNorm { name: name.to_string(), gamma, beta, running_mean, running_var, momentum, eps: 1e-5 })
+    }
+
+    /// Training mode normalises with batch statistics and updates the running
+    /// averages (variance unbiased, as PyTorch does); eval mode uses the averages.
+    pub fn forward<B: Backend>(&self, tape: &mut Tape<B>, store: &mut ParamStore<B>, x: Var, train: bool) -> Result<Var> {
+        let (g, b) = (tape.param(store, self.gamma), tape.param(store, self.beta));
+        if !train {
+            let (mean, var) = (store.buffer(self.running_mean).clone(), store.buffer(self.running_var).clone());
+            return tape.batch_norm_eval(x, g, b, &mean, &var, self.eps);
+        }
+        let out = tape.batch_norm_train(x, g, b, self.eps)?;
+        let n = tape.value(x).channel_shape()?.per_channel() as f64;
+        let be = tape.backend().clone();
+        let m = self.momentum;
+        let rm = store.buffer_mut(self.running_mean).buf_mut();
+        *rm = be.scale(rm, 1.0 - m)?;
+        be.axpy(rm, m, &out.stats.mean)?;
+        let rv = store.buffer_mut(self.running_var).buf_mut();
+        *rv = be.scale(rv, 1.0 - m)?;
+        be.axpy(rv, m * n / (n - 1.0).max(1.0), &out.stats.var)?;
+        Ok(out.y)
+    }
+}

@@ -1,0 +1,71 @@
+//! Learning-rate schedules, by epoch.
+
+use crate::error::{Error, Result};
+use std::str::FromStr;
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Schedule {
+    Constant,
+    /// Multiply by `gamma` at each milestone epoch (0-based epoch index reached).
+    Multistep {
+        milestones: Vec<usize>,
+        gamma: f64,
+    },
+}
+
+impl Schedule {
+    pub fn lr(&self, base: f64, epoch: usize) -> f64 {
+        match self {
+            Schedule::Constant => base,
+            Schedule::Multistep { milestones, gamma } => base * gamma.powi(milestones.iter().filter(|&&m| epoch >= m).count() as i32),
+        }
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = Error;
+    /// `constant` or `multistep:E1,E2[:gamma]` (gamma defaults to 0.1).
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |why: &str| Error::arg("--schedule", format!("'{s}': {why}; expected constant or multistep:E1,E2[:gamma]"));
+        if s == "constant" {
+            return Ok(Schedule::Constant);
+        }
+        let rest = s.strip_prefix("multistep:").ok_or_else(|| bad("unknown schedule"))?;
+        let (epochs, gamma) = match rest.split_once(':') {
+            Some((e, g)) => (e, g.parse::<f64>().map_err(|_| bad("gamma is not a number"))?),
+            None => (rest, 0.1),
+        };
+        let milestones = epochs
+            .split(',')
+            .map(|e| e.trim().parse::<usize>().map_err(|_| bad("milestones must be whole epochs")))
+            .collect::<Result<Vec<_>>>()?;
+        if milestones.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(bad("milestones must increase"));
+        }
+        if !(gamma > 0.0 && gamma.is_finite()) {
+            return Err(bad("gamma must be positive"));
+        }
+        Ok(Schedule::Multistep { milestones, gamma })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multistep_decays_at_milestones() {
+        let s: Schedule = "multistep:80,120".parse().unwrap();
+        assert_eq!(s.lr(0.1, 79), 0.1);
+        assert!((s.lr(0.1, 80) - 0.01).abs() < 1e-15);
+        assert!((s.lr(0.1, 121) - 0.01).abs() < 1e-15);
+        assert!((s.lr(0.1, 120) - 0.001).abs() < 1e-15);
+        let s: Schedule = "multistep:2:0.5".parse().unwrap();
+        assert_eq!(s.lr(1.0, 2), 0.5);
+        assert_eq!("constant".parse::<Schedule>().unwrap().lr(0.3, 99), 0.3);
+        for bad in ["step:1", "multistep:", "multistep:5,3", "multistep:a", "multistep:3:-1"] {
+            assert!(bad.parse::<Schedule>().unwrap_err().to_string().contains("--schedule"), "{bad}");
+        }
+    }
+}

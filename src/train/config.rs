@@ -1,0 +1,86 @@
+//! Everything a training run is determined by; saved as `config.json`.
+
+use crate::backend::Device;
+use crate::error::{Error, Result};
+use crate::nn::Init;
+use crate::optim::Schedule;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    Sgd,
+    Adam,
+    /// Full-batch gradient descent: every step sees the whole training set.
+    Gd,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub model: String,
+    pub depth: usize,
+    pub width: usize,
+    pub bn: bool,
+    pub init: Init,
+    pub data: String,
+    pub data_dir: Option<PathBuf>,
+    /// The paper's MNIST preprocessing: centre-crop to `.0`, resize to `.1`.
+    pub crop_resize: Option<(usize, usize)>,
+    pub limit_train: Option<usize>,
+    pub optimizer: OptimizerKind,
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    pub schedule: Schedule,
+    pub epochs: Option<usize>,
+    pub iterations: Option<usize>,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub out: PathBuf,
+    /// 1-based layers whose parameters receive no update.
+    pub freeze: Vec<usize>,
+    pub log_every: usize,
+    pub device: String,
+}
+
+impl TrainConfig {
+    pub fn device(&self) -> Result<Device> {
+        self.device.parse()
+    }
+
+    /// Checks what clap cannot: relations between flags and value ranges.
+    pub fn validate(&self) -> Result<()> {
+        crate::models::check_name(&self.model)?;
+        self.device()?;
+        if self.batch_size == 0 {
+            return Err(Error::arg("--batch-size", "must be at least 1"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::arg("--lr", format!("{} is not a positive learning rate", self.lr)));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(Error::arg("--momentum", format!("{} is not in [0, 1)", self.momentum)));
+        }
+        if self.nesterov && self.momentum == 0.0 {
+            return Err(Error::arg("--nesterov", "needs --momentum > 0"));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::arg("--weight-decay", format!("{} is not a non-negative number", self.weight_decay)));
+        }
+        match (self.epochs, self.iterations) {
+            (Some(0), _) => Err(Error::arg("--epochs", "must be at least 1")),
+            (_, Some(0)) => Err(Error::arg("--iterations", "must be at least 1")),
+            (Some(_), Some(_)) => Err(Error::arg("--iterations", "give --epochs or --iterations, not both")),
+            _ => Ok(()),
+        }?;
+        if self.log_every == 0 {
+            return Err(Error::arg("--log-every", "must be at least 1"));
+        }
+        if let Some(&bad) = self.freeze.iter().find(|&&l| l == 0 || l > self.depth) {
+            return Err(Error::arg("--freeze", format!("layer {bad} does not exist; layers are numbered 1..={}", self.depth)));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! The run directory's `metrics.jsonl` (one JSON object per record, flushed as
+//! written so a crash loses nothing) and its `summary.json`.
+
+use crate::error::{Error, Result};
+use serde::Serialize;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+pub struct MetricsLog {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl MetricsLog {
+    /// Creates `dir/metrics.jsonl`, refusing to touch one that already exists.
+    pub fn create(dir: &Path) -> Result<Self> {
+        let path = dir.join("metrics.jsonl");
+        let file = OpenOptions::new().write(true).create_new(true).open(&path).map_err(|e| {
+            let detail = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                "already holds a run's metrics; pick another --out so nothing is overwritten".to_string()
+            } else {
+                e.to_string()
+            };
+            Error::data(&path, detail)
+        })?;
+        Ok(MetricsLog { path, out: BufWriter::new(file) })
+    }
+
+    pub fn write(&mut self, record: &impl Serialize) -> Result<()> {
+        let io = |e: std::io::Error| Error::data(&self.path, e.to_string());
+        serde_json::to_writer(&mut self.out, record).map_err(|e| Error::data(&self.path, e.to_string()))?;
+        self.out.write_all(b"\n").map_err(io)?;
+        self.out.flush().map_err(io)
+    }
+}
+
+/// The outcome of a run, printed at the end and saved as `summary.json`.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct Summary {
+    pub model: String,
+    pub data: String,
+    pub iterations: usize,
+    pub epochs: usize,
+    pub diverged: bool,
+    /// The iteration whose loss was NaN or infinite.
+    pub diverged_at: Option<usize>,
+    pub train_loss: Option<f64>,
+    pub train_accuracy: Option<f64>,
+    pub test_loss: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    pub seconds: f64,
+    pub examples_per_second: f64,
+    pub out: PathBuf,
+}
+
+impl Summary {
+    pub fn save(&self) -> Result<()> {
+        let path = self.out.join("summary.json");
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::data(&path, e.to_string()))?;
+        std::fs::write(&path, text + "\n").map_err(|e| Error::data(&path, e.to_string()))
+    }
+
+    /// One line for the terminal.
+    pub fn line(&self) -> String {
+        let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2}%", 100.0 * v));
+        let num = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
+        let status = match self.diverged_at {
+            Some(i) => format!("DIVERGED at iteration {i} (loss not finite)"),
+            None => "finished".into(),
+        };
+        format!(
+            "{status}: {} on {}, {} iterations / {} epochs in {:.1}s ({:.0} examples/s); train loss {} acc {}; test loss {} acc {}; run dir {}",
+            self.model,
+            self.data,
+            self.iterations,
+            self.epochs,
+            self.seconds,
+            self.examples_per_second,
+            num(self.train_loss),
+            pct(self.train_accuracy),
+            num(self.test_loss),
+            pct(self.test_accuracy),
+            self.out.display()
+        )
+    }
+}

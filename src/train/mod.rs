@@ -1,0 +1,11 @@
+//! Training: configuration, the step loop, evaluation and the metrics log.
+
+mod config;
+mod metrics;
+mod run;
+mod trainer;
+
+pub use config::{OptimizerKind, TrainConfig};
+pub use metrics::{MetricsLog, Summary};
+pub use run::run;
+pub use trainer::{EvalStats, StepStats, Trainer};

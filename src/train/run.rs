@@ -1,0 +1,131 @@
+//! The `kappa train` job: data, trainer, progress bar, metrics, summary.
+
+use super::config::{OptimizerKind, TrainConfig};
+use super::metrics::{MetricsLog, Summary};
+use super::trainer::Trainer;
+use crate::backend::cpu::Cpu;
+use crate::backend::{Backend, Device};
+use crate::data::{self, LoadOptions, Loader};
+use crate::error::{Error, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::time::Instant;
+
+/// Runs the configured training on the configured device.
+pub fn run(cfg: &TrainConfig) -> Result<Summary> {
+    cfg.validate()?;
+    match cfg.device()? {
+        Device::Cpu => run_on(&Cpu::<f32>::new(), cfg),
+        Device::Cuda(i) => cuda_unavailable(i),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_unavailable(ordinal: usize) -> Result<Summary> {
+    Err(Error::CudaNotCompiled(ordinal))
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_unavailable(ordinal: usize) -> Result<Summary> {
+    let info = crate::backend::cuda::probe(ordinal)?;
+    Err(Error::CudaUnavailable(format!(
+        "found {} (sm_{}{}), but this build has no CUDA op set yet; train on --device cpu",
+        info.name, info.compute_capability.0, info.compute_capability.1
+    )))
+}
+
+fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig) -> Result<Summary> {
+    let opts = LoadOptions { crop_resize: cfg.crop_resize, limit_train: cfg.limit_train, limit_test: None };
+    let split = data::load(&cfg.data, cfg.data_dir.as_deref(), &opts)?;
+    let mut trainer = Trainer::new(backend, cfg, split.train.dim(), split.train.classes)?;
+
+    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::data(&cfg.out, format!("cannot create the run directory: {e}")))?;
+    let mut log = MetricsLog::create(&cfg.out)?;
+    let config_path = cfg.out.join("config.json");
+    let config_json = serde_json::to_string_pretty(&json!({ "train": cfg, "model": trainer.model().describe() }))
+        .map_err(|e| Error::data(&config_path, e.to_string()))?;
+    std::fs::write(&config_path, config_json + "\n").map_err(|e| Error::data(&config_path, e.to_string()))?;
+
+    let batch_size = if cfg.optimizer == OptimizerKind::Gd { split.train.len() } else { cfg.batch_size };
+    let loader = Loader::new(&split.train, batch_size, cfg.seed, true, false)?;
+    let per_epoch = loader.batches_per_epoch();
+    let total = cfg.iterations.unwrap_or(cfg.epochs.unwrap_or(1) * per_epoch);
+    let epochs = total.div_ceil(per_epoch);
+
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} it  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let start = Instant::now();
+    let mut summary = Summary {
+        model: trainer.model().describe(),
+        data: split.train.name.clone(),
+        iterations: 0,
+        epochs: 0,
+        diverged: false,
+        diverged_at: None,
+        train_loss: None,
+        train_accuracy: None,
+        test_loss: None,
+        test_accuracy: None,
+        seconds: 0.0,
+        examples_per_second: 0.0,
+        out: cfg.out.clone(),
+    };
+    let (mut window_loss, mut window_correct, mut window_n, mut window_steps, mut seen) = (0.0, 0usize, 0usize, 0usize, 0usize);
+    'epochs: for epoch in 0..epochs {
+        let lr = cfg.schedule.lr(cfg.lr, epoch);
+        for batch in loader.epoch(epoch) {
+            if summary.iterations == total {
+                break 'epochs;
+            }
+            let stats = trainer.step(&batch, lr)?;
+            summary.iterations += 1;
+            seen += stats.examples;
+            if !stats.loss.is_finite() {
+                summary.diverged = true;
+                summary.diverged_at = Some(summary.iterations);
+                summary.epochs = epoch + 1;
+                log.write(
+                    &json!({ "kind": "train", "iteration": summary.iterations, "epoch": epoch, "loss": null, "diverged": true, "lr": lr }),
+                )?;
+                break 'epochs;
+            }
+            window_loss += stats.loss;
+            window_correct += stats.correct;
+            window_n += stats.examples;
+            window_steps += 1;
+            if summary.iterations % cfg.log_every == 0 || summary.iterations == total {
+                let (loss, acc) = (window_loss / window_steps as f64, window_correct as f64 / window_n as f64);
+                let rate = seen as f64 / start.elapsed().as_secs_f64();
+                log.write(&json!({ "kind": "train", "iteration": summary.iterations, "epoch": epoch, "loss": loss, "accuracy": acc, "lr": lr, "examples_per_second": rate }))?;
+                bar.set_message(format!("epoch {} loss {loss:.4} acc {:.1}% {rate:.0} ex/s", epoch + 1, 100.0 * acc));
+                (summary.train_loss, summary.train_accuracy) = (Some(loss), Some(acc));
+                (window_loss, window_correct, window_n, window_steps) = (0.0, 0, 0, 0);
+            }
+            bar.inc(1);
+        }
+        summary.epochs = epoch + 1;
+        let eval = trainer.evaluate(&split.test, 1000)?;
+        log.write(&json!({ "kind": "eval", "iteration": summary.iterations, "epoch": epoch, "test_loss": eval.loss, "test_accuracy": eval.accuracy }))?;
+        (summary.test_loss, summary.test_accuracy) = (Some(eval.loss), Some(eval.accuracy));
+        let line = format!(
+            "epoch {:>3}  train loss {:.4} acc {:5.2}%  test loss {:.4} acc {:5.2}%  lr {lr:.3e}",
+            epoch + 1,
+            summary.train_loss.unwrap_or(f64::NAN),
+            100.0 * summary.train_accuracy.unwrap_or(f64::NAN),
+            eval.loss,
+            100.0 * eval.accuracy
+        );
+        bar.suspend(|| println!("{line}"));
+    }
+    bar.finish_and_clear();
+    summary.seconds = start.elapsed().as_secs_f64();
+    summary.examples_per_second = seen as f64 / summary.seconds.max(1e-9);
+    if summary.diverged {
+        log.write(&json!({ "kind": "summary", "diverged": true, "iteration": summary.diverged_at }))?;
+    }
+    summary.save()?;
+    Ok(summary)
+}

@@ -1,0 +1,111 @@
+//! One model, one optimiser, one step at a time: the part of training that
+//! tests and experiments drive directly.
+
+use super::config::{OptimizerKind, TrainConfig};
+use crate::autograd::{Gradients, Tape};
+use crate::backend::Backend;
+use crate::data::{Batch, Dataset};
+use crate::error::Result;
+use crate::models::{Mlp, MlpConfig, Model};
+use crate::optim::{Adam, Optimizer, Sgd};
+use crate::tensor::Tensor;
+
+/// Loss and accuracy of one training step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    pub loss: f64,
+    pub correct: usize,
+    pub examples: usize,
+}
+
+/// Loss and accuracy over a whole dataset, in eval mode.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EvalStats {
+    pub loss: f64,
+    pub accuracy: f64,
+}
+
+pub struct Trainer<B: Backend> {
+    backend: B,
+    model: Box<dyn Model<B>>,
+    optimizer: Box<dyn Optimizer<B>>,
+}
+
+impl<B: Backend> Trainer<B> {
+    pub fn new(backend: &B, cfg: &TrainConfig, inputs: usize, classes: usize) -> Result<Self> {
+        cfg.validate()?;
+        let mlp = MlpConfig { inputs, depth: cfg.depth, width: cfg.width, classes, bn: cfg.bn, init: cfg.init, bn_momentum: 0.1 };
+        let mut model: Box<dyn Model<B>> = Box::new(Mlp::new(backend, mlp, cfg.seed)?);
+        model.store_mut().freeze_layers(&cfg.freeze);
+        let optimizer: Box<dyn Optimizer<B>> = match cfg.optimizer {
+            OptimizerKind::Sgd | OptimizerKind::Gd => Box::new(Sgd::new(backend, cfg.momentum, cfg.weight_decay, cfg.nesterov)),
+            OptimizerKind::Adam => Box::new(Adam::new(backend, cfg.weight_decay)),
+        };
+        Ok(Trainer { backend: backend.clone(), model, optimizer })
+    }
+
+    pub fn model(&self) -> &dyn Model<B> {
+        self.model.as_ref()
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Forward and backward on a batch, without updating: the loss, accuracy
+    /// and gradients (with layer probes when `probe` is set).
+    pub fn gradients(&mut self, batch: &Batch, probe: bool) -> Result<(StepStats, Gradients<B>)> {
+        let mut tape = Tape::new(&self.backend);
+        tape.set_probing(probe);
+        let x = tape.constant(Tensor::from_f32s(&self.backend, &batch.dims, &batch.images)?);
+        let logits = self.model.forward(&mut tape, x, true)?;
+        let correct = count_correct(&tape.value(logits).to_f64s(&self.backend)?, &batch.labels);
+        let loss = tape.cross_entropy(logits, &batch.labels)?;
+        let loss_value = tape.value(loss).scalar(&self.backend)?;
+        let grads = tape.backward(loss)?;
+        Ok((StepStats { loss: loss_value, correct, examples: batch.labels.len() }, grads))
+    }
+
+    /// One optimisation step at learning rate `lr`. A non-finite loss is
+    /// returned without updating, so the caller can record the divergence.
+    pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<StepStats> {
+        let (stats, grads) = self.gradients(batch, false)?;
+        if stats.loss.is_finite() {
+            self.optimizer.step(self.model.store_mut(), &grads, lr)?;
+        }
+        Ok(stats)
+    }
+
+    /// Eval-mode loss and accuracy over `data`, in chunks of `chunk` examples.
+    pub fn evaluate(&mut self, data: &Dataset, chunk: usize) -> Result<EvalStats> {
+        let (mut loss, mut correct) = (0.0, 0);
+        for start in (0..data.len()).step_by(chunk.max(1)) {
+            let end = (start + chunk).min(data.len());
+            let mut dims = vec![end - start];
+            dims.extend(&data.dims);
+            let images = &data.images[start * data.dim()..end * data.dim()];
+            let labels = &data.labels[start..end];
+            let mut tape = Tape::new(&self.backend);
+            let x = tape.constant(Tensor::from_f32s(&self.backend, &dims, images)?);
+            let logits = self.model.forward(&mut tape, x, false)?;
+            correct += count_correct(&tape.value(logits).to_f64s(&self.backend)?, labels);
+            let l = tape.cross_entropy(logits, labels)?;
+            loss += tape.value(l).scalar(&self.backend)? * labels.len() as f64;
+        }
+        let n = data.len().max(1) as f64;
+        Ok(EvalStats { loss: loss / n, accuracy: correct as f64 / n })
+    }
+}
+
+/// Rows of `logits` whose arg-max is the label.
+pub fn count_correct(logits: &[f64], labels: &[u32]) -> usize {
+    let classes = logits.len() / labels.len().max(1);
+    logits
+        .chunks(classes.max(1))
+        .zip(labels)
+        .filter(|(row, &y)| {
+            let best = row.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+            best.0 == y as usize
+        })
+        .count()
+}

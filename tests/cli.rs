@@ -1,0 +1,181 @@
+//! The `kappa` binary as users run it: outputs of a run, and a clear one-line
+//! error with a non-zero exit for each kind of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kappa(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kappa")).args(args).output().expect("run kappa")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kappa-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails unless the command failed with one `error:` line containing every `needle`.
+fn assert_error(o: &Output, needles: &[&str]) {
+    let e = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success; stderr: {e}");
+    assert!(!e.contains("panicked"), "panicked: {e}");
+    for n in needles {
+        assert!(e.contains(n), "stderr lacks {n:?}: {e}");
+    }
+}
+
+fn be32(v: u32) -> [u8; 4] {
+    v.to_be_bytes()
+}
+
+/// Writes MNIST-format files for `n` training and `n` test examples of 28×28.
+fn write_mnist(dir: &Path, n: u32, label: u8) {
+    for (images, labels) in [("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")] {
+        let mut img = [be32(2051), be32(n), be32(28), be32(28)].concat();
+        img.extend((0..n * 784).map(|i| (i % 251) as u8));
+        std::fs::write(dir.join(images), img).unwrap();
+        let mut lab = [be32(2049), be32(n)].concat();
+        lab.extend((0..n).map(|i| if i == n - 1 { label } else { (i % 10) as u8 }));
+        std::fs::write(dir.join(labels), lab).unwrap();
+    }
+}
+
+fn small_train(out: &Path, extra: &[&str]) -> Output {
+    let mut args =
+        vec!["train", "--depth", "3", "--width", "16", "--limit-train", "256", "--batch-size", "32", "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    kappa(&args)
+}
+
+#[test]
+fn a_run_writes_config_metrics_and_summary() {
+    let dir = scratch("run");
+    let out = dir.join("run");
+    let o = small_train(&out, &["--epochs", "2", "--log-every", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("finished") && stdout.contains("test loss"), "{stdout}");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["train"]["depth"], 3);
+    let records: Vec<serde_json::Value> =
+        std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let train: Vec<_> = records.iter().filter(|r| r["kind"] == "train").collect();
+    assert_eq!(train.len(), 4, "16 iterations logged every 4");
+    for r in &train {
+        for key in ["iteration", "epoch", "loss", "accuracy", "lr"] {
+            assert!(r.get(key).is_some_and(|v| !v.is_null()), "{key} missing from {r}");
+        }
+    }
+    assert_eq!(records.iter().filter(|r| r["kind"] == "eval").count(), 2, "one evaluation per epoch");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["iterations"], 16);
+    assert_eq!(summary["diverged"], false);
+}
+
+#[test]
+fn divergence_is_a_result_not_a_crash() {
+    let dir = scratch("diverge");
+    let out = dir.join("run");
+    let o = small_train(&out, &["--lr", "1e9", "--iterations", "40", "--log-every", "1"]);
+    assert!(o.status.success(), "diverging must exit 0: {}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("DIVERGED"));
+    let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let at = records.iter().find(|r| r["diverged"] == true).expect("a diverged record");
+    let iteration = at["iteration"].as_u64().unwrap();
+    // Every step before the divergence is still in the log.
+    let finite = records.iter().filter(|r| r["kind"] == "train" && r["loss"].is_number()).count() as u64;
+    assert_eq!(finite, iteration - 1);
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["diverged"], true);
+    assert_eq!(summary["diverged_at"], iteration);
+}
+
+#[test]
+fn an_existing_run_is_never_overwritten() {
+    let dir = scratch("exists");
+    let out = dir.join("run");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("metrics.jsonl"), "precious\n").unwrap();
+    let o = small_train(&out, &["--iterations", "2"]);
+    assert_error(&o, &["metrics.jsonl", "--out"]);
+    assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(), "precious\n");
+}
+
+#[test]
+fn bad_flags_name_the_flag() {
+    let out = scratch("flags").join("run");
+    let out = out.to_str().unwrap();
+    assert_error(&kappa(&["train", "--model", "transformer", "--out", out]), &["unknown model 'transformer'", "mlp"]);
+    assert_error(&kappa(&["train", "--batch-size", "0", "--out", out]), &["--batch-size"]);
+    assert_error(&kappa(&["train", "--lr", "fast", "--out", out]), &["--lr", "fast"]);
+    assert_error(&kappa(&["train", "--depth", "x", "--out", out]), &["--depth"]);
+    assert_error(&kappa(&["train", "--freeze", "2,99", "--out", out]), &["--freeze", "99"]);
+    assert_error(&kappa(&["train", "--schedule", "cosine", "--out", out]), &["--schedule"]);
+    assert_error(&kappa(&["train", "--data", "imagenet21k", "--out", out]), &["--data", "imagenet21k"]);
+    assert_error(&kappa(&["train", "--device", "tpu", "--out", out]), &["--device", "tpu"]);
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_without_the_feature_is_a_typed_error() {
+    let out = scratch("cuda").join("run");
+    assert_error(&kappa(&["train", "--device", "cuda:0", "--out", out.to_str().unwrap()]), &["cuda", "feature"]);
+}
+
+#[test]
+fn mnist_input_errors_name_the_file() {
+    let dir = scratch("mnist");
+    let out = dir.join("run");
+    let run = |data: &Path| small_train(&out, &["--data", "mnist", "--data-dir", data.to_str().unwrap(), "--iterations", "1"]);
+
+    let missing = dir.join("missing");
+    std::fs::create_dir_all(&missing).unwrap();
+    assert_error(&run(&missing), &["train-images-idx3-ubyte"]);
+
+    let good = dir.join("good");
+    std::fs::create_dir_all(&good).unwrap();
+    write_mnist(&good, 40, 3);
+    let o = run(&good);
+    assert!(o.status.success(), "valid fixture failed: {}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("on mnist"));
+
+    let truncated = dir.join("truncated");
+    std::fs::create_dir_all(&truncated).unwrap();
+    write_mnist(&truncated, 40, 3);
+    let path = truncated.join("train-images-idx3-ubyte");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+    assert_error(&run(&truncated), &["train-images-idx3-ubyte"]);
+
+    let magic = dir.join("magic");
+    std::fs::create_dir_all(&magic).unwrap();
+    write_mnist(&magic, 40, 3);
+    let path = magic.join("t10k-labels-idx1-ubyte");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[3] = 0x07;
+    std::fs::write(&path, bytes).unwrap();
+    assert_error(&run(&magic), &["t10k-labels-idx1-ubyte", "2049"]);
+
+    let labels = dir.join("labels");
+    std::fs::create_dir_all(&labels).unwrap();
+    write_mnist(&labels, 40, 12);
+    assert_error(&run(&labels), &["train-labels-idx1-ubyte", "12"]);
+}
+
+#[test]
+fn models_and_help_read_well() {
+    let o = kappa(&["models"]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("mlp"));
+    let o = kappa(&["--help"]);
+    let help = String::from_utf8_lossy(&o.stdout);
+    for word in ["train", "models", "data", "conditioned"] {
+        assert!(help.contains(word), "--help lacks {word}: {help}");
+    }
+}

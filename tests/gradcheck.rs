@@ -1,0 +1,830 @@
+//! Finite-difference gradient checks, in f64, of every autograd op's backward
+//! rule and of whole models.
+//!
+//! Each op check builds a graph on a `Tape<Cpu<f64>>` from leaf inputs,
+//! reduces its output to a scalar with a fixed random projection
+//! `L = Σ r ⊙ out` (so every output element's gradient path is exercised with
+//! a distinct weight), and compares the tape's gradients of `L` with central
+//! differences `(L(x + h) − L(x − h)) / 2h` (h = 1e-5, see [`STENCIL`]),
+//! recomputed on a fresh tape for every perturbed element. The model checks
+//! do the same for every parameter element of small MLPs.
+//!
+//! # Error metric
+//!
+//! For every element j of an input's gradient, with analytic value `a_j` and
+//! numeric value `n_j`,
+//!
+//! ```text
+//! err_j = |a_j − n_j| / max(|a_j|, |n_j|, floor),   floor = 1e-3 · max_k |n_k|
+//! ```
+//!
+//! where the max over k runs over the same input tensor. The test fails when
+//! any `err_j > 1e-6`. Dividing by the larger magnitude makes the error
+//! relative (scale-free, and symmetric in a and n); the floor stops elements
+//! whose true gradient is (nearly) zero from turning the finite-difference
+//! round-off — about `ε_mach · |L| / h ≈ 1e-11 · |L|` in absolute terms —
+//! into a large relative error. Tying the floor to the tensor's own largest
+//! gradient keeps the check strict: an element is only judged against an
+//! absolute scale that is a thousandth of the gradients it sits among, so a
+//! wrong rule still shows up as an error many orders above 1e-6. (A purely
+//! absolute floor would instead let a wrong gradient pass on any tensor whose
+//! gradients are all small.)
+
+use kappa::autograd::{Tape, Var};
+use kappa::backend::cpu::Cpu;
+use kappa::models::{Mlp, MlpConfig, Model};
+use kappa::nn::Init;
+use kappa::rng::Rng;
+use kappa::tensor::Tensor;
+
+type B = Cpu<f64>;
+
+/// Largest relative error accepted.
+const TOL: f64 = 1e-6;
+/// The error floor as a fraction of the tensor's largest numeric gradient.
+const FLOOR_FRACTION: f64 = 1e-3;
+/// Seed of the output projections `r` (the stream is derived from the op name).
+const PROJECTION_SEED: u64 = 0x5eed_0f_12;
+/// Batch-norm ε used throughout (the layer's default).
+const BN_EPS: f64 = 1e-5;
+
+fn backend() -> B {
+    Cpu::new()
+}
+
+fn tensor(shape: &[usize], data: Vec<f64>) -> Tensor<B> {
+    Tensor::from_f64s(&backend(), shape, data).expect("tensor")
+}
+
+fn values(t: &Tensor<B>) -> Vec<f64> {
+    t.to_f64s(&backend()).expect("download")
+}
+
+fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// `scale · N(0, 1)` entries.
+fn normal(rng: &mut Rng, shape: &[usize], scale: f64) -> Tensor<B> {
+    tensor(shape, (0..numel(shape)).map(|_| scale * rng.normal()).collect())
+}
+
+/// Uniform entries in `[lo, hi)`.
+fn uniform(rng: &mut Rng, shape: &[usize], lo: f64, hi: f64) -> Tensor<B> {
+    tensor(shape, (0..numel(shape)).map(|_| rng.uniform_in(lo, hi)).collect())
+}
+
+/// Normal-ish entries with `|x| ≥ margin`, so a kink at 0 is never within ±h.
+fn away_from_zero(rng: &mut Rng, shape: &[usize], margin: f64) -> Tensor<B> {
+    tensor(
+        shape,
+        (0..numel(shape))
+            .map(|_| {
+                let v = rng.normal();
+                v.signum() * (margin + v.abs())
+            })
+            .collect(),
+    )
+}
+
+/// Row-major multi-index of flat index `j`.
+fn unravel(shape: &[usize], mut j: usize) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for (d, &n) in shape.iter().enumerate().rev() {
+        idx[d] = j % n.max(1);
+        j /= n.max(1);
+    }
+    idx
+}
+
+/// All of `0..n`, or `max` distinct ones drawn by `rng` (sorted) when n is larger.
+fn pick(n: usize, max: usize, rng: &mut Rng) -> Vec<usize> {
+    let mut all: Vec<usize> = (0..n).collect();
+    if n > max {
+        rng.shuffle(&mut all);
+        all.truncate(max);
+        all.sort_unstable();
+    }
+    all
+}
+
+/// A finite-difference formula for a derivative.
+#[derive(Clone, Copy, Debug)]
+enum Stencil {
+    /// `(f(x+h) − f(x−h)) / 2h`: error O(h²) from truncation plus about
+    /// `ε_mach·|L|/h` from round-off.
+    Central { h: f64 },
+    /// Richardson-extrapolated central difference `(4·D(h) − D(2h)) / 3`:
+    /// truncation O(h⁴), so a larger h can beat the round-off. Only for smooth
+    /// graphs (no ReLU), since it probes x ± 2h.
+    Central4 { h: f64 },
+}
+
+/// The stencil of every check unless a test says otherwise. h = 1e-5 rather
+/// than 1e-6: at 1e-6 the round-off term alone reached 3e-7 relative on the
+/// MLP checks (a thin margin under the 1e-6 tolerance), while at 1e-5 both
+/// error terms are ~1e-10 absolute and the worst element of any test is below
+/// 1e-7. ReLU inputs are kept ≥ 1e-3 away from the kink, far beyond ±h.
+const STENCIL: Stencil = Stencil::Central { h: 1e-5 };
+
+/// Numeric derivative of `f` at `x0`, dividing by the steps actually taken
+/// (`(x0 + h) − (x0 − h)` as rounded, not 2h).
+fn derivative(stencil: Stencil, x0: f64, mut f: impl FnMut(f64) -> f64) -> f64 {
+    let mut central = |h: f64| {
+        let (up, down) = (x0 + h, x0 - h);
+        (f(up) - f(down)) / (up - down)
+    };
+    match stencil {
+        Stencil::Central { h } => central(h),
+        Stencil::Central4 { h } => (4.0 * central(h) - central(2.0 * h)) / 3.0,
+    }
+}
+
+/// [`derivative`] in element `j` of a tensor, holding the others fixed.
+fn element_derivative(stencil: Stencil, x: &Tensor<B>, j: usize, mut f: impl FnMut(Tensor<B>) -> f64) -> f64 {
+    let mut buf = values(x);
+    let x0 = buf[j];
+    derivative(stencil, x0, |v| {
+        buf[j] = v;
+        f(tensor(x.shape(), buf.clone()))
+    })
+}
+
+/// One tensor's gradients: analytic for every element, numeric for those checked.
+struct GradPair {
+    label: String,
+    shape: Vec<usize>,
+    analytic: Vec<f64>,
+    numeric: Vec<(usize, f64)>,
+}
+
+/// The worst element over all tensors, by the metric in the module docs.
+struct Worst {
+    err: f64,
+    label: String,
+    shape: Vec<usize>,
+    index: usize,
+    analytic: f64,
+    numeric: f64,
+    floor: f64,
+}
+
+fn rel_err(a: f64, n: f64, floor: f64) -> f64 {
+    let denom = a.abs().max(n.abs()).max(floor);
+    if denom == 0.0 {
+        0.0 // a = n = 0 exactly
+    } else {
+        (a - n).abs() / denom
+    }
+}
+
+/// Asserts every checked element of every pair is within [`TOL`]; reports the worst.
+fn assert_grads_close(op: &str, pairs: &[GradPair]) {
+    let mut worst: Option<Worst> = None;
+    let mut failures = 0usize;
+    let mut checked = 0usize;
+    for p in pairs {
+        assert!(p.numeric.iter().all(|(_, n)| n.is_finite()), "{op}: non-finite numeric gradient for {}", p.label);
+        assert!(p.analytic.iter().all(|a| a.is_finite()), "{op}: non-finite analytic gradient for {}", p.label);
+        let floor = FLOOR_FRACTION * p.numeric.iter().fold(0.0f64, |m, &(_, n)| m.max(n.abs()));
+        for &(j, n) in &p.numeric {
+            let a = p.analytic[j];
+            let err = rel_err(a, n, floor);
+            checked += 1;
+            if err > TOL {
+                failures += 1;
+            }
+            if worst.as_ref().is_none_or(|w| err > w.err) {
+                worst = Some(Worst { err, label: p.label.clone(), shape: p.shape.clone(), index: j, analytic: a, numeric: n, floor });
+            }
+        }
+    }
+    let w = worst.unwrap_or_else(|| panic!("{op}: nothing was checked"));
+    let at = format!(
+        "{} {:?} element {} {:?}: analytic {:+.12e}, numeric {:+.12e}, floor {:.3e}",
+        w.label,
+        w.shape,
+        w.index,
+        unravel(&w.shape, w.index),
+        w.analytic,
+        w.numeric,
+        w.floor
+    );
+    println!("gradcheck {op}: {checked} elements, max rel err {:.3e} at {at}", w.err);
+    assert!(failures == 0, "gradcheck {op} FAILED: {failures} of {checked} elements exceed {TOL:e}; worst rel err {:.3e} at {at}", w.err);
+}
+
+/// Checks the gradients of `build` with respect to all of `inputs` (see the module docs).
+fn gradcheck<F>(op: &str, inputs: &[Tensor<B>], build: F)
+where
+    F: Fn(&mut Tape<B>, &[Var]) -> kappa::Result<Var>,
+{
+    gradcheck_with(op, inputs, usize::MAX, STENCIL, build)
+}
+
+/// As [`gradcheck`], but checks at most `max_per_input` randomly chosen elements
+/// of each input (for tensors big enough to take the backend's parallel paths),
+/// with the given stencil.
+fn gradcheck_with<F>(op: &str, inputs: &[Tensor<B>], max_per_input: usize, stencil: Stencil, build: F)
+where
+    F: Fn(&mut Tape<B>, &[Var]) -> kappa::Result<Var>,
+{
+    let be = backend();
+    let leaves = |tape: &mut Tape<B>, xs: &[Tensor<B>]| -> Vec<Var> { xs.iter().map(|x| tape.leaf(x.clone())).collect() };
+
+    // The projection r has the output's shape; none when the output is a scalar.
+    let out_shape = {
+        let mut tape = Tape::new(&be);
+        let vars = leaves(&mut tape, inputs);
+        let out = build(&mut tape, &vars).unwrap_or_else(|e| panic!("{op}: forward failed: {e}"));
+        tape.shape(out).to_vec()
+    };
+    let projection = (numel(&out_shape) != 1).then(|| normal(&mut Rng::named(PROJECTION_SEED, op), &out_shape, 1.0));
+    let objective = |tape: &mut Tape<B>, vars: &[Var]| -> Var {
+        let out = build(tape, vars).unwrap_or_else(|e| panic!("{op}: forward failed: {e}"));
+        match &projection {
+            None => out,
+            Some(r) => {
+                let r = tape.constant(r.clone());
+                let weighted = tape.mul(out, r).expect("projection mul");
+                tape.sum(weighted).expect("projection sum")
+            }
+        }
+    };
+    let loss_at = |xs: &[Tensor<B>]| -> f64 {
+        let mut tape = Tape::new(&be);
+        let vars = leaves(&mut tape, xs);
+        let l = objective(&mut tape, &vars);
+        tape.value(l).scalar(&be).expect("scalar loss")
+    };
+
+    let mut tape = Tape::new(&be);
+    let vars = leaves(&mut tape, inputs);
+    let l = objective(&mut tape, &vars);
+    let grads = tape.backward(l).unwrap_or_else(|e| panic!("{op}: backward failed: {e}"));
+
+    let mut rng = Rng::named(PROJECTION_SEED ^ 1, op);
+    let pairs: Vec<GradPair> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let g = grads.var(vars[i]).unwrap_or_else(|| panic!("{op}: no gradient for input {i}"));
+            assert_eq!(g.shape(), x.shape(), "{op}: gradient shape of input {i}");
+            let mut xs = inputs.to_vec();
+            let numeric = pick(x.numel(), max_per_input, &mut rng)
+                .into_iter()
+                .map(|j| {
+                    let n = element_derivative(stencil, x, j, |xj| {
+                        xs[i] = xj;
+                        loss_at(&xs)
+                    });
+                    (j, n)
+                })
+                .collect();
+            GradPair { label: format!("input {i}"), shape: x.shape().to_vec(), analytic: values(g), numeric }
+        })
+        .collect();
+    assert_grads_close(op, &pairs);
+}
+
+// ---------------------------------------------------------------- matrix products
+
+#[test]
+fn matmul() {
+    let mut rng = Rng::new(1, 0);
+    let a = normal(&mut rng, &[3, 4], 1.0);
+    let b = normal(&mut rng, &[4, 5], 1.0);
+    gradcheck("matmul", &[a, b], |t, v| t.matmul(v[0], v[1]));
+}
+
+#[test]
+fn matmul_of_a_matrix_with_itself() {
+    // Both operands are the same var: the two gradient contributions must add.
+    let mut rng = Rng::new(2, 0);
+    let a = normal(&mut rng, &[4, 4], 1.0);
+    gradcheck("matmul(a, a)", &[a], |t, v| t.matmul(v[0], v[0]));
+}
+
+#[test]
+fn linear_with_bias() {
+    let mut rng = Rng::new(3, 0);
+    let x = normal(&mut rng, &[5, 3], 1.0);
+    let w = normal(&mut rng, &[4, 3], 1.0);
+    let b = normal(&mut rng, &[4], 1.0);
+    gradcheck("linear+bias", &[x, w, b], |t, v| t.linear(v[0], v[1], Some(v[2])));
+}
+
+#[test]
+fn linear_without_bias() {
+    let mut rng = Rng::new(4, 0);
+    let x = normal(&mut rng, &[5, 3], 1.0);
+    let w = normal(&mut rng, &[4, 3], 1.0);
+    gradcheck("linear", &[x, w], |t, v| t.linear(v[0], v[1], None));
+}
+
+#[test]
+fn linear_flattens_a_higher_rank_input() {
+    // x [N, 2, 3] is used as N×6; its gradient must come back as [N, 2, 3].
+    let mut rng = Rng::new(5, 0);
+    let x = normal(&mut rng, &[4, 2, 3], 1.0);
+    let w = normal(&mut rng, &[3, 6], 1.0);
+    let b = normal(&mut rng, &[3], 1.0);
+    gradcheck("linear(rank-3 x)", &[x, w, b], |t, v| t.linear(v[0], v[1], Some(v[2])));
+}
+
+// ---------------------------------------------------------------- element-wise
+
+#[test]
+fn add() {
+    let mut rng = Rng::new(10, 0);
+    let a = normal(&mut rng, &[3, 4], 1.0);
+    let b = normal(&mut rng, &[3, 4], 1.0);
+    gradcheck("add", &[a, b], |t, v| t.add(v[0], v[1]));
+}
+
+#[test]
+fn sub() {
+    let mut rng = Rng::new(11, 0);
+    let a = normal(&mut rng, &[3, 4], 1.0);
+    let b = normal(&mut rng, &[3, 4], 1.0);
+    gradcheck("sub", &[a, b], |t, v| t.sub(v[0], v[1]));
+}
+
+#[test]
+fn mul() {
+    let mut rng = Rng::new(12, 0);
+    let a = normal(&mut rng, &[3, 4], 1.0);
+    let b = normal(&mut rng, &[3, 4], 1.0);
+    gradcheck("mul", &[a, b], |t, v| t.mul(v[0], v[1]));
+}
+
+#[test]
+fn scale() {
+    let mut rng = Rng::new(13, 0);
+    let a = normal(&mut rng, &[2, 3, 2], 1.0);
+    gradcheck("scale", &[a], |t, v| t.scale(v[0], -1.7));
+}
+
+#[test]
+fn bias_add_on_features() {
+    let mut rng = Rng::new(14, 0);
+    let x = normal(&mut rng, &[5, 3], 1.0);
+    let b = normal(&mut rng, &[3], 1.0);
+    gradcheck("bias_add [N,C]", &[x, b], |t, v| t.bias_add(v[0], v[1]));
+}
+
+#[test]
+fn bias_add_on_images() {
+    let mut rng = Rng::new(15, 0);
+    let x = normal(&mut rng, &[2, 3, 2, 3], 1.0);
+    let b = normal(&mut rng, &[3], 1.0);
+    gradcheck("bias_add [N,C,H,W]", &[x, b], |t, v| t.bias_add(v[0], v[1]));
+}
+
+/// For the 19 200-element tests below (above the CPU backend's 16 384-element
+/// parallel threshold): L sums ~2·10⁴ terms, so its round-off is far larger
+/// than for the small tests and an h = 1e-5 central difference loses ~1e-6
+/// of accuracy to it. These graphs are smooth, so a large step with the
+/// fourth-order stencil is exact to ~1e-8 instead.
+const LARGE_STENCIL: Stencil = Stencil::Central4 { h: 1e-3 };
+
+#[test]
+fn bias_add_large_enough_to_run_in_parallel() {
+    let mut rng = Rng::new(16, 0);
+    let x = normal(&mut rng, &[4, 3, 40, 40], 1.0);
+    let b = normal(&mut rng, &[3], 1.0);
+    gradcheck_with("bias_add (parallel)", &[x, b], 64, LARGE_STENCIL, |t, v| t.bias_add(v[0], v[1]));
+}
+
+#[test]
+fn relu() {
+    let mut rng = Rng::new(20, 0);
+    let x = away_from_zero(&mut rng, &[4, 5], 0.05);
+    let xs = values(&x);
+    assert!(xs.iter().any(|&v| v < 0.0) && xs.iter().any(|&v| v > 0.0), "relu test needs both signs");
+    gradcheck("relu", &[x], |t, v| t.relu(v[0]));
+}
+
+#[test]
+fn dropout() {
+    let (p, seed, stream) = (0.3, 1234, 7);
+    let mut rng = Rng::new(21, 0);
+    let x = away_from_zero(&mut rng, &[6, 5], 0.05);
+    // The check is only meaningful if the mask drops some elements and keeps others.
+    let be = backend();
+    let mut tape = Tape::new(&be);
+    let xv = tape.leaf(x.clone());
+    let y = tape.dropout(xv, p, seed, stream).unwrap();
+    let ys = values(tape.value(y));
+    let dropped = ys.iter().filter(|&&v| v == 0.0).count();
+    assert!(dropped > 0 && dropped < ys.len(), "dropout dropped {dropped} of {}", ys.len());
+    gradcheck("dropout", &[x], |t, v| t.dropout(v[0], p, seed, stream));
+}
+
+// ---------------------------------------------------------------- batch norm
+
+fn gamma_beta(rng: &mut Rng, c: usize) -> (Tensor<B>, Tensor<B>) {
+    (uniform(rng, &[c], 0.5, 1.5), normal(rng, &[c], 0.5))
+}
+
+#[test]
+fn batch_norm_train_on_features() {
+    let mut rng = Rng::new(30, 0);
+    let x = normal(&mut rng, &[6, 4], 1.5);
+    let (g, b) = gamma_beta(&mut rng, 4);
+    gradcheck("batch_norm_train [N,C]", &[x, g, b], |t, v| Ok(t.batch_norm_train(v[0], v[1], v[2], BN_EPS)?.y));
+}
+
+#[test]
+fn batch_norm_train_on_images() {
+    let mut rng = Rng::new(31, 0);
+    let x = normal(&mut rng, &[3, 4, 2, 3], 1.5);
+    let (g, b) = gamma_beta(&mut rng, 4);
+    gradcheck("batch_norm_train [N,C,H,W]", &[x, g, b], |t, v| Ok(t.batch_norm_train(v[0], v[1], v[2], BN_EPS)?.y));
+}
+
+#[test]
+fn batch_norm_train_large_enough_to_run_in_parallel() {
+    let mut rng = Rng::new(32, 0);
+    let x = normal(&mut rng, &[4, 3, 40, 40], 1.5);
+    let (g, b) = gamma_beta(&mut rng, 3);
+    gradcheck_with("batch_norm_train (parallel)", &[x, g, b], 48, LARGE_STENCIL, |t, v| {
+        Ok(t.batch_norm_train(v[0], v[1], v[2], BN_EPS)?.y)
+    });
+}
+
+#[test]
+fn batch_norm_train_on_many_rows() {
+    // [N, C] with N·C > 16 384: the per-channel sums run over several row blocks.
+    let mut rng = Rng::new(37, 0);
+    let x = normal(&mut rng, &[2100, 8], 1.5);
+    let (g, b) = gamma_beta(&mut rng, 8);
+    gradcheck_with("batch_norm_train [N,C] (parallel)", &[x, g, b], 48, LARGE_STENCIL, |t, v| {
+        Ok(t.batch_norm_train(v[0], v[1], v[2], BN_EPS)?.y)
+    });
+}
+
+/// `x` with channel c shifted by `offsets[c]` (channel axis 1).
+fn shift_channels(x: &Tensor<B>, offsets: &[f64]) -> Tensor<B> {
+    let s = x.channel_shape().unwrap();
+    let xs = values(x);
+    tensor(x.shape(), xs.iter().enumerate().map(|(i, v)| v + offsets[(i / s.inner) % s.channels]).collect())
+}
+
+#[test]
+fn batch_norm_train_with_channel_means_far_from_zero() {
+    // Per-channel means of different sizes and signs: checks that μ is taken
+    // per channel and that the statistics and their gradients survive the
+    // cancellation in terms like Σx² − Mμ² or Σdy·x − μΣdy.
+    let offsets = [30.0, -20.0, 5.0, 0.0];
+    let mut rng = Rng::new(38, 0);
+    for shape in [&[6, 4][..], &[3, 4, 2, 3][..]] {
+        let x = shift_channels(&normal(&mut rng, shape, 1.5), &offsets);
+        let (g, b) = gamma_beta(&mut rng, 4);
+        gradcheck_with(&format!("batch_norm_train {shape:?} (offset means)"), &[x, g, b], usize::MAX, LARGE_STENCIL, |t, v| {
+            Ok(t.batch_norm_train(v[0], v[1], v[2], BN_EPS)?.y)
+        });
+    }
+}
+
+#[test]
+fn batch_norm_train_feeding_relu() {
+    // The usual pairing; x̂ ≠ 0 at the kink is not guaranteed, so the shift β is
+    // chosen large enough to keep every pre-activation well away from 0.
+    let mut rng = Rng::new(33, 0);
+    let x = normal(&mut rng, &[8, 3], 1.0);
+    let g = tensor(&[3], vec![1.0, 0.7, 1.3]);
+    let b = tensor(&[3], vec![0.0, 0.0, 0.0]);
+    let be = backend();
+    let mut tape = Tape::new(&be);
+    let vars: Vec<Var> = [&x, &g, &b].iter().map(|t| tape.leaf((*t).clone())).collect();
+    let y = tape.batch_norm_train(vars[0], vars[1], vars[2], BN_EPS).unwrap().y;
+    let min_abs = values(tape.value(y)).iter().fold(f64::INFINITY, |m, v| m.min(v.abs()));
+    assert!(min_abs > 1e-3, "a pre-activation is {min_abs}, too close to the ReLU kink");
+    gradcheck("relu(batch_norm_train)", &[x, g, b], |t, v| {
+        let y = t.batch_norm_train(v[0], v[1], v[2], BN_EPS)?.y;
+        t.relu(y)
+    });
+}
+
+#[test]
+fn batch_norm_eval_on_features() {
+    let mut rng = Rng::new(34, 0);
+    let x = normal(&mut rng, &[6, 4], 1.5);
+    let (g, b) = gamma_beta(&mut rng, 4);
+    let mean = normal(&mut rng, &[4], 1.0);
+    let var = uniform(&mut rng, &[4], 0.3, 2.0);
+    gradcheck("batch_norm_eval [N,C]", &[x, g, b], |t, v| t.batch_norm_eval(v[0], v[1], v[2], &mean, &var, BN_EPS));
+}
+
+#[test]
+fn batch_norm_eval_on_images() {
+    let mut rng = Rng::new(35, 0);
+    let x = normal(&mut rng, &[3, 4, 2, 3], 1.5);
+    let (g, b) = gamma_beta(&mut rng, 4);
+    let mean = normal(&mut rng, &[4], 1.0);
+    let var = uniform(&mut rng, &[4], 0.3, 2.0);
+    gradcheck("batch_norm_eval [N,C,H,W]", &[x, g, b], |t, v| t.batch_norm_eval(v[0], v[1], v[2], &mean, &var, BN_EPS));
+}
+
+#[test]
+fn batch_norm_train_reports_the_batch_statistics() {
+    // Not a gradient, but the running averages the layer keeps are built from these.
+    let mut rng = Rng::new(36, 0);
+    let x = normal(&mut rng, &[5, 2, 3], 2.0);
+    let (g, b) = gamma_beta(&mut rng, 2);
+    let be = backend();
+    let mut tape = Tape::new(&be);
+    let (xv, gv, bv) = (tape.leaf(x.clone()), tape.leaf(g), tape.leaf(b));
+    let out = tape.batch_norm_train(xv, gv, bv, BN_EPS).unwrap();
+    let xs = values(&x);
+    for c in 0..2 {
+        let vals: Vec<f64> = (0..5).flat_map(|n| (0..3).map(move |i| (n, i))).map(|(n, i)| xs[(n * 2 + c) * 3 + i]).collect();
+        let m = vals.iter().sum::<f64>() / vals.len() as f64;
+        let v = vals.iter().map(|x| (x - m).powi(2)).sum::<f64>() / vals.len() as f64;
+        assert!((out.stats.mean[c] - m).abs() < 1e-12, "mean of channel {c}");
+        assert!((out.stats.var[c] - v).abs() < 1e-12, "biased variance of channel {c}");
+        assert!((out.stats.inv_std[c] - 1.0 / (v + BN_EPS).sqrt()).abs() < 1e-10, "inv_std of channel {c}");
+    }
+}
+
+// ---------------------------------------------------------------- losses and reductions
+
+#[test]
+fn cross_entropy() {
+    let mut rng = Rng::new(40, 0);
+    let logits = normal(&mut rng, &[6, 4], 2.0);
+    let labels: Vec<u32> = (0..6).map(|_| rng.below(4) as u32).collect();
+    gradcheck("cross_entropy", &[logits], |t, v| t.cross_entropy(v[0], &labels));
+}
+
+#[test]
+fn cross_entropy_with_large_logits() {
+    // Max-shifted softmax: logits in the hundreds must not overflow either pass.
+    let mut rng = Rng::new(41, 0);
+    let logits = normal(&mut rng, &[5, 3], 1.0);
+    let shifted = tensor(&[5, 3], values(&logits).iter().map(|v| 300.0 + v).collect());
+    let labels = [0u32, 1, 2, 1, 0];
+    gradcheck("cross_entropy(large logits)", &[shifted], |t, v| t.cross_entropy(v[0], &labels));
+}
+
+#[test]
+fn mse() {
+    let mut rng = Rng::new(42, 0);
+    let pred = normal(&mut rng, &[4, 3], 1.0);
+    let target = normal(&mut rng, &[4, 3], 1.0);
+    gradcheck("mse", &[pred, target], |t, v| t.mse(v[0], v[1]));
+}
+
+#[test]
+fn sum() {
+    let mut rng = Rng::new(43, 0);
+    let x = normal(&mut rng, &[3, 2, 2], 1.0);
+    gradcheck("sum", &[x], |t, v| t.sum(v[0]));
+}
+
+#[test]
+fn mean() {
+    let mut rng = Rng::new(44, 0);
+    let x = normal(&mut rng, &[3, 2, 2], 1.0);
+    gradcheck("mean", &[x], |t, v| t.mean(v[0]));
+}
+
+#[test]
+fn reshape() {
+    let mut rng = Rng::new(45, 0);
+    let x = normal(&mut rng, &[2, 3, 4], 1.0);
+    let b = normal(&mut rng, &[4], 1.0);
+    // Reshape, then an op that depends on the layout (per-channel bias on [6, 4]).
+    gradcheck("reshape", &[x, b], |t, v| {
+        let y = t.reshape(v[0], &[6, 4])?;
+        t.bias_add(y, v[1])
+    });
+}
+
+#[test]
+fn reused_var_accumulates() {
+    // x·x + x: x feeds three edges; ∂/∂x = 2x + 1.
+    let mut rng = Rng::new(46, 0);
+    let x = normal(&mut rng, &[3, 4], 1.0);
+    gradcheck("mul(x, x) + x", &[x], |t, v| {
+        let sq = t.mul(v[0], v[0])?;
+        t.add(sq, v[0])
+    });
+}
+
+#[test]
+fn a_small_graph_of_many_ops() {
+    // mean(relu(x·Wᵀ + b) ⊙ y) − 0.5·Σy + Σ(x ⊙ x): x and y each feed two paths.
+    let mut rng = Rng::new(47, 0);
+    let x = normal(&mut rng, &[5, 3], 1.0);
+    let w = normal(&mut rng, &[4, 3], 1.0);
+    let b = normal(&mut rng, &[4], 1.0);
+    let y = normal(&mut rng, &[5, 4], 1.0);
+    let be = backend();
+    let mut tape = Tape::new(&be);
+    let vs: Vec<Var> = [&x, &w, &b].iter().map(|t| tape.leaf((*t).clone())).collect();
+    let h = tape.linear(vs[0], vs[1], Some(vs[2])).unwrap();
+    let min_abs = values(tape.value(h)).iter().fold(f64::INFINITY, |m, v| m.min(v.abs()));
+    assert!(min_abs > 1e-3, "pre-activation {min_abs} too close to the ReLU kink");
+    gradcheck("graph", &[x, w, b, y], |t, v| {
+        let h = t.linear(v[0], v[1], Some(v[2]))?;
+        let a = t.relu(h)?;
+        let p = t.mul(a, v[3])?;
+        let m = t.mean(p)?;
+        let s = t.scale(v[3], 0.5)?;
+        let s = t.sum(s)?;
+        let xx = t.mul(v[0], v[0])?;
+        let xx = t.sum(xx)?;
+        let l = t.sub(m, s)?;
+        t.add(l, xx)
+    });
+}
+
+// ---------------------------------------------------------------- whole models
+
+fn mlp_config(bn: bool) -> MlpConfig {
+    MlpConfig { inputs: 6, depth: 4, width: 5, classes: 3, bn, init: Init::He, bn_momentum: 0.1 }
+}
+
+/// An MLP whose biases, γ and β are random (the initialiser leaves them 0 and 1).
+fn random_mlp(bn: bool, seed: u64) -> Mlp<B> {
+    let be = backend();
+    let mut model = Mlp::new(&be, mlp_config(bn), seed).expect("mlp");
+    let mut rng = Rng::new(seed, 99);
+    let ids: Vec<_> = model.store().ids().collect();
+    for id in ids {
+        let p = model.store_mut().param_mut(id);
+        if p.value.shape().len() != 1 {
+            continue;
+        }
+        let is_gamma = p.name.starts_with("bns.") && p.name.ends_with(".weight");
+        for v in p.value.buf_mut().iter_mut() {
+            *v = if is_gamma { rng.uniform_in(0.5, 1.5) } else { 0.3 * rng.normal() };
+        }
+    }
+    model
+}
+
+/// Checks d(cross-entropy)/d(every parameter element) and d/d(input) of an MLP.
+fn check_mlp(op: &str, model: &mut Mlp<B>, x: &Tensor<B>, labels: &[u32], train: bool) {
+    let be = backend();
+    let loss_of = |model: &mut Mlp<B>, x: &Tensor<B>| -> f64 {
+        let mut tape = Tape::new(&be);
+        let xv = tape.constant(x.clone());
+        let logits = model.forward(&mut tape, xv, train).expect("forward");
+        let l = tape.cross_entropy(logits, labels).expect("loss");
+        tape.value(l).scalar(&be).expect("scalar")
+    };
+
+    let mut tape = Tape::new(&be);
+    let xv = tape.leaf(x.clone());
+    let logits = model.forward(&mut tape, xv, train).expect("forward");
+    let l = tape.cross_entropy(logits, labels).expect("loss");
+    let grads = tape.backward(l).expect("backward");
+
+    let mut pairs = Vec::new();
+    let ids: Vec<_> = model.store().ids().collect();
+    for id in ids {
+        let (name, shape) = {
+            let p = model.store().param(id);
+            (p.name.clone(), p.value.shape().to_vec())
+        };
+        let g = grads.param(id).unwrap_or_else(|| panic!("{op}: no gradient for {name}"));
+        assert_eq!(g.shape(), &shape[..], "{op}: gradient shape of {name}");
+        let value = model.store().value(id).clone();
+        let numeric = (0..numel(&shape))
+            .map(|j| {
+                let n = element_derivative(STENCIL, &value, j, |p| {
+                    model.store_mut().param_mut(id).value = p;
+                    loss_of(model, x)
+                });
+                (j, n)
+            })
+            .collect();
+        model.store_mut().param_mut(id).value = value;
+        pairs.push(GradPair { label: name, shape, analytic: values(g), numeric });
+    }
+    let gx = grads.var(xv).expect("input gradient");
+    let numeric = (0..x.numel()).map(|j| (j, element_derivative(STENCIL, x, j, |xj| loss_of(model, &xj)))).collect();
+    pairs.push(GradPair { label: "input".into(), shape: x.shape().to_vec(), analytic: values(gx), numeric });
+    let total: usize = pairs.iter().map(|p| p.numeric.len()).sum();
+    assert_eq!(total, model.store().count() + x.numel(), "{op}: every parameter element is checked");
+    assert_grads_close(op, &pairs);
+}
+
+fn batch(seed: u64, n: usize) -> (Tensor<B>, Vec<u32>) {
+    let mut rng = Rng::new(seed, 5);
+    let x = normal(&mut rng, &[n, 6], 1.0);
+    let labels = (0..n).map(|_| rng.below(3) as u32).collect();
+    (x, labels)
+}
+
+#[test]
+fn mlp_with_batch_norm_in_training_mode() {
+    let mut model = random_mlp(true, 50);
+    let (x, labels) = batch(50, 8);
+    check_mlp("mlp bn (train)", &mut model, &x, &labels, true);
+}
+
+#[test]
+fn mlp_with_batch_norm_in_eval_mode() {
+    let mut model = random_mlp(true, 51);
+    // A few training forwards give the running statistics non-trivial values.
+    let be = backend();
+    for k in 0..3 {
+        let (x, _) = batch(100 + k, 8);
+        let mut tape = Tape::new(&be);
+        let xv = tape.constant(x);
+        model.forward(&mut tape, xv, true).unwrap();
+    }
+    let (x, labels) = batch(51, 8);
+    check_mlp("mlp bn (eval)", &mut model, &x, &labels, false);
+}
+
+#[test]
+fn plain_mlp() {
+    let mut model = random_mlp(false, 52);
+    let (x, labels) = batch(52, 8);
+    check_mlp("mlp plain", &mut model, &x, &labels, true);
+}
+
+#[test]
+fn probes_match_the_weight_gradients() {
+    // With probing on, each linear layer reports its input x and ∂L/∂h; for
+    // h = x·Wᵀ + b these must give ∂L/∂W = (∂L/∂h)ᵀ·x and ∂L/∂b = Σ_rows ∂L/∂h,
+    // which the model checks above verified against finite differences.
+    for bn in [true, false] {
+        let mut model = random_mlp(bn, 53);
+        let (x, labels) = batch(53, 8);
+        let be = backend();
+        let mut tape = Tape::new(&be);
+        tape.set_probing(true);
+        let xv = tape.constant(x);
+        let logits = model.forward(&mut tape, xv, true).unwrap();
+        let l = tape.cross_entropy(logits, &labels).unwrap();
+        let grads = tape.backward(l).unwrap();
+        assert_eq!(grads.probes().len(), 4, "one probe per linear layer");
+        let store = model.store();
+        for probe in grads.probes() {
+            let find = |suffix: &str| store.ids().find(|&id| store.param(id).name == format!("{}.{suffix}", probe.layer));
+            let w_id = find("weight").unwrap_or_else(|| panic!("no weight for probe {}", probe.layer));
+            let (xs, gh) = (values(&probe.x), values(&probe.grad_h));
+            let (n, k) = probe.x.rows_cols();
+            let out = store.value(w_id).shape()[0];
+            assert_eq!(probe.grad_h.shape(), &[n, out]);
+            let gw = values(grads.param(w_id).unwrap());
+            for o in 0..out {
+                for i in 0..k {
+                    let expect: f64 = (0..n).map(|r| gh[r * out + o] * xs[r * k + i]).sum();
+                    assert!((gw[o * k + i] - expect).abs() <= 1e-12 * (1.0 + expect.abs()), "{}: dW[{o},{i}]", probe.layer);
+                }
+            }
+            if let Some(b_id) = find("bias") {
+                let gb = values(grads.param(b_id).unwrap());
+                for o in 0..out {
+                    let expect: f64 = (0..n).map(|r| gh[r * out + o]).sum();
+                    assert!((gb[o] - expect).abs() <= 1e-12 * (1.0 + expect.abs()), "{}: db[{o}]", probe.layer);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- shape errors
+
+/// Asserts `r` is a shape error raised by `op`, whose message names `op`.
+fn expect_shape_error<T>(r: kappa::Result<T>, op: &str) {
+    match r {
+        Ok(_) => panic!("{op}: mismatched shapes were accepted"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(matches!(e, kappa::Error::Shape { op: o, .. } if o == op), "{op}: wrong error {e:?}");
+            assert!(msg.contains(op), "{op}: message '{msg}' does not name the op");
+        }
+    }
+}
+
+#[test]
+fn mismatched_shapes_are_errors_not_panics() {
+    let be = backend();
+    let mut tape = Tape::new(&be);
+    let mut leaf = |shape: &[usize]| tape.leaf(Tensor::zeros(&be, shape).unwrap());
+    let (a23, a32, a4, a3, x43, w25, img) =
+        (leaf(&[2, 3]), leaf(&[3, 2]), leaf(&[4]), leaf(&[3]), leaf(&[4, 3]), leaf(&[2, 5]), leaf(&[2, 3, 2, 2]));
+    expect_shape_error(tape.add(a23, a32), "add");
+    expect_shape_error(tape.sub(a23, a32), "sub");
+    expect_shape_error(tape.mul(a23, a32), "mul");
+    expect_shape_error(tape.matmul(a23, a23), "matmul");
+    expect_shape_error(tape.matmul(a23, a3), "matmul");
+    expect_shape_error(tape.linear(x43, w25, None), "linear");
+    expect_shape_error(tape.linear(x43, a23, Some(a4)), "linear");
+    expect_shape_error(tape.bias_add(x43, a4), "bias_add");
+    expect_shape_error(tape.bias_add(img, a4), "bias_add");
+    expect_shape_error(tape.batch_norm_train(x43, a4, a3, BN_EPS).map(|o| o.y), "batch_norm");
+    expect_shape_error(tape.batch_norm_train(img, a3, a4, BN_EPS).map(|o| o.y), "batch_norm");
+    let (m3, v3) = (Tensor::zeros(&be, &[3]).unwrap(), Tensor::full(&be, &[3], 1.0).unwrap());
+    expect_shape_error(tape.batch_norm_eval(x43, a4, a4, &m3, &v3, BN_EPS), "batch_norm");
+    expect_shape_error(tape.cross_entropy(x43, &[0, 1, 2]), "cross_entropy");
+    expect_shape_error(tape.reshape(a23, &[4, 2]), "reshape");
+}
