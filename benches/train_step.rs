@@ -12,6 +12,10 @@ use kappa::optim::{Optimizer, Sgd};
 use kappa::rng::Rng;
 use kappa::tensor::Tensor;
 
+// The same allocator as the `kappa` binary.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn mlp_step(c: &mut Criterion) {
     let be = Cpu::<f32>::new();
     let (n, d, classes) = (1024, 784, 10);

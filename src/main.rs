@@ -7,6 +7,11 @@ use kappa::train::{OptimizerKind, TrainConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// Training frees and reallocates the same activation sizes every step;
+// mimalloc keeps those pages mapped instead of faulting them in again.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "kappa",

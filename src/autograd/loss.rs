@@ -29,6 +29,9 @@ impl<B: Backend> Tape<B> {
 
     /// Mean over all elements of `(pred − target)²`.
     pub fn mse(&mut self, pred: Var, target: Var) -> Result<Var> {
+        if self.shape(pred) != self.shape(target) {
+            return Err(Error::shape("mse", format!("prediction {:?}, target {:?}", self.shape(pred), self.shape(target))));
+        }
         let d = self.sub(pred, target)?;
         let sq = self.mul(d, d)?;
         self.mean(sq)

@@ -8,8 +8,8 @@
 //! intensity, a shift of up to ±2 px, and pixel noise, clipped to [0, 1].
 //!
 //! Difficulty, measured when the constants were chosen: a 784-128-10 ReLU MLP
-//! (SGD, lr 0.1, batch 32) reaches about 83% test accuracy after one epoch,
-//! 88% after two and 95% after four; nearest class mean gets about 69%.
+//! (SGD, lr 0.1, batch 32) reaches about 82% test accuracy after one epoch,
+//! 88% after two and 94% after four; nearest class mean gets about 69%.
 //!
 //! Everything is keyed by the fixed [`SEED`], and example `i` depends only on
 //! `(SEED, split, i)`: every machine sees the same data, and a prefix of the
@@ -160,6 +160,18 @@ mod tests {
         assert_ne!(a.train.images[..784], a.test.images[..784], "train and test must differ");
     }
 
+    /// Pins the data itself: a change to the generator (or a platform whose
+    /// arithmetic differs) would silently change every experiment's inputs.
+    #[test]
+    fn fingerprint_is_pinned() {
+        use sha2::{Digest, Sha256};
+        let s = generate(200, 0);
+        let mut h = Sha256::new();
+        s.train.images.iter().for_each(|v| h.update(v.to_le_bytes()));
+        s.train.labels.iter().for_each(|l| h.update(l.to_le_bytes()));
+        assert_eq!(format!("{:x}", h.finalize()), "4d7ea1ac1ab0d199285142e8232da26e42984c831b1198ba20bee451662ad05b");
+    }
+
     #[test]
     fn shaped_like_mnist() {
         let s = generate(2000, 10);
@@ -197,93 +209,5 @@ mod tests {
             .count();
         let acc = correct as f64 / s.test.len() as f64;
         assert!((0.4..0.95).contains(&acc), "nearest-class-mean accuracy {acc}");
-    }
-}
-
-#[cfg(test)]
-mod probe {
-    use super::*;
-    use crate::data::Loader;
-
-    #[test]
-    #[ignore]
-    fn probe_mlp() {
-        let hidden = 128;
-        let epochs = 4;
-        let s = generate(TRAIN, TEST);
-        let d = 784;
-        let mut r = Rng::new(1, 1);
-        let mut w1: Vec<f32> = (0..hidden * d).map(|_| (r.normal() * (2.0 / d as f64).sqrt()) as f32).collect();
-        let mut b1 = vec![0f32; hidden];
-        let mut w2: Vec<f32> = (0..10 * hidden).map(|_| (r.normal() * (1.0 / hidden as f64).sqrt()) as f32).collect();
-        let mut b2 = vec![0f32; 10];
-        let lr = 0.1f32;
-        let eval = |w1: &[f32], b1: &[f32], w2: &[f32], b2: &[f32], ds: &Dataset| {
-            let mut c = 0;
-            for i in 0..ds.len() {
-                let x = ds.example(i);
-                let h: Vec<f32> =
-                    (0..hidden).map(|j| (b1[j] + w1[j * d..(j + 1) * d].iter().zip(x).map(|(a, b)| a * b).sum::<f32>()).max(0.0)).collect();
-                let o: Vec<f32> =
-                    (0..10).map(|k| b2[k] + w2[k * hidden..(k + 1) * hidden].iter().zip(&h).map(|(a, b)| a * b).sum::<f32>()).collect();
-                let g = (0..10).max_by(|&a, &b| o[a].total_cmp(&o[b])).unwrap();
-                if g as u32 == ds.labels[i] {
-                    c += 1;
-                }
-            }
-            c as f64 / ds.len() as f64
-        };
-        let loader = Loader::new(&s.train, 32, 5, true, false).unwrap();
-        for ep in 0..epochs {
-            for batch in loader.epoch(ep) {
-                let n = batch.rows();
-                let mut gw1 = vec![0f32; hidden * d];
-                let mut gb1 = vec![0f32; hidden];
-                let mut gw2 = vec![0f32; 10 * hidden];
-                let mut gb2 = vec![0f32; 10];
-                for rr in 0..n {
-                    let x = &batch.images[rr * d..(rr + 1) * d];
-                    let h: Vec<f32> = (0..hidden)
-                        .map(|j| (b1[j] + w1[j * d..(j + 1) * d].iter().zip(x).map(|(a, b)| a * b).sum::<f32>()).max(0.0))
-                        .collect();
-                    let o: Vec<f32> =
-                        (0..10).map(|k| b2[k] + w2[k * hidden..(k + 1) * hidden].iter().zip(&h).map(|(a, b)| a * b).sum::<f32>()).collect();
-                    let m = o.iter().cloned().fold(f32::MIN, f32::max);
-                    let e: Vec<f32> = o.iter().map(|v| (v - m).exp()).collect();
-                    let z: f32 = e.iter().sum();
-                    let go: Vec<f32> = (0..10).map(|k| e[k] / z - if k as u32 == batch.labels[rr] { 1.0 } else { 0.0 }).collect();
-                    let mut gh = vec![0f32; hidden];
-                    for k in 0..10 {
-                        gb2[k] += go[k];
-                        for j in 0..hidden {
-                            gw2[k * hidden + j] += go[k] * h[j];
-                            gh[j] += go[k] * w2[k * hidden + j];
-                        }
-                    }
-                    for j in 0..hidden {
-                        if h[j] > 0.0 {
-                            gb1[j] += gh[j];
-                            for t in 0..d {
-                                gw1[j * d + t] += gh[j] * x[t];
-                            }
-                        }
-                    }
-                }
-                let sc = lr / n as f32;
-                for (w, g) in w1.iter_mut().zip(&gw1) {
-                    *w -= sc * g;
-                }
-                for (w, g) in b1.iter_mut().zip(&gb1) {
-                    *w -= sc * g;
-                }
-                for (w, g) in w2.iter_mut().zip(&gw2) {
-                    *w -= sc * g;
-                }
-                for (w, g) in b2.iter_mut().zip(&gb2) {
-                    *w -= sc * g;
-                }
-            }
-            eprintln!("epoch {ep}: train {:.3} test {:.3}", eval(&w1, &b1, &w2, &b2, &s.train), eval(&w1, &b1, &w2, &b2, &s.test));
-        }
     }
 }

@@ -59,7 +59,7 @@ mod tests {
         let s: Schedule = "multistep:80,120".parse().unwrap();
         assert_eq!(s.lr(0.1, 79), 0.1);
         assert!((s.lr(0.1, 80) - 0.01).abs() < 1e-15);
-        assert!((s.lr(0.1, 121) - 0.01).abs() < 1e-15);
+        assert!((s.lr(0.1, 119) - 0.01).abs() < 1e-15);
         assert!((s.lr(0.1, 120) - 0.001).abs() < 1e-15);
         let s: Schedule = "multistep:2:0.5".parse().unwrap();
         assert_eq!(s.lr(1.0, 2), 0.5);
