@@ -169,6 +169,25 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     /// `scale · (softmax − onehot(labels))`.
     fn softmax_xent_backward(&self, probs: &Self::Buf, labels: &[u32], classes: usize, scale: f64) -> Result<Self::Buf>;
 
+    // ---- conditioning analysis ----
+    /// `acc[cols×cols] += alpha·XᵀX` for a row-major `rows×cols` X, writing
+    /// the lower triangle only (row-major, `j ≤ i`): half the work of a GEMM,
+    /// and all [`Backend::eigvalsh`] reads.
+    fn gram_lower(&self, acc: &mut Self::Buf, x: &Self::Buf, rows: usize, cols: usize, alpha: f64) -> Result<()>;
+    /// Eigenvalues, in descending order, of each symmetric `n×n` matrix given
+    /// by its lower triangle. Only the eigenvalues leave the device. Solved in
+    /// f64 after scaling by the largest diagonal entry, so degenerate and
+    /// tiny-scale PSD matrices do not fail; a matrix with a non-finite entry
+    /// yields NaNs (a diverged run is recorded, not aborted).
+    fn eigvalsh(&self, mats: &[(&Self::Buf, usize)]) -> Result<Vec<Vec<f64>>>;
+    /// Per column of a row-major `rows×cols` matrix, how many entries are
+    /// positive (a ReLU unit with none is dead, one with all is full).
+    fn count_positive(&self, x: &Self::Buf, rows: usize, cols: usize) -> Result<Vec<u32>>;
+    /// One class per row of `rows×classes` probabilities, by inverse CDF of
+    /// the uniform [`crate::rng::hash3`]`(seed, stream, row)`: the Fisher's
+    /// labels sampled from the model, the same on every device.
+    fn sample_labels(&self, probs: &Self::Buf, classes: usize, seed: u64, stream: u64) -> Result<Vec<u32>>;
+
     // ---- optimiser updates, in place ----
     fn sgd_step(&self, param: &mut Self::Buf, grad: &Self::Buf, velocity: &mut Self::Buf, h: &SgdHyper) -> Result<()>;
     fn adam_step(&self, param: &mut Self::Buf, grad: &Self::Buf, m: &mut Self::Buf, v: &mut Self::Buf, h: &AdamHyper) -> Result<()>;

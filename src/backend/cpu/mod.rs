@@ -6,6 +6,7 @@ mod channel;
 pub mod gemm;
 pub mod parallel;
 mod softmax;
+mod spectral;
 mod update;
 
 use super::{AdamHyper, Backend, BatchStats, ChannelShape, Device, Gemm, SgdHyper};
@@ -49,7 +50,7 @@ fn check_labels(labels: &[u32], rows: usize, classes: usize) -> Result<()> {
     }
 }
 
-impl<T: Scalar> Backend for Cpu<T> {
+impl<T: Scalar + faer::traits::RealField> Backend for Cpu<T> {
     type Elem = T;
     type Buf = Vec<T>;
 
@@ -207,6 +208,22 @@ impl<T: Scalar> Backend for Cpu<T> {
     fn softmax_xent_backward(&self, probs: &Vec<T>, labels: &[u32], classes: usize, scale: f64) -> Result<Vec<T>> {
         check_labels(labels, probs.len() / classes.max(1), classes)?;
         Ok(softmax::softmax_xent_backward(probs, labels, classes, scale))
+    }
+
+    fn gram_lower(&self, acc: &mut Vec<T>, x: &Vec<T>, rows: usize, cols: usize, alpha: f64) -> Result<()> {
+        spectral::gram_lower(acc, x, rows, cols, alpha)
+    }
+
+    fn eigvalsh(&self, mats: &[(&Vec<T>, usize)]) -> Result<Vec<Vec<f64>>> {
+        spectral::eigvalsh(mats)
+    }
+
+    fn count_positive(&self, x: &Vec<T>, rows: usize, cols: usize) -> Result<Vec<u32>> {
+        spectral::count_positive(x, rows, cols)
+    }
+
+    fn sample_labels(&self, probs: &Vec<T>, classes: usize, seed: u64, stream: u64) -> Result<Vec<u32>> {
+        spectral::sample_labels(probs, classes, seed, stream)
     }
 
     fn sgd_step(&self, param: &mut Vec<T>, grad: &Vec<T>, velocity: &mut Vec<T>, h: &SgdHyper) -> Result<()> {

@@ -1,0 +1,117 @@
+//! Second moments and their spectra on the CPU: a lower-triangular Gram
+//! update through faer, and symmetric eigenvalues through faer in f64.
+
+use crate::error::{Error, Result};
+use crate::scalar::Scalar;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+pub fn gram_lower<T: Scalar + faer::traits::RealField>(acc: &mut [T], x: &[T], rows: usize, cols: usize, alpha: f64) -> Result<()> {
+    if acc.len() != cols * cols || x.len() != rows * cols {
+        return Err(Error::shape("gram_lower", format!("{rows}×{cols} input, accumulator of {}", acc.len())));
+    }
+    if rows == 0 || cols == 0 {
+        return Ok(());
+    }
+    let xm = MatRef::from_row_major_slice(x, rows, cols);
+    let dst = MatMut::from_row_major_slice_mut(acc, cols, cols);
+    let par = if rows * cols * cols >= 1 << 20 { Par::rayon(0) } else { Par::Seq };
+    triangular::matmul(
+        dst,
+        BlockStructure::TriangularLower,
+        Accum::Add,
+        xm.transpose(),
+        BlockStructure::Rectangular,
+        xm,
+        BlockStructure::Rectangular,
+        T::from_f64(alpha),
+        par,
+    );
+    Ok(())
+}
+
+/// Descending eigenvalues of one matrix held as a row-major lower triangle.
+fn eigvalsh_one<T: Scalar>(lower: &[T], n: usize) -> Result<Vec<f64>> {
+    if lower.len() != n * n {
+        return Err(Error::shape("eigvalsh", format!("{} elements for a {n}×{n} matrix", lower.len())));
+    }
+    let at = |i: usize, j: usize| if j <= i { lower[i * n + j].to_f64() } else { lower[j * n + i].to_f64() };
+    if lower.chunks(n).enumerate().any(|(i, row)| row[..=i].iter().any(|v| !v.to_f64().is_finite())) {
+        return Ok(vec![f64::NAN; n]);
+    }
+    // Scale so the entries are O(1): the solver then never sees 1e-30-sized
+    // (or 1e30-sized) numbers, whatever the layer's gradient magnitude.
+    let scale = lower.chunks(n).enumerate().flat_map(|(i, row)| &row[..=i]).fold(0.0, |m: f64, v| m.max(v.to_f64().abs()));
+    if scale == 0.0 {
+        return Ok(vec![0.0; n]);
+    }
+    let m = faer::Mat::<f64>::from_fn(n, n, |i, j| at(i, j) / scale);
+    let mut values = m
+        .self_adjoint_eigenvalues(faer::Side::Lower)
+        .map_err(|e| Error::Backend(format!("eigvalsh of a {n}×{n} matrix did not converge: {e:?}")))?;
+    values.iter_mut().for_each(|v| *v *= scale);
+    values.reverse();
+    Ok(values)
+}
+
+/// All matrices at once, one per task; each solve runs sequentially inside.
+pub fn eigvalsh<T: Scalar>(mats: &[(&Vec<T>, usize)]) -> Result<Vec<Vec<f64>>> {
+    // Largest first, so the long solve does not start last.
+    let mut order: Vec<usize> = (0..mats.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(mats[i].1));
+    let solved: Vec<(usize, Result<Vec<f64>>)> =
+        order.par_iter().with_max_len(1).map(|&i| (i, eigvalsh_one(mats[i].0, mats[i].1))).collect();
+    let mut out = vec![Vec::new(); mats.len()];
+    for (i, r) in solved {
+        out[i] = r?;
+    }
+    Ok(out)
+}
+
+pub fn count_positive<T: Scalar>(x: &[T], rows: usize, cols: usize) -> Result<Vec<u32>> {
+    if x.len() != rows * cols {
+        return Err(Error::shape("count_positive", format!("{} elements for {rows}×{cols}", x.len())));
+    }
+    if cols == 0 {
+        return Ok(Vec::new());
+    }
+    let rows_per_task = (super::parallel::CHUNK / cols).max(1);
+    let parts: Vec<Vec<u32>> = x
+        .par_chunks(rows_per_task * cols)
+        .map(|block| {
+            let mut counts = vec![0u32; cols];
+            for row in block.chunks_exact(cols) {
+                counts.iter_mut().zip(row).for_each(|(c, &v)| *c += (v > T::ZERO) as u32);
+            }
+            counts
+        })
+        .collect();
+    Ok(parts.into_iter().fold(vec![0u32; cols], |mut acc, p| {
+        acc.iter_mut().zip(p).for_each(|(a, p)| *a += p);
+        acc
+    }))
+}
+
+pub fn sample_labels<T: Scalar>(probs: &[T], classes: usize, seed: u64, stream: u64) -> Result<Vec<u32>> {
+    if classes == 0 || probs.len() % classes != 0 {
+        return Err(Error::shape("sample_labels", format!("{} probabilities for {classes} classes", probs.len())));
+    }
+    Ok(probs
+        .chunks(classes)
+        .enumerate()
+        .map(|(row, p)| {
+            let u = crate::rng::unit_f64(crate::rng::hash3(seed, stream, row as u64));
+            let total: f64 = p.iter().map(|v| v.to_f64()).sum();
+            let mut cumulative = 0.0;
+            // The last class with mass catches rounding at the top of the CDF.
+            let last = p.iter().rposition(|v| v.to_f64() > 0.0).unwrap_or(classes - 1);
+            p.iter()
+                .position(|v| {
+                    cumulative += v.to_f64();
+                    cumulative > u * total
+                })
+                .map_or(last, |c| c.min(last)) as u32
+        })
+        .collect())
+}
