@@ -9,6 +9,7 @@ pub mod error;
 pub mod models;
 pub mod nn;
 pub mod optim;
+pub mod report;
 pub mod rng;
 pub mod scalar;
 pub mod tensor;

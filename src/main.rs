@@ -1,6 +1,7 @@
 //! The `kappa` command line.
 
 use clap::{Args, Parser, Subcommand};
+use kappa::analysis::{AnalysisConfig, Mode};
 use kappa::nn::Init;
 use kappa::optim::Schedule;
 use kappa::train::{OptimizerKind, TrainConfig};
@@ -126,6 +127,53 @@ struct TrainArgs {
     /// cpu, or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
+    #[command(flatten)]
+    analysis: AnalysisArgs,
+}
+
+/// Layer-wise conditioning analysis (Σx, Σ∇h, κ_p, weight domination, dying neurons).
+#[derive(Args)]
+#[command(next_help_heading = "Conditioning analysis")]
+struct AnalysisArgs {
+    /// Analyse every N iterations, the initialisation (iteration 0) included; 0 turns it off
+    #[arg(long, default_value_t = 50)]
+    analyze_every: usize,
+    /// Also analyse at these iterations, e.g. 0,1,2,3 (paper Fig. A11)
+    #[arg(long, value_delimiter = ',')]
+    analyze_at: Vec<usize>,
+    /// empirical: true labels, reusing the training backward; fisher: labels sampled from the model's softmax
+    #[arg(long, value_enum, default_value = "empirical")]
+    analysis_mode: Mode,
+    /// Batches to accumulate Σx and Σ∇h over at each analysis
+    #[arg(long, default_value_t = 1)]
+    analysis_batches: usize,
+    /// Centre the second moments (covariances) instead of the paper's uncentred E[x xᵀ]
+    #[arg(long)]
+    centered: bool,
+    /// Percentages p for the generalised condition numbers κ_p = λmax / λ_(p·d)
+    #[arg(long, value_delimiter = ',', default_value = "50,80,100")]
+    kappa_p: Vec<f64>,
+    /// Save every spectrum as .npy under RUN_DIR/spectra
+    #[arg(long)]
+    save_spectra: bool,
+    /// Flag weight domination when σmax(∂L/∂W)/σmax(W) falls below this
+    #[arg(long, default_value_t = 1e-3)]
+    domination_threshold: f64,
+}
+
+impl AnalysisArgs {
+    fn into_config(self) -> AnalysisConfig {
+        AnalysisConfig {
+            every: self.analyze_every,
+            at: self.analyze_at,
+            mode: self.analysis_mode,
+            batches: self.analysis_batches,
+            centered: self.centered,
+            kappa_p: self.kappa_p,
+            save_spectra: self.save_spectra,
+            domination_threshold: self.domination_threshold,
+        }
+    }
 }
 
 fn parse_crop_resize(s: &str) -> Result<(usize, usize), String> {
@@ -166,6 +214,7 @@ impl TrainArgs {
             freeze: self.freeze,
             log_every: self.log_every,
             device: self.device,
+            analysis: self.analysis.into_config(),
         }
     }
 }

@@ -8,7 +8,7 @@ use kappa::data::{self, Batch, LoadOptions, Loader};
 use kappa::nn::{BatchNorm, Init, ParamStore};
 use kappa::optim::{Adam, Optimizer, Schedule, Sgd};
 use kappa::tensor::Tensor;
-use kappa::train::{OptimizerKind, TrainConfig, Trainer};
+use kappa::train::{Labels, OptimizerKind, TrainConfig, Trainer};
 
 fn config(seed: u64) -> TrainConfig {
     TrainConfig {
@@ -35,6 +35,7 @@ fn config(seed: u64) -> TrainConfig {
         freeze: vec![],
         log_every: 1,
         device: "cpu".into(),
+        analysis: Default::default(),
     }
 }
 
@@ -89,7 +90,7 @@ fn probes_expose_layer_inputs_and_output_gradients() {
     let cfg = config(1);
     let mut t = Trainer::new(&be, &cfg, split.train.dim(), split.train.classes).unwrap();
     let batch = Loader::new(&split.train, 32, 0, false, false).unwrap().epoch(0).next().unwrap();
-    let (_, grads) = t.gradients(&batch, true).unwrap();
+    let (_, grads) = t.gradients(&batch, Labels::True, true).unwrap();
     let probes = grads.probes();
     assert_eq!(probes.len(), cfg.depth, "one probe per linear layer");
     // The first layer's input is the batch itself.
@@ -108,7 +109,7 @@ fn probes_expose_layer_inputs_and_output_gradients() {
         }
     }
     // Without probing nothing is retained.
-    let (_, grads) = t.gradients(&batch, false).unwrap();
+    let (_, grads) = t.gradients(&batch, Labels::True, false).unwrap();
     assert!(grads.probes().is_empty());
 }
 

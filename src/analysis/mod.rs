@@ -1,5 +1,20 @@
-//! Layer-wise conditioning analysis (Huang et al., ECCV 2020, §3–4).
+//! Layer-wise conditioning analysis (Huang et al., ECCV 2020, §3–4): for
+//! every linear layer, the second moments Σx of its input and Σ∇h of its
+//! output-gradient, their spectra and the Kronecker (K-FAC) sub-FIM, with
+//! weight-domination and dying-neuron diagnostics.
 
+mod alerts;
+mod analyzer;
+mod config;
+mod diagnostics;
+mod moments;
+pub mod npy;
+mod record;
 pub mod spectrum;
 
+pub use analyzer::{Analyzer, TrainingBatch};
+pub use config::{AnalysisConfig, Mode};
+pub use diagnostics::{NeuronStats, WeightStats};
+pub use moments::{LayerMatrices, Moments};
+pub use record::{Alert, LayerRecord};
 pub use spectrum::{Kronecker, Spectrum};

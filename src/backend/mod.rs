@@ -183,10 +183,11 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     /// Per column of a row-major `rows×cols` matrix, how many entries are
     /// positive (a ReLU unit with none is dead, one with all is full).
     fn count_positive(&self, x: &Self::Buf, rows: usize, cols: usize) -> Result<Vec<u32>>;
-    /// One class per row of `rows×classes` probabilities, by inverse CDF of
-    /// the uniform [`crate::rng::hash3`]`(seed, stream, row)`: the Fisher's
-    /// labels sampled from the model, the same on every device.
-    fn sample_labels(&self, probs: &Self::Buf, classes: usize, seed: u64, stream: u64) -> Result<Vec<u32>>;
+    /// One class per row of `rows×classes` logits, drawn from the row's
+    /// softmax by inverse CDF of the uniform [`crate::rng::hash3`]`(seed,
+    /// stream, row)`: the Fisher's labels sampled from the model, the same on
+    /// every device.
+    fn sample_labels(&self, logits: &Self::Buf, classes: usize, seed: u64, stream: u64) -> Result<Vec<u32>>;
 
     // ---- optimiser updates, in place ----
     fn sgd_step(&self, param: &mut Self::Buf, grad: &Self::Buf, velocity: &mut Self::Buf, h: &SgdHyper) -> Result<()>;

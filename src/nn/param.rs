@@ -74,6 +74,19 @@ impl<B: Backend> ParamStore<B> {
         &self.buffers
     }
 
+    /// The buffers as they are now; cheap (buffers are shared until written).
+    pub fn snapshot_buffers(&self) -> Vec<Tensor<B>> {
+        self.buffers.iter().map(|(_, t)| t.clone()).collect()
+    }
+
+    /// Puts back buffers taken by [`ParamStore::snapshot_buffers`], so a
+    /// forward pass made only to measure leaves no trace on BN's running averages.
+    pub fn restore_buffers(&mut self, snapshot: Vec<Tensor<B>>) {
+        for ((_, t), saved) in self.buffers.iter_mut().zip(snapshot) {
+            *t = saved;
+        }
+    }
+
     /// Total number of trainable scalars.
     pub fn count(&self) -> usize {
         self.params.iter().map(|p| p.value.numel()).sum()

@@ -1,5 +1,6 @@
 //! Everything a training run is determined by; saved as `config.json`.
 
+use crate::analysis::AnalysisConfig;
 use crate::backend::Device;
 use crate::error::{Error, Result};
 use crate::nn::Init;
@@ -43,6 +44,7 @@ pub struct TrainConfig {
     pub freeze: Vec<usize>,
     pub log_every: usize,
     pub device: String,
+    pub analysis: AnalysisConfig,
 }
 
 impl TrainConfig {
@@ -75,6 +77,7 @@ impl TrainConfig {
             (Some(_), Some(_)) => Err(Error::arg("--iterations", "give --epochs or --iterations, not both")),
             _ => Ok(()),
         }?;
+        self.analysis.validate()?;
         if self.log_every == 0 {
             return Err(Error::arg("--log-every", "must be at least 1"));
         }

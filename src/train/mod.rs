@@ -3,9 +3,10 @@
 mod config;
 mod metrics;
 mod run;
+mod table;
 mod trainer;
 
 pub use config::{OptimizerKind, TrainConfig};
 pub use metrics::{MetricsLog, Summary};
 pub use run::run;
-pub use trainer::{EvalStats, StepStats, Trainer};
+pub use trainer::{EvalStats, Labels, StepStats, Trainer};

@@ -1,11 +1,12 @@
-//! The `kappa train` job: data, trainer, progress bar, metrics, summary.
+//! The `kappa train` job: data, trainer, analysis, progress bar, metrics, summary.
 
 use super::config::{OptimizerKind, TrainConfig};
 use super::metrics::{MetricsLog, Summary};
-use super::trainer::Trainer;
+use super::trainer::{Labels, StepStats, Trainer};
+use crate::analysis::{Analyzer, LayerRecord, Mode, TrainingBatch};
 use crate::backend::cpu::Cpu;
 use crate::backend::{Backend, Device};
-use crate::data::{self, LoadOptions, Loader};
+use crate::data::{self, Batch, LoadOptions, Loader};
 use crate::error::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -34,13 +35,63 @@ fn cuda_unavailable(ordinal: usize) -> Result<Summary> {
     )))
 }
 
+/// Everything the step loop writes to: the log, the terminal, the summary.
+struct Output {
+    log: MetricsLog,
+    bar: ProgressBar,
+    last_analysis: Vec<LayerRecord>,
+}
+
+impl Output {
+    fn say(&self, line: &str) {
+        self.bar.suspend(|| println!("{line}"));
+    }
+}
+
+/// The analysis side of the loop: the analyzer and the extra batches it draws.
+struct Analysis<'a> {
+    analyzer: Analyzer,
+    extra: Loader<'a>,
+}
+
+impl Analysis<'_> {
+    /// Analyses the model before the step on `batch`; returns the step's gradients' stats
+    /// after applying them (unless `apply` is false: the final analysis has no step).
+    fn step<B: Backend>(
+        &mut self,
+        trainer: &mut Trainer<B>,
+        batch: &Batch,
+        lr: Option<f64>,
+        iteration: usize,
+        epoch: usize,
+        out: &mut Output,
+    ) -> Result<StepStats> {
+        let probe = self.analyzer.config().mode == Mode::Empirical;
+        let (stats, grads) = trainer.gradients(batch, Labels::True, probe)?;
+        let extra: Vec<Batch> = self.extra.epoch(iteration).take(self.analyzer.config().batches - 1).collect();
+        let (records, alerts) = self.analyzer.analyze(trainer, TrainingBatch { batch, grads: &grads }, &extra, iteration, epoch)?;
+        for r in &records {
+            out.log.write(r)?;
+        }
+        for a in &alerts {
+            out.log.write(a)?;
+            out.say(&format!("alert at iteration {}: {} {}: {}", a.iteration, a.layer, a.alert, a.detail));
+        }
+        out.last_analysis = records;
+        if let Some(lr) = lr.filter(|_| stats.loss.is_finite()) {
+            trainer.apply(&grads, lr)?;
+        }
+        Ok(stats)
+    }
+}
+
 fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig) -> Result<Summary> {
     let opts = LoadOptions { crop_resize: cfg.crop_resize, limit_train: cfg.limit_train, limit_test: None };
     let split = data::load(&cfg.data, cfg.data_dir.as_deref(), &opts)?;
     let mut trainer = Trainer::new(backend, cfg, split.train.dim(), split.train.classes)?;
 
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::data(&cfg.out, format!("cannot create the run directory: {e}")))?;
-    let mut log = MetricsLog::create(&cfg.out)?;
+    let log = MetricsLog::create(&cfg.out)?;
     let config_path = cfg.out.join("config.json");
     let config_json = serde_json::to_string_pretty(&json!({ "train": cfg, "model": trainer.model().describe() }))
         .map_err(|e| Error::data(&config_path, e.to_string()))?;
@@ -51,12 +102,21 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig) -> Result<Summary> {
     let per_epoch = loader.batches_per_epoch();
     let total = cfg.iterations.unwrap_or(cfg.epochs.unwrap_or(1) * per_epoch);
     let epochs = total.div_ceil(per_epoch);
+    let mut analysis = match cfg.analysis.enabled() {
+        true => Some(Analysis {
+            analyzer: Analyzer::new(cfg.analysis.clone(), cfg.seed, Some(cfg.out.clone()))?,
+            // Its own order, so extra analysis batches never disturb the training order.
+            extra: Loader::new(&split.train, batch_size, cfg.seed ^ 0x616e_616c_7973_6973, true, false)?,
+        }),
+        false => None,
+    };
 
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} it  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let mut out = Output { log, bar, last_analysis: Vec::new() };
     let start = Instant::now();
     let mut summary = Summary {
         model: trainer.model().describe(),
@@ -80,14 +140,17 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig) -> Result<Summary> {
             if summary.iterations == total {
                 break 'epochs;
             }
-            let stats = trainer.step(&batch, lr)?;
+            let stats = match analysis.as_mut().filter(|a| a.analyzer.config().due(summary.iterations)) {
+                Some(a) => a.step(&mut trainer, &batch, Some(lr), summary.iterations, epoch, &mut out)?,
+                None => trainer.step(&batch, lr)?,
+            };
             summary.iterations += 1;
             seen += stats.examples;
             if !stats.loss.is_finite() {
                 summary.diverged = true;
                 summary.diverged_at = Some(summary.iterations);
                 summary.epochs = epoch + 1;
-                log.write(
+                out.log.write(
                     &json!({ "kind": "train", "iteration": summary.iterations, "epoch": epoch, "loss": null, "diverged": true, "lr": lr }),
                 )?;
                 break 'epochs;
@@ -99,32 +162,40 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig) -> Result<Summary> {
             if summary.iterations % cfg.log_every == 0 || summary.iterations == total {
                 let (loss, acc) = (window_loss / window_steps as f64, window_correct as f64 / window_n as f64);
                 let rate = seen as f64 / start.elapsed().as_secs_f64();
-                log.write(&json!({ "kind": "train", "iteration": summary.iterations, "epoch": epoch, "loss": loss, "accuracy": acc, "lr": lr, "examples_per_second": rate }))?;
-                bar.set_message(format!("epoch {} loss {loss:.4} acc {:.1}% {rate:.0} ex/s", epoch + 1, 100.0 * acc));
+                out.log.write(&json!({ "kind": "train", "iteration": summary.iterations, "epoch": epoch, "loss": loss, "accuracy": acc, "lr": lr, "examples_per_second": rate }))?;
+                out.bar.set_message(format!("epoch {} loss {loss:.4} acc {:.1}% {rate:.0} ex/s", epoch + 1, 100.0 * acc));
                 (summary.train_loss, summary.train_accuracy) = (Some(loss), Some(acc));
                 (window_loss, window_correct, window_n, window_steps) = (0.0, 0, 0, 0);
             }
-            bar.inc(1);
+            out.bar.inc(1);
         }
         summary.epochs = epoch + 1;
         let eval = trainer.evaluate(&split.test, 1000)?;
-        log.write(&json!({ "kind": "eval", "iteration": summary.iterations, "epoch": epoch, "test_loss": eval.loss, "test_accuracy": eval.accuracy }))?;
+        out.log.write(&json!({ "kind": "eval", "iteration": summary.iterations, "epoch": epoch, "test_loss": eval.loss, "test_accuracy": eval.accuracy }))?;
         (summary.test_loss, summary.test_accuracy) = (Some(eval.loss), Some(eval.accuracy));
-        let line = format!(
+        out.say(&format!(
             "epoch {:>3}  train loss {:.4} acc {:5.2}%  test loss {:.4} acc {:5.2}%  lr {lr:.3e}",
             epoch + 1,
             summary.train_loss.unwrap_or(f64::NAN),
             100.0 * summary.train_accuracy.unwrap_or(f64::NAN),
             eval.loss,
             100.0 * eval.accuracy
-        );
-        bar.suspend(|| println!("{line}"));
+        ));
     }
-    bar.finish_and_clear();
+    // The state after the last update has no step of its own to ride on.
+    if let Some(a) = analysis.as_mut().filter(|a| !summary.diverged && a.analyzer.config().due(summary.iterations)) {
+        if let Some(batch) = loader.epoch(epochs).next() {
+            a.step(&mut trainer, &batch, None, summary.iterations, summary.epochs, &mut out)?;
+        }
+    }
+    out.bar.finish_and_clear();
     summary.seconds = start.elapsed().as_secs_f64();
     summary.examples_per_second = seen as f64 / summary.seconds.max(1e-9);
     if summary.diverged {
-        log.write(&json!({ "kind": "summary", "diverged": true, "iteration": summary.diverged_at }))?;
+        out.log.write(&json!({ "kind": "summary", "diverged": true, "iteration": summary.diverged_at }))?;
+    }
+    if !out.last_analysis.is_empty() {
+        println!("{}", super::table::conditioning_table(&out.last_analysis));
     }
     summary.save()?;
     Ok(summary)

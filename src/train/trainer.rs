@@ -18,6 +18,16 @@ pub struct StepStats {
     pub examples: usize,
 }
 
+/// Which labels a forward-backward pass differentiates the loss against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Labels {
+    /// The data's labels (training; the empirical second moment M).
+    True,
+    /// Labels drawn from the model's own softmax (the Fisher), a pure
+    /// function of `(seed, stream, row)`.
+    Sampled { seed: u64, stream: u64 },
+}
+
 /// Loss and accuracy over a whole dataset, in eval mode.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EvalStats {
@@ -48,32 +58,54 @@ impl<B: Backend> Trainer<B> {
         self.model.as_ref()
     }
 
+    pub fn model_mut(&mut self) -> &mut dyn Model<B> {
+        self.model.as_mut()
+    }
+
     pub fn backend(&self) -> &B {
         &self.backend
     }
 
-    /// Forward and backward on a batch, without updating: the loss, accuracy
-    /// and gradients (with layer probes when `probe` is set).
-    pub fn gradients(&mut self, batch: &Batch, probe: bool) -> Result<(StepStats, Gradients<B>)> {
+    /// Forward (training mode) and backward on a batch, without updating:
+    /// the loss, accuracy against the true labels, and gradients (with layer
+    /// probes when `probe` is set).
+    pub fn gradients(&mut self, batch: &Batch, labels: Labels, probe: bool) -> Result<(StepStats, Gradients<B>)> {
         let mut tape = Tape::new(&self.backend);
         tape.set_probing(probe);
         let x = tape.constant(Tensor::from_f32s(&self.backend, &batch.dims, &batch.images)?);
         let logits = self.model.forward(&mut tape, x, true)?;
         let correct = count_correct(&tape.value(logits).to_f64s(&self.backend)?, &batch.labels);
-        let loss = tape.cross_entropy(logits, &batch.labels)?;
+        let targets = match labels {
+            Labels::True => batch.labels.clone(),
+            Labels::Sampled { seed, stream } => {
+                let classes = tape.value(logits).rows_cols().1;
+                self.backend.sample_labels(tape.value(logits).buf(), classes, seed, stream)?
+            }
+        };
+        let loss = tape.cross_entropy(logits, &targets)?;
         let loss_value = tape.value(loss).scalar(&self.backend)?;
         let grads = tape.backward(loss)?;
         Ok((StepStats { loss: loss_value, correct, examples: batch.labels.len() }, grads))
     }
 
+    /// Updates the parameters from `grads` at learning rate `lr`.
+    pub fn apply(&mut self, grads: &Gradients<B>, lr: f64) -> Result<()> {
+        self.optimizer.step(self.model.store_mut(), grads, lr)
+    }
+
     /// One optimisation step at learning rate `lr`. A non-finite loss is
     /// returned without updating, so the caller can record the divergence.
     pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<StepStats> {
-        let (stats, grads) = self.gradients(batch, false)?;
+        self.step_with_gradients(batch, lr, false).map(|(stats, _)| stats)
+    }
+
+    /// [`Trainer::step`], also handing back the gradients it applied.
+    pub fn step_with_gradients(&mut self, batch: &Batch, lr: f64, probe: bool) -> Result<(StepStats, Gradients<B>)> {
+        let (stats, grads) = self.gradients(batch, Labels::True, probe)?;
         if stats.loss.is_finite() {
-            self.optimizer.step(self.model.store_mut(), &grads, lr)?;
+            self.apply(&grads, lr)?;
         }
-        Ok(stats)
+        Ok((stats, grads))
     }
 
     /// Eval-mode loss and accuracy over `data`, in chunks of `chunk` examples.

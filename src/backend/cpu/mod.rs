@@ -222,8 +222,8 @@ impl<T: Scalar + faer::traits::RealField> Backend for Cpu<T> {
         spectral::count_positive(x, rows, cols)
     }
 
-    fn sample_labels(&self, probs: &Vec<T>, classes: usize, seed: u64, stream: u64) -> Result<Vec<u32>> {
-        spectral::sample_labels(probs, classes, seed, stream)
+    fn sample_labels(&self, logits: &Vec<T>, classes: usize, seed: u64, stream: u64) -> Result<Vec<u32>> {
+        spectral::sample_labels(logits, classes, seed, stream)
     }
 
     fn sgd_step(&self, param: &mut Vec<T>, grad: &Vec<T>, velocity: &mut Vec<T>, h: &SgdHyper) -> Result<()> {

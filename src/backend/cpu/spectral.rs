@@ -93,25 +93,26 @@ pub fn count_positive<T: Scalar>(x: &[T], rows: usize, cols: usize) -> Result<Ve
     }))
 }
 
-pub fn sample_labels<T: Scalar>(probs: &[T], classes: usize, seed: u64, stream: u64) -> Result<Vec<u32>> {
-    if classes == 0 || probs.len() % classes != 0 {
-        return Err(Error::shape("sample_labels", format!("{} probabilities for {classes} classes", probs.len())));
+pub fn sample_labels<T: Scalar>(logits: &[T], classes: usize, seed: u64, stream: u64) -> Result<Vec<u32>> {
+    if classes == 0 || logits.len() % classes != 0 {
+        return Err(Error::shape("sample_labels", format!("{} logits for {classes} classes", logits.len())));
     }
-    Ok(probs
+    Ok(logits
         .chunks(classes)
         .enumerate()
-        .map(|(row, p)| {
-            let u = crate::rng::unit_f64(crate::rng::hash3(seed, stream, row as u64));
-            let total: f64 = p.iter().map(|v| v.to_f64()).sum();
+        .map(|(row, z)| {
+            let max = z.iter().fold(f64::NEG_INFINITY, |m, v| m.max(v.to_f64()));
+            let weights: Vec<f64> = z.iter().map(|v| (v.to_f64() - max).exp()).collect();
+            let target = crate::rng::unit_f64(crate::rng::hash3(seed, stream, row as u64)) * weights.iter().sum::<f64>();
             let mut cumulative = 0.0;
-            // The last class with mass catches rounding at the top of the CDF.
-            let last = p.iter().rposition(|v| v.to_f64() > 0.0).unwrap_or(classes - 1);
-            p.iter()
-                .position(|v| {
-                    cumulative += v.to_f64();
-                    cumulative > u * total
+            // Rounding can leave `target` just above the last partial sum: take the last class then.
+            weights
+                .iter()
+                .position(|w| {
+                    cumulative += w;
+                    cumulative > target
                 })
-                .map_or(last, |c| c.min(last)) as u32
+                .unwrap_or(classes - 1) as u32
         })
         .collect())
 }

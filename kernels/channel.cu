@@ -1,0 +1,118 @@
+// CPU twin: src/backend/cpu/channel.rs. Per-channel ops over an
+// outer × channels × inner layout (bias add, bias gradient, batch norm) as
+// the CPU does them: f64 per-channel reductions, per-channel coefficients in
+// f64, then one per-channel affine map in f32.
+#include "common.cuh"
+
+// Per channel c: sa[c] += Σ a and sab[c] += Σ a·b (b = a when b is null), for
+// an N×C row-major matrix (inner == 1). Block (32, ROWS): threadIdx.x walks 32
+// adjacent channels so loads coalesce, threadIdx.y and blockIdx.y split rows.
+// sa and sab must be zeroed first; blocks meet through atomics.
+#define DOT_ROWS 8
+extern "C" __global__ void channel_dots_rows(const float* __restrict__ a, const float* __restrict__ b, size_t rows, size_t channels,
+                                             double* __restrict__ sa, double* __restrict__ sab) {
+    __shared__ double part_a[DOT_ROWS][32];
+    __shared__ double part_ab[DOT_ROWS][32];
+    const size_t c = (size_t)blockIdx.x * 32 + threadIdx.x;
+    double s = 0.0, q = 0.0;
+    if (c < channels) {
+        for (size_t r = (size_t)blockIdx.y * blockDim.y + threadIdx.y; r < rows; r += (size_t)gridDim.y * blockDim.y) {
+            const double x = a[r * channels + c];
+            const double y = b ? (double)b[r * channels + c] : x;
+            s += x;
+            q += x * y;
+        }
+    }
+    part_a[threadIdx.y][threadIdx.x] = s;
+    part_ab[threadIdx.y][threadIdx.x] = q;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < channels) {
+        for (unsigned k = 1; k < blockDim.y; ++k) {
+            s += part_a[k][threadIdx.x];
+            q += part_ab[k][threadIdx.x];
+        }
+        atomicAdd(&sa[c], s);
+        atomicAdd(&sab[c], q);
+    }
+}
+
+// The same sums for inner > 1 (NCHW): block (blockIdx.x) = channel, the
+// 1-D block (a multiple of 32 threads) and blockIdx.y split outer × inner.
+extern "C" __global__ void channel_dots_planes(const float* __restrict__ a, const float* __restrict__ b, size_t outer, size_t channels,
+                                               size_t inner, double* __restrict__ sa, double* __restrict__ sab) {
+    const size_t c = blockIdx.x, per_channel = outer * inner;
+    double s = 0.0, q = 0.0;
+    for (size_t k = (size_t)blockIdx.y * blockDim.x + threadIdx.x; k < per_channel; k += (size_t)gridDim.y * blockDim.x) {
+        const size_t i = ((k / inner) * channels + c) * inner + k % inner;
+        const double x = a[i];
+        const double y = b ? (double)b[i] : x;
+        s += x;
+        q += x * y;
+    }
+    s = block_sum(s);
+    q = block_sum(q);
+    if (threadIdx.x == 0) {
+        atomicAdd(&sa[c], s);
+        atomicAdd(&sab[c], q);
+    }
+}
+
+// out = scale[c]·x + shift[c] (+ zscale[c]·z when z is given); scale null means 1.
+extern "C" __global__ void channel_affine(const float* __restrict__ x, const float* __restrict__ scale, const float* __restrict__ shift,
+                                          const float* __restrict__ z, const float* __restrict__ zscale, float* __restrict__ out, size_t n,
+                                          size_t channels, size_t inner) {
+    for (size_t i = grid_start(); i < n; i += grid_stride()) {
+        const size_t c = (i / inner) % channels;
+        float v = (scale ? scale[c] * x[i] : x[i]) + shift[c];
+        if (z) v += zscale[c] * z[i];
+        out[i] = v;
+    }
+}
+
+// Training-mode coefficients from the sums over m elements per channel:
+// mean, biased variance, 1/σ, and the affine map y = scale·x + shift.
+extern "C" __global__ void batch_norm_train_coeffs(const double* __restrict__ sum, const double* __restrict__ sum_sq,
+                                                   const float* __restrict__ gamma, const float* __restrict__ beta, size_t channels,
+                                                   double m, double eps, float* __restrict__ mean, float* __restrict__ var,
+                                                   float* __restrict__ inv_std, float* __restrict__ scale, float* __restrict__ shift) {
+    for (size_t c = grid_start(); c < channels; c += grid_stride()) {
+        const double mu = sum[c] / m;
+        const double v = fmax(sum_sq[c] / m - mu * mu, 0.0);
+        const double is = 1.0 / sqrt(v + eps);
+        const double a = (double)gamma[c] * is;
+        mean[c] = (float)mu;
+        var[c] = (float)v;
+        inv_std[c] = (float)is;
+        scale[c] = (float)a;
+        shift[c] = (float)((double)beta[c] - mu * a);
+    }
+}
+
+extern "C" __global__ void batch_norm_eval_coeffs(const float* __restrict__ gamma, const float* __restrict__ beta, const float* __restrict__ mean,
+                                                  const float* __restrict__ var, size_t channels, double eps, float* __restrict__ scale,
+                                                  float* __restrict__ shift) {
+    for (size_t c = grid_start(); c < channels; c += grid_stride()) {
+        const double a = (double)gamma[c] / sqrt((double)var[c] + eps);
+        scale[c] = (float)a;
+        shift[c] = (float)((double)beta[c] - (double)mean[c] * a);
+    }
+}
+
+// Backward coefficients: dβ = Σdy, dγ = σ⁻¹(Σdy·x − μΣdy), and
+// dx = dy_scale·dy + x_scale·x + shift with k = γσ⁻¹/m.
+extern "C" __global__ void batch_norm_backward_coeffs(const double* __restrict__ sum_dy, const double* __restrict__ sum_dy_x,
+                                                      const float* __restrict__ gamma, const float* __restrict__ mean,
+                                                      const float* __restrict__ inv_std, size_t channels, double m,
+                                                      float* __restrict__ dgamma, float* __restrict__ dbeta, float* __restrict__ dy_scale,
+                                                      float* __restrict__ x_scale, float* __restrict__ shift) {
+    for (size_t c = grid_start(); c < channels; c += grid_stride()) {
+        const double mu = mean[c], is = inv_std[c];
+        const double dg = is * (sum_dy_x[c] - mu * sum_dy[c]);
+        const double k = (double)gamma[c] * is / m;
+        dgamma[c] = (float)dg;
+        dbeta[c] = (float)sum_dy[c];
+        dy_scale[c] = (float)(k * m);
+        x_scale[c] = (float)(-k * dg * is);
+        shift[c] = (float)(k * (dg * is * mu - sum_dy[c]));
+    }
+}

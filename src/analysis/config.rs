@@ -1,0 +1,73 @@
+//! When and how the conditioning analysis runs.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Which labels the output-gradient second moment Σ∇h is taken under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// True labels: the empirical second moment M; reuses the training backward.
+    Empirical,
+    /// Labels sampled from the model's softmax: the Fisher; one extra backward
+    /// per analysis batch, which leaves the training trajectory untouched.
+    Fisher,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisConfig {
+    /// Analyse every N iterations (0 = never), counting from iteration 0 (the initialisation).
+    pub every: usize,
+    /// Also analyse at exactly these iterations.
+    pub at: Vec<usize>,
+    pub mode: Mode,
+    /// Batches each analysis accumulates Σx and Σ∇h over.
+    pub batches: usize,
+    /// Subtract the mean: Σx = E[(x−μ)(x−μ)ᵀ] instead of the uncentred E[x xᵀ].
+    pub centered: bool,
+    /// The p of κ_p, in percent.
+    pub kappa_p: Vec<f64>,
+    /// Save every eigenvalue as .npy under `spectra/` in the run directory.
+    pub save_spectra: bool,
+    /// σmax(∂L/∂W)/σmax(W) below this flags weight domination.
+    pub domination_threshold: f64,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            every: 0,
+            at: Vec::new(),
+            mode: Mode::Empirical,
+            batches: 1,
+            centered: false,
+            kappa_p: vec![50.0, 80.0, 100.0],
+            save_spectra: false,
+            domination_threshold: 1e-3,
+        }
+    }
+}
+
+impl AnalysisConfig {
+    pub fn enabled(&self) -> bool {
+        self.every > 0 || !self.at.is_empty()
+    }
+
+    /// Whether to analyse the model as it is after `iteration` updates.
+    pub fn due(&self, iteration: usize) -> bool {
+        (self.every > 0 && iteration % self.every == 0) || self.at.contains(&iteration)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.batches == 0 {
+            return Err(Error::arg("--analysis-batches", "must be at least 1"));
+        }
+        if let Some(p) = self.kappa_p.iter().find(|p| !(**p > 0.0 && **p <= 100.0)) {
+            return Err(Error::arg("--kappa-p", format!("{p} is not a percentage in (0, 100]")));
+        }
+        if !(self.domination_threshold > 0.0 && self.domination_threshold.is_finite()) {
+            return Err(Error::arg("--domination-threshold", "must be a positive number"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,172 @@
+//! `report.md`: one row per run, each run's layers at its last analysis, the
+//! alerts, and the plots (or why one was skipped).
+
+use super::figures::Plot;
+use super::read::{Analysis, Run, Spectrum};
+use std::fmt::Write;
+use std::path::PathBuf;
+
+/// A plot and the files written for it (none when it had no data).
+pub struct Rendered<'a> {
+    pub plot: &'a Plot,
+    pub files: Vec<PathBuf>,
+}
+
+pub fn report(runs: &[Run], plots: &[Rendered]) -> String {
+    let mut md = String::from("# kappa report\n\n");
+    runs_table(&mut md, runs);
+    plot_list(&mut md, plots);
+    md.push_str("## Layers at the last analysis\n\n");
+    for run in runs {
+        layer_tables(&mut md, run);
+    }
+    alerts(&mut md, runs);
+    warnings(&mut md, runs);
+    md
+}
+
+fn runs_table(md: &mut String, runs: &[Run]) {
+    md.push_str("## Runs\n\n");
+    md.push_str("| run | model | data | iterations | diverged? | train loss | train acc | test acc | seconds |\n");
+    md.push_str("| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    for run in runs {
+        let s = run.summary.as_ref();
+        // An unfinished run has no summary.json: fall back to its latest records.
+        let last_train = run.train.iter().rev().find(|t| t.loss.is_some());
+        let last_eval = run.eval.iter().rev().find(|e| e.test_accuracy.is_some());
+        let seen = run.train.iter().map(|t| t.iteration).chain(run.eval.iter().map(|e| e.iteration)).max();
+        let diverged_at = s.and_then(|s| s.diverged_at).or(run.diverged_at);
+        let diverged = s.is_some_and(|s| s.diverged) || run.diverged_at.is_some();
+        let status = match (diverged, diverged_at) {
+            (true, Some(at)) => format!("yes (iteration {at})"),
+            (true, None) => "yes".into(),
+            (false, _) => "no".into(),
+        };
+        let status = if s.is_some() {
+            status
+        } else if diverged {
+            format!("{status}, not finished")
+        } else {
+            "not finished".into()
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(&run.name),
+            cell(run.model.as_deref().unwrap_or("-")),
+            cell(run.data.as_deref().unwrap_or("-")),
+            opt(s.and_then(|s| s.iterations).or(seen), |v| v.to_string()),
+            status,
+            opt(s.and_then(|s| s.train_loss).or(last_train.and_then(|t| t.loss)), |v| format!("{v:.4}")),
+            opt(s.and_then(|s| s.train_accuracy).or(last_train.and_then(|t| t.accuracy)), percent),
+            opt(s.and_then(|s| s.test_accuracy).or(last_eval.and_then(|e| e.test_accuracy)), percent),
+            opt(s.and_then(|s| s.seconds), |v| format!("{v:.1}")),
+        );
+    }
+    md.push('\n');
+}
+
+fn plot_list(md: &mut String, plots: &[Rendered]) {
+    md.push_str("## Plots\n\n");
+    for rendered in plots {
+        let figure = &rendered.plot.figure;
+        let _ = writeln!(md, "### {}\n", figure.title);
+        if rendered.files.is_empty() {
+            let _ = writeln!(md, "Skipped: the runs have no {}.\n", rendered.plot.needs);
+            continue;
+        }
+        let names: Vec<String> = rendered.files.iter().filter_map(|f| f.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+        if let Some(png) = names.iter().find(|n| n.ends_with(".png")) {
+            let _ = writeln!(md, "![{}]({png})\n", figure.title);
+        }
+        let links: Vec<String> = names.iter().map(|n| format!("[{n}]({n})")).collect();
+        let _ = writeln!(md, "Files: {}\n", links.join(", "));
+    }
+}
+
+fn layer_tables(md: &mut String, run: &Run) {
+    let groups = run.analysis_by_mode();
+    if groups.is_empty() {
+        let _ = writeln!(md, "### {}\n\nNo analysis records.\n", cell(&run.name));
+    }
+    for (label, records) in groups {
+        let Some(last) = records.iter().map(|a| a.iteration).max() else { continue };
+        let mut layers: Vec<&&Analysis> = records.iter().filter(|a| a.iteration == last).collect();
+        layers.sort_by_key(|a| a.index);
+        let _ = writeln!(md, "### {}: iteration {last}\n", cell(&label));
+        md.push_str("| # | layer | λmax Σx | λmax Σ∇h | κ_100 Σx | κ_100 Σ∇h | σmax(∇W)/σmax(W) | dead |\n");
+        md.push_str("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        for a in layers {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                a.index,
+                cell(&a.layer),
+                opt(a.sigma_x.lambda_max, num),
+                opt(a.sigma_grad.lambda_max, num),
+                kappa_100(&a.sigma_x),
+                kappa_100(&a.sigma_grad),
+                opt(a.weight.as_ref().and_then(|w| w.ratio), num),
+                opt(a.neurons.as_ref().and_then(|n| n.dead_fraction), percent),
+            );
+        }
+        md.push('\n');
+    }
+}
+
+fn alerts(md: &mut String, runs: &[Run]) {
+    md.push_str("## Alerts\n\n");
+    let mut any = false;
+    for run in runs {
+        for a in &run.alerts {
+            any = true;
+            let layer = a.layer.as_deref().map(|l| format!(", {l}")).unwrap_or_default();
+            let detail = a.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+            let _ = writeln!(md, "- {}, iteration {}{layer}: **{}**{detail}", run.name, a.iteration, a.alert);
+        }
+    }
+    md.push_str(if any { "\n" } else { "None.\n\n" });
+}
+
+fn warnings(md: &mut String, runs: &[Run]) {
+    let bad: Vec<&Run> = runs.iter().filter(|r| !r.malformed.is_empty()).collect();
+    if bad.is_empty() {
+        return;
+    }
+    md.push_str("## Warnings\n\n");
+    for run in bad {
+        let _ = writeln!(md, "- {}", super::malformed_warning(run));
+    }
+    md.push('\n');
+}
+
+/// κ_100 (the ratio of the extreme eigenvalues): JSON null is infinite.
+fn kappa_100(s: &Spectrum) -> String {
+    match s.kappa.get("100") {
+        None => "-".into(),
+        Some(None) => "∞".into(),
+        Some(Some(v)) => num(*v),
+    }
+}
+
+fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map_or_else(|| "-".into(), f)
+}
+
+fn percent(v: f64) -> String {
+    format!("{:.2}%", 100.0 * v)
+}
+
+/// Four decimals in [1e-3, 1e4), scientific with four figures outside.
+fn num(v: f64) -> String {
+    if v == 0.0 || (1e-3..1e4).contains(&v.abs()) {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
+/// Keeps a value from breaking the table.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}

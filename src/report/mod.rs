@@ -1,0 +1,106 @@
+//! The report renderer: reads run directories written by `kappa train` and
+//! draws the paper's figures (PNG and SVG) plus a `report.md` summary.
+//! Several runs overlay as series in the same plots, labelled by directory
+//! name, so e.g. Plain and BN compare at a glance.
+
+mod figures;
+mod font;
+mod markdown;
+mod plots;
+mod read;
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// An image format the plots are written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Png,
+    Svg,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Png => "png",
+            Format::Svg => "svg",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ReportOptions {
+    /// Analysis iterations for the per-layer plots, each snapped to the
+    /// nearest analysed one; empty: the first, middle and last.
+    pub iterations: Vec<usize>,
+    pub formats: Vec<Format>,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions { iterations: vec![], formats: vec![Format::Png, Format::Svg] }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ReportSummary {
+    /// `out/report.md`.
+    pub markdown: PathBuf,
+    /// Every plot file written.
+    pub plots: Vec<PathBuf>,
+    /// Plots left out for lack of data, with what they need.
+    pub skipped: Vec<String>,
+    /// One line per run whose metrics had unreadable lines (which were skipped).
+    pub warnings: Vec<String>,
+    /// How many metrics lines were skipped, over all runs.
+    pub malformed_lines: usize,
+}
+
+/// Renders the report of `runs` (run directories) into `out`, creating it.
+pub fn render(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<ReportSummary> {
+    if runs.is_empty() {
+        return Err(Error::arg("runs", "give at least one run directory"));
+    }
+    if opts.formats.is_empty() {
+        return Err(Error::arg("formats", "give at least one image format (png, svg)"));
+    }
+    let mut runs = runs.iter().map(|dir| read::Run::load(dir)).collect::<Result<Vec<_>>>()?;
+    // Series are told apart by run name: two directories of the same name
+    // (runs/a/bn, runs/b/bn) are labelled by their full paths instead.
+    let names: Vec<String> = runs.iter().map(|r| r.name.clone()).collect();
+    for run in &mut runs {
+        if names.iter().filter(|n| **n == run.name).count() > 1 {
+            run.name = run.dir.display().to_string();
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::data(out, format!("cannot create the report directory: {e}")))?;
+
+    let plots = figures::build(&runs, &opts.iterations);
+    let mut rendered = vec![];
+    for plot in &plots {
+        let files = if plot.figure.has_data() { plot.figure.write(out, &opts.formats)? } else { vec![] };
+        rendered.push(markdown::Rendered { plot, files });
+    }
+    let markdown = out.join("report.md");
+    std::fs::write(&markdown, markdown::report(&runs, &rendered)).map_err(|e| Error::data(&markdown, e.to_string()))?;
+
+    Ok(ReportSummary {
+        markdown,
+        plots: rendered.iter().flat_map(|r| r.files.iter().cloned()).collect(),
+        skipped: rendered
+            .iter()
+            .filter(|r| r.files.is_empty())
+            .map(|r| format!("{}: the runs have no {}", r.plot.figure.title, r.plot.needs))
+            .collect(),
+        warnings: runs.iter().filter(|r| !r.malformed.is_empty()).map(malformed_warning).collect(),
+        malformed_lines: runs.iter().map(|r| r.malformed.len()).sum(),
+    })
+}
+
+/// "<dir>/metrics.jsonl: skipped N malformed lines (line 3: ...)".
+fn malformed_warning(run: &read::Run) -> String {
+    let n = run.malformed.len();
+    let first = run.malformed.first().map(String::as_str).unwrap_or_default();
+    let more = if n > 1 { format!("; {} more", n - 1) } else { String::new() };
+    format!("{}: skipped {n} malformed line{} ({first}{more})", run.dir.join("metrics.jsonl").display(), if n == 1 { "" } else { "s" })
+}

@@ -1,0 +1,237 @@
+//! Reading a run directory: `config.json` (optional), `metrics.jsonl` and
+//! `summary.json` (absent while a run is unfinished). Only the fields the
+//! report shows are parsed; unknown fields and record kinds are ignored so
+//! older reports keep working as the log grows.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Everything the report knows about one run directory.
+#[derive(Debug)]
+pub struct Run {
+    /// The directory's name: the series label in every plot.
+    pub name: String,
+    pub dir: PathBuf,
+    pub model: Option<String>,
+    pub data: Option<String>,
+    /// `None` while the run is unfinished.
+    pub summary: Option<Summary>,
+    /// The iteration at which the metrics say the loss stopped being finite.
+    pub diverged_at: Option<usize>,
+    pub train: Vec<Train>,
+    pub eval: Vec<Eval>,
+    pub analysis: Vec<Analysis>,
+    pub alerts: Vec<Alert>,
+    pub exact: Vec<Exact>,
+    /// One entry per metrics line that could not be read: "line N: why".
+    pub malformed: Vec<String>,
+}
+
+/// `summary.json`, every field optional so a partial one still reports.
+#[derive(Debug, Default, Deserialize)]
+pub struct Summary {
+    pub model: Option<String>,
+    pub data: Option<String>,
+    pub iterations: Option<usize>,
+    #[serde(default)]
+    pub diverged: bool,
+    pub diverged_at: Option<usize>,
+    pub train_loss: Option<f64>,
+    pub train_accuracy: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    pub seconds: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Train {
+    pub iteration: usize,
+    pub loss: Option<f64>,
+    pub accuracy: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Eval {
+    pub iteration: usize,
+    pub test_accuracy: Option<f64>,
+}
+
+/// One linear layer at one analysis step.
+#[derive(Debug, Deserialize)]
+pub struct Analysis {
+    pub iteration: usize,
+    pub mode: Option<String>,
+    pub layer: String,
+    /// 1-based.
+    pub index: usize,
+    #[serde(default)]
+    pub last: bool,
+    pub sigma_x: Spectrum,
+    pub sigma_grad: Spectrum,
+    pub fim: Option<Spectrum>,
+    pub weight: Option<Weight>,
+    pub neurons: Option<Neurons>,
+}
+
+/// A spectrum summary. JSON null stands for an infinite condition number, so
+/// a κ is `Some(None)` when infinite and absent when not measured.
+#[derive(Debug, Default, Deserialize)]
+pub struct Spectrum {
+    pub lambda_max: Option<f64>,
+    #[serde(default)]
+    pub kappa: BTreeMap<String, Option<f64>>,
+    pub kappa_nonzero: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Weight {
+    pub sigma_max: Option<f64>,
+    /// σmax(∂L/∂W) / σmax(W): weight domination when ≪ 1.
+    pub ratio: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Neurons {
+    pub dead_fraction: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Alert {
+    pub iteration: usize,
+    pub layer: Option<String>,
+    pub alert: String,
+    pub detail: Option<String>,
+}
+
+/// Exact curvature of a block against its Kronecker approximation (Fig. 2).
+#[derive(Debug, Deserialize)]
+pub struct Exact {
+    pub iteration: usize,
+    pub matrix: String,
+    pub block: String,
+    pub exact: Spectrum,
+    pub kronecker: Spectrum,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum Record {
+    Train(Train),
+    Eval(Eval),
+    Summary(Diverged),
+    Analysis(Box<Analysis>),
+    Alert(Alert),
+    Exact(Box<Exact>),
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct Diverged {
+    #[serde(default)]
+    diverged: bool,
+    iteration: Option<usize>,
+}
+
+/// The parts of `config.json` worth showing for a run without a summary.
+#[derive(Deserialize)]
+struct Config {
+    model: Option<String>,
+    train: Option<ConfigTrain>,
+}
+
+#[derive(Deserialize)]
+struct ConfigTrain {
+    data: Option<String>,
+}
+
+impl Run {
+    pub fn load(dir: &Path) -> Result<Run> {
+        let metrics = dir.join("metrics.jsonl");
+        if !metrics.is_file() {
+            let why = if dir.is_dir() { "has no metrics.jsonl" } else { "does not exist" };
+            return Err(Error::data(dir, format!("expected a run directory written by `kappa train`, but it {why}")));
+        }
+        let bytes = std::fs::read(&metrics).map_err(|e| Error::data(&metrics, e.to_string()))?;
+        let config: Option<Config> = read_json(&dir.join("config.json"), "the run configuration written by `kappa train`")?;
+        let summary: Option<Summary> = read_json(&dir.join("summary.json"), "the run summary written by `kappa train`")?;
+        let (model, data) = match (&summary, config) {
+            (Some(s), _) if s.model.is_some() => (s.model.clone(), s.data.clone()),
+            (_, Some(c)) => (c.model, c.train.and_then(|t| t.data)),
+            _ => (None, None),
+        };
+        let mut run = Run {
+            name: dir_name(dir),
+            dir: dir.to_path_buf(),
+            model,
+            data,
+            summary,
+            diverged_at: None,
+            train: vec![],
+            eval: vec![],
+            analysis: vec![],
+            alerts: vec![],
+            exact: vec![],
+            malformed: vec![],
+        };
+        for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            run.add_line(n + 1, line);
+        }
+        Ok(run)
+    }
+
+    fn add_line(&mut self, number: usize, line: &[u8]) {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        match serde_json::from_slice::<Record>(line) {
+            Ok(Record::Train(r)) => self.train.push(r),
+            Ok(Record::Eval(r)) => self.eval.push(r),
+            Ok(Record::Summary(r)) => {
+                if r.diverged {
+                    self.diverged_at = r.iteration.or(self.diverged_at);
+                }
+            }
+            Ok(Record::Analysis(r)) => self.analysis.push(*r),
+            Ok(Record::Alert(r)) => self.alerts.push(r),
+            Ok(Record::Exact(r)) => self.exact.push(*r),
+            Ok(Record::Other) => {}
+            Err(e) => self.malformed.push(format!("line {number}: {e}")),
+        }
+    }
+
+    /// The analysis records split by mode ("empirical", "fim", ...) in
+    /// first-seen order, each labelled with the run name, plus the mode when
+    /// the run has several (so their series stay apart in a plot).
+    pub fn analysis_by_mode(&self) -> Vec<(String, Vec<&Analysis>)> {
+        let mut groups: Vec<(Option<&str>, Vec<&Analysis>)> = vec![];
+        for a in &self.analysis {
+            match groups.iter_mut().find(|(mode, _)| *mode == a.mode.as_deref()) {
+                Some((_, records)) => records.push(a),
+                None => groups.push((a.mode.as_deref(), vec![a])),
+            }
+        }
+        let several = groups.len() > 1;
+        let label = |mode: Option<&str>| match mode {
+            Some(mode) if several => format!("{} ({mode})", self.name),
+            _ => self.name.clone(),
+        };
+        groups.into_iter().map(|(mode, records)| (label(mode), records)).collect()
+    }
+}
+
+/// Parses an optional JSON file: absent is `None`, unreadable is an error.
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, expected: &str) -> Result<Option<T>> {
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::data(path, e.to_string())),
+    };
+    serde_json::from_slice(&text).map(Some).map_err(|e| Error::data(path, format!("expected {expected} (a JSON object): {e}")))
+}
+
+fn dir_name(dir: &Path) -> String {
+    let resolved = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    resolved.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
+}

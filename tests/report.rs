@@ -1,0 +1,245 @@
+//! The report renderer on fake run directories: every plot in both formats,
+//! the markdown summary, and clear errors for directories that are not runs.
+
+use kappa::report::{render, Format, ReportOptions};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+const STEMS: [&str; 5] = ["layer_lambda_max", "layer_kappa", "train_loss", "last_layer", "exact_vs_kronecker"];
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kappa-report-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn spectrum(lambda_max: f64, kappa_100: Option<f64>) -> Value {
+    json!({"dim": 16, "lambda_max": lambda_max, "lambda_min": 1e-3, "rank": 16, "tolerance": 1e-4,
+           "kappa": {"50": 3.0, "80": 9.0, "100": kappa_100}, "kappa_nonzero": kappa_100})
+}
+
+/// Analysis records for 3 layers at iterations 0 and 100. `decay` < 1 makes
+/// λmax shrink with depth, as in a plain net under LeCun init.
+fn analysis(iteration: usize, decay: f64) -> Vec<Value> {
+    (1..=3)
+        .map(|index| {
+            let scale = decay.powi(index as i32) * if iteration == 0 { 1.0 } else { 2.0 };
+            json!({"kind": "analysis", "iteration": iteration, "epoch": 0, "mode": "empirical",
+                   "layer": format!("layers.{}", index - 1), "index": index, "last": index == 3,
+                   "sigma_x": spectrum(10.0 * scale, Some(1e3 * index as f64)),
+                   // κ_100 of Σ∇h in the first layer is infinite (null).
+                   "sigma_grad": spectrum(1e-3 * scale, if index == 1 { None } else { Some(50.0) }),
+                   "fim": {"lambda_max": 0.5 * scale, "kappa_nonzero": 1e7, "kappa_full": null},
+                   "weight": {"sigma_max": 3.0 + scale, "grad_sigma_max": 0.002, "ratio": 0.00065, "frobenius": 20.1},
+                   "neurons": if index == 3 { Value::Null } else { json!({"units": 16, "dead_fraction": 0.25, "full_fraction": 0.05}) }})
+        })
+        .collect()
+}
+
+fn exact(scale: f64) -> Vec<Value> {
+    let mut records = vec![];
+    for matrix in ["fim", "m"] {
+        for (i, block) in ["full", "layers.0", "layers.1", "layers.2"].iter().enumerate() {
+            let s = scale * (i + 1) as f64;
+            records.push(json!({"kind": "exact", "iteration": 0, "matrix": matrix, "block": block,
+                "exact": {"lambda_max": s, "lambda_min": 1e-6, "rank": 10, "kappa": {"100": 1e4}, "kappa_nonzero": 1e4 * s},
+                "kronecker": {"lambda_max": 0.8 * s, "kappa_nonzero": 2e4 * s, "kappa_full": null}}));
+        }
+    }
+    records
+}
+
+struct FakeRun {
+    analysed: bool,
+    finished: bool,
+    malformed: bool,
+    decay: f64,
+}
+
+/// Writes `dir/name` as `kappa train` would; returns the run directory.
+fn write_run(dir: &Path, name: &str, run: FakeRun) -> PathBuf {
+    let out = dir.join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    let config = json!({"train": {"data": "synthetic", "depth": 3}, "model": format!("mlp 3×16 {name}")});
+    std::fs::write(out.join("config.json"), config.to_string()).unwrap();
+    let mut records: Vec<Value> = (1..=10)
+        .map(|i| json!({"kind": "train", "iteration": 10 * i, "epoch": 0, "loss": 2.3 / i as f64, "accuracy": 0.08 * i as f64, "lr": 0.05, "examples_per_second": 7595.5}))
+        .collect();
+    if run.analysed {
+        records.extend(analysis(0, run.decay));
+        records.extend(analysis(100, run.decay));
+        records.extend(exact(run.decay));
+        records.push(json!({"kind": "alert", "iteration": 100, "layer": "layers.2", "alert": "weight-domination", "detail": format!("{name} ratio 6.5e-4")}));
+    }
+    if run.finished {
+        records.push(json!({"kind": "eval", "iteration": 100, "epoch": 0, "test_loss": 0.38, "test_accuracy": 0.85}));
+        let summary = json!({"model": format!("mlp 3×16 {name}"), "data": "synthetic", "iterations": 100, "epochs": 1, "diverged": false, "diverged_at": null,
+            "train_loss": 0.23, "train_accuracy": 0.8, "test_loss": 0.38, "test_accuracy": 0.85, "seconds": 4.6, "examples_per_second": 7829.0, "out": out});
+        std::fs::write(out.join("summary.json"), summary.to_string()).unwrap();
+    }
+    let mut lines: Vec<String> = records.iter().map(Value::to_string).collect();
+    if run.malformed {
+        lines.insert(3, r#"{"kind":"train","iteration":35,"loss":"#.into());
+    }
+    std::fs::write(out.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
+    out
+}
+
+/// Plain and BN runs with analysis (BN's metrics have one broken line) and an unfinished run.
+fn three_runs(dir: &Path) -> Vec<PathBuf> {
+    vec![
+        write_run(dir, "plain", FakeRun { analysed: true, finished: true, malformed: false, decay: 0.1 }),
+        write_run(dir, "bn", FakeRun { analysed: true, finished: true, malformed: true, decay: 1.0 }),
+        write_run(dir, "partial", FakeRun { analysed: false, finished: false, malformed: false, decay: 1.0 }),
+    ]
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Rows of the markdown table under `heading` (header and separator excluded).
+fn table_rows<'a>(md: &'a str, heading: &str) -> Vec<&'a str> {
+    let start = md.find(heading).unwrap_or_else(|| panic!("no {heading:?} in report.md:\n{md}"));
+    md[start..].lines().skip_while(|l| !l.starts_with('|')).take_while(|l| l.starts_with('|')).skip(2).collect()
+}
+
+#[test]
+fn every_plot_is_drawn_in_both_formats() {
+    let dir = scratch("formats");
+    let out = dir.join("report");
+    let summary = render(&three_runs(&dir), &out, &ReportOptions::default()).unwrap();
+    assert_eq!(summary.plots.len(), 2 * STEMS.len(), "{:?}", summary.plots);
+    assert!(summary.skipped.is_empty(), "{:?}", summary.skipped);
+    for stem in STEMS {
+        let png = out.join(format!("{stem}.png"));
+        let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000, "{stem}.png: {} bytes", bytes.len());
+        let mut reader = png::Decoder::new(bytes.as_slice()).read_info().unwrap();
+        let mut pixels = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut pixels).unwrap();
+        assert!(info.width >= 600 && info.height >= 400, "{stem}.png is {}×{}", info.width, info.height);
+        // Text and series were rasterised: a good share of pixels are not white.
+        let inked = pixels.chunks(3).filter(|p| p.iter().any(|&c| c < 200)).count();
+        assert!(inked > 2_000, "{stem}.png has only {inked} non-white pixels");
+
+        let svg = read(&out.join(format!("{stem}.svg")));
+        assert!(svg.starts_with("<svg") || svg.contains("<svg"), "{stem}.svg is not SVG");
+        for run in ["plain", "bn"] {
+            assert!(svg.contains(&format!(">{run}")), "{stem}.svg has no legend label for {run}");
+        }
+    }
+}
+
+#[test]
+fn each_series_is_drawn_and_labelled() {
+    let dir = scratch("series");
+    let out = dir.join("report");
+    render(&three_runs(&dir), &out, &ReportOptions::default()).unwrap();
+    // Per-layer plots: two runs × the first/middle/last analysis iterations
+    // (here 0 and 100), in each of the two panels; legends add one more each.
+    let svg = read(&out.join("layer_lambda_max.svg"));
+    for label in ["plain @ 0", "plain @ 100", "bn @ 0", "bn @ 100"] {
+        assert!(svg.contains(label), "no series {label:?} in layer_lambda_max.svg");
+    }
+    assert!(svg.matches("<polyline").count() >= 2 * 4, "too few lines in layer_lambda_max.svg");
+    // The loss plot has the unfinished run too.
+    let svg = read(&out.join("train_loss.svg"));
+    assert!(svg.contains(">partial<") && svg.matches("<polyline").count() >= 3, "train_loss.svg lacks a run");
+    // Bars: 2 runs × (exact, Kronecker) × 4 blocks in each of 4 panels.
+    let svg = read(&out.join("exact_vs_kronecker.svg"));
+    assert!(svg.matches("<rect").count() >= 4 * 4 * 4, "too few bars in exact_vs_kronecker.svg");
+    for label in ["plain exact @ 0", "bn Kronecker @ 0", ">layers.2<", ">full<"] {
+        assert!(svg.contains(label), "no {label:?} in exact_vs_kronecker.svg");
+    }
+    // One κ panel per p for each of Σx and Σ∇h.
+    let svg = read(&out.join("layer_kappa.svg"));
+    for p in ["50", "80", "100"] {
+        assert!(svg.contains(&format!("κ_{p}(Σx)")) && svg.contains(&format!("κ_{p}(Σ∇h)")), "no κ_{p} panels");
+    }
+}
+
+#[test]
+fn chosen_iterations_select_the_per_layer_series() {
+    let dir = scratch("iterations");
+    let out = dir.join("report");
+    // 90 snaps to the nearest analysed iteration, 100.
+    let opts = ReportOptions { iterations: vec![90], formats: vec![Format::Svg] };
+    let summary = render(&three_runs(&dir), &out, &opts).unwrap();
+    assert!(summary.plots.iter().all(|p| p.extension().is_some_and(|e| e == "svg")), "{:?}", summary.plots);
+    assert!(!out.join("train_loss.png").exists());
+    let svg = read(&out.join("layer_lambda_max.svg"));
+    assert!(svg.contains("plain @ 100") && !svg.contains("plain @ 0"), "iteration 90 should show only iteration 100");
+}
+
+#[test]
+fn markdown_summarises_runs_layers_and_alerts() {
+    let dir = scratch("markdown");
+    let out = dir.join("report");
+    let summary = render(&three_runs(&dir), &out, &ReportOptions::default()).unwrap();
+    let md = read(&summary.markdown);
+
+    let runs = table_rows(&md, "## Runs");
+    assert_eq!(runs.len(), 3, "{md}");
+    assert!(runs[0].starts_with("| plain | mlp 3×16 plain | synthetic | 100 | no | 0.2300 | 80.00% | 85.00% | 4.6 |"), "{}", runs[0]);
+    assert!(runs[1].starts_with("| bn |"), "{}", runs[1]);
+    // The unfinished run falls back to config.json and its last train record.
+    assert!(runs[2].starts_with("| partial | mlp 3×16 partial | synthetic | 100 | not finished | 0.2300 |"), "{}", runs[2]);
+
+    for run in ["plain", "bn"] {
+        let layers = table_rows(&md, &format!("### {run}: iteration 100"));
+        assert_eq!(layers.len(), 3, "{md}");
+        assert!(layers[0].starts_with("| 1 | layers.0 |") && layers[0].contains("| ∞ |"), "{}", layers[0]);
+        assert!(layers[2].ends_with("| 6.500e-4 | - |"), "{}", layers[2]);
+    }
+    assert!(md.contains("### partial\n\nNo analysis records."), "{md}");
+
+    assert!(md.contains("- plain, iteration 100, layers.2: **weight-domination**: plain ratio 6.5e-4"), "{md}");
+    assert!(md.contains("- bn, iteration 100, layers.2: **weight-domination**"), "{md}");
+    for stem in STEMS {
+        assert!(md.contains("![") && md.contains(&format!("({stem}.png)")) && md.contains(&format!("({stem}.svg)")), "no link to {stem}");
+    }
+    assert!(md.contains("skipped 1 malformed line (line 4:"), "{md}");
+    assert_eq!(summary.malformed_lines, 1);
+    assert_eq!(summary.warnings.len(), 1);
+    assert!(summary.warnings[0].contains("bn") && summary.warnings[0].contains("metrics.jsonl"), "{:?}", summary.warnings);
+}
+
+#[test]
+fn plots_without_data_are_skipped_and_said_so() {
+    let dir = scratch("skipped");
+    let out = dir.join("report");
+    let run = write_run(&dir, "partial", FakeRun { analysed: false, finished: false, malformed: false, decay: 1.0 });
+    let summary = render(&[run], &out, &ReportOptions::default()).unwrap();
+    assert_eq!(summary.plots.len(), 2, "{:?}", summary.plots);
+    assert!(out.join("train_loss.png").exists() && out.join("train_loss.svg").exists());
+    assert!(!out.join("layer_lambda_max.png").exists());
+    assert_eq!(summary.skipped.len(), 4, "{:?}", summary.skipped);
+    let md = read(&summary.markdown);
+    assert!(md.contains("Skipped: the runs have no analysis records."), "{md}");
+    assert!(md.contains("Skipped: the runs have no exact-curvature records."), "{md}");
+    assert!(md.contains("## Alerts\n\nNone."), "{md}");
+}
+
+#[test]
+fn a_directory_without_metrics_is_an_error_naming_it() {
+    let dir = scratch("missing");
+    let empty = dir.join("not-a-run");
+    std::fs::create_dir_all(&empty).unwrap();
+    let good = write_run(&dir, "plain", FakeRun { analysed: true, finished: true, malformed: false, decay: 0.1 });
+    for bad in [empty, dir.join("absent")] {
+        let err = render(&[good.clone(), bad.clone()], &dir.join("report"), &ReportOptions::default()).unwrap_err().to_string();
+        assert!(err.contains(&bad.display().to_string()) && err.contains("metrics.jsonl"), "{err}");
+    }
+    assert!(!dir.join("report").exists(), "nothing is written when a run cannot be read");
+}
+
+#[test]
+fn a_malformed_summary_is_an_error_naming_it() {
+    let dir = scratch("bad-summary");
+    let run = write_run(&dir, "plain", FakeRun { analysed: false, finished: true, malformed: false, decay: 1.0 });
+    std::fs::write(run.join("summary.json"), "[1, 2").unwrap();
+    let err = render(&[run.clone()], &dir.join("report"), &ReportOptions::default()).unwrap_err().to_string();
+    assert!(err.contains(&run.join("summary.json").display().to_string()) && err.contains("run summary"), "{err}");
+}
