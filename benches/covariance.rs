@@ -1,1 +1,45 @@
-fn main() {}
+//! The Σx Gram accumulation and its eigenvalues for the paper's shapes:
+//! dense 1024×256 and 1024×784 inputs, and a 3×3 conv layer's input of
+//! 128×64×8×8 (576 patch columns; explicit patch rows on the CPU). With the
+//! CUDA backend and a GPU present, the same on the device, timed by CUDA
+//! events (`kappa profile covariance --device cuda:0` prints the rates).
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use kappa::backend::cpu::Cpu;
+use kappa::backend::Backend;
+use kappa::profile::{patch_rows, Shape};
+use kappa::rng::Rng;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const SHAPES: [Shape; 3] =
+    [Shape { n: 1024, c: 256, h: 1, w: 1 }, Shape { n: 1024, c: 784, h: 1, w: 1 }, Shape { n: 128, c: 64, h: 8, w: 8 }];
+
+fn covariance(c: &mut Criterion) {
+    let cpu = Cpu::<f32>::new();
+    let mut g = c.benchmark_group("covariance");
+    g.sample_size(10);
+    for s in SHAPES {
+        let mut r = Rng::new(0, 0);
+        let x: Vec<f32> = (0..s.n * s.c * s.h * s.w).map(|_| r.normal() as f32).collect();
+        let m = if s.is_dense() { x } else { patch_rows(&x, s) };
+        let (rows, k) = s.matrix();
+        let mut acc = vec![0.0f32; k * k];
+        g.bench_function(format!("cpu_gram_{rows}x{k}"), |b| b.iter(|| cpu.gram_lower(&mut acc, &m, rows, k, 1.0).unwrap()));
+        g.bench_function(format!("cpu_eigvalsh_{k}"), |b| b.iter(|| cpu.eigvalsh(&[(&acc, k)]).unwrap()));
+        #[cfg(feature = "cuda-backend")]
+        if kappa::backend::cuda::probe(0).is_ok() {
+            let t = kappa::profile::time_cuda(0, s, 10).unwrap();
+            println!(
+                "cuda:0 {rows}x{k}: gram {:.3} ms, eigvalsh {:.3} ms (CUDA events, median of 10)",
+                t.gram_seconds * 1e3,
+                t.eig_seconds * 1e3
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, covariance);
+criterion_main!(benches);

@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use kappa::analysis::{AnalysisConfig, Mode};
+use kappa::experiments::{self, Scale};
 use kappa::nn::Init;
 use kappa::optim::Schedule;
 use kappa::train::{OptimizerKind, TrainConfig};
@@ -32,6 +33,22 @@ struct Cli {
 enum Command {
     /// Train a model; writes config.json, metrics.jsonl and summary.json to --out
     Train(TrainArgs),
+    /// Analyse a model's conditioning without training it (at initialisation, or after --iterations)
+    Analyze(AnalyzeArgs),
+    /// Render plots (PNG, SVG) and a markdown summary from run directories; several runs overlay
+    Report {
+        /// Run directories written by `kappa train`
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Where to write the report [default: the single run's directory, else ./report]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Analysis iterations to show in the per-layer plots [default: first, middle, last]
+        #[arg(long, value_delimiter = ',')]
+        iterations: Vec<usize>,
+    },
+    /// Run one of the papers' experiments end to end and report it
+    Reproduce(ReproduceArgs),
     /// List every model name with its options
     Models,
     /// Download and verify datasets
@@ -39,6 +56,68 @@ enum Command {
         #[command(subcommand)]
         action: DataAction,
     },
+    /// Report the CUDA driver, libraries and device, and check every backend op on it against the CPU
+    Doctor {
+        /// The device to check: cuda or cuda:N
+        #[arg(long, default_value = "cuda:0")]
+        device: String,
+    },
+    /// Time a kernel family with counted flops and bytes
+    Profile {
+        #[command(subcommand)]
+        target: ProfileTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfileTarget {
+    /// Σx Gram accumulation and eigvalsh for one activation shape (N,C,1,1 dense; N,C,H,W 3×3 conv patches)
+    Covariance {
+        /// Activation shape N,C,H,W
+        #[arg(long, default_value = "1024,256,1,1")]
+        shape: String,
+        /// cpu, or cuda:N
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Timed repetitions (the median is printed)
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+    },
+}
+
+#[derive(Args)]
+struct AnalyzeArgs {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Also build the exact FIM and second moment M from per-example gradients and compare them
+    /// with the Kronecker approximation (tiny nets: paper Fig. 1, 2)
+    #[arg(long)]
+    exact: bool,
+    /// Examples the exact matrices average over
+    #[arg(long, default_value_t = 1024)]
+    examples: usize,
+}
+
+#[derive(Args)]
+struct ReproduceArgs {
+    /// Experiment name (see --list)
+    #[arg(required_unless_present = "list")]
+    name: Option<String>,
+    /// List every experiment with its scale and an estimated time
+    #[arg(long)]
+    list: bool,
+    /// ci: reduced, minutes on two cores; paper: the published settings
+    #[arg(long, value_enum, default_value = "ci")]
+    scale: Scale,
+    /// Directory holding MNIST's files (the synthetic data stands in when they are absent)
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Where the runs and the report go [default: runs/reproduce-<name>-<scale>]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// cpu, or cuda:N
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(Subcommand)]
@@ -103,7 +182,7 @@ struct TrainArgs {
     /// constant, or multistep:E1,E2[:gamma] (multiply by gamma, default 0.1, at those epochs)
     #[arg(long, default_value = "constant")]
     schedule: Schedule,
-    /// Epochs to train [default: 3]
+    /// Epochs to train [default: 6]
     #[arg(long, conflicts_with = "iterations")]
     epochs: Option<usize>,
     /// Iterations (optimiser steps) to train, instead of --epochs
@@ -144,8 +223,8 @@ struct AnalysisArgs {
     /// empirical: true labels, reusing the training backward; fisher: labels sampled from the model's softmax
     #[arg(long, value_enum, default_value = "empirical")]
     analysis_mode: Mode,
-    /// Batches to accumulate Σx and Σ∇h over at each analysis
-    #[arg(long, default_value_t = 1)]
+    /// Batches to accumulate Σx and Σ∇h over at each analysis (8 × 128 examples cover a 784-d input)
+    #[arg(long, default_value_t = 8)]
     analysis_batches: usize,
     /// Centre the second moments (covariances) instead of the paper's uncentred E[x xᵀ]
     #[arg(long)]
@@ -172,6 +251,8 @@ impl AnalysisArgs {
             kappa_p: self.kappa_p,
             save_spectra: self.save_spectra,
             domination_threshold: self.domination_threshold,
+            exact_at: Vec::new(),
+            exact_examples: 1024,
         }
     }
 }
@@ -206,7 +287,7 @@ impl TrainArgs {
             nesterov: self.nesterov,
             weight_decay: self.weight_decay,
             schedule: self.schedule,
-            epochs: if self.iterations.is_none() { Some(self.epochs.unwrap_or(3)) } else { None },
+            epochs: if self.iterations.is_none() { Some(self.epochs.unwrap_or(6)) } else { None },
             iterations: self.iterations,
             batch_size: self.batch_size,
             seed: self.seed,
@@ -217,6 +298,33 @@ impl TrainArgs {
             analysis: self.analysis.into_config(),
         }
     }
+}
+
+fn reproduce(args: ReproduceArgs) -> anyhow::Result<()> {
+    if args.list {
+        println!("{:<8} {:>8}  description", "name", "ci time");
+        for p in experiments::presets() {
+            println!("{:<8} {:>6.1}m  {}", p.name, p.ci_minutes, p.description);
+        }
+        return Ok(());
+    }
+    let preset = experiments::find(args.name.as_deref().unwrap_or_default())?;
+    let (data, note) = experiments::DataChoice::mnist_or_synthetic(args.data_dir.as_deref());
+    if let Some(note) = &note {
+        eprintln!("note: {note}");
+    }
+    let scale = format!("{:?}", args.scale).to_lowercase();
+    let out = args.out.unwrap_or_else(|| PathBuf::from(format!("runs/reproduce-{}-{scale}", preset.name)));
+    let summaries = experiments::reproduce(preset, args.scale, &data, &out, &args.device)?;
+    let dirs: Vec<PathBuf> = summaries.iter().map(|(name, _)| out.join(name)).collect();
+    let report = kappa::report::render(&dirs, &out, &Default::default())?;
+    println!("\n{} ({scale} scale, {} data)", preset.name, data.name);
+    for (name, s) in &summaries {
+        println!("  {name:<14} {}", s.line());
+    }
+    println!("expected (paper): {}", preset.expected);
+    println!("report: {}", report.markdown.display());
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -236,10 +344,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let summary = kappa::train::run(&cfg)?;
             println!("{}", summary.line());
         }
+        Command::Analyze(args) => {
+            let explicit = args.train.iterations.or(args.train.epochs);
+            let mut cfg = args.train.into_config();
+            if explicit.is_none() {
+                (cfg.iterations, cfg.epochs) = (Some(0), None);
+            }
+            let at = cfg.iterations.unwrap_or(0);
+            cfg.analysis.at = vec![at];
+            if args.exact {
+                (cfg.analysis.exact_at, cfg.analysis.exact_examples) = (vec![at], args.examples);
+            }
+            let summary = kappa::train::run(&cfg)?;
+            println!("{}", summary.line());
+        }
+        Command::Report { runs, out, iterations } => {
+            let out = out.unwrap_or_else(|| if runs.len() == 1 { runs[0].clone() } else { PathBuf::from("report") });
+            let opts = kappa::report::ReportOptions { iterations, ..Default::default() };
+            let summary = kappa::report::render(&runs, &out, &opts)?;
+            for w in &summary.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("wrote {} and {} plots", summary.markdown.display(), summary.plots.len());
+        }
+        Command::Reproduce(args) => reproduce(args)?,
         Command::Models => {
             for (name, options) in kappa::models::MODELS {
                 println!("{name:<12} {options}");
             }
+        }
+        Command::Doctor { device } => kappa::doctor::run(&device)?,
+        Command::Profile { target: ProfileTarget::Covariance { shape, device, repeats } } => {
+            kappa::profile::covariance(&shape, &device, repeats)?
         }
         Command::Data { action: DataAction::Fetch { name, dir, mirrors } } => {
             let files = kappa::data::fetch::dataset_files(&name)?;

@@ -179,3 +179,84 @@ fn models_and_help_read_well() {
         assert!(help.contains(word), "--help lacks {word}: {help}");
     }
 }
+
+fn records(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn training_with_analysis_logs_every_layer_and_prints_the_table() {
+    let out = scratch("analysis").join("run");
+    let o = small_train(&out, &["--iterations", "4", "--analyze-every", "2", "--analysis-batches", "2", "--analysis-mode", "fisher"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("conditioning at iteration 4"));
+    let analysis: Vec<_> = records(&out).into_iter().filter(|r| r["kind"] == "analysis").collect();
+    // Iterations 0, 2 and 4 (the state after the last update), three layers each.
+    assert_eq!(analysis.len(), 9);
+    assert_eq!(analysis.iter().map(|r| r["iteration"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 0, 0, 2, 2, 2, 4, 4, 4]);
+    for r in &analysis {
+        assert_eq!(r["mode"], "fisher");
+        for key in ["sigma_x", "sigma_grad"] {
+            let s = &r[key];
+            assert!(s["lambda_max"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(s["kappa"]["50"].is_number() || s["kappa"]["50"].is_null());
+        }
+        assert!(r["weight"]["ratio"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(analysis.iter().filter(|r| r["last"] == true).count(), 3);
+}
+
+#[test]
+fn analyze_exact_compares_the_exact_fim_with_the_kronecker_form() {
+    let out = scratch("exact").join("run");
+    let o = kappa(&[
+        "analyze",
+        "--exact",
+        "--depth",
+        "3",
+        "--width",
+        "8",
+        "--crop-resize",
+        "20:12",
+        "--examples",
+        "64",
+        "--limit-train",
+        "256",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let exact: Vec<_> = records(&out).into_iter().filter(|r| r["kind"] == "exact").collect();
+    // F and M: the full matrix and three layer blocks each.
+    assert_eq!(exact.len(), 8);
+    for r in &exact {
+        let e = r["exact"]["lambda_max"].as_f64().unwrap();
+        assert!(e > 0.0 && r["exact"]["rank"].as_u64().unwrap() <= 64);
+        if r["block"] != "full" {
+            let k = r["kronecker"]["lambda_max"].as_f64().unwrap();
+            assert!(k > 0.0 && (k / e).ln().abs() < 3.0, "Kronecker λmax {k} far from exact {e}");
+        }
+    }
+}
+
+#[test]
+fn reproduce_lists_presets_and_rejects_unknown_names() {
+    let o = kappa(&["reproduce", "--list"]);
+    let list = String::from_utf8_lossy(&o.stdout);
+    for name in ["fig3", "fig4", "fig5", "figA11", "figA13"] {
+        assert!(list.contains(name), "{list}");
+    }
+    assert_error(&kappa(&["reproduce", "fig99"]), &["fig99", "fig3", "figA13"]);
+}
+
+#[test]
+fn report_renders_a_run() {
+    let dir = scratch("report");
+    let out = dir.join("run");
+    assert!(small_train(&out, &["--iterations", "4", "--analyze-every", "2"]).status.success());
+    let o = kappa(&["report", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("run"), "{md}");
+    assert_error(&kappa(&["report", dir.join("nothing").to_str().unwrap()]), &["nothing"]);
+}

@@ -31,6 +31,11 @@ pub struct AnalysisConfig {
     pub save_spectra: bool,
     /// σmax(∂L/∂W)/σmax(W) below this flags weight domination.
     pub domination_threshold: f64,
+    /// Iterations at which to build the exact FIM and M from per-example
+    /// gradients (tiny nets only: paper Fig. 1, 2, A1–A4).
+    pub exact_at: Vec<usize>,
+    /// Examples the exact matrices are averaged over.
+    pub exact_examples: usize,
 }
 
 impl Default for AnalysisConfig {
@@ -44,6 +49,8 @@ impl Default for AnalysisConfig {
             kappa_p: vec![50.0, 80.0, 100.0],
             save_spectra: false,
             domination_threshold: 1e-3,
+            exact_at: Vec::new(),
+            exact_examples: 1024,
         }
     }
 }
@@ -64,6 +71,9 @@ impl AnalysisConfig {
         }
         if let Some(p) = self.kappa_p.iter().find(|p| !(**p > 0.0 && **p <= 100.0)) {
             return Err(Error::arg("--kappa-p", format!("{p} is not a percentage in (0, 100]")));
+        }
+        if !self.exact_at.is_empty() && self.exact_examples == 0 {
+            return Err(Error::arg("--examples", "must be at least 1"));
         }
         if !(self.domination_threshold > 0.0 && self.domination_threshold.is_finite()) {
             return Err(Error::arg("--domination-threshold", "must be a positive number"));

@@ -7,6 +7,7 @@ mod alerts;
 mod analyzer;
 mod config;
 mod diagnostics;
+pub mod exact;
 mod moments;
 pub mod npy;
 mod record;

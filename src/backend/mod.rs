@@ -6,7 +6,6 @@
 //! live one level up, in [`crate::tensor::Tensor`].
 
 pub mod cpu;
-#[cfg(feature = "cuda")]
 pub mod cuda;
 mod device;
 

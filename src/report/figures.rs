@@ -1,8 +1,8 @@
 //! Which numbers each figure of the report shows, following the paper's
 //! figures; every run (and analysis mode) is one labelled series.
 
-use super::plots::{Figure, Panel, Series, XAxis};
-use super::read::{Analysis, Run, Spectrum};
+use super::plots::{Figure, Panel, XAxis};
+use super::read::{Analysis, Exact, Run, Spectrum};
 
 /// A figure and what it needs, for the markdown when it has no data.
 pub struct Plot {
@@ -38,43 +38,59 @@ fn chosen_iterations(records: &[&Analysis], wanted: &[usize]) -> Vec<usize> {
     chosen
 }
 
-/// One series per (run, mode, chosen iteration) of `value` against layer index.
-fn per_layer(runs: &[Run], iterations: &[usize], value: impl Fn(&Analysis) -> Option<f64>) -> Vec<Series> {
-    let mut series = vec![];
+/// Labelled sets of analysis records; each set becomes one series.
+type Sets<'a> = Vec<(String, Vec<&'a Analysis>)>;
+
+/// For the per-layer figures: each run (and mode) at each chosen iteration,
+/// its layers in order.
+fn layer_sets<'a>(runs: &'a [Run], iterations: &[usize]) -> Sets<'a> {
+    let mut sets = vec![];
     for run in runs {
         for (label, records) in run.analysis_by_mode() {
             for it in chosen_iterations(&records, iterations) {
-                let mut layer: Vec<&&Analysis> = records.iter().filter(|a| a.iteration == it).collect();
-                layer.sort_by_key(|a| a.index);
-                let points = layer.iter().map(|a| (a.index as f64, value(a).unwrap_or(f64::NAN))).collect();
-                series.push(Series { label: format!("{label} @ {it}"), points });
+                let mut layers: Vec<&Analysis> = records.iter().copied().filter(|a| a.iteration == it).collect();
+                layers.sort_by_key(|a| a.index);
+                sets.push((format!("{label} @ {it}"), layers));
             }
         }
     }
-    series
+    sets
+}
+
+/// A panel of `value` against `x` for each set's records; `y_desc` doubles
+/// as the title when that is empty.
+fn panel(
+    sets: &Sets,
+    (title, y_desc): (&str, &str),
+    axis: XAxis,
+    x: fn(&Analysis) -> usize,
+    value: impl Fn(&Analysis) -> Option<f64>,
+) -> Panel {
+    let series = sets.iter().map(|(_, records)| records.iter().map(|a| (x(a) as f64, value(a).unwrap_or(f64::NAN))).collect()).collect();
+    let title = if title.is_empty() { y_desc } else { title };
+    Panel { title: title.into(), x: axis, y_desc: y_desc.into(), series }
+}
+
+fn labels<T>(sets: &[(String, T)]) -> Vec<String> {
+    sets.iter().map(|(label, _)| label.clone()).collect()
 }
 
 fn layer_lambda(runs: &[Run], iterations: &[usize]) -> Figure {
-    let panel = |title: &str, value: fn(&Analysis) -> Option<f64>| Panel {
-        title: title.into(),
-        x: XAxis::Layer,
-        y_desc: title.into(),
-        series: per_layer(runs, iterations, value),
-    };
+    let sets = layer_sets(runs, iterations);
     Figure {
         stem: "layer_lambda_max",
         title: "Magnitude of layer input and output-gradient, per layer (Fig. 3)".into(),
         columns: 2,
-        panels: vec![panel("λmax(Σx)", |a| a.sigma_x.lambda_max), panel("λmax(Σ∇h)", |a| a.sigma_grad.lambda_max)],
+        legend: labels(&sets),
+        panels: vec![
+            panel(&sets, ("", "λmax(Σx)"), XAxis::Layer, |a| a.index, |a| a.sigma_x.lambda_max),
+            panel(&sets, ("", "λmax(Σ∇h)"), XAxis::Layer, |a| a.index, |a| a.sigma_grad.lambda_max),
+        ],
     }
 }
 
-/// A κ value on a log axis: an infinite κ (JSON null) or a missing one is a gap.
-fn kappa(spectrum: &Spectrum, p: &str) -> Option<f64> {
-    spectrum.kappa.get(p).copied().flatten()
-}
-
 fn layer_kappa(runs: &[Run], iterations: &[usize]) -> Figure {
+    let sets = layer_sets(runs, iterations);
     let mut ps: Vec<(f64, &str)> = runs
         .iter()
         .flat_map(|r| &r.analysis)
@@ -86,60 +102,50 @@ fn layer_kappa(runs: &[Run], iterations: &[usize]) -> Figure {
     let mut panels = vec![];
     for (name, of_grad) in [("Σx", false), ("Σ∇h", true)] {
         for &(_, p) in &ps {
-            let value = |a: &Analysis| kappa(if of_grad { &a.sigma_grad } else { &a.sigma_x }, p);
-            panels.push(Panel {
-                title: format!("κ_{p}({name}), p = {p}%"),
-                x: XAxis::Layer,
-                y_desc: format!("κ_{p}({name})"),
-                series: per_layer(runs, iterations, value),
-            });
+            // An infinite κ (JSON null) or a missing one is a gap on the log axis.
+            let value = |a: &Analysis| (if of_grad { &a.sigma_grad } else { &a.sigma_x }).kappa.get(p).copied().flatten();
+            let (title, y_desc) = (format!("κ_{p}({name}), p = {p}%"), format!("κ_{p}({name})"));
+            panels.push(panel(&sets, (&title, &y_desc), XAxis::Layer, |a| a.index, value));
         }
     }
     Figure {
         stem: "layer_kappa",
         title: "Generalised condition number κ_p = λmax / λ_p, per layer (Fig. 5)".into(),
         columns: ps.len(),
+        legend: labels(&sets),
         panels,
     }
 }
 
 fn train_loss(runs: &[Run]) -> Figure {
-    let series = runs
-        .iter()
-        .map(|run| Series {
-            label: run.name.clone(),
-            points: run.train.iter().map(|t| (t.iteration as f64, t.loss.unwrap_or(f64::NAN))).collect(),
-        })
-        .collect();
+    let series = runs.iter().map(|run| run.train.iter().map(|t| (t.iteration as f64, t.loss.unwrap_or(f64::NAN))).collect()).collect();
     Figure {
         stem: "train_loss",
         title: "Training loss (Fig. 6a)".into(),
         columns: 1,
+        legend: runs.iter().map(|r| r.name.clone()).collect(),
         panels: vec![Panel { title: "training loss".into(), x: XAxis::Iteration, y_desc: "loss".into(), series }],
     }
 }
 
 fn last_layer(runs: &[Run]) -> Figure {
-    let panel = |title: &str, value: fn(&Analysis) -> Option<f64>| {
-        let mut series = vec![];
-        for run in runs {
-            for (label, records) in run.analysis_by_mode() {
-                let mut last: Vec<&&Analysis> = records.iter().filter(|a| a.last).collect();
-                last.sort_by_key(|a| a.iteration);
-                let points = last.iter().map(|a| (a.iteration as f64, value(a).unwrap_or(f64::NAN))).collect();
-                series.push(Series { label, points });
-            }
+    let mut sets: Sets = vec![];
+    for run in runs {
+        for (label, records) in run.analysis_by_mode() {
+            let mut last: Vec<&Analysis> = records.into_iter().filter(|a| a.last).collect();
+            last.sort_by_key(|a| a.iteration);
+            sets.push((label, last));
         }
-        Panel { title: title.into(), x: XAxis::Iteration, y_desc: title.into(), series }
-    };
+    }
     Figure {
         stem: "last_layer",
         title: "Last linear layer over training (Figs. 6, 7, 9)".into(),
         columns: 3,
+        legend: labels(&sets),
         panels: vec![
-            panel("λmax(Σx)", |a| a.sigma_x.lambda_max),
-            panel("λmax(Σ∂L/∂W)", |a| a.fim.as_ref()?.lambda_max),
-            panel("‖W‖₂", |a| a.weight.as_ref()?.sigma_max),
+            panel(&sets, ("", "λmax(Σx)"), XAxis::Iteration, |a| a.iteration, |a| a.sigma_x.lambda_max),
+            panel(&sets, ("", "λmax(Σ∂L/∂W)"), XAxis::Iteration, |a| a.iteration, |a| a.fim.as_ref()?.lambda_max),
+            panel(&sets, ("", "‖W‖₂"), XAxis::Iteration, |a| a.iteration, |a| a.weight.as_ref()?.sigma_max),
         ],
     }
 }
@@ -154,50 +160,50 @@ fn exact_bars(runs: &[Run]) -> Figure {
             matrices.push(&e.matrix);
         }
     }
+    // Each run's records at its first exact iteration, twice: exact, then Kronecker.
+    let mut sets: Vec<(String, (Vec<&Exact>, bool))> = vec![];
+    for run in runs {
+        let Some(first) = run.exact.iter().map(|e| e.iteration).min() else { continue };
+        let records: Vec<&Exact> = run.exact.iter().filter(|e| e.iteration == first).collect();
+        sets.push((format!("{} exact @ {first}", run.name), (records.clone(), true)));
+        sets.push((format!("{} Kronecker @ {first}", run.name), (records, false)));
+    }
     let mut panels = vec![];
     for matrix in matrices {
-        let mut blocks: Vec<String> = vec![];
+        let mut blocks: Vec<&str> = vec![];
         for e in runs.iter().flat_map(|r| &r.exact).filter(|e| e.matrix == matrix) {
-            if !blocks.contains(&e.block) {
-                blocks.push(e.block.clone());
+            if !blocks.contains(&e.block.as_str()) {
+                blocks.push(&e.block);
             }
         }
         let name = match matrix {
-            "fim" => "F (FIM)".to_string(),
-            "m" => "M (second moment)".to_string(),
-            other => other.to_string(),
+            "fim" => "F (FIM)",
+            "m" => "M (second moment)",
+            other => other,
         };
-        for (quantity, value) in
-            [("λmax", (|s: &Spectrum| s.lambda_max) as fn(&Spectrum) -> Option<f64>), ("κ (nonzero)", |s: &Spectrum| s.kappa_nonzero)]
-        {
-            let mut series = vec![];
-            for run in runs {
-                let records: Vec<_> = run.exact.iter().filter(|e| e.matrix == matrix).collect();
-                let Some(first) = records.iter().map(|e| e.iteration).min() else { continue };
-                for (kind, exact) in [("exact", true), ("Kronecker", false)] {
-                    let points = records
-                        .iter()
-                        .filter(|e| e.iteration == first)
+        let quantities: [(&str, fn(&Spectrum) -> Option<f64>); 2] = [("λmax", |s| s.lambda_max), ("κ (nonzero)", |s| s.kappa_nonzero)];
+        for (quantity, value) in quantities {
+            let series = sets
+                .iter()
+                .map(|(_, (records, exact))| {
+                    let of_matrix = records.iter().filter(|e| e.matrix == matrix);
+                    of_matrix
                         .filter_map(|e| {
                             let block = blocks.iter().position(|b| *b == e.block)?;
-                            Some((block as f64, value(if exact { &e.exact } else { &e.kronecker }).unwrap_or(f64::NAN)))
+                            Some((block as f64, value(if *exact { &e.exact } else { &e.kronecker }).unwrap_or(f64::NAN)))
                         })
-                        .collect();
-                    series.push(Series { label: format!("{} {kind} @ {first}", run.name), points });
-                }
-            }
-            panels.push(Panel {
-                title: format!("{quantity} of {name}"),
-                x: XAxis::Categories(blocks.clone()),
-                y_desc: quantity.into(),
-                series,
-            });
+                        .collect()
+                })
+                .collect();
+            let x = XAxis::Categories(blocks.iter().map(|b| b.to_string()).collect());
+            panels.push(Panel { title: format!("{quantity} of {name}"), x, y_desc: quantity.into(), series });
         }
     }
     Figure {
         stem: "exact_vs_kronecker",
         title: "Exact curvature vs its Kronecker approximation, per block (Fig. 2)".into(),
         columns: 2,
+        legend: labels(&sets),
         panels,
     }
 }

@@ -157,10 +157,13 @@ fn percent(v: f64) -> String {
     format!("{:.2}%", 100.0 * v)
 }
 
-/// Four decimals in [1e-3, 1e4), scientific with four figures outside.
+/// Four significant figures; scientific outside [1e-3, 1e4).
 fn num(v: f64) -> String {
-    if v == 0.0 || (1e-3..1e4).contains(&v.abs()) {
-        format!("{v:.4}")
+    if v == 0.0 {
+        "0".into()
+    } else if (1e-3..1e4).contains(&v.abs()) {
+        let decimals = (3 - v.abs().log10().floor() as i32).max(0) as usize;
+        format!("{v:.decimals$}")
     } else {
         format!("{v:.3e}")
     }

@@ -1,6 +1,6 @@
 //! Drawing a figure (a titled grid of panels, each a log-y chart of labelled
 //! series) to PNG and SVG with plotters. What each figure shows is decided
-//! in `figures.rs`; this file only knows about axes, lines and bars.
+//! in `figures.rs`; this file only knows about axes, lines, bars and keys.
 
 use super::{font, Format};
 use crate::error::{Error, Result};
@@ -15,6 +15,8 @@ pub struct Figure {
     pub stem: &'static str,
     pub title: String,
     pub columns: usize,
+    /// One entry per series, shared by all panels: the figure's one key.
+    pub legend: Vec<String>,
     pub panels: Vec<Panel>,
 }
 
@@ -22,7 +24,9 @@ pub struct Panel {
     pub title: String,
     pub x: XAxis,
     pub y_desc: String,
-    pub series: Vec<Series>,
+    /// `series[i]` is the points of `legend[i]`. The y axis is logarithmic,
+    /// so a y that is not finite and positive (an infinite κ) is a gap.
+    pub series: Vec<Vec<(f64, f64)>>,
 }
 
 pub enum XAxis {
@@ -34,15 +38,9 @@ pub enum XAxis {
     Categories(Vec<String>),
 }
 
-/// A labelled series. The y axis is logarithmic, so a point whose y is not
-/// finite and positive (an infinite κ, a zero eigenvalue) is a gap.
-pub struct Series {
-    pub label: String,
-    pub points: Vec<(f64, f64)>,
-}
-
 const PANEL_SIZE: (u32, u32) = (620, 440);
 const TITLE_HEIGHT: u32 = 40;
+const KEY_ROW: i32 = 22;
 const FONT: &str = "sans-serif";
 /// Distinct, colour-blind-friendly hues; series take them in order.
 const COLORS: [RGBColor; 10] = [
@@ -58,17 +56,25 @@ const COLORS: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
+fn color(series: usize) -> RGBColor {
+    COLORS[series % COLORS.len()]
+}
+
 fn plottable(y: f64) -> bool {
     y.is_finite() && y > 0.0
 }
 
 impl Panel {
     fn points(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
-        self.series.iter().flat_map(|s| s.points.iter().copied()).filter(|&(x, y)| x.is_finite() && plottable(y))
+        self.series.iter().flatten().copied().filter(|&(x, y)| x.is_finite() && plottable(y))
     }
 
-    pub fn has_data(&self) -> bool {
+    fn has_data(&self) -> bool {
         self.points().next().is_some()
+    }
+
+    fn bars(&self) -> bool {
+        matches!(self.x, XAxis::Categories(_))
     }
 }
 
@@ -82,13 +88,18 @@ impl Figure {
         font::register()?;
         let columns = self.columns.clamp(1, self.panels.len().max(1));
         let rows = self.panels.len().div_ceil(columns).max(1);
-        let size = (PANEL_SIZE.0 * columns as u32, PANEL_SIZE.1 * rows as u32 + TITLE_HEIGHT);
+        // The key sits right of the panels, so it never hides data.
+        let longest = self.legend.iter().map(|l| l.chars().count()).max().unwrap_or(0) as u32;
+        let key_width = (56 + 8 * longest).clamp(140, 420);
+        let key_height = TITLE_HEIGHT + 40 + KEY_ROW as u32 * self.legend.len() as u32;
+        let size = (PANEL_SIZE.0 * columns as u32 + key_width, (PANEL_SIZE.1 * rows as u32 + TITLE_HEIGHT).max(key_height));
         let mut files = vec![];
         for format in formats {
             let path = out.join(format!("{}.{}", self.stem, format.extension()));
+            let layout = (rows, columns, key_width);
             let drawn = match format {
-                Format::Png => self.draw(BitMapBackend::new(&path, size).into_drawing_area(), rows, columns).map_err(|e| e.to_string()),
-                Format::Svg => self.draw(SVGBackend::new(&path, size).into_drawing_area(), rows, columns).map_err(|e| e.to_string()),
+                Format::Png => self.draw(BitMapBackend::new(&path, size).into_drawing_area(), layout).map_err(|e| e.to_string()),
+                Format::Svg => self.draw(SVGBackend::new(&path, size).into_drawing_area(), layout).map_err(|e| e.to_string()),
             };
             drawn.map_err(|e| Error::data(&path, format!("cannot draw the plot: {e}")))?;
             files.push(path);
@@ -96,11 +107,23 @@ impl Figure {
         Ok(files)
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, rows: usize, columns: usize) -> DrawResult<DB> {
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, (rows, columns, key_width): (usize, usize, u32)) -> DrawResult<DB> {
         root.fill(&WHITE)?;
         let body = root.titled(&self.title, (FONT, 24))?;
-        for (area, panel) in body.split_evenly((rows, columns)).iter().zip(&self.panels) {
+        let (grid, key) = body.split_horizontally(body.dim_in_pixel().0 - key_width);
+        for (area, panel) in grid.split_evenly((rows, columns)).iter().zip(&self.panels) {
             panel.draw(area)?;
+        }
+        let bars = self.panels.first().is_some_and(Panel::bars);
+        let text = TextStyle::from((FONT, 15)).pos(text_anchor::Pos::new(text_anchor::HPos::Left, text_anchor::VPos::Center));
+        for (i, label) in self.legend.iter().enumerate() {
+            let (y, c) = (40 + KEY_ROW * i as i32, color(i));
+            if bars {
+                key.draw(&Rectangle::new([(8, y - 6), (26, y + 6)], c.filled()))?;
+            } else {
+                key.draw(&PathElement::new([(4, y), (30, y)], c.stroke_width(3)))?;
+            }
+            key.draw_text(label, &text, (38, y))?;
         }
         root.present()
     }
@@ -110,14 +133,16 @@ type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::Er
 
 impl Panel {
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let (xs, ys): (Vec<f64>, Vec<f64>) = self.points().unzip();
+        let ys: Vec<f64> = self.points().map(|p| p.1).collect();
         let Some(y) = log_range(&ys) else {
             let area = area.titled(&self.title, (FONT, 18))?;
             let (w, h) = area.dim_in_pixel();
             let style = TextStyle::from((FONT, 16)).pos(text_anchor::Pos::new(text_anchor::HPos::Center, text_anchor::VPos::Center));
             return area.draw_text("no data", &style, (w as i32 / 2, h as i32 / 2));
         };
-        let (lo, hi) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        // The x range covers gaps too, so e.g. a layer whose κ is infinite keeps its place.
+        let xs = self.series.iter().flatten().map(|p| p.0).filter(|x| x.is_finite());
+        let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
         match &self.x {
             // Asking for at most one label per unit over a range padded by ½
             // makes plotters' 1-2-5 tick steps land on whole numbers only.
@@ -125,7 +150,8 @@ impl Panel {
                 let labels = ((hi - lo) as usize + 1).min(12);
                 self.chart(area, (lo - 0.5..hi + 0.5, labels), y, "layer index", &|v| format!("{v:.0}"))
             }
-            XAxis::Iteration if lo > 0.0 => self.chart(area, ((lo / 1.3..hi * 1.3).log_scale(), 10), y, "iteration", &|v| tick(*v)),
+            // Few labels on a log axis: plotters then ticks decades only, not 2..9 between.
+            XAxis::Iteration if lo > 0.0 => self.chart(area, ((lo / 1.3..hi * 1.3).log_scale(), 5), y, "iteration", &|v| tick(*v)),
             XAxis::Iteration => self.chart(area, (lo..hi + (hi - lo).max(1.0) * 0.03, 10), y, "iteration", &|v| tick(*v)),
             XAxis::Categories(names) => {
                 let name = |v: &f64| names.get(v.round() as usize).cloned().unwrap_or_default();
@@ -147,7 +173,6 @@ impl Panel {
         X: AsRangedCoord<Value = f64>,
         X::CoordDescType: ValueFormatter<f64>,
     {
-        let bars = matches!(self.x, XAxis::Categories(_));
         let y_floor = y.start;
         let mut chart = ChartBuilder::on(area)
             .caption(&self.title, (FONT, 18))
@@ -168,51 +193,36 @@ impl Panel {
             .light_line_style(WHITE.mix(0.0))
             .draw()?;
         let width = 0.8 / self.series.len().max(1) as f64;
-        for (s, series) in self.series.iter().enumerate() {
-            let color = COLORS[s % COLORS.len()];
-            let mut labelled = false;
-            let mut legend = |drawn: &mut plotters::chart::SeriesAnno<'_, DB>| {
-                if !labelled {
-                    labelled = true;
-                    drawn.label(&series.label);
-                    if bars {
-                        drawn.legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
-                    } else {
-                        drawn.legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
-                    }
-                }
-            };
-            if bars {
-                let rects = series.points.iter().filter(|p| plottable(p.1)).map(|&(i, v)| {
+        for (s, points) in self.series.iter().enumerate() {
+            let c = color(s);
+            if self.bars() {
+                let rects = points.iter().filter(|p| plottable(p.1)).map(|&(i, v)| {
                     let left = i - 0.4 + s as f64 * width;
-                    Rectangle::new([(left, y_floor), (left + width, v)], color.filled())
+                    Rectangle::new([(left, y_floor), (left + width, v)], c.filled())
                 });
-                legend(chart.draw_series(rects)?);
+                chart.draw_series(rects)?;
                 continue;
             }
-            for segment in series.points.split(|p| !plottable(p.1)).filter(|seg| !seg.is_empty()) {
-                legend(chart.draw_series(LineSeries::new(segment.iter().copied(), color.stroke_width(2)))?);
-                chart.draw_series(segment.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+            for segment in points.split(|p| !plottable(p.1)).filter(|seg| !seg.is_empty()) {
+                chart.draw_series(LineSeries::new(segment.iter().copied(), c.stroke_width(2)))?;
+                chart.draw_series(segment.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .label_font((FONT, 13))
-            .draw()
+        Ok(())
     }
 }
 
-/// A log-axis range around the values, with headroom above for the legend.
+/// A log-axis range around the values, at least two decades wide since
+/// plotters labels a log axis at powers of ten only.
 fn log_range(ys: &[f64]) -> Option<std::ops::Range<f64>> {
     let (lo, hi) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &y| (lo.min(y), hi.max(y)));
     if !lo.is_finite() {
         return None;
     }
-    let decades = (hi / lo).log10().max(1.0);
-    Some(lo / 10f64.powf(0.08 * decades)..hi * 10f64.powf(0.45 * decades))
+    let (lo, hi) = (lo.log10(), hi.log10());
+    let pad = ((2.0 - (hi - lo)) / 2.0).max(0.0);
+    let (lo, hi) = (lo - pad, hi + pad);
+    Some(10f64.powf(lo - 0.08 * (hi - lo))..10f64.powf(hi + 0.08 * (hi - lo)))
 }
 
 /// Tick labels: plain numbers in a readable range, scientific outside it.

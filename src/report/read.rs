@@ -150,8 +150,8 @@ impl Run {
     pub fn load(dir: &Path) -> Result<Run> {
         let metrics = dir.join("metrics.jsonl");
         if !metrics.is_file() {
-            let why = if dir.is_dir() { "has no metrics.jsonl" } else { "does not exist" };
-            return Err(Error::data(dir, format!("expected a run directory written by `kappa train`, but it {why}")));
+            let why = if dir.is_dir() { "it has no metrics.jsonl" } else { "it does not exist" };
+            return Err(Error::data(dir, format!("expected a run directory written by `kappa train` (with metrics.jsonl), but {why}")));
         }
         let bytes = std::fs::read(&metrics).map_err(|e| Error::data(&metrics, e.to_string()))?;
         let config: Option<Config> = read_json(&dir.join("config.json"), "the run configuration written by `kappa train`")?;

@@ -73,7 +73,6 @@ impl TrainConfig {
         }
         match (self.epochs, self.iterations) {
             (Some(0), _) => Err(Error::arg("--epochs", "must be at least 1")),
-            (_, Some(0)) => Err(Error::arg("--iterations", "must be at least 1")),
             (Some(_), Some(_)) => Err(Error::arg("--iterations", "give --epochs or --iterations, not both")),
             _ => Ok(()),
         }?;

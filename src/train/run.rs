@@ -3,6 +3,7 @@
 use super::config::{OptimizerKind, TrainConfig};
 use super::metrics::{MetricsLog, Summary};
 use super::trainer::{Labels, StepStats, Trainer};
+use crate::analysis::exact::{self, ExactOptions};
 use crate::analysis::{Analyzer, LayerRecord, Mode, TrainingBatch};
 use crate::backend::cpu::Cpu;
 use crate::backend::{Backend, Device};
@@ -17,22 +18,18 @@ pub fn run(cfg: &TrainConfig) -> Result<Summary> {
     cfg.validate()?;
     match cfg.device()? {
         Device::Cpu => run_on(&Cpu::<f32>::new(), cfg),
-        Device::Cuda(i) => cuda_unavailable(i),
+        Device::Cuda(i) => run_on_cuda(i, cfg),
     }
 }
 
-#[cfg(not(feature = "cuda"))]
-fn cuda_unavailable(ordinal: usize) -> Result<Summary> {
+#[cfg(not(feature = "cuda-backend"))]
+fn run_on_cuda(ordinal: usize, _cfg: &TrainConfig) -> Result<Summary> {
     Err(Error::CudaNotCompiled(ordinal))
 }
 
-#[cfg(feature = "cuda")]
-fn cuda_unavailable(ordinal: usize) -> Result<Summary> {
-    let info = crate::backend::cuda::probe(ordinal)?;
-    Err(Error::CudaUnavailable(format!(
-        "found {} (sm_{}{}), but this build has no CUDA op set yet; train on --device cpu",
-        info.name, info.compute_capability.0, info.compute_capability.1
-    )))
+#[cfg(feature = "cuda-backend")]
+fn run_on_cuda(ordinal: usize, cfg: &TrainConfig) -> Result<Summary> {
+    run_on(&crate::backend::cuda::Cuda::new(ordinal)?, cfg)
 }
 
 /// Everything the step loop writes to: the log, the terminal, the summary.
@@ -48,15 +45,24 @@ impl Output {
     }
 }
 
-/// The analysis side of the loop: the analyzer and the extra batches it draws.
+/// The analysis side of the loop: the analyzer and the batches it draws.
 struct Analysis<'a> {
     analyzer: Analyzer,
+    /// Further batches for `--analysis-batches`, in an order of their own so
+    /// they never disturb the training order.
     extra: Loader<'a>,
+    /// The fixed examples the exact curvature is measured on.
+    exact: Loader<'a>,
 }
 
 impl Analysis<'_> {
-    /// Analyses the model before the step on `batch`; returns the step's gradients' stats
-    /// after applying them (unless `apply` is false: the final analysis has no step).
+    fn due(&self, iteration: usize) -> bool {
+        let cfg = self.analyzer.config();
+        cfg.due(iteration) || cfg.exact_at.contains(&iteration)
+    }
+
+    /// Measures the model before the step on `batch` (layer-wise and/or exact,
+    /// as due), then takes that step at `lr`; `lr` is `None` after the last update.
     fn step<B: Backend>(
         &mut self,
         trainer: &mut Trainer<B>,
@@ -66,18 +72,32 @@ impl Analysis<'_> {
         epoch: usize,
         out: &mut Output,
     ) -> Result<StepStats> {
-        let probe = self.analyzer.config().mode == Mode::Empirical;
-        let (stats, grads) = trainer.gradients(batch, Labels::True, probe)?;
-        let extra: Vec<Batch> = self.extra.epoch(iteration).take(self.analyzer.config().batches - 1).collect();
-        let (records, alerts) = self.analyzer.analyze(trainer, TrainingBatch { batch, grads: &grads }, &extra, iteration, epoch)?;
-        for r in &records {
-            out.log.write(r)?;
+        let cfg = self.analyzer.config().clone();
+        if cfg.exact_at.contains(&iteration) {
+            if let Some(examples) = self.exact.epoch(0).next() {
+                let opts = ExactOptions { examples: cfg.exact_examples, kappa_p: cfg.kappa_p.clone(), seed: iteration as u64 };
+                let mut records = exact::exact_curvature(trainer, &examples, &opts)?;
+                for r in &mut records {
+                    r.iteration = iteration;
+                    out.log.write(r)?;
+                }
+                out.say(&exact::print_table(&records));
+            }
         }
-        for a in &alerts {
-            out.log.write(a)?;
-            out.say(&format!("alert at iteration {}: {} {}: {}", a.iteration, a.layer, a.alert, a.detail));
+        let layerwise = cfg.due(iteration);
+        let (stats, grads) = trainer.gradients(batch, Labels::True, layerwise && cfg.mode == Mode::Empirical)?;
+        if layerwise {
+            let extra: Vec<Batch> = self.extra.epoch(iteration).take(cfg.batches - 1).collect();
+            let (records, alerts) = self.analyzer.analyze(trainer, TrainingBatch { batch, grads: &grads }, &extra, iteration, epoch)?;
+            for r in &records {
+                out.log.write(r)?;
+            }
+            for a in &alerts {
+                out.log.write(a)?;
+                out.say(&format!("alert at iteration {}: {} {}: {}", a.iteration, a.layer, a.alert, a.detail));
+            }
+            out.last_analysis = records;
         }
-        out.last_analysis = records;
         if let Some(lr) = lr.filter(|_| stats.loss.is_finite()) {
             trainer.apply(&grads, lr)?;
         }
@@ -102,11 +122,11 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig) -> Result<Summary> {
     let per_epoch = loader.batches_per_epoch();
     let total = cfg.iterations.unwrap_or(cfg.epochs.unwrap_or(1) * per_epoch);
     let epochs = total.div_ceil(per_epoch);
-    let mut analysis = match cfg.analysis.enabled() {
+    let mut analysis = match cfg.analysis.enabled() || !cfg.analysis.exact_at.is_empty() {
         true => Some(Analysis {
             analyzer: Analyzer::new(cfg.analysis.clone(), cfg.seed, Some(cfg.out.clone()))?,
-            // Its own order, so extra analysis batches never disturb the training order.
             extra: Loader::new(&split.train, batch_size, cfg.seed ^ 0x616e_616c_7973_6973, true, false)?,
+            exact: Loader::new(&split.train, cfg.analysis.exact_examples, cfg.seed ^ 0x6578_6163_74, true, false)?,
         }),
         false => None,
     };
@@ -140,7 +160,7 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig) -> Result<Summary> {
             if summary.iterations == total {
                 break 'epochs;
             }
-            let stats = match analysis.as_mut().filter(|a| a.analyzer.config().due(summary.iterations)) {
+            let stats = match analysis.as_mut().filter(|a| a.due(summary.iterations)) {
                 Some(a) => a.step(&mut trainer, &batch, Some(lr), summary.iterations, epoch, &mut out)?,
                 None => trainer.step(&batch, lr)?,
             };
@@ -183,7 +203,7 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig) -> Result<Summary> {
         ));
     }
     // The state after the last update has no step of its own to ride on.
-    if let Some(a) = analysis.as_mut().filter(|a| !summary.diverged && a.analyzer.config().due(summary.iterations)) {
+    if let Some(a) = analysis.as_mut().filter(|a| !summary.diverged && a.due(summary.iterations)) {
         if let Some(batch) = loader.epoch(epochs).next() {
             a.step(&mut trainer, &batch, None, summary.iterations, summary.epochs, &mut out)?;
         }

@@ -1,31 +1,52 @@
-//! CUDA device discovery through cudarc (dynamic loading, so a machine without
-//! CUDA still builds and runs the CPU path). The device op set itself is
-//! the CUDA backend's work and is not part of this build yet.
+//! The CUDA backend: the [`Backend`](super::Backend) op set on an NVIDIA GPU
+//! through cudarc (dynamic loading: a machine without CUDA still builds and
+//! runs the CPU path, and asking for a GPU there is an error, not a panic).
+//!
+//! Kernels live in kernels/*.cu (each names its CPU twin), compiled to PTX by
+//! build.rs; matrix products go to cuBLAS and eigenvalues to cuSOLVER. The
+//! pure host logic (launch geometry, cuBLAS and cuSOLVER argument
+//! derivation) is compiled and unit-tested in every build; the device code
+//! only with the `cuda` (or `cuda-13`) feature.
 
-use crate::error::{Error, Result};
+/// A null pointer for a kernel's optional argument.
+#[cfg(feature = "cuda-backend")]
+pub(crate) const NULL: u64 = 0;
 
-/// What the driver reports about one device.
-#[derive(Clone, Debug)]
-pub struct DeviceInfo {
-    pub ordinal: usize,
-    pub name: String,
-    pub compute_capability: (i32, i32),
-    pub total_mem: usize,
+#[cfg(feature = "cuda-backend")]
+pub(crate) fn config(g: launch::Geometry) -> cudarc::driver::LaunchConfig {
+    cudarc::driver::LaunchConfig { grid_dim: g.grid, block_dim: g.block, shared_mem_bytes: 0 }
 }
 
-/// Looks up device `ordinal`, returning an error (never panicking) when the
-/// driver library is missing or the device does not exist.
-pub fn probe(ordinal: usize) -> Result<DeviceInfo> {
-    // SAFETY: only checks whether the shared library can be opened.
-    if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err(Error::CudaUnavailable("libcuda (the NVIDIA driver library) was not found on this machine".into()));
-    }
-    let err = |e: cudarc::driver::DriverError| Error::CudaUnavailable(format!("cuda:{ordinal}: {e}"));
-    let ctx = cudarc::driver::CudaContext::new(ordinal).map_err(err)?;
-    Ok(DeviceInfo {
-        ordinal,
-        name: ctx.name().map_err(err)?,
-        compute_capability: ctx.compute_capability().map_err(err)?,
-        total_mem: ctx.total_mem().map_err(err)?,
-    })
+/// Launches kernel `$name` with the listed arguments, each a reference to a
+/// live place (never a temporary: the builder keeps the pointers until launch).
+#[cfg(feature = "cuda-backend")]
+macro_rules! launch {
+    ($be:expr, $name:literal, $geometry:expr, [$($arg:expr),* $(,)?]) => {{
+        let func = $be.dev.function($name)?;
+        let mut builder = $be.dev.stream.launch_builder(&func);
+        $( builder.arg($arg); )*
+        // SAFETY: the argument list mirrors the kernel's C signature in
+        // kernels/*.cu, and every buffer holds the lengths the caller checked.
+        unsafe { builder.launch($crate::backend::cuda::config($geometry)) }.map(drop).map_err(|e| $be.dev.error($name, e))
+    }};
 }
+
+pub mod blas;
+pub mod launch;
+pub mod solver;
+
+#[cfg(feature = "cuda-backend")]
+mod conv;
+#[cfg(feature = "cuda-backend")]
+mod device;
+#[cfg(feature = "cuda-backend")]
+pub mod kernels;
+#[cfg(feature = "cuda-backend")]
+mod ops;
+
+#[cfg(feature = "cuda-backend")]
+pub use conv::Window;
+#[cfg(feature = "cuda-backend")]
+pub use device::{driver_version, libraries, probe, DeviceInfo};
+#[cfg(feature = "cuda-backend")]
+pub use ops::{Cuda, CudaBuf};

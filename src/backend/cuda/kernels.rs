@@ -1,0 +1,35 @@
+//! The PTX of kernels/*.cu, compiled by build.rs with nvcc and embedded here,
+//! and the lookup from a kernel's name to its file.
+
+/// One kernels/*.cu file: its PTX and the kernels it defines.
+#[derive(Debug)]
+pub struct Module {
+    pub name: &'static str,
+    pub ptx: &'static str,
+    pub kernels: &'static [&'static str],
+}
+
+include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+
+/// The file defining kernel `name`.
+pub fn module_of(name: &str) -> Option<&'static Module> {
+    MODULES.iter().find(|m| m.kernels.contains(&name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_file_is_embedded_with_its_kernels() {
+        for name in ["elementwise", "channel", "softmax", "update", "covariance", "reduce", "im2col"] {
+            let m = MODULES.iter().find(|m| m.name == name).unwrap_or_else(|| panic!("{name}.cu not embedded"));
+            assert!(m.ptx.contains(".entry") && !m.kernels.is_empty(), "{name}");
+            for k in m.kernels {
+                assert!(m.ptx.contains(&format!(".entry {k}(")), "{name}: {k} missing from the PTX");
+            }
+        }
+        assert_eq!(module_of("gram_lower_patches").unwrap().name, "covariance");
+        assert!(PTX_ARCH.starts_with("compute_"));
+    }
+}

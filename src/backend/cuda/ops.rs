@@ -1,0 +1,578 @@
+//! [`Cuda`]: the Backend trait on one device, op by op as the CPU backend
+//! does it (src/backend/cpu), each op a few kernel launches on one stream.
+
+use super::blas;
+use super::device::{Device, DeviceInfo};
+use super::launch;
+use super::solver::{self, Prepared};
+use super::NULL;
+use crate::backend::{AdamHyper, Backend, BatchStats, ChannelShape, Device as DeviceName, Gemm, SgdHyper};
+use crate::error::{Error, Result};
+use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg, ValidAsZeroBits};
+use std::sync::Arc;
+
+/// The CUDA device `cuda:N`. Cheap to clone (shares the context).
+#[derive(Clone, Debug)]
+pub struct Cuda {
+    pub(super) dev: Arc<Device>,
+}
+
+/// A device buffer of f32. Clones share the allocation until one of them is
+/// written in place, which then copies it (so a clone behaves as the CPU's
+/// `Vec` clone does).
+#[derive(Clone, Debug)]
+pub struct CudaBuf(pub(super) Arc<CudaSlice<f32>>);
+
+impl CudaBuf {
+    pub fn slice(&self) -> &CudaSlice<f32> {
+        &self.0
+    }
+}
+
+fn same_len(op: &'static str, a: &CudaBuf, b: &CudaBuf) -> Result<()> {
+    if a.0.len() == b.0.len() {
+        Ok(())
+    } else {
+        Err(Error::shape(op, format!("lengths {} and {}", a.0.len(), b.0.len())))
+    }
+}
+
+fn check_channels(op: &'static str, x: &CudaBuf, s: ChannelShape, per_channel: &[&CudaBuf]) -> Result<()> {
+    if x.0.len() != s.len() || per_channel.iter().any(|p| p.0.len() != s.channels) {
+        return Err(Error::shape(op, format!("{s:?} does not fit a buffer of {}", x.0.len())));
+    }
+    Ok(())
+}
+
+fn check_labels(labels: &[u32], rows: usize, classes: usize) -> Result<()> {
+    if labels.len() != rows {
+        return Err(Error::shape("softmax_xent", format!("{} labels for {rows} rows", labels.len())));
+    }
+    match labels.iter().find(|&&y| y as usize >= classes) {
+        Some(y) => Err(Error::shape("softmax_xent", format!("label {y} out of range for {classes} classes"))),
+        None => Ok(()),
+    }
+}
+
+impl Cuda {
+    /// Opens `cuda:ordinal`: an error (never a panic) when the driver, cuBLAS
+    /// or the device is missing.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        Ok(Cuda { dev: Arc::new(Device::open(ordinal)?) })
+    }
+
+    pub fn info(&self) -> &DeviceInfo {
+        &self.dev.info
+    }
+
+    /// Waits for every launched op (for timing).
+    pub fn synchronize(&self) -> Result<()> {
+        self.dev.stream.synchronize().map_err(|e| self.dev.error("synchronize", e))
+    }
+
+    /// The underlying context and stream, for callers that time with CUDA events.
+    pub fn stream(&self) -> &Arc<cudarc::driver::CudaStream> {
+        &self.dev.stream
+    }
+
+    pub(super) fn alloc<T: DeviceRepr>(&self, len: usize) -> Result<CudaSlice<T>> {
+        let s = &self.dev.stream;
+        // SAFETY: every caller writes all `len` elements before reading them.
+        if len == 0 { s.null() } else { unsafe { s.alloc::<T>(len) } }.map_err(|e| self.dev.error("alloc", e))
+    }
+
+    pub(super) fn alloc_zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<CudaSlice<T>> {
+        let s = &self.dev.stream;
+        if len == 0 { s.null() } else { s.alloc_zeros::<T>(len) }.map_err(|e| self.dev.error("alloc", e))
+    }
+
+    pub(super) fn upload_as<T: DeviceRepr>(&self, host: &[T]) -> Result<CudaSlice<T>> {
+        if host.is_empty() {
+            return self.alloc(0);
+        }
+        self.dev.stream.clone_htod(host).map_err(|e| self.dev.error("upload", e))
+    }
+
+    pub(super) fn download_as<T: DeviceRepr>(&self, buf: &CudaSlice<T>) -> Result<Vec<T>> {
+        if buf.len() == 0 {
+            return Ok(Vec::new());
+        }
+        self.dev.stream.clone_dtoh(buf).map_err(|e| self.dev.error("download", e))
+    }
+
+    /// The buffer's slice for writing, copied first if a clone shares it.
+    pub(super) fn make_mut<'a>(&self, buf: &'a mut CudaBuf) -> Result<&'a mut CudaSlice<f32>> {
+        if Arc::get_mut(&mut buf.0).is_none() {
+            let copy = buf.0.try_clone().map_err(|e| self.dev.error("copy-on-write", e))?;
+            buf.0 = Arc::new(copy);
+        }
+        Ok(Arc::get_mut(&mut buf.0).expect("the buffer was just made unique"))
+    }
+
+    pub(super) fn wrap(s: CudaSlice<f32>) -> CudaBuf {
+        CudaBuf(Arc::new(s))
+    }
+
+    fn binary(&self, op: &'static str, kernel: Kernel2, a: &CudaBuf, b: &CudaBuf) -> Result<CudaBuf> {
+        same_len(op, a, b)?;
+        let n = a.0.len();
+        let mut y = self.alloc::<f32>(n)?;
+        if n > 0 {
+            let g = launch::elementwise(n);
+            match kernel {
+                Kernel2::Add => launch!(self, "add_f32", g, [a.slice(), b.slice(), &mut y, &n])?,
+                Kernel2::Sub => launch!(self, "sub_f32", g, [a.slice(), b.slice(), &mut y, &n])?,
+                Kernel2::Mul => launch!(self, "mul_f32", g, [a.slice(), b.slice(), &mut y, &n])?,
+                Kernel2::ReluBackward => launch!(self, "relu_backward_f32", g, [a.slice(), b.slice(), &mut y, &n])?,
+            }
+        }
+        Ok(Self::wrap(y))
+    }
+
+    /// Per channel, f64 `(Σ a, Σ a·b)` (b = a when None), left on the device.
+    fn channel_dots(&self, a: &CudaBuf, b: Option<&CudaBuf>, s: ChannelShape) -> Result<(CudaSlice<f64>, CudaSlice<f64>)> {
+        let (mut sa, mut sab) = (self.alloc_zeros::<f64>(s.channels)?, self.alloc_zeros::<f64>(s.channels)?);
+        if s.len() == 0 {
+            return Ok((sa, sab));
+        }
+        let (outer, channels, inner) = (s.outer, s.channels, s.inner);
+        match b {
+            Some(b) if inner == 1 => launch!(
+                self,
+                "channel_dots_rows",
+                launch::columns(outer, channels),
+                [a.slice(), b.slice(), &outer, &channels, &mut sa, &mut sab]
+            )?,
+            None if inner == 1 => launch!(
+                self,
+                "channel_dots_rows",
+                launch::columns(outer, channels),
+                [a.slice(), &NULL, &outer, &channels, &mut sa, &mut sab]
+            )?,
+            Some(b) => launch!(
+                self,
+                "channel_dots_planes",
+                launch::planes(s.per_channel(), channels),
+                [a.slice(), b.slice(), &outer, &channels, &inner, &mut sa, &mut sab]
+            )?,
+            None => launch!(
+                self,
+                "channel_dots_planes",
+                launch::planes(s.per_channel(), channels),
+                [a.slice(), &NULL, &outer, &channels, &inner, &mut sa, &mut sab]
+            )?,
+        }
+        Ok((sa, sab))
+    }
+
+    /// `scale[c]·x + shift[c]` (+ `zscale[c]·z`); a missing scale means 1.
+    fn channel_affine(
+        &self,
+        x: &CudaBuf,
+        scale: Option<&CudaSlice<f32>>,
+        shift: &CudaSlice<f32>,
+        z: Option<(&CudaBuf, &CudaSlice<f32>)>,
+        s: ChannelShape,
+    ) -> Result<CudaBuf> {
+        let (n, channels, inner) = (s.len(), s.channels, s.inner);
+        let mut out = self.alloc::<f32>(n)?;
+        if n == 0 {
+            return Ok(Self::wrap(out));
+        }
+        let g = launch::elementwise(n);
+        match (scale, z) {
+            (None, None) => launch!(self, "channel_affine", g, [x.slice(), &NULL, shift, &NULL, &NULL, &mut out, &n, &channels, &inner])?,
+            (Some(a), None) => launch!(self, "channel_affine", g, [x.slice(), a, shift, &NULL, &NULL, &mut out, &n, &channels, &inner])?,
+            (Some(a), Some((z, zs))) => {
+                launch!(self, "channel_affine", g, [x.slice(), a, shift, z.slice(), zs, &mut out, &n, &channels, &inner])?
+            }
+            (None, Some((z, zs))) => {
+                launch!(self, "channel_affine", g, [x.slice(), &NULL, shift, z.slice(), zs, &mut out, &n, &channels, &inner])?
+            }
+        }
+        Ok(Self::wrap(out))
+    }
+
+    fn to_f32(&self, x: &CudaSlice<f64>) -> Result<CudaBuf> {
+        let n = x.len();
+        let mut y = self.alloc::<f32>(n)?;
+        if n > 0 {
+            launch!(self, "f64_to_f32", launch::elementwise(n), [x, &mut y, &n])?;
+        }
+        Ok(Self::wrap(y))
+    }
+
+    /// Σ a·b (Σ a when b is None) in f64, read back to the host.
+    fn reduce(&self, a: &CudaBuf, b: Option<&CudaBuf>) -> Result<f64> {
+        let n = a.0.len();
+        if n == 0 {
+            return Ok(0.0);
+        }
+        let mut out = self.alloc_zeros::<f64>(1)?;
+        match b {
+            Some(b) => launch!(self, "sum_f32", launch::reduction(n), [a.slice(), b.slice(), &n, &mut out])?,
+            None => launch!(self, "sum_f32", launch::reduction(n), [a.slice(), &NULL, &n, &mut out])?,
+        }
+        Ok(self.download_as(&out)?[0])
+    }
+
+    fn eigvalsh_one(&self, lower: &CudaBuf, n: usize) -> Result<Vec<f64>> {
+        if lower.0.len() != n * n {
+            return Err(Error::shape("eigvalsh", format!("{} elements for a {n}×{n} matrix", lower.0.len())));
+        }
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut stats = self.alloc_zeros::<u32>(2)?;
+        launch!(self, "lower_max_abs", launch::reduction(n * n), [lower.slice(), &n, &mut stats])?;
+        let stats = self.download_as(&stats)?;
+        let scale = match solver::prepare(stats[0], stats[1]) {
+            Prepared::NonFinite => return Ok(vec![f64::NAN; n]),
+            Prepared::Zero => return Ok(vec![0.0; n]),
+            Prepared::Scale(s) => s,
+        };
+        let len = n * n;
+        let mut a = self.alloc::<f64>(len)?;
+        launch!(self, "scale_to_f64", launch::elementwise(len), [lower.slice(), &len, &scale, &mut a])?;
+        let ascending = self.dev.solver()?.syevd(&mut a, n)?;
+        Ok(solver::finish(&ascending, scale))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kernel2 {
+    Add,
+    Sub,
+    Mul,
+    ReluBackward,
+}
+
+impl Backend for Cuda {
+    type Elem = f32;
+    type Buf = CudaBuf;
+
+    fn device(&self) -> DeviceName {
+        DeviceName::Cuda(self.dev.info.ordinal)
+    }
+
+    fn len(&self, buf: &CudaBuf) -> usize {
+        buf.0.len()
+    }
+
+    fn full(&self, len: usize, value: f64) -> Result<CudaBuf> {
+        if value == 0.0 {
+            return Ok(Self::wrap(self.alloc_zeros::<f32>(len)?));
+        }
+        let mut y = self.alloc::<f32>(len)?;
+        let v = value as f32;
+        if len > 0 {
+            launch!(self, "fill_f32", launch::elementwise(len), [&mut y, &v, &len])?;
+        }
+        Ok(Self::wrap(y))
+    }
+
+    fn upload(&self, host: &[f32]) -> Result<CudaBuf> {
+        Ok(Self::wrap(self.upload_as(host)?))
+    }
+
+    fn download(&self, buf: &CudaBuf) -> Result<Vec<f32>> {
+        self.download_as(&buf.0)
+    }
+
+    fn gemm(&self, a: &CudaBuf, b: &CudaBuf, c: &mut CudaBuf, g: Gemm) -> Result<()> {
+        let Gemm { m, n, k, .. } = g;
+        if a.0.len() != m * k || b.0.len() != k * n || c.0.len() != m * n {
+            return Err(Error::shape("gemm", format!("m={m} n={n} k={k} but |A|={} |B|={} |C|={}", a.0.len(), b.0.len(), c.0.len())));
+        }
+        let c = self.make_mut(c)?;
+        blas::gemm(&self.dev.blas, &a.0, &b.0, c, &g)
+    }
+
+    fn matmul(&self, a: &CudaBuf, b: &CudaBuf, g: Gemm) -> Result<CudaBuf> {
+        let g = Gemm { beta: 0.0, ..g };
+        let mut c = if g.k == 0 { self.zeros(g.m * g.n)? } else { Self::wrap(self.alloc::<f32>(g.m * g.n)?) };
+        if g.k > 0 {
+            self.gemm(a, b, &mut c, g)?;
+        } else if a.0.len() != 0 || b.0.len() != 0 {
+            return Err(Error::shape("gemm", format!("k=0 but |A|={} |B|={}", a.0.len(), b.0.len())));
+        }
+        Ok(c)
+    }
+
+    fn add(&self, a: &CudaBuf, b: &CudaBuf) -> Result<CudaBuf> {
+        self.binary("add", Kernel2::Add, a, b)
+    }
+
+    fn sub(&self, a: &CudaBuf, b: &CudaBuf) -> Result<CudaBuf> {
+        self.binary("sub", Kernel2::Sub, a, b)
+    }
+
+    fn mul(&self, a: &CudaBuf, b: &CudaBuf) -> Result<CudaBuf> {
+        self.binary("mul", Kernel2::Mul, a, b)
+    }
+
+    fn scale(&self, a: &CudaBuf, s: f64) -> Result<CudaBuf> {
+        let n = a.0.len();
+        let mut y = self.alloc::<f32>(n)?;
+        let s = s as f32;
+        if n > 0 {
+            launch!(self, "scale_f32", launch::elementwise(n), [a.slice(), &s, &mut y, &n])?;
+        }
+        Ok(Self::wrap(y))
+    }
+
+    fn axpy(&self, y: &mut CudaBuf, alpha: f64, x: &CudaBuf) -> Result<()> {
+        same_len("axpy", y, x)?;
+        let n = x.0.len();
+        let alpha = alpha as f32;
+        if n > 0 {
+            let ys = self.make_mut(y)?;
+            launch!(self, "axpy_f32", launch::elementwise(n), [ys, &alpha, x.slice(), &n])?;
+        }
+        Ok(())
+    }
+
+    fn relu(&self, x: &CudaBuf) -> Result<CudaBuf> {
+        let n = x.0.len();
+        let mut y = self.alloc::<f32>(n)?;
+        if n > 0 {
+            launch!(self, "relu_f32", launch::elementwise(n), [x.slice(), &mut y, &n])?;
+        }
+        Ok(Self::wrap(y))
+    }
+
+    fn relu_backward(&self, grad: &CudaBuf, y: &CudaBuf) -> Result<CudaBuf> {
+        self.binary("relu_backward", Kernel2::ReluBackward, grad, y)
+    }
+
+    fn dropout_mask(&self, len: usize, p: f64, seed: u64, stream: u64) -> Result<CudaBuf> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::arg("dropout p", format!("{p} is not in [0, 1)")));
+        }
+        let keep = (1.0 / (1.0 - p)) as f32;
+        let mut y = self.alloc::<f32>(len)?;
+        if len > 0 {
+            launch!(self, "dropout_mask_f32", launch::elementwise(len), [&mut y, &len, &p, &keep, &seed, &stream])?;
+        }
+        Ok(Self::wrap(y))
+    }
+
+    fn add_channel_bias(&self, x: &CudaBuf, bias: &CudaBuf, s: ChannelShape) -> Result<CudaBuf> {
+        check_channels("add_channel_bias", x, s, &[bias])?;
+        self.channel_affine(x, None, &bias.0, None, s)
+    }
+
+    fn channel_sum(&self, x: &CudaBuf, s: ChannelShape) -> Result<CudaBuf> {
+        check_channels("channel_sum", x, s, &[])?;
+        let (sum, _) = self.channel_dots(x, None, s)?;
+        self.to_f32(&sum)
+    }
+
+    fn batch_norm_train(
+        &self,
+        x: &CudaBuf,
+        gamma: &CudaBuf,
+        beta: &CudaBuf,
+        s: ChannelShape,
+        eps: f64,
+    ) -> Result<(CudaBuf, BatchStats<CudaBuf>)> {
+        check_channels("batch_norm", x, s, &[gamma, beta])?;
+        let (sum, sum_sq) = self.channel_dots(x, None, s)?;
+        let c = s.channels;
+        let m = s.per_channel() as f64;
+        let [mut mean, mut var, mut inv_std, mut scale, mut shift] =
+            [self.alloc::<f32>(c)?, self.alloc::<f32>(c)?, self.alloc::<f32>(c)?, self.alloc::<f32>(c)?, self.alloc::<f32>(c)?];
+        if c > 0 {
+            launch!(
+                self,
+                "batch_norm_train_coeffs",
+                launch::elementwise(c),
+                [&sum, &sum_sq, gamma.slice(), beta.slice(), &c, &m, &eps, &mut mean, &mut var, &mut inv_std, &mut scale, &mut shift]
+            )?;
+        }
+        let y = self.channel_affine(x, Some(&scale), &shift, None, s)?;
+        Ok((y, BatchStats { mean: Self::wrap(mean), var: Self::wrap(var), inv_std: Self::wrap(inv_std) }))
+    }
+
+    fn batch_norm_eval(
+        &self,
+        x: &CudaBuf,
+        gamma: &CudaBuf,
+        beta: &CudaBuf,
+        mean: &CudaBuf,
+        var: &CudaBuf,
+        s: ChannelShape,
+        eps: f64,
+    ) -> Result<CudaBuf> {
+        check_channels("batch_norm_eval", x, s, &[gamma, beta, mean, var])?;
+        let c = s.channels;
+        let (mut scale, mut shift) = (self.alloc::<f32>(c)?, self.alloc::<f32>(c)?);
+        if c > 0 {
+            launch!(
+                self,
+                "batch_norm_eval_coeffs",
+                launch::elementwise(c),
+                [gamma.slice(), beta.slice(), mean.slice(), var.slice(), &c, &eps, &mut scale, &mut shift]
+            )?;
+        }
+        self.channel_affine(x, Some(&scale), &shift, None, s)
+    }
+
+    fn batch_norm_backward(
+        &self,
+        dy: &CudaBuf,
+        x: &CudaBuf,
+        gamma: &CudaBuf,
+        mean: &CudaBuf,
+        inv_std: &CudaBuf,
+        s: ChannelShape,
+    ) -> Result<(CudaBuf, CudaBuf, CudaBuf)> {
+        check_channels("batch_norm_backward", x, s, &[gamma, mean, inv_std])?;
+        same_len("batch_norm_backward", dy, x)?;
+        let (sum_dy, sum_dy_x) = self.channel_dots(dy, Some(x), s)?;
+        let c = s.channels;
+        let m = s.per_channel() as f64;
+        let [mut dgamma, mut dbeta, mut dy_scale, mut x_scale, mut shift] =
+            [self.alloc::<f32>(c)?, self.alloc::<f32>(c)?, self.alloc::<f32>(c)?, self.alloc::<f32>(c)?, self.alloc::<f32>(c)?];
+        if c > 0 {
+            launch!(
+                self,
+                "batch_norm_backward_coeffs",
+                launch::elementwise(c),
+                [
+                    &sum_dy,
+                    &sum_dy_x,
+                    gamma.slice(),
+                    mean.slice(),
+                    inv_std.slice(),
+                    &c,
+                    &m,
+                    &mut dgamma,
+                    &mut dbeta,
+                    &mut dy_scale,
+                    &mut x_scale,
+                    &mut shift
+                ]
+            )?;
+        }
+        let dx = self.channel_affine(dy, Some(&dy_scale), &shift, Some((x, &x_scale)), s)?;
+        Ok((dx, Self::wrap(dgamma), Self::wrap(dbeta)))
+    }
+
+    fn sum(&self, x: &CudaBuf) -> Result<f64> {
+        self.reduce(x, None)
+    }
+
+    fn dot(&self, a: &CudaBuf, b: &CudaBuf) -> Result<f64> {
+        same_len("dot", a, b)?;
+        self.reduce(a, Some(b))
+    }
+
+    fn softmax_xent(&self, logits: &CudaBuf, labels: &[u32], classes: usize) -> Result<(CudaBuf, f64)> {
+        if classes == 0 || logits.0.len() % classes != 0 {
+            return Err(Error::shape("softmax_xent", format!("{} logits for {classes} classes", logits.0.len())));
+        }
+        let rows = logits.0.len() / classes;
+        check_labels(labels, rows, classes)?;
+        let mut probs = self.alloc::<f32>(logits.0.len())?;
+        if rows == 0 {
+            return Ok((Self::wrap(probs), 0.0));
+        }
+        let labels = self.upload_as(labels)?;
+        let mut nll = self.alloc::<f64>(rows)?;
+        launch!(self, "softmax_xent_rows", launch::warp_per_row(rows), [logits.slice(), &labels, &rows, &classes, &mut probs, &mut nll])?;
+        // Per-row losses summed on the host in row order, as the CPU does.
+        let total = self.download_as(&nll)?.iter().sum();
+        Ok((Self::wrap(probs), total))
+    }
+
+    fn softmax_xent_backward(&self, probs: &CudaBuf, labels: &[u32], classes: usize, scale: f64) -> Result<CudaBuf> {
+        check_labels(labels, probs.0.len() / classes.max(1), classes)?;
+        let n = probs.0.len();
+        let mut grad = self.alloc::<f32>(n)?;
+        if n == 0 {
+            return Ok(Self::wrap(grad));
+        }
+        let labels = self.upload_as(labels)?;
+        let s = scale as f32;
+        launch!(self, "softmax_xent_backward", launch::elementwise(n), [probs.slice(), &labels, &n, &classes, &s, &mut grad])?;
+        Ok(Self::wrap(grad))
+    }
+
+    fn gram_lower(&self, acc: &mut CudaBuf, x: &CudaBuf, rows: usize, cols: usize, alpha: f64) -> Result<()> {
+        if acc.0.len() != cols * cols || x.0.len() != rows * cols {
+            return Err(Error::shape("gram_lower", format!("{rows}×{cols} input, accumulator of {}", acc.0.len())));
+        }
+        if rows == 0 || cols == 0 {
+            return Ok(());
+        }
+        let g = launch::gram(rows, cols, self.dev.info.multiprocessors);
+        let alpha = alpha as f32;
+        let acc = self.make_mut(acc)?;
+        launch!(self, "gram_lower_rows", g, [acc, x.slice(), &rows, &cols, &alpha])
+    }
+
+    fn eigvalsh(&self, mats: &[(&CudaBuf, usize)]) -> Result<Vec<Vec<f64>>> {
+        mats.iter().map(|&(m, n)| self.eigvalsh_one(m, n)).collect()
+    }
+
+    fn count_positive(&self, x: &CudaBuf, rows: usize, cols: usize) -> Result<Vec<u32>> {
+        if x.0.len() != rows * cols {
+            return Err(Error::shape("count_positive", format!("{} elements for {rows}×{cols}", x.0.len())));
+        }
+        let mut counts = self.alloc_zeros::<u32>(cols)?;
+        if rows > 0 && cols > 0 {
+            launch!(self, "count_positive", launch::columns(rows, cols), [x.slice(), &rows, &cols, &mut counts])?;
+        }
+        self.download_as(&counts)
+    }
+
+    fn sample_labels(&self, logits: &CudaBuf, classes: usize, seed: u64, stream: u64) -> Result<Vec<u32>> {
+        if classes == 0 || logits.0.len() % classes != 0 {
+            return Err(Error::shape("sample_labels", format!("{} logits for {classes} classes", logits.0.len())));
+        }
+        let rows = logits.0.len() / classes;
+        let mut out = self.alloc::<u32>(rows)?;
+        if rows > 0 {
+            launch!(self, "sample_labels", launch::elementwise(rows), [logits.slice(), &rows, &classes, &seed, &stream, &mut out])?;
+        }
+        self.download_as(&out)
+    }
+
+    fn sgd_step(&self, param: &mut CudaBuf, grad: &CudaBuf, velocity: &mut CudaBuf, h: &SgdHyper) -> Result<()> {
+        same_len("sgd_step", param, grad)?;
+        same_len("sgd_step", param, velocity)?;
+        let n = grad.0.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let (lr, mu, wd) = (h.lr as f32, h.momentum as f32, h.weight_decay as f32);
+        let (has_momentum, nesterov) = ((h.momentum != 0.0) as i32, h.nesterov as i32);
+        let p = self.make_mut(param)?;
+        let v = self.make_mut(velocity)?;
+        launch!(self, "sgd_step", launch::elementwise(n), [p, grad.slice(), v, &n, &lr, &mu, &wd, &has_momentum, &nesterov])
+    }
+
+    fn adam_step(&self, param: &mut CudaBuf, grad: &CudaBuf, m: &mut CudaBuf, v: &mut CudaBuf, h: &AdamHyper) -> Result<()> {
+        same_len("adam_step", param, grad)?;
+        same_len("adam_step", param, m)?;
+        same_len("adam_step", param, v)?;
+        let n = grad.0.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let (b1, b2, one_b1, one_b2) = (h.beta1 as f32, h.beta2 as f32, (1.0 - h.beta1) as f32, (1.0 - h.beta2) as f32);
+        let wd = h.weight_decay as f32;
+        let (c1, c2) = (1.0 - h.beta1.powi(h.step as i32), 1.0 - h.beta2.powi(h.step as i32));
+        let (lr, eps) = (h.lr, h.eps);
+        let p = self.make_mut(param)?;
+        let m = self.make_mut(m)?;
+        let v = self.make_mut(v)?;
+        launch!(
+            self,
+            "adam_step",
+            launch::elementwise(n),
+            [p, grad.slice(), m, v, &n, &b1, &b2, &one_b1, &one_b2, &wd, &lr, &eps, &c1, &c2]
+        )
+    }
+}

@@ -1,0 +1,273 @@
+//! `kappa doctor`: what CUDA this machine has, and whether every backend op
+//! on the device agrees with the CPU. Each op runs on both with the same
+//! random inputs; the largest relative error per op is printed, and any op
+//! beyond its tolerance makes the doctor fail.
+
+use crate::backend::cpu::Cpu;
+use crate::backend::{AdamHyper, Backend, ChannelShape, Device, Gemm, SgdHyper};
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+
+/// One op's agreement with the CPU.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub op: String,
+    /// max |device − cpu| / max |cpu| over the op's outputs (for labels: the
+    /// fraction that differ).
+    pub error: f64,
+    pub tolerance: f64,
+}
+
+impl Check {
+    pub fn passed(&self) -> bool {
+        self.error <= self.tolerance
+    }
+}
+
+/// Norm-wise relative error (relative to the largest expected magnitude),
+/// so entries near zero do not dominate; NaN agrees only with NaN.
+fn rel_error(got: &[f64], want: &[f64]) -> f64 {
+    if got.len() != want.len() {
+        return f64::INFINITY;
+    }
+    // All-zero expectations are compared absolutely.
+    let scale = match want.iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs())) {
+        0.0 => 1.0,
+        s => s,
+    };
+    got.iter().zip(want).fold(0.0, |m, (g, w)| {
+        let e = if w.is_nan() || g.is_nan() {
+            if w.is_nan() && g.is_nan() {
+                0.0
+            } else {
+                f64::INFINITY
+            }
+        } else {
+            (g - w).abs() / scale
+        };
+        m.max(e)
+    })
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Runs every Backend op on `dev` and on the CPU with the same inputs.
+pub fn compare<B: Backend<Elem = f32>>(dev: &B, seed: u64) -> Result<Vec<Check>> {
+    let cpu = Cpu::<f32>::new();
+    let mut r = Rng::new(seed, 0);
+    let mut normal = |n: usize| -> Vec<f32> { (0..n).map(|_| r.normal() as f32).collect() };
+    let mut checks = Vec::new();
+    let mut check = |op: &str, got: Vec<f64>, want: Vec<f64>, tolerance: f64| {
+        checks.push(Check { op: op.to_string(), error: rel_error(&got, &want), tolerance });
+    };
+    let (rows, cols) = (300, 70);
+    let a = normal(rows * cols);
+    let b = normal(rows * cols);
+    let (da, db) = (dev.upload(&a)?, dev.upload(&b)?);
+    let down = |x: &B::Buf| dev.download(x).map(|v| f64s(&v));
+
+    check("upload/download", down(&da)?, f64s(&a), 0.0);
+    check("full", down(&dev.full(1000, 0.3)?)?, f64s(&cpu.full(1000, 0.3)?), 0.0);
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let (m, n, k) = (37, 29, 53);
+        let (x, y, c0) = (normal(m * k), normal(k * n), normal(m * n));
+        let g = Gemm { m, n, k, trans_a: ta, trans_b: tb, alpha: 0.7, beta: -0.4 };
+        let (mut want, mut got) = (c0.clone(), dev.upload(&c0)?);
+        cpu.gemm(&x, &y, &mut want, g)?;
+        dev.gemm(&dev.upload(&x)?, &dev.upload(&y)?, &mut got, g)?;
+        check(&format!("gemm (trans_a={ta}, trans_b={tb})"), down(&got)?, f64s(&want), 1e-5);
+        let got = dev.matmul(&dev.upload(&x)?, &dev.upload(&y)?, g)?;
+        check(&format!("matmul (trans_a={ta}, trans_b={tb})"), down(&got)?, f64s(&cpu.matmul(&x, &y, g)?), 1e-5);
+    }
+    check("add", down(&dev.add(&da, &db)?)?, f64s(&cpu.add(&a, &b)?), 1e-6);
+    check("sub", down(&dev.sub(&da, &db)?)?, f64s(&cpu.sub(&a, &b)?), 1e-6);
+    check("mul", down(&dev.mul(&da, &db)?)?, f64s(&cpu.mul(&a, &b)?), 1e-6);
+    check("scale", down(&dev.scale(&da, -1.7)?)?, f64s(&cpu.scale(&a, -1.7)?), 1e-6);
+    let (mut want, mut got) = (a.clone(), da.clone());
+    cpu.axpy(&mut want, 0.3, &b)?;
+    dev.axpy(&mut got, 0.3, &db)?;
+    check("axpy", down(&got)?, f64s(&want), 1e-6);
+    check("relu", down(&dev.relu(&da)?)?, f64s(&cpu.relu(&a)?), 0.0);
+    check("relu_backward", down(&dev.relu_backward(&db, &da)?)?, f64s(&cpu.relu_backward(&b, &a)?), 0.0);
+    check("dropout_mask", down(&dev.dropout_mask(5000, 0.3, seed, 9)?)?, f64s(&cpu.dropout_mask(5000, 0.3, seed, 9)?), 0.0);
+
+    for s in [ChannelShape { outer: rows, channels: cols, inner: 1 }, ChannelShape { outer: 6, channels: 7, inner: 500 }] {
+        let tag = if s.inner == 1 { "N×C" } else { "NCHW" };
+        let x: Vec<f32> = a[..s.len()].iter().map(|v| 2.0 * v + 0.5).collect();
+        let dy = b[..s.len()].to_vec();
+        let (gamma, beta) = (normal(s.channels), normal(s.channels));
+        let (dx, ddy, dg, dbt) = (dev.upload(&x)?, dev.upload(&dy)?, dev.upload(&gamma)?, dev.upload(&beta)?);
+        check(
+            &format!("add_channel_bias {tag}"),
+            down(&dev.add_channel_bias(&dx, &dbt, s)?)?,
+            f64s(&cpu.add_channel_bias(&x, &beta, s)?),
+            1e-6,
+        );
+        check(&format!("channel_sum {tag}"), down(&dev.channel_sum(&dx, s)?)?, f64s(&cpu.channel_sum(&x, s)?), 1e-6);
+        let (y, st) = dev.batch_norm_train(&dx, &dg, &dbt, s, 1e-5)?;
+        let (wy, wst) = cpu.batch_norm_train(&x, &gamma, &beta, s, 1e-5)?;
+        check(&format!("batch_norm_train {tag}"), down(&y)?, f64s(&wy), 1e-5);
+        check(
+            &format!("batch_norm_train {tag} stats"),
+            [down(&st.mean)?, down(&st.var)?].concat(),
+            f64s(&[wst.mean.clone(), wst.var].concat()),
+            1e-5,
+        );
+        let y = dev.batch_norm_eval(&dx, &dg, &dbt, &st.mean, &st.var, s, 1e-5)?;
+        let want = cpu.batch_norm_eval(&x, &gamma, &beta, &wst.mean, &cpu.download(&dev.download(&st.var)?)?, s, 1e-5)?;
+        check(&format!("batch_norm_eval {tag}"), down(&y)?, f64s(&want), 1e-5);
+        let (gx, gg, gb) = dev.batch_norm_backward(&ddy, &dx, &dg, &st.mean, &st.inv_std, s)?;
+        let (wx, wg, wb) = cpu.batch_norm_backward(&dy, &x, &gamma, &wst.mean, &wst.inv_std, s)?;
+        check(&format!("batch_norm_backward {tag}"), [down(&gx)?, down(&gg)?, down(&gb)?].concat(), f64s(&[wx, wg, wb].concat()), 1e-4);
+    }
+    check("sum", vec![dev.sum(&da)?], vec![cpu.sum(&a)?], 1e-9);
+    check("dot", vec![dev.dot(&da, &db)?], vec![cpu.dot(&a, &b)?], 1e-9);
+
+    let classes = 10;
+    let logits: Vec<f32> = a[..rows * classes].iter().map(|v| 3.0 * v).collect();
+    let labels: Vec<u32> = (0..rows).map(|i| (i * 7 % classes) as u32).collect();
+    let dl = dev.upload(&logits)?;
+    let (p, loss) = dev.softmax_xent(&dl, &labels, classes)?;
+    let (wp, wloss) = cpu.softmax_xent(&logits, &labels, classes)?;
+    check("softmax_xent", down(&p)?, f64s(&wp), 1e-5);
+    check("softmax_xent loss", vec![loss], vec![wloss], 1e-6);
+    let g = dev.softmax_xent_backward(&p, &labels, classes, 1.0 / rows as f64)?;
+    check("softmax_xent_backward", down(&g)?, f64s(&cpu.softmax_xent_backward(&wp, &labels, classes, 1.0 / rows as f64)?), 1e-5);
+    let (got, want) = (dev.sample_labels(&dl, classes, seed, 4)?, cpu.sample_labels(&logits, classes, seed, 4)?);
+    // exp may round differently on the device, which moves a label only when its draw sits on a CDF boundary.
+    let differ = got.iter().zip(&want).filter(|(x, y)| x != y).count() as f64 / rows as f64;
+    check("sample_labels (fraction differing)", vec![if got.len() == want.len() { differ } else { 1.0 }], vec![0.0], 0.01);
+    let (got, want) = (dev.count_positive(&da, rows, cols)?, cpu.count_positive(&a, rows, cols)?);
+    check("count_positive", got.iter().map(|&c| c as f64).collect(), want.iter().map(|&c| c as f64).collect(), 0.0);
+
+    let acc0: Vec<f32> = (0..cols * cols).map(|i| if i % cols <= i / cols { 1.0 } else { 0.0 }).collect();
+    let (mut want, mut got) = (acc0.clone(), dev.upload(&acc0)?);
+    cpu.gram_lower(&mut want, &a, rows, cols, 1.0 / rows as f64)?;
+    dev.gram_lower(&mut got, &da, rows, cols, 1.0 / rows as f64)?;
+    let lower = |m: Vec<f64>| -> Vec<f64> { (0..cols).flat_map(|i| m[i * cols..=i * cols + i].to_vec()).collect() };
+    check("gram_lower", lower(down(&got)?), lower(f64s(&want)), 1e-5);
+    let zero = vec![0.0f32; 16];
+    let mut bad = want.clone();
+    bad[cols] = f32::NAN;
+    let (dz, dbad) = (dev.upload(&zero)?, dev.upload(&bad)?);
+    let mats = [(&got, cols), (&dz, 4), (&dbad, cols)];
+    let got = dev.eigvalsh(&mats)?;
+    let want = cpu.eigvalsh(&[(&want, cols), (&zero, 4), (&bad, cols)])?;
+    check("eigvalsh", got.concat(), want.concat(), 1e-4);
+
+    let (p0, g0, v0) = (normal(1000), normal(1000), normal(1000));
+    for (momentum, nesterov) in [(0.0, false), (0.9, false), (0.9, true)] {
+        let h = SgdHyper { lr: 0.1, momentum, weight_decay: 1e-3, nesterov };
+        let (mut wp, mut wv) = (p0.clone(), v0.clone());
+        cpu.sgd_step(&mut wp, &g0, &mut wv, &h)?;
+        let (mut gp, mut gv) = (dev.upload(&p0)?, dev.upload(&v0)?);
+        dev.sgd_step(&mut gp, &dev.upload(&g0)?, &mut gv, &h)?;
+        check(
+            &format!("sgd_step (momentum={momentum}, nesterov={nesterov})"),
+            [down(&gp)?, down(&gv)?].concat(),
+            f64s(&[wp, wv].concat()),
+            1e-6,
+        );
+    }
+    let h = AdamHyper { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-4, step: 2 };
+    let v0: Vec<f32> = v0.iter().map(|v| v * v).collect();
+    let (mut wp, mut wm, mut wv) = (p0.clone(), g0.clone(), v0.clone());
+    cpu.adam_step(&mut wp, &g0, &mut wm, &mut wv, &h)?;
+    let (mut gp, mut gm, mut gv) = (dev.upload(&p0)?, dev.upload(&g0)?, dev.upload(&v0)?);
+    dev.adam_step(&mut gp, &dev.upload(&g0)?, &mut gm, &mut gv, &h)?;
+    check("adam_step", [down(&gp)?, down(&gm)?, down(&gv)?].concat(), f64s(&[wp, wm, wv].concat()), 1e-6);
+    Ok(checks)
+}
+
+/// Prints the checks as a table; true when all passed.
+pub fn print_checks(checks: &[Check]) -> bool {
+    println!("{:<48} {:>12} {:>10}", "op", "max rel err", "tolerance");
+    for c in checks {
+        println!("{:<48} {:>12.3e} {:>10.1e}  {}", c.op, c.error, c.tolerance, if c.passed() { "ok" } else { "MISMATCH" });
+    }
+    checks.iter().all(Check::passed)
+}
+
+/// The whole doctor for `device` (e.g. "cuda:0"): prints what it finds and
+/// the per-op comparison; an error when CUDA is unusable or any op mismatches.
+pub fn run(device: &str) -> Result<()> {
+    let ordinal = match device.parse::<Device>()? {
+        Device::Cuda(i) => i,
+        Device::Cpu => return Err(Error::arg("--device", "the doctor checks a CUDA device against the CPU: pass cuda or cuda:N")),
+    };
+    run_cuda(ordinal)
+}
+
+#[cfg(not(feature = "cuda-backend"))]
+fn run_cuda(ordinal: usize) -> Result<()> {
+    println!("kappa {}: built without the CUDA backend", env!("CARGO_PKG_VERSION"));
+    Err(Error::CudaNotCompiled(ordinal))
+}
+
+#[cfg(feature = "cuda-backend")]
+fn run_cuda(ordinal: usize) -> Result<()> {
+    use crate::backend::cuda::{self, kernels, Cuda};
+    println!(
+        "kappa {}: CUDA backend, kernels compiled by nvcc {} for {}",
+        env!("CARGO_PKG_VERSION"),
+        kernels::NVCC_VERSION,
+        kernels::PTX_ARCH
+    );
+    for (lib, found) in cuda::libraries() {
+        println!("  {lib:<28} {}", if found { "found" } else { "NOT FOUND" });
+    }
+    let (major, minor) = cuda::driver_version()?;
+    println!("  driver supports CUDA {major}.{minor}");
+    let info = cuda::probe(ordinal)?;
+    println!(
+        "cuda:{ordinal}: {} (compute capability {}.{}, {} multiprocessors, {:.1} GiB)",
+        info.name,
+        info.compute_capability.0,
+        info.compute_capability.1,
+        info.multiprocessors,
+        info.total_mem as f64 / (1u64 << 30) as f64
+    );
+    let dev = Cuda::new(ordinal)?;
+    let checks = compare(&dev, 0x6b61_7070_61)?;
+    if print_checks(&checks) {
+        println!("cuda:{ordinal} agrees with the CPU on every op");
+        Ok(())
+    } else {
+        let bad: Vec<&str> = checks.iter().filter(|c| !c.passed()).map(|c| c.op.as_str()).collect();
+        Err(Error::Backend(format!("cuda:{ordinal} disagrees with the CPU beyond tolerance on: {}", bad.join(", "))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_agrees_with_itself_on_every_op() {
+        let checks = compare(&Cpu::<f32>::new(), 1).unwrap();
+        assert!(checks.len() > 30);
+        for c in &checks {
+            assert!(c.passed() && c.error == 0.0, "{c:?}");
+        }
+        assert!(print_checks(&checks));
+    }
+
+    #[test]
+    fn relative_errors_are_normwise_and_nan_aware() {
+        assert_eq!(rel_error(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
+        assert!((rel_error(&[1.0, 2.1], &[1.0, 2.0]) - 0.05).abs() < 1e-12);
+        assert_eq!(rel_error(&[f64::NAN], &[f64::NAN]), 0.0);
+        assert_eq!(rel_error(&[1.0], &[f64::NAN]), f64::INFINITY);
+        assert_eq!(rel_error(&[1.0], &[1.0, 2.0]), f64::INFINITY);
+        assert_eq!(rel_error(&[0.25], &[0.0]), 0.25);
+        assert!(!Check { op: "x".into(), error: 1e-3, tolerance: 1e-4 }.passed());
+    }
+
+    #[test]
+    fn the_cpu_is_not_a_doctor_target() {
+        assert!(run("cpu").unwrap_err().to_string().contains("cuda:N"));
+        assert!(run("gpu").is_err());
+    }
+}

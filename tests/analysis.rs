@@ -1,0 +1,258 @@
+//! Conditioning analysis: the second moments against direct computation,
+//! Prop. 1 against an explicit Kronecker product, robust spectra, and the
+//! guarantee that analysing never changes the training trajectory.
+
+use kappa::analysis::{AnalysisConfig, Analyzer, Kronecker, Mode, Moments, Spectrum, TrainingBatch};
+use kappa::backend::cpu::Cpu;
+use kappa::backend::Backend;
+use kappa::data::{self, LoadOptions, Loader};
+use kappa::nn::Init;
+use kappa::optim::Schedule;
+use kappa::rng::Rng;
+use kappa::train::{Labels, OptimizerKind, TrainConfig, Trainer};
+
+fn config(bn: bool) -> TrainConfig {
+    TrainConfig {
+        model: "mlp".into(),
+        depth: 4,
+        width: 24,
+        bn,
+        init: Init::He,
+        data: "synthetic".into(),
+        data_dir: None,
+        crop_resize: Some((20, 12)),
+        limit_train: Some(512),
+        optimizer: OptimizerKind::Sgd,
+        lr: 0.05,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 0.0,
+        schedule: Schedule::Constant,
+        epochs: Some(1),
+        iterations: None,
+        batch_size: 64,
+        seed: 11,
+        out: "unused".into(),
+        freeze: vec![],
+        log_every: 1,
+        device: "cpu".into(),
+        analysis: AnalysisConfig::default(),
+    }
+}
+
+fn split() -> data::Split {
+    data::load("synthetic", None, &LoadOptions { crop_resize: Some((20, 12)), limit_train: Some(512), limit_test: Some(64) }).unwrap()
+}
+
+/// Symmetric matrix from a lower triangle (row-major, j ≤ i).
+fn full_from_lower(lower: &[f64], n: usize) -> Vec<f64> {
+    (0..n * n).map(|k| if k % n <= k / n { lower[k] } else { lower[(k % n) * n + k / n] }).collect()
+}
+
+#[test]
+fn second_moments_match_a_direct_computation_from_x_and_g() {
+    let be = Cpu::<f64>::new();
+    let split = split();
+    let cfg = config(true);
+    let mut t = Trainer::new(&be, &cfg, split.train.dim(), split.train.classes).unwrap();
+    let loader = Loader::new(&split.train, 48, 0, true, false).unwrap();
+    let batches: Vec<_> = loader.epoch(0).take(2).collect();
+    let mut moments = Moments::new(&be, false);
+    let mut probes = Vec::new();
+    for b in &batches {
+        let (_, grads) = t.gradients(b, Labels::True, true).unwrap();
+        moments.add(grads.probes()).unwrap();
+        probes.push(grads.probes().to_vec());
+    }
+    let matrices = moments.finish().unwrap();
+    assert_eq!(matrices.len(), cfg.depth);
+    for (k, m) in matrices.iter().enumerate() {
+        let (dx, dg) = (m.sigma_x.1, m.sigma_grad.1);
+        let (mut sx, mut sg, mut count) = (vec![0.0; dx * dx], vec![0.0; dg * dg], 0.0);
+        for batch_probes in &probes {
+            let p = &batch_probes[k];
+            let (n, _) = p.x.rows_cols();
+            let (x, g) = (p.x.to_f64s(&be).unwrap(), p.grad_h.to_f64s(&be).unwrap());
+            for r in 0..n {
+                for i in 0..dx {
+                    for j in 0..dx {
+                        sx[i * dx + j] += x[r * dx + i] * x[r * dx + j];
+                    }
+                }
+                // The tape holds g_i/N for the batch-mean loss: undo it.
+                for i in 0..dg {
+                    for j in 0..dg {
+                        sg[i * dg + j] += (n as f64 * g[r * dg + i]) * (n as f64 * g[r * dg + j]);
+                    }
+                }
+            }
+            count += n as f64;
+        }
+        let got_x = full_from_lower(&be.download(&m.sigma_x.0).unwrap(), dx);
+        let got_g = full_from_lower(&be.download(&m.sigma_grad.0).unwrap(), dg);
+        for (got, want) in got_x.iter().zip(&sx).chain(got_g.iter().zip(&sg)) {
+            let want = want / count;
+            assert!((got - want).abs() <= 1e-12 * (1.0 + want.abs()), "layer {k}: {got} vs {want}");
+        }
+    }
+}
+
+#[test]
+fn centred_moments_subtract_the_mean() {
+    let be = Cpu::<f64>::new();
+    let split = split();
+    let mut t = Trainer::new(&be, &config(false), split.train.dim(), split.train.classes).unwrap();
+    let b = Loader::new(&split.train, 40, 0, false, false).unwrap().epoch(0).next().unwrap();
+    let (_, grads) = t.gradients(&b, Labels::True, true).unwrap();
+    let p = &grads.probes()[1];
+    let (n, d) = p.x.rows_cols();
+    let mut m = Moments::new(&be, true);
+    m.add(grads.probes()).unwrap();
+    let got = full_from_lower(&be.download(&m.finish().unwrap()[1].sigma_x.0).unwrap(), d);
+    let x = p.x.to_f64s(&be).unwrap();
+    let mean: Vec<f64> = (0..d).map(|j| (0..n).map(|r| x[r * d + j]).sum::<f64>() / n as f64).collect();
+    for i in 0..d {
+        for j in 0..d {
+            let want = (0..n).map(|r| (x[r * d + i] - mean[i]) * (x[r * d + j] - mean[j])).sum::<f64>() / n as f64;
+            assert!((got[i * d + j] - want).abs() < 1e-12 * (1.0 + want.abs()));
+        }
+    }
+}
+
+/// A random SPD n×n matrix with known spread, as a full row-major buffer.
+fn random_spd(r: &mut Rng, n: usize) -> Vec<f64> {
+    let a: Vec<f64> = (0..n * n).map(|_| r.normal()).collect();
+    let mut m = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            m[i * n + j] = (0..n).map(|k| a[k * n + i] * a[k * n + j]).sum::<f64>() + if i == j { 0.1 } else { 0.0 };
+        }
+    }
+    m
+}
+
+#[test]
+fn proposition_1_matches_an_explicit_kronecker_product() {
+    let be = Cpu::<f64>::new();
+    let mut r = Rng::new(4, 0);
+    let (p, q) = (4, 5);
+    let (a, b) = (random_spd(&mut r, p), random_spd(&mut r, q));
+    let mut kron = vec![0.0; p * q * p * q];
+    for (i, j, k, l) in (0..p).flat_map(|i| (0..p).flat_map(move |j| (0..q).flat_map(move |k| (0..q).map(move |l| (i, j, k, l))))) {
+        kron[(i * q + k) * p * q + (j * q + l)] = a[i * p + j] * b[k * q + l];
+    }
+    let ev = be.eigvalsh(&[(&a, p), (&b, q), (&kron, p * q)]).unwrap();
+    let ps = [100.0];
+    let (sa, sb, sk) = (
+        Spectrum::from_descending(&ev[0], f64::EPSILON, &ps),
+        Spectrum::from_descending(&ev[1], f64::EPSILON, &ps),
+        Spectrum::from_descending(&ev[2], f64::EPSILON, &ps),
+    );
+    let prop = Kronecker::of(&sa, &sb);
+    approx::assert_relative_eq!(prop.lambda_max, sk.lambda_max, max_relative = 1e-10);
+    approx::assert_relative_eq!(prop.kappa_full.unwrap(), sk.kappa["100"].unwrap(), max_relative = 1e-8);
+    approx::assert_relative_eq!(prop.kappa_nonzero.unwrap(), sk.kappa_nonzero.unwrap(), max_relative = 1e-8);
+}
+
+#[test]
+fn degenerate_spectra_never_fail_and_report_the_right_rank() {
+    let n = 6;
+    let v: Vec<f64> = (0..n).map(|i| i as f64 - 2.5).collect();
+    let rank1: Vec<f64> = (0..n * n).map(|k| v[k / n] * v[k % n]).collect();
+    let zero = vec![0.0; n * n];
+    let mut r = Rng::new(9, 0);
+    let tiny: Vec<f64> = random_spd(&mut r, n).iter().map(|x| x * 1e-30).collect();
+    let huge: Vec<f64> = random_spd(&mut r, n).iter().map(|x| x * 1e30).collect();
+    let mut rank3 = vec![0.0; n * n];
+    for _ in 0..3 {
+        let u: Vec<f64> = (0..n).map(|_| r.normal()).collect();
+        rank3.iter_mut().enumerate().for_each(|(k, m)| *m += 1e-20 * u[k / n] * u[k % n]);
+    }
+    let f32_cpu = Cpu::<f32>::new();
+    let be = Cpu::<f64>::new();
+    let cases: [(&Vec<f64>, usize); 5] = [(&rank1, 1), (&zero, 0), (&tiny, n), (&huge, n), (&rank3, 3)];
+    let ev = be.eigvalsh(&cases.iter().map(|(m, _)| (*m, n)).collect::<Vec<_>>()).unwrap();
+    for ((m, rank), e) in cases.iter().zip(&ev) {
+        let s = Spectrum::from_descending(e, f64::EPSILON, &[50.0, 100.0]);
+        assert_eq!(s.rank, *rank, "{e:?}");
+        assert!(e.iter().all(|x| x.is_finite()));
+        let trace: f64 = (0..n).map(|i| m[i * n + i]).sum();
+        approx::assert_relative_eq!(e.iter().sum::<f64>(), trace, max_relative = 1e-9, epsilon = 1e-300);
+    }
+    // The same in f32 storage: 1e-30-scaled entries are still fine.
+    let tiny32: Vec<f32> = tiny.iter().map(|&x| x as f32).collect();
+    let e = &f32_cpu.eigvalsh(&[(&tiny32, n)]).unwrap()[0];
+    assert_eq!(Spectrum::from_descending(e, f32::EPSILON as f64, &[100.0]).rank, n);
+    // A non-finite entry gives NaNs, not an error (a diverged run is a result).
+    let mut bad = rank1.clone();
+    bad[3 * n] = f64::NAN; // row 3, column 0: in the lower triangle eigvalsh reads
+    assert!(be.eigvalsh(&[(&bad, n)]).unwrap()[0].iter().all(|x| x.is_nan()));
+}
+
+/// Trains `steps` with analysis per `analysis` (None: off); returns all parameters.
+fn train(bn: bool, analysis: Option<AnalysisConfig>, steps: usize) -> (Vec<Vec<f64>>, usize) {
+    let be = Cpu::<f32>::new();
+    let split = split();
+    let cfg = config(bn);
+    let mut t = Trainer::new(&be, &cfg, split.train.dim(), split.train.classes).unwrap();
+    let loader = Loader::new(&split.train, cfg.batch_size, cfg.seed, true, false).unwrap();
+    let extra_loader = Loader::new(&split.train, cfg.batch_size, 99, true, false).unwrap();
+    let mut analyzer = analysis.map(|a| Analyzer::new(a, cfg.seed, None).unwrap());
+    let mut records = 0;
+    for (i, batch) in loader.epoch(0).take(steps).enumerate() {
+        match analyzer.as_mut().filter(|a| a.config().due(i)) {
+            Some(a) => {
+                let (_, grads) = t.gradients(&batch, Labels::True, a.config().mode == Mode::Empirical).unwrap();
+                let extra: Vec<_> = extra_loader.epoch(i).take(a.config().batches - 1).collect();
+                records += a.analyze(&mut t, TrainingBatch { batch: &batch, grads: &grads }, &extra, i, 0).unwrap().0.len();
+                t.apply(&grads, cfg.lr).unwrap();
+            }
+            None => {
+                t.step(&batch, cfg.lr).unwrap();
+            }
+        }
+    }
+    let store = t.model().store();
+    let values =
+        store.params().iter().map(|p| p.value.to_f64s(&be).unwrap()).chain(store.buffers().iter().map(|(_, b)| b.to_f64s(&be).unwrap()));
+    (values.collect(), records)
+}
+
+#[test]
+fn analysis_on_or_off_leaves_the_weights_bit_identical() {
+    for bn in [false, true] {
+        let (plain, _) = train(bn, None, 6);
+        for mode in [Mode::Empirical, Mode::Fisher] {
+            let cfg = AnalysisConfig { every: 2, mode, batches: 3, ..Default::default() };
+            let (analysed, records) = train(bn, Some(cfg), 6);
+            assert_eq!(records, 3 * 4, "3 analyses of 4 layers");
+            assert!(plain == analysed, "bn={bn} {mode:?}: analysis changed the trajectory");
+        }
+    }
+}
+
+#[test]
+fn fisher_and_empirical_modes_differ_and_diagnostics_are_sane() {
+    let be = Cpu::<f32>::new();
+    let split = split();
+    let cfg = config(true);
+    let mut t = Trainer::new(&be, &cfg, split.train.dim(), split.train.classes).unwrap();
+    let batch = Loader::new(&split.train, 128, 0, true, false).unwrap().epoch(0).next().unwrap();
+    let mut run = |mode| {
+        let mut a = Analyzer::new(AnalysisConfig { every: 1, mode, ..Default::default() }, 5, None).unwrap();
+        let (_, grads) = t.gradients(&batch, Labels::True, true).unwrap();
+        a.analyze(&mut t, TrainingBatch { batch: &batch, grads: &grads }, &[], 0, 0).unwrap().0
+    };
+    let (emp, fis) = (run(Mode::Empirical), run(Mode::Fisher));
+    for (e, f) in emp.iter().zip(&fis) {
+        // Σx does not depend on the labels; Σ∇h does.
+        approx::assert_relative_eq!(e.sigma_x.lambda_max, f.sigma_x.lambda_max, max_relative = 1e-6);
+        assert_ne!(e.sigma_grad.lambda_max, f.sigma_grad.lambda_max);
+        let w = e.weight.as_ref().unwrap();
+        assert!(w.sigma_max > 0.0 && w.grad_sigma_max > 0.0 && w.frobenius >= w.sigma_max);
+        assert!(e.sigma_x.rank <= 128 && e.sigma_x.lambda_max >= e.sigma_x.lambda_min);
+    }
+    assert!(emp.last().unwrap().last && emp.last().unwrap().neurons.is_none());
+    let n = emp[0].neurons.as_ref().unwrap();
+    assert!(n.units == cfg.width && n.dead_fraction + n.full_fraction <= 1.0);
+}
