@@ -101,7 +101,11 @@ T atomicAdd(T* p, T v) {
     return std::atomic_ref<T>(*p).fetch_add(v);
 }
 inline unsigned atomicMax(unsigned* p, unsigned v) {
-    return std::atomic_ref<unsigned>(*p).fetch_max(v);
+    std::atomic_ref<unsigned> a(*p);
+    unsigned old = a.load();
+    while (old < v && !a.compare_exchange_weak(old, v)) {
+    }
+    return old;
 }
 inline unsigned atomicOr(unsigned* p, unsigned v) { return std::atomic_ref<unsigned>(*p).fetch_or(v); }
 
@@ -119,7 +123,6 @@ using std::exp;
 using std::isfinite;
 using std::log;
 using std::fabs;
-using std::fabsf;
 using std::fmax;
 using std::sqrt;
 

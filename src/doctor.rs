@@ -209,12 +209,7 @@ fn run_cuda(ordinal: usize) -> Result<()> {
 #[cfg(feature = "cuda-backend")]
 fn run_cuda(ordinal: usize) -> Result<()> {
     use crate::backend::cuda::{self, kernels, Cuda};
-    println!(
-        "kappa {}: CUDA backend, kernels compiled by nvcc {} for {}",
-        env!("CARGO_PKG_VERSION"),
-        kernels::NVCC_VERSION,
-        kernels::PTX_ARCH
-    );
+    println!("kappa {}: CUDA backend, kernels compiled to {} by {}", env!("CARGO_PKG_VERSION"), kernels::PTX_ARCH, kernels::NVCC_VERSION);
     for (lib, found) in cuda::libraries() {
         println!("  {lib:<28} {}", if found { "found" } else { "NOT FOUND" });
     }

@@ -141,7 +141,7 @@ pub fn time_cuda(ordinal: usize, s: Shape, repeats: usize) -> Result<Timing> {
     let err = |e: cudarc::driver::DriverError| Error::Backend(format!("cuda:{ordinal} events: {e}"));
     let event = || stream.context().new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(err);
     let window = Window { n: s.n, c: s.c, h: s.h, w: s.w, kh: KERNEL, kw: KERNEL, stride: 1, pad: 1 };
-    let mut gram_once = |acc: &mut _| {
+    let gram_once = |acc: &mut _| {
         if s.is_dense() {
             dev.gram_lower(acc, &x, rows, k, 1.0 / rows as f64)
         } else {

@@ -148,7 +148,7 @@ impl Device {
         match e.0 {
             CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION | CUresult::CUDA_ERROR_INVALID_PTX | CUresult::CUDA_ERROR_NO_BINARY_FOR_GPU => {
                 Error::CudaUnavailable(format!(
-                    "the driver (CUDA {major}.{minor}) cannot load kernels/{}.cu, compiled by nvcc {} for {}: {e}. Rebuild with an nvcc no \
+                    "the driver (CUDA {major}.{minor}) cannot load kernels/{}.cu, compiled by {} for {}: {e}. Rebuild with an nvcc no \
                      newer than the driver (set NVCC or CUDA_HOME), or update the driver",
                     m.name,
                     kernels::NVCC_VERSION,
