@@ -24,7 +24,7 @@ fn spectrum(lambda_max: f64, kappa_100: Option<f64>) -> Value {
 fn analysis(iteration: usize, decay: f64) -> Vec<Value> {
     (1..=3)
         .map(|index| {
-            let scale = decay.powi(index as i32) * if iteration == 0 { 1.0 } else { 2.0 };
+            let scale = decay.powi(index) * if iteration == 0 { 1.0 } else { 2.0 };
             json!({"kind": "analysis", "iteration": iteration, "epoch": 0, "mode": "empirical",
                    "layer": format!("layers.{}", index - 1), "index": index, "last": index == 3,
                    "sigma_x": spectrum(10.0 * scale, Some(1e3 * index as f64)),
@@ -245,6 +245,6 @@ fn a_malformed_summary_is_an_error_naming_it() {
     let dir = scratch("bad-summary");
     let run = write_run(&dir, "plain", FakeRun { analysed: false, finished: true, malformed: false, decay: 1.0 });
     std::fs::write(run.join("summary.json"), "[1, 2").unwrap();
-    let err = render(&[run.clone()], &dir.join("report"), &ReportOptions::default()).unwrap_err().to_string();
+    let err = render(std::slice::from_ref(&run), &dir.join("report"), &ReportOptions::default()).unwrap_err().to_string();
     assert!(err.contains(&run.join("summary.json").display().to_string()) && err.contains("run summary"), "{err}");
 }

@@ -133,8 +133,8 @@ impl Analyzer {
                 npy::write_f64(&dir.join(format!("it{iteration:07}-{}-sigma_x.npy", m.layer)), &ex)?;
                 npy::write_f64(&dir.join(format!("it{iteration:07}-{}-sigma_grad.npy", m.layer)), &eg)?;
             }
-            let sigma_x = Spectrum::from_descending(&ex, eps, &self.config.kappa_p);
-            let sigma_grad = Spectrum::from_descending(&eg, eps, &self.config.kappa_p);
+            let sigma_x = Spectrum::of_second_moment(&ex, eps, m.samples, &self.config.kappa_p);
+            let sigma_grad = Spectrum::of_second_moment(&eg, eps, m.samples, &self.config.kappa_p);
             let record = LayerRecord {
                 kind: "analysis".into(),
                 iteration,

@@ -13,6 +13,10 @@
 //! plain networks, where they are merely redundant). Then O(N·P·min(N, P))
 //! for the Gram products and O(min(N, P)³) per eigen-solve, per block and for
 //! the whole, and N·P values of G on the host.
+//!
+//! Precision: an eigenvalue counts as non-zero above P·ε·λmax (the matrix's
+//! own size), so in f32 κ_nonzero cannot exceed about 1/(P·ε), ≈ 1.2e3 for the
+//! paper's P = 7152; an f64 backend resolves the spectrum down to rank N.
 
 use super::moments::Moments;
 use super::spectrum::{Kronecker, Spectrum};
@@ -142,7 +146,8 @@ fn measure<B: Backend>(backend: &B, model: &mut dyn Model<B>, batch: &Batch, opt
     let refs: Vec<(&B::Buf, usize)> = mats.iter().map(|(b, d)| (b, *d)).collect();
     let spectra = backend.eigvalsh(&refs)?;
     let eps = B::Elem::EPSILON;
-    let summary = |i: usize| Spectrum::from_descending(&spectra[i], eps, &opts.kappa_p);
+    let n = batch.rows();
+    let summary = |i: usize| Spectrum::of_second_moment(&spectra[i], eps, n, &opts.kappa_p);
     Ok(solves
         .into_iter()
         .map(|s| ExactRecord {
@@ -150,7 +155,7 @@ fn measure<B: Backend>(backend: &B, model: &mut dyn Model<B>, batch: &Batch, opt
             iteration: 0,
             matrix: s.matrix.into(),
             block: s.block,
-            exact: Spectrum::from_descending(&padded(spectra[s.exact].clone(), s.params), eps, &opts.kappa_p),
+            exact: Spectrum::of_second_moment(&padded(spectra[s.exact].clone(), s.params), eps, n, &opts.kappa_p),
             kronecker: s.factors.map(|(x, g)| Kronecker::of(&summary(x), &summary(g))),
         })
         .collect())

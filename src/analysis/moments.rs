@@ -60,6 +60,8 @@ pub struct Moments<B: Backend> {
 /// The finished matrices of one layer, lower triangles of `dim × dim`.
 pub struct LayerMatrices<B: Backend> {
     pub layer: String,
+    /// Examples averaged over.
+    pub samples: usize,
     pub sigma_x: (B::Buf, usize),
     pub sigma_grad: (B::Buf, usize),
 }
@@ -104,6 +106,7 @@ impl<B: Backend> Moments<B> {
                 let (dx, dg) = (l.x.dim, l.grad.dim);
                 Ok(LayerMatrices {
                     layer: l.layer,
+                    samples: count,
                     sigma_x: (l.x.finish(&be, count, centered)?, dx),
                     sigma_grad: (l.grad.finish(&be, count, centered)?, dg),
                 })

@@ -13,8 +13,10 @@ pub struct Spectrum {
     pub lambda_min: f64,
     /// Eigenvalues above `tolerance`.
     pub rank: usize,
-    /// `dim · ε · λmax`, ε the machine epsilon of the type the matrix was
-    /// accumulated in: below it an eigenvalue is indistinguishable from 0.
+    /// `max(dim, samples) · ε · λmax`, ε the machine epsilon of the type the
+    /// matrix was accumulated in and `samples` the terms summed into it:
+    /// below it an eigenvalue is indistinguishable from rounding (NumPy's
+    /// `matrix_rank` rule, applied to the data matrix).
     pub tolerance: f64,
     /// κ_p = λmax / λ_(p·d), keyed by p in percent; `None` when λ_(p·d) is
     /// numerically zero (κ is infinite).
@@ -27,9 +29,15 @@ impl Spectrum {
     /// From eigenvalues in descending order; `epsilon` of the accumulation
     /// type; `ps` the percentages to report κ_p for.
     pub fn from_descending(eigenvalues: &[f64], epsilon: f64, ps: &[f64]) -> Spectrum {
+        Spectrum::of_second_moment(eigenvalues, epsilon, 0, ps)
+    }
+
+    /// [`Spectrum::from_descending`] for an average of `samples` outer
+    /// products, whose rounding grows with the number of terms.
+    pub fn of_second_moment(eigenvalues: &[f64], epsilon: f64, samples: usize, ps: &[f64]) -> Spectrum {
         let dim = eigenvalues.len();
         let lambda_max = eigenvalues.first().copied().unwrap_or(0.0);
-        let tolerance = dim as f64 * epsilon * lambda_max.max(0.0);
+        let tolerance = dim.max(samples) as f64 * epsilon * lambda_max.max(0.0);
         let nonzero = |v: f64| v > tolerance && lambda_max > 0.0;
         let rank = eigenvalues.iter().filter(|&&v| nonzero(v)).count();
         let lambda_min = if rank > 0 { eigenvalues[rank - 1] } else { 0.0 };
@@ -102,6 +110,13 @@ mod tests {
         assert_eq!(s.kappa["75"], None); // 3rd largest is below the tolerance
         assert_eq!(s.kappa["100"], None);
         assert_eq!(s.kappa_nonzero, Some(2.0));
+    }
+
+    #[test]
+    fn the_tolerance_grows_with_the_samples_summed() {
+        let ev = [1.0, 1e-13];
+        assert_eq!(Spectrum::of_second_moment(&ev, f64::EPSILON, 0, &[]).rank, 2);
+        assert_eq!(Spectrum::of_second_moment(&ev, f64::EPSILON, 1000, &[]).rank, 1);
     }
 
     #[test]

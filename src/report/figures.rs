@@ -150,6 +150,9 @@ fn last_layer(runs: &[Run]) -> Figure {
     }
 }
 
+/// A bar chart's quantity: its name and how to read it from a spectrum.
+type Quantity = (&'static str, fn(&Spectrum) -> Option<f64>);
+
 /// Fig. 2: per block, the exact curvature's λmax and κ against its Kronecker
 /// approximation, at each run's first iteration with exact records (the
 /// paper reports them at initialisation).
@@ -181,7 +184,7 @@ fn exact_bars(runs: &[Run]) -> Figure {
             "m" => "M (second moment)",
             other => other,
         };
-        let quantities: [(&str, fn(&Spectrum) -> Option<f64>); 2] = [("λmax", |s| s.lambda_max), ("κ (nonzero)", |s| s.kappa_nonzero)];
+        let quantities: [Quantity; 2] = [("λmax", |s| s.lambda_max), ("κ (nonzero)", |s| s.kappa_nonzero)];
         for (quantity, value) in quantities {
             let series = sets
                 .iter()
@@ -190,7 +193,8 @@ fn exact_bars(runs: &[Run]) -> Figure {
                     of_matrix
                         .filter_map(|e| {
                             let block = blocks.iter().position(|b| *b == e.block)?;
-                            Some((block as f64, value(if *exact { &e.exact } else { &e.kronecker }).unwrap_or(f64::NAN)))
+                            let spectrum = if *exact { Some(&e.exact) } else { e.kronecker.as_ref() };
+                            Some((block as f64, spectrum.and_then(value).unwrap_or(f64::NAN)))
                         })
                         .collect()
                 })

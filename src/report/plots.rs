@@ -205,7 +205,10 @@ impl Panel {
             }
             for segment in points.split(|p| !plottable(p.1)).filter(|seg| !seg.is_empty()) {
                 chart.draw_series(LineSeries::new(segment.iter().copied(), c.stroke_width(2)))?;
-                chart.draw_series(segment.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
+                // Markers show where the measurements are, until they would blot out the line.
+                if segment.len() <= 60 {
+                    chart.draw_series(segment.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
+                }
             }
         }
         Ok(())

@@ -111,7 +111,8 @@ pub struct Exact {
     pub matrix: String,
     pub block: String,
     pub exact: Spectrum,
-    pub kronecker: Spectrum,
+    /// Null for the full matrix, which has no Kronecker form.
+    pub kronecker: Option<Spectrum>,
 }
 
 #[derive(Deserialize)]

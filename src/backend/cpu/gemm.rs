@@ -77,6 +77,50 @@ unsafe fn raw<T: Scalar>(a: &[T], b: &[T], c: *mut T, g: Gemm) {
     );
 }
 
+/// A column block pair of `acc += alpha·XᵀX`: rows `rows_of` and columns
+/// `cols_of` of the `d×d` row-major result, from a row-major `n×d` X, on the
+/// calling thread.
+///
+/// # Safety
+/// `acc` must point to `d·d` elements; no other thread may touch the block.
+pub unsafe fn gram_block<T: Scalar>(
+    acc: *mut T,
+    x: &[T],
+    n: usize,
+    d: usize,
+    rows_of: std::ops::Range<usize>,
+    cols_of: std::ops::Range<usize>,
+    alpha: f64,
+) {
+    let (m, k, w) = (rows_of.len(), n, cols_of.len());
+    if m == 0 || w == 0 || k == 0 {
+        return;
+    }
+    let dst = acc.add(rows_of.start * d + cols_of.start);
+    // lhs = X[:, rows_of]ᵀ (m×n), rhs = X[:, cols_of] (n×w).
+    gemm::gemm(
+        m,
+        w,
+        k,
+        dst,
+        1,
+        d as isize,
+        true,
+        x.as_ptr().add(rows_of.start),
+        d as isize,
+        1,
+        x.as_ptr().add(cols_of.start),
+        1,
+        d as isize,
+        T::ONE,
+        T::from_f64(alpha),
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
+}
+
 /// The textbook triple loop, as the reference the tests hold `gemm` to.
 pub fn gemm_reference(a: &[f64], b: &[f64], c: &mut [f64], g: Gemm) {
     for i in 0..g.m {

@@ -50,7 +50,7 @@ fn check_labels(labels: &[u32], rows: usize, classes: usize) -> Result<()> {
     }
 }
 
-impl<T: Scalar + faer::traits::RealField> Backend for Cpu<T> {
+impl<T: Scalar> Backend for Cpu<T> {
     type Elem = T;
     type Buf = Vec<T>;
 

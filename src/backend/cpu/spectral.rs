@@ -1,33 +1,33 @@
 //! Second moments and their spectra on the CPU: a lower-triangular Gram
-//! update through faer, and symmetric eigenvalues through faer in f64.
+//! update in GEMM blocks, and symmetric eigenvalues through faer in f64.
 
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
-use faer::linalg::matmul::triangular::{self, BlockStructure};
-use faer::{Accum, MatMut, MatRef, Par};
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::evd;
 use rayon::prelude::*;
 
-pub fn gram_lower<T: Scalar + faer::traits::RealField>(acc: &mut [T], x: &[T], rows: usize, cols: usize, alpha: f64) -> Result<()> {
+/// Column blocks of the Gram matrix: small enough that the lower-triangle
+/// blocks give both cores work, large enough for efficient micro-kernels.
+const GRAM_BLOCK: usize = 64;
+
+/// A raw pointer the blocks share; each block writes a disjoint region.
+struct SharedPtr<T>(*mut T);
+unsafe impl<T> Sync for SharedPtr<T> {}
+
+pub fn gram_lower<T: Scalar>(acc: &mut [T], x: &[T], rows: usize, cols: usize, alpha: f64) -> Result<()> {
     if acc.len() != cols * cols || x.len() != rows * cols {
         return Err(Error::shape("gram_lower", format!("{rows}×{cols} input, accumulator of {}", acc.len())));
     }
-    if rows == 0 || cols == 0 {
-        return Ok(());
-    }
-    let xm = MatRef::from_row_major_slice(x, rows, cols);
-    let dst = MatMut::from_row_major_slice_mut(acc, cols, cols);
-    let par = if rows * cols * cols >= 1 << 20 { Par::rayon(0) } else { Par::Seq };
-    triangular::matmul(
-        dst,
-        BlockStructure::TriangularLower,
-        Accum::Add,
-        xm.transpose(),
-        BlockStructure::Rectangular,
-        xm,
-        BlockStructure::Rectangular,
-        T::from_f64(alpha),
-        par,
-    );
+    let blocks = cols.div_ceil(GRAM_BLOCK);
+    let pairs: Vec<(usize, usize)> = (0..blocks).flat_map(|i| (0..=i).map(move |j| (i, j))).collect();
+    let span = |b: usize| b * GRAM_BLOCK..((b + 1) * GRAM_BLOCK).min(cols);
+    let dst = SharedPtr(acc.as_mut_ptr());
+    let dst = &dst;
+    pairs.par_iter().for_each(|&(i, j)| {
+        // SAFETY: `acc` holds cols² elements and block (i, j) is written by this task alone.
+        unsafe { super::gemm::gram_block(dst.0, x, rows, cols, span(i), span(j), alpha) }
+    });
     Ok(())
 }
 
@@ -47,12 +47,13 @@ fn eigvalsh_one<T: Scalar>(lower: &[T], n: usize) -> Result<Vec<f64>> {
         return Ok(vec![0.0; n]);
     }
     let m = faer::Mat::<f64>::from_fn(n, n, |i, j| at(i, j) / scale);
-    let mut values = m
-        .self_adjoint_eigenvalues(faer::Side::Lower)
+    // Sequential inside: the caller already runs one solve per core.
+    let par = faer::Par::Seq;
+    let scratch = evd::self_adjoint_evd_scratch::<f64>(n, evd::ComputeEigenvectors::No, par, Default::default());
+    let mut values = faer::diag::Diag::<f64>::zeros(n);
+    evd::self_adjoint_evd(m.as_ref(), values.as_mut(), None, par, MemStack::new(&mut MemBuffer::new(scratch)), Default::default())
         .map_err(|e| Error::Backend(format!("eigvalsh of a {n}×{n} matrix did not converge: {e:?}")))?;
-    values.iter_mut().for_each(|v| *v *= scale);
-    values.reverse();
-    Ok(values)
+    Ok(values.column_vector().iter().rev().map(|v| v * scale).collect())
 }
 
 /// All matrices at once, one per task; each solve runs sequentially inside.
