@@ -5,7 +5,7 @@ use kappa::analysis::{AnalysisConfig, Mode};
 use kappa::experiments::{self, Scale};
 use kappa::nn::Init;
 use kappa::optim::Schedule;
-use kappa::train::{OptimizerKind, TrainConfig};
+use kappa::train::{Dtype, OptimizerKind, TrainConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -206,6 +206,9 @@ struct TrainArgs {
     /// cpu, or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Element type on the CPU: f32, or f64 for spectra resolved to ~1e-16·λmax [default: f32; f64 for analyze --exact]
+    #[arg(long, value_enum)]
+    dtype: Option<Dtype>,
     #[command(flatten)]
     analysis: AnalysisArgs,
 }
@@ -295,6 +298,7 @@ impl TrainArgs {
             freeze: self.freeze,
             log_every: self.log_every,
             device: self.device,
+            dtype: self.dtype.unwrap_or_default(),
             analysis: self.analysis.into_config(),
         }
     }
@@ -346,7 +350,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Analyze(args) => {
             let explicit = args.train.iterations.or(args.train.epochs);
+            let dtype = args.train.dtype.unwrap_or(if args.exact { Dtype::F64 } else { Dtype::F32 });
             let mut cfg = args.train.into_config();
+            cfg.dtype = dtype;
             if explicit.is_none() {
                 (cfg.iterations, cfg.epochs) = (Some(0), None);
             }

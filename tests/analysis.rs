@@ -36,6 +36,7 @@ fn config(bn: bool) -> TrainConfig {
         freeze: vec![],
         log_every: 1,
         device: "cpu".into(),
+        dtype: Default::default(),
         analysis: AnalysisConfig::default(),
     }
 }

@@ -35,6 +35,7 @@ fn config(seed: u64) -> TrainConfig {
         freeze: vec![],
         log_every: 1,
         device: "cpu".into(),
+        dtype: Default::default(),
         analysis: Default::default(),
     }
 }

@@ -91,6 +91,7 @@ pub(crate) fn mlp_config(data: &DataChoice, out: PathBuf) -> TrainConfig {
         freeze: vec![],
         log_every: 5,
         device: "cpu".into(),
+        dtype: train::Dtype::F32,
         analysis: AnalysisConfig { every: 25, batches: 1, ..Default::default() },
     }
 }

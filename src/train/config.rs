@@ -17,6 +17,17 @@ pub enum OptimizerKind {
     Gd,
 }
 
+/// The element type the CPU computes in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    #[default]
+    F32,
+    /// Double precision (CPU only): slower, but spectra resolve eigenvalues
+    /// down to ~1e-16·λmax instead of ~1e-7·λmax.
+    F64,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub model: String,
@@ -44,6 +55,7 @@ pub struct TrainConfig {
     pub freeze: Vec<usize>,
     pub log_every: usize,
     pub device: String,
+    pub dtype: Dtype,
     pub analysis: AnalysisConfig,
 }
 
@@ -55,7 +67,9 @@ impl TrainConfig {
     /// Checks what clap cannot: relations between flags and value ranges.
     pub fn validate(&self) -> Result<()> {
         crate::models::check_name(&self.model)?;
-        self.device()?;
+        if self.dtype == Dtype::F64 && self.device()? != Device::Cpu {
+            return Err(Error::arg("--dtype", "f64 runs on the CPU only; use f32 on CUDA"));
+        }
         if self.batch_size == 0 {
             return Err(Error::arg("--batch-size", "must be at least 1"));
         }

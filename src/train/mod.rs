@@ -6,7 +6,7 @@ mod run;
 mod table;
 mod trainer;
 
-pub use config::{OptimizerKind, TrainConfig};
+pub use config::{Dtype, OptimizerKind, TrainConfig};
 pub use metrics::{MetricsLog, Summary};
 pub use run::run;
 pub use trainer::{EvalStats, Labels, StepStats, Trainer};

@@ -1,6 +1,6 @@
 //! The `kappa train` job: data, trainer, analysis, progress bar, metrics, summary.
 
-use super::config::{OptimizerKind, TrainConfig};
+use super::config::{Dtype, OptimizerKind, TrainConfig};
 use super::metrics::{MetricsLog, Summary};
 use super::trainer::{Labels, StepStats, Trainer};
 use crate::analysis::exact::{self, ExactOptions};
@@ -17,6 +17,7 @@ use std::time::Instant;
 pub fn run(cfg: &TrainConfig) -> Result<Summary> {
     cfg.validate()?;
     match cfg.device()? {
+        Device::Cpu if cfg.dtype == Dtype::F64 => run_on(&Cpu::<f64>::new(), cfg),
         Device::Cpu => run_on(&Cpu::<f32>::new(), cfg),
         Device::Cuda(i) => run_on_cuda(i, cfg),
     }
