@@ -43,6 +43,7 @@ fn trainer<Bk: Backend>(be: &Bk, depth: usize, width: usize, bn: bool, inputs: u
         freeze: vec![],
         log_every: 1,
         device: "cpu".into(),
+        dtype: Default::default(),
         analysis: Default::default(),
     };
     Trainer::new(be, &cfg, inputs, classes).unwrap()
