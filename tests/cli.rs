@@ -121,7 +121,7 @@ fn bad_flags_name_the_flag() {
     assert_error(&kappa(&["train", "--device", "tpu", "--out", out]), &["--device", "tpu"]);
 }
 
-#[cfg(not(feature = "cuda"))]
+#[cfg(not(feature = "cuda-backend"))]
 #[test]
 fn cuda_without_the_feature_is_a_typed_error() {
     let out = scratch("cuda").join("run");
