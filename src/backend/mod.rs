@@ -5,6 +5,7 @@
 //! code runs on the CPU ([`cpu::Cpu`]) and on CUDA. Buffers are flat; shapes
 //! live one level up, in [`crate::tensor::Tensor`].
 
+mod checks;
 pub mod cpu;
 pub mod cuda;
 mod device;

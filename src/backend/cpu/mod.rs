@@ -34,20 +34,7 @@ fn same_len<T>(op: &'static str, a: &[T], b: &[T]) -> Result<()> {
 }
 
 fn check_channels<T>(op: &'static str, x: &[T], s: ChannelShape, per_channel: &[&[T]]) -> Result<()> {
-    if x.len() != s.len() || per_channel.iter().any(|p| p.len() != s.channels) {
-        return Err(Error::shape(op, format!("{s:?} does not fit a buffer of {}", x.len())));
-    }
-    Ok(())
-}
-
-fn check_labels(labels: &[u32], rows: usize, classes: usize) -> Result<()> {
-    if labels.len() != rows {
-        return Err(Error::shape("softmax_xent", format!("{} labels for {rows} rows", labels.len())));
-    }
-    match labels.iter().find(|&&y| y as usize >= classes) {
-        Some(y) => Err(Error::shape("softmax_xent", format!("label {y} out of range for {classes} classes"))),
-        None => Ok(()),
-    }
+    super::checks::channels(op, x.len(), s, per_channel.iter().map(|p| p.len()))
 }
 
 impl<T: Scalar> Backend for Cpu<T> {
@@ -201,12 +188,12 @@ impl<T: Scalar> Backend for Cpu<T> {
         if classes == 0 || logits.len() % classes != 0 {
             return Err(Error::shape("softmax_xent", format!("{} logits for {classes} classes", logits.len())));
         }
-        check_labels(labels, logits.len() / classes, classes)?;
+        super::checks::labels(labels, logits.len() / classes, classes)?;
         Ok(softmax::softmax_xent(logits, labels, classes))
     }
 
     fn softmax_xent_backward(&self, probs: &Vec<T>, labels: &[u32], classes: usize, scale: f64) -> Result<Vec<T>> {
-        check_labels(labels, probs.len() / classes.max(1), classes)?;
+        super::checks::labels(labels, probs.len() / classes.max(1), classes)?;
         Ok(softmax::softmax_xent_backward(probs, labels, classes, scale))
     }
 

@@ -38,20 +38,7 @@ fn same_len(op: &'static str, a: &CudaBuf, b: &CudaBuf) -> Result<()> {
 }
 
 fn check_channels(op: &'static str, x: &CudaBuf, s: ChannelShape, per_channel: &[&CudaBuf]) -> Result<()> {
-    if x.0.len() != s.len() || per_channel.iter().any(|p| p.0.len() != s.channels) {
-        return Err(Error::shape(op, format!("{s:?} does not fit a buffer of {}", x.0.len())));
-    }
-    Ok(())
-}
-
-fn check_labels(labels: &[u32], rows: usize, classes: usize) -> Result<()> {
-    if labels.len() != rows {
-        return Err(Error::shape("softmax_xent", format!("{} labels for {rows} rows", labels.len())));
-    }
-    match labels.iter().find(|&&y| y as usize >= classes) {
-        Some(y) => Err(Error::shape("softmax_xent", format!("label {y} out of range for {classes} classes"))),
-        None => Ok(()),
-    }
+    super::super::checks::channels(op, x.0.len(), s, per_channel.iter().map(|p| p.0.len()))
 }
 
 impl Cuda {
@@ -473,7 +460,7 @@ impl Backend for Cuda {
             return Err(Error::shape("softmax_xent", format!("{} logits for {classes} classes", logits.0.len())));
         }
         let rows = logits.0.len() / classes;
-        check_labels(labels, rows, classes)?;
+        super::super::checks::labels(labels, rows, classes)?;
         let mut probs = self.alloc::<f32>(logits.0.len())?;
         if rows == 0 {
             return Ok((Self::wrap(probs), 0.0));
@@ -487,7 +474,7 @@ impl Backend for Cuda {
     }
 
     fn softmax_xent_backward(&self, probs: &CudaBuf, labels: &[u32], classes: usize, scale: f64) -> Result<CudaBuf> {
-        check_labels(labels, probs.0.len() / classes.max(1), classes)?;
+        super::super::checks::labels(labels, probs.0.len() / classes.max(1), classes)?;
         let n = probs.0.len();
         let mut grad = self.alloc::<f32>(n)?;
         if n == 0 {
