@@ -25,8 +25,6 @@ pub trait Scalar:
 {
     const ZERO: Self;
     const ONE: Self;
-    /// Name as written in configs and errors.
-    const NAME: &'static str;
     /// Machine epsilon, for rank tolerances.
     const EPSILON: f64;
     fn from_f64(v: f64) -> Self;
@@ -38,11 +36,10 @@ pub trait Scalar:
 }
 
 macro_rules! impl_scalar {
-    ($t:ty, $name:expr) => {
+    ($t:ty) => {
         impl Scalar for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
-            const NAME: &'static str = $name;
             const EPSILON: f64 = <$t>::EPSILON as f64;
             #[inline]
             fn from_f64(v: f64) -> Self {
@@ -72,5 +69,5 @@ macro_rules! impl_scalar {
     };
 }
 
-impl_scalar!(f32, "f32");
-impl_scalar!(f64, "f64");
+impl_scalar!(f32);
+impl_scalar!(f64);

@@ -76,10 +76,6 @@ impl<B: Backend> Tape<B> {
         self.probing = on;
     }
 
-    pub fn probing(&self) -> bool {
-        self.probing
-    }
-
     fn push_node(&mut self, value: Tensor<B>, parents: Vec<Var>, backward: Option<BackwardFn<B>>, requires_grad: bool, keep: bool) -> Var {
         self.nodes.push(Node { value: Some(value), parents, backward, requires_grad, keep });
         Var(self.nodes.len() - 1)

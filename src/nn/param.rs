@@ -92,11 +92,6 @@ impl<B: Backend> ParamStore<B> {
         self.params.iter().map(|p| p.value.numel()).sum()
     }
 
-    /// The largest layer index any parameter belongs to.
-    pub fn layers(&self) -> usize {
-        self.params.iter().map(|p| p.layer).max().unwrap_or(0)
-    }
-
     /// Freezes every parameter of the given 1-based layers.
     pub fn freeze_layers(&mut self, layers: &[usize]) {
         for p in &mut self.params {
