@@ -39,7 +39,7 @@ fn analysis_step(c: &mut Criterion) {
                 let labels = be.sample_labels(tape.value(logits).buf(), classes, 1, stream).unwrap();
                 let loss = tape.cross_entropy(logits, &labels).unwrap();
                 let grads = tape.backward(loss).unwrap();
-                let mut moments = Moments::new(&be, false);
+                let mut moments = Moments::new(&be, false, Default::default());
                 moments.add(grads.probes()).unwrap();
                 let matrices = moments.finish().unwrap();
                 let solve: Vec<_> =

@@ -1,13 +1,13 @@
 //! The Σx Gram accumulation and its eigenvalues for the paper's shapes:
 //! dense 1024×256 and 1024×784 inputs, and a 3×3 conv layer's input of
-//! 128×64×8×8 (576 patch columns; explicit patch rows on the CPU). With the
+//! 128×64×8×8 (576 patch columns, read straight from NCHW). With the
 //! CUDA backend and a GPU present, the same on the device, timed by CUDA
 //! events (`kappa profile covariance --device cuda:0` prints the rates).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use kappa::backend::cpu::Cpu;
 use kappa::backend::Backend;
-use kappa::profile::{patch_rows, Shape};
+use kappa::profile::Shape;
 use kappa::rng::Rng;
 
 #[global_allocator]
@@ -23,11 +23,25 @@ fn covariance(c: &mut Criterion) {
     for s in SHAPES {
         let mut r = Rng::new(0, 0);
         let x: Vec<f32> = (0..s.n * s.c * s.h * s.w).map(|_| r.normal() as f32).collect();
-        let m = if s.is_dense() { x } else { patch_rows(&x, s) };
         let (rows, k) = s.matrix();
         let mut acc = vec![0.0f32; k * k];
-        g.bench_function(format!("cpu_gram_{rows}x{k}"), |b| b.iter(|| cpu.gram_lower(&mut acc, &m, rows, k, 1.0).unwrap()));
+        g.bench_function(format!("cpu_gram_{rows}x{k}"), |b| {
+            b.iter(|| match s.is_dense() {
+                true => cpu.gram_lower(&mut acc, &x, rows, k, 1.0).unwrap(),
+                false => cpu.gram_lower_patches(&mut acc, &x, s.window(), 1.0).unwrap(),
+            })
+        });
         g.bench_function(format!("cpu_eigvalsh_{k}"), |b| b.iter(|| cpu.eigvalsh(&[(&acc, k)]).unwrap()));
+        if !s.is_dense() {
+            // The anchor's workload in one: Σx of the patches, scaled, then its spectrum.
+            g.bench_function(format!("cpu_patchcov_eigvalsh_{k}"), |b| {
+                b.iter(|| {
+                    let mut acc = vec![0.0f32; k * k];
+                    cpu.gram_lower_patches(&mut acc, &x, s.window(), 1.0 / rows as f64).unwrap();
+                    cpu.eigvalsh(&[(&acc, k)]).unwrap()
+                })
+            });
+        }
         #[cfg(feature = "cuda-backend")]
         if kappa::backend::cuda::probe(0).is_ok() {
             let t = kappa::profile::time_cuda(0, s, 10).unwrap();

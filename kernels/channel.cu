@@ -1,7 +1,8 @@
 // CPU twin: src/backend/cpu/channel.rs. Per-channel ops over an
 // outer × channels × inner layout (bias add, bias gradient, batch norm) as
 // the CPU does them: f64 per-channel reductions, per-channel coefficients in
-// f64, then one per-channel affine map in f32.
+// f64, then one per-channel affine map in f32; and pad_channels /
+// narrow_channels, which copy whole channels.
 #include "common.cuh"
 
 // Per channel c: sa[c] += Σ a and sab[c] += Σ a·b (b = a when b is null), for
@@ -114,5 +115,17 @@ extern "C" __global__ void batch_norm_backward_coeffs(const double* __restrict__
         dy_scale[c] = (float)(k * m);
         x_scale[c] = (float)(-k * dg * is);
         shift[c] = (float)(k * (dg * is * mu - sum_dy[c]));
+    }
+}
+
+// y[o][c][i] = x[o][c − before + start][i] where that input channel exists,
+// else 0: pad_channels with start = 0, narrow_channels with before = 0.
+extern "C" __global__ void copy_channels(const float* __restrict__ x, size_t outer, size_t in_channels, size_t inner, size_t out_channels,
+                                         size_t before, size_t start, float* __restrict__ y) {
+    const size_t total = outer * out_channels * inner;
+    for (size_t e = grid_start(); e < total; e += grid_stride()) {
+        const size_t i = e % inner, c = (e / inner) % out_channels, o = e / (inner * out_channels);
+        const size_t src = c + start - before;  // only read when c ≥ before
+        y[e] = c >= before && src < in_channels ? x[(o * in_channels + src) * inner + i] : 0.0f;
     }
 }

@@ -1,6 +1,5 @@
-// CPU twin: `gram_lower` and `count_positive` in src/backend/cpu/spectral.rs;
-// the conv-patch Gram's twin is the explicit-patch reference of
-// tests/emulated/reference.rs (gram_lower of im2col's rows).
+// CPU twin: `gram_lower` and `count_positive` in src/backend/cpu/spectral.rs,
+// `gram_lower_patches` in src/backend/cpu/conv.rs.
 //
 // acc[i][j] += alpha·Σ_r X[r][i]·X[r][j] for j ≤ i (row-major lower triangle,
 // the Backend trait's convention), accumulated in f32 in place. X is either a

@@ -1,16 +1,19 @@
-// CPU twin: the explicit-patch reference in tests/emulated/reference.rs
-// (im2col, col2im). Conv layers arrive with a later issue; these lower an
-// NCHW activation to its patch matrix and back, in the layout
-// gram_lower_patches reads: row (image, oy, ox), column (channel, ky, kx).
+// CPU twin: src/backend/cpu/conv.rs, whose conv2d with the identity filter
+// bank is im2col and whose conv2d_backward_data with it is col2im. They lower
+// NCHW images to the patch matrices the conv GEMMs read and back, in the CPU's
+// layout: per image, row (channel, ky, kx) and column (oy, ox), a
+// c·kh·kw × oh·ow block.
 #include "common.cuh"
 
+// Consecutive threads walk output positions, so reads of x and writes of
+// cols both run along image rows.
 extern "C" __global__ void im2col(const float* __restrict__ x, size_t n, size_t channels, size_t h, size_t w, size_t kh, size_t kw,
                                   size_t stride, size_t pad, size_t oh, size_t ow, float* __restrict__ cols) {
-    const size_t k = channels * kh * kw, total = n * oh * ow * k;
+    const size_t area = oh * ow, k = channels * kh * kw, total = n * k * area;
     for (size_t e = grid_start(); e < total; e += grid_stride()) {
-        const size_t r = e / k, c = e % k;
-        const size_t ox = r % ow, oy = (r / ow) % oh, b = r / (ow * oh);
-        const size_t kx = c % kw, ky = (c / kw) % kh, ch = c / (kw * kh);
+        const size_t pos = e % area, row = (e / area) % k, b = e / (area * k);
+        const size_t ox = pos % ow, oy = pos / ow;
+        const size_t kx = row % kw, ky = (row / kw) % kh, ch = row / (kw * kh);
         const long long iy = (long long)(oy * stride + ky) - (long long)pad;
         const long long ix = (long long)(ox * stride + kx) - (long long)pad;
         const bool inside = iy >= 0 && ix >= 0 && iy < (long long)h && ix < (long long)w;
@@ -19,12 +22,14 @@ extern "C" __global__ void im2col(const float* __restrict__ x, size_t n, size_t 
 }
 
 // The adjoint of im2col: each input element gathers the patch entries that
-// read it (no atomics, so the sum order is fixed).
+// read it in (ky, kx) order, the order the CPU's fold adds them in (no
+// atomics, so the sum order is fixed).
 extern "C" __global__ void col2im(const float* __restrict__ cols, size_t n, size_t channels, size_t h, size_t w, size_t kh, size_t kw,
                                   size_t stride, size_t pad, size_t oh, size_t ow, float* __restrict__ x) {
-    const size_t k = channels * kh * kw, total = n * channels * h * w;
+    const size_t area = oh * ow, k = channels * kh * kw, total = n * channels * h * w;
     for (size_t e = grid_start(); e < total; e += grid_stride()) {
         const size_t ix = e % w, iy = (e / w) % h, ch = (e / (w * h)) % channels, b = e / (w * h * channels);
+        const float* image = cols + b * k * area;
         float s = 0.0f;
         for (size_t ky = 0; ky < kh; ++ky) {
             const long long ty = (long long)(iy + pad) - (long long)ky;
@@ -32,8 +37,8 @@ extern "C" __global__ void col2im(const float* __restrict__ cols, size_t n, size
             for (size_t kx = 0; kx < kw; ++kx) {
                 const long long tx = (long long)(ix + pad) - (long long)kx;
                 if (tx < 0 || tx % (long long)stride != 0 || tx / (long long)stride >= (long long)ow) continue;
-                const size_t r = (b * oh + (size_t)(ty / (long long)stride)) * ow + (size_t)(tx / (long long)stride);
-                s += cols[r * k + (ch * kh + ky) * kw + kx];
+                const size_t pos = (size_t)(ty / (long long)stride) * ow + (size_t)(tx / (long long)stride);
+                s += image[((ch * kh + ky) * kw + kx) * area + pos];
             }
         }
         x[e] = s;

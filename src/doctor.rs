@@ -4,7 +4,7 @@
 //! beyond its tolerance makes the doctor fail.
 
 use crate::backend::cpu::Cpu;
-use crate::backend::{AdamHyper, Backend, ChannelShape, Device, Gemm, SgdHyper};
+use crate::backend::{AdamHyper, Backend, ChannelShape, Device, Gemm, SgdHyper, Window};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
@@ -122,6 +122,58 @@ pub fn compare<B: Backend<Elem = f32>>(dev: &B, seed: u64) -> Result<Vec<Check>>
         let (wx, wg, wb) = cpu.batch_norm_backward(&dy, &x, &gamma, &wst.mean, &wst.inv_std, s)?;
         check(&format!("batch_norm_backward {tag}"), [down(&gx)?, down(&gg)?, down(&gb)?].concat(), f64s(&[wx, wg, wb].concat()), 1e-4);
     }
+    let s = ChannelShape { outer: 6, channels: 7, inner: 50 };
+    let (x, dx) = (a[..s.len()].to_vec(), dev.upload(&a[..s.len()])?);
+    check("pad_channels", down(&dev.pad_channels(&dx, s, 2, 3)?)?, f64s(&cpu.pad_channels(&x, s, 2, 3)?), 0.0);
+    check("narrow_channels", down(&dev.narrow_channels(&dx, s, 1, 4)?)?, f64s(&cpu.narrow_channels(&x, s, 1, 4)?), 0.0);
+
+    // 3×3 same and strided, a 7×7 stem, pointwise and the strided 1×1 shortcut;
+    // cuDNN's Winograd and FFT algorithms round differently, hence 1e-4.
+    let win = |n, c, h, w, k, stride, pad| Window { n, c, h, w, kh: k, kw: k, stride, pad };
+    for (g, c_out) in [
+        (win(2, 8, 13, 11, 3, 1, 1), 12),
+        (win(3, 6, 9, 10, 3, 2, 1), 5),
+        (win(2, 3, 19, 17, 7, 2, 3), 8),
+        (win(2, 16, 7, 6, 1, 1, 0), 9),
+        (win(2, 6, 9, 9, 1, 2, 0), 4),
+    ] {
+        let tag = format!("{}×{} stride {} pad {}", g.kh, g.kw, g.stride, g.pad);
+        let (x, w) = (normal(g.n * g.image_len()), normal(c_out * g.patch_len()));
+        let (dx, dw) = (dev.upload(&x)?, dev.upload(&w)?);
+        let y = cpu.conv2d(&x, &w, g, c_out)?;
+        check(&format!("conv2d {tag}"), down(&dev.conv2d(&dx, &dw, g, c_out)?)?, f64s(&y), 1e-4);
+        let dy = normal(y.len());
+        let ddy = dev.upload(&dy)?;
+        let (got, want) = (dev.conv2d_backward_data(&ddy, &dw, g, c_out)?, cpu.conv2d_backward_data(&dy, &w, g, c_out)?);
+        check(&format!("conv2d_backward_data {tag}"), down(&got)?, f64s(&want), 1e-4);
+        let (got, want) = (dev.conv2d_backward_filter(&ddy, &dx, g, c_out)?, cpu.conv2d_backward_filter(&dy, &x, g, c_out)?);
+        check(&format!("conv2d_backward_filter {tag}"), down(&got)?, f64s(&want), 1e-4);
+        let k = g.patch_len();
+        let (mut want, mut got) = (vec![0.0f32; k * k], dev.zeros(k * k)?);
+        cpu.gram_lower_patches(&mut want, &x, g, 0.5)?;
+        dev.gram_lower_patches(&mut got, &dx, g, 0.5)?;
+        let lower = |m: Vec<f64>| -> Vec<f64> { (0..k).flat_map(|i| m[i * k..=i * k + i].to_vec()).collect() };
+        check(&format!("gram_lower_patches {tag}"), lower(down(&got)?), lower(f64s(&want)), 1e-5);
+    }
+
+    // The stem's 3×3/2 max pool, 2×2/2 pools, a padded 3×3/1 average, the 1×1/2
+    // subsample and a global average; inputs on a coarse grid, so max pools see ties.
+    for g in
+        [win(2, 5, 11, 12, 3, 2, 1), win(2, 5, 8, 8, 2, 2, 0), win(2, 5, 7, 7, 3, 1, 1), win(2, 5, 7, 7, 1, 2, 0), win(2, 5, 7, 7, 7, 1, 0)]
+    {
+        let tag = format!("{}×{} stride {} pad {}", g.kh, g.kw, g.stride, g.pad);
+        let x: Vec<f32> = normal(g.n * g.image_len()).iter().map(|v| (2.0 * v).round() / 2.0).collect();
+        let dx = dev.upload(&x)?;
+        let (y, wy) = (dev.max_pool2d(&dx, g)?, cpu.max_pool2d(&x, g)?);
+        check(&format!("max_pool2d {tag}"), down(&y)?, f64s(&wy), 0.0);
+        let dy = normal(wy.len());
+        let ddy = dev.upload(&dy)?;
+        let (got, want) = (dev.max_pool2d_backward(&ddy, &dx, &y, g)?, cpu.max_pool2d_backward(&dy, &x, &wy, g)?);
+        check(&format!("max_pool2d_backward {tag}"), down(&got)?, f64s(&want), 1e-6);
+        check(&format!("avg_pool2d {tag}"), down(&dev.avg_pool2d(&dx, g)?)?, f64s(&cpu.avg_pool2d(&x, g)?), 1e-6);
+        let (got, want) = (dev.avg_pool2d_backward(&ddy, g)?, cpu.avg_pool2d_backward(&dy, g)?);
+        check(&format!("avg_pool2d_backward {tag}"), down(&got)?, f64s(&want), 1e-6);
+    }
     check("sum", vec![dev.sum(&da)?], vec![cpu.sum(&a)?], 1e-9);
     check("dot", vec![dev.dot(&da, &db)?], vec![cpu.dot(&a, &b)?], 1e-9);
 
@@ -225,6 +277,7 @@ fn run_cuda(ordinal: usize) -> Result<()> {
         info.total_mem as f64 / (1u64 << 30) as f64
     );
     let dev = Cuda::new(ordinal)?;
+    println!("  convolutions: {}", dev.convolutions()?);
     let checks = compare(&dev, 0x6b61_7070_61)?;
     if print_checks(&checks) {
         println!("cuda:{ordinal} agrees with the CPU on every op");

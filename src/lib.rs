@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod autograd;
 pub mod backend;
+pub mod checkpoint;
 pub mod data;
 pub mod doctor;
 pub mod error;

@@ -1,11 +1,13 @@
 //! The `kappa` command line.
 
-use clap::{Args, Parser, Subcommand};
-use kappa::analysis::{AnalysisConfig, Mode};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use kappa::analysis::{AnalysisConfig, ConvStat, Mode};
 use kappa::experiments::{self, Scale};
+use kappa::models::{Family, LastBnGamma, ShortcutKind};
 use kappa::nn::Init;
 use kappa::optim::Schedule;
-use kappa::train::{Dtype, OptimizerKind, TrainConfig};
+use kappa::train::{ArchOptions, Dtype, OptimizerKind, RunOptions, TrainConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,8 +33,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a model; writes config.json, metrics.jsonl and summary.json to --out
-    Train(TrainArgs),
+    /// Train a model (or --resume one); writes config.json, metrics.jsonl, checkpoint.safetensors and summary.json to --out
+    Train(TrainCommand),
     /// Analyse a model's conditioning without training it (at initialisation, or after --iterations)
     Analyze(AnalyzeArgs),
     /// Render plots (PNG, SVG) and a markdown summary from run directories; several runs overlay
@@ -86,9 +88,66 @@ enum ProfileTarget {
 }
 
 #[derive(Args)]
+struct TrainCommand {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Also checkpoint every N iterations to RUN_DIR/checkpoint.safetensors (always at every epoch end and at the end)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    checkpoint_every: usize,
+    /// Continue the run in RUN_DIR from its checkpoint; only --epochs, --iterations and --checkpoint-every may be given with it
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
+}
+
+/// What `--resume` lets change: the run's length and its checkpointing.
+const RESUME_FLAGS: &[&str] = &["resume", "epochs", "iterations", "checkpoint_every"];
+
+impl TrainCommand {
+    /// The run to start, or the run in `--resume`'s directory with its new length.
+    /// `given` are the flags on the command line.
+    fn into_run(self, given: &[String]) -> anyhow::Result<(TrainConfig, RunOptions)> {
+        let opts = RunOptions { checkpoint_every: Some(self.checkpoint_every), resume: self.resume.is_some(), weights: None };
+        let Some(dir) = self.resume else {
+            return Ok((self.train.into_config(), opts));
+        };
+        if let Some(flag) = given.iter().find(|f| !RESUME_FLAGS.contains(&f.as_str())) {
+            let detail = format!(
+                "the run keeps the configuration in {}; only --epochs, --iterations and --checkpoint-every may be given with --resume, not --{}",
+                dir.join("config.json").display(),
+                flag.replace('_', "-")
+            );
+            return Err(kappa::Error::arg("--resume", detail).into());
+        }
+        let mut cfg = TrainConfig::load_run(&dir)?;
+        match (self.train.epochs, self.train.iterations) {
+            (Some(epochs), _) => (cfg.epochs, cfg.iterations) = (Some(epochs), None),
+            (_, Some(iterations)) => (cfg.epochs, cfg.iterations) = (None, Some(iterations)),
+            _ => {}
+        }
+        Ok((cfg, opts))
+    }
+}
+
+/// The ids of the arguments of `subcommand` given on the command line, not defaulted.
+fn given_flags(matches: &ArgMatches, subcommand: &str) -> Vec<String> {
+    let (Some(m), Some(cmd)) = (matches.subcommand_matches(subcommand), Cli::command().find_subcommand(subcommand).cloned()) else {
+        return Vec::new();
+    };
+    cmd.get_arguments()
+        .map(|a| a.get_id().as_str())
+        .filter(|id| m.value_source(id) == Some(ValueSource::CommandLine))
+        .map(str::to_string)
+        .collect()
+}
+
+#[derive(Args)]
 struct AnalyzeArgs {
     #[command(flatten)]
     train: TrainArgs,
+    /// Load parameters and BN buffers from a safetensors state dict (F32, F64, F16 or BF16;
+    /// e.g. PyTorch's `safetensors.torch.save_file(model.state_dict(), FILE)`) instead of initialising
+    #[arg(long, value_name = "FILE")]
+    weights: Option<PathBuf>,
     /// Also build the exact FIM and second moment M from per-example gradients and compare them
     /// with the Kronecker approximation (tiny nets: paper Fig. 1, 2)
     #[arg(long)]
@@ -122,9 +181,9 @@ struct ReproduceArgs {
 
 #[derive(Subcommand)]
 enum DataAction {
-    /// Download a dataset's canonical files, verify their SHA-256 and move them into place atomically
+    /// Download a dataset's canonical files, verify their SHA-256 and move them (or, for a tarball, its extracted files) into place atomically
     Fetch {
-        /// Dataset name (mnist)
+        /// Dataset name (mnist, cifar10, cifar100)
         name: String,
         /// Directory to put the files in (created if missing)
         #[arg(long)]
@@ -210,7 +269,36 @@ struct TrainArgs {
     #[arg(long, value_enum)]
     dtype: Option<Dtype>,
     #[command(flatten)]
+    arch: ArchArgs,
+    #[command(flatten)]
     analysis: AnalysisArgs,
+}
+
+/// Options of the ResNet family (`kappa models` lists the names).
+#[derive(Args)]
+#[command(next_help_heading = "Conv nets")]
+struct ArchArgs {
+    /// cifar (depth 6n+2) or imagenet (18/34/50/101/152) layout [default: imagenet for --data imagenet, else cifar]
+    #[arg(long, value_enum)]
+    family: Option<Family>,
+    /// CIFAR shortcut where the shape changes: a (subsample + zero channels) or b (1×1 conv + BN)
+    #[arg(long, value_enum, default_value = "a")]
+    shortcut: ShortcutKind,
+    /// τ of tau-resnet / tau-resnet-nobn [default: 1/√blocks on CIFAR, 2/√(largest stage) on ImageNet]
+    #[arg(long)]
+    tau: Option<f64>,
+    /// γ of the BN before the last linear layer: one (the paper) or uniform (the old code's U(0,1))
+    #[arg(long, value_enum, default_value = "one")]
+    lastbn_gamma: LastBnGamma,
+    /// Dropout probability before the last linear layer (ImageNet Table A1 uses 0.3)
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f64,
+}
+
+impl ArchArgs {
+    fn into_options(self) -> ArchOptions {
+        ArchOptions { family: self.family, shortcut: self.shortcut, tau: self.tau, lastbn_gamma: self.lastbn_gamma, dropout: self.dropout }
+    }
 }
 
 /// Layer-wise conditioning analysis (Σx, Σ∇h, κ_p, weight domination, dying neurons).
@@ -241,6 +329,9 @@ struct AnalysisArgs {
     /// Flag weight domination when σmax(∂L/∂W)/σmax(W) falls below this
     #[arg(long, default_value_t = 1e-3)]
     domination_threshold: f64,
+    /// A conv layer's Σx: over input patches C_in·k·k (the paper), or over channels C_in (the old Torch code)
+    #[arg(long, value_enum, default_value = "patch")]
+    conv_stat: ConvStat,
 }
 
 impl AnalysisArgs {
@@ -256,6 +347,7 @@ impl AnalysisArgs {
             domination_threshold: self.domination_threshold,
             exact_at: Vec::new(),
             exact_examples: 1024,
+            conv_stat: self.conv_stat,
         }
     }
 }
@@ -300,6 +392,7 @@ impl TrainArgs {
             device: self.device,
             dtype: self.dtype.unwrap_or_default(),
             analysis: self.analysis.into_config(),
+            arch: self.arch.into_options(),
         }
     }
 }
@@ -332,7 +425,9 @@ fn reproduce(args: ReproduceArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -341,11 +436,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => {
-            let cfg = args.into_config();
-            let summary = kappa::train::run(&cfg)?;
+            let (cfg, opts) = args.into_run(&given_flags(matches, "train"))?;
+            let summary = kappa::train::run_with(&cfg, &opts)?;
             println!("{}", summary.line());
         }
         Command::Analyze(args) => {
@@ -361,7 +456,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if args.exact {
                 (cfg.analysis.exact_at, cfg.analysis.exact_examples) = (vec![at], args.examples);
             }
-            let summary = kappa::train::run(&cfg)?;
+            let summary = kappa::train::run_with(&cfg, &RunOptions { weights: args.weights, ..Default::default() })?;
             println!("{}", summary.line());
         }
         Command::Report { runs, out, iterations } => {
@@ -375,7 +470,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Reproduce(args) => reproduce(args)?,
         Command::Models => {
-            for (name, options) in kappa::models::MODELS {
+            for (name, options) in kappa::models::models() {
                 println!("{name:<12} {options}");
             }
         }
@@ -384,9 +479,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             kappa::profile::covariance(&shape, &device, repeats)?
         }
         Command::Data { action: DataAction::Fetch { name, dir, mirrors } } => {
-            let files = kappa::data::fetch::dataset_files(&name)?;
-            let mirrors = if mirrors.is_empty() { kappa::data::fetch::default_mirrors() } else { mirrors };
-            let paths = kappa::data::fetch::fetch(files, &mirrors, &dir, |file, done, total| {
+            let manifest = kappa::data::fetch::manifest(&name)?;
+            let mirrors = if mirrors.is_empty() { manifest.default_mirrors() } else { mirrors };
+            let paths = manifest.fetch(&mirrors, &dir, |file, done, total| {
                 if Some(done) == total {
                     eprintln!("  {file}: {done} bytes");
                 }

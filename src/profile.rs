@@ -2,11 +2,11 @@
 //! eigendecomposition for one activation shape, with counted flops and
 //! bytes and the achieved rates. N,C,1,1 is a dense layer's N×C input; any
 //! larger H×W is a 3×3, stride-1, pad-1 conv layer's input, whose patch
-//! matrix has N·H·W rows and 9C columns (explicit rows on the CPU, read
-//! straight from NCHW on CUDA).
+//! matrix has N·H·W rows and 9C columns, read straight from NCHW (the
+//! backends' `gram_lower_patches`).
 
 use crate::backend::cpu::Cpu;
-use crate::backend::{Backend, Device};
+use crate::backend::{Backend, Device, Window};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use std::str::FromStr;
@@ -39,6 +39,11 @@ impl Shape {
     pub fn is_dense(&self) -> bool {
         self.h == 1 && self.w == 1
     }
+    /// The conv window whose patches a spatial shape's Σx is over.
+    pub fn window(&self) -> Window {
+        Window { n: self.n, c: self.c, h: self.h, w: self.w, kh: KERNEL, kw: KERNEL, stride: 1, pad: 1 }
+    }
+
     /// Rows and columns of the matrix whose Gram is Σx.
     pub fn matrix(&self) -> (usize, usize) {
         if self.is_dense() {
@@ -70,27 +75,6 @@ pub fn counts(s: Shape) -> Counts {
     }
 }
 
-/// The explicit patch rows of a 3×3, stride-1, pad-1 window over NCHW `x`:
-/// row (image, y, x), column (channel, ky, kx).
-pub fn patch_rows(x: &[f32], s: Shape) -> Vec<f32> {
-    let mut out = Vec::with_capacity(s.n * s.h * s.w * s.c * KERNEL * KERNEL);
-    for b in 0..s.n {
-        for oy in 0..s.h {
-            for ox in 0..s.w {
-                for ch in 0..s.c {
-                    for ky in 0..KERNEL {
-                        for kx in 0..KERNEL {
-                            let (iy, ix) = ((oy + ky).wrapping_sub(1), (ox + kx).wrapping_sub(1));
-                            out.push(if iy < s.h && ix < s.w { x[((b * s.c + ch) * s.h + iy) * s.w + ix] } else { 0.0 });
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Seconds per Gram update and per eigendecomposition (medians).
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
@@ -108,18 +92,19 @@ fn activation(s: Shape) -> Vec<f32> {
     (0..s.n * s.c * s.h * s.w).map(|_| r.normal() as f32).collect()
 }
 
-/// The CPU path: explicit patch rows (built once, untimed), then `gram_lower`
-/// and `eigvalsh` of the Cpu backend.
+/// The CPU path: `gram_lower` (or `gram_lower_patches`) and `eigvalsh` of the Cpu backend.
 pub fn time_cpu(s: Shape, repeats: usize) -> Result<Timing> {
     let cpu = Cpu::<f32>::new();
     let x = activation(s);
-    let m = if s.is_dense() { x } else { patch_rows(&x, s) };
     let (rows, k) = s.matrix();
     let mut acc = vec![0.0f32; k * k];
     let (mut gram, mut eig) = (Vec::new(), Vec::new());
     for _ in 0..repeats.max(1) {
         let t = Instant::now();
-        cpu.gram_lower(&mut acc, &m, rows, k, 1.0 / rows as f64)?;
+        match s.is_dense() {
+            true => cpu.gram_lower(&mut acc, &x, rows, k, 1.0 / rows as f64)?,
+            false => cpu.gram_lower_patches(&mut acc, &x, s.window(), 1.0 / rows as f64)?,
+        }
         gram.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
         cpu.eigvalsh(&[(&acc, k)])?;
@@ -131,7 +116,7 @@ pub fn time_cpu(s: Shape, repeats: usize) -> Result<Timing> {
 /// The CUDA path, timed with CUDA events on the backend's stream.
 #[cfg(feature = "cuda-backend")]
 pub fn time_cuda(ordinal: usize, s: Shape, repeats: usize) -> Result<Timing> {
-    use crate::backend::cuda::{Cuda, Window};
+    use crate::backend::cuda::Cuda;
     use cudarc::driver::sys::CUevent_flags;
     let dev = Cuda::new(ordinal)?;
     let x = dev.upload(&activation(s))?;
@@ -140,7 +125,7 @@ pub fn time_cuda(ordinal: usize, s: Shape, repeats: usize) -> Result<Timing> {
     let stream = dev.stream().clone();
     let err = |e: cudarc::driver::DriverError| Error::Backend(format!("cuda:{ordinal} events: {e}"));
     let event = || stream.context().new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(err);
-    let window = Window { n: s.n, c: s.c, h: s.h, w: s.w, kh: KERNEL, kw: KERNEL, stride: 1, pad: 1 };
+    let window = s.window();
     let gram_once = |acc: &mut _| {
         if s.is_dense() {
             dev.gram_lower(acc, &x, rows, k, 1.0 / rows as f64)
@@ -217,15 +202,6 @@ mod tests {
         let c = counts(Shape { n: 10, c: 4, h: 1, w: 1 });
         assert_eq!(c.gram_flops, 10.0 * 4.0 * 5.0);
         assert_eq!(c.gram_bytes, 160.0 + 128.0);
-    }
-
-    #[test]
-    fn patch_rows_pad_the_border() {
-        let s = Shape { n: 1, c: 1, h: 2, w: 2 };
-        let rows = patch_rows(&[1.0, 2.0, 3.0, 4.0], s);
-        assert_eq!(rows.len(), 4 * 9);
-        // Output (0, 0): the window's centre is x[0][0], its top row and left column are padding.
-        assert_eq!(&rows[..9], &[0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 0.0, 3.0, 4.0]);
     }
 
     #[test]

@@ -37,6 +37,7 @@ fn config(bn: bool) -> TrainConfig {
         log_every: 1,
         device: "cpu".into(),
         dtype: Default::default(),
+        arch: Default::default(),
         analysis: AnalysisConfig::default(),
     }
 }
@@ -55,10 +56,10 @@ fn second_moments_match_a_direct_computation_from_x_and_g() {
     let be = Cpu::<f64>::new();
     let split = split();
     let cfg = config(true);
-    let mut t = Trainer::new(&be, &cfg, split.train.dim(), split.train.classes).unwrap();
+    let mut t = Trainer::new(&be, &cfg, &split.train.dims, split.train.classes).unwrap();
     let loader = Loader::new(&split.train, 48, 0, true, false).unwrap();
     let batches: Vec<_> = loader.epoch(0).take(2).collect();
-    let mut moments = Moments::new(&be, false);
+    let mut moments = Moments::new(&be, false, Default::default());
     let mut probes = Vec::new();
     for b in &batches {
         let (_, grads) = t.gradients(b, Labels::True, true).unwrap();
@@ -102,12 +103,12 @@ fn second_moments_match_a_direct_computation_from_x_and_g() {
 fn centred_moments_subtract_the_mean() {
     let be = Cpu::<f64>::new();
     let split = split();
-    let mut t = Trainer::new(&be, &config(false), split.train.dim(), split.train.classes).unwrap();
+    let mut t = Trainer::new(&be, &config(false), &split.train.dims, split.train.classes).unwrap();
     let b = Loader::new(&split.train, 40, 0, false, false).unwrap().epoch(0).next().unwrap();
     let (_, grads) = t.gradients(&b, Labels::True, true).unwrap();
     let p = &grads.probes()[1];
     let (n, d) = p.x.rows_cols();
-    let mut m = Moments::new(&be, true);
+    let mut m = Moments::new(&be, true, Default::default());
     m.add(grads.probes()).unwrap();
     let got = full_from_lower(&be.download(&m.finish().unwrap()[1].sigma_x.0).unwrap(), d);
     let x = p.x.to_f64s(&be).unwrap();
@@ -195,7 +196,7 @@ fn train(bn: bool, analysis: Option<AnalysisConfig>, steps: usize) -> (Vec<Vec<f
     let be = Cpu::<f32>::new();
     let split = split();
     let cfg = config(bn);
-    let mut t = Trainer::new(&be, &cfg, split.train.dim(), split.train.classes).unwrap();
+    let mut t = Trainer::new(&be, &cfg, &split.train.dims, split.train.classes).unwrap();
     let loader = Loader::new(&split.train, cfg.batch_size, cfg.seed, true, false).unwrap();
     let extra_loader = Loader::new(&split.train, cfg.batch_size, 99, true, false).unwrap();
     let mut analyzer = analysis.map(|a| Analyzer::new(a, cfg.seed, None).unwrap());
@@ -237,7 +238,7 @@ fn fisher_and_empirical_modes_differ_and_diagnostics_are_sane() {
     let be = Cpu::<f32>::new();
     let split = split();
     let cfg = config(true);
-    let mut t = Trainer::new(&be, &cfg, split.train.dim(), split.train.classes).unwrap();
+    let mut t = Trainer::new(&be, &cfg, &split.train.dims, split.train.classes).unwrap();
     let batch = Loader::new(&split.train, 128, 0, true, false).unwrap().epoch(0).next().unwrap();
     let mut run = |mode| {
         let mut a = Analyzer::new(AnalysisConfig { every: 1, mode, ..Default::default() }, 5, None).unwrap();
@@ -256,4 +257,84 @@ fn fisher_and_empirical_modes_differ_and_diagnostics_are_sane() {
     assert!(emp.last().unwrap().last && emp.last().unwrap().neurons.is_none());
     let n = emp[0].neurons.as_ref().unwrap();
     assert!(n.units == cfg.width && n.dead_fraction + n.full_fraction <= 1.0);
+}
+
+/// Every patch (rows: image, oy, ox; columns: c, ky, kx) of an NCHW tensor, by the definition.
+fn explicit_patches(x: &[f64], g: kappa::backend::Window) -> Vec<Vec<f64>> {
+    let (oh, ow) = g.out("test").unwrap();
+    let mut rows = Vec::new();
+    for n in 0..g.n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut p = Vec::new();
+                for c in 0..g.c {
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            let (iy, ix) = ((oy * g.stride + ky) as isize - g.pad as isize, (ox * g.stride + kx) as isize - g.pad as isize);
+                            let inside = iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w;
+                            p.push(if inside { x[((n * g.c + c) * g.h + iy as usize) * g.w + ix as usize] } else { 0.0 });
+                        }
+                    }
+                }
+                rows.push(p);
+            }
+        }
+    }
+    rows
+}
+
+fn mean_outer(rows: &[Vec<f64>], scale: f64) -> Vec<f64> {
+    let d = rows[0].len();
+    let mut m = vec![0.0; d * d];
+    for r in rows {
+        for i in 0..d {
+            for j in 0..d {
+                m[i * d + j] += scale * scale * r[i] * r[j] / rows.len() as f64;
+            }
+        }
+    }
+    m
+}
+
+#[test]
+fn conv_layers_take_patches_and_positions_as_samples() {
+    use kappa::analysis::ConvStat;
+    let be = Cpu::<f64>::new();
+    let mut cfg = config(false);
+    cfg.model = "resnet".into();
+    cfg.depth = 8;
+    let dims = [2, 6, 5];
+    let mut t = Trainer::new(&be, &cfg, &dims, 3).unwrap();
+    let mut rng = Rng::new(3, 3);
+    let n = 3;
+    let batch =
+        kappa::data::Batch { images: (0..n * 60).map(|_| rng.normal() as f32).collect(), labels: vec![0, 1, 2], dims: vec![n, 2, 6, 5] };
+    let (_, grads) = t.gradients(&batch, Labels::True, true).unwrap();
+    // Stem, 3 blocks of 2 convs, fc: every conv and the last linear layer is probed.
+    assert_eq!(grads.probes().len(), 8);
+    for stat in [ConvStat::Patch, ConvStat::Channel] {
+        let mut moments = Moments::new(&be, false, stat);
+        moments.add(grads.probes()).unwrap();
+        let matrices = moments.finish().unwrap();
+        for (p, m) in grads.probes().iter().zip(&matrices) {
+            let Some(g) = p.window else {
+                assert_eq!((p.layer.as_str(), m.samples_x), ("fc", n));
+                continue;
+            };
+            let gx = match stat {
+                ConvStat::Patch => g,
+                ConvStat::Channel => kappa::backend::Window { kh: 1, kw: 1, stride: 1, pad: 0, ..g },
+            };
+            let xs = explicit_patches(&p.x.to_f64s(&be).unwrap(), gx);
+            let gs = explicit_patches(&p.grad_h.to_f64s(&be).unwrap(), g.pointwise_over_output(p.grad_h.shape()[1]).unwrap());
+            assert_eq!((m.samples_x, m.samples_grad), (xs.len(), gs.len()), "{}", p.layer);
+            assert_eq!((m.sigma_x.1, m.sigma_grad.1), (xs[0].len(), p.grad_h.shape()[1]), "{}", p.layer);
+            let (want_x, want_g) = (mean_outer(&xs, 1.0), mean_outer(&gs, n as f64));
+            let got_x = full_from_lower(&be.download(&m.sigma_x.0).unwrap(), m.sigma_x.1);
+            let got_g = full_from_lower(&be.download(&m.sigma_grad.0).unwrap(), m.sigma_grad.1);
+            for (got, want) in got_x.iter().zip(&want_x).chain(got_g.iter().zip(&want_g)) {
+                assert!((got - want).abs() <= 1e-12 * (1.0 + want.abs()), "{} {stat:?}: {got} vs {want}", p.layer);
+            }
+        }
+    }
 }

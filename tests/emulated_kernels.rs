@@ -6,10 +6,9 @@
 
 mod emulated;
 
-use emulated::reference::{self, Conv};
 use emulated::{cptr, module, ptr, Ptr};
 use kappa::backend::cpu::Cpu;
-use kappa::backend::{AdamHyper, Backend, ChannelShape, SgdHyper};
+use kappa::backend::{AdamHyper, Backend, ChannelShape, SgdHyper, Window};
 use kappa::rng::Rng;
 
 fn cpu() -> Cpu<f32> {
@@ -312,23 +311,24 @@ fn gram_lower_rows_matches_the_cpu_for_partial_tiles_and_row_splits() {
     }
 }
 
-const CONVS: [Conv; 3] = [
-    Conv { n: 2, c: 3, h: 7, w: 6, kh: 3, kw: 3, stride: 2, pad: 1 },
-    Conv { n: 3, c: 8, h: 5, w: 5, kh: 3, kw: 3, stride: 1, pad: 1 },
+const CONVS: [Window; 4] = [
+    Window { n: 2, c: 3, h: 7, w: 6, kh: 3, kw: 3, stride: 2, pad: 1 },
+    Window { n: 3, c: 8, h: 5, w: 5, kh: 3, kw: 3, stride: 1, pad: 1 },
+    Window { n: 2, c: 3, h: 8, w: 7, kh: 3, kw: 2, stride: 2, pad: 0 },
     // A 1×1 window is Σ∇h of an NCHW output gradient (rows = pixels, columns = channels).
-    Conv { n: 2, c: 70, h: 3, w: 4, kh: 1, kw: 1, stride: 1, pad: 0 },
+    Window { n: 2, c: 70, h: 3, w: 4, kh: 1, kw: 1, stride: 1, pad: 0 },
 ];
 
 #[test]
-fn gram_lower_patches_matches_the_explicit_patch_gram() {
+fn gram_lower_patches_matches_the_cpu() {
     let m = module("covariance");
     let k: unsafe extern "C" fn(Ptr, Ptr, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, f32) =
         m.kernel("gram_lower_patches");
     let mut r = Rng::new(7, 0);
-    for (g, splits) in CONVS.into_iter().zip([1u32, 2, 3]) {
-        let x = normal(&mut r, g.n * g.c * g.h * g.w);
-        let (oh, ow) = g.out_hw();
-        let cols = g.cols();
+    for (g, splits) in CONVS.into_iter().zip([1u32, 2, 3, 2]) {
+        let x = normal(&mut r, g.n * g.image_len());
+        let (oh, ow) = g.out("test").unwrap();
+        let cols = g.patch_len();
         let acc0 = start_acc(&mut r, cols);
         let tiles = cols.div_ceil(64);
         let mut acc = acc0.clone();
@@ -337,7 +337,7 @@ fn gram_lower_patches_matches_the_explicit_patch_gram() {
             k(pa, px, g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, oh, ow, 2.0)
         });
         let mut want = acc0.clone();
-        cpu().gram_lower(&mut want, &reference::im2col(&x, g), g.rows(), cols, 2.0).unwrap();
+        cpu().gram_lower_patches(&mut want, &x, g, 2.0).unwrap();
         assert_lower(&format!("patch gram {g:?}"), &acc, &want, cols, 1e-5);
     }
 }
@@ -403,25 +403,116 @@ fn eigvalsh_preparation_matches_the_cpu_scaling() {
     }
 }
 
+/// The identity filter bank of `k` output channels: the CPU conv with it is im2col.
+fn identity(k: usize) -> Vec<f32> {
+    (0..k * k).map(|i| if i % (k + 1) == 0 { 1.0 } else { 0.0 }).collect()
+}
+
 #[test]
-fn im2col_and_col2im_match_the_reference() {
+fn im2col_and_col2im_match_the_cpu_identity_convolution() {
     let m = module("im2col");
-    type Conv2d = unsafe extern "C" fn(Ptr, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, Ptr);
-    let (fwd, adj): (Conv2d, Conv2d) = (m.kernel("im2col"), m.kernel("col2im"));
+    type Unfold = unsafe extern "C" fn(Ptr, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, Ptr);
+    let (fwd, adj): (Unfold, Unfold) = (m.kernel("im2col"), m.kernel("col2im"));
     let mut r = Rng::new(11, 0);
     for g in CONVS {
-        let (oh, ow) = g.out_hw();
-        let x = normal(&mut r, g.n * g.c * g.h * g.w);
-        let mut cols = poisoned(g.rows() * g.cols(), f32::NAN);
+        let (oh, ow) = g.out("test").unwrap();
+        let k = g.patch_len();
+        let x = normal(&mut r, g.n * g.image_len());
+        let mut cols = poisoned(g.n * k * oh * ow, f32::NAN);
         let (px, pc) = (cptr(&x), ptr(&mut cols));
         m.launch(GRID, BLOCK, || unsafe { fwd(px, g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, oh, ow, pc) });
-        assert_close("im2col", &cols, &reference::im2col(&x, g), 0.0);
+        assert_close("im2col", &cols, &cpu().conv2d(&x, &identity(k), g, k).unwrap(), 0.0);
 
-        let dcols = normal(&mut r, g.rows() * g.cols());
+        let dcols = normal(&mut r, cols.len());
         let mut dx = poisoned(x.len(), f32::NAN);
         let (pd, pdx) = (cptr(&dcols), ptr(&mut dx));
         m.launch(GRID, BLOCK, || unsafe { adj(pd, g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, oh, ow, pdx) });
-        let want: Vec<f32> = reference::col2im(&dcols, g).iter().map(|&v| v as f32).collect();
-        assert_close("col2im", &dx, &want, 1e-5);
+        assert_close("col2im", &dx, &cpu().conv2d_backward_data(&dcols, &identity(k), g, k).unwrap(), 1e-6);
+    }
+}
+
+/// Pooling windows: overlapping, strided, rectangular, wholly-padded border
+/// windows (a 1×1 window with padding), the 1×1 strided subsample, and one
+/// large enough that every grid-stride loop wraps several times.
+const POOLS: [Window; 6] = [
+    Window { n: 2, c: 3, h: 7, w: 6, kh: 3, kw: 3, stride: 2, pad: 1 },
+    Window { n: 2, c: 4, h: 5, w: 5, kh: 3, kw: 3, stride: 1, pad: 1 },
+    Window { n: 3, c: 2, h: 8, w: 7, kh: 3, kw: 2, stride: 2, pad: 1 },
+    Window { n: 1, c: 3, h: 2, w: 2, kh: 1, kw: 1, stride: 1, pad: 1 },
+    Window { n: 2, c: 3, h: 7, w: 7, kh: 1, kw: 1, stride: 2, pad: 0 },
+    Window { n: 4, c: 16, h: 14, w: 13, kh: 2, kw: 2, stride: 2, pad: 0 },
+];
+
+type Pool = unsafe extern "C" fn(Ptr, usize, usize, usize, usize, usize, usize, usize, usize, usize, Ptr);
+type PoolBackward = unsafe extern "C" fn(Ptr, Ptr, Ptr, usize, usize, usize, usize, usize, usize, usize, usize, usize, Ptr);
+type AvgPool = unsafe extern "C" fn(Ptr, usize, usize, usize, usize, usize, usize, usize, usize, usize, f32, Ptr);
+
+#[test]
+fn max_pooling_matches_the_cpu_including_ties_and_nan() {
+    let m = module("pool");
+    let (fwd, bwd): (Pool, PoolBackward) = (m.kernel("max_pool2d"), m.kernel("max_pool2d_backward"));
+    let mut r = Rng::new(12, 0);
+    for g in POOLS {
+        let (oh, ow) = g.out("test").unwrap();
+        // Values on a coarse grid, so windows often hold their maximum twice.
+        let mut x: Vec<f32> = normal(&mut r, g.n * g.image_len()).iter().map(|v| (2.0 * v).round() / 2.0).collect();
+        x[g.image_len() / 2] = f32::NAN;
+        let mut y = poisoned(g.n * g.c * oh * ow, f32::NAN);
+        let (px, py) = (cptr(&x), ptr(&mut y));
+        m.launch(GRID, BLOCK, || unsafe { fwd(px, g.n * g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, oh, ow, py) });
+        let want_y = cpu().max_pool2d(&x, g).unwrap();
+        assert_close(&format!("max_pool2d {g:?}"), &y, &want_y, 0.0);
+
+        let dy = normal(&mut r, y.len());
+        let mut dx = poisoned(x.len(), f32::NAN);
+        let (pdy, pwy, pdx) = (cptr(&dy), cptr(&want_y), ptr(&mut dx));
+        m.launch(GRID, BLOCK, || unsafe { bwd(pdy, px, pwy, g.n * g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, oh, ow, pdx) });
+        assert_close(&format!("max_pool2d_backward {g:?}"), &dx, &cpu().max_pool2d_backward(&dy, &x, &want_y, g).unwrap(), 0.0);
+    }
+}
+
+#[test]
+fn average_pooling_matches_the_cpu() {
+    let m = module("pool");
+    let (fwd, bwd): (AvgPool, AvgPool) = (m.kernel("avg_pool2d"), m.kernel("avg_pool2d_backward"));
+    let mut r = Rng::new(13, 0);
+    for g in POOLS {
+        let (oh, ow) = g.out("test").unwrap();
+        let inv = (1.0 / (g.kh * g.kw) as f64) as f32;
+        let x = normal(&mut r, g.n * g.image_len());
+        let mut y = poisoned(g.n * g.c * oh * ow, f32::NAN);
+        let (px, py) = (cptr(&x), ptr(&mut y));
+        m.launch(GRID, BLOCK, || unsafe { fwd(px, g.n * g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, oh, ow, inv, py) });
+        assert_close(&format!("avg_pool2d {g:?}"), &y, &cpu().avg_pool2d(&x, g).unwrap(), 1e-6);
+
+        let dy = normal(&mut r, y.len());
+        let mut dx = poisoned(x.len(), f32::NAN);
+        let (pdy, pdx) = (cptr(&dy), ptr(&mut dx));
+        m.launch(GRID, BLOCK, || unsafe { bwd(pdy, g.n * g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, oh, ow, inv, pdx) });
+        assert_close(&format!("avg_pool2d_backward {g:?}"), &dx, &cpu().avg_pool2d_backward(&dy, g).unwrap(), 1e-6);
+    }
+}
+
+#[test]
+fn channel_padding_and_narrowing_match_the_cpu() {
+    let m = module("channel");
+    let k: unsafe extern "C" fn(Ptr, usize, usize, usize, usize, usize, usize, Ptr) = m.kernel("copy_channels");
+    let mut r = Rng::new(14, 0);
+    let copy = |x: &[f32], s: ChannelShape, out_channels: usize, before: usize, start: usize| {
+        let mut y = poisoned(s.outer * out_channels * s.inner, f32::NAN);
+        let (px, py) = (cptr(x), ptr(&mut y));
+        m.launch(GRID, BLOCK, || unsafe { k(px, s.outer, s.channels, s.inner, out_channels, before, start, py) });
+        y
+    };
+    for s in SHAPES {
+        let x = normal(&mut r, s.len());
+        for (before, after) in [(2, 3), (0, 1), (4, 0)] {
+            let want = cpu().pad_channels(&x, s, before, after).unwrap();
+            assert_close(&format!("pad_channels {s:?} {before}+{after}"), &copy(&x, s, before + s.channels + after, before, 0), &want, 0.0);
+        }
+        for (start, len) in [(0, s.channels), (1, s.channels - 1), (s.channels / 2, 1)] {
+            let want = cpu().narrow_channels(&x, s, start, len).unwrap();
+            assert_close(&format!("narrow_channels {s:?} {start}+{len}"), &copy(&x, s, len, 0, start), &want, 0.0);
+        }
     }
 }

@@ -44,9 +44,10 @@ fn trainer<Bk: Backend>(be: &Bk, depth: usize, width: usize, bn: bool, inputs: u
         log_every: 1,
         device: "cpu".into(),
         dtype: Default::default(),
+        arch: Default::default(),
         analysis: Default::default(),
     };
-    Trainer::new(be, &cfg, inputs, classes).unwrap()
+    Trainer::new(be, &cfg, &[inputs], classes).unwrap()
 }
 
 /// `n` examples of `inputs` uniform features and uniform random labels.

@@ -1,6 +1,6 @@
 //! `kappa::data::fetch` against a local HTTP/1.1 server serving fixtures.
 
-use kappa::data::fetch::{fetch, Remote};
+use kappa::data::fetch::{fetch, fetch_archive, Archive, Remote};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -244,4 +244,114 @@ fn no_mirrors_is_an_argument_error() {
     let dir = TempDir::new("no-mirrors");
     let err = fetch(&[remote("a.bin", b"x")], &[], &dir.0, |_, _, _| {}).unwrap_err().to_string();
     assert!(err.contains("mirror"), "{err}");
+}
+
+/// A gzipped tarball of `(path, contents)` entries.
+fn tarball(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for (path, bytes) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        // `append_data` refuses `..`; write the raw name to build hostile entries too.
+        header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        header.set_cksum();
+        builder.append(&header, *bytes).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+/// A CIFAR-10-shaped archive manifest for the fixture tarball `tgz` with the given members.
+fn archive(tgz: &[u8], members: &[(&str, u64)]) -> Archive {
+    let members: Vec<(&'static str, u64)> = members.iter().map(|&(n, s)| (&*Box::leak(n.to_string().into_boxed_str()), s)).collect();
+    Archive {
+        remote: remote("cifar-10-binary.tar.gz", tgz),
+        folder: "cifar-10-batches-bin",
+        members: Box::leak(members.into_boxed_slice()),
+    }
+}
+
+/// One CIFAR-10 record per file, labelled by the file's index.
+fn cifar10_files() -> Vec<(String, Vec<u8>)> {
+    let names = ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"];
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut record = vec![i as u8];
+            record.extend((0..3072).map(|p| (p % 251) as u8));
+            (format!("cifar-10-batches-bin/{n}"), record)
+        })
+        .collect()
+}
+
+#[test]
+fn archive_is_extracted_verified_and_loadable() {
+    let files = cifar10_files();
+    let mut entries: Vec<(&str, &[u8])> = vec![("./cifar-10-batches-bin/readme.html", b"<html>")];
+    entries.extend(files.iter().map(|(p, b)| (p.as_str(), b.as_slice())));
+    entries.push(("cifar-10-batches-bin/../../escaped.bin", b"never written"));
+    let tgz = tarball(&entries);
+    let members: Vec<(&str, u64)> = files.iter().map(|(p, b)| (&p["cifar-10-batches-bin/".len()..], b.len() as u64)).collect();
+    let manifest = archive(&tgz, &members);
+    let server = Server::start(&[("/kriz/cifar-10-binary.tar.gz", &tgz)]);
+    let root = TempDir::new("archive");
+    let dir = root.0.join("data");
+    let paths = fetch_archive(&manifest, &[server.mirror("kriz")], &dir, |_, _, _| {}).unwrap();
+    assert_eq!(paths.len(), 6);
+    assert_eq!(paths[5], dir.join("cifar-10-batches-bin/test_batch.bin"));
+    for (path, (_, bytes)) in paths.iter().zip(&files) {
+        assert_eq!(&std::fs::read(path).unwrap(), bytes);
+    }
+    assert_eq!(listing(&dir), vec!["cifar-10-batches-bin"], "the tarball is deleted and nothing else is left");
+    assert_eq!(listing(&dir.join("cifar-10-batches-bin")).len(), 6, "only the members are extracted");
+    assert_eq!(listing(&root.0), vec!["data"], "nothing escapes the folder");
+    let split = kappa::data::load("cifar10", Some(&dir), &kappa::data::LoadOptions::default()).unwrap();
+    assert_eq!((split.train.labels.clone(), split.test.labels.clone()), (vec![0, 1, 2, 3, 4], vec![5]));
+
+    // Complete and of the right sizes: nothing is downloaded again.
+    fetch_archive(&manifest, &[server.mirror("kriz")], &dir, |_, _, _| {}).unwrap();
+    assert_eq!(server.hits().len(), 1);
+    // A damaged member makes the next fetch download and replace the folder.
+    std::fs::write(&paths[2], b"short").unwrap();
+    fetch_archive(&manifest, &[server.mirror("kriz")], &dir, |_, _, _| {}).unwrap();
+    assert_eq!(server.hits().len(), 2);
+    assert_eq!(std::fs::read(&paths[2]).unwrap(), files[2].1);
+    assert_eq!(listing(&dir), vec!["cifar-10-batches-bin"]);
+}
+
+#[test]
+fn archive_missing_or_mis_sized_members_fail_without_partial_files() {
+    let files = cifar10_files();
+    let entries: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (p.as_str(), b.as_slice())).collect();
+    let tgz = tarball(&entries[..5]);
+    let server = Server::start(&[("/m/cifar-10-binary.tar.gz", &tgz)]);
+    let members: Vec<(&str, u64)> = files.iter().map(|(p, b)| (&p["cifar-10-batches-bin/".len()..], b.len() as u64)).collect();
+    let dir = TempDir::new("archive-missing");
+    let err = fetch_archive(&archive(&tgz, &members), &[server.mirror("m")], &dir.0, |_, _, _| {}).unwrap_err().to_string();
+    assert!(err.contains("cifar-10-binary.tar.gz") && err.contains("no member cifar-10-batches-bin/test_batch.bin"), "{err}");
+    // The verified tarball stays (no need to download it again); no partial extraction does.
+    assert_eq!(listing(&dir.0), vec!["cifar-10-binary.tar.gz"]);
+
+    let mut wrong = members.clone();
+    wrong[1].1 += 1;
+    let err = fetch_archive(&archive(&tgz, &wrong), &[server.mirror("m")], &dir.0, |_, _, _| {}).unwrap_err().to_string();
+    assert!(err.contains("data_batch_2.bin") && err.contains("3073 bytes, expected 3074"), "{err}");
+    assert_eq!(listing(&dir.0), vec!["cifar-10-binary.tar.gz"]);
+    assert_eq!(server.hits().len(), 1, "the verified tarball was reused");
+}
+
+#[test]
+fn archive_checksum_mismatch_extracts_nothing() {
+    let files = cifar10_files();
+    let entries: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (p.as_str(), b.as_slice())).collect();
+    let (genuine, tampered) = (tarball(&entries), tarball(&entries[1..]));
+    let server = Server::start(&[("/m/cifar-10-binary.tar.gz", &tampered)]);
+    let dir = TempDir::new("archive-mismatch");
+    let err = fetch_archive(&archive(&genuine, &[("test_batch.bin", 3073)]), &[server.mirror("m")], &dir.0, |_, _, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sha256 mismatch"), "{err}");
+    assert!(listing(&dir.0).is_empty());
 }

@@ -36,6 +36,7 @@ fn config(seed: u64) -> TrainConfig {
         log_every: 1,
         device: "cpu".into(),
         dtype: Default::default(),
+        arch: Default::default(),
         analysis: Default::default(),
     }
 }
@@ -47,7 +48,7 @@ fn synthetic() -> data::Split {
 /// Trains for `steps` and returns every parameter's values.
 fn train(cfg: &TrainConfig, split: &data::Split, steps: usize) -> Vec<Vec<f64>> {
     let be = Cpu::<f32>::new();
-    let mut t = Trainer::new(&be, cfg, split.train.dim(), split.train.classes).unwrap();
+    let mut t = Trainer::new(&be, cfg, &split.train.dims, split.train.classes).unwrap();
     let loader = Loader::new(&split.train, cfg.batch_size, cfg.seed, true, false).unwrap();
     for (i, batch) in (0..).flat_map(|e| loader.epoch(e)).take(steps).enumerate() {
         let s = t.step(&batch, cfg.lr).unwrap();
@@ -74,7 +75,7 @@ fn frozen_layers_keep_their_initial_weights() {
     cfg.freeze = vec![2, 4];
     let trained = train(&cfg, &split, 6);
     let be = Cpu::<f32>::new();
-    let t = Trainer::new(&be, &cfg, split.train.dim(), split.train.classes).unwrap();
+    let t = Trainer::new(&be, &cfg, &split.train.dims, split.train.classes).unwrap();
     for ((p, before), after) in t.model().store().params().iter().zip(&initial).zip(&trained) {
         if [2, 4].contains(&p.layer) {
             assert_eq!(before, after, "{} (layer {}) moved while frozen", p.name, p.layer);
@@ -89,7 +90,7 @@ fn probes_expose_layer_inputs_and_output_gradients() {
     let split = synthetic();
     let be = Cpu::<f32>::new();
     let cfg = config(1);
-    let mut t = Trainer::new(&be, &cfg, split.train.dim(), split.train.classes).unwrap();
+    let mut t = Trainer::new(&be, &cfg, &split.train.dims, split.train.classes).unwrap();
     let batch = Loader::new(&split.train, 32, 0, false, false).unwrap().epoch(0).next().unwrap();
     let (_, grads) = t.gradients(&batch, Labels::True, true).unwrap();
     let probes = grads.probes();
@@ -196,7 +197,7 @@ fn a_diverging_step_reports_a_non_finite_loss_and_leaves_weights_alone() {
     let mut cfg = config(0);
     cfg.bn = false;
     cfg.lr = 1e9;
-    let mut t = Trainer::new(&be, &cfg, split.train.dim(), split.train.classes).unwrap();
+    let mut t = Trainer::new(&be, &cfg, &split.train.dims, split.train.classes).unwrap();
     let loader = Loader::new(&split.train, 64, 0, true, false).unwrap();
     let batches: Vec<Batch> = loader.epoch(0).collect();
     let mut diverged = None;

@@ -9,7 +9,16 @@ pub struct Alerts {
     threshold: f64,
     dominated: HashSet<String>,
     dying: HashSet<String>,
-    previous_kappa: HashMap<(String, &'static str), f64>,
+    previous_kappa: HashMap<(String, String), f64>,
+}
+
+/// What the alerts remember between analyses, so a resumed run raises the same ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlertsState {
+    pub dominated: Vec<String>,
+    pub dying: Vec<String>,
+    /// (layer, matrix, κ's bits: JSON would round a float and cannot hold a NaN)
+    pub previous_kappa: Vec<(String, String, u64)>,
 }
 
 /// The condition number compared across analyses: κ_100 when finite, else
@@ -46,7 +55,7 @@ impl Alerts {
         }
         for (name, s) in [("Σx", &r.sigma_x), ("Σ∇h", &r.sigma_grad)] {
             let Some(k) = kappa(s) else { continue };
-            let key = (r.layer.clone(), name);
+            let key = (r.layer.clone(), name.to_string());
             if let Some(&before) = self.previous_kappa.get(&key) {
                 if k >= 10.0 * before {
                     raise("kappa-jump", format!("κ({name}) rose ×{:.0} to {k:.3e}", k / before));
@@ -55,5 +64,22 @@ impl Alerts {
             self.previous_kappa.insert(key, k);
         }
         out
+    }
+
+    pub fn state(&self) -> AlertsState {
+        let sorted = |set: &HashSet<String>| {
+            let mut v: Vec<String> = set.iter().cloned().collect();
+            v.sort();
+            v
+        };
+        let mut previous_kappa: Vec<_> = self.previous_kappa.iter().map(|((l, m), k)| (l.clone(), m.clone(), k.to_bits())).collect();
+        previous_kappa.sort();
+        AlertsState { dominated: sorted(&self.dominated), dying: sorted(&self.dying), previous_kappa }
+    }
+
+    pub fn restore(&mut self, state: AlertsState) {
+        self.dominated = state.dominated.into_iter().collect();
+        self.dying = state.dying.into_iter().collect();
+        self.previous_kappa = state.previous_kappa.into_iter().map(|(l, m, k)| ((l, m), f64::from_bits(k))).collect();
     }
 }

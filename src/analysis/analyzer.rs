@@ -2,7 +2,7 @@
 //! analysis batches, solve every spectrum in one batched call, and add the
 //! weight and neuron diagnostics.
 
-use super::alerts::Alerts;
+use super::alerts::{Alerts, AlertsState};
 use super::config::{AnalysisConfig, Mode};
 use super::diagnostics::{self, NeuronCounts, WeightStats};
 use super::moments::Moments;
@@ -50,6 +50,15 @@ impl Analyzer {
         &self.config
     }
 
+    /// What the alerts remember between analyses, for a checkpoint.
+    pub fn alerts_state(&self) -> AlertsState {
+        self.alerts.state()
+    }
+
+    pub fn restore_alerts(&mut self, state: AlertsState) {
+        self.alerts.restore(state);
+    }
+
     /// Analyses the model in `trainer` (not yet updated by `training.grads`).
     /// `extra` are the further batches of `--analysis-batches`. BN running
     /// averages are restored after every extra forward pass, so the training
@@ -63,7 +72,7 @@ impl Analyzer {
         epoch: usize,
     ) -> Result<(Vec<LayerRecord>, Vec<Alert>)> {
         let be = trainer.backend().clone();
-        let mut moments = Moments::new(&be, self.config.centered);
+        let mut moments = Moments::new(&be, self.config.centered, self.config.conv_stat);
         let mut neurons: Vec<NeuronCounts> = Vec::new();
         let mut add = |grads: &Gradients<B>| -> Result<()> {
             let probes = grads.probes();
@@ -71,7 +80,12 @@ impl Analyzer {
             neurons.resize_with(probes.len().saturating_sub(1), NeuronCounts::default);
             for (counts, next) in neurons.iter_mut().zip(&probes[1..]) {
                 let (rows, cols) = next.x.rows_cols();
-                counts.add(&be.count_positive(next.x.buf(), rows, cols)?, rows);
+                let positive = be.count_positive(next.x.buf(), rows, cols)?;
+                match next.x.shape() {
+                    // A conv unit is a channel: positive counts add up over its positions.
+                    &[n, _, h, w] => counts.add(&positive.chunks((h * w).max(1)).map(|p| p.iter().sum()).collect::<Vec<u32>>(), n * h * w),
+                    _ => counts.add(&positive, rows),
+                }
             }
             Ok(())
         };
@@ -133,8 +147,8 @@ impl Analyzer {
                 npy::write_f64(&dir.join(format!("it{iteration:07}-{}-sigma_x.npy", m.layer)), &ex)?;
                 npy::write_f64(&dir.join(format!("it{iteration:07}-{}-sigma_grad.npy", m.layer)), &eg)?;
             }
-            let sigma_x = Spectrum::of_second_moment(&ex, eps, m.samples, &self.config.kappa_p);
-            let sigma_grad = Spectrum::of_second_moment(&eg, eps, m.samples, &self.config.kappa_p);
+            let sigma_x = Spectrum::of_second_moment(&ex, eps, m.samples_x, &self.config.kappa_p);
+            let sigma_grad = Spectrum::of_second_moment(&eg, eps, m.samples_grad, &self.config.kappa_p);
             let record = LayerRecord {
                 kind: "analysis".into(),
                 iteration,

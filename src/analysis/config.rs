@@ -1,5 +1,6 @@
 //! When and how the conditioning analysis runs.
 
+use super::moments::ConvStat;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,9 @@ pub struct AnalysisConfig {
     pub exact_at: Vec<usize>,
     /// Examples the exact matrices are averaged over.
     pub exact_examples: usize,
+    /// A conv layer's Σx over input patches or over channels.
+    #[serde(default)]
+    pub conv_stat: ConvStat,
 }
 
 impl Default for AnalysisConfig {
@@ -51,6 +55,7 @@ impl Default for AnalysisConfig {
             domination_threshold: 1e-3,
             exact_at: Vec::new(),
             exact_examples: 1024,
+            conv_stat: ConvStat::Patch,
         }
     }
 }

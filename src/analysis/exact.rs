@@ -134,7 +134,7 @@ fn measure<B: Backend>(backend: &B, model: &mut dyn Model<B>, batch: &Batch, opt
         let n = g.examples;
         solves.push(Solve { matrix, block: "full".into(), params: g.params(), exact: mats.len(), factors: None });
         mats.push(gram(backend, &g.gt, g.params(), n)?);
-        let mut moments = Moments::new(backend, false);
+        let mut moments = Moments::new(backend, false, Default::default());
         moments.add(grads.probes())?;
         for (k, m) in moments.finish()?.into_iter().enumerate() {
             let (layer, rows) = &g.blocks[k];

@@ -13,9 +13,10 @@ pub mod npy;
 mod record;
 pub mod spectrum;
 
+pub use alerts::AlertsState;
 pub use analyzer::{Analyzer, TrainingBatch};
 pub use config::{AnalysisConfig, Mode};
 pub use diagnostics::{NeuronStats, WeightStats};
-pub use moments::{LayerMatrices, Moments};
+pub use moments::{ConvStat, LayerMatrices, Moments};
 pub use record::{Alert, LayerRecord};
 pub use spectrum::{Kronecker, Spectrum};

@@ -3,36 +3,87 @@
 //! Scale convention: the tape holds ∂L/∂h for the batch-mean loss, i.e.
 //! g_i/N for the per-example gradient g_i = ∂ℓ_i/∂h. So one batch adds
 //! N²·GᵀG = Σ_i g_i g_iᵀ to the Σ∇h sum, and Σ∇h = (1/ΣN)·Σ_i g_i g_iᵀ.
+//!
+//! A conv layer has one sample per spatial position of every example: Σx
+//! over its input patches (`c·kh·kw`; or, by the old Torch code's
+//! convention, the `c` channels at every input position), Σ∇h over the
+//! `c_out` gradient vectors at every output position.
 
 use crate::autograd::Probe;
-use crate::backend::{Backend, ChannelShape};
+use crate::backend::{Backend, ChannelShape, Window};
 use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+/// What a conv layer's Σx is taken over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvStat {
+    /// The im2col patch the filter sees (`C_in·kh·kw`), as the paper defines it.
+    #[default]
+    Patch,
+    /// The `C_in` channels at each input position (the original Torch7 code).
+    Channel,
+}
+
+/// How one probed tensor is read as samples.
+#[derive(Clone, Copy, Debug)]
+enum Samples {
+    /// Each row of a `rows × dim` matrix.
+    Rows { rows: usize },
+    /// Each patch of an NCHW activation under a window.
+    Patches(Window),
+}
+
+impl Samples {
+    fn count(&self) -> usize {
+        match self {
+            Samples::Rows { rows } => *rows,
+            Samples::Patches(g) => g.patches(),
+        }
+    }
+}
 
 /// Σ_i v_i v_iᵀ (lower triangle) and Σ_i v_i for one family of vectors.
 struct Moment<B: Backend> {
     dim: usize,
+    count: usize,
     outer: B::Buf,
     sum: B::Buf,
 }
 
 impl<B: Backend> Moment<B> {
     fn new(backend: &B, dim: usize) -> Result<Self> {
-        Ok(Moment { dim, outer: backend.zeros(dim * dim)?, sum: backend.zeros(dim)? })
+        Ok(Moment { dim, count: 0, outer: backend.zeros(dim * dim)?, sum: backend.zeros(dim)? })
     }
 
-    /// Adds the rows of a `rows × dim` matrix, each scaled by `scale`.
-    fn add(&mut self, backend: &B, rows: &B::Buf, n: usize, scale: f64, centered: bool) -> Result<()> {
-        backend.gram_lower(&mut self.outer, rows, n, self.dim, scale * scale)?;
-        if centered {
-            let s = backend.channel_sum(rows, ChannelShape { outer: n, channels: self.dim, inner: 1 })?;
-            backend.axpy(&mut self.sum, scale, &s)?;
+    /// Adds the samples of `t`, each scaled by `scale`.
+    fn add(&mut self, backend: &B, t: &Tensor<B>, samples: Samples, scale: f64, centered: bool) -> Result<()> {
+        match samples {
+            Samples::Rows { rows } => {
+                backend.gram_lower(&mut self.outer, t.buf(), rows, self.dim, scale * scale)?;
+                if centered {
+                    let s = backend.channel_sum(t.buf(), ChannelShape { outer: rows, channels: self.dim, inner: 1 })?;
+                    backend.axpy(&mut self.sum, scale, &s)?;
+                }
+            }
+            Samples::Patches(g) => {
+                backend.gram_lower_patches(&mut self.outer, t.buf(), g, scale * scale)?;
+                if centered {
+                    // The patch sum is the filter gradient of an all-ones output gradient.
+                    let ones = backend.full(g.patches(), 1.0)?;
+                    let s = backend.conv2d_backward_filter(&ones, t.buf(), g, 1)?;
+                    backend.axpy(&mut self.sum, scale, &s)?;
+                }
+            }
         }
+        self.count += samples.count();
         Ok(())
     }
 
     /// E[v vᵀ] (minus μμᵀ when centred), lower triangle.
-    fn finish(mut self, backend: &B, count: usize, centered: bool) -> Result<B::Buf> {
-        let inv = 1.0 / count as f64;
+    fn finish(mut self, backend: &B, centered: bool) -> Result<B::Buf> {
+        let inv = 1.0 / self.count as f64;
         let mut m = backend.scale(&self.outer, inv)?;
         if centered {
             self.sum = backend.scale(&self.sum, inv)?;
@@ -53,29 +104,46 @@ pub struct LayerMoments<B: Backend> {
 pub struct Moments<B: Backend> {
     backend: B,
     centered: bool,
-    count: usize,
+    conv_stat: ConvStat,
     layers: Vec<LayerMoments<B>>,
 }
 
 /// The finished matrices of one layer, lower triangles of `dim × dim`.
 pub struct LayerMatrices<B: Backend> {
     pub layer: String,
-    /// Examples averaged over.
-    pub samples: usize,
+    /// Samples Σx averages over (examples, or patches of a conv layer).
+    pub samples_x: usize,
+    /// Samples Σ∇h averages over (examples, or output positions).
+    pub samples_grad: usize,
     pub sigma_x: (B::Buf, usize),
     pub sigma_grad: (B::Buf, usize),
 }
 
 impl<B: Backend> Moments<B> {
-    pub fn new(backend: &B, centered: bool) -> Self {
-        Moments { backend: backend.clone(), centered, count: 0, layers: Vec::new() }
+    pub fn new(backend: &B, centered: bool, conv_stat: ConvStat) -> Self {
+        Moments { backend: backend.clone(), centered, conv_stat, layers: Vec::new() }
+    }
+
+    /// How a probe's input and output-gradient are read as samples, and their dimensions.
+    fn samples(&self, p: &Probe<B>) -> Result<((Samples, usize), (Samples, usize))> {
+        let Some(g) = p.window else {
+            let ((n, dx), (_, dg)) = (p.x.rows_cols(), p.grad_h.rows_cols());
+            return Ok(((Samples::Rows { rows: n }, dx), (Samples::Rows { rows: n }, dg)));
+        };
+        let c_out = p.grad_h.channel_shape()?.channels;
+        let x = match self.conv_stat {
+            ConvStat::Patch => g,
+            ConvStat::Channel => Window { kh: 1, kw: 1, stride: 1, pad: 0, ..g },
+        };
+        let grad = g.pointwise_over_output(c_out)?;
+        Ok(((Samples::Patches(x), x.patch_len()), (Samples::Patches(grad), c_out)))
     }
 
     /// Adds one batch's probes (the same layers, in the same order, every batch).
     pub fn add(&mut self, probes: &[Probe<B>]) -> Result<()> {
         if self.layers.is_empty() {
             for p in probes {
-                let (dx, dg) = (p.x.rows_cols().1, p.grad_h.rows_cols().1);
+                let ((_, dx), (_, dg)) = self.samples(p)?;
                 self.layers.push(LayerMoments {
                     layer: p.layer.clone(),
                     x: Moment::new(&self.backend, dx)?,
@@ -87,28 +155,30 @@ impl<B: Backend> Moments<B> {
             return Err(Error::Backend("analysis batches probed different layers".into()));
         }
         let n = probes.first().map_or(0, |p| p.x.rows_cols().0);
-        for (p, l) in probes.iter().zip(&mut self.layers) {
-            l.x.add(&self.backend, p.x.buf(), n, 1.0, self.centered)?;
-            l.grad.add(&self.backend, p.grad_h.buf(), n, n as f64, self.centered)?;
+        for (i, p) in probes.iter().enumerate() {
+            let ((sx, _), (sg, _)) = self.samples(p)?;
+            let l = &mut self.layers[i];
+            l.x.add(&self.backend, &p.x, sx, 1.0, self.centered)?;
+            l.grad.add(&self.backend, &p.grad_h, sg, n as f64, self.centered)?;
         }
-        self.count += n;
         Ok(())
     }
 
     pub fn finish(self) -> Result<Vec<LayerMatrices<B>>> {
-        if self.count == 0 {
+        if self.layers.is_empty() || self.layers.iter().any(|l| l.x.count == 0 || l.grad.count == 0) {
             return Err(Error::Backend("analysis saw no examples".into()));
         }
-        let (be, count, centered) = (self.backend, self.count, self.centered);
+        let (be, centered) = (self.backend, self.centered);
         self.layers
             .into_iter()
             .map(|l| {
-                let (dx, dg) = (l.x.dim, l.grad.dim);
+                let (dx, dg, samples_x, samples_grad) = (l.x.dim, l.grad.dim, l.x.count, l.grad.count);
                 Ok(LayerMatrices {
                     layer: l.layer,
-                    samples: count,
-                    sigma_x: (l.x.finish(&be, count, centered)?, dx),
-                    sigma_grad: (l.grad.finish(&be, count, centered)?, dg),
+                    samples_x,
+                    samples_grad,
+                    sigma_x: (l.x.finish(&be, centered)?, dx),
+                    sigma_grad: (l.grad.finish(&be, centered)?, dg),
                 })
             })
             .collect()

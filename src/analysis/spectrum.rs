@@ -13,10 +13,12 @@ pub struct Spectrum {
     pub lambda_min: f64,
     /// Eigenvalues above `tolerance`.
     pub rank: usize,
-    /// `max(dim, samples) · ε · λmax`, ε the machine epsilon of the type the
+    /// `max(dim, √samples) · ε · λmax`, ε the machine epsilon of the type the
     /// matrix was accumulated in and `samples` the terms summed into it:
     /// below it an eigenvalue is indistinguishable from rounding (NumPy's
-    /// `matrix_rank` rule, applied to the data matrix).
+    /// `matrix_rank` rule, with the summation's rounding growing as √terms,
+    /// as it does for the blocked sums of a GEMM; a conv layer sums 10⁵–10⁶
+    /// patch terms, where a linear bound would call every layer rank deficient).
     pub tolerance: f64,
     /// κ_p = λmax / λ_(p·d), keyed by p in percent; `None` when λ_(p·d) is
     /// numerically zero (κ is infinite).
@@ -37,7 +39,7 @@ impl Spectrum {
     pub fn of_second_moment(eigenvalues: &[f64], epsilon: f64, samples: usize, ps: &[f64]) -> Spectrum {
         let dim = eigenvalues.len();
         let lambda_max = eigenvalues.first().copied().unwrap_or(0.0);
-        let tolerance = dim.max(samples) as f64 * epsilon * lambda_max.max(0.0);
+        let tolerance = (dim as f64).max((samples as f64).sqrt()) * epsilon * lambda_max.max(0.0);
         let nonzero = |v: f64| v > tolerance && lambda_max > 0.0;
         let rank = eigenvalues.iter().filter(|&&v| nonzero(v)).count();
         let lambda_min = if rank > 0 { eigenvalues[rank - 1] } else { 0.0 };
@@ -116,7 +118,8 @@ mod tests {
     fn the_tolerance_grows_with_the_samples_summed() {
         let ev = [1.0, 1e-13];
         assert_eq!(Spectrum::of_second_moment(&ev, f64::EPSILON, 0, &[]).rank, 2);
-        assert_eq!(Spectrum::of_second_moment(&ev, f64::EPSILON, 1000, &[]).rank, 1);
+        assert_eq!(Spectrum::of_second_moment(&ev, f64::EPSILON, 1000, &[]).rank, 2);
+        assert_eq!(Spectrum::of_second_moment(&ev, f64::EPSILON, 1_000_000, &[]).rank, 1);
     }
 
     #[test]

@@ -6,11 +6,15 @@
 
 mod activation;
 mod batch_norm;
+mod conv;
 mod dropout;
 mod elementwise;
 mod linear;
 mod loss;
+mod pool;
 mod reshape;
+mod scalar;
+mod shortcut;
 mod tape;
 
 pub use batch_norm::BatchNormOut;

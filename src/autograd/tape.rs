@@ -1,7 +1,7 @@
 //! The tape: an arena of nodes in creation order, which is a topological order,
 //! so backward is one reverse sweep.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Window};
 use crate::error::{Error, Result};
 use crate::nn::{ParamId, ParamStore};
 use crate::tensor::Tensor;
@@ -31,6 +31,9 @@ pub struct Probe<B: Backend> {
     pub layer: String,
     pub x: Tensor<B>,
     pub grad_h: Tensor<B>,
+    /// A conv layer's window over `x`: its Σx is over patches, its Σ∇h over
+    /// output positions. `None` for a dense layer (one sample per row).
+    pub window: Option<Window>,
 }
 
 /// The result of [`Tape::backward`].
@@ -58,7 +61,7 @@ pub struct Tape<B: Backend> {
     backend: B,
     nodes: Vec<Node<B>>,
     params: HashMap<ParamId, Var>,
-    probes: Vec<(String, Var, Var)>,
+    probes: Vec<(String, Var, Var, Option<Window>)>,
     probing: bool,
 }
 
@@ -120,12 +123,23 @@ impl<B: Backend> Tape<B> {
         self.nodes[v.0].requires_grad
     }
 
-    /// Marks a linear map's input `x` and output `h` for analysis; no-op unless probing.
-    pub fn probe(&mut self, layer: &str, x: Var, h: Var) {
+    /// Marks a linear map's input `x` and output `h` for analysis; no-op unless
+    /// probing. `window` is a conv layer's geometry over `x`.
+    pub fn probe(&mut self, layer: &str, x: Var, h: Var, window: Option<Window>) {
         if self.probing {
             self.nodes[x.0].keep = true;
             self.nodes[h.0].keep = true;
-            self.probes.push((layer.to_string(), x, h));
+            self.probes.push((layer.to_string(), x, h, window));
+        }
+    }
+
+    /// Promises that the forward pass reads `v` no more, so the tape drops
+    /// its reference (backward rules keep what they saved). Deep nets call
+    /// this on values nothing saves, e.g. a batch norm's output feeding a ReLU.
+    pub fn release(&mut self, v: Var) {
+        let node = &mut self.nodes[v.0];
+        if !node.keep {
+            node.value = None;
         }
     }
 
@@ -180,12 +194,12 @@ impl<B: Backend> Tape<B> {
         }
         let params = self.params.iter().filter_map(|(&id, v)| kept.get(v).map(|g| (id, g.clone()))).collect();
         let mut probes = Vec::with_capacity(self.probes.len());
-        for (layer, x, h) in &self.probes {
+        for (layer, x, h, window) in &self.probes {
             let grad_h = match kept.get(h) {
                 Some(g) => g.clone(),
                 None => Tensor::zeros(&backend, self.value(*h).shape())?,
             };
-            probes.push(Probe { layer: layer.clone(), x: self.value(*x).clone(), grad_h });
+            probes.push(Probe { layer: layer.clone(), x: self.value(*x).clone(), grad_h, window: *window });
         }
         Ok(Gradients { params, kept, probes })
     }

@@ -9,8 +9,10 @@ mod checks;
 pub mod cpu;
 pub mod cuda;
 mod device;
+mod window;
 
 pub use device::Device;
+pub use window::{window_out, Window};
 
 use crate::error::Result;
 use crate::scalar::Scalar;
@@ -158,6 +160,29 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         s: ChannelShape,
     ) -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
 
+    /// `[outer, C, inner]` → `[outer, before + C + after, inner]`, the new
+    /// channels zero (the type-A shortcut's extra channels).
+    fn pad_channels(&self, x: &Self::Buf, s: ChannelShape, before: usize, after: usize) -> Result<Self::Buf>;
+    /// Channels `start..start + len` of `[outer, C, inner]` (the adjoint of `pad_channels`).
+    fn narrow_channels(&self, x: &Self::Buf, s: ChannelShape, start: usize, len: usize) -> Result<Self::Buf>;
+
+    // ---- convolution and pooling over NCHW, geometry in a [`Window`] ----
+    /// Cross-correlation of `x` with `w[c_out, c, kh, kw]` (no bias):
+    /// `[n, c_out, oh, ow]`.
+    fn conv2d(&self, x: &Self::Buf, w: &Self::Buf, g: Window, c_out: usize) -> Result<Self::Buf>;
+    /// `∂L/∂x` of [`Backend::conv2d`] from `dy = ∂L/∂y`.
+    fn conv2d_backward_data(&self, dy: &Self::Buf, w: &Self::Buf, g: Window, c_out: usize) -> Result<Self::Buf>;
+    /// `∂L/∂w` of [`Backend::conv2d`] from `dy` and the input `x`.
+    fn conv2d_backward_filter(&self, dy: &Self::Buf, x: &Self::Buf, g: Window, c_out: usize) -> Result<Self::Buf>;
+    /// Maximum over each window; padding is never a candidate.
+    fn max_pool2d(&self, x: &Self::Buf, g: Window) -> Result<Self::Buf>;
+    /// Each output gradient to the first cell of its window holding the maximum `y`.
+    fn max_pool2d_backward(&self, dy: &Self::Buf, x: &Self::Buf, y: &Self::Buf, g: Window) -> Result<Self::Buf>;
+    /// Mean over each window with padding counted as zeros (PyTorch's
+    /// default); a 1×1 window with stride `s` is the strided subsample.
+    fn avg_pool2d(&self, x: &Self::Buf, g: Window) -> Result<Self::Buf>;
+    fn avg_pool2d_backward(&self, dy: &Self::Buf, g: Window) -> Result<Self::Buf>;
+
     // ---- reductions (to the host) ----
     fn sum(&self, x: &Self::Buf) -> Result<f64>;
     fn dot(&self, a: &Self::Buf, b: &Self::Buf) -> Result<f64>;
@@ -174,6 +199,10 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     /// the lower triangle only (row-major, `j ≤ i`): half the work of a GEMM,
     /// and all [`Backend::eigvalsh`] reads.
     fn gram_lower(&self, acc: &mut Self::Buf, x: &Self::Buf, rows: usize, cols: usize, alpha: f64) -> Result<()>;
+    /// [`Backend::gram_lower`] over the patch matrix of an NCHW `x` under
+    /// window `g` (rows: image and output position; columns: `c·kh·kw`), a
+    /// conv layer's Σx. A 1×1 window over an output-gradient gives Σ∇h.
+    fn gram_lower_patches(&self, acc: &mut Self::Buf, x: &Self::Buf, g: Window, alpha: f64) -> Result<()>;
     /// Eigenvalues, in descending order, of each symmetric `n×n` matrix given
     /// by its lower triangle. Only the eigenvalues leave the device. Solved in
     /// f64 after scaling by the largest diagonal entry, so degenerate and

@@ -3,13 +3,16 @@
 //! A download streams into `dir/.<file>.part` while it is hashed, and only a
 //! verified file is renamed into place (atomically, on one file system). So an
 //! interrupted or corrupt download never leaves a file under the real name,
-//! and a file already there is replaced only by a verified one.
+//! and a file already there is replaced only by a verified one. A tarball
+//! (CIFAR) is extracted the same way: into `dir/.<folder>.part`, checked, then
+//! renamed to `dir/<folder>`.
 
 use crate::error::{Error, Result};
+use flate2::read::GzDecoder;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 /// One file of a dataset and what it must hash to.
@@ -46,16 +49,88 @@ pub const MNIST: &[Remote] = &[
 pub const MNIST_MIRRORS: &[&str] =
     &["https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"];
 
-/// [`MNIST_MIRRORS`] as owned strings, the form [`fetch`] takes.
-pub fn default_mirrors() -> Vec<String> {
-    MNIST_MIRRORS.iter().map(|m| m.to_string()).collect()
+/// A tarball of which only the listed members are extracted, into `dir/<folder>/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Archive {
+    pub remote: Remote,
+    /// The folder holding the members inside the tarball, kept on extraction.
+    pub folder: &'static str,
+    /// Member file names and their sizes in bytes.
+    pub members: &'static [(&'static str, u64)],
 }
 
-/// The files of a downloadable dataset.
-pub fn dataset_files(name: &str) -> Result<&'static [Remote]> {
+/// The CIFAR binary tarballs, as published by their authors. The SHA-256 sums
+/// are TensorFlow Datasets' (`url_checksums/cifar10.txt`, `cifar100.txt`);
+/// the authors publish MD5s, c32a1d4ab5d03f1284b67883e8d87530 and
+/// 03b5dce01913d631647c71ecec9e9cb8. Member sizes are records × record size.
+pub const CIFAR10: Archive = Archive {
+    remote: Remote {
+        file: "cifar-10-binary.tar.gz",
+        sha256: "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+        bytes: 170_052_171,
+    },
+    folder: "cifar-10-batches-bin",
+    members: &[
+        ("data_batch_1.bin", 30_730_000),
+        ("data_batch_2.bin", 30_730_000),
+        ("data_batch_3.bin", 30_730_000),
+        ("data_batch_4.bin", 30_730_000),
+        ("data_batch_5.bin", 30_730_000),
+        ("test_batch.bin", 30_730_000),
+    ],
+};
+
+pub const CIFAR100: Archive = Archive {
+    remote: Remote {
+        file: "cifar-100-binary.tar.gz",
+        sha256: "58a81ae192c23a4be8b1804d68e518ed807d710a4eb253b1f2a199162a40d8ec",
+        bytes: 168_513_733,
+    },
+    folder: "cifar-100-binary",
+    members: &[("train.bin", 153_700_000), ("test.bin", 30_740_000)],
+};
+
+/// Where CIFAR is published.
+pub const CIFAR_MIRRORS: &[&str] = &["https://www.cs.toronto.edu/~kriz/"];
+
+/// What a dataset's download consists of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Download {
+    /// Files kept as downloaded.
+    Files(&'static [Remote]),
+    /// One tarball, extracted.
+    Archive(&'static Archive),
+}
+
+/// A downloadable dataset: its files and where to get them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    pub download: Download,
+    pub mirrors: &'static [&'static str],
+}
+
+impl Manifest {
+    /// The dataset's mirrors as owned strings, the form [`fetch`](Self::fetch) takes.
+    pub fn default_mirrors(&self) -> Vec<String> {
+        self.mirrors.iter().map(|m| m.to_string()).collect()
+    }
+
+    /// Downloads (and extracts) the dataset into `dir`; see [`fetch`] and [`fetch_archive`].
+    pub fn fetch(&self, mirrors: &[String], dir: &Path, progress: impl FnMut(&str, u64, Option<u64>)) -> Result<Vec<PathBuf>> {
+        match self.download {
+            Download::Files(files) => fetch(files, mirrors, dir, progress),
+            Download::Archive(archive) => fetch_archive(archive, mirrors, dir, progress),
+        }
+    }
+}
+
+/// The manifest of a downloadable dataset.
+pub fn manifest(name: &str) -> Result<Manifest> {
     match name {
-        "mnist" => Ok(MNIST),
-        other => Err(Error::arg("DATASET", format!("cannot fetch `{other}`; downloadable datasets: mnist"))),
+        "mnist" => Ok(Manifest { download: Download::Files(MNIST), mirrors: MNIST_MIRRORS }),
+        "cifar10" => Ok(Manifest { download: Download::Archive(&CIFAR10), mirrors: CIFAR_MIRRORS }),
+        "cifar100" => Ok(Manifest { download: Download::Archive(&CIFAR100), mirrors: CIFAR_MIRRORS }),
+        other => Err(Error::arg("DATASET", format!("cannot fetch `{other}`; downloadable datasets: mnist, cifar10, cifar100"))),
     }
 }
 
@@ -86,16 +161,114 @@ enum Failure {
 /// complete, for a file already present); `total` is the server's
 /// Content-Length, else the manifest's size.
 pub fn fetch(files: &[Remote], mirrors: &[String], dir: &Path, mut progress: impl FnMut(&str, u64, Option<u64>)) -> Result<Vec<PathBuf>> {
+    let agent = prepare(mirrors, dir)?;
+    files.iter().map(|remote| fetch_one(&agent, remote, mirrors, dir, &mut progress)).collect()
+}
+
+/// Checks there is a mirror, creates `dir` and builds the HTTP agent.
+fn prepare(mirrors: &[String], dir: &Path) -> Result<ureq::Agent> {
     if mirrors.is_empty() {
         return Err(Error::arg("--mirror", "no mirror to download from"));
     }
     fs::create_dir_all(dir).map_err(|e| Error::data(dir, format!("cannot create directory: {e}")))?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    Ok(ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_per_read(Some(Duration::from_secs(60)))
         .build()
-        .into();
-    files.iter().map(|remote| fetch_one(&agent, remote, mirrors, dir, &mut progress)).collect()
+        .into())
+}
+
+/// Downloads `archive`'s tarball into `dir` as [`fetch`] does, extracts its
+/// members into `dir/<folder>/` (checking their sizes), deletes the tarball
+/// and returns the members' paths. If extraction fails the verified tarball
+/// is kept, so a retry does not download it again.
+///
+/// A folder already holding every member at its size is kept and nothing is
+/// downloaded. Extraction goes to `dir/.<folder>.part`, renamed into place only
+/// once complete; entries other than the members (and any path escaping the
+/// folder) are never written.
+pub fn fetch_archive(
+    archive: &Archive,
+    mirrors: &[String],
+    dir: &Path,
+    mut progress: impl FnMut(&str, u64, Option<u64>),
+) -> Result<Vec<PathBuf>> {
+    let target = dir.join(archive.folder);
+    let paths: Vec<PathBuf> = archive.members.iter().map(|(name, _)| target.join(name)).collect();
+    let complete = archive.members.iter().zip(&paths).all(|(&(_, size), p)| fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() == size));
+    if complete {
+        progress(archive.remote.file, archive.remote.bytes, Some(archive.remote.bytes));
+        return Ok(paths);
+    }
+    let agent = prepare(mirrors, dir)?;
+    let tarball = fetch_one(&agent, &archive.remote, mirrors, dir, &mut progress)?;
+    let part = dir.join(format!(".{}.part", archive.folder));
+    let extracted = extract(&tarball, archive, &part).and_then(|()| replace_dir(&part, &target));
+    if extracted.is_err() {
+        let _ = fs::remove_dir_all(&part);
+    }
+    extracted?;
+    fs::remove_file(&tarball).map_err(|e| Error::data(&tarball, format!("cannot delete the extracted tarball: {e}")))?;
+    Ok(paths)
+}
+
+/// Writes `archive`'s members from the gzipped `tarball` into the fresh directory `out`.
+fn extract(tarball: &Path, archive: &Archive, out: &Path) -> Result<()> {
+    let bad = |e: io::Error| Error::data(tarball, format!("cannot read the tarball: {e}"));
+    if out.exists() {
+        fs::remove_dir_all(out).map_err(|e| Error::data(out, format!("cannot clear a stale extraction: {e}")))?;
+    }
+    fs::create_dir_all(out).map_err(|e| Error::data(out, format!("cannot create directory: {e}")))?;
+    let file = File::open(tarball).map_err(|e| Error::data(tarball, format!("cannot open: {e}")))?;
+    let mut tar = tar::Archive::new(GzDecoder::new(io::BufReader::new(file)));
+    let mut found = vec![false; archive.members.len()];
+    for entry in tar.entries().map_err(bad)? {
+        let entry = entry.map_err(bad)?;
+        // `./folder/member` and `folder/member` alike; nothing else matches.
+        let path = entry.path().map_err(bad)?.into_owned();
+        let parts: Vec<&std::ffi::OsStr> = path
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .map(|c| match c {
+                Component::Normal(n) => n,
+                _ => std::ffi::OsStr::new("/"),
+            })
+            .collect();
+        let [folder, name] = parts.as_slice() else { continue };
+        let Some(k) = archive.members.iter().position(|(m, _)| *folder == archive.folder && *name == *m) else { continue };
+        if !entry.header().entry_type().is_file() || found[k] {
+            continue;
+        }
+        let (member, size) = archive.members[k];
+        let dest = out.join(member);
+        let mut w = File::create(&dest).map_err(|e| Error::data(&dest, format!("cannot write: {e}")))?;
+        // One byte past the expected size is enough to reject it.
+        let written = io::copy(&mut entry.take(size + 1), &mut w).map_err(bad)?;
+        if written != size {
+            return Err(Error::data(tarball, format!("member {}/{member} has {written} bytes, expected {size}", archive.folder)));
+        }
+        w.sync_all().map_err(|e| Error::data(&dest, format!("cannot write: {e}")))?;
+        found[k] = true;
+    }
+    if let Some(k) = found.iter().position(|f| !f) {
+        return Err(Error::data(tarball, format!("has no member {}/{}", archive.folder, archive.members[k].0)));
+    }
+    Ok(())
+}
+
+/// Moves the directory `from` to `to`, replacing whatever `to` held.
+fn replace_dir(from: &Path, to: &Path) -> Result<()> {
+    let moved = |e: io::Error| Error::data(to, format!("cannot move the extracted files into place: {e}"));
+    if to.exists() {
+        let old = to.with_file_name(format!(".{}.old", to.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+        let _ = fs::remove_dir_all(&old);
+        fs::rename(to, &old).map_err(moved)?;
+        fs::rename(from, to).map_err(moved)?;
+        // Best effort: the new files are in place either way.
+        let _ = fs::remove_dir_all(&old);
+        return Ok(());
+    }
+    fs::rename(from, to).map_err(moved)
 }
 
 fn fetch_one(
@@ -183,8 +356,25 @@ mod tests {
 
     #[test]
     fn manifest_lookup() {
-        assert_eq!(dataset_files("mnist").unwrap().len(), 4);
-        let err = dataset_files("cifar10").unwrap_err().to_string();
-        assert!(err.contains("cifar10") && err.contains("mnist"), "{err}");
+        assert_eq!(manifest("mnist").unwrap().download, Download::Files(MNIST));
+        assert_eq!(manifest("cifar100").unwrap().download, Download::Archive(&CIFAR100));
+        assert_eq!(manifest("cifar10").unwrap().default_mirrors(), vec!["https://www.cs.toronto.edu/~kriz/".to_string()]);
+        let err = manifest("imagenet").unwrap_err().to_string();
+        assert!(err.contains("imagenet") && err.contains("mnist, cifar10, cifar100"), "{err}");
+    }
+
+    #[test]
+    fn cifar_member_sizes_are_whole_records() {
+        use crate::data::cifar::Cifar;
+        for (archive, set) in [(&CIFAR10, Cifar::Ten), (&CIFAR100, Cifar::Hundred)] {
+            assert_eq!(archive.folder, set.folder());
+            let names: Vec<&str> = archive.members.iter().map(|(n, _)| *n).collect();
+            assert_eq!(names, [set.train_files(), set.test_files()].concat());
+            for &(name, size) in archive.members {
+                // CIFAR-100's train.bin holds all 50,000 training images; every other file 10,000.
+                let records = if name == "train.bin" { 50_000 } else { 10_000 };
+                assert_eq!(size, (records * set.record_len()) as u64, "{name}");
+            }
+        }
     }
 }

@@ -2,12 +2,15 @@
 //!
 //! The order of epoch `e` is a pure function of `(seed, e)`, so a resumed run
 //! or a second machine sees exactly the same batches without replaying the
-//! epochs before it.
+//! epochs before it. So are the draws of an augmenting [`Transform`].
 
+use super::augment::Transform;
 use super::Dataset;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use rayon::prelude::*;
+use std::ops::Deref;
+use std::sync::Arc;
 
 /// Batches with at least this many values are gathered in parallel; below it
 /// rayon's overhead outweighs the copy.
@@ -29,19 +32,62 @@ impl Batch {
     }
 }
 
+/// The examples a loader reads: borrowed from the caller, or owned so the
+/// loader can outlive the code that loaded them.
+#[derive(Clone, Debug)]
+enum Examples<'a> {
+    Borrowed(&'a Dataset),
+    Shared(Arc<Dataset>),
+}
+
+impl Deref for Examples<'_> {
+    type Target = Dataset;
+
+    fn deref(&self) -> &Dataset {
+        match self {
+            Examples::Borrowed(ds) => ds,
+            Examples::Shared(ds) => ds,
+        }
+    }
+}
+
+/// The example order of an epoch: identity without shuffling, otherwise a
+/// permutation drawn from a stream keyed by `(seed, epoch)`.
+pub fn epoch_order(len: usize, seed: u64, shuffle: bool, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    if shuffle {
+        // Derive the key by name so it cannot collide with other users of `seed`.
+        let key = Rng::named(seed, "data/loader/shuffle").next_u64();
+        Rng::new(key, epoch as u64).shuffle(&mut order);
+    }
+    order
+}
+
 #[derive(Clone, Debug)]
 pub struct Loader<'a> {
-    ds: &'a Dataset,
+    ds: Examples<'a>,
     batch_size: usize,
     seed: u64,
     shuffle: bool,
     drop_last: bool,
+    transform: Option<Transform>,
+}
+
+impl Loader<'static> {
+    /// A loader that owns its examples, as [`new`](Loader::new) otherwise.
+    pub fn owned(ds: Dataset, batch_size: usize, seed: u64, shuffle: bool, drop_last: bool) -> Result<Self> {
+        Self::build(Examples::Shared(Arc::new(ds)), batch_size, seed, shuffle, drop_last)
+    }
 }
 
 impl<'a> Loader<'a> {
     /// `drop_last` skips a final short batch (full-size batches keep the
     /// gradient noise scale constant); otherwise it is yielded.
     pub fn new(ds: &'a Dataset, batch_size: usize, seed: u64, shuffle: bool, drop_last: bool) -> Result<Self> {
+        Self::build(Examples::Borrowed(ds), batch_size, seed, shuffle, drop_last)
+    }
+
+    fn build(ds: Examples<'a>, batch_size: usize, seed: u64, shuffle: bool, drop_last: bool) -> Result<Self> {
         if batch_size == 0 {
             return Err(Error::arg("--batch-size", "must be at least 1"));
         }
@@ -51,7 +97,19 @@ impl<'a> Loader<'a> {
                 format!("{batch_size} exceeds the {} examples of {}, so dropping the last short batch leaves none", ds.len(), ds.name),
             ));
         }
-        Ok(Loader { ds, batch_size, seed, shuffle, drop_last })
+        Ok(Loader { ds, batch_size, seed, shuffle, drop_last, transform: None })
+    }
+
+    /// Applies `transform` to every example as it is gathered; its draws are
+    /// keyed by the epoch and the example's position in the epoch.
+    pub fn with_transform(mut self, transform: Transform) -> Result<Self> {
+        transform.check(&self.ds.name, &self.ds.dims)?;
+        self.transform = Some(transform);
+        Ok(self)
+    }
+
+    pub fn dataset(&self) -> &Dataset {
+        &self.ds
     }
 
     pub fn batches_per_epoch(&self) -> usize {
@@ -65,13 +123,7 @@ impl<'a> Loader<'a> {
     /// The example order of an epoch: identity without shuffling, otherwise a
     /// permutation drawn from a stream keyed by `(seed, epoch)`.
     pub fn order(&self, epoch: usize) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.ds.len()).collect();
-        if self.shuffle {
-            // Derive the key by name so it cannot collide with other users of `seed`.
-            let key = Rng::named(self.seed, "data/loader/shuffle").next_u64();
-            Rng::new(key, epoch as u64).shuffle(&mut order);
-        }
-        order
+        epoch_order(self.ds.len(), self.seed, self.shuffle, epoch)
     }
 
     pub fn epoch(&self, epoch: usize) -> impl Iterator<Item = Batch> + '_ {
@@ -79,18 +131,22 @@ impl<'a> Loader<'a> {
         (0..self.batches_per_epoch()).map(move |b| {
             let start = b * self.batch_size;
             let end = (start + self.batch_size).min(order.len());
-            self.gather(&order[start..end])
+            self.gather(epoch, start, &order[start..end])
         })
     }
 
-    fn gather(&self, rows: &[usize]) -> Batch {
+    /// Copies (and transforms) `rows`, the examples at positions `start..` of `epoch`.
+    fn gather(&self, epoch: usize, start: usize, rows: &[usize]) -> Batch {
         let dim = self.ds.dim();
         let mut images = vec![0f32; rows.len() * dim];
-        let copy = |(dst, &i): (&mut [f32], &usize)| dst.copy_from_slice(self.ds.example(i));
+        let copy = |(k, (dst, &i)): (usize, (&mut [f32], &usize))| match &self.transform {
+            Some(t) => t.apply(self.ds.example(i), &self.ds.dims, epoch, start + k, dst),
+            None => dst.copy_from_slice(self.ds.example(i)),
+        };
         if dim > 0 && images.len() >= PARALLEL_GATHER {
-            images.par_chunks_mut(dim).zip(rows.par_iter()).for_each(copy);
+            images.par_chunks_mut(dim).zip(rows.par_iter()).enumerate().for_each(copy);
         } else if dim > 0 {
-            images.chunks_mut(dim).zip(rows).for_each(copy);
+            images.chunks_mut(dim).zip(rows).enumerate().for_each(copy);
         }
         let mut dims = Vec::with_capacity(1 + self.ds.dims.len());
         dims.push(rows.len());
@@ -123,6 +179,26 @@ mod tests {
                 assert_eq!(batch.dims, vec![batch.rows(), dim]);
                 for (r, &label) in batch.labels.iter().enumerate() {
                     assert_eq!(&batch.images[r * dim..(r + 1) * dim], ds.example(label as usize));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transformed_rows_are_drawn_at_their_epoch_position() {
+        use crate::data::augment::{PadCropFlip, Padding};
+        // 3×16×16 × batch 30 crosses the parallel threshold; 3×4×4 does not.
+        for side in [4, 16] {
+            let dims = vec![3, side, side];
+            let ds = Dataset { dims: dims.clone(), ..toy(70, 3 * side * side) };
+            let t = Transform::new(Some(PadCropFlip::cifar(Padding::Zero)), None, 4);
+            let loader = Loader::new(&ds, 30, 2, true, false).unwrap().with_transform(t.clone()).unwrap();
+            let d = ds.dim();
+            for (b, batch) in loader.epoch(5).enumerate() {
+                for (r, &label) in batch.labels.iter().enumerate() {
+                    let mut want = vec![0.0; d];
+                    t.apply(ds.example(label as usize), &dims, 5, b * 30 + r, &mut want);
+                    assert_eq!(&batch.images[r * d..(r + 1) * d], want.as_slice(), "batch {b} row {r}");
                 }
             }
         }

@@ -92,6 +92,7 @@ pub(crate) fn mlp_config(data: &DataChoice, out: PathBuf) -> TrainConfig {
         log_every: 5,
         device: "cpu".into(),
         dtype: train::Dtype::F32,
+        arch: Default::default(),
         analysis: AnalysisConfig { every: 25, batches: 1, ..Default::default() },
     }
 }

@@ -1,8 +1,10 @@
 //! Model architectures and the registry the command line names them by.
 
 mod mlp;
+mod resnet;
 
 pub use mlp::{Mlp, MlpConfig};
+pub use resnet::{Family, LastBnGamma, ResNet, ResNetConfig, ShortcutKind, Variant, VARIANTS};
 
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
@@ -20,18 +22,25 @@ pub trait Model<B: Backend> {
     fn forward(&mut self, tape: &mut Tape<B>, x: Var, train: bool) -> Result<Var>;
 }
 
-/// One line per model the command line accepts: name and its options.
-pub const MODELS: &[(&str, &str)] = &[(
+/// The MLP's name and options; the ResNet family's names are in [`VARIANTS`].
+const MLP: (&str, &str) = (
     "mlp",
     "multilayer perceptron: --depth linear layers (≥ 2) of --width units, ReLU; --bn puts batch norm between each hidden linear and its ReLU; --init lecun|he|xavier",
-)];
+);
 
-/// Rejects a model name the registry does not know, listing the ones it does.
+/// Every model the command line accepts: name and a one-line description.
+pub fn models() -> Vec<(&'static str, String)> {
+    let conv = VARIANTS
+        .iter()
+        .map(|(_, name, about)| (*name, format!("{about}; --depth 6n+2 on CIFAR-shaped data, 18/34/50/101/152 with --family imagenet")));
+    std::iter::once((MLP.0, MLP.1.to_string())).chain(conv).collect()
+}
+
 pub fn check_name(name: &str) -> Result<()> {
-    if MODELS.iter().any(|(n, _)| *n == name) {
+    if name == MLP.0 || Variant::from_name(name).is_some() {
         Ok(())
     } else {
-        let known: Vec<&str> = MODELS.iter().map(|(n, _)| *n).collect();
+        let known: Vec<&str> = models().iter().map(|(n, _)| *n).collect();
         Err(Error::arg("--model", format!("unknown model '{name}'; known models: {}", known.join(", "))))
     }
 }

@@ -13,6 +13,12 @@ pub enum Init {
     He,
     /// Glorot & Bengio 2010, uniform: U(±√(6/(fan_in+fan_out))).
     Xavier,
+    /// He et al. 2015 by fan-out, N(0, 2/fan_out): the ResNets' conv init
+    /// (fan_out = k·k·C_out).
+    #[serde(rename = "he-fan-out")]
+    HeFanOut,
+    /// U(±1/√fan_in), the ResNets' last linear layer (PyTorch's default).
+    Uniform,
 }
 
 impl Init {
@@ -20,16 +26,19 @@ impl Init {
         match self {
             Init::Lecun => normal(rng, (1.0 / fan_in as f64).sqrt(), n),
             Init::He => normal(rng, (2.0 / fan_in as f64).sqrt(), n),
-            Init::Xavier => {
-                let a = (6.0 / (fan_in + fan_out) as f64).sqrt();
-                (0..n).map(|_| rng.uniform_in(-a, a)).collect()
-            }
+            Init::Xavier => uniform(rng, (6.0 / (fan_in + fan_out) as f64).sqrt(), n),
+            Init::HeFanOut => normal(rng, (2.0 / fan_out as f64).sqrt(), n),
+            Init::Uniform => uniform(rng, (1.0 / fan_in as f64).sqrt(), n),
         }
     }
 }
 
 fn normal(rng: &mut Rng, std: f64, n: usize) -> Vec<f64> {
     (0..n).map(|_| std * rng.normal()).collect()
+}
+
+fn uniform(rng: &mut Rng, a: f64, n: usize) -> Vec<f64> {
+    (0..n).map(|_| rng.uniform_in(-a, a)).collect()
 }
 
 impl FromStr for Init {
@@ -39,7 +48,9 @@ impl FromStr for Init {
             "lecun" | "random" => Ok(Init::Lecun),
             "he" | "kaiming" => Ok(Init::He),
             "xavier" | "glorot" => Ok(Init::Xavier),
-            _ => Err(Error::arg("--init", format!("'{s}' is not an initialiser; expected lecun, he or xavier"))),
+            "he-fan-out" => Ok(Init::HeFanOut),
+            "uniform" => Ok(Init::Uniform),
+            _ => Err(Error::arg("--init", format!("'{s}' is not an initialiser; expected lecun, he, xavier, he-fan-out or uniform"))),
         }
     }
 }
@@ -59,6 +70,8 @@ mod tests {
         assert!((var(&Init::Lecun.sample(&mut r, 50, 10, n)) - 1.0 / 50.0).abs() < 1e-3);
         assert!((var(&Init::He.sample(&mut r, 50, 10, n)) - 2.0 / 50.0).abs() < 2e-3);
         assert!((var(&Init::Xavier.sample(&mut r, 50, 10, n)) - 2.0 / 60.0).abs() < 2e-3);
+        assert!((var(&Init::HeFanOut.sample(&mut r, 50, 10, n)) - 2.0 / 10.0).abs() < 1e-2);
+        assert!((var(&Init::Uniform.sample(&mut r, 50, 10, n)) - 1.0 / 150.0).abs() < 1e-4);
         assert!("nope".parse::<Init>().unwrap_err().to_string().contains("--init"));
     }
 }

@@ -17,6 +17,10 @@ pub struct Param<B: Backend> {
     pub layer: usize,
     /// A frozen parameter receives no update (paper Fig. 4).
     pub frozen: bool,
+    /// Multiplies the learning rate for this parameter (tau-ResNet's scalars train at lr/10).
+    pub lr_scale: f64,
+    /// Multiplies the gradient before the update (a scalar shared by L blocks takes 1/L of the summed gradient).
+    pub grad_scale: f64,
 }
 
 /// A model's parameters and non-trainable buffers (BN running statistics).
@@ -33,7 +37,7 @@ impl<B: Backend> Default for ParamStore<B> {
 
 impl<B: Backend> ParamStore<B> {
     pub fn add(&mut self, name: impl Into<String>, value: Tensor<B>, layer: usize) -> ParamId {
-        self.params.push(Param { name: name.into(), value, layer, frozen: false });
+        self.params.push(Param { name: name.into(), value, layer, frozen: false, lr_scale: 1.0, grad_scale: 1.0 });
         ParamId(self.params.len() - 1)
     }
 
@@ -90,6 +94,11 @@ impl<B: Backend> ParamStore<B> {
     /// Total number of trainable scalars.
     pub fn count(&self) -> usize {
         self.params.iter().map(|p| p.value.numel()).sum()
+    }
+
+    /// The highest layer number any parameter carries.
+    pub fn layers(&self) -> usize {
+        self.params.iter().map(|p| p.layer).max().unwrap_or(0)
     }
 
     /// Freezes every parameter of the given 1-based layers.

@@ -1,9 +1,9 @@
 //! Adam (Kingma & Ba) with bias correction and L2 weight decay.
 
-use super::Optimizer;
+use super::{Optimizer, OptimizerState};
 use crate::autograd::Gradients;
 use crate::backend::{AdamHyper, Backend};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::nn::{ParamId, ParamStore};
 use std::collections::HashMap;
 
@@ -38,7 +38,29 @@ impl<B: Backend> Optimizer<B> for Adam<B> {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => e.insert((self.backend.zeros(g.numel())?, self.backend.zeros(g.numel())?)),
             };
-            self.backend.adam_step(p.value.buf_mut(), g.buf(), m, v, &h)?;
+            let g = super::update_grad(&self.backend, p, g)?;
+            self.backend.adam_step(p.value.buf_mut(), &g, m, v, &AdamHyper { lr: lr * p.lr_scale, ..h })?;
+        }
+        Ok(())
+    }
+
+    fn slot_names(&self) -> &'static [&'static str] {
+        &["exp_avg", "exp_avg_sq"]
+    }
+
+    fn state(&self) -> OptimizerState<B> {
+        let slots = self.moments.iter().map(|(&id, (m, v))| (id, vec![m.clone(), v.clone()])).collect();
+        OptimizerState { slots, step: Some(self.step) }
+    }
+
+    fn set_state(&mut self, state: OptimizerState<B>) -> Result<()> {
+        self.step = state.step.ok_or_else(|| Error::shape("adam state", "no step count (the bias correction needs it)"))?;
+        self.moments.clear();
+        for (id, bufs) in state.slots {
+            let [m, v]: [B::Buf; 2] = bufs
+                .try_into()
+                .map_err(|b: Vec<_>| Error::shape("adam state", format!("parameter {} has {} buffers, expected 2", id.0, b.len())))?;
+            self.moments.insert(id, (m, v));
         }
         Ok(())
     }

@@ -1,10 +1,10 @@
 //! Stochastic gradient descent with momentum, Nesterov and L2 weight decay.
 //! Full-batch gradient descent is this with the whole training set as the batch.
 
-use super::Optimizer;
+use super::{Optimizer, OptimizerState};
 use crate::autograd::Gradients;
 use crate::backend::{Backend, SgdHyper};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::nn::{ParamId, ParamStore};
 use std::collections::HashMap;
 
@@ -36,7 +36,27 @@ impl<B: Backend> Optimizer<B> for Sgd<B> {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => e.insert(self.backend.zeros(g.numel())?),
             };
-            self.backend.sgd_step(p.value.buf_mut(), g.buf(), v, &h)?;
+            let g = super::update_grad(&self.backend, p, g)?;
+            self.backend.sgd_step(p.value.buf_mut(), &g, v, &SgdHyper { lr: lr * p.lr_scale, ..h })?;
+        }
+        Ok(())
+    }
+
+    fn slot_names(&self) -> &'static [&'static str] {
+        &["momentum_buffer"]
+    }
+
+    fn state(&self) -> OptimizerState<B> {
+        OptimizerState { slots: self.velocity.iter().map(|(&id, v)| (id, vec![v.clone()])).collect(), step: None }
+    }
+
+    fn set_state(&mut self, state: OptimizerState<B>) -> Result<()> {
+        self.velocity.clear();
+        for (id, bufs) in state.slots {
+            let [v]: [B::Buf; 1] = bufs
+                .try_into()
+                .map_err(|b: Vec<_>| Error::shape("sgd state", format!("parameter {} has {} buffers, expected 1", id.0, b.len())))?;
+            self.velocity.insert(id, v);
         }
         Ok(())
     }

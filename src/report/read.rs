@@ -124,8 +124,15 @@ enum Record {
     Analysis(Box<Analysis>),
     Alert(Alert),
     Exact(Box<Exact>),
+    Resume(Resume),
     #[serde(other)]
     Other,
+}
+
+/// `kappa train --resume` continued the run from its checkpoint at `iteration`.
+#[derive(Deserialize)]
+struct Resume {
+    iteration: usize,
 }
 
 #[derive(Deserialize)]
@@ -197,9 +204,21 @@ impl Run {
             Ok(Record::Analysis(r)) => self.analysis.push(*r),
             Ok(Record::Alert(r)) => self.alerts.push(r),
             Ok(Record::Exact(r)) => self.exact.push(*r),
+            Ok(Record::Resume(r)) => self.resume_at(r.iteration),
             Ok(Record::Other) => {}
             Err(e) => self.malformed.push(format!("line {number}: {e}")),
         }
+    }
+
+    /// The resumed run logs again from its checkpoint on, measuring the state
+    /// at `iteration` anew: what the interrupted run logged past it goes.
+    fn resume_at(&mut self, iteration: usize) {
+        self.train.retain(|r| r.iteration <= iteration);
+        self.eval.retain(|r| r.iteration <= iteration);
+        self.analysis.retain(|r| r.iteration < iteration);
+        self.alerts.retain(|r| r.iteration < iteration);
+        self.exact.retain(|r| r.iteration < iteration);
+        self.diverged_at = self.diverged_at.filter(|&i| i <= iteration);
     }
 
     /// The analysis records split by mode ("empirical", "fim", ...) in
@@ -235,4 +254,34 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, expected: &str) -> Resul
 fn dir_name(dir: &Path) -> String {
     let resolved = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     resolved.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resume_record_drops_what_the_interrupted_run_logged_past_it() {
+        let dir = std::env::temp_dir().join(format!("kappa-read-resume-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let analysis =
+            |it: usize| format!(r#"{{"kind":"analysis","iteration":{it},"layer":"l","index":1,"sigma_x":{{}},"sigma_grad":{{}}}}"#);
+        let train = |it: usize| format!(r#"{{"kind":"train","iteration":{it},"loss":1.0}}"#);
+        let lines = [
+            train(5),
+            analysis(8),
+            train(10),
+            analysis(12),
+            train(15),
+            r#"{"kind":"resume","iteration":12}"#.into(),
+            analysis(12),
+            train(15),
+        ];
+        std::fs::write(dir.join("metrics.jsonl"), lines.join("\n")).unwrap();
+        let run = Run::load(&dir).unwrap();
+        assert_eq!(run.train.iter().map(|r| r.iteration).collect::<Vec<_>>(), vec![5, 10, 15]);
+        assert_eq!(run.analysis.iter().map(|r| r.iteration).collect::<Vec<_>>(), vec![8, 12]);
+        assert!(run.malformed.is_empty(), "{:?}", run.malformed);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -3,10 +3,11 @@
 use crate::analysis::AnalysisConfig;
 use crate::backend::Device;
 use crate::error::{Error, Result};
+use crate::models::{Family, LastBnGamma, ShortcutKind};
 use crate::nn::Init;
 use crate::optim::Schedule;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -57,11 +58,43 @@ pub struct TrainConfig {
     pub device: String,
     pub dtype: Dtype,
     pub analysis: AnalysisConfig,
+    /// Conv-net options (ignored by the MLP).
+    #[serde(default)]
+    pub arch: ArchOptions,
+}
+
+/// The options of the ResNet family beyond `--depth`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ArchOptions {
+    /// CIFAR or ImageNet layout; `None` picks by the data (ImageNet for `imagenet`).
+    pub family: Option<Family>,
+    pub shortcut: ShortcutKind,
+    /// τ of the tau-ResNets; `None` for their default.
+    pub tau: Option<f64>,
+    pub lastbn_gamma: LastBnGamma,
+    /// Dropout before the last linear layer (0: none).
+    pub dropout: f64,
 }
 
 impl TrainConfig {
     pub fn device(&self) -> Result<Device> {
         self.device.parse()
+    }
+
+    /// The configuration a run directory's `config.json` holds, with `out` set
+    /// to that directory (it may have moved since).
+    pub fn load_run(run_dir: &Path) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Saved {
+            train: TrainConfig,
+        }
+        let path = run_dir.join("config.json");
+        let text = std::fs::read(&path)
+            .map_err(|e| Error::data(&path, format!("cannot read it ({e}); expected a run directory written by `kappa train`")))?;
+        let saved: Saved = serde_json::from_slice(&text)
+            .map_err(|e| Error::data(&path, format!("expected the configuration `kappa train` writes, {{\"train\": {{...}}}}: {e}")))?;
+        Ok(TrainConfig { out: run_dir.to_path_buf(), ..saved.train })
     }
 
     /// Checks what clap cannot: relations between flags and value ranges.
@@ -94,8 +127,8 @@ impl TrainConfig {
         if self.log_every == 0 {
             return Err(Error::arg("--log-every", "must be at least 1"));
         }
-        if let Some(&bad) = self.freeze.iter().find(|&&l| l == 0 || l > self.depth) {
-            return Err(Error::arg("--freeze", format!("layer {bad} does not exist; layers are numbered 1..={}", self.depth)));
+        if self.freeze.contains(&0) {
+            return Err(Error::arg("--freeze", "layer 0 does not exist; layers are numbered from 1"));
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub struct MetricsLog {
@@ -24,6 +24,26 @@ impl MetricsLog {
             };
             Error::data(&path, detail)
         })?;
+        Ok(MetricsLog { path, out: BufWriter::new(file) })
+    }
+
+    /// Opens a run's existing `dir/metrics.jsonl` to continue it. A line cut
+    /// short by a crash is ended first, so it is not glued to the next record.
+    pub fn append(dir: &Path) -> Result<Self> {
+        let path = dir.join("metrics.jsonl");
+        let mut file = OpenOptions::new().read(true).append(true).open(&path).map_err(|e| {
+            Error::data(&path, format!("cannot open it to continue the run ({e}); expected a run written by `kappa train`"))
+        })?;
+        let io = |e: std::io::Error| Error::data(&path, e.to_string());
+        let len = file.seek(SeekFrom::End(0)).map_err(io)?;
+        if len > 0 {
+            let mut last = [0u8];
+            file.seek(SeekFrom::End(-1)).map_err(io)?;
+            file.read_exact(&mut last).map_err(io)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n").map_err(io)?;
+            }
+        }
         Ok(MetricsLog { path, out: BufWriter::new(file) })
     }
 

@@ -6,7 +6,7 @@ mod run;
 mod table;
 mod trainer;
 
-pub use config::{Dtype, OptimizerKind, TrainConfig};
+pub use config::{ArchOptions, Dtype, OptimizerKind, TrainConfig};
 pub use metrics::{MetricsLog, Summary};
-pub use run::run;
+pub use run::{run, run_with, RunOptions};
 pub use trainer::{EvalStats, Labels, StepStats, Trainer};

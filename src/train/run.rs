@@ -7,30 +7,50 @@ use crate::analysis::exact::{self, ExactOptions};
 use crate::analysis::{Analyzer, LayerRecord, Mode, TrainingBatch};
 use crate::backend::cpu::Cpu;
 use crate::backend::{Backend, Device};
+use crate::checkpoint::{self, RunState, Window};
 use crate::data::{self, Batch, LoadOptions, Loader};
 use crate::error::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+use std::path::PathBuf;
 use std::time::Instant;
 
-/// Runs the configured training on the configured device.
+/// How a run starts and what it saves besides its metrics; none of it
+/// changes the trajectory.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// `None` writes no checkpoint; `Some(0)` one at every epoch end and at the
+    /// end of the run; `Some(n)` also every n iterations.
+    pub checkpoint_every: Option<usize>,
+    /// Continue the run in `cfg.out` from its checkpoint, appending to its metrics.
+    pub resume: bool,
+    /// Start from these weights (a safetensors state dict) instead of the initialisation.
+    pub weights: Option<PathBuf>,
+}
+
+/// Runs the configured training on the configured device, checkpointing at
+/// every epoch end.
 pub fn run(cfg: &TrainConfig) -> Result<Summary> {
+    run_with(cfg, &RunOptions { checkpoint_every: Some(0), ..Default::default() })
+}
+
+pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
     cfg.validate()?;
     match cfg.device()? {
-        Device::Cpu if cfg.dtype == Dtype::F64 => run_on(&Cpu::<f64>::new(), cfg),
-        Device::Cpu => run_on(&Cpu::<f32>::new(), cfg),
-        Device::Cuda(i) => run_on_cuda(i, cfg),
+        Device::Cpu if cfg.dtype == Dtype::F64 => run_on(&Cpu::<f64>::new(), cfg, opts),
+        Device::Cpu => run_on(&Cpu::<f32>::new(), cfg, opts),
+        Device::Cuda(i) => run_on_cuda(i, cfg, opts),
     }
 }
 
 #[cfg(not(feature = "cuda-backend"))]
-fn run_on_cuda(ordinal: usize, _cfg: &TrainConfig) -> Result<Summary> {
+fn run_on_cuda(ordinal: usize, _cfg: &TrainConfig, _opts: &RunOptions) -> Result<Summary> {
     Err(Error::CudaNotCompiled(ordinal))
 }
 
 #[cfg(feature = "cuda-backend")]
-fn run_on_cuda(ordinal: usize, cfg: &TrainConfig) -> Result<Summary> {
-    run_on(&crate::backend::cuda::Cuda::new(ordinal)?, cfg)
+fn run_on_cuda(ordinal: usize, cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
+    run_on(&crate::backend::cuda::Cuda::new(ordinal)?, cfg, opts)
 }
 
 /// Everything the step loop writes to: the log, the terminal, the summary.
@@ -106,23 +126,78 @@ impl Analysis<'_> {
     }
 }
 
-fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig) -> Result<Summary> {
-    let opts = LoadOptions { crop_resize: cfg.crop_resize, limit_train: cfg.limit_train, limit_test: None };
-    let split = data::load(&cfg.data, cfg.data_dir.as_deref(), &opts)?;
-    let mut trainer = Trainer::new(backend, cfg, split.train.dim(), split.train.classes)?;
+/// Writes the checkpoint of the run as it stands, when checkpoints are on.
+fn save_checkpoint<B: Backend>(
+    trainer: &Trainer<B>,
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    summary: &Summary,
+    window: &Window,
+    per_epoch: usize,
+    analysis: Option<&Analysis>,
+) -> Result<()> {
+    if opts.checkpoint_every.is_none() {
+        return Ok(());
+    }
+    let state = RunState {
+        iteration: summary.iterations,
+        batches_per_epoch: per_epoch,
+        window: window.clone(),
+        train_loss: summary.train_loss,
+        train_accuracy: summary.train_accuracy,
+        test_loss: summary.test_loss,
+        test_accuracy: summary.test_accuracy,
+        alerts: analysis.map(|a| a.analyzer.alerts_state()).unwrap_or_default(),
+    };
+    checkpoint::save(&cfg.out, trainer, cfg, &state)
+}
 
-    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::data(&cfg.out, format!("cannot create the run directory: {e}")))?;
-    let log = MetricsLog::create(&cfg.out)?;
-    let config_path = cfg.out.join("config.json");
-    let config_json = serde_json::to_string_pretty(&json!({ "train": cfg, "model": trainer.model().describe() }))
-        .map_err(|e| Error::data(&config_path, e.to_string()))?;
-    std::fs::write(&config_path, config_json + "\n").map_err(|e| Error::data(&config_path, e.to_string()))?;
+fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
+    let load = LoadOptions { crop_resize: cfg.crop_resize, limit_train: cfg.limit_train, limit_test: None };
+    let split = data::load(&cfg.data, cfg.data_dir.as_deref(), &load)?;
+    let mut trainer = Trainer::new(backend, cfg, &split.train.dims, split.train.classes)?;
+    if let Some(weights) = &opts.weights {
+        checkpoint::load_weights(weights, trainer.model_mut(), backend)?;
+    }
+    let resumed = match opts.resume {
+        true => Some(checkpoint::resume(&cfg.out, &mut trainer, cfg)?),
+        false => None,
+    };
 
     let batch_size = if cfg.optimizer == OptimizerKind::Gd { split.train.len() } else { cfg.batch_size };
     let loader = Loader::new(&split.train, batch_size, cfg.seed, true, false)?;
     let per_epoch = loader.batches_per_epoch();
     let total = cfg.iterations.unwrap_or(cfg.epochs.unwrap_or(1) * per_epoch);
     let epochs = total.div_ceil(per_epoch);
+    if let Some(state) = &resumed {
+        if state.batches_per_epoch != per_epoch {
+            let detail = format!("taken with {} batches per epoch, but the data now gives {per_epoch}", state.batches_per_epoch);
+            return Err(Error::data(checkpoint::checkpoint_path(&cfg.out), detail));
+        }
+        if state.iteration >= total {
+            let detail = format!("the run has done {} of its {total} iterations; ask for more to continue it", state.iteration);
+            return Err(Error::arg(if cfg.iterations.is_some() { "--iterations" } else { "--epochs" }, detail));
+        }
+    }
+
+    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::data(&cfg.out, format!("cannot create the run directory: {e}")))?;
+    let mut log = match resumed {
+        Some(_) => MetricsLog::append(&cfg.out)?,
+        None => MetricsLog::create(&cfg.out)?,
+    };
+    let config_path = cfg.out.join("config.json");
+    let mut config = json!({ "train": cfg, "model": trainer.model().describe() });
+    if let Some(weights) = &opts.weights {
+        config["weights"] = json!(weights);
+    }
+    let config_json = serde_json::to_string_pretty(&config).map_err(|e| Error::data(&config_path, e.to_string()))?;
+    // Atomic, as a resumed run replaces it (with its new length).
+    checkpoint::write_atomic(&config_path, (config_json + "\n").as_bytes())?;
+    let start_at = resumed.as_ref().map_or(0, |s| s.iteration);
+    if resumed.is_some() {
+        // Records after this one supersede those of iterations from here on.
+        log.write(&json!({ "kind": "resume", "iteration": start_at, "epoch": start_at / per_epoch, "iterations": total }))?;
+    }
     let mut analysis = match cfg.analysis.enabled() || !cfg.analysis.exact_at.is_empty() {
         true => Some(Analysis {
             analyzer: Analyzer::new(cfg.analysis.clone(), cfg.seed, Some(cfg.out.clone()))?,
@@ -131,8 +206,12 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig) -> Result<Summary> {
         }),
         false => None,
     };
+    if let (Some(a), Some(state)) = (analysis.as_mut(), &resumed) {
+        a.analyzer.restore_alerts(state.alerts.clone());
+    }
 
     let bar = ProgressBar::new(total as u64);
+    bar.set_position(start_at as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} it  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -142,22 +221,26 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig) -> Result<Summary> {
     let mut summary = Summary {
         model: trainer.model().describe(),
         data: split.train.name.clone(),
-        iterations: 0,
-        epochs: 0,
+        iterations: start_at,
+        epochs: start_at / per_epoch,
         diverged: false,
         diverged_at: None,
-        train_loss: None,
-        train_accuracy: None,
-        test_loss: None,
-        test_accuracy: None,
+        train_loss: resumed.as_ref().and_then(|s| s.train_loss),
+        train_accuracy: resumed.as_ref().and_then(|s| s.train_accuracy),
+        test_loss: resumed.as_ref().and_then(|s| s.test_loss),
+        test_accuracy: resumed.as_ref().and_then(|s| s.test_accuracy),
         seconds: 0.0,
         examples_per_second: 0.0,
         out: cfg.out.clone(),
     };
-    let (mut window_loss, mut window_correct, mut window_n, mut window_steps, mut seen) = (0.0, 0usize, 0usize, 0usize, 0usize);
-    'epochs: for epoch in 0..epochs {
+    let mut window = resumed.map(|s| s.window).unwrap_or_default();
+    let mut seen = 0usize;
+    let mut saved_at = Some(start_at).filter(|_| opts.resume);
+    'epochs: for epoch in start_at / per_epoch..epochs {
         let lr = cfg.schedule.lr(cfg.lr, epoch);
-        for batch in loader.epoch(epoch) {
+        // An epoch's order is a pure function of (seed, epoch): skip what the resumed run saw.
+        let done = if epoch == start_at / per_epoch { start_at % per_epoch } else { 0 };
+        for batch in loader.epoch(epoch).skip(done) {
             if summary.iterations == total {
                 break 'epochs;
             }
@@ -176,19 +259,29 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig) -> Result<Summary> {
                 )?;
                 break 'epochs;
             }
-            window_loss += stats.loss;
-            window_correct += stats.correct;
-            window_n += stats.examples;
-            window_steps += 1;
-            if summary.iterations % cfg.log_every == 0 || summary.iterations == total {
-                let (loss, acc) = (window_loss / window_steps as f64, window_correct as f64 / window_n as f64);
+            window.loss += stats.loss;
+            window.correct += stats.correct;
+            window.examples += stats.examples;
+            window.steps += 1;
+            let regular = summary.iterations % cfg.log_every == 0;
+            if regular || summary.iterations == total {
+                let (loss, acc) = (window.loss / window.steps as f64, window.correct as f64 / window.examples as f64);
                 let rate = seen as f64 / start.elapsed().as_secs_f64();
                 out.log.write(&json!({ "kind": "train", "iteration": summary.iterations, "epoch": epoch, "loss": loss, "accuracy": acc, "lr": lr, "examples_per_second": rate }))?;
                 out.bar.set_message(format!("epoch {} loss {loss:.4} acc {:.1}% {rate:.0} ex/s", epoch + 1, 100.0 * acc));
                 (summary.train_loss, summary.train_accuracy) = (Some(loss), Some(acc));
-                (window_loss, window_correct, window_n, window_steps) = (0.0, 0, 0, 0);
+                // The end-of-run record keeps its window, so a run resumed and
+                // extended from here logs what an uninterrupted one would.
+                if regular {
+                    window = Window::default();
+                }
             }
             out.bar.inc(1);
+            // An epoch's last step is checkpointed after its evaluation, below.
+            if opts.checkpoint_every.is_some_and(|n| n > 0 && summary.iterations % n == 0) && summary.iterations % per_epoch != 0 {
+                save_checkpoint(&trainer, cfg, opts, &summary, &window, per_epoch, analysis.as_ref())?;
+                saved_at = Some(summary.iterations);
+            }
         }
         summary.epochs = epoch + 1;
         let eval = trainer.evaluate(&split.test, 1000)?;
@@ -202,6 +295,12 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig) -> Result<Summary> {
             eval.loss,
             100.0 * eval.accuracy
         ));
+        save_checkpoint(&trainer, cfg, opts, &summary, &window, per_epoch, analysis.as_ref())?;
+        saved_at = Some(summary.iterations);
+    }
+    // A run ending mid-epoch; before the final analysis, which a resumed run repeats.
+    if !summary.diverged && saved_at != Some(summary.iterations) {
+        save_checkpoint(&trainer, cfg, opts, &summary, &window, per_epoch, analysis.as_ref())?;
     }
     // The state after the last update has no step of its own to ride on.
     if let Some(a) = analysis.as_mut().filter(|a| !summary.diverged && a.due(summary.iterations)) {

@@ -5,8 +5,8 @@ use super::config::{OptimizerKind, TrainConfig};
 use crate::autograd::{Gradients, Tape};
 use crate::backend::Backend;
 use crate::data::{Batch, Dataset};
-use crate::error::Result;
-use crate::models::{Mlp, MlpConfig, Model};
+use crate::error::{Error, Result};
+use crate::models::{Family, Mlp, MlpConfig, Model, ResNet, ResNetConfig, Variant};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::tensor::Tensor;
 
@@ -42,10 +42,14 @@ pub struct Trainer<B: Backend> {
 }
 
 impl<B: Backend> Trainer<B> {
-    pub fn new(backend: &B, cfg: &TrainConfig, inputs: usize, classes: usize) -> Result<Self> {
+    /// A trainer for examples of shape `dims` (e.g. `[3, 32, 32]`) in `classes` classes.
+    pub fn new(backend: &B, cfg: &TrainConfig, dims: &[usize], classes: usize) -> Result<Self> {
         cfg.validate()?;
-        let mlp = MlpConfig { inputs, depth: cfg.depth, width: cfg.width, classes, bn: cfg.bn, init: cfg.init, bn_momentum: 0.1 };
-        let mut model: Box<dyn Model<B>> = Box::new(Mlp::new(backend, mlp, cfg.seed)?);
+        let mut model = build_model(backend, cfg, dims, classes)?;
+        let layers = model.store().layers();
+        if let Some(&bad) = cfg.freeze.iter().find(|&&l| l > layers) {
+            return Err(Error::arg("--freeze", format!("layer {bad} does not exist; {} has layers 1..={layers}", model.describe())));
+        }
         model.store_mut().freeze_layers(&cfg.freeze);
         let optimizer: Box<dyn Optimizer<B>> = match cfg.optimizer {
             OptimizerKind::Sgd | OptimizerKind::Gd => Box::new(Sgd::new(backend, cfg.momentum, cfg.weight_decay, cfg.nesterov)),
@@ -64,6 +68,15 @@ impl<B: Backend> Trainer<B> {
 
     pub fn backend(&self) -> &B {
         &self.backend
+    }
+
+    pub fn optimizer(&self) -> &dyn Optimizer<B> {
+        self.optimizer.as_ref()
+    }
+
+    /// Both halves at once, for restoring optimiser state keyed by the model's parameters.
+    pub fn model_and_optimizer_mut(&mut self) -> (&mut dyn Model<B>, &mut dyn Optimizer<B>) {
+        (self.model.as_mut(), self.optimizer.as_mut())
     }
 
     /// Forward (training mode) and backward on a batch, without updating:
@@ -127,6 +140,33 @@ impl<B: Backend> Trainer<B> {
         let n = data.len().max(1) as f64;
         Ok(EvalStats { loss: loss / n, accuracy: correct as f64 / n })
     }
+}
+
+/// The model `cfg` names, for examples of shape `dims`.
+fn build_model<B: Backend>(backend: &B, cfg: &TrainConfig, dims: &[usize], classes: usize) -> Result<Box<dyn Model<B>>> {
+    let Some(variant) = Variant::from_name(&cfg.model) else {
+        let inputs = dims.iter().product();
+        let mlp = MlpConfig { inputs, depth: cfg.depth, width: cfg.width, classes, bn: cfg.bn, init: cfg.init, bn_momentum: 0.1 };
+        return Ok(Box::new(Mlp::new(backend, mlp, cfg.seed)?));
+    };
+    let &[in_channels, _, _] = dims else {
+        return Err(Error::arg("--model", format!("{} needs images [C, H, W]; the data has examples of shape {dims:?}", cfg.model)));
+    };
+    let a = &cfg.arch;
+    let family = a.family.unwrap_or(if cfg.data == "imagenet" { Family::Imagenet } else { Family::Cifar });
+    let config = ResNetConfig {
+        variant,
+        family,
+        depth: cfg.depth,
+        classes,
+        in_channels,
+        shortcut: a.shortcut,
+        tau: a.tau,
+        lastbn_gamma: a.lastbn_gamma,
+        dropout: a.dropout,
+        bn_momentum: 0.1,
+    };
+    Ok(Box::new(ResNet::new(backend, config, cfg.seed)?))
 }
 
 /// Rows of `logits` whose arg-max is the label.

@@ -3,8 +3,6 @@
 //! only when a source is newer), and a launch calls the kernel once per
 //! emulated CUDA thread through a trampoline.
 
-pub mod reference;
-
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,7 +61,7 @@ impl Module {
     }
 }
 
-const MODULES: [&str; 7] = ["elementwise", "channel", "softmax", "update", "covariance", "reduce", "im2col"];
+const MODULES: [&str; 8] = ["elementwise", "channel", "softmax", "update", "covariance", "reduce", "im2col", "pool"];
 
 /// The emulated build of kernels/`name`.cu.
 pub fn module(name: &str) -> &'static Module {

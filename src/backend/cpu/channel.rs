@@ -147,3 +147,25 @@ pub fn batch_norm_backward<T: Scalar>(
     let dx = channel_affine(dy, &cast(&dy_scale), &cast(&shift), Some((x, &cast(&x_scale))), s);
     (dx, cast(&dgamma), cast(&dbeta))
 }
+
+/// `[outer, C, inner]` → `[outer, before + C + after, inner]`, the new channels zero.
+pub fn pad_channels<T: Scalar>(x: &[T], s: ChannelShape, before: usize, after: usize) -> Vec<T> {
+    let wide = (before + s.channels + after) * s.inner;
+    let mut y = vec![T::ZERO; s.outer * wide];
+    let block = s.channels * s.inner;
+    if block > 0 {
+        y.par_chunks_mut(wide).zip(x.par_chunks(block)).for_each(|(y, x)| y[before * s.inner..][..block].copy_from_slice(x));
+    }
+    y
+}
+
+/// Channels `start..start + len` of `[outer, C, inner]`: the adjoint of [`pad_channels`].
+pub fn narrow_channels<T: Scalar>(x: &[T], s: ChannelShape, start: usize, len: usize) -> Vec<T> {
+    let block = len * s.inner;
+    let mut y = vec![T::ZERO; s.outer * block];
+    if block > 0 {
+        let wide = s.channels * s.inner;
+        y.par_chunks_mut(block).zip(x.par_chunks(wide)).for_each(|(y, x)| y.copy_from_slice(&x[start * s.inner..][..block]));
+    }
+    y
+}

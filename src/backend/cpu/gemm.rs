@@ -19,7 +19,15 @@ fn check<T>(a: &[T], b: &[T], c_len: usize, g: &Gemm) -> Result<()> {
 pub fn gemm<T: Scalar>(a: &[T], b: &[T], c: &mut [T], g: Gemm) -> Result<()> {
     check(a, b, c.len(), &g)?;
     // SAFETY: `check` bounds every index; `c` is exclusively borrowed.
-    unsafe { raw(a, b, c.as_mut_ptr(), g) };
+    unsafe { raw(a, b, c.as_mut_ptr(), g, true) };
+    Ok(())
+}
+
+/// [`gemm`] on the calling thread, for callers that already run one product per core.
+pub fn gemm_on_thread<T: Scalar>(a: &[T], b: &[T], c: &mut [T], g: Gemm) -> Result<()> {
+    check(a, b, c.len(), &g)?;
+    // SAFETY: as in `gemm`.
+    unsafe { raw(a, b, c.as_mut_ptr(), g, false) };
     Ok(())
 }
 
@@ -34,7 +42,7 @@ pub fn matmul<T: Scalar>(a: &[T], b: &[T], g: Gemm) -> Result<Vec<T>> {
     // SAFETY: with beta = 0 the destination is write-only (`read_dst` false)
     // and a product with k > 0 writes all m·n elements.
     unsafe {
-        raw(a, b, c.as_mut_ptr(), g);
+        raw(a, b, c.as_mut_ptr(), g, true);
         c.set_len(g.m * g.n);
     }
     Ok(c)
@@ -43,7 +51,7 @@ pub fn matmul<T: Scalar>(a: &[T], b: &[T], g: Gemm) -> Result<Vec<T>> {
 /// # Safety
 /// `a`, `b` must hold m·k and k·n elements and `c` must point to m·n writable
 /// elements not aliasing them; `c` is read only when `beta != 0`.
-unsafe fn raw<T: Scalar>(a: &[T], b: &[T], c: *mut T, g: Gemm) {
+unsafe fn raw<T: Scalar>(a: &[T], b: &[T], c: *mut T, g: Gemm, may_parallelize: bool) {
     let Gemm { m, n, k, trans_a, trans_b, alpha, beta } = g;
     if m == 0 || n == 0 {
         return;
@@ -51,7 +59,7 @@ unsafe fn raw<T: Scalar>(a: &[T], b: &[T], c: *mut T, g: Gemm) {
     // Strides of op(A) (m×k) and op(B) (k×n) over row-major storage.
     let (a_rs, a_cs) = if trans_a { (1, m as isize) } else { (k as isize, 1) };
     let (b_rs, b_cs) = if trans_b { (1, k as isize) } else { (n as isize, 1) };
-    let threads = if m * n * k >= PARALLEL_FLOPS { rayon::current_num_threads() } else { 1 };
+    let threads = if may_parallelize && m * n * k >= PARALLEL_FLOPS { rayon::current_num_threads() } else { 1 };
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // The crate's convention: dst = alpha·dst + beta·lhs·rhs.
     gemm::gemm(
@@ -78,16 +86,18 @@ unsafe fn raw<T: Scalar>(a: &[T], b: &[T], c: *mut T, g: Gemm) {
 }
 
 /// A column block pair of `acc += alpha·XᵀX`: rows `rows_of` and columns
-/// `cols_of` of the `d×d` row-major result, from a row-major `n×d` X, on the
-/// calling thread.
+/// `cols_of` of the `d×d` row-major result, from an `n×d` X whose element
+/// `(p, i)` sits at `p·rs + i·cs`, on the calling thread.
 ///
 /// # Safety
-/// `acc` must point to `d·d` elements; no other thread may touch the block.
+/// `acc` must point to `d·d` elements; no other thread may touch the block;
+/// `x` must hold every element the strides address.
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn gram_block<T: Scalar>(
     acc: *mut T,
     x: &[T],
-    n: usize,
-    d: usize,
+    (n, d): (usize, usize),
+    (rs, cs): (usize, usize),
     rows_of: std::ops::Range<usize>,
     cols_of: std::ops::Range<usize>,
     alpha: f64,
@@ -97,6 +107,7 @@ pub unsafe fn gram_block<T: Scalar>(
         return;
     }
     let dst = acc.add(rows_of.start * d + cols_of.start);
+    let (rs, cs) = (rs as isize, cs as isize);
     // lhs = X[:, rows_of]ᵀ (m×n), rhs = X[:, cols_of] (n×w).
     gemm::gemm(
         m,
@@ -106,12 +117,12 @@ pub unsafe fn gram_block<T: Scalar>(
         1,
         d as isize,
         true,
-        x.as_ptr().add(rows_of.start),
-        d as isize,
-        1,
-        x.as_ptr().add(cols_of.start),
-        1,
-        d as isize,
+        x.as_ptr().add(rows_of.start * cs as usize),
+        rs,
+        cs,
+        x.as_ptr().add(cols_of.start * cs as usize),
+        cs,
+        rs,
         T::ONE,
         T::from_f64(alpha),
         false,

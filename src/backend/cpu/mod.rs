@@ -3,13 +3,15 @@
 //! code paths in double precision for gradient checks.
 
 mod channel;
+mod conv;
 pub mod gemm;
 pub mod parallel;
+mod pool;
 mod softmax;
 mod spectral;
 mod update;
 
-use super::{AdamHyper, Backend, BatchStats, ChannelShape, Device, Gemm, SgdHyper};
+use super::{AdamHyper, Backend, BatchStats, ChannelShape, Device, Gemm, SgdHyper, Window};
 use crate::error::{Error, Result};
 use crate::rng;
 use crate::scalar::Scalar;
@@ -175,6 +177,47 @@ impl<T: Scalar> Backend for Cpu<T> {
         Ok(channel::batch_norm_backward(dy, x, gamma, mean, inv_std, s))
     }
 
+    fn pad_channels(&self, x: &Vec<T>, s: ChannelShape, before: usize, after: usize) -> Result<Vec<T>> {
+        check_channels("pad_channels", x, s, &[])?;
+        Ok(channel::pad_channels(x, s, before, after))
+    }
+
+    fn narrow_channels(&self, x: &Vec<T>, s: ChannelShape, start: usize, len: usize) -> Result<Vec<T>> {
+        check_channels("narrow_channels", x, s, &[])?;
+        if start + len > s.channels {
+            return Err(Error::shape("narrow_channels", format!("channels {start}..{} of {}", start + len, s.channels)));
+        }
+        Ok(channel::narrow_channels(x, s, start, len))
+    }
+
+    fn conv2d(&self, x: &Vec<T>, w: &Vec<T>, g: Window, c_out: usize) -> Result<Vec<T>> {
+        conv::conv2d(x, w, g, c_out)
+    }
+
+    fn conv2d_backward_data(&self, dy: &Vec<T>, w: &Vec<T>, g: Window, c_out: usize) -> Result<Vec<T>> {
+        conv::conv2d_backward_data(dy, w, g, c_out)
+    }
+
+    fn conv2d_backward_filter(&self, dy: &Vec<T>, x: &Vec<T>, g: Window, c_out: usize) -> Result<Vec<T>> {
+        conv::conv2d_backward_filter(dy, x, g, c_out)
+    }
+
+    fn max_pool2d(&self, x: &Vec<T>, g: Window) -> Result<Vec<T>> {
+        pool::max_pool2d(x, g)
+    }
+
+    fn max_pool2d_backward(&self, dy: &Vec<T>, x: &Vec<T>, y: &Vec<T>, g: Window) -> Result<Vec<T>> {
+        pool::max_pool2d_backward(dy, x, y, g)
+    }
+
+    fn avg_pool2d(&self, x: &Vec<T>, g: Window) -> Result<Vec<T>> {
+        pool::avg_pool2d(x, g)
+    }
+
+    fn avg_pool2d_backward(&self, dy: &Vec<T>, g: Window) -> Result<Vec<T>> {
+        pool::avg_pool2d_backward(dy, g)
+    }
+
     fn sum(&self, x: &Vec<T>) -> Result<f64> {
         Ok(parallel::sum_chunks(x.len(), |r| x[r].iter().map(|v| v.to_f64()).sum()))
     }
@@ -199,6 +242,10 @@ impl<T: Scalar> Backend for Cpu<T> {
 
     fn gram_lower(&self, acc: &mut Vec<T>, x: &Vec<T>, rows: usize, cols: usize, alpha: f64) -> Result<()> {
         spectral::gram_lower(acc, x, rows, cols, alpha)
+    }
+
+    fn gram_lower_patches(&self, acc: &mut Vec<T>, x: &Vec<T>, g: Window, alpha: f64) -> Result<()> {
+        conv::gram_lower_patches(acc, x, g, alpha)
     }
 
     fn eigvalsh(&self, mats: &[(&Vec<T>, usize)]) -> Result<Vec<Vec<f64>>> {

@@ -19,6 +19,14 @@ pub fn gram_lower<T: Scalar>(acc: &mut [T], x: &[T], rows: usize, cols: usize, a
     if acc.len() != cols * cols || x.len() != rows * cols {
         return Err(Error::shape("gram_lower", format!("{rows}×{cols} input, accumulator of {}", acc.len())));
     }
+    gram_lower_strided(acc, x, (rows, cols), (cols, 1), alpha);
+    Ok(())
+}
+
+/// [`gram_lower`] of an X whose element `(p, i)` sits at `p·rs + i·cs`
+/// (`(1, ld)` reads a `cols × ld` row-major buffer as its transpose).
+/// The caller checks that `acc` holds `cols²` elements and `x` every addressed one.
+pub(super) fn gram_lower_strided<T: Scalar>(acc: &mut [T], x: &[T], (rows, cols): (usize, usize), strides: (usize, usize), alpha: f64) {
     let blocks = cols.div_ceil(GRAM_BLOCK);
     let pairs: Vec<(usize, usize)> = (0..blocks).flat_map(|i| (0..=i).map(move |j| (i, j))).collect();
     let span = |b: usize| b * GRAM_BLOCK..((b + 1) * GRAM_BLOCK).min(cols);
@@ -26,9 +34,8 @@ pub fn gram_lower<T: Scalar>(acc: &mut [T], x: &[T], rows: usize, cols: usize, a
     let dst = &dst;
     pairs.par_iter().for_each(|&(i, j)| {
         // SAFETY: `acc` holds cols² elements and block (i, j) is written by this task alone.
-        unsafe { super::gemm::gram_block(dst.0, x, rows, cols, span(i), span(j), alpha) }
+        unsafe { super::gemm::gram_block(dst.0, x, (rows, cols), strides, span(i), span(j), alpha) }
     });
-    Ok(())
 }
 
 /// Descending eigenvalues of one matrix held as a row-major lower triangle.

@@ -43,10 +43,38 @@ pub fn col_major(g: &Gemm) -> Result<ColMajorGemm> {
     })
 }
 
-/// Strides between consecutive matrices of a strided-batched call of `g`
-/// over contiguous row-major batches: (first = B, second = A, C).
-pub fn batch_strides(g: &Gemm) -> (i64, i64, i64) {
-    ((g.k * g.n) as i64, (g.m * g.k) as i64, (g.m * g.n) as i64)
+/// A strided-batched product: `count` products of one shape, product i
+/// reading A at element `i·stride_a` (likewise B and C). A stride of 0 shares
+/// one matrix across the batch (a conv's filter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batch {
+    pub count: usize,
+    pub stride_a: usize,
+    pub stride_b: usize,
+    pub stride_c: usize,
+}
+
+impl Batch {
+    /// Every operand stored batch after batch.
+    pub fn contiguous(g: &Gemm, count: usize) -> Self {
+        Batch { count, stride_a: g.m * g.k, stride_b: g.k * g.n, stride_c: g.m * g.n }
+    }
+
+    /// The elements A, B and C span.
+    pub fn lens(&self, g: &Gemm) -> (usize, usize, usize) {
+        let span = |stride: usize, size: usize| if self.count == 0 { 0 } else { (self.count - 1) * stride + size };
+        (span(self.stride_a, g.m * g.k), span(self.stride_b, g.k * g.n), span(self.stride_c, g.m * g.n))
+    }
+}
+
+/// cuBLAS's strides of `batch` (first = B, second = A, C, as [`col_major`]
+/// swaps the operands); an error when the products would write over each other.
+pub fn col_major_strides(g: &Gemm, batch: &Batch) -> Result<(i64, i64, i64)> {
+    if batch.count > 1 && batch.stride_c < g.m * g.n {
+        return Err(Error::shape("gemm_strided_batched", format!("C stride {} overlaps {}×{} products", batch.stride_c, g.m, g.n)));
+    }
+    let long = |v: usize| i64::try_from(v).map_err(|_| Error::shape("gemm_strided_batched", format!("stride {v} exceeds 64 bits")));
+    Ok((long(batch.stride_b)?, long(batch.stride_a)?, long(batch.stride_c)?))
 }
 
 #[cfg(feature = "cuda-backend")]
@@ -57,7 +85,7 @@ mod device {
     use super::*;
     use cudarc::cublas::sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
     use cudarc::cublas::{CudaBlas, Gemm as _, GemmConfig, StridedBatchedConfig};
-    use cudarc::driver::CudaSlice;
+    use cudarc::driver::{DevicePtr, DevicePtrMut};
 
     fn config(g: &Gemm) -> Result<GemmConfig<f32>> {
         let c = col_major(g)?;
@@ -80,8 +108,18 @@ mod device {
         Error::Backend(format!("cuBLAS SGEMM: {e:?}"))
     }
 
-    /// Row-major `C = alpha·op(A)·op(B) + beta·C`; the caller has checked lengths.
-    pub fn gemm(blas: &CudaBlas, a: &CudaSlice<f32>, b: &CudaSlice<f32>, c: &mut CudaSlice<f32>, g: &Gemm) -> Result<()> {
+    /// Row-major `C = alpha·op(A)·op(B) + beta·C`.
+    pub fn gemm<A: DevicePtr<f32>, B: DevicePtr<f32>, C: DevicePtrMut<f32>>(
+        blas: &CudaBlas,
+        a: &A,
+        b: &B,
+        c: &mut C,
+        g: &Gemm,
+    ) -> Result<()> {
+        if a.len() != g.m * g.k || b.len() != g.k * g.n || c.len() != g.m * g.n {
+            let (m, n, k) = (g.m, g.n, g.k);
+            return Err(Error::shape("gemm", format!("m={m} n={n} k={k} but |A|={} |B|={} |C|={}", a.len(), b.len(), c.len())));
+        }
         if g.m == 0 || g.n == 0 {
             return Ok(());
         }
@@ -91,26 +129,51 @@ mod device {
         unsafe { blas.gemm(cfg, b, a, c) }.map_err(blas_err)
     }
 
-    /// `batch` independent row-major products over contiguous batches.
-    pub fn gemm_strided_batched(
+    /// `batch.count` row-major products, operands placed by the batch's strides.
+    pub fn gemm_strided_batched<A: DevicePtr<f32>, B: DevicePtr<f32>, C: DevicePtrMut<f32>>(
         blas: &CudaBlas,
-        a: &CudaSlice<f32>,
-        b: &CudaSlice<f32>,
-        c: &mut CudaSlice<f32>,
+        a: &A,
+        b: &B,
+        c: &mut C,
         g: &Gemm,
-        batch: usize,
+        batch: &Batch,
     ) -> Result<()> {
-        if g.m == 0 || g.n == 0 || batch == 0 {
+        if (a.len(), b.len(), c.len()) != batch.lens(g) {
+            return Err(Error::shape(
+                "gemm_strided_batched",
+                format!("{batch:?} of {g:?} with |A|={} |B|={} |C|={}", a.len(), b.len(), c.len()),
+            ));
+        }
+        if g.m == 0 || g.n == 0 || batch.count == 0 {
             return Ok(());
         }
-        if a.len() != batch * g.m * g.k || b.len() != batch * g.k * g.n || c.len() != batch * g.m * g.n {
-            return Err(Error::shape("gemm_strided_batched", format!("{batch} batches of {g:?}")));
-        }
-        let (stride_b, stride_a, stride_c) = batch_strides(g);
-        let cfg =
-            StridedBatchedConfig { gemm: config(g)?, batch_size: int("gemm", batch)?, stride_a: stride_b, stride_b: stride_a, stride_c };
-        // SAFETY: as `gemm`, with every batch inside the checked lengths.
+        let (stride_a, stride_b, stride_c) = col_major_strides(g, batch)?;
+        let cfg = StridedBatchedConfig { gemm: config(g)?, batch_size: int("gemm", batch.count)?, stride_a, stride_b, stride_c };
+        // SAFETY: as `gemm`, with every product inside the checked spans.
         unsafe { blas.gemm_strided_batched(cfg, b, a, c) }.map_err(blas_err)
+    }
+}
+
+/// Executes the cuBLAS calls [`col_major`] and [`col_major_strides`] derive,
+/// literally, with column-major BLAS semantics: what cuBLAS would compute.
+#[cfg(test)]
+pub(crate) fn batched_reference(g: &Gemm, batch: &Batch, a: &[f64], b: &[f64], c: &mut [f64]) {
+    let call = col_major(g).unwrap();
+    let (sf, ss, sc) = col_major_strides(g, batch).unwrap();
+    let (m, n, k) = (call.m as usize, call.n as usize, call.k as usize);
+    let (ldf, lds, ldc) = (call.ld_first as usize, call.ld_second as usize, call.ldc as usize);
+    for i in 0..batch.count {
+        let (first, second) = (&b[i * sf as usize..], &a[i * ss as usize..]);
+        let out = &mut c[i * sc as usize..];
+        let at = |r: usize, p: usize| if call.trans_first { first[p + r * ldf] } else { first[r + p * ldf] };
+        let bt = |p: usize, j: usize| if call.trans_second { second[j + p * lds] } else { second[p + j * lds] };
+        for j in 0..n {
+            for r in 0..m {
+                let acc: f64 = (0..k).map(|p| at(r, p) * bt(p, j)).sum();
+                let o = &mut out[r + j * ldc];
+                *o = g.alpha * acc + g.beta * *o;
+            }
+        }
     }
 }
 
@@ -119,22 +182,6 @@ mod tests {
     use super::*;
     use crate::backend::cpu::gemm::gemm_reference;
     use crate::rng::Rng;
-
-    /// Column-major BLAS semantics, executed literally: what cuBLAS would do
-    /// with these arguments.
-    fn col_major_reference(c: &ColMajorGemm, first: &[f64], second: &[f64], out: &mut [f64], alpha: f64, beta: f64) {
-        let (m, n, k) = (c.m as usize, c.n as usize, c.k as usize);
-        let at = |i: usize, p: usize| if c.trans_first { first[p + i * c.ld_first as usize] } else { first[i + p * c.ld_first as usize] };
-        let bt =
-            |p: usize, j: usize| if c.trans_second { second[j + p * c.ld_second as usize] } else { second[p + j * c.ld_second as usize] };
-        for j in 0..n {
-            for i in 0..m {
-                let acc: f64 = (0..k).map(|p| at(i, p) * bt(p, j)).sum();
-                let o = &mut out[i + j * c.ldc as usize];
-                *o = alpha * acc + beta * *o;
-            }
-        }
-    }
 
     #[test]
     fn derived_column_major_calls_compute_the_row_major_product_for_every_transpose() {
@@ -148,11 +195,10 @@ mod tests {
                     let c0: Vec<f64> = (0..m * n).map(|_| r.normal()).collect();
                     let mut want = c0.clone();
                     gemm_reference(&a, &b, &mut want, g);
-                    let call = col_major(&g).unwrap();
                     let mut got = c0.clone();
-                    col_major_reference(&call, &b, &a, &mut got, g.alpha, g.beta);
+                    batched_reference(&g, &Batch::contiguous(&g, 1), &a, &b, &mut got);
                     for (x, y) in got.iter().zip(&want) {
-                        assert!((x - y).abs() < 1e-12, "{m}x{n}x{k} ta={ta} tb={tb}: {call:?}");
+                        assert!((x - y).abs() < 1e-12, "{m}x{n}x{k} ta={ta} tb={tb}: {:?}", col_major(&g));
                     }
                 }
             }
@@ -160,22 +206,28 @@ mod tests {
     }
 
     #[test]
-    fn strided_batches_follow_the_swapped_operands() {
-        let g = Gemm::new(3, 4, 5, false, true);
-        assert_eq!(batch_strides(&g), (20, 15, 12));
+    fn strided_batches_follow_the_swapped_operands_and_share_a_zero_stride_operand() {
+        let g = Gemm { beta: 0.5, ..Gemm::new(3, 4, 5, false, true) };
+        let batch = Batch::contiguous(&g, 3);
+        assert_eq!(col_major_strides(&g, &batch).unwrap(), (20, 15, 12));
         let mut r = Rng::new(2, 0);
-        let batch = 3;
-        let a: Vec<f64> = (0..batch * 15).map(|_| r.normal()).collect();
-        let b: Vec<f64> = (0..batch * 20).map(|_| r.normal()).collect();
-        let call = col_major(&g).unwrap();
-        let (sb, sa, sc) = batch_strides(&g);
-        for i in 0..batch {
-            let (a, b) = (&a[i * sa as usize..][..15], &b[i * sb as usize..][..20]);
-            let (mut want, mut got) = (vec![0.0; sc as usize], vec![0.0; sc as usize]);
-            gemm_reference(a, b, &mut want, g);
-            col_major_reference(&call, b, a, &mut got, 1.0, 0.0);
-            assert!(got.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-12));
+        let mut normal = |n: usize| -> Vec<f64> { (0..n).map(|_| r.normal()).collect() };
+        for shared_a in [false, true] {
+            let batch = Batch { stride_a: if shared_a { 0 } else { 15 }, ..batch };
+            let (la, lb, lc) = batch.lens(&g);
+            assert_eq!((la, lb, lc), (if shared_a { 15 } else { 45 }, 60, 36));
+            let (a, b, c0) = (normal(la), normal(lb), normal(lc));
+            let mut got = c0.clone();
+            batched_reference(&g, &batch, &a, &b, &mut got);
+            for i in 0..3 {
+                let a = &a[i * batch.stride_a..][..15];
+                let mut want = c0[i * 12..][..12].to_vec();
+                gemm_reference(a, &b[i * 20..][..20], &mut want, g);
+                assert!(got[i * 12..][..12].iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-12), "product {i}, shared A: {shared_a}");
+            }
         }
+        assert!(col_major_strides(&g, &Batch { stride_c: 0, ..batch }).unwrap_err().to_string().contains("overlaps"));
+        assert_eq!(Batch { count: 0, ..batch }.lens(&g), (0, 0, 0));
     }
 
     #[test]

@@ -1,87 +1,288 @@
-//! Conv-layer ops of the CUDA backend that the Backend trait does not have
-//! yet (conv nets arrive with a later issue): the patch Gram Σx of a conv
-//! layer's input read straight from its NCHW activation, and im2col/col2im.
-//! Their CPU twin is the explicit-patch reference in tests/emulated/reference.rs.
+//! Convolution on the CUDA backend, as the CPU does it (src/backend/cpu/conv.rs):
+//! per image, the patch matrix `c·kh·kw × oh·ow` (kernels/im2col.cu) times the
+//! filter `[c_out, c·kh·kw]` with cuBLAS, a chunk of images per strided-batched
+//! SGEMM that shares the filter (batch stride 0); backward-data is the
+//! transposed product folded back by col2im, backward-filter a GEMM per image
+//! accumulating into `dw`. A pointwise window skips the unfolding. With the
+//! `cudnn` feature cuDNN runs the three instead (src/backend/cuda/dnn.rs), and
+//! this path remains for shapes where no cuDNN algorithm fits its workspace cap.
+//! Also the conv layer's Σx, read straight from the NCHW activation.
+//!
+//! The GEMM derivations are pure functions, executed on the CPU by the tests.
 
-use super::launch::{self, conv_out};
-use super::{Cuda, CudaBuf};
-use crate::error::{Error, Result};
-use cudarc::driver::PushKernelArg;
+use super::blas::Batch;
+use crate::backend::{Gemm, Window};
 
-/// A kh×kw window with stride and zero padding over an N×C×H×W activation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Window {
-    pub n: usize,
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: usize,
-    pub pad: usize,
+/// Patch-matrix values unfolded at once (128 MiB of f32), so a large batch
+/// needs a bounded im2col scratch.
+pub const COLS_BUDGET: usize = 1 << 25;
+
+/// Images per chunk: the whole batch when the window is pointwise (the input
+/// is its own patch matrix), else as many as `budget` values of patches hold,
+/// at least one.
+pub fn images_per_chunk(g: &Window, budget: usize) -> usize {
+    if g.is_pointwise() {
+        return g.n.max(1);
+    }
+    (budget / (g.patch_len() * g.out_area()).max(1)).clamp(1, g.n.max(1))
 }
 
-impl Window {
-    fn out(&self, op: &'static str) -> Result<(usize, usize)> {
-        conv_out(self.h, self.w, self.kh, self.kw, self.stride, self.pad).ok_or_else(|| Error::shape(op, format!("{self:?} has no output")))
-    }
-    /// Patch rows (image, oy, ox) and columns (channel, ky, kx).
-    pub fn patch_shape(&self) -> Option<(usize, usize)> {
-        let (oh, ow) = conv_out(self.h, self.w, self.kh, self.kw, self.stride, self.pad)?;
-        Some((self.n * oh * ow, self.c * self.kh * self.kw))
+/// The cuBLAS work for `count` images, per image `cols` `K×area`, `y`/`dy`
+/// `c_out×area` and the filter `W` `c_out×K` (K = c·kh·kw).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvGemms {
+    /// `y_i = W·cols_i`: A = W shared, B = cols, C = y.
+    pub forward: (Gemm, Batch),
+    /// `dcols_i = Wᵀ·dy_i`: A = W shared, B = dy, C = dcols.
+    pub data: (Gemm, Batch),
+    /// `dW += dy_i·cols_iᵀ`, one call per image.
+    pub filter: Gemm,
+}
+
+pub fn conv_gemms(g: &Window, c_out: usize, count: usize) -> ConvGemms {
+    let (area, k) = (g.out_area(), g.patch_len());
+    ConvGemms {
+        forward: (Gemm::new(c_out, area, k, false, false), Batch { count, stride_a: 0, stride_b: k * area, stride_c: c_out * area }),
+        data: (Gemm::new(k, area, c_out, true, false), Batch { count, stride_a: 0, stride_b: c_out * area, stride_c: k * area }),
+        filter: Gemm { beta: 1.0, ..Gemm::new(c_out, k, area, false, true) },
     }
 }
 
-impl Cuda {
-    /// `acc[K×K] += alpha·PᵀP` (lower triangle) for the patch matrix P of `x`
-    /// under window `g`, K = C·kh·kw, without materialising P. A 1×1 window
-    /// is Σ∇h of an NCHW output gradient.
-    pub fn gram_lower_patches(&self, acc: &mut CudaBuf, x: &CudaBuf, g: Window, alpha: f64) -> Result<()> {
-        let (oh, ow) = g.out("gram_lower_patches")?;
-        let (rows, cols) = (g.n * oh * ow, g.c * g.kh * g.kw);
-        if x.slice().len() != g.n * g.c * g.h * g.w || acc.slice().len() != cols * cols {
-            return Err(Error::shape(
-                "gram_lower_patches",
-                format!("{g:?}: input of {}, accumulator of {}", x.slice().len(), acc.slice().len()),
-            ));
+#[cfg(feature = "cuda-backend")]
+mod device {
+    use super::super::{blas, launch, Cuda, CudaBuf};
+    use super::*;
+    use crate::backend::checks::conv as check;
+    use crate::error::{Error, Result};
+    use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, PushKernelArg};
+
+    impl Cuda {
+        /// The im2col scratch of one chunk (empty for a pointwise window).
+        fn cols_scratch(&self, g: &Window, chunk: usize) -> Result<CudaSlice<f32>> {
+            self.alloc::<f32>(if g.is_pointwise() { 0 } else { chunk * g.patch_len() * g.out_area() })
         }
-        if rows == 0 || cols == 0 {
-            return Ok(());
+
+        /// `count` images of `x` unfolded into `cols`.
+        fn im2col(&self, x: &CudaView<f32>, g: &Window, count: usize, cols: &mut CudaViewMut<f32>) -> Result<()> {
+            let (oh, ow) = g.out("im2col")?;
+            let Window { c, h, w, kh, kw, stride, pad, .. } = *g;
+            let total = cols.len();
+            launch!(self, "im2col", launch::elementwise(total), [x, &count, &c, &h, &w, &kh, &kw, &stride, &pad, &oh, &ow, cols])
         }
-        let geometry = launch::gram(rows, cols, self.info().multiprocessors);
-        let alpha = alpha as f32;
-        let Window { n, c, h, w, kh, kw, stride, pad } = g;
-        let acc = self.make_mut(acc)?;
-        launch!(self, "gram_lower_patches", geometry, [acc, x.slice(), &n, &c, &h, &w, &kh, &kw, &stride, &pad, &oh, &ow, &alpha])
+
+        /// `cols` of `count` images folded back onto `x` (the adjoint of im2col).
+        fn col2im(&self, cols: &CudaView<f32>, g: &Window, count: usize, x: &mut CudaViewMut<f32>) -> Result<()> {
+            let (oh, ow) = g.out("col2im")?;
+            let Window { c, h, w, kh, kw, stride, pad, .. } = *g;
+            let total = x.len();
+            launch!(self, "col2im", launch::elementwise(total), [cols, &count, &c, &h, &w, &kh, &kw, &stride, &pad, &oh, &ow, x])
+        }
+
+        pub(in crate::backend::cuda) fn conv_forward(&self, x: &CudaBuf, w: &CudaBuf, g: Window, c_out: usize) -> Result<CudaBuf> {
+            let area = g.out_area();
+            let (k, y_len) = (g.patch_len(), g.n * c_out * area);
+            check("conv2d", &g, x.slice().len(), w.slice().len(), y_len, c_out)?;
+            if y_len == 0 || k == 0 {
+                return Ok(Self::wrap(self.alloc_zeros::<f32>(y_len)?));
+            }
+            let mut y = self.alloc::<f32>(y_len)?;
+            #[cfg(feature = "cudnn")]
+            if self.dev.dnn()?.forward(&self.dev, x.slice(), w.slice(), &mut y, g, c_out)? {
+                return Ok(Self::wrap(y));
+            }
+            let chunk = images_per_chunk(&g, COLS_BUDGET);
+            let mut cols = self.cols_scratch(&g, chunk)?;
+            for first in (0..g.n).step_by(chunk) {
+                let count = chunk.min(g.n - first);
+                let (gemm, batch) = conv_gemms(&g, c_out, count).forward;
+                let xs = x.slice().slice(first * g.image_len()..(first + count) * g.image_len());
+                let mut ys = y.slice_mut(first * c_out * area..(first + count) * c_out * area);
+                if g.is_pointwise() {
+                    blas::gemm_strided_batched(&self.dev.blas, w.slice(), &xs, &mut ys, &gemm, &batch)?;
+                } else {
+                    self.im2col(&xs, &g, count, &mut cols.slice_mut(..count * k * area))?;
+                    blas::gemm_strided_batched(&self.dev.blas, w.slice(), &cols.slice(..count * k * area), &mut ys, &gemm, &batch)?;
+                }
+            }
+            Ok(Self::wrap(y))
+        }
+
+        pub(in crate::backend::cuda) fn conv_backward_data(&self, dy: &CudaBuf, w: &CudaBuf, g: Window, c_out: usize) -> Result<CudaBuf> {
+            let area = g.out_area();
+            let (k, dx_len) = (g.patch_len(), g.n * g.image_len());
+            check("conv2d_backward_data", &g, dx_len, w.slice().len(), dy.slice().len(), c_out)?;
+            if dx_len == 0 || c_out == 0 {
+                return Ok(Self::wrap(self.alloc_zeros::<f32>(dx_len)?));
+            }
+            let mut dx = self.alloc::<f32>(dx_len)?;
+            #[cfg(feature = "cudnn")]
+            if self.dev.dnn()?.backward_data(&self.dev, dy.slice(), w.slice(), &mut dx, g, c_out)? {
+                return Ok(Self::wrap(dx));
+            }
+            let chunk = images_per_chunk(&g, COLS_BUDGET);
+            let mut cols = self.cols_scratch(&g, chunk)?;
+            for first in (0..g.n).step_by(chunk) {
+                let count = chunk.min(g.n - first);
+                let (gemm, batch) = conv_gemms(&g, c_out, count).data;
+                let dys = dy.slice().slice(first * c_out * area..(first + count) * c_out * area);
+                let mut dxs = dx.slice_mut(first * g.image_len()..(first + count) * g.image_len());
+                if g.is_pointwise() {
+                    blas::gemm_strided_batched(&self.dev.blas, w.slice(), &dys, &mut dxs, &gemm, &batch)?;
+                } else {
+                    blas::gemm_strided_batched(&self.dev.blas, w.slice(), &dys, &mut cols.slice_mut(..count * k * area), &gemm, &batch)?;
+                    self.col2im(&cols.slice(..count * k * area), &g, count, &mut dxs)?;
+                }
+            }
+            Ok(Self::wrap(dx))
+        }
+
+        pub(in crate::backend::cuda) fn conv_backward_filter(&self, dy: &CudaBuf, x: &CudaBuf, g: Window, c_out: usize) -> Result<CudaBuf> {
+            let area = g.out_area();
+            let (k, dw_len) = (g.patch_len(), c_out * g.patch_len());
+            check("conv2d_backward_filter", &g, x.slice().len(), dw_len, dy.slice().len(), c_out)?;
+            if dw_len == 0 || g.n == 0 {
+                return Ok(Self::wrap(self.alloc_zeros::<f32>(dw_len)?));
+            }
+            // Zeroed for the accumulating GEMMs; cuDNN overwrites it.
+            let mut dw = self.alloc_zeros::<f32>(dw_len)?;
+            #[cfg(feature = "cudnn")]
+            if self.dev.dnn()?.backward_filter(&self.dev, dy.slice(), x.slice(), &mut dw, g, c_out)? {
+                return Ok(Self::wrap(dw));
+            }
+            let chunk = images_per_chunk(&g, COLS_BUDGET);
+            let mut cols = self.cols_scratch(&g, chunk)?;
+            let gemm = conv_gemms(&g, c_out, 1).filter;
+            for first in (0..g.n).step_by(chunk) {
+                let count = chunk.min(g.n - first);
+                let xs = x.slice().slice(first * g.image_len()..(first + count) * g.image_len());
+                let patches = if g.is_pointwise() {
+                    xs
+                } else {
+                    self.im2col(&xs, &g, count, &mut cols.slice_mut(..count * k * area))?;
+                    cols.slice(..count * k * area)
+                };
+                // Images add into dw one after another, in order, on the stream.
+                for i in 0..count {
+                    let dyi = dy.slice().slice((first + i) * c_out * area..(first + i + 1) * c_out * area);
+                    blas::gemm(&self.dev.blas, &dyi, &patches.slice(i * k * area..(i + 1) * k * area), &mut dw, &gemm)?;
+                }
+            }
+            Ok(Self::wrap(dw))
+        }
+
+        /// `acc[K×K] += alpha·PᵀP` (lower triangle) for the patch rows P of
+        /// `x` under window `g`, without materialising P.
+        pub(in crate::backend::cuda) fn patch_gram(&self, acc: &mut CudaBuf, x: &CudaBuf, g: Window, alpha: f64) -> Result<()> {
+            let (oh, ow) = g.out("gram_lower_patches")?;
+            let (rows, cols) = (g.patches(), g.patch_len());
+            if x.slice().len() != g.n * g.image_len() || acc.slice().len() != cols * cols {
+                return Err(Error::shape(
+                    "gram_lower_patches",
+                    format!("{g:?}: input of {}, accumulator of {}", x.slice().len(), acc.slice().len()),
+                ));
+            }
+            if rows == 0 || cols == 0 {
+                return Ok(());
+            }
+            let geometry = launch::gram(rows, cols, self.info().multiprocessors);
+            let alpha = alpha as f32;
+            let Window { n, c, h, w, kh, kw, stride, pad } = g;
+            let acc = self.make_mut(acc)?;
+            launch!(self, "gram_lower_patches", geometry, [acc, x.slice(), &n, &c, &h, &w, &kh, &kw, &stride, &pad, &oh, &ow, &alpha])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::blas::batched_reference;
+    use super::*;
+    use crate::backend::checks::conv as check;
+    use crate::backend::cpu::Cpu;
+    use crate::backend::Backend;
+    use crate::rng::Rng;
+
+    fn identity(k: usize) -> Vec<f64> {
+        (0..k * k).map(|i| if i % (k + 1) == 0 { 1.0 } else { 0.0 }).collect()
     }
 
-    /// The patch matrix of `x`: rows (image, oy, ox), columns (channel, ky, kx).
-    pub fn im2col(&self, x: &CudaBuf, g: Window) -> Result<CudaBuf> {
-        let (oh, ow) = g.out("im2col")?;
-        if x.slice().len() != g.n * g.c * g.h * g.w {
-            return Err(Error::shape("im2col", format!("{g:?} does not fit a buffer of {}", x.slice().len())));
+    /// Runs the derived cuBLAS calls on the CPU, chunk by chunk, with the
+    /// CPU conv's identity-filter im2col/col2im standing in for the kernels
+    /// (which tests/emulated_kernels.rs checks against the same twins).
+    #[test]
+    fn derived_gemms_compute_the_cpu_convolution_in_chunks() {
+        let cpu = Cpu::<f64>::new();
+        let mut r = Rng::new(3, 0);
+        let win = |n, c, h, w, kh, kw, stride, pad| Window { n, c, h, w, kh, kw, stride, pad };
+        let cases = [
+            (win(5, 3, 7, 6, 3, 3, 2, 1), 4, 2),
+            (win(3, 2, 5, 5, 3, 2, 1, 1), 5, 3),
+            (win(4, 6, 3, 4, 1, 1, 1, 0), 3, 4),
+            (win(3, 4, 5, 5, 1, 1, 2, 0), 2, 2),
+            (win(2, 2, 9, 9, 7, 7, 2, 3), 3, 1),
+        ];
+        for (g, c_out, chunk) in cases {
+            let (area, k, image) = (g.out_area(), g.patch_len(), g.image_len());
+            let mut normal = |n: usize| -> Vec<f64> { (0..n).map(|_| r.normal()).collect() };
+            let (x, w, dy) = (normal(g.n * image), normal(c_out * k), normal(g.n * c_out * area));
+            let cols = if g.is_pointwise() { x.clone() } else { cpu.conv2d(&x, &identity(k), g, k).unwrap() };
+            let (mut y, mut dcols, mut dw) = (vec![f64::NAN; dy.len()], vec![f64::NAN; cols.len()], vec![0.0; w.len()]);
+            for first in (0..g.n).step_by(chunk) {
+                let count = chunk.min(g.n - first);
+                let plan = conv_gemms(&g, c_out, count);
+                let (f, fb) = plan.forward;
+                let chunk_cols = &cols[first * k * area..(first + count) * k * area];
+                let ys = &mut y[first * c_out * area..(first + count) * c_out * area];
+                assert_eq!(fb.lens(&f), (w.len(), chunk_cols.len(), ys.len()), "{g:?} forward spans");
+                // beta = 0 must not read the NaN already in C.
+                ys.fill(0.0);
+                batched_reference(&f, &fb, &w, chunk_cols, ys);
+                let (d, db) = plan.data;
+                let dys = &dy[first * c_out * area..(first + count) * c_out * area];
+                let dcs = &mut dcols[first * k * area..(first + count) * k * area];
+                assert_eq!(db.lens(&d), (w.len(), dys.len(), dcs.len()), "{g:?} data spans");
+                dcs.fill(0.0);
+                batched_reference(&d, &db, &w, dys, dcs);
+                for i in first..first + count {
+                    let one = Batch::contiguous(&plan.filter, 1);
+                    batched_reference(
+                        &plan.filter,
+                        &one,
+                        &dy[i * c_out * area..][..c_out * area],
+                        &cols[i * k * area..][..k * area],
+                        &mut dw,
+                    );
+                }
+            }
+            let close = |what: &str, got: &[f64], want: &[f64]| {
+                assert!(got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-10), "{g:?} {what}");
+                assert_eq!(got.len(), want.len());
+            };
+            close("forward", &y, &cpu.conv2d(&x, &w, g, c_out).unwrap());
+            let dx = if g.is_pointwise() { dcols } else { cpu.conv2d_backward_data(&dcols, &identity(k), g, k).unwrap() };
+            close("backward data", &dx, &cpu.conv2d_backward_data(&dy, &w, g, c_out).unwrap());
+            close("backward filter", &dw, &cpu.conv2d_backward_filter(&dy, &x, g, c_out).unwrap());
         }
-        let total = g.n * oh * ow * g.c * g.kh * g.kw;
-        let mut cols = self.alloc::<f32>(total)?;
-        if total > 0 {
-            let Window { n, c, h, w, kh, kw, stride, pad } = g;
-            launch!(self, "im2col", launch::elementwise(total), [x.slice(), &n, &c, &h, &w, &kh, &kw, &stride, &pad, &oh, &ow, &mut cols])?;
-        }
-        Ok(Cuda::wrap(cols))
     }
 
-    /// The adjoint of [`Cuda::im2col`]: patch gradients summed back into an NCHW buffer.
-    pub fn col2im(&self, cols: &CudaBuf, g: Window) -> Result<CudaBuf> {
-        let (oh, ow) = g.out("col2im")?;
-        if cols.slice().len() != g.n * oh * ow * g.c * g.kh * g.kw {
-            return Err(Error::shape("col2im", format!("{g:?} does not fit a buffer of {}", cols.slice().len())));
-        }
-        let total = g.n * g.c * g.h * g.w;
-        let mut x = self.alloc::<f32>(total)?;
-        if total > 0 {
-            let Window { n, c, h, w, kh, kw, stride, pad } = g;
-            launch!(self, "col2im", launch::elementwise(total), [cols.slice(), &n, &c, &h, &w, &kh, &kw, &stride, &pad, &oh, &ow, &mut x])?;
-        }
-        Ok(Cuda::wrap(x))
+    #[test]
+    fn chunks_respect_the_budget_and_pointwise_windows_need_no_scratch() {
+        let g = Window { n: 64, c: 64, h: 32, w: 32, kh: 3, kw: 3, stride: 1, pad: 1 };
+        let per_image = g.patch_len() * g.out_area();
+        assert_eq!(images_per_chunk(&g, COLS_BUDGET), COLS_BUDGET / per_image);
+        assert!(images_per_chunk(&g, COLS_BUDGET) * per_image <= COLS_BUDGET);
+        assert_eq!(images_per_chunk(&g, 1), 1, "an image larger than the budget is still one chunk");
+        assert_eq!(images_per_chunk(&Window { n: 3, ..g }, COLS_BUDGET), 3);
+        assert_eq!(images_per_chunk(&Window { kh: 1, kw: 1, pad: 0, ..g }, 1), 64);
+        assert_eq!(images_per_chunk(&Window { n: 0, ..g }, COLS_BUDGET), 1);
+    }
+
+    #[test]
+    fn shape_errors_name_the_op_and_the_lengths() {
+        let g = Window { n: 2, c: 3, h: 4, w: 4, kh: 3, kw: 3, stride: 1, pad: 1 };
+        assert_eq!(check("conv2d", &g, 96, 54, 64, 2).unwrap(), (4, 4));
+        let err = check("conv2d_backward_data", &g, 95, 54, 64, 2).unwrap_err().to_string();
+        assert!(err.contains("conv2d_backward_data") && err.contains("input 96"), "{err}");
+        assert!(check("conv2d", &Window { kh: 9, ..g }, 96, 2 * 3 * 81, 0, 2).is_err());
     }
 }

@@ -52,6 +52,8 @@ pub fn libraries() -> Vec<(&'static str, bool)> {
             ("libcuda (driver)", cudarc::driver::sys::is_culib_present()),
             ("libcublas (gemm)", cudarc::cublas::sys::is_culib_present()),
             ("libcusolver (eigvalsh)", cudarc::cusolver::sys::is_culib_present()),
+            #[cfg(feature = "cudnn")]
+            ("libcudnn (convolutions)", cudarc::cudnn::sys::is_culib_present()),
         ]
     }
 }
@@ -87,6 +89,8 @@ pub struct Device {
     pub ctx: Arc<CudaContext>,
     pub stream: Arc<CudaStream>,
     pub blas: CudaBlas,
+    #[cfg(feature = "cudnn")]
+    dnn: OnceLock<super::dnn::Dnn>,
     solver: OnceLock<Solver>,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
@@ -109,7 +113,17 @@ impl Device {
         }
         let stream = ctx.default_stream();
         let blas = CudaBlas::new(stream.clone()).map_err(|e| Error::CudaUnavailable(format!("cuBLAS on cuda:{ordinal}: {e:?}")))?;
-        Ok(Device { info, ctx, stream, blas, solver: OnceLock::new(), modules: Mutex::default(), functions: Mutex::default() })
+        Ok(Device {
+            info,
+            ctx,
+            stream,
+            blas,
+            #[cfg(feature = "cudnn")]
+            dnn: OnceLock::new(),
+            solver: OnceLock::new(),
+            modules: Mutex::default(),
+            functions: Mutex::default(),
+        })
     }
 
     /// The cuSOLVER handle, created (and its library probed) on first use.
@@ -119,6 +133,17 @@ impl Device {
         }
         let s = Solver::new(self.stream.clone())?;
         Ok(self.solver.get_or_init(|| s))
+    }
+
+    /// The cuDNN handle, created (and its library probed) on first use, so a
+    /// model without convolutions runs where libcudnn is missing.
+    #[cfg(feature = "cudnn")]
+    pub fn dnn(&self) -> Result<&super::dnn::Dnn> {
+        if let Some(d) = self.dnn.get() {
+            return Ok(d);
+        }
+        let d = super::dnn::Dnn::new(&self.ctx, &self.stream, self.info.total_mem)?;
+        Ok(self.dnn.get_or_init(|| d))
     }
 
     /// Kernel `name`, loading its file's PTX into the context on first use.

@@ -22,7 +22,7 @@ mod tests {
 
     #[test]
     fn every_kernel_file_is_embedded_with_its_kernels() {
-        for name in ["elementwise", "channel", "softmax", "update", "covariance", "reduce", "im2col"] {
+        for name in ["elementwise", "channel", "softmax", "update", "covariance", "reduce", "im2col", "pool"] {
             let m = MODULES.iter().find(|m| m.name == name).unwrap_or_else(|| panic!("{name}.cu not embedded"));
             assert!(m.ptx.contains(".entry") && !m.kernels.is_empty(), "{name}");
             for k in m.kernels {
@@ -30,6 +30,7 @@ mod tests {
             }
         }
         assert_eq!(module_of("gram_lower_patches").unwrap().name, "covariance");
+        assert_eq!(module_of("max_pool2d_backward").unwrap().name, "pool");
         assert!(PTX_ARCH.starts_with("compute_"));
     }
 }

@@ -74,15 +74,6 @@ pub fn gram(rows: usize, cols: usize, multiprocessors: usize) -> Geometry {
     Geometry { grid: (pairs as u32, splits as u32, 1), block: (16, 16, 1) }
 }
 
-/// Output height and width of a kh×kw window with the given stride and zero
-/// padding, or None when the window does not fit.
-pub fn conv_out(h: usize, w: usize, kh: usize, kw: usize, stride: usize, pad: usize) -> Option<(usize, usize)> {
-    if stride == 0 || kh == 0 || kw == 0 || h + 2 * pad < kh || w + 2 * pad < kw {
-        return None;
-    }
-    Some(((h + 2 * pad - kh) / stride + 1, (w + 2 * pad - kw) / stride + 1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,13 +116,5 @@ mod tests {
         // Many tiles already fill the device: no splits.
         assert_eq!(gram(8192, 4096, 108).grid.1, 1);
         assert_eq!(gram(0, 1, 1).grid, (1, 1, 1));
-    }
-
-    #[test]
-    fn conv_output_sizes() {
-        assert_eq!(conv_out(8, 8, 3, 3, 1, 1), Some((8, 8)));
-        assert_eq!(conv_out(7, 6, 3, 3, 2, 1), Some((4, 3)));
-        assert_eq!(conv_out(2, 2, 5, 5, 1, 0), None);
-        assert_eq!(conv_out(4, 4, 1, 1, 0, 0), None);
     }
 }

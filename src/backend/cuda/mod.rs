@@ -3,8 +3,9 @@
 //! runs the CPU path, and asking for a GPU there is an error, not a panic).
 //!
 //! Kernels live in kernels/*.cu (each names its CPU twin), compiled to PTX by
-//! build.rs; matrix products go to cuBLAS and eigenvalues to cuSOLVER. The
-//! pure host logic (launch geometry, cuBLAS and cuSOLVER argument
+//! build.rs; matrix products go to cuBLAS, eigenvalues to cuSOLVER, and
+//! convolutions to im2col + cuBLAS or, with the `cudnn` feature, to cuDNN.
+//! The pure host logic (launch geometry, cuBLAS, cuSOLVER and cuDNN argument
 //! derivation) is compiled and unit-tested in every build; the device code
 //! only with the `cuda` (or `cuda-13`) feature.
 
@@ -32,20 +33,20 @@ macro_rules! launch {
 }
 
 pub mod blas;
+pub mod conv;
+pub mod dnn;
 pub mod launch;
 pub mod solver;
 
-#[cfg(feature = "cuda-backend")]
-mod conv;
 #[cfg(feature = "cuda-backend")]
 mod device;
 #[cfg(feature = "cuda-backend")]
 pub mod kernels;
 #[cfg(feature = "cuda-backend")]
 mod ops;
-
 #[cfg(feature = "cuda-backend")]
-pub use conv::Window;
+mod pool;
+
 #[cfg(feature = "cuda-backend")]
 pub use device::{driver_version, libraries, probe, DeviceInfo};
 #[cfg(feature = "cuda-backend")]

@@ -6,7 +6,7 @@ use super::device::{Device, DeviceInfo};
 use super::launch;
 use super::solver::{self, Prepared};
 use super::NULL;
-use crate::backend::{AdamHyper, Backend, BatchStats, ChannelShape, Device as DeviceName, Gemm, SgdHyper};
+use crate::backend::{AdamHyper, Backend, BatchStats, ChannelShape, Device as DeviceName, Gemm, SgdHyper, Window};
 use crate::error::{Error, Result};
 use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg, ValidAsZeroBits};
 use std::sync::Arc;
@@ -50,6 +50,18 @@ impl Cuda {
 
     pub fn info(&self) -> &DeviceInfo {
         &self.dev.info
+    }
+
+    /// What runs the convolutions, for `kappa doctor`: with the `cudnn`
+    /// feature, an error naming libcudnn when it cannot be loaded.
+    pub fn convolutions(&self) -> Result<String> {
+        #[cfg(feature = "cudnn")]
+        {
+            let (major, minor, patch) = self.dev.dnn()?.version;
+            Ok(format!("cuDNN {major}.{minor}.{patch} (im2col + cuBLAS for shapes no algorithm fits the workspace cap)"))
+        }
+        #[cfg(not(feature = "cudnn"))]
+        Ok("im2col + cuBLAS (built without the `cudnn` feature)".to_string())
     }
 
     /// Waits for every launched op (for timing).
@@ -268,11 +280,12 @@ impl Backend for Cuda {
 
     fn gemm(&self, a: &CudaBuf, b: &CudaBuf, c: &mut CudaBuf, g: Gemm) -> Result<()> {
         let Gemm { m, n, k, .. } = g;
+        // Checked before make_mut, so a mismatch never copies a shared C.
         if a.0.len() != m * k || b.0.len() != k * n || c.0.len() != m * n {
             return Err(Error::shape("gemm", format!("m={m} n={n} k={k} but |A|={} |B|={} |C|={}", a.0.len(), b.0.len(), c.0.len())));
         }
         let c = self.make_mut(c)?;
-        blas::gemm(&self.dev.blas, &a.0, &b.0, c, &g)
+        blas::gemm(&self.dev.blas, a.slice(), b.slice(), c, &g)
     }
 
     fn matmul(&self, a: &CudaBuf, b: &CudaBuf, g: Gemm) -> Result<CudaBuf> {
@@ -446,6 +459,47 @@ impl Backend for Cuda {
         Ok((dx, Self::wrap(dgamma), Self::wrap(dbeta)))
     }
 
+    fn pad_channels(&self, x: &CudaBuf, s: ChannelShape, before: usize, after: usize) -> Result<CudaBuf> {
+        check_channels("pad_channels", x, s, &[])?;
+        self.copy_channels(x, s, before + s.channels + after, before, 0)
+    }
+
+    fn narrow_channels(&self, x: &CudaBuf, s: ChannelShape, start: usize, len: usize) -> Result<CudaBuf> {
+        check_channels("narrow_channels", x, s, &[])?;
+        if start + len > s.channels {
+            return Err(Error::shape("narrow_channels", format!("channels {start}..{} of {}", start + len, s.channels)));
+        }
+        self.copy_channels(x, s, len, 0, start)
+    }
+
+    fn conv2d(&self, x: &CudaBuf, w: &CudaBuf, g: Window, c_out: usize) -> Result<CudaBuf> {
+        self.conv_forward(x, w, g, c_out)
+    }
+
+    fn conv2d_backward_data(&self, dy: &CudaBuf, w: &CudaBuf, g: Window, c_out: usize) -> Result<CudaBuf> {
+        self.conv_backward_data(dy, w, g, c_out)
+    }
+
+    fn conv2d_backward_filter(&self, dy: &CudaBuf, x: &CudaBuf, g: Window, c_out: usize) -> Result<CudaBuf> {
+        self.conv_backward_filter(dy, x, g, c_out)
+    }
+
+    fn max_pool2d(&self, x: &CudaBuf, g: Window) -> Result<CudaBuf> {
+        self.max_pool(x, g)
+    }
+
+    fn max_pool2d_backward(&self, dy: &CudaBuf, x: &CudaBuf, y: &CudaBuf, g: Window) -> Result<CudaBuf> {
+        self.max_pool_backward(dy, x, y, g)
+    }
+
+    fn avg_pool2d(&self, x: &CudaBuf, g: Window) -> Result<CudaBuf> {
+        self.avg_pool(x, g)
+    }
+
+    fn avg_pool2d_backward(&self, dy: &CudaBuf, g: Window) -> Result<CudaBuf> {
+        self.avg_pool_backward(dy, g)
+    }
+
     fn sum(&self, x: &CudaBuf) -> Result<f64> {
         self.reduce(x, None)
     }
@@ -497,6 +551,10 @@ impl Backend for Cuda {
         let alpha = alpha as f32;
         let acc = self.make_mut(acc)?;
         launch!(self, "gram_lower_rows", g, [acc, x.slice(), &rows, &cols, &alpha])
+    }
+
+    fn gram_lower_patches(&self, acc: &mut CudaBuf, x: &CudaBuf, g: Window, alpha: f64) -> Result<()> {
+        self.patch_gram(acc, x, g, alpha)
     }
 
     fn eigvalsh(&self, mats: &[(&CudaBuf, usize)]) -> Result<Vec<Vec<f64>>> {

@@ -1,0 +1,403 @@
+//! Convolution on the CPU as im2col + GEMM, one image per task: each task
+//! unfolds its image into a buffer of its own (`c·kh·kw × oh·ow`, so the
+//! unfolded data never exceeds one image per thread) and runs one GEMM on its
+//! core. A pointwise (1×1, stride 1, unpadded) window skips the unfolding:
+//! the image already is its patch matrix.
+
+use super::gemm::gemm_on_thread;
+use super::spectral::gram_lower_strided;
+use crate::backend::{Gemm, Window};
+use crate::error::{Error, Result};
+use crate::scalar::Scalar;
+use rayon::prelude::*;
+
+/// Filter-gradient partial sums: images are cut into at most this many
+/// groups, each summed on one task, then the groups added in order, so the
+/// result does not depend on the thread count.
+const FILTER_GROUPS: usize = 8;
+
+/// Patch-matrix values the Σx accumulation unfolds at once (32 MiB in f32).
+const PATCH_BUDGET: usize = 1 << 23;
+
+/// Output columns `lo..hi` of a row whose input column `ox·stride + kx − pad` is inside `0..w`.
+fn inside(kx: usize, g: &Window, ow: usize) -> (usize, usize) {
+    let lo = (g.pad.saturating_sub(kx)).div_ceil(g.stride);
+    let hi = if g.w + g.pad > kx { (g.w + g.pad - kx).div_ceil(g.stride).min(ow) } else { 0 };
+    (lo.min(hi), hi)
+}
+
+/// For a stride-1 window whose output grid is its input grid (`2·pad = k − 1`,
+/// the 3×3 convs of every ResNet), patch row `(ky, kx)` is the plane shifted
+/// by `(ky − pad)·w + kx − pad`: one contiguous span of outputs `lo..hi` maps
+/// onto the plane, rows `y0..y1` of it are inside, and in those rows the
+/// `|kx − pad|` columns at one edge wrapped around from the next row.
+struct Shift {
+    offset: isize,
+    rows: (usize, usize),
+    span: (usize, usize),
+    wrapped: std::ops::Range<usize>,
+}
+
+fn same_grid(g: &Window, (oh, ow): (usize, usize)) -> bool {
+    g.stride == 1 && (oh, ow) == (g.h, g.w)
+}
+
+fn shift(g: &Window, ky: usize, kx: usize) -> Shift {
+    let (h, w) = (g.h as isize, g.w as isize);
+    let (dy, dx) = (ky as isize - g.pad as isize, kx as isize - g.pad as isize);
+    let offset = dy * w + dx;
+    let rows = ((-dy).clamp(0, h) as usize, (h - dy).clamp(0, h) as usize);
+    let (first, end) = (rows.0 as isize * w, rows.1 as isize * w);
+    let lo = (-offset).clamp(first, end.max(first));
+    let hi = (h * w - offset).clamp(lo, end.max(lo));
+    let (lo, hi) = (lo as usize, hi as usize);
+    let wrapped = if dx < 0 { 0..(-dx) as usize } else { (w - dx) as usize..g.w };
+    Shift { offset, rows, span: (lo, hi), wrapped }
+}
+
+/// Zeroes what a shifted row must not carry: rows outside the plane, the
+/// span's ends, and the wrapped columns.
+fn clear_outside<T: Scalar>(row: &mut [T], g: &Window, s: &Shift) {
+    let w = g.w;
+    let (y0, y1) = s.rows;
+    row[..y0 * w].fill(T::ZERO);
+    row[y1 * w..].fill(T::ZERO);
+    row[y0 * w..s.span.0.max(y0 * w)].fill(T::ZERO);
+    row[s.span.1.min(y1 * w)..y1 * w].fill(T::ZERO);
+    for oy in y0..y1 {
+        row[oy * w + s.wrapped.start..oy * w + s.wrapped.end].fill(T::ZERO);
+    }
+}
+
+/// Unfolds channel plane `plane` (`h×w`) into its `kh·kw` patch rows of
+/// `dst`, row `r` at `dst[r·ld..]`, columns `(oy, ox)`; padding reads zero.
+fn unfold_plane<T: Scalar>(plane: &[T], g: &Window, (oh, ow): (usize, usize), dst: &mut [T], ld: usize) {
+    if same_grid(g, (oh, ow)) {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let s = shift(g, ky, kx);
+                let row = &mut dst[(ky * g.kw + kx) * ld..][..oh * ow];
+                let (lo, hi) = s.span;
+                if hi > lo {
+                    let from = (lo as isize + s.offset) as usize;
+                    row[lo..hi].copy_from_slice(&plane[from..from + hi - lo]);
+                }
+                clear_outside(row, g, &s);
+            }
+        }
+        return;
+    }
+    for ky in 0..g.kh {
+        for kx in 0..g.kw {
+            let row = &mut dst[(ky * g.kw + kx) * ld..][..oh * ow];
+            let (lo, hi) = inside(kx, g, ow);
+            for oy in 0..oh {
+                let out = &mut row[oy * ow..(oy + 1) * ow];
+                let iy = (oy * g.stride + ky).wrapping_sub(g.pad);
+                if iy >= g.h {
+                    out.fill(T::ZERO);
+                    continue;
+                }
+                out[..lo].fill(T::ZERO);
+                out[hi..].fill(T::ZERO);
+                let src = &plane[iy * g.w..(iy + 1) * g.w];
+                let ix0 = lo * g.stride + kx - g.pad;
+                if g.stride == 1 {
+                    out[lo..hi].copy_from_slice(&src[ix0..ix0 + hi - lo]);
+                } else {
+                    out[lo..hi].iter_mut().enumerate().for_each(|(j, o)| *o = src[ix0 + j * g.stride]);
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`unfold_plane`]: patch-row gradients summed into
+/// `plane`. `src` is scratch: the same-grid path zeroes its padding entries.
+fn fold_plane<T: Scalar>(src: &mut [T], g: &Window, (oh, ow): (usize, usize), plane: &mut [T]) {
+    if same_grid(g, (oh, ow)) {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let s = shift(g, ky, kx);
+                let row = &mut src[(ky * g.kw + kx) * oh * ow..][..oh * ow];
+                clear_outside(row, g, &s);
+                let (lo, hi) = s.span;
+                if hi > lo {
+                    let from = (lo as isize + s.offset) as usize;
+                    plane[from..from + hi - lo].iter_mut().zip(&row[lo..hi]).for_each(|(p, &v)| *p += v);
+                }
+            }
+        }
+        return;
+    }
+    for ky in 0..g.kh {
+        for kx in 0..g.kw {
+            let row = &src[(ky * g.kw + kx) * oh * ow..][..oh * ow];
+            let (lo, hi) = inside(kx, g, ow);
+            for oy in 0..oh {
+                let iy = (oy * g.stride + ky).wrapping_sub(g.pad);
+                if iy >= g.h {
+                    continue;
+                }
+                let dst = &mut plane[iy * g.w..(iy + 1) * g.w];
+                let ix0 = lo * g.stride + kx - g.pad;
+                for (j, &v) in row[oy * ow + lo..oy * ow + hi].iter().enumerate() {
+                    dst[ix0 + j * g.stride] += v;
+                }
+            }
+        }
+    }
+}
+
+/// One image's patch matrix `c·kh·kw × oh·ow` into `cols`.
+fn im2col<T: Scalar>(image: &[T], g: &Window, out: (usize, usize), cols: &mut Vec<T>) {
+    let (area, taps) = (out.0 * out.1, g.kh * g.kw);
+    cols.resize(g.patch_len() * area, T::ZERO);
+    for (c, dst) in cols.chunks_mut(taps * area).enumerate() {
+        unfold_plane(&image[c * g.h * g.w..(c + 1) * g.h * g.w], g, out, dst, area);
+    }
+}
+
+/// Runs `f(image index, image, output slice, scratch)` for every image:
+/// one image per task when there are enough images to fill the cores.
+fn per_image<T: Scalar>(
+    input: &[T],
+    in_len: usize,
+    output: &mut [T],
+    out_len: usize,
+    f: impl Fn(&[T], &mut [T], &mut Vec<T>) -> Result<()> + Sync,
+) -> Result<()> {
+    if in_len == 0 || out_len == 0 {
+        return Ok(());
+    }
+    let pairs = input.par_chunks(in_len).zip(output.par_chunks_mut(out_len));
+    pairs.try_for_each_init(Vec::new, |scratch, (x, y)| f(x, y, scratch))
+}
+
+/// `y = w ⋆ x` for an NCHW `x` and `w[c_out, c, kh, kw]`.
+pub fn conv2d<T: Scalar>(x: &[T], w: &[T], g: Window, c_out: usize) -> Result<Vec<T>> {
+    let out = g.out("conv2d")?;
+    let area = out.0 * out.1;
+    let mut y = vec![T::ZERO; g.n * c_out * area];
+    super::super::checks::conv("conv2d", &g, x.len(), w.len(), y.len(), c_out)?;
+    let gemm = Gemm::new(c_out, area, g.patch_len(), false, false);
+    per_image(x, g.image_len(), &mut y, c_out * area, |image, y, cols| {
+        if g.is_pointwise() {
+            return gemm_on_thread(w, image, y, gemm);
+        }
+        im2col(image, &g, out, cols);
+        gemm_on_thread(w, cols, y, gemm)
+    })?;
+    Ok(y)
+}
+
+/// `∂L/∂x` of [`conv2d`]: `wᵀ·dy` per image, folded back onto the input grid.
+pub fn conv2d_backward_data<T: Scalar>(dy: &[T], w: &[T], g: Window, c_out: usize) -> Result<Vec<T>> {
+    let out = g.out("conv2d_backward_data")?;
+    let area = out.0 * out.1;
+    let mut dx = vec![T::ZERO; g.n * g.image_len()];
+    super::super::checks::conv("conv2d_backward_data", &g, dx.len(), w.len(), dy.len(), c_out)?;
+    let gemm = Gemm::new(g.patch_len(), area, c_out, true, false);
+    let plane = g.h * g.w;
+    per_image(dy, c_out * area, &mut dx, g.image_len(), |dy, dx, cols| {
+        if g.is_pointwise() {
+            return gemm_on_thread(w, dy, dx, gemm);
+        }
+        cols.resize(g.patch_len() * area, T::ZERO);
+        gemm_on_thread(w, dy, cols, gemm)?;
+        for (c, src) in cols.chunks_mut(g.kh * g.kw * area).enumerate() {
+            fold_plane(src, &g, out, &mut dx[c * plane..(c + 1) * plane]);
+        }
+        Ok(())
+    })?;
+    Ok(dx)
+}
+
+/// `∂L/∂w` of [`conv2d`]: `Σ_images dy·colsᵀ`, in fixed image groups.
+pub fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: Window, c_out: usize) -> Result<Vec<T>> {
+    let out = g.out("conv2d_backward_filter")?;
+    let (area, k) = (out.0 * out.1, g.patch_len());
+    super::super::checks::conv("conv2d_backward_filter", &g, x.len(), c_out * k, dy.len(), c_out)?;
+    if g.n == 0 || area == 0 {
+        return Ok(vec![T::ZERO; c_out * k]);
+    }
+    let per_group = g.n.div_ceil(FILTER_GROUPS.min(g.n));
+    let gemm = Gemm { beta: 1.0, ..Gemm::new(c_out, k, area, false, true) };
+    let partials: Vec<Vec<T>> = (0..g.n.div_ceil(per_group))
+        .into_par_iter()
+        .map(|group| {
+            let mut dw = vec![T::ZERO; c_out * k];
+            let mut cols = Vec::new();
+            for i in group * per_group..((group + 1) * per_group).min(g.n) {
+                let image = &x[i * g.image_len()..(i + 1) * g.image_len()];
+                let b = if g.is_pointwise() {
+                    image
+                } else {
+                    im2col(image, &g, out, &mut cols);
+                    &cols
+                };
+                gemm_on_thread(&dy[i * c_out * area..(i + 1) * c_out * area], b, &mut dw, gemm)?;
+            }
+            Ok(dw)
+        })
+        .collect::<Result<_>>()?;
+    let mut parts = partials.into_iter();
+    let mut dw = parts.next().unwrap_or_default();
+    for p in parts {
+        dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+    }
+    Ok(dw)
+}
+
+/// `acc += alpha·Σ_patches p pᵀ` (lower triangle) over every patch of `x`:
+/// images are unfolded a bounded chunk at a time into a `c·kh·kw × rows`
+/// matrix whose transpose the Gram kernel reads in place.
+pub fn gram_lower_patches<T: Scalar>(acc: &mut [T], x: &[T], g: Window, alpha: f64) -> Result<()> {
+    let out = g.out("gram_lower_patches")?;
+    let (area, k, taps) = (out.0 * out.1, g.patch_len(), g.kh * g.kw);
+    if x.len() != g.n * g.image_len() || acc.len() != k * k {
+        return Err(Error::shape("gram_lower_patches", format!("{g:?}: input of {}, accumulator of {}", x.len(), acc.len())));
+    }
+    if g.n == 0 || area == 0 || k == 0 {
+        return Ok(());
+    }
+    let chunk = (PATCH_BUDGET / (k * area)).clamp(1, g.n);
+    let mut cols = Vec::new();
+    for first in (0..g.n).step_by(chunk) {
+        let images = chunk.min(g.n - first);
+        let ld = images * area;
+        cols.resize(k * ld, T::ZERO);
+        // Channel c owns patch rows c·taps.. of every image: disjoint, so parallel.
+        cols.par_chunks_mut(taps * ld).enumerate().for_each(|(c, rows)| {
+            for t in 0..images {
+                let image = &x[(first + t) * g.image_len()..][..g.image_len()];
+                let plane = &image[c * g.h * g.w..(c + 1) * g.h * g.w];
+                unfold_plane(plane, &g, out, &mut rows[t * area..], ld);
+            }
+        });
+        gram_lower_strided(acc, &cols, (ld, k), (1, ld), alpha);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// The dense equivalent of a pointwise conv: `w·image` per image.
+    fn pointwise_reference(x: &[f64], w: &[f64], g: Window, c_out: usize) -> Vec<f64> {
+        let hw = g.h * g.w;
+        let gemm = Gemm::new(c_out, hw, g.c, false, false);
+        x.chunks(g.c * hw).flat_map(|image| super::super::gemm::matmul(w, image, gemm).unwrap()).collect()
+    }
+
+    fn rand(r: &mut Rng, n: usize) -> Vec<f64> {
+        (0..n).map(|_| r.normal()).collect()
+    }
+
+    /// The definition, one output at a time.
+    fn direct(x: &[f64], w: &[f64], g: Window, c_out: usize) -> Vec<f64> {
+        let (oh, ow) = g.out("direct").unwrap();
+        let mut y = vec![0.0; g.n * c_out * oh * ow];
+        for n in 0..g.n {
+            for o in 0..c_out {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut s = 0.0;
+                        for c in 0..g.c {
+                            for ky in 0..g.kh {
+                                for kx in 0..g.kw {
+                                    let (iy, ix) =
+                                        ((oy * g.stride + ky) as isize - g.pad as isize, (ox * g.stride + kx) as isize - g.pad as isize);
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
+                                        s += w[((o * g.c + c) * g.kh + ky) * g.kw + kx]
+                                            * x[((n * g.c + c) * g.h + iy as usize) * g.w + ix as usize];
+                                    }
+                                }
+                            }
+                        }
+                        y[((n * c_out + o) * oh + oy) * ow + ox] = s;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn windows() -> Vec<(Window, usize)> {
+        let w = |n, c, h, w, k, stride, pad| Window { n, c, h, w, kh: k, kw: k, stride, pad };
+        vec![
+            (w(3, 2, 7, 6, 3, 1, 1), 4),
+            (w(2, 2, 6, 7, 5, 1, 2), 3),
+            (w(2, 3, 1, 1, 3, 1, 1), 2),
+            (w(2, 2, 2, 3, 3, 1, 1), 2),
+            (w(2, 3, 7, 5, 3, 2, 1), 5),
+            (w(2, 2, 9, 9, 7, 2, 3), 3),
+            (w(11, 3, 4, 4, 1, 1, 0), 2),
+            (w(2, 4, 5, 5, 1, 2, 0), 3),
+            (Window { n: 2, c: 2, h: 6, w: 5, kh: 3, kw: 2, stride: 2, pad: 0 }, 2),
+        ]
+    }
+
+    #[test]
+    fn forward_matches_the_definition_and_backward_is_its_adjoint() {
+        let mut r = Rng::new(4, 0);
+        for (g, c_out) in windows() {
+            let x = rand(&mut r, g.n * g.image_len());
+            let w = rand(&mut r, c_out * g.patch_len());
+            let y = conv2d(&x, &w, g, c_out).unwrap();
+            let want = direct(&x, &w, g, c_out);
+            assert!(y.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12), "{g:?}");
+            // <dy, conv(x, w)> = <dx(dy), x> = <dw(dy), w>, for every window.
+            let dy = rand(&mut r, y.len());
+            let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>();
+            let lhs = dot(&dy, &y);
+            let dx = conv2d_backward_data(&dy, &w, g, c_out).unwrap();
+            let dw = conv2d_backward_filter(&dy, &x, g, c_out).unwrap();
+            assert!((dot(&dx, &x) - lhs).abs() < 1e-9 * lhs.abs().max(1.0), "{g:?} data");
+            assert!((dot(&dw, &w) - lhs).abs() < 1e-9 * lhs.abs().max(1.0), "{g:?} filter");
+        }
+    }
+
+    #[test]
+    fn pointwise_fast_path_is_a_per_image_matrix_product() {
+        let mut r = Rng::new(5, 0);
+        let g = Window { n: 3, c: 5, h: 3, w: 4, kh: 1, kw: 1, stride: 1, pad: 0 };
+        let (x, w) = (rand(&mut r, g.n * g.image_len()), rand(&mut r, 6 * 5));
+        assert_eq!(conv2d(&x, &w, g, 6).unwrap(), pointwise_reference(&x, &w, g, 6));
+    }
+
+    #[test]
+    fn patch_gram_equals_the_gram_of_explicit_patches() {
+        let mut r = Rng::new(6, 0);
+        for (g, _) in windows() {
+            let x = rand(&mut r, g.n * g.image_len());
+            let k = g.patch_len();
+            let mut acc = vec![0.5; k * k];
+            gram_lower_patches(&mut acc, &x, g, 0.25).unwrap();
+            // Explicit patches: conv with the identity filter bank gives every patch entry.
+            let eye: Vec<f64> = (0..k * k).map(|i| if i % (k + 1) == 0 { 1.0 } else { 0.0 }).collect();
+            let p = conv2d(&x, &eye, g, k).unwrap();
+            let area = g.out_area();
+            for i in 0..k {
+                for j in 0..=i {
+                    let s: f64 = (0..g.n)
+                        .flat_map(|n| (0..area).map(move |a| (n, a)))
+                        .map(|(n, a)| p[(n * k + i) * area + a] * p[(n * k + j) * area + a])
+                        .sum();
+                    assert!((acc[i * k + j] - (0.5 + 0.25 * s)).abs() < 1e-10, "{g:?} ({i},{j})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mismatched_buffers_are_shape_errors() {
+        let g = Window { n: 2, c: 3, h: 4, w: 4, kh: 3, kw: 3, stride: 1, pad: 1 };
+        let err = conv2d(&[0.0f64; 10], &[0.0; 54], g, 2).unwrap_err().to_string();
+        assert!(err.contains("conv2d") && err.contains("input 96"), "{err}");
+        let bad = Window { kh: 9, ..g };
+        assert!(conv2d(&[0.0f64; 96], &[0.0; 2 * 3 * 81], bad, 2).is_err());
+    }
+}

@@ -1,0 +1,34 @@
+//! Between device buffers and host tensors, in the backend's element type, so
+//! a checkpoint holds exactly the values the run computed with.
+
+use super::file::{HostTensor, Values};
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::scalar::Scalar;
+use crate::tensor::Tensor;
+use safetensors::Dtype;
+
+/// The file dtype of the backend's element type (F32 or F64).
+pub fn run_dtype<B: Backend>() -> Dtype {
+    if std::mem::size_of::<B::Elem>() == 8 {
+        Dtype::F64
+    } else {
+        Dtype::F32
+    }
+}
+
+/// A buffer's values on the host; f32 widened to f64 and back is exact.
+pub fn host_tensor<B: Backend>(backend: &B, shape: &[usize], buf: &B::Buf) -> Result<HostTensor> {
+    let v: Vec<f64> = backend.download(buf)?.into_iter().map(Scalar::to_f64).collect();
+    let values = match run_dtype::<B>() {
+        Dtype::F64 => Values::F64(v),
+        _ => Values::F32(v.into_iter().map(|x| x as f32).collect()),
+    };
+    Ok(HostTensor { shape: shape.to_vec(), values })
+}
+
+/// Float values to a device tensor of `shape`, rounded to the backend's type
+/// when the file's is wider; `None` for integer values.
+pub fn device_tensor<B: Backend>(backend: &B, shape: &[usize], values: &Values) -> Option<Result<Tensor<B>>> {
+    values.to_f64s().map(|v| Tensor::from_f64s(backend, shape, v))
+}

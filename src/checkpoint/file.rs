@@ -1,0 +1,184 @@
+//! safetensors files: an 8-byte little-endian header length, a JSON header
+//! (each tensor's dtype, shape and byte range, and a `__metadata__` map of
+//! strings), then the raw little-endian data. Written atomically, so a crash
+//! mid-write leaves the previous file whole.
+
+use crate::error::{Error, Result};
+use safetensors::{Dtype, SafeTensors, View};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// One tensor's values in the file's element type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Values {
+    F16(Vec<half::f16>),
+    BF16(Vec<half::bf16>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+}
+
+impl Values {
+    pub fn dtype(&self) -> Dtype {
+        match self {
+            Values::F16(_) => Dtype::F16,
+            Values::BF16(_) => Dtype::BF16,
+            Values::F32(_) => Dtype::F32,
+            Values::F64(_) => Dtype::F64,
+            Values::I64(_) => Dtype::I64,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Values::F16(v) => v.len(),
+            Values::BF16(v) => v.len(),
+            Values::F32(v) => v.len(),
+            Values::F64(v) => v.len(),
+            Values::I64(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Floating-point values widened (exactly) to f64; `None` for integers.
+    pub fn to_f64s(&self) -> Option<Vec<f64>> {
+        match self {
+            Values::F16(v) => Some(v.iter().map(|x| x.to_f64()).collect()),
+            Values::BF16(v) => Some(v.iter().map(|x| x.to_f64()).collect()),
+            Values::F32(v) => Some(v.iter().map(|&x| x as f64).collect()),
+            Values::F64(v) => Some(v.clone()),
+            Values::I64(_) => None,
+        }
+    }
+
+    fn to_le_bytes(&self) -> Vec<u8> {
+        match self {
+            Values::F16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Values::BF16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Values::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Values::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Values::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+
+    fn from_le_bytes(dtype: Dtype, bytes: &[u8]) -> Option<Self> {
+        fn le<const N: usize>(chunk: &[u8]) -> [u8; N] {
+            let mut a = [0; N];
+            a.copy_from_slice(chunk);
+            a
+        }
+        Some(match dtype {
+            Dtype::F16 => Values::F16(bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes(le(c))).collect()),
+            Dtype::BF16 => Values::BF16(bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes(le(c))).collect()),
+            Dtype::F32 => Values::F32(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(le(c))).collect()),
+            Dtype::F64 => Values::F64(bytes.chunks_exact(8).map(|c| f64::from_le_bytes(le(c))).collect()),
+            Dtype::I64 => Values::I64(bytes.chunks_exact(8).map(|c| i64::from_le_bytes(le(c))).collect()),
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub values: Values,
+}
+
+impl View for &HostTensor {
+    fn dtype(&self) -> Dtype {
+        self.values.dtype()
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.values.to_le_bytes())
+    }
+
+    fn data_len(&self) -> usize {
+        self.values.len() * self.values.dtype().bitsize() / 8
+    }
+}
+
+/// A safetensors file's tensors by name and its `__metadata__`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TensorFile {
+    pub tensors: BTreeMap<String, HostTensor>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl TensorFile {
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
+        Self::from_bytes(&bytes).map_err(|detail| Error::data(path, detail))
+    }
+
+    fn from_bytes(bytes: &[u8]) -> std::result::Result<Self, String> {
+        let not_safetensors = |e: safetensors::SafeTensorError| {
+            format!("not a safetensors file (8-byte little-endian header length, JSON header, tensor data): {e}")
+        };
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
+        let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
+        let st = SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            let values = Values::from_le_bytes(view.dtype(), view.data())
+                .ok_or_else(|| format!("tensor {name} is {}; kappa reads F16, BF16, F32, F64 and I64 tensors", view.dtype()))?;
+            tensors.insert(name, HostTensor { shape: view.shape().to_vec(), values });
+        }
+        Ok(TensorFile { tensors, metadata })
+    }
+
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        for (name, t) in &self.tensors {
+            if t.values.len() != t.shape.iter().product::<usize>() {
+                return Err(Error::shape("safetensors", format!("{name}: shape {:?} but {} values", t.shape, t.values.len())));
+            }
+        }
+        let metadata = self.metadata.clone().into_iter().collect();
+        safetensors::serialize(&self.tensors, Some(metadata)).map_err(|e| Error::shape("safetensors", e.to_string()))
+    }
+
+    /// Writes the file atomically (see [`write_atomic`]).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.to_bytes()?)
+    }
+}
+
+/// `NAME.tmp` next to `path`.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` to [`tmp_path`], flushes it to disk and renames it over
+/// `path`, so `path` holds either its old contents or the new ones, never a part.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        // Best effort: a half-written temporary is of no use to anyone.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::data(&tmp, format!("cannot write ({e}); {} is left as it was", path.display())));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::data(path, format!("cannot replace it with {}: {e}", tmp.display())))?;
+    // The rename itself survives a crash only once the directory is on disk.
+    #[cfg(unix)]
+    {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::data(dir, format!("cannot sync the directory: {e}")))?;
+    }
+    Ok(())
+}

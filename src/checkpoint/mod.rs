@@ -1,0 +1,19 @@
+//! Checkpoints and weights in the safetensors format.
+//!
+//! A checkpoint holds every parameter and buffer under its PyTorch name (with
+//! an i64 `num_batches_tracked` per BN layer, so `load_state_dict(strict=True)`
+//! accepts it), the optimiser state under `optimizer.`, and in `__metadata__`
+//! the format version, the model, dtype, seed and where the run stood.
+
+mod convert;
+mod file;
+mod model;
+mod optimizer;
+mod run_state;
+mod training;
+
+pub use file::{tmp_path, write_atomic, HostTensor, TensorFile, Values};
+pub use model::{load_model, load_weights, model_tensors, Precision};
+pub use optimizer::{load_optimizer, optimizer_tensors};
+pub use run_state::{RunState, Window};
+pub use training::{checkpoint_path, resume, save, CHECKPOINT_FILE};

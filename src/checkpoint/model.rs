@@ -1,0 +1,127 @@
+//! A model's parameters and buffers under their PyTorch names, and loading
+//! them back with every name and shape checked.
+
+use super::convert::{device_tensor, host_tensor, run_dtype};
+use super::file::{HostTensor, TensorFile, Values};
+use super::optimizer::PREFIX as OPTIMIZER_PREFIX;
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::models::Model;
+use crate::nn::{BufferId, ParamId};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// PyTorch's BN buffers are `{bn}.running_mean`, `{bn}.running_var` and
+/// `{bn}.num_batches_tracked`; kappa keeps the first two.
+const RUNNING_MEAN: &str = ".running_mean";
+const BATCHES_TRACKED: &str = ".num_batches_tracked";
+
+/// How closely a file's values must match the run's element type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// A checkpoint of this run: the run's own dtype, so values come back bit for bit.
+    Exact,
+    /// Weights from elsewhere: any float dtype, converted to the run's.
+    Convert,
+}
+
+/// Every parameter and buffer of `model`, plus an i64 `num_batches_tracked`
+/// per BN layer so PyTorch's strict `load_state_dict` accepts the file.
+pub fn model_tensors<B: Backend>(model: &dyn Model<B>, backend: &B, batches_tracked: u64) -> Result<Vec<(String, HostTensor)>> {
+    let store = model.store();
+    let mut out = Vec::new();
+    for p in store.params() {
+        out.push((p.name.clone(), host_tensor(backend, p.value.shape(), p.value.buf())?));
+    }
+    for (name, t) in store.buffers() {
+        out.push((name.clone(), host_tensor(backend, t.shape(), t.buf())?));
+        if let Some(bn) = name.strip_suffix(RUNNING_MEAN) {
+            let count = i64::try_from(batches_tracked).unwrap_or(i64::MAX);
+            out.push((format!("{bn}{BATCHES_TRACKED}"), HostTensor { shape: vec![], values: Values::I64(vec![count]) }));
+        }
+    }
+    Ok(out)
+}
+
+/// Loads a safetensors state dict (e.g. PyTorch's
+/// `safetensors.torch.save_file(model.state_dict(), path)`) into `model`.
+pub fn load_weights<B: Backend>(path: &Path, model: &mut dyn Model<B>, backend: &B) -> Result<()> {
+    load_model(model, backend, &TensorFile::read(path)?, path, Precision::Convert)
+}
+
+enum Slot {
+    Param(ParamId),
+    Buffer(BufferId),
+}
+
+/// Replaces every parameter and buffer of `model` with the file's. Every one
+/// must be there with its shape; besides them the file may hold only
+/// `num_batches_tracked` of the model's BN layers and optimiser state.
+pub fn load_model<B: Backend>(model: &mut dyn Model<B>, backend: &B, file: &TensorFile, path: &Path, precision: Precision) -> Result<()> {
+    let store = model.store();
+    let mut expected: Vec<(String, Vec<usize>, Slot)> =
+        store.ids().map(|id| (store.param(id).name.clone(), store.value(id).shape().to_vec(), Slot::Param(id))).collect();
+    expected.extend(store.buffers().iter().enumerate().map(|(i, (name, t))| (name.clone(), t.shape().to_vec(), Slot::Buffer(BufferId(i)))));
+    let tolerated: BTreeSet<String> =
+        store.buffers().iter().filter_map(|(name, _)| name.strip_suffix(RUNNING_MEAN)).map(|bn| format!("{bn}{BATCHES_TRACKED}")).collect();
+
+    let mut problems = Vec::new();
+    let mismatch =
+        expected.iter().find_map(|(name, shape, _)| file.tensors.get(name).filter(|t| &t.shape != shape).map(|t| (name, shape, &t.shape)));
+    if let Some((name, model_shape, file_shape)) = mismatch {
+        problems.push(format!("the first mismatching tensor is {name}: {file_shape:?} in the file, {model_shape:?} in the model"));
+    }
+    let missing: Vec<&str> = expected.iter().map(|(n, _, _)| n.as_str()).filter(|n| !file.tensors.contains_key(*n)).collect();
+    if !missing.is_empty() {
+        problems.push(format!("missing {}", list(&missing)));
+    }
+    let known: BTreeSet<&str> = expected.iter().map(|(n, _, _)| n.as_str()).collect();
+    let unexpected: Vec<&str> = file
+        .tensors
+        .keys()
+        .map(String::as_str)
+        .filter(|n| !known.contains(n) && !tolerated.contains(*n) && !n.starts_with(OPTIMIZER_PREFIX))
+        .collect();
+    if !unexpected.is_empty() {
+        problems.push(format!("unexpected {}", list(&unexpected)));
+    }
+    if !problems.is_empty() {
+        return Err(Error::data(path, format!("does not fit the model ({}): {}", model.describe(), problems.join("; "))));
+    }
+
+    let mut loaded = Vec::with_capacity(expected.len());
+    for (name, shape, slot) in expected {
+        let t = &file.tensors[&name];
+        if precision == Precision::Exact && t.values.dtype() != run_dtype::<B>() {
+            return Err(Error::data(
+                path,
+                format!(
+                    "{name} is {} but the run computes in {}; a checkpoint resumes in its own dtype",
+                    t.values.dtype(),
+                    run_dtype::<B>()
+                ),
+            ));
+        }
+        let tensor = device_tensor(backend, &shape, &t.values)
+            .ok_or_else(|| Error::data(path, format!("{name} is {}; expected floating-point values", t.values.dtype())))??;
+        loaded.push((slot, tensor));
+    }
+    let store = model.store_mut();
+    for (slot, tensor) in loaded {
+        match slot {
+            Slot::Param(id) => store.param_mut(id).value = tensor,
+            Slot::Buffer(id) => *store.buffer_mut(id) = tensor,
+        }
+    }
+    Ok(())
+}
+
+/// Up to five names, then how many more.
+fn list(names: &[&str]) -> String {
+    let shown = names.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+    match names.len() {
+        n if n > 5 => format!("{n} tensors: {shown} and {} more", n - 5),
+        1 => format!("1 tensor: {shown}"),
+        n => format!("{n} tensors: {shown}"),
+    }
+}

@@ -1,0 +1,90 @@
+//! Optimiser state as tensors: `optimizer.<parameter>.<slot>` (PyTorch's slot
+//! names: `momentum_buffer`, `exp_avg`, `exp_avg_sq`) and `optimizer.step`.
+
+use super::convert::{device_tensor, host_tensor, run_dtype};
+use super::file::{HostTensor, TensorFile, Values};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::nn::{ParamId, ParamStore};
+use crate::optim::{Optimizer, OptimizerState};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// Keeps optimiser entries apart from the model's, whose names never start so.
+pub const PREFIX: &str = "optimizer.";
+const STEP: &str = "optimizer.step";
+
+pub fn optimizer_tensors<B: Backend>(
+    optimizer: &dyn Optimizer<B>,
+    store: &ParamStore<B>,
+    backend: &B,
+) -> Result<Vec<(String, HostTensor)>> {
+    let state = optimizer.state();
+    let mut out = Vec::new();
+    for (id, bufs) in &state.slots {
+        let p = store.param(*id);
+        for (slot, buf) in optimizer.slot_names().iter().zip(bufs) {
+            out.push((format!("{PREFIX}{}.{slot}", p.name), host_tensor(backend, p.value.shape(), buf)?));
+        }
+    }
+    if let Some(step) = state.step {
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        out.push((STEP.to_string(), HostTensor { shape: vec![], values: Values::I64(vec![step]) }));
+    }
+    Ok(out)
+}
+
+/// Replaces the optimiser's state with the file's `optimizer.*` entries,
+/// each checked against the parameter it belongs to.
+pub fn load_optimizer<B: Backend>(
+    optimizer: &mut dyn Optimizer<B>,
+    store: &ParamStore<B>,
+    backend: &B,
+    file: &TensorFile,
+    path: &Path,
+) -> Result<()> {
+    let bad = |detail: String| Error::data(path, detail);
+    let names = optimizer.slot_names();
+    let ids: HashMap<&str, ParamId> = store.ids().map(|id| (store.param(id).name.as_str(), id)).collect();
+    let mut slots: BTreeMap<ParamId, Vec<Option<B::Buf>>> = BTreeMap::new();
+    let mut step = None;
+    for (name, t) in file.tensors.iter().filter(|(n, _)| n.starts_with(PREFIX)) {
+        if name == STEP {
+            step = match (&t.values, t.shape.as_slice()) {
+                (Values::I64(v), []) => v.first().and_then(|&s| u64::try_from(s).ok()),
+                _ => None,
+            };
+            if step.is_none() {
+                return Err(bad(format!("{STEP} must be a non-negative I64 scalar, not {} {:?}", t.values.dtype(), t.shape)));
+            }
+            continue;
+        }
+        let param_slot = name[PREFIX.len()..].rsplit_once('.');
+        let Some((&id, k)) = param_slot.and_then(|(p, s)| Some((ids.get(p)?, names.iter().position(|n| *n == s)?))) else {
+            return Err(bad(format!("unexpected {name}: this optimiser keeps {} per parameter of the model", names.join(", "))));
+        };
+        let shape = store.value(id).shape();
+        if t.shape != shape {
+            return Err(bad(format!("{name} is {:?} in the file but its parameter is {shape:?}", t.shape)));
+        }
+        if t.values.dtype() != run_dtype::<B>() {
+            return Err(bad(format!("{name} is {} but the run computes in {}", t.values.dtype(), run_dtype::<B>())));
+        }
+        let buf = device_tensor(backend, shape, &t.values).ok_or_else(|| bad(format!("{name} is not floating point")))??;
+        slots.entry(id).or_insert_with(|| vec![None; names.len()])[k] = Some(buf.buf().clone());
+    }
+    let counts_steps = optimizer.state().step.is_some();
+    if counts_steps != step.is_some() {
+        let why = if counts_steps { "missing: this optimiser counts its steps" } else { "unexpected: this optimiser counts no steps" };
+        return Err(bad(format!("{STEP} {why}")));
+    }
+    let mut state = OptimizerState { slots: BTreeMap::new(), step };
+    for (id, bufs) in slots {
+        let Some(bufs) = bufs.into_iter().collect::<Option<Vec<_>>>() else {
+            let p = &store.param(id).name;
+            return Err(bad(format!("{PREFIX}{p} holds only part of its state; expected {}", names.join(", "))));
+        };
+        state.slots.insert(id, bufs);
+    }
+    optimizer.set_state(state)
+}

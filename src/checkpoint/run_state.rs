@@ -1,0 +1,104 @@
+//! Where a run stands beyond its tensors: its position in the data, the
+//! running window of the training records, the latest figures and what the
+//! alerts remember. Everything random in kappa (the data order of an epoch,
+//! dropout masks, sampled labels, the analysis batches) is a pure function of
+//! the seed and the epoch or iteration, so with the seed this is all a
+//! resumed run needs to continue exactly.
+
+use crate::analysis::AlertsState;
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+
+/// Training steps since the last `train` record.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Window {
+    /// Sum of the steps' mean losses.
+    pub loss: f64,
+    pub correct: usize,
+    pub examples: usize,
+    pub steps: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunState {
+    /// Optimiser steps taken. A checkpoint at an epoch boundary is taken
+    /// after that epoch's evaluation.
+    pub iteration: usize,
+    pub batches_per_epoch: usize,
+    pub window: Window,
+    pub train_loss: Option<f64>,
+    pub train_accuracy: Option<f64>,
+    pub test_loss: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    pub alerts: AlertsState,
+}
+
+impl RunState {
+    /// Whole epochs done and batches of the next one already seen.
+    pub fn position(&self) -> (usize, usize) {
+        let per_epoch = self.batches_per_epoch.max(1);
+        (self.iteration / per_epoch, self.iteration % per_epoch)
+    }
+
+    pub fn to_metadata(&self, meta: &mut BTreeMap<String, String>) -> Result<()> {
+        let (epoch, batch) = self.position();
+        let mut put = |key: &str, value: String| meta.insert(key.to_string(), value);
+        put("iteration", self.iteration.to_string());
+        put("epoch", epoch.to_string());
+        put("batch_in_epoch", batch.to_string());
+        put("batches_per_epoch", self.batches_per_epoch.to_string());
+        // Rust prints the shortest decimal that parses back to the same f64.
+        put("window_loss", self.window.loss.to_string());
+        put("window_correct", self.window.correct.to_string());
+        put("window_examples", self.window.examples.to_string());
+        put("window_steps", self.window.steps.to_string());
+        let figures = [
+            ("train_loss", self.train_loss),
+            ("train_accuracy", self.train_accuracy),
+            ("test_loss", self.test_loss),
+            ("test_accuracy", self.test_accuracy),
+        ];
+        for (key, value) in figures {
+            if let Some(v) = value {
+                put(key, v.to_string());
+            }
+        }
+        let alerts = serde_json::to_string(&self.alerts).map_err(|e| Error::Backend(format!("alerts state: {e}")))?;
+        put("alerts", alerts);
+        Ok(())
+    }
+
+    pub fn from_metadata(meta: &BTreeMap<String, String>, path: &Path) -> Result<Self> {
+        let optional = |key: &str| -> Result<Option<f64>> { meta.get(key).map(|v| parse(v, key, "a number", path)).transpose() };
+        let required =
+            |key: &str| meta.get(key).ok_or_else(|| Error::data(path, format!("its metadata has no {key}; expected a kappa checkpoint")));
+        let count = |key: &str| -> Result<usize> { parse(required(key)?, key, "a whole number", path) };
+        let state = RunState {
+            iteration: count("iteration")?,
+            batches_per_epoch: count("batches_per_epoch")?,
+            window: Window {
+                loss: parse(required("window_loss")?, "window_loss", "a number", path)?,
+                correct: count("window_correct")?,
+                examples: count("window_examples")?,
+                steps: count("window_steps")?,
+            },
+            train_loss: optional("train_loss")?,
+            train_accuracy: optional("train_accuracy")?,
+            test_loss: optional("test_loss")?,
+            test_accuracy: optional("test_accuracy")?,
+            alerts: serde_json::from_str(required("alerts")?)
+                .map_err(|e| Error::data(path, format!("metadata alerts: expected the alerts' JSON state: {e}")))?,
+        };
+        let (epoch, batch) = state.position();
+        if (count("epoch")?, count("batch_in_epoch")?) != (epoch, batch) {
+            return Err(Error::data(path, "metadata epoch and batch_in_epoch disagree with iteration and batches_per_epoch"));
+        }
+        Ok(state)
+    }
+}
+
+fn parse<T: FromStr>(value: &str, key: &str, expected: &str, path: &Path) -> Result<T> {
+    value.parse().map_err(|_| Error::data(path, format!("metadata {key} = '{value}' is not {expected}")))
+}
