@@ -6,7 +6,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kappa::autograd::Tape;
 use kappa::backend::cpu::Cpu;
-use kappa::models::{Family, LastBnGamma, Model, ResNet, ResNetConfig, ShortcutKind, Variant};
+use kappa::models::{Family, Model, ResNet, ResNetConfig, Variant};
 use kappa::optim::{Optimizer, Sgd};
 use kappa::rng::Rng;
 use kappa::tensor::Tensor;
@@ -27,18 +27,7 @@ fn resnet_step(c: &mut Criterion) {
     let mut g = c.benchmark_group("resnet_cifar_b128_step");
     g.sample_size(10).throughput(Throughput::Elements(n as u64));
     for depth in depths {
-        let config = ResNetConfig {
-            variant: Variant::Resnet,
-            family: Family::Cifar,
-            depth,
-            classes,
-            in_channels: 3,
-            shortcut: ShortcutKind::A,
-            tau: None,
-            lastbn_gamma: LastBnGamma::One,
-            dropout: 0.0,
-            bn_momentum: 0.1,
-        };
+        let config = ResNetConfig::new(Variant::Resnet, Family::Cifar, depth, classes);
         let mut model = ResNet::new(&be, config, 0).unwrap();
         let mut opt = Sgd::new(&be, 0.9, 1e-4, false);
         g.bench_function(format!("resnet{depth}"), |b| {

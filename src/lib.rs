@@ -9,6 +9,7 @@ pub mod data;
 pub mod doctor;
 pub mod error;
 pub mod experiments;
+pub mod luckmatters;
 pub mod models;
 pub mod nn;
 pub mod optim;

@@ -1,13 +1,15 @@
 //! The `kappa` command line.
 
 use clap::parser::ValueSource;
-use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use kappa::analysis::{AnalysisConfig, ConvStat, Mode};
+use kappa::data::Padding;
 use kappa::experiments::{self, Scale};
+use kappa::luckmatters::cli::{MatrixArgs, ReconArgs};
 use kappa::models::{Family, LastBnGamma, ShortcutKind};
 use kappa::nn::Init;
 use kappa::optim::Schedule;
-use kappa::train::{ArchOptions, Dtype, OptimizerKind, RunOptions, TrainConfig};
+use kappa::train::{ArchOptions, Dtype, OptimizerKind, Pipeline, RunOptions, TrainConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -51,6 +53,11 @@ enum Command {
     },
     /// Run one of the papers' experiments end to end and report it
     Reproduce(ReproduceArgs),
+    /// LuckMatters' teacher–student experiments (Tian et al.): does a wide student recover the teacher's nodes?
+    Luckmatters {
+        #[command(subcommand)]
+        script: LuckScript,
+    },
     /// List every model name with its options
     Models,
     /// Download and verify datasets
@@ -69,6 +76,14 @@ enum Command {
         #[command(subcommand)]
         target: ProfileTarget,
     },
+}
+
+#[derive(Subcommand)]
+enum LuckScript {
+    /// A student MLP trained by SGD on a ReLU teacher's outputs; logs the teacher–student node correlations per layer
+    Recon(ReconArgs),
+    /// Projected gradient descent on weight matrices in closed form; logs every student row's norm
+    Matrix(MatrixArgs),
 }
 
 #[derive(Subcommand)]
@@ -211,7 +226,11 @@ struct TrainArgs {
     /// Weight initialisation: lecun (the paper's "random", N(0, 1/fan_in)), he, xavier
     #[arg(long, default_value = "he")]
     init: Init,
-    /// Dataset: synthetic (built in, MNIST-shaped) or mnist (IDX files in --data-dir)
+    /// A training recipe whose settings become the defaults (flags given still win):
+    /// fb-cifar, lca-cifar, tau-cifar, fb-imagenet, lca-imagenet
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
+    /// Dataset: synthetic (built in, MNIST-shaped), mnist (IDX files), cifar10, cifar100 (binary batches) or imagenet (train/ and val/ JPEG folders) in --data-dir
     #[arg(long, default_value = "synthetic")]
     data: String,
     /// Directory holding the dataset's files
@@ -232,8 +251,8 @@ struct TrainArgs {
     /// SGD momentum
     #[arg(long, default_value_t = 0.9)]
     momentum: f64,
-    /// Nesterov momentum
-    #[arg(long)]
+    /// Nesterov momentum (`--nesterov false` turns off a preset's)
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = ArgAction::Set)]
     nesterov: bool,
     /// L2 weight decay on every parameter
     #[arg(long, default_value_t = 0.0)]
@@ -271,7 +290,70 @@ struct TrainArgs {
     #[command(flatten)]
     arch: ArchArgs,
     #[command(flatten)]
+    pipeline: PipelineArgs,
+    #[command(flatten)]
     analysis: AnalysisArgs,
+}
+
+/// Augmentation, normalisation and batching of images.
+#[derive(Args)]
+#[command(next_help_heading = "Data pipeline")]
+struct PipelineArgs {
+    /// Augment the training split: CIFAR pad 4 + random crop + flip; ImageNet random-resized crop, colour jitter, lighting, flip
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = ArgAction::Set)]
+    augment: bool,
+    /// How CIFAR's pad before the random crop is filled: zero (fb.resnet) or reflect (the paper's scripts)
+    #[arg(long, value_enum, default_value = "zero")]
+    padding: Padding,
+    /// Per-channel normalisation: auto (fb-resnet for CIFAR, imagenet for ImageNet, none otherwise), none, fb-resnet, tau-resnet, imagenet
+    #[arg(long, default_value = "auto")]
+    normalize: String,
+    /// Drop each epoch's last short training batch
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = ArgAction::Set)]
+    drop_last: bool,
+    /// ImageNet crop side
+    #[arg(long, default_value_t = 224)]
+    crop_size: usize,
+    /// ImageNet eval: resize the shorter side to this, then centre-crop
+    #[arg(long, default_value_t = 256)]
+    resize: usize,
+}
+
+impl PipelineArgs {
+    fn into_pipeline(self) -> Pipeline {
+        Pipeline {
+            augment: self.augment,
+            padding: self.padding,
+            normalize: self.normalize,
+            drop_last: self.drop_last,
+            crop_size: self.crop_size,
+            resize: self.resize,
+        }
+    }
+}
+
+/// The command line, with `--preset`'s recipe (if the arguments name one) as
+/// the defaults of `train` and `analyze`.
+fn command(args: &[String]) -> kappa::Result<clap::Command> {
+    let named = args.iter().enumerate().rev().find_map(|(i, a)| match a.strip_prefix("--preset") {
+        Some("") => Some(args.get(i + 1).cloned().unwrap_or_default()),
+        Some(rest) => rest.strip_prefix('=').map(str::to_string),
+        None => None,
+    });
+    let Some(name) = named else {
+        return Ok(Cli::command());
+    };
+    let recipe = kappa::train::recipe::find(&name)?;
+    let mut cmd = Cli::command();
+    for sub in ["train", "analyze"] {
+        cmd = cmd.mut_subcommand(sub, |mut c| {
+            for (flag, value) in recipe.defaults() {
+                c = c.mut_arg(flag.replace('-', "_"), |a| a.default_value(value));
+            }
+            c
+        });
+    }
+    Ok(cmd)
 }
 
 /// Options of the ResNet family (`kappa models` lists the names).
@@ -393,26 +475,36 @@ impl TrainArgs {
             dtype: self.dtype.unwrap_or_default(),
             analysis: self.analysis.into_config(),
             arch: self.arch.into_options(),
+            pipeline: self.pipeline.into_pipeline(),
+            preset: self.preset,
         }
     }
 }
 
 fn reproduce(args: ReproduceArgs) -> anyhow::Result<()> {
     if args.list {
-        println!("{:<8} {:>8}  description", "name", "ci time");
+        println!("{:<20} {:>8}  description", "name", "ci time");
         for p in experiments::presets() {
-            println!("{:<8} {:>6.1}m  {}", p.name, p.ci_minutes, p.description);
+            println!("{:<20} {:>6.1}m  {}", p.name, p.ci_minutes, p.description);
         }
         return Ok(());
     }
     let preset = experiments::find(args.name.as_deref().unwrap_or_default())?;
+    let scale = format!("{:?}", args.scale).to_lowercase();
+    let out = args.out.unwrap_or_else(|| PathBuf::from(format!("runs/reproduce-{}-{scale}", preset.name)));
+    let runs = match preset.plan {
+        experiments::Plan::Runs(runs) => runs,
+        experiments::Plan::Script(script) => {
+            let measured = script(args.scale, &out)?;
+            println!("\n{} ({scale} scale)\n{measured}expected (paper): {}\nrun dir: {}", preset.name, preset.expected, out.display());
+            return Ok(());
+        }
+    };
     let (data, note) = experiments::DataChoice::mnist_or_synthetic(args.data_dir.as_deref());
     if let Some(note) = &note {
         eprintln!("note: {note}");
     }
-    let scale = format!("{:?}", args.scale).to_lowercase();
-    let out = args.out.unwrap_or_else(|| PathBuf::from(format!("runs/reproduce-{}-{scale}", preset.name)));
-    let summaries = experiments::reproduce(preset, args.scale, &data, &out, &args.device)?;
+    let summaries = experiments::train_all(runs, preset, args.scale, &data, &out, &args.device)?;
     let dirs: Vec<PathBuf> = summaries.iter().map(|(name, _)| out.join(name)).collect();
     let report = kappa::report::render(&dirs, &out, &Default::default())?;
     println!("\n{} ({scale} scale, {} data)", preset.name, data.name);
@@ -425,7 +517,15 @@ fn reproduce(args: ReproduceArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let args: Vec<String> = std::env::args().collect();
+    let cmd = match command(&args) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let matches = cmd.get_matches_from(&args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match run(cli, &matches) {
         Ok(()) => ExitCode::SUCCESS,
@@ -466,9 +566,25 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             for w in &summary.warnings {
                 eprintln!("warning: {w}");
             }
-            println!("wrote {} and {} plots", summary.markdown.display(), summary.plots.len());
+            let tables: Vec<String> = summary.tables.iter().map(|t| t.display().to_string()).collect();
+            println!(
+                "wrote {} and {} plots{}",
+                summary.markdown.display(),
+                summary.plots.len(),
+                tables.iter().map(|t| format!(", {t}")).collect::<String>()
+            );
         }
         Command::Reproduce(args) => reproduce(args)?,
+        Command::Luckmatters { script: LuckScript::Recon(args) } => {
+            let (cfg, out) = args.into_config()?;
+            print!("{}", kappa::luckmatters::recon::run(&cfg, &out)?.summary());
+            println!("run dir {}", out.display());
+        }
+        Command::Luckmatters { script: LuckScript::Matrix(args) } => {
+            let (cfg, out) = args.into_config()?;
+            print!("{}", kappa::luckmatters::matrix::run(&cfg, &out)?.summary());
+            println!("run dir {}", out.display());
+        }
         Command::Models => {
             for (name, options) in kappa::models::models() {
                 println!("{name:<12} {options}");
@@ -492,4 +608,54 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn train_config(args: &[&str]) -> TrainConfig {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let matches = command(&args).unwrap().try_get_matches_from(&args).unwrap();
+        match Cli::from_arg_matches(&matches).unwrap().command {
+            Command::Train(t) => t.train.into_config(),
+            _ => unreachable!("a train command line"),
+        }
+    }
+
+    #[test]
+    fn every_recipe_flag_is_a_train_and_analyze_flag() {
+        let cmd = Cli::command();
+        for sub in ["train", "analyze"] {
+            let c = cmd.find_subcommand(sub).unwrap();
+            for r in kappa::train::recipe::RECIPES {
+                for (flag, _) in r.defaults() {
+                    assert!(c.get_arguments().any(|a| a.get_long() == Some(flag)), "{} sets --{flag}, which {sub} lacks", r.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_preset_sets_defaults_and_given_flags_win() {
+        let cfg = train_config(&["kappa", "train", "--preset", "lca-cifar"]);
+        assert_eq!((cfg.model.as_str(), cfg.data.as_str(), cfg.epochs, cfg.batch_size), ("resnet", "cifar10", Some(160), 128));
+        assert!(cfg.nesterov && cfg.pipeline.augment && cfg.pipeline.drop_last);
+        assert_eq!((cfg.lr, cfg.momentum, cfg.weight_decay), (0.1, 0.9, 1e-4));
+        assert_eq!(cfg.schedule, "multistep:80,120".parse().unwrap());
+        assert_eq!((cfg.pipeline.padding, cfg.pipeline.normalize.as_str()), (Padding::Reflect, "fb-resnet"));
+        assert_eq!(cfg.preset.as_deref(), Some("lca-cifar"));
+
+        let cfg = train_config(&["kappa", "train", "--lr=0.05", "--preset=tau-cifar", "--nesterov", "--drop-last", "--iterations", "3"]);
+        assert_eq!((cfg.model.as_str(), cfg.lr, cfg.nesterov, cfg.pipeline.drop_last), ("tau-resnet", 0.05, true, true));
+        assert_eq!((cfg.epochs, cfg.iterations), (None, Some(3)), "--iterations replaces the preset's epochs");
+        let cfg = train_config(&["kappa", "train", "--preset", "fb-cifar", "--nesterov", "false", "--augment=false"]);
+        assert!(!cfg.nesterov && !cfg.pipeline.augment);
+
+        let plain = train_config(&["kappa", "train"]);
+        assert_eq!((plain.model.as_str(), plain.lr, plain.nesterov, plain.pipeline.augment), ("mlp", 0.05, false, false));
+        let args: Vec<String> = ["kappa", "train", "--preset", "fb-mnist"].iter().map(|a| a.to_string()).collect();
+        let err = command(&args).unwrap_err().to_string();
+        assert!(err.contains("unknown preset 'fb-mnist'") && err.contains("lca-imagenet"), "{err}");
+    }
 }

@@ -6,39 +6,22 @@ use kappa::analysis::{AnalysisConfig, Analyzer, Kronecker, Mode, Moments, Spectr
 use kappa::backend::cpu::Cpu;
 use kappa::backend::Backend;
 use kappa::data::{self, LoadOptions, Loader};
-use kappa::nn::Init;
-use kappa::optim::Schedule;
 use kappa::rng::Rng;
-use kappa::train::{Labels, OptimizerKind, TrainConfig, Trainer};
+use kappa::train::{Labels, TrainConfig, Trainer};
 
 fn config(bn: bool) -> TrainConfig {
     TrainConfig {
-        model: "mlp".into(),
         depth: 4,
         width: 24,
         bn,
-        init: Init::He,
-        data: "synthetic".into(),
-        data_dir: None,
         crop_resize: Some((20, 12)),
         limit_train: Some(512),
-        optimizer: OptimizerKind::Sgd,
-        lr: 0.05,
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 0.0,
-        schedule: Schedule::Constant,
         epochs: Some(1),
-        iterations: None,
         batch_size: 64,
         seed: 11,
         out: "unused".into(),
-        freeze: vec![],
         log_every: 1,
-        device: "cpu".into(),
-        dtype: Default::default(),
-        arch: Default::default(),
-        analysis: AnalysisConfig::default(),
+        ..TrainConfig::default()
     }
 }
 

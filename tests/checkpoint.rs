@@ -8,39 +8,12 @@ use kappa::checkpoint::{self, HostTensor, RunState, TensorFile, Values, Window};
 use kappa::train::{TrainConfig, Trainer};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn kappa(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kappa")).args(args).output().expect("run kappa")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kappa-ckpt-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn succeed(args: &[&str]) {
-    let o = kappa(args);
-    assert!(o.status.success(), "kappa {args:?}: {}", stderr(&o));
-}
-
-/// Fails unless the command failed, without a panic, saying every `needle`.
-fn assert_error(o: &Output, needles: &[&str]) {
-    let e = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success; stderr: {e}");
-    assert!(!e.contains("panicked"), "panicked: {e}");
-    for n in needles {
-        assert!(e.contains(n), "stderr lacks {n:?}: {e}");
-    }
-}
+mod common;
+use common::{assert_error, kappa, scratch, succeed};
 
 /// A small BN MLP on 256 synthetic examples: 8 batches of 32 per epoch.
 const SMALL: &[&str] = &["--depth", "3", "--width", "16", "--bn", "--limit-train", "256", "--batch-size", "32", "--log-every", "5"];
@@ -95,6 +68,8 @@ fn run_state(iteration: usize) -> RunState {
         train_accuracy: None,
         test_loss: Some(f64::MIN_POSITIVE),
         test_accuracy: Some(1.0 / 7.0),
+        test_top5_accuracy: Some(0.9),
+        forwards: u64::MAX - 3,
         alerts: kappa::analysis::AlertsState {
             dominated: vec!["layers.1".into()],
             dying: vec![],

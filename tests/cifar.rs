@@ -5,32 +5,10 @@
 use kappa::data::augment::Placement;
 use kappa::data::cifar::{self, Cifar};
 use kappa::data::{load, open, LoadOptions, Normalize, OpenOptions, PadCropFlip, Padding};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("kappa-cifar-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::TempDir;
 
 /// The pixel byte at channel `c`, row `y`, column `x` of record `r` of file `f`:
 /// distinct enough that a swapped plane, row or record shows.
@@ -237,4 +215,47 @@ fn open_augments_train_and_only_normalises_test() {
         }
     }
     assert!(moved > 6, "only {moved} of 12 examples were shifted or flipped");
+}
+
+fn logged(run: &Path, kind: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|r| r["kind"] == kind).collect()
+}
+
+#[test]
+fn a_preset_trains_resnet_on_cifar_and_resumes_exactly() {
+    let dir = TempDir::new("preset");
+    write_cifar10(dir.path(), false);
+    let data = dir.path().to_str().unwrap();
+    let run = |name: &str, iterations: &str| {
+        let out = dir.path().join(name);
+        let args = ["train", "--preset", "lca-cifar", "--data-dir", data, "--depth", "8", "--batch-size", "4", "--analyze-every", "2"];
+        common::succeed(&[&args[..], &["--iterations", iterations, "--out", out.to_str().unwrap()]].concat());
+        out
+    };
+    let whole = run("whole", "5");
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(whole.join("config.json")).unwrap()).unwrap();
+    let train = &config["train"];
+    assert_eq!(
+        (train["preset"].as_str(), train["model"].as_str(), train["nesterov"].as_bool()),
+        (Some("lca-cifar"), Some("resnet"), Some(true))
+    );
+    assert_eq!(train["pipeline"]["padding"], "reflect");
+    assert_eq!((train["pipeline"]["augment"].as_bool(), train["pipeline"]["drop_last"].as_bool()), (Some(true), Some(true)));
+
+    // 15 training examples in batches of 4 with the last dropped: 3 a epoch, so 5 steps end in epoch 2.
+    let evals = logged(&whole, "eval");
+    assert_eq!(evals.iter().map(|e| e["iteration"].as_u64().unwrap()).collect::<Vec<_>>(), vec![3, 5]);
+    for e in &evals {
+        let (top1, top5) = (e["test_top1_error"].as_f64().unwrap(), e["test_top5_error"].as_f64().unwrap());
+        assert!((0.0..=1.0).contains(&top1) && top5 <= top1, "{e}");
+        assert!((top1 - (1.0 - e["test_accuracy"].as_f64().unwrap())).abs() < 1e-12, "{e}");
+    }
+    assert!(logged(&whole, "analysis").iter().any(|r| r["layer"].as_str().is_some_and(|l| l.starts_with("layer1.0.conv1"))));
+
+    // Stopped mid-epoch and resumed: the augmented batches pick up where they left off.
+    let parts = run("parts", "4");
+    common::succeed(&["train", "--resume", parts.to_str().unwrap(), "--iterations", "5"]);
+    let last = |run: &Path| logged(run, "eval").last().unwrap()["test_loss"].clone();
+    assert_eq!(last(&parts), last(&whole));
 }

@@ -1,33 +1,11 @@
 //! The `kappa` binary as users run it: outputs of a run, and a clear one-line
 //! error with a non-zero exit for each kind of bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn kappa(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kappa")).args(args).output().expect("run kappa")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kappa-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Fails unless the command failed with one `error:` line containing every `needle`.
-fn assert_error(o: &Output, needles: &[&str]) {
-    let e = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success; stderr: {e}");
-    assert!(!e.contains("panicked"), "panicked: {e}");
-    for n in needles {
-        assert!(e.contains(n), "stderr lacks {n:?}: {e}");
-    }
-}
+mod common;
+use common::{assert_error, kappa, scratch, stderr};
 
 fn be32(v: u32) -> [u8; 4] {
     v.to_be_bytes()
@@ -243,10 +221,26 @@ fn analyze_exact_compares_the_exact_fim_with_the_kronecker_form() {
 fn reproduce_lists_presets_and_rejects_unknown_names() {
     let o = kappa(&["reproduce", "--list"]);
     let list = String::from_utf8_lossy(&o.stdout);
-    for name in ["fig3", "fig4", "fig5", "figA11", "figA13"] {
+    for name in ["fig1", "fig2", "figA1", "figA4", "fig3", "fig4", "fig5", "figA11", "figA13", "luckmatters-recon", "luckmatters-matrix"] {
         assert!(list.contains(name), "{list}");
     }
     assert_error(&kappa(&["reproduce", "fig99"]), &["fig99", "fig3", "figA13"]);
+}
+
+#[test]
+fn reproduce_fig1_puts_plain_far_below_bn() {
+    let out = scratch("fig1").join("out");
+    let o = kappa(&["reproduce", "fig1", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("synthetic data") && stdout.contains("expected (paper)"), "{stdout}");
+    let full_fim = |run: &str| {
+        let r = records(&out.join(run)).into_iter().find(|r| r["kind"] == "exact" && r["matrix"] == "fim" && r["block"] == "full");
+        r.unwrap()["exact"]["lambda_max"].as_f64().unwrap()
+    };
+    let (plain, bn) = (full_fim("plain"), full_fim("bn"));
+    assert!(plain * 100.0 < bn, "the plain net's gradients vanish: λmax {plain} vs BN's {bn}");
+    assert!(out.join("report.md").is_file());
 }
 
 #[test]

@@ -9,10 +9,9 @@ use kappa::backend::Backend;
 use kappa::data::{self, Batch, LoadOptions, Loader};
 use kappa::models::Model;
 use kappa::nn::{Init, Linear, ParamStore};
-use kappa::optim::Schedule;
 use kappa::rng::Rng;
 use kappa::tensor::Tensor;
-use kappa::train::{Labels, OptimizerKind, TrainConfig, Trainer};
+use kappa::train::{Labels, TrainConfig, Trainer};
 use kappa::Result;
 use std::time::Instant;
 
@@ -20,32 +19,17 @@ type B = Cpu<f64>;
 
 fn trainer<Bk: Backend>(be: &Bk, depth: usize, width: usize, bn: bool, inputs: usize, classes: usize) -> Trainer<Bk> {
     let cfg = TrainConfig {
-        model: "mlp".into(),
         depth,
         width,
         bn,
-        init: Init::He,
-        data: "synthetic".into(),
-        data_dir: None,
-        crop_resize: None,
-        limit_train: None,
-        optimizer: OptimizerKind::Sgd,
         lr: 0.1,
         momentum: 0.0,
-        nesterov: false,
-        weight_decay: 0.0,
-        schedule: Schedule::Constant,
         epochs: Some(1),
-        iterations: None,
         batch_size: 32,
         seed: 7,
         out: "unused".into(),
-        freeze: vec![],
         log_every: 1,
-        device: "cpu".into(),
-        dtype: Default::default(),
-        arch: Default::default(),
-        analysis: Default::default(),
+        ..TrainConfig::default()
     };
     Trainer::new(be, &cfg, &[inputs], classes).unwrap()
 }

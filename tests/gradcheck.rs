@@ -32,7 +32,7 @@
 
 use kappa::autograd::{Tape, Var};
 use kappa::backend::cpu::Cpu;
-use kappa::models::{Family, LastBnGamma, Mlp, MlpConfig, Model, ResNet, ResNetConfig, ShortcutKind, Variant};
+use kappa::models::{Family, Mlp, MlpConfig, Model, ResNet, ResNetConfig, ShortcutKind, Variant};
 use kappa::nn::Init;
 use kappa::rng::Rng;
 use kappa::tensor::Tensor;
@@ -933,18 +933,7 @@ fn plain_mlp() {
 /// A depth-8 CIFAR-layout net (one block per stage) with random γ, β,
 /// biases and scalars, on 6×6 images.
 fn random_resnet(variant: Variant, shortcut: ShortcutKind, seed: u64) -> ResNet<B> {
-    let config = ResNetConfig {
-        variant,
-        family: Family::Cifar,
-        depth: 8,
-        classes: 3,
-        in_channels: 2,
-        shortcut,
-        tau: None,
-        lastbn_gamma: LastBnGamma::One,
-        dropout: 0.0,
-        bn_momentum: 0.1,
-    };
+    let config = ResNetConfig { in_channels: 2, shortcut, ..ResNetConfig::new(variant, Family::Cifar, 8, 3) };
     let mut model = ResNet::new(&backend(), config, seed).expect("resnet");
     let mut rng = Rng::new(seed, 98);
     let ids: Vec<_> = model.store().ids().collect();

@@ -7,32 +7,10 @@ use image::ColorType;
 use kappa::data::imagenet::{self, ImageNet, StreamOptions};
 use kappa::data::imagenet_transform::{PhotoTransform, TrainAugment};
 use kappa::data::{jpeg, open, BatchSource, ImageNetOptions, Normalize, OpenOptions};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("kappa-imagenet-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::TempDir;
 
 /// Encodes a `width × height` RGB image whose pixel (x, y) is `f(x, y)`.
 fn jpeg_bytes(width: u32, height: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
@@ -209,4 +187,52 @@ fn limits_take_files_round_robin_over_classes() {
     opts.imagenet.resize = 5;
     let err = open("imagenet", Some(dir.path()), &opts).err().unwrap().to_string();
     assert!(err.contains("--resize") && err.contains("smaller than the crop size 6"), "{err}");
+}
+
+/// The run's last evaluation, from its metrics.
+fn last_eval(run: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let evals: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).filter(|r: &serde_json::Value| r["kind"] == "eval").collect();
+    evals.last().cloned().unwrap()
+}
+
+#[test]
+fn trains_from_the_command_line_and_resumes_dropout_exactly() {
+    let dir = TempDir::new("cli");
+    populate(&dir.path().join("train"), &["n01", "n02"], 4);
+    populate(&dir.path().join("val"), &["n01", "n02"], 2);
+    let run = |name: &str, iterations: &str| {
+        let out = dir.path().join(name);
+        let data = dir.path().to_str().unwrap();
+        let args = ["train", "--preset", "fb-imagenet", "--data-dir", data, "--model", "resnet-lastbn", "--dropout", "0.5"];
+        let small = [
+            "--crop-size",
+            "32",
+            "--resize",
+            "36",
+            "--batch-size",
+            "4",
+            "--lr",
+            "0.01",
+            "--analyze-every",
+            "0",
+            "--iterations",
+            iterations,
+        ];
+        common::succeed(&[&args[..], &small, &["--out", out.to_str().unwrap()]].concat());
+        out
+    };
+    let whole = run("whole", "4");
+    let eval = last_eval(&whole);
+    assert_eq!(eval["iteration"], 4);
+    assert_eq!(eval["test_top5_error"], 0.0, "two classes are always in the top five");
+    assert!(eval["test_loss"].as_f64().unwrap().is_finite());
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(whole.join("summary.json")).unwrap()).unwrap();
+    assert_eq!((summary["data"].as_str(), summary["iterations"].as_u64()), (Some("imagenet"), Some(4)));
+
+    // Dropout's masks follow the model's training forwards, which the checkpoint keeps.
+    let parts = run("parts", "2");
+    common::succeed(&["train", "--resume", parts.to_str().unwrap(), "--iterations", "4"]);
+    assert_eq!(last_eval(&parts)["test_loss"], eval["test_loss"]);
 }

@@ -3,28 +3,13 @@
 
 use kappa::autograd::Tape;
 use kappa::backend::cpu::Cpu;
-use kappa::models::{Family, LastBnGamma, Model, ResNet, ResNetConfig, ShortcutKind, Variant, VARIANTS};
+use kappa::models::{Family, Model, ResNet, ResNetConfig, ShortcutKind, Variant, VARIANTS};
 use kappa::tensor::Tensor;
 
 type B = Cpu<f32>;
 
-fn config(variant: Variant, family: Family, depth: usize, classes: usize) -> ResNetConfig {
-    ResNetConfig {
-        variant,
-        family,
-        depth,
-        classes,
-        in_channels: 3,
-        shortcut: ShortcutKind::A,
-        tau: None,
-        lastbn_gamma: LastBnGamma::One,
-        dropout: 0.0,
-        bn_momentum: 0.1,
-    }
-}
-
 fn params(variant: Variant, family: Family, depth: usize, classes: usize) -> usize {
-    ResNet::<B>::new(&Cpu::new(), config(variant, family, depth, classes), 0).unwrap().store().count()
+    ResNet::<B>::new(&Cpu::new(), ResNetConfig::new(variant, family, depth, classes), 0).unwrap().store().count()
 }
 
 #[test]
@@ -38,7 +23,11 @@ fn parameter_totals_match_the_published_ones() {
     }
     assert_eq!(params(Variant::Resnet, Family::Cifar, 20, 10), 269_722);
     // Type B adds the two 1×1 projections with their BNs: 16·32 + 64 + 32·64 + 128.
-    let b = ResNet::<B>::new(&Cpu::new(), ResNetConfig { shortcut: ShortcutKind::B, ..config(Variant::Resnet, Family::Cifar, 20, 10) }, 0);
+    let b = ResNet::<B>::new(
+        &Cpu::new(),
+        ResNetConfig { shortcut: ShortcutKind::B, ..ResNetConfig::new(Variant::Resnet, Family::Cifar, 20, 10) },
+        0,
+    );
     assert_eq!(b.unwrap().store().count(), 269_722 + 2752);
     assert_eq!(params(Variant::Resnet, Family::Imagenet, 18, 1000), 11_689_512);
     assert_eq!(params(Variant::Resnet, Family::Imagenet, 50, 1000), 25_557_032);
@@ -48,7 +37,7 @@ fn parameter_totals_match_the_published_ones() {
 
 #[test]
 fn names_follow_torchvision() {
-    let m = ResNet::<B>::new(&Cpu::new(), config(Variant::Resnet, Family::Imagenet, 18, 1000), 0).unwrap();
+    let m = ResNet::<B>::new(&Cpu::new(), ResNetConfig::new(Variant::Resnet, Family::Imagenet, 18, 1000), 0).unwrap();
     let names: Vec<&str> = m.store().params().iter().map(|p| p.name.as_str()).collect();
     for want in [
         "conv1.weight",
@@ -72,11 +61,11 @@ fn names_follow_torchvision() {
 #[test]
 fn layers_count_convs_and_the_last_linear() {
     // depth = weight layers on the main path: 6n+2 convs and fc.
-    let m = ResNet::<B>::new(&Cpu::new(), config(Variant::Resnet, Family::Cifar, 20, 10), 0).unwrap();
+    let m = ResNet::<B>::new(&Cpu::new(), ResNetConfig::new(Variant::Resnet, Family::Cifar, 20, 10), 0).unwrap();
     assert_eq!(m.store().layers(), 20);
     let fc = m.store().params().iter().find(|p| p.name == "fc.weight").unwrap();
     assert_eq!(fc.layer, 20);
-    let tau = ResNet::<B>::new(&Cpu::new(), config(Variant::TauResnetNobn, Family::Cifar, 20, 10), 0).unwrap();
+    let tau = ResNet::<B>::new(&Cpu::new(), ResNetConfig::new(Variant::TauResnetNobn, Family::Cifar, 20, 10), 0).unwrap();
     let t = tau.store().params().iter().find(|p| p.name == "tau").unwrap();
     assert!((t.value.scalar(&Cpu::new()).unwrap() - 1.0 / 3.0).abs() < 1e-7, "τ = 1/√9 blocks");
     assert_eq!((t.lr_scale, t.grad_scale), (0.1, 1.0 / 9.0));
@@ -87,7 +76,7 @@ fn layers_count_convs_and_the_last_linear() {
 #[test]
 fn bad_depths_are_argument_errors() {
     for (family, depth) in [(Family::Cifar, 21), (Family::Cifar, 2), (Family::Imagenet, 20)] {
-        let err = ResNet::<B>::new(&Cpu::new(), config(Variant::Resnet, family, depth, 10), 0).err().unwrap().to_string();
+        let err = ResNet::<B>::new(&Cpu::new(), ResNetConfig::new(Variant::Resnet, family, depth, 10), 0).err().unwrap().to_string();
         assert!(err.contains("--depth") && err.contains(&depth.to_string()), "{err}");
     }
 }
@@ -97,7 +86,7 @@ fn every_variant_maps_images_to_logits() {
     let be = Cpu::<f32>::new();
     for &(variant, name, _) in VARIANTS {
         assert_eq!(Variant::from_name(name), Some(variant));
-        let mut m = ResNet::<B>::new(&be, config(variant, Family::Cifar, 8, 7), 1).unwrap();
+        let mut m = ResNet::<B>::new(&be, ResNetConfig::new(variant, Family::Cifar, 8, 7), 1).unwrap();
         for train in [true, false] {
             let mut tape = Tape::new(&be);
             let x = tape.constant(Tensor::full(&be, &[2, 3, 12, 12], 0.5).unwrap());

@@ -248,3 +248,52 @@ fn a_malformed_summary_is_an_error_naming_it() {
     let err = render(std::slice::from_ref(&run), &dir.join("report"), &ReportOptions::default()).unwrap_err().to_string();
     assert!(err.contains(&run.join("summary.json").display().to_string()) && err.contains("run summary"), "{err}");
 }
+
+/// A CIFAR run of `model` at `depth` and `seed`: finished with `error` (%),
+/// diverged, or unfinished (`None`).
+fn table_run(dir: &Path, name: &str, model: &str, depth: usize, seed: u64, error: Option<f64>, diverged: bool) -> PathBuf {
+    let out = dir.join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    let train = json!({"data": "cifar10", "model": model, "depth": depth, "seed": seed, "out": out, "weight_decay": 1e-4,
+                       "arch": {"dropout": 0.0}, "preset": "lca-cifar"});
+    std::fs::write(out.join("config.json"), json!({"train": train, "model": model}).to_string()).unwrap();
+    std::fs::write(out.join("metrics.jsonl"), json!({"kind": "train", "iteration": 1, "epoch": 0, "loss": 2.0}).to_string() + "\n")
+        .unwrap();
+    if error.is_some() || diverged {
+        let summary = json!({"model": model, "data": "cifar10", "iterations": 10, "diverged": diverged,
+                             "test_accuracy": error.map(|e| 1.0 - e / 100.0), "out": out});
+        std::fs::write(out.join("summary.json"), summary.to_string()).unwrap();
+    }
+    out
+}
+
+#[test]
+fn seeds_aggregate_into_mean_and_std_against_the_published_error() {
+    let dir = scratch("seeds");
+    let runs = vec![
+        table_run(&dir, "lastbn-1", "resnet-lastbn", 56, 1, Some(6.0), false),
+        table_run(&dir, "plain-1", "resnet", 56, 1, None, false),
+        table_run(&dir, "lastbn-2", "resnet-lastbn", 56, 2, Some(7.0), false),
+        table_run(&dir, "lastbn-3", "resnet-lastbn", 56, 3, None, false),
+        table_run(&dir, "lastbn-4", "resnet-lastbn", 56, 4, None, true),
+        table_run(&dir, "deep-1", "resnet-lastbn", 110, 1, Some(6.1), false),
+    ];
+    let out = dir.join("report");
+    let summary = render(&runs, &out, &ReportOptions { formats: vec![Format::Svg], ..Default::default() }).unwrap();
+    let md = std::fs::read_to_string(&summary.markdown).unwrap();
+    // Seeds 1 and 2 finished at 6 and 7: mean 6.5, sample std √0.5; published 6.50.
+    let row = md.lines().find(|l| l.starts_with("| resnet-lastbn-56 cifar10")).expect(&md);
+    assert!(row.contains("2 of 4 finished, 1 diverged, 1 not finished") && row.contains("6.50 ± 0.71"), "{row}");
+    assert!(row.contains("| 6.50 | +0.00 | Table 1 (CIFAR-10) |"), "{row}");
+    let plain = md.lines().find(|l| l.starts_with("| resnet-56 cifar10")).expect(&md);
+    assert!(plain.contains("| not finished | 7.52 | - |"), "{plain}");
+    let deep = md.lines().find(|l| l.starts_with("| resnet-lastbn-110 cifar10")).expect(&md);
+    assert!(deep.contains("6.10 ± 0.00 | 6.10 | +0.00"), "{deep}");
+
+    assert_eq!(summary.tables, vec![out.join("test_error.csv")]);
+    let csv = std::fs::read_to_string(out.join("test_error.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert_eq!(lines[1], "\"resnet-lastbn-56 cifar10 (lca-cifar)\",4,2,1,1,6.5000,0.7071,6.5000,0.0000,\"Table 1 (CIFAR-10)\"");
+    assert_eq!(lines[2], "\"resnet-56 cifar10 (lca-cifar)\",1,0,0,1,,,7.5200,,\"Table 1 (CIFAR-10)\"");
+}

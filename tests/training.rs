@@ -5,39 +5,25 @@ use kappa::autograd::Tape;
 use kappa::backend::cpu::Cpu;
 use kappa::backend::{Backend, Gemm};
 use kappa::data::{self, Batch, LoadOptions, Loader};
-use kappa::nn::{BatchNorm, Init, ParamStore};
-use kappa::optim::{Adam, Optimizer, Schedule, Sgd};
+use kappa::nn::{BatchNorm, ParamStore};
+use kappa::optim::{Adam, Optimizer, Sgd};
 use kappa::tensor::Tensor;
-use kappa::train::{Labels, OptimizerKind, TrainConfig, Trainer};
+use kappa::train::{Labels, TrainConfig, Trainer};
 
 fn config(seed: u64) -> TrainConfig {
     TrainConfig {
-        model: "mlp".into(),
         depth: 5,
         width: 32,
         bn: true,
-        init: Init::He,
-        data: "synthetic".into(),
-        data_dir: None,
-        crop_resize: None,
         limit_train: Some(512),
-        optimizer: OptimizerKind::Sgd,
-        lr: 0.05,
-        momentum: 0.9,
         nesterov: true,
         weight_decay: 1e-4,
-        schedule: Schedule::Constant,
         epochs: Some(1),
-        iterations: None,
         batch_size: 64,
         seed,
         out: "unused".into(),
-        freeze: vec![],
         log_every: 1,
-        device: "cpu".into(),
-        dtype: Default::default(),
-        arch: Default::default(),
-        analysis: Default::default(),
+        ..TrainConfig::default()
     }
 }
 

@@ -32,6 +32,9 @@ pub struct RunState {
     pub train_accuracy: Option<f64>,
     pub test_loss: Option<f64>,
     pub test_accuracy: Option<f64>,
+    pub test_top5_accuracy: Option<f64>,
+    /// The model's training forwards, which key its dropout masks.
+    pub forwards: u64,
     pub alerts: AlertsState,
 }
 
@@ -54,11 +57,13 @@ impl RunState {
         put("window_correct", self.window.correct.to_string());
         put("window_examples", self.window.examples.to_string());
         put("window_steps", self.window.steps.to_string());
+        put("model_forwards", self.forwards.to_string());
         let figures = [
             ("train_loss", self.train_loss),
             ("train_accuracy", self.train_accuracy),
             ("test_loss", self.test_loss),
             ("test_accuracy", self.test_accuracy),
+            ("test_top5_accuracy", self.test_top5_accuracy),
         ];
         for (key, value) in figures {
             if let Some(v) = value {
@@ -88,6 +93,8 @@ impl RunState {
             train_accuracy: optional("train_accuracy")?,
             test_loss: optional("test_loss")?,
             test_accuracy: optional("test_accuracy")?,
+            test_top5_accuracy: optional("test_top5_accuracy")?,
+            forwards: count("model_forwards")? as u64,
             alerts: serde_json::from_str(required("alerts")?)
                 .map_err(|e| Error::data(path, format!("metadata alerts: expected the alerts' JSON state: {e}")))?,
         };

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 const FORMAT: &str = "kappa-checkpoint";
-const FORMAT_VERSION: &str = "1";
+/// 2: the model's training forwards (the dropout stream) in the metadata.
+const FORMAT_VERSION: &str = "2";
 
 pub fn checkpoint_path(run_dir: &Path) -> PathBuf {
     run_dir.join(CHECKPOINT_FILE)
@@ -65,5 +66,7 @@ pub fn resume<B: Backend>(run_dir: &Path, trainer: &mut Trainer<B>, cfg: &TrainC
     load_model(trainer.model_mut(), &be, &file, &path, Precision::Exact)?;
     let (model, optimizer) = trainer.model_and_optimizer_mut();
     load_optimizer(optimizer, model.store(), &be, &file, &path)?;
-    RunState::from_metadata(&file.metadata, &path)
+    let state = RunState::from_metadata(&file.metadata, &path)?;
+    model.set_forwards(state.forwards);
+    Ok(state)
 }

@@ -103,7 +103,7 @@ pub struct StreamOptions {
 struct Shared {
     name: String,
     files: Vec<(PathBuf, u32)>,
-    classes: usize,
+    wnids: Vec<String>,
     dims: Vec<usize>,
     opts: StreamOptions,
     transform: PhotoTransform,
@@ -134,7 +134,7 @@ impl ImageNet {
         let dims = vec![3, transform.size, transform.size];
         let shared = Shared {
             name: name.to_string(),
-            classes: listing.wnids.len(),
+            wnids: listing.wnids,
             files: listing.files,
             dims,
             opts,
@@ -164,11 +164,11 @@ struct Epoch {
 }
 
 impl Epoch {
-    fn new(shared: Arc<Shared>, epoch: usize) -> Self {
+    fn new(shared: Arc<Shared>, epoch: usize, first: usize) -> Self {
         let n = shared.files.len();
         let order = epoch_order(n, shared.opts.seed, shared.opts.shuffle, epoch);
         let batches = if shared.opts.drop_last { n / shared.opts.batch_size } else { n.div_ceil(shared.opts.batch_size) };
-        Epoch { shared, epoch, order, next_batch: 0, batches, seen: 0, failures: 0 }
+        Epoch { shared, epoch, order, next_batch: first, batches, seen: 0, failures: 0 }
     }
 
     /// Decodes batch `b`, or fails if the failures now exceed the budget.
@@ -247,7 +247,7 @@ impl BatchSource for ImageNet {
     }
 
     fn classes(&self) -> usize {
-        self.shared.classes
+        self.shared.wnids.len()
     }
 
     fn example_dims(&self) -> &[usize] {
@@ -263,8 +263,15 @@ impl BatchSource for ImageNet {
         }
     }
 
-    fn epoch(&self, epoch: usize) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
-        let batches = Epoch::new(Arc::clone(&self.shared), epoch);
+    fn reordered(&self, batch_size: usize, seed: u64, drop_last: bool) -> Result<Box<dyn BatchSource + '_>> {
+        let s = &self.shared;
+        let listing = Listing { wnids: s.wnids.clone(), files: s.files.clone() };
+        let opts = StreamOptions { batch_size, seed, drop_last, ..s.opts.clone() };
+        Ok(Box::new(ImageNet::new(&s.name, listing, s.transform.clone(), opts)?))
+    }
+
+    fn epoch_from(&self, epoch: usize, first: usize) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
+        let batches = Epoch::new(Arc::clone(&self.shared), epoch, first);
         match self.shared.opts.prefetch {
             0 => Box::new(batches),
             ahead => Box::new(prefetch::spawn(ahead, batches)),

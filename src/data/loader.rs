@@ -100,6 +100,12 @@ impl<'a> Loader<'a> {
         Ok(Loader { ds, batch_size, seed, shuffle, drop_last, transform: None })
     }
 
+    /// The same examples and transform, batched and ordered anew.
+    pub fn reordered(&self, batch_size: usize, seed: u64, drop_last: bool) -> Result<Self> {
+        let loader = Self::build(self.ds.clone(), batch_size, seed, self.shuffle, drop_last)?;
+        Ok(Loader { transform: self.transform.clone(), ..loader })
+    }
+
     /// Applies `transform` to every example as it is gathered; its draws are
     /// keyed by the epoch and the example's position in the epoch.
     pub fn with_transform(mut self, transform: Transform) -> Result<Self> {
@@ -127,8 +133,13 @@ impl<'a> Loader<'a> {
     }
 
     pub fn epoch(&self, epoch: usize) -> impl Iterator<Item = Batch> + '_ {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches of `epoch` from batch `first` on.
+    pub fn epoch_from(&self, epoch: usize, first: usize) -> impl Iterator<Item = Batch> + '_ {
         let order = self.order(epoch);
-        (0..self.batches_per_epoch()).map(move |b| {
+        (first.min(self.batches_per_epoch())..self.batches_per_epoch()).map(move |b| {
             let start = b * self.batch_size;
             let end = (start + self.batch_size).min(order.len());
             self.gather(epoch, start, &order[start..end])

@@ -24,7 +24,10 @@ impl Normalize {
             "fb-resnet" => Ok(Self::FB_RESNET_CIFAR),
             "tau-resnet" => Ok(Self::TAU_RESNET_CIFAR),
             "imagenet" => Ok(Self::IMAGENET),
-            other => Err(Error::arg("--normalize", format!("unknown statistics `{other}`; expected fb-resnet, tau-resnet or imagenet"))),
+            other => Err(Error::arg(
+                "--normalize",
+                format!("unknown statistics `{other}`; expected fb-resnet, tau-resnet or imagenet (or auto, none)"),
+            )),
         }
     }
 

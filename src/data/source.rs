@@ -19,7 +19,16 @@ pub trait BatchSource: Send + Sync {
     fn batches_per_epoch(&self) -> usize;
     /// The batches of `epoch`, a pure function of the source's seed and `epoch`.
     /// A streaming source may end the epoch early with an error.
-    fn epoch(&self, epoch: usize) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_>;
+    fn epoch(&self, epoch: usize) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
+        self.epoch_from(epoch, 0)
+    }
+    /// The batches of `epoch` from batch `first` on, without preparing the
+    /// ones before it (a resumed run starts mid-epoch).
+    fn epoch_from(&self, epoch: usize, first: usize) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_>;
+    /// The same examples and transform in batches of `batch_size`, in the
+    /// order keyed by `seed`: full-batch descent, and the analysis's batches
+    /// drawn apart from the training order.
+    fn reordered(&self, batch_size: usize, seed: u64, drop_last: bool) -> Result<Box<dyn BatchSource + '_>>;
 }
 
 impl BatchSource for Loader<'_> {
@@ -43,7 +52,11 @@ impl BatchSource for Loader<'_> {
         Loader::batches_per_epoch(self)
     }
 
-    fn epoch(&self, epoch: usize) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
-        Box::new(Loader::epoch(self, epoch).map(Ok))
+    fn epoch_from(&self, epoch: usize, first: usize) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
+        Box::new(Loader::epoch_from(self, epoch, first).map(Ok))
+    }
+
+    fn reordered(&self, batch_size: usize, seed: u64, drop_last: bool) -> Result<Box<dyn BatchSource + '_>> {
+        Ok(Box::new(Loader::reordered(self, batch_size, seed, drop_last)?))
     }
 }

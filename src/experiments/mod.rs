@@ -2,6 +2,8 @@
 //! every run of the preset under one directory and prints what the paper
 //! reports next to what was measured.
 
+mod exact;
+mod luckmatters;
 mod mlp;
 
 use crate::analysis::AnalysisConfig;
@@ -27,16 +29,25 @@ pub struct Preset {
     pub expected: &'static str,
     /// Rough wall time on two cores at `Scale::Ci`.
     pub ci_minutes: f64,
-    runs: fn(Scale, &DataChoice) -> Vec<(String, TrainConfig)>,
+    pub plan: Plan,
 }
 
-pub fn presets() -> &'static [Preset] {
-    mlp::PRESETS
+/// How a preset runs.
+pub enum Plan {
+    /// Training runs, named, reported together by `kappa report`.
+    Runs(fn(Scale, &DataChoice) -> Vec<(String, TrainConfig)>),
+    /// An experiment of its own (no training data to choose) that writes its
+    /// run under the directory and returns what it measured, as text.
+    Script(fn(Scale, &Path) -> Result<String>),
+}
+
+pub fn presets() -> impl Iterator<Item = &'static Preset> {
+    exact::PRESETS.iter().chain(mlp::PRESETS).chain(luckmatters::PRESETS)
 }
 
 pub fn find(name: &str) -> Result<&'static Preset> {
-    presets().iter().find(|p| p.name == name).ok_or_else(|| {
-        let names: Vec<&str> = presets().iter().map(|p| p.name).collect();
+    presets().find(|p| p.name == name).ok_or_else(|| {
+        let names: Vec<&str> = presets().map(|p| p.name).collect();
         Error::arg("NAME", format!("unknown experiment '{name}'; valid: {}", names.join(", ")))
     })
 }
@@ -68,39 +79,33 @@ impl DataChoice {
 /// The base of every MLP run; presets change what they vary.
 pub(crate) fn mlp_config(data: &DataChoice, out: PathBuf) -> TrainConfig {
     TrainConfig {
-        model: "mlp".into(),
-        depth: 20,
-        width: 256,
-        bn: false,
-        init: crate::nn::Init::Lecun,
         data: data.name.clone(),
         data_dir: data.dir.clone(),
-        crop_resize: None,
-        limit_train: None,
-        optimizer: train::OptimizerKind::Sgd,
+        init: crate::nn::Init::Lecun,
         lr: 0.1,
         momentum: 0.0,
-        nesterov: false,
-        weight_decay: 0.0,
-        schedule: crate::optim::Schedule::Constant,
         epochs: None,
         iterations: Some(100),
         batch_size: 1024,
         seed: 1,
         out,
-        freeze: vec![],
         log_every: 5,
-        device: "cpu".into(),
-        dtype: train::Dtype::F32,
-        arch: Default::default(),
         analysis: AnalysisConfig { every: 25, batches: 1, ..Default::default() },
+        ..TrainConfig::default()
     }
 }
 
-/// Runs every run of `preset` under `out/<run name>`, returning their summaries.
-pub fn reproduce(preset: &Preset, scale: Scale, data: &DataChoice, out: &Path, device: &str) -> Result<Vec<(String, Summary)>> {
+/// Runs every training run of `runs` under `out/<run name>`, returning their summaries.
+pub fn train_all(
+    runs: fn(Scale, &DataChoice) -> Vec<(String, TrainConfig)>,
+    preset: &Preset,
+    scale: Scale,
+    data: &DataChoice,
+    out: &Path,
+    device: &str,
+) -> Result<Vec<(String, Summary)>> {
     let mut summaries = Vec::new();
-    for (name, mut cfg) in (preset.runs)(scale, data) {
+    for (name, mut cfg) in runs(scale, data) {
         cfg.out = out.join(&name);
         cfg.device = device.to_string();
         println!("== {} / {name}", preset.name);

@@ -20,6 +20,12 @@ pub trait Model<B: Backend> {
     /// Logits for a batch `x` (`[N, ...]`); `train` selects batch statistics
     /// in BN layers and updates their running averages.
     fn forward(&mut self, tape: &mut Tape<B>, x: Var, train: bool) -> Result<Var>;
+    /// Training forwards so far, which key the dropout masks (checkpointed,
+    /// so a resumed run draws the same masks); models without dropout keep none.
+    fn forwards(&self) -> u64 {
+        0
+    }
+    fn set_forwards(&mut self, _forwards: u64) {}
 }
 
 /// The MLP's name and options; the ResNet family's names are in [`VARIANTS`].

@@ -12,9 +12,10 @@ pub struct Rendered<'a> {
     pub files: Vec<PathBuf>,
 }
 
-pub fn report(runs: &[Run], plots: &[Rendered]) -> String {
+pub fn report(runs: &[Run], seed_table: &str, plots: &[Rendered]) -> String {
     let mut md = String::from("# kappa report\n\n");
     runs_table(&mut md, runs);
+    md.push_str(seed_table);
     plot_list(&mut md, plots);
     md.push_str("## Layers at the last analysis\n\n");
     for run in runs {

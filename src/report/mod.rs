@@ -1,5 +1,6 @@
 //! The report renderer: reads run directories written by `kappa train` and
-//! draws the paper's figures (PNG and SVG) plus a `report.md` summary.
+//! draws the paper's figures (PNG and SVG) plus a `report.md` summary, with
+//! test errors aggregated over seeds against the published ones.
 //! Several runs overlay as series in the same plots, labelled by directory
 //! name, so e.g. Plain and BN compare at a glance.
 
@@ -7,7 +8,9 @@ mod figures;
 mod font;
 mod markdown;
 mod plots;
+mod published;
 mod read;
+mod seeds;
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -46,6 +49,8 @@ impl Default for ReportOptions {
 pub struct ReportSummary {
     /// `out/report.md`.
     pub markdown: PathBuf,
+    /// `out/test_error.csv`: test error over seeds, when the runs have configurations.
+    pub tables: Vec<PathBuf>,
     /// Every plot file written.
     pub plots: Vec<PathBuf>,
     /// Plots left out for lack of data, with what they need.
@@ -81,11 +86,20 @@ pub fn render(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Repo
         let files = if plot.figure.has_data() { plot.figure.write(out, &opts.formats)? } else { vec![] };
         rendered.push(markdown::Rendered { plot, files });
     }
+    let rows = seeds::rows(&runs);
+    let mut tables = vec![];
+    if !rows.is_empty() {
+        let csv = out.join("test_error.csv");
+        std::fs::write(&csv, seeds::csv(&rows)).map_err(|e| Error::data(&csv, e.to_string()))?;
+        tables.push(csv);
+    }
     let markdown = out.join("report.md");
-    std::fs::write(&markdown, markdown::report(&runs, &rendered)).map_err(|e| Error::data(&markdown, e.to_string()))?;
+    std::fs::write(&markdown, markdown::report(&runs, &seeds::markdown(&rows), &rendered))
+        .map_err(|e| Error::data(&markdown, e.to_string()))?;
 
     Ok(ReportSummary {
         markdown,
+        tables,
         plots: rendered.iter().flat_map(|r| r.files.iter().cloned()).collect(),
         skipped: rendered
             .iter()

@@ -16,6 +16,8 @@ pub struct Run {
     pub dir: PathBuf,
     pub model: Option<String>,
     pub data: Option<String>,
+    /// `config.json`'s `train` object, as written.
+    pub train_config: Option<serde_json::Value>,
     /// `None` while the run is unfinished.
     pub summary: Option<Summary>,
     /// The iteration at which the metrics say the loss stopped being finite.
@@ -146,12 +148,7 @@ struct Diverged {
 #[derive(Deserialize)]
 struct Config {
     model: Option<String>,
-    train: Option<ConfigTrain>,
-}
-
-#[derive(Deserialize)]
-struct ConfigTrain {
-    data: Option<String>,
+    train: Option<serde_json::Value>,
 }
 
 impl Run {
@@ -164,9 +161,10 @@ impl Run {
         let bytes = std::fs::read(&metrics).map_err(|e| Error::data(&metrics, e.to_string()))?;
         let config: Option<Config> = read_json(&dir.join("config.json"), "the run configuration written by `kappa train`")?;
         let summary: Option<Summary> = read_json(&dir.join("summary.json"), "the run summary written by `kappa train`")?;
+        let train = config.as_ref().and_then(|c| c.train.clone());
         let (model, data) = match (&summary, config) {
             (Some(s), _) if s.model.is_some() => (s.model.clone(), s.data.clone()),
-            (_, Some(c)) => (c.model, c.train.and_then(|t| t.data)),
+            (_, Some(c)) => (c.model, train.as_ref().and_then(|t| t["data"].as_str().map(str::to_string))),
             _ => (None, None),
         };
         let mut run = Run {
@@ -174,6 +172,7 @@ impl Run {
             dir: dir.to_path_buf(),
             model,
             data,
+            train_config: train,
             summary,
             diverged_at: None,
             train: vec![],

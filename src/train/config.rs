@@ -2,6 +2,7 @@
 
 use crate::analysis::AnalysisConfig;
 use crate::backend::Device;
+use crate::data::{ImageNetOptions, Normalize, Padding};
 use crate::error::{Error, Result};
 use crate::models::{Family, LastBnGamma, ShortcutKind};
 use crate::nn::Init;
@@ -61,6 +62,53 @@ pub struct TrainConfig {
     /// Conv-net options (ignored by the MLP).
     #[serde(default)]
     pub arch: ArchOptions,
+    /// Augmentation, normalisation and batching of the data.
+    #[serde(default)]
+    pub pipeline: Pipeline,
+    /// The training recipe the defaults came from (`--preset`), if any.
+    #[serde(default)]
+    pub preset: Option<String>,
+}
+
+/// How examples are prepared and batched; see [`crate::data::OpenOptions`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Pipeline {
+    /// The recipe's augmentation (CIFAR: pad, crop, flip; ImageNet: random-resized crop, jitter, lighting, flip).
+    pub augment: bool,
+    pub padding: Padding,
+    /// `auto` (the dataset's recipe), `none`, or statistics by name (`fb-resnet`, `tau-resnet`, `imagenet`).
+    pub normalize: String,
+    /// Drop each epoch's last short batch.
+    pub drop_last: bool,
+    /// ImageNet's crop side and eval resize.
+    pub crop_size: usize,
+    pub resize: usize,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        let imagenet = ImageNetOptions::default();
+        Pipeline {
+            augment: false,
+            padding: Padding::Zero,
+            normalize: "auto".into(),
+            drop_last: false,
+            crop_size: imagenet.size,
+            resize: imagenet.resize,
+        }
+    }
+}
+
+impl Pipeline {
+    /// The per-channel statistics applied to `dataset`.
+    pub fn normalization(&self, dataset: &str) -> Result<Option<Normalize>> {
+        match self.normalize.as_str() {
+            "auto" => Ok(Normalize::default_for(dataset)),
+            "none" => Ok(None),
+            name => Normalize::named(name).map(Some),
+        }
+    }
 }
 
 /// The options of the ResNet family beyond `--depth`.
@@ -75,6 +123,44 @@ pub struct ArchOptions {
     pub lastbn_gamma: LastBnGamma,
     /// Dropout before the last linear layer (0: none).
     pub dropout: f64,
+}
+
+/// The command line's default run (a 20×256 He-initialised MLP on the
+/// synthetic data, SGD with momentum, 6 epochs) without its analysis: the base
+/// that code building runs changes what it needs from.
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            model: "mlp".into(),
+            depth: 20,
+            width: 256,
+            bn: false,
+            init: Init::He,
+            data: "synthetic".into(),
+            data_dir: None,
+            crop_resize: None,
+            limit_train: None,
+            optimizer: OptimizerKind::Sgd,
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+            schedule: Schedule::Constant,
+            epochs: Some(6),
+            iterations: None,
+            batch_size: 128,
+            seed: 0,
+            out: PathBuf::from("runs/default"),
+            freeze: Vec::new(),
+            log_every: 10,
+            device: "cpu".into(),
+            dtype: Dtype::F32,
+            analysis: AnalysisConfig::default(),
+            arch: ArchOptions::default(),
+            pipeline: Pipeline::default(),
+            preset: None,
+        }
+    }
 }
 
 impl TrainConfig {
@@ -127,6 +213,7 @@ impl TrainConfig {
         if self.log_every == 0 {
             return Err(Error::arg("--log-every", "must be at least 1"));
         }
+        self.pipeline.normalization(&self.data)?;
         if self.freeze.contains(&0) {
             return Err(Error::arg("--freeze", "layer 0 does not exist; layers are numbered from 1"));
         }

@@ -69,6 +69,8 @@ pub struct Summary {
     pub train_accuracy: Option<f64>,
     pub test_loss: Option<f64>,
     pub test_accuracy: Option<f64>,
+    #[serde(default)]
+    pub test_top5_accuracy: Option<f64>,
     pub seconds: f64,
     pub examples_per_second: f64,
     pub out: PathBuf,

@@ -2,11 +2,12 @@
 
 mod config;
 mod metrics;
+pub mod recipe;
 mod run;
 mod table;
 mod trainer;
 
-pub use config::{ArchOptions, Dtype, OptimizerKind, TrainConfig};
+pub use config::{ArchOptions, Dtype, OptimizerKind, Pipeline, TrainConfig};
 pub use metrics::{MetricsLog, Summary};
-pub use run::{run, run_with, RunOptions};
+pub use run::{open_data, run, run_with, RunOptions};
 pub use trainer::{EvalStats, Labels, StepStats, Trainer};

@@ -8,7 +8,7 @@ use crate::analysis::{Analyzer, LayerRecord, Mode, TrainingBatch};
 use crate::backend::cpu::Cpu;
 use crate::backend::{Backend, Device};
 use crate::checkpoint::{self, RunState, Window};
-use crate::data::{self, Batch, LoadOptions, Loader};
+use crate::data::{self, Batch, BatchSource, ImageNetOptions, LoadOptions, OpenOptions, Sources};
 use crate::error::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -71,9 +71,9 @@ struct Analysis<'a> {
     analyzer: Analyzer,
     /// Further batches for `--analysis-batches`, in an order of their own so
     /// they never disturb the training order.
-    extra: Loader<'a>,
+    extra: Box<dyn BatchSource + 'a>,
     /// The fixed examples the exact curvature is measured on.
-    exact: Loader<'a>,
+    exact: Box<dyn BatchSource + 'a>,
 }
 
 impl Analysis<'_> {
@@ -95,7 +95,7 @@ impl Analysis<'_> {
     ) -> Result<StepStats> {
         let cfg = self.analyzer.config().clone();
         if cfg.exact_at.contains(&iteration) {
-            if let Some(examples) = self.exact.epoch(0).next() {
+            if let Some(examples) = self.exact.epoch(0).next().transpose()? {
                 let opts = ExactOptions { examples: cfg.exact_examples, kappa_p: cfg.kappa_p.clone(), seed: iteration as u64 };
                 let mut records = exact::exact_curvature(trainer, &examples, &opts)?;
                 for r in &mut records {
@@ -108,7 +108,7 @@ impl Analysis<'_> {
         let layerwise = cfg.due(iteration);
         let (stats, grads) = trainer.gradients(batch, Labels::True, layerwise && cfg.mode == Mode::Empirical)?;
         if layerwise {
-            let extra: Vec<Batch> = self.extra.epoch(iteration).take(cfg.batches - 1).collect();
+            let extra: Vec<Batch> = self.extra.epoch(iteration).take(cfg.batches - 1).collect::<Result<_>>()?;
             let (records, alerts) = self.analyzer.analyze(trainer, TrainingBatch { batch, grads: &grads }, &extra, iteration, epoch)?;
             for r in &records {
                 out.log.write(r)?;
@@ -147,15 +147,32 @@ fn save_checkpoint<B: Backend>(
         train_accuracy: summary.train_accuracy,
         test_loss: summary.test_loss,
         test_accuracy: summary.test_accuracy,
+        test_top5_accuracy: summary.test_top5_accuracy,
+        forwards: trainer.model().forwards(),
         alerts: analysis.map(|a| a.analyzer.alerts_state()).unwrap_or_default(),
     };
     checkpoint::save(&cfg.out, trainer, cfg, &state)
 }
 
+/// The configured dataset as batch sources, augmented and normalised as asked.
+pub fn open_data(cfg: &TrainConfig) -> Result<Sources> {
+    let p = &cfg.pipeline;
+    let opts = OpenOptions {
+        load: LoadOptions { crop_resize: cfg.crop_resize, limit_train: cfg.limit_train, limit_test: None },
+        batch_size: cfg.batch_size,
+        seed: cfg.seed,
+        drop_last: p.drop_last,
+        augment: p.augment,
+        padding: p.padding,
+        normalize: p.normalization(&cfg.data)?,
+        imagenet: ImageNetOptions { size: p.crop_size, resize: p.resize, ..ImageNetOptions::default() },
+    };
+    data::open(&cfg.data, cfg.data_dir.as_deref(), &opts)
+}
+
 fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
-    let load = LoadOptions { crop_resize: cfg.crop_resize, limit_train: cfg.limit_train, limit_test: None };
-    let split = data::load(&cfg.data, cfg.data_dir.as_deref(), &load)?;
-    let mut trainer = Trainer::new(backend, cfg, &split.train.dims, split.train.classes)?;
+    let sources = open_data(cfg)?;
+    let mut trainer = Trainer::new(backend, cfg, sources.train.example_dims(), sources.train.classes())?;
     if let Some(weights) = &opts.weights {
         checkpoint::load_weights(weights, trainer.model_mut(), backend)?;
     }
@@ -164,9 +181,18 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Resu
         false => None,
     };
 
-    let batch_size = if cfg.optimizer == OptimizerKind::Gd { split.train.len() } else { cfg.batch_size };
-    let loader = Loader::new(&split.train, batch_size, cfg.seed, true, false)?;
+    let full_batch;
+    let (loader, batch_size) = match cfg.optimizer {
+        OptimizerKind::Gd => {
+            full_batch = sources.train.reordered(sources.train.len(), cfg.seed, false)?;
+            (&*full_batch, sources.train.len())
+        }
+        _ => (&*sources.train, cfg.batch_size),
+    };
     let per_epoch = loader.batches_per_epoch();
+    if per_epoch == 0 {
+        return Err(Error::data(cfg.data_dir.clone().unwrap_or_else(|| cfg.data.clone().into()), "the training split has no examples"));
+    }
     let total = cfg.iterations.unwrap_or(cfg.epochs.unwrap_or(1) * per_epoch);
     let epochs = total.div_ceil(per_epoch);
     if let Some(state) = &resumed {
@@ -201,8 +227,8 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Resu
     let mut analysis = match cfg.analysis.enabled() || !cfg.analysis.exact_at.is_empty() {
         true => Some(Analysis {
             analyzer: Analyzer::new(cfg.analysis.clone(), cfg.seed, Some(cfg.out.clone()))?,
-            extra: Loader::new(&split.train, batch_size, cfg.seed ^ 0x616e_616c_7973_6973, true, false)?,
-            exact: Loader::new(&split.train, cfg.analysis.exact_examples, cfg.seed ^ 0x6578_6163_74, true, false)?,
+            extra: loader.reordered(batch_size, cfg.seed ^ 0x616e_616c_7973_6973, false)?,
+            exact: loader.reordered(cfg.analysis.exact_examples, cfg.seed ^ 0x6578_6163_74, false)?,
         }),
         false => None,
     };
@@ -220,7 +246,7 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Resu
     let start = Instant::now();
     let mut summary = Summary {
         model: trainer.model().describe(),
-        data: split.train.name.clone(),
+        data: sources.train.name().to_string(),
         iterations: start_at,
         epochs: start_at / per_epoch,
         diverged: false,
@@ -229,6 +255,7 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Resu
         train_accuracy: resumed.as_ref().and_then(|s| s.train_accuracy),
         test_loss: resumed.as_ref().and_then(|s| s.test_loss),
         test_accuracy: resumed.as_ref().and_then(|s| s.test_accuracy),
+        test_top5_accuracy: resumed.as_ref().and_then(|s| s.test_top5_accuracy),
         seconds: 0.0,
         examples_per_second: 0.0,
         out: cfg.out.clone(),
@@ -240,10 +267,9 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Resu
         let lr = cfg.schedule.lr(cfg.lr, epoch);
         // An epoch's order is a pure function of (seed, epoch): skip what the resumed run saw.
         let done = if epoch == start_at / per_epoch { start_at % per_epoch } else { 0 };
-        for batch in loader.epoch(epoch).skip(done) {
-            if summary.iterations == total {
-                break 'epochs;
-            }
+        // A run's last epoch may end early; it is evaluated all the same.
+        for batch in loader.epoch_from(epoch, done).take(total - summary.iterations) {
+            let batch = batch?;
             let stats = match analysis.as_mut().filter(|a| a.due(summary.iterations)) {
                 Some(a) => a.step(&mut trainer, &batch, Some(lr), summary.iterations, epoch, &mut out)?,
                 None => trainer.step(&batch, lr)?,
@@ -277,34 +303,40 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Resu
                 }
             }
             out.bar.inc(1);
-            // An epoch's last step is checkpointed after its evaluation, below.
-            if opts.checkpoint_every.is_some_and(|n| n > 0 && summary.iterations % n == 0) && summary.iterations % per_epoch != 0 {
+            // An epoch's (or the run's) last step is checkpointed after its evaluation, below.
+            let epoch_end = summary.iterations % per_epoch == 0 || summary.iterations == total;
+            if opts.checkpoint_every.is_some_and(|n| n > 0 && summary.iterations % n == 0) && !epoch_end {
                 save_checkpoint(&trainer, cfg, opts, &summary, &window, per_epoch, analysis.as_ref())?;
                 saved_at = Some(summary.iterations);
             }
         }
         summary.epochs = epoch + 1;
-        let eval = trainer.evaluate(&split.test, 1000)?;
-        out.log.write(&json!({ "kind": "eval", "iteration": summary.iterations, "epoch": epoch, "test_loss": eval.loss, "test_accuracy": eval.accuracy }))?;
-        (summary.test_loss, summary.test_accuracy) = (Some(eval.loss), Some(eval.accuracy));
+        let eval = trainer.evaluate(&*sources.test)?;
+        out.log.write(&json!({
+            "kind": "eval", "iteration": summary.iterations, "epoch": epoch, "test_loss": eval.loss, "test_accuracy": eval.accuracy,
+            "test_top1_error": 1.0 - eval.accuracy, "test_top5_error": 1.0 - eval.top5_accuracy,
+        }))?;
+        (summary.test_loss, summary.test_accuracy, summary.test_top5_accuracy) =
+            (Some(eval.loss), Some(eval.accuracy), Some(eval.top5_accuracy));
         out.say(&format!(
-            "epoch {:>3}  train loss {:.4} acc {:5.2}%  test loss {:.4} acc {:5.2}%  lr {lr:.3e}",
+            "epoch {:>3}  train loss {:.4} acc {:5.2}%  test loss {:.4} top-1 error {:5.2}% top-5 error {:5.2}%  lr {lr:.3e}",
             epoch + 1,
             summary.train_loss.unwrap_or(f64::NAN),
             100.0 * summary.train_accuracy.unwrap_or(f64::NAN),
             eval.loss,
-            100.0 * eval.accuracy
+            100.0 * (1.0 - eval.accuracy),
+            100.0 * (1.0 - eval.top5_accuracy)
         ));
         save_checkpoint(&trainer, cfg, opts, &summary, &window, per_epoch, analysis.as_ref())?;
         saved_at = Some(summary.iterations);
     }
-    // A run ending mid-epoch; before the final analysis, which a resumed run repeats.
+    // A run of no steps; before the final analysis, which a resumed run repeats.
     if !summary.diverged && saved_at != Some(summary.iterations) {
         save_checkpoint(&trainer, cfg, opts, &summary, &window, per_epoch, analysis.as_ref())?;
     }
     // The state after the last update has no step of its own to ride on.
     if let Some(a) = analysis.as_mut().filter(|a| !summary.diverged && a.due(summary.iterations)) {
-        if let Some(batch) = loader.epoch(epochs).next() {
+        if let Some(batch) = loader.epoch(epochs).next().transpose()? {
             a.step(&mut trainer, &batch, None, summary.iterations, summary.epochs, &mut out)?;
         }
     }

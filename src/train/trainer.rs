@@ -4,7 +4,7 @@
 use super::config::{OptimizerKind, TrainConfig};
 use crate::autograd::{Gradients, Tape};
 use crate::backend::Backend;
-use crate::data::{Batch, Dataset};
+use crate::data::{Batch, BatchSource};
 use crate::error::{Error, Result};
 use crate::models::{Family, Mlp, MlpConfig, Model, ResNet, ResNetConfig, Variant};
 use crate::optim::{Adam, Optimizer, Sgd};
@@ -32,7 +32,9 @@ pub enum Labels {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EvalStats {
     pub loss: f64,
+    /// Top-1.
     pub accuracy: f64,
+    pub top5_accuracy: f64,
 }
 
 pub struct Trainer<B: Backend> {
@@ -121,24 +123,23 @@ impl<B: Backend> Trainer<B> {
         Ok((stats, grads))
     }
 
-    /// Eval-mode loss and accuracy over `data`, in chunks of `chunk` examples.
-    pub fn evaluate(&mut self, data: &Dataset, chunk: usize) -> Result<EvalStats> {
-        let (mut loss, mut correct) = (0.0, 0);
-        for start in (0..data.len()).step_by(chunk.max(1)) {
-            let end = (start + chunk).min(data.len());
-            let mut dims = vec![end - start];
-            dims.extend(&data.dims);
-            let images = &data.images[start * data.dim()..end * data.dim()];
-            let labels = &data.labels[start..end];
+    /// Eval-mode loss, top-1 and top-5 accuracy over one pass of `data`.
+    pub fn evaluate(&mut self, data: &dyn BatchSource) -> Result<EvalStats> {
+        let (mut loss, mut top1, mut top5, mut n) = (0.0, 0, 0, 0);
+        for batch in data.epoch(0) {
+            let batch = batch?;
             let mut tape = Tape::new(&self.backend);
-            let x = tape.constant(Tensor::from_f32s(&self.backend, &dims, images)?);
+            let x = tape.constant(Tensor::from_f32s(&self.backend, &batch.dims, &batch.images)?);
             let logits = self.model.forward(&mut tape, x, false)?;
-            correct += count_correct(&tape.value(logits).to_f64s(&self.backend)?, labels);
-            let l = tape.cross_entropy(logits, labels)?;
-            loss += tape.value(l).scalar(&self.backend)? * labels.len() as f64;
+            let values = tape.value(logits).to_f64s(&self.backend)?;
+            top1 += count_in_top(&values, &batch.labels, 1);
+            top5 += count_in_top(&values, &batch.labels, 5);
+            let l = tape.cross_entropy(logits, &batch.labels)?;
+            loss += tape.value(l).scalar(&self.backend)? * batch.rows() as f64;
+            n += batch.rows();
         }
-        let n = data.len().max(1) as f64;
-        Ok(EvalStats { loss: loss / n, accuracy: correct as f64 / n })
+        let n = n.max(1) as f64;
+        Ok(EvalStats { loss: loss / n, accuracy: top1 as f64 / n, top5_accuracy: top5 as f64 / n })
     }
 }
 
@@ -155,29 +156,77 @@ fn build_model<B: Backend>(backend: &B, cfg: &TrainConfig, dims: &[usize], class
     let a = &cfg.arch;
     let family = a.family.unwrap_or(if cfg.data == "imagenet" { Family::Imagenet } else { Family::Cifar });
     let config = ResNetConfig {
-        variant,
-        family,
-        depth: cfg.depth,
-        classes,
         in_channels,
         shortcut: a.shortcut,
         tau: a.tau,
         lastbn_gamma: a.lastbn_gamma,
         dropout: a.dropout,
-        bn_momentum: 0.1,
+        ..ResNetConfig::new(variant, family, cfg.depth, classes)
     };
     Ok(Box::new(ResNet::new(backend, config, cfg.seed)?))
 }
 
 /// Rows of `logits` whose arg-max is the label.
 pub fn count_correct(logits: &[f64], labels: &[u32]) -> usize {
+    count_in_top(logits, labels, 1)
+}
+
+/// Rows of `logits` whose label's logit is among the `k` largest; ties count
+/// against the label, so a constant row is never correct by luck.
+pub fn count_in_top(logits: &[f64], labels: &[u32], k: usize) -> usize {
     let classes = logits.len() / labels.len().max(1);
     logits
         .chunks(classes.max(1))
         .zip(labels)
         .filter(|(row, &y)| {
-            let best = row.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
-            best.0 == y as usize
+            row.get(y as usize).is_some_and(|&v| v.is_finite() && row.iter().filter(|&&o| o >= v || o.is_nan()).count() <= k)
         })
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_counts_labels_among_the_k_largest_and_ties_against_them() {
+        let logits = [
+            0.1,
+            0.5,
+            0.2,
+            0.9,
+            0.0,
+            0.3, // label 3: the largest
+            0.1,
+            0.5,
+            0.2,
+            0.9,
+            0.0,
+            0.3, // label 0: fifth largest
+            0.1,
+            0.5,
+            0.2,
+            0.9,
+            0.0,
+            0.3, // label 4: the smallest
+            1.0,
+            1.0,
+            1.0,
+            1.0,
+            1.0,
+            1.0, // a constant row: never correct
+            0.1,
+            f64::NAN,
+            0.2,
+            0.9,
+            0.0,
+            0.3, // a NaN beats everything
+        ];
+        let labels = [3, 0, 4, 2, 5];
+        assert_eq!(count_in_top(&logits, &labels, 1), 1);
+        assert_eq!(count_in_top(&logits, &labels, 5), 3);
+        assert_eq!(count_in_top(&logits[24..], &[1], 6), 0, "a NaN logit is never correct");
+        assert_eq!(count_in_top(&logits, &labels, 6), 5);
+        assert_eq!(count_correct(&logits[..12], &[3, 1]), 1);
+    }
 }

@@ -67,6 +67,23 @@ pub struct ResNetConfig {
 }
 
 impl ResNetConfig {
+    /// `variant` at `depth` for RGB images, with the published defaults:
+    /// type-A shortcuts, the default τ, last-BN γ = 1, no dropout.
+    pub fn new(variant: Variant, family: Family, depth: usize, classes: usize) -> Self {
+        ResNetConfig {
+            variant,
+            family,
+            depth,
+            classes,
+            in_channels: 3,
+            shortcut: ShortcutKind::A,
+            tau: None,
+            lastbn_gamma: LastBnGamma::One,
+            dropout: 0.0,
+            bn_momentum: 0.1,
+        }
+    }
+
     /// Blocks per stage, and whether they are bottlenecks.
     pub fn stages(&self) -> Result<(Vec<usize>, bool)> {
         match self.family {
@@ -234,6 +251,14 @@ impl<B: Backend> Model<B> for ResNet<B> {
 
     fn store_mut(&mut self) -> &mut ParamStore<B> {
         &mut self.store
+    }
+
+    fn forwards(&self) -> u64 {
+        self.forwards
+    }
+
+    fn set_forwards(&mut self, forwards: u64) {
+        self.forwards = forwards;
     }
 
     fn forward(&mut self, tape: &mut Tape<B>, x: Var, train: bool) -> Result<Var> {
