@@ -183,9 +183,12 @@ struct ReproduceArgs {
     /// ci: reduced, minutes on two cores; paper: the published settings
     #[arg(long, value_enum, default_value = "ci")]
     scale: Scale,
-    /// Directory holding MNIST's files (the synthetic data stands in when they are absent)
+    /// Directory holding the preset's dataset (MNIST's IDX files, or CIFAR-10's binary batches)
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Without the dataset, run on the built-in stand-in (synthetic or synthetic-cifar); reports name it
+    #[arg(long)]
+    allow_synthetic: bool,
     /// Where the runs and the report go [default: runs/reproduce-<name>-<scale>]
     #[arg(long)]
     out: Option<PathBuf>,
@@ -230,7 +233,7 @@ struct TrainArgs {
     /// fb-cifar, lca-cifar, tau-cifar, fb-imagenet, lca-imagenet
     #[arg(long, value_name = "NAME")]
     preset: Option<String>,
-    /// Dataset: synthetic (built in, MNIST-shaped), mnist (IDX files), cifar10, cifar100 (binary batches) or imagenet (train/ and val/ JPEG folders) in --data-dir
+    /// Dataset: synthetic or synthetic-cifar (built in, MNIST- and CIFAR-shaped), or in --data-dir: mnist (IDX files), cifar10, cifar100 (binary batches), imagenet (train/ and val/ JPEG folders)
     #[arg(long, default_value = "synthetic")]
     data: String,
     /// Directory holding the dataset's files
@@ -492,15 +495,15 @@ fn reproduce(args: ReproduceArgs) -> anyhow::Result<()> {
     let preset = experiments::find(args.name.as_deref().unwrap_or_default())?;
     let scale = format!("{:?}", args.scale).to_lowercase();
     let out = args.out.unwrap_or_else(|| PathBuf::from(format!("runs/reproduce-{}-{scale}", preset.name)));
-    let runs = match preset.plan {
-        experiments::Plan::Runs(runs) => runs,
+    let (needs, runs) = match preset.plan {
+        experiments::Plan::Runs(needs, runs) => (needs, runs),
         experiments::Plan::Script(script) => {
             let measured = script(args.scale, &out)?;
             println!("\n{} ({scale} scale)\n{measured}expected (paper): {}\nrun dir: {}", preset.name, preset.expected, out.display());
             return Ok(());
         }
     };
-    let (data, note) = experiments::DataChoice::mnist_or_synthetic(args.data_dir.as_deref());
+    let (data, note) = experiments::DataChoice::resolve(needs, args.data_dir.as_deref(), args.allow_synthetic)?;
     if let Some(note) = &note {
         eprintln!("note: {note}");
     }

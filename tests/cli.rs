@@ -228,9 +228,21 @@ fn reproduce_lists_presets_and_rejects_unknown_names() {
 }
 
 #[test]
+fn reproduce_without_its_dataset_says_what_to_fetch() {
+    let empty = scratch("no-data");
+    let dir = empty.to_str().unwrap();
+    let out = empty.join("out");
+    for (preset, fetch) in [("fig4", "kappa data fetch mnist"), ("fig6", "kappa data fetch cifar10")] {
+        let o = kappa(&["reproduce", preset, "--data-dir", dir, "--out", out.to_str().unwrap()]);
+        assert_error(&o, &[fetch, "not found in", dir, "--allow-synthetic"]);
+    }
+    assert!(!out.exists(), "nothing runs without the data");
+}
+
+#[test]
 fn reproduce_fig1_puts_plain_far_below_bn() {
     let out = scratch("fig1").join("out");
-    let o = kappa(&["reproduce", "fig1", "--out", out.to_str().unwrap()]);
+    let o = kappa(&["reproduce", "fig1", "--allow-synthetic", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("synthetic data") && stdout.contains("expected (paper)"), "{stdout}");
@@ -253,4 +265,23 @@ fn report_renders_a_run() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("run"), "{md}");
     assert_error(&kappa(&["report", dir.join("nothing").to_str().unwrap()]), &["nothing"]);
+}
+
+#[test]
+fn the_last_layer_input_grows_with_depth_unless_a_bn_precedes_it() {
+    // λmax(Σx) of the last linear layer's input at initialisation (paper Fig. 6, 7).
+    let last_lambda = |model: &str, depth: &str| {
+        let out = scratch(&format!("last-{model}-{depth}")).join("run");
+        let args = ["analyze", "--model", model, "--depth", depth, "--data", "synthetic-cifar", "--limit-train", "128"];
+        let o = kappa(
+            &[&args[..], &["--batch-size", "64", "--analysis-batches", "2", "--conv-stat", "channel", "--out", out.to_str().unwrap()]]
+                .concat(),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let last = records(&out).into_iter().find(|r| r["kind"] == "analysis" && r["last"] == true).unwrap();
+        last["sigma_x"]["lambda_max"].as_f64().unwrap()
+    };
+    let (shallow, deep, lastbn) = (last_lambda("resnet", "8"), last_lambda("resnet", "44"), last_lambda("resnet-lastbn", "44"));
+    assert!(deep > 2.0 * shallow, "ResNet-44's last input λmax {deep} vs ResNet-8's {shallow}");
+    assert!(lastbn * 4.0 < deep, "the last BN keeps it down: {lastbn} vs {deep}");
 }

@@ -20,6 +20,7 @@ pub mod resample;
 pub mod resize;
 pub mod source;
 pub mod synthetic;
+pub mod synthetic_cifar;
 
 pub use augment::{PadCropFlip, Padding, Transform};
 pub use imagenet::ImageNetOptions;
@@ -92,7 +93,8 @@ fn need_dir<'a>(dir: Option<&'a Path>, name: &str, holding: &str) -> Result<&'a 
     dir.ok_or_else(|| Error::arg("--data-dir", format!("the {name} dataset needs --data-dir DIR holding {holding}")))
 }
 
-/// Loads dataset `name` into memory: "synthetic", "mnist" (IDX files in `dir`),
+/// Loads dataset `name` into memory: "synthetic" (MNIST-shaped) or
+/// "synthetic-cifar" (CIFAR-shaped), both built in; "mnist" (IDX files in `dir`),
 /// "cifar10" or "cifar100" (binary batches in `dir` or its tarball folder).
 pub fn load(name: &str, dir: Option<&Path>, opts: &LoadOptions) -> Result<Split> {
     for (arg, limit) in [("--limit-train", opts.limit_train), ("--limit-test", opts.limit_test)] {
@@ -101,12 +103,15 @@ pub fn load(name: &str, dir: Option<&Path>, opts: &LoadOptions) -> Result<Split>
         }
     }
     let mut split = match name {
-        "synthetic" => {
+        "synthetic" | synthetic_cifar::NAME => {
             // Examples are independent of each other, so generating only the
             // kept prefix gives exactly the examples a full run would see.
             let train = opts.limit_train.map_or(synthetic::TRAIN, |n| n.min(synthetic::TRAIN));
             let test = opts.limit_test.map_or(synthetic::TEST, |n| n.min(synthetic::TEST));
-            synthetic::generate(train, test)
+            match name {
+                "synthetic" => synthetic::generate(train, test),
+                _ => synthetic_cifar::generate(train, test),
+            }
         }
         "mnist" => idx::load_mnist(need_dir(dir, name, "the IDX files (download them with `kappa data fetch mnist --dir DIR`)")?)?,
         "cifar10" | "cifar100" => {
@@ -121,7 +126,7 @@ pub fn load(name: &str, dir: Option<&Path>, opts: &LoadOptions) -> Result<Split>
         other => {
             return Err(Error::arg(
                 "--data",
-                format!("unknown dataset `{other}`; expected synthetic, mnist, cifar10, cifar100 or imagenet"),
+                format!("unknown dataset `{other}`; expected synthetic, synthetic-cifar, mnist, cifar10, cifar100 or imagenet"),
             ));
         }
     };
@@ -235,7 +240,7 @@ mod tests {
     fn unknown_name_and_missing_dir_are_argument_errors() {
         let err = load("cifar", None, &LoadOptions::default()).unwrap_err().to_string();
         assert!(err.contains("--data") && err.contains("cifar"), "{err}");
-        assert!(err.contains("expected synthetic, mnist, cifar10, cifar100 or imagenet"), "{err}");
+        assert!(err.contains("expected synthetic, synthetic-cifar, mnist, cifar10, cifar100 or imagenet"), "{err}");
         for name in ["mnist", "cifar10", "cifar100"] {
             let err = load(name, None, &LoadOptions::default()).unwrap_err().to_string();
             assert!(err.contains("--data-dir") && err.contains(name), "{err}");

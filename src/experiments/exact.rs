@@ -1,7 +1,7 @@
 //! The exact-curvature figures: the full FIM / M and their per-layer blocks
 //! from per-example gradients at initialisation, against the Kronecker form.
 
-use super::{mlp_config, DataChoice, Plan, Preset, Scale};
+use super::{mlp_config, DataChoice, Needs, Plan, Preset, Scale};
 use crate::nn::Init;
 use crate::train::{Dtype, TrainConfig};
 use std::path::PathBuf;
@@ -14,42 +14,42 @@ pub const PRESETS: &[Preset] = &[
         description: "8×24 MLP on 12×12 MNIST at initialisation, Plain vs BN: λmax and κ_p of the full FIM and the sub-FIMs (Fig. 1)",
         expected: FULL_VS_SUB,
         ci_minutes: 0.5,
-        plan: Plan::Runs(mlp_8x24),
+        plan: Plan::Runs(Needs::Mnist, mlp_8x24),
     },
     Preset {
         name: "fig2",
         description: "8×24 MLP, Plain vs BN: each exact sub-FIM against its Kronecker approximation Σx ⊗ Σ∇h (Fig. 2)",
         expected: "The Kronecker form tracks the exact sub-FIMs: λmax close (same order of magnitude, same Plain/BN ordering), κ_p following the exact ones.",
         ci_minutes: 0.5,
-        plan: Plan::Runs(mlp_8x24),
+        plan: Plan::Runs(Needs::Mnist, mlp_8x24),
     },
     Preset {
         name: "figA1",
         description: "8×24 MLP, Plain vs BN: the full FIM and every layer's sub-FIM (Fig. A1)",
         expected: FULL_VS_SUB,
         ci_minutes: 0.5,
-        plan: Plan::Runs(mlp_8x24),
+        plan: Plan::Runs(Needs::Mnist, mlp_8x24),
     },
     Preset {
         name: "figA2",
         description: "8×24 MLP, Plain vs BN: the second moment of sample gradients M and its sub-blocks (Fig. A2)",
         expected: "M behaves as the FIM: Plain's λmax far below BN's, BN better conditioned, in the full matrix and in every sub-block.",
         ci_minutes: 0.5,
-        plan: Plan::Runs(mlp_8x24),
+        plan: Plan::Runs(Needs::Mnist, mlp_8x24),
     },
     Preset {
         name: "figA3",
         description: "4×24 MLP, Plain vs BN: full FIM and sub-FIMs at initialisation (Fig. A3)",
         expected: FULL_VS_SUB,
         ci_minutes: 0.3,
-        plan: Plan::Runs(mlp_4x24),
+        plan: Plan::Runs(Needs::Mnist, mlp_4x24),
     },
     Preset {
         name: "figA4",
         description: "4×36 MLP, Plain vs BN: full FIM and sub-FIMs at initialisation (Fig. A4)",
         expected: FULL_VS_SUB,
         ci_minutes: 0.3,
-        plan: Plan::Runs(mlp_4x36),
+        plan: Plan::Runs(Needs::Mnist, mlp_4x36),
     },
 ];
 

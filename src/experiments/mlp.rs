@@ -1,6 +1,6 @@
 //! The paper's MLP experiments (MNIST; synthetic stand-in when it is absent).
 
-use super::{mlp_config, DataChoice, Plan, Preset, Scale};
+use super::{mlp_config, DataChoice, Needs, Plan, Preset, Scale};
 use crate::nn::Init;
 use crate::train::{OptimizerKind, TrainConfig};
 use std::path::PathBuf;
@@ -11,35 +11,35 @@ pub const PRESETS: &[Preset] = &[
         description: "20×256 MLP, Plain vs BN × LeCun vs He init, SGD batch 1024: λmax of Σx and Σ∇h per layer (Fig. 3; κ_p per layer is Fig. 5)",
         expected: "Plain nets: λmax(Σ∇h) shrinks from the top layer to the bottom ones (vanishing gradients, worst with LeCun init) and κ is large; BN keeps λmax(Σ∇h) of similar size across layers and lowers κ of Σx and Σ∇h, and trains faster.",
         ci_minutes: 1.5,
-        plan: Plan::Runs(fig3),
+        plan: Plan::Runs(Needs::Mnist, fig3),
     },
     Preset {
         name: "fig5",
         description: "20×256 MLP, Plain vs BN, LeCun init, full-batch gradient descent: κ_p per layer (Fig. 5)",
         expected: "BN improves the layer-wise conditioning: κ_p of Σx and Σ∇h smaller with BN than without, for every p.",
         ci_minutes: 1.5,
-        plan: Plan::Runs(fig5),
+        plan: Plan::Runs(Needs::Mnist, fig5),
     },
     Preset {
         name: "fig4",
         description: "5×256 BN MLP with layers frozen to simulate weight domination (Fig. 4)",
         expected: "Blocking the updates of a layer (simulated weight domination) slows training: the loss of the frozen-layer nets stays above the baseline's, more so with more frozen layers.",
         ci_minutes: 0.5,
-        plan: Plan::Runs(fig4),
+        plan: Plan::Runs(Needs::Mnist, fig4),
     },
     Preset {
         name: "figA11",
         description: "100-layer BN MLP, first 7 iterations: λmax of the sub-FIMs per layer (Fig. A11)",
         expected: "At initialisation the weight-gradient explodes towards the lower layers (λmax of the sub-FIM grows exponentially with depth from the top); after one step the lower layers' weights grow and they enter weight domination (alerts), with small gradients from then on.",
         ci_minutes: 0.5,
-        plan: Plan::Runs(fig_a11),
+        plan: Plan::Runs(Needs::Mnist, fig_a11),
     },
     Preset {
         name: "figA13",
         description: "20×256 MLP, Plain vs BN: dying and full ReLU neurons per layer over training (Fig. A13)",
         expected: "Without BN, deep layers accumulate dead neurons (zero for every example) as training proceeds; BN keeps almost every unit alive and few units are full.",
         ci_minutes: 1.0,
-        plan: Plan::Runs(fig_a13),
+        plan: Plan::Runs(Needs::Mnist, fig_a13),
     },
 ];
 

@@ -3,6 +3,7 @@
 //! reports next to what was measured.
 
 mod exact;
+mod last_layer;
 mod luckmatters;
 mod mlp;
 
@@ -34,15 +35,15 @@ pub struct Preset {
 
 /// How a preset runs.
 pub enum Plan {
-    /// Training runs, named, reported together by `kappa report`.
-    Runs(fn(Scale, &DataChoice) -> Vec<(String, TrainConfig)>),
+    /// Training runs on a dataset, named, reported together by `kappa report`.
+    Runs(Needs, fn(Scale, &DataChoice) -> Vec<(String, TrainConfig)>),
     /// An experiment of its own (no training data to choose) that writes its
     /// run under the directory and returns what it measured, as text.
     Script(fn(Scale, &Path) -> Result<String>),
 }
 
 pub fn presets() -> impl Iterator<Item = &'static Preset> {
-    exact::PRESETS.iter().chain(mlp::PRESETS).chain(luckmatters::PRESETS)
+    exact::PRESETS.iter().chain(mlp::PRESETS).chain(last_layer::PRESETS).chain(luckmatters::PRESETS)
 }
 
 pub fn find(name: &str) -> Result<&'static Preset> {
@@ -52,8 +53,16 @@ pub fn find(name: &str) -> Result<&'static Preset> {
     })
 }
 
-/// The dataset a reproduction trains on: MNIST when its files are in
-/// `dir`, otherwise the synthetic stand-in (and every report says so).
+/// The dataset a preset's runs are about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    Mnist,
+    Cifar10,
+}
+
+/// The dataset a reproduction trains on: the real one when its files are in
+/// `dir`, its built-in stand-in only when the user allowed it (and every
+/// report names the data it ran on).
 #[derive(Clone, Debug)]
 pub struct DataChoice {
     pub name: String,
@@ -61,18 +70,30 @@ pub struct DataChoice {
 }
 
 impl DataChoice {
-    pub fn mnist_or_synthetic(dir: Option<&Path>) -> (DataChoice, Option<String>) {
-        let found = dir.filter(|d| crate::data::idx::locate(d, crate::data::idx::MNIST_TRAIN_IMAGES).is_ok());
-        match found {
-            Some(d) => (DataChoice { name: "mnist".into(), dir: Some(d.to_path_buf()) }, None),
-            None => (
-                DataChoice { name: "synthetic".into(), dir: None },
-                Some(format!(
-                    "MNIST not found{}; running on the built-in synthetic data instead (fetch it with `kappa data fetch mnist --dir DIR` and pass --data-dir DIR)",
-                    dir.map_or(String::new(), |d| format!(" in {}", d.display()))
-                )),
-            ),
+    /// The real dataset, or with `allow_synthetic` the stand-in and a note
+    /// saying so; otherwise an error saying what to fetch.
+    pub fn resolve(needs: Needs, dir: Option<&Path>, allow_synthetic: bool) -> Result<(DataChoice, Option<String>)> {
+        let (real, stand_in, fetch) = match needs {
+            Needs::Mnist => ("mnist", "synthetic", "mnist"),
+            Needs::Cifar10 => ("cifar10", crate::data::synthetic_cifar::NAME, "cifar10"),
+        };
+        let found = dir.filter(|d| match needs {
+            Needs::Mnist => crate::data::idx::locate(d, crate::data::idx::MNIST_TRAIN_IMAGES).is_ok(),
+            Needs::Cifar10 => crate::data::cifar::locate(d, crate::data::cifar::Cifar::Ten, "test_batch.bin").is_ok(),
+        });
+        if let Some(d) = found {
+            return Ok((DataChoice { name: real.into(), dir: Some(d.to_path_buf()) }, None));
         }
+        let missing = format!("{real} not found{}", dir.map_or(String::new(), |d| format!(" in {}", d.display())));
+        let fetch = format!("fetch it with `kappa data fetch {fetch} --dir data/{fetch}` and pass --data-dir data/{fetch}");
+        if !allow_synthetic {
+            return Err(Error::arg(
+                "--data-dir",
+                format!("{missing}; {fetch}, or pass --allow-synthetic to run on the built-in {stand_in} stand-in"),
+            ));
+        }
+        let note = format!("{missing}; running on the built-in {stand_in} stand-in as --allow-synthetic asks ({fetch} for the real data)");
+        Ok((DataChoice { name: stand_in.into(), dir: None }, Some(note)))
     }
 }
 
