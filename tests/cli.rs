@@ -285,3 +285,37 @@ fn the_last_layer_input_grows_with_depth_unless_a_bn_precedes_it() {
     assert!(deep > 2.0 * shallow, "ResNet-44's last input λmax {deep} vs ResNet-8's {shallow}");
     assert!(lastbn * 4.0 < deep, "the last BN keeps it down: {lastbn} vs {deep}");
 }
+
+#[test]
+fn without_bn_tau_keeps_a_deep_resnet_trainable() {
+    // The first step's loss, or None when the run diverged.
+    let first_loss = |model: &str| {
+        let out = scratch(&format!("tau-{model}")).join("run");
+        let args = ["train", "--preset", "tau-cifar", "--model", model, "--depth", "56", "--data", "synthetic-cifar", "--log-every", "1"];
+        let o = kappa(
+            &[
+                &args[..],
+                &[
+                    "--limit-train",
+                    "256",
+                    "--batch-size",
+                    "32",
+                    "--iterations",
+                    "3",
+                    "--analyze-every",
+                    "0",
+                    "--out",
+                    out.to_str().unwrap(),
+                ],
+            ]
+            .concat(),
+        );
+        assert!(o.status.success(), "divergence is a result, not a failure: {}", stderr(&o));
+        let first = records(&out).into_iter().find(|r| r["kind"] == "train").unwrap();
+        first["loss"].as_f64()
+    };
+    // Without BN or τ the residual branches add up: the logits of ResNet-56 explode at initialisation.
+    assert!(first_loss("resnet-nobn").is_none_or(|l| l > 100.0));
+    let tau = first_loss("tau-resnet-nobn").expect("tau-resnet-nobn does not diverge");
+    assert!(tau < 5.0, "tau-resnet-nobn-56 starts near chance (ln 10 ≈ 2.3), not at {tau}");
+}

@@ -2,11 +2,9 @@
 //! second moment and its weight-gradient grow with depth, and how a BN before
 //! it (ResNetLastBN, or PreResNet's final BN) keeps it conditioned.
 
+use super::cifar::{grid, Recipe};
 use super::{DataChoice, Needs, Plan, Preset, Scale};
-use crate::analysis::{AnalysisConfig, ConvStat};
-use crate::data::Padding;
-use crate::optim::Schedule;
-use crate::train::{Pipeline, TrainConfig};
+use crate::train::TrainConfig;
 
 pub const PRESETS: &[Preset] = &[
     Preset {
@@ -51,61 +49,18 @@ fn deepest(scale: Scale) -> usize {
     depths(scale).iter().copied().max().unwrap_or(110)
 }
 
-/// `model` at `depth` on the paper's CIFAR recipe (lca-cifar), or at the CI
-/// scale a few dozen steps analysed every ten.
-fn config(scale: Scale, data: &DataChoice, model: &str, depth: usize) -> TrainConfig {
-    let pipeline = Pipeline { augment: true, padding: Padding::Reflect, drop_last: true, ..Pipeline::default() };
-    let base = TrainConfig {
-        model: model.into(),
-        depth,
-        data: data.name.clone(),
-        data_dir: data.dir.clone(),
-        lr: 0.1,
-        momentum: 0.9,
-        nesterov: true,
-        weight_decay: 1e-4,
-        seed: 1,
-        pipeline,
-        preset: Some("lca-cifar".into()),
-        ..TrainConfig::default()
-    };
-    match scale {
-        // Channel-only Σx keeps the analysis of ~100 conv layers cheap; the
-        // last linear layer's statistics are the same either way.
-        Scale::Ci => TrainConfig {
-            epochs: None,
-            iterations: Some(30),
-            batch_size: 32,
-            limit_train: Some(2048),
-            log_every: 2,
-            analysis: AnalysisConfig { every: 10, conv_stat: ConvStat::Channel, ..AnalysisConfig::default() },
-            ..base
-        },
-        Scale::Paper => TrainConfig {
-            epochs: Some(160),
-            schedule: Schedule::Multistep { milestones: vec![80, 120], gamma: 0.1 },
-            analysis: AnalysisConfig { every: 500, ..AnalysisConfig::default() },
-            ..base
-        },
-    }
-}
-
-fn runs(scale: Scale, data: &DataChoice, models: &[&str], depths: &[usize]) -> Vec<(String, TrainConfig)> {
-    models.iter().flat_map(|&m| depths.iter().map(move |&d| (format!("{m}-{d}"), config(scale, data, m, d)))).collect()
-}
-
 fn fig6(scale: Scale, data: &DataChoice) -> Vec<(String, TrainConfig)> {
-    runs(scale, data, &["resnet"], depths(scale))
+    grid(scale, data, &["resnet"], depths(scale), Recipe::Lca)
 }
 
 fn fig7(scale: Scale, data: &DataChoice) -> Vec<(String, TrainConfig)> {
-    runs(scale, data, &["resnet", "resnet-lastbn"], &[deepest(scale)])
+    grid(scale, data, &["resnet", "resnet-lastbn"], &[deepest(scale)], Recipe::Lca)
 }
 
 fn fig8(scale: Scale, data: &DataChoice) -> Vec<(String, TrainConfig)> {
-    runs(scale, data, &["resnet", "resnet-lastbn"], depths(scale))
+    grid(scale, data, &["resnet", "resnet-lastbn"], depths(scale), Recipe::Lca)
 }
 
 fn fig9(scale: Scale, data: &DataChoice) -> Vec<(String, TrainConfig)> {
-    runs(scale, data, &["resnet", "preresnet", "preresnet-v1"], &[deepest(scale)])
+    grid(scale, data, &["resnet", "preresnet", "preresnet-v1"], &[deepest(scale)], Recipe::Lca)
 }

@@ -2,10 +2,12 @@
 //! every run of the preset under one directory and prints what the paper
 //! reports next to what was measured.
 
+mod cifar;
 mod exact;
 mod last_layer;
 mod luckmatters;
 mod mlp;
+mod tau;
 
 use crate::analysis::AnalysisConfig;
 use crate::error::{Error, Result};
@@ -43,7 +45,7 @@ pub enum Plan {
 }
 
 pub fn presets() -> impl Iterator<Item = &'static Preset> {
-    exact::PRESETS.iter().chain(mlp::PRESETS).chain(last_layer::PRESETS).chain(luckmatters::PRESETS)
+    exact::PRESETS.iter().chain(mlp::PRESETS).chain(last_layer::PRESETS).chain(tau::PRESETS).chain(luckmatters::PRESETS)
 }
 
 pub fn find(name: &str) -> Result<&'static Preset> {
