@@ -547,11 +547,13 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             println!("{}", summary.line());
         }
         Command::Analyze(args) => {
-            let explicit = args.train.iterations.or(args.train.epochs);
+            // Only a length given on the command line trains first; a preset's epochs do not.
+            let given = given_flags(matches, "analyze");
+            let explicit = ["iterations", "epochs"].iter().any(|f| given.iter().any(|g| g == f));
             let dtype = args.train.dtype.unwrap_or(if args.exact { Dtype::F64 } else { Dtype::F32 });
             let mut cfg = args.train.into_config();
             cfg.dtype = dtype;
-            if explicit.is_none() {
+            if !explicit {
                 (cfg.iterations, cfg.epochs) = (Some(0), None);
             }
             let at = cfg.iterations.unwrap_or(0);

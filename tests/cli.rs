@@ -282,6 +282,12 @@ fn the_last_layer_input_grows_with_depth_unless_a_bn_precedes_it() {
         last["sigma_x"]["lambda_max"].as_f64().unwrap()
     };
     let (shallow, deep, lastbn) = (last_lambda("resnet", "8"), last_lambda("resnet", "44"), last_lambda("resnet-lastbn", "44"));
+    // A preset's epochs do not make `analyze` train: it still analyses the initialisation.
+    let out = scratch("analyze-preset").join("run");
+    let args = ["analyze", "--preset", "lca-cifar", "--data", "synthetic-cifar", "--depth", "8", "--limit-train", "256"];
+    let o = kappa(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(records(&out).iter().all(|r| r["kind"] != "train" && r["iteration"].as_u64().unwrap_or(0) == 0));
     assert!(deep > 2.0 * shallow, "ResNet-44's last input λmax {deep} vs ResNet-8's {shallow}");
     assert!(lastbn * 4.0 < deep, "the last BN keeps it down: {lastbn} vs {deep}");
 }
