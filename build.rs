@@ -3,6 +3,9 @@
 //! `$OUT_DIR/kernels.rs`, which embeds them (`include_str!`) with the names
 //! of their kernels. The default build needs no CUDA at all.
 //!
+//! Every build also sets `KAPPA_GIT_REVISION` (the commit, "-dirty" with
+//! uncommitted changes, "unknown" outside a git checkout) for the report page.
+//!
 //! nvcc is found through `NVCC`, then `CUDA_HOME`/`CUDA_PATH` (`bin/nvcc`),
 //! then `PATH`. The PTX targets `compute_$CUDA_COMPUTE_CAP` (default 80): the
 //! driver JIT-compiles it for the GPU it finds, so no nvidia-smi is needed.
@@ -21,12 +24,38 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     // The emulated-kernel tests compile kernels/*.cu for this target with the cc crate.
     println!("cargo:rustc-env=KAPPA_BUILD_TARGET={}", env::var("TARGET").unwrap_or_default());
+    println!("cargo:rustc-env=KAPPA_GIT_REVISION={}", git_revision());
     if env::var_os("CARGO_FEATURE_CUDA_BACKEND").is_none() {
         return;
     }
     if let Err(e) = build_kernels() {
         eprintln!("\nerror: {e}\n");
         std::process::exit(1);
+    }
+}
+
+/// `git rev-parse --short=12 HEAD`, plus "-dirty" when `git status` lists
+/// changes; "unknown" when git is missing or this is no checkout, since a
+/// build must never fail for want of a revision. Reruns when HEAD moves; the
+/// dirty mark is as of then (watching every source file would rerun nvcc).
+fn git_revision() -> String {
+    let git = |args: &[&str]| {
+        let o = Command::new("git").args(args).current_dir(env::var_os("CARGO_MANIFEST_DIR")?).output().ok()?;
+        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(revision) = git(&["rev-parse", "--short=12", "HEAD"]) else { return "unknown".into() };
+    // HEAD, the branch it names, and packed-refs, where a branch without a file of its own lives.
+    let head = git(&["symbolic-ref", "-q", "HEAD"]);
+    let watched = ["HEAD"].into_iter().chain(head.as_deref()).chain(["packed-refs"]);
+    for path in watched.filter_map(|p| git(&["rev-parse", "--path-format=absolute", "--git-path", p])) {
+        if Path::new(&path).is_file() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    // --no-optional-locks: status must not rewrite the index, which would look like a change.
+    match git(&["--no-optional-locks", "status", "--porcelain"]) {
+        Some(changes) if !changes.is_empty() => format!("{revision}-dirty"),
+        _ => revision,
     }
 }
 

@@ -50,6 +50,9 @@ enum Command {
         /// Analysis iterations to show in the per-layer plots [default: first, middle, last]
         #[arg(long, value_delimiter = ',')]
         iterations: Vec<usize>,
+        /// Also write report.html: one self-contained page with the plots, tables, configurations, git revision and machine
+        #[arg(long)]
+        html: bool,
     },
     /// Run one of the papers' experiments end to end and report it
     Reproduce(ReproduceArgs),
@@ -245,6 +248,9 @@ struct TrainArgs {
     /// Use only the first N training examples
     #[arg(long)]
     limit_train: Option<usize>,
+    /// Evaluate on the first N test examples only
+    #[arg(long)]
+    limit_test: Option<usize>,
     /// sgd, adam, or gd (full-batch gradient descent: every step sees the whole training set)
     #[arg(long, value_enum, default_value = "sgd")]
     optimizer: OptimizerKind,
@@ -378,11 +384,15 @@ struct ArchArgs {
     /// Dropout probability before the last linear layer (ImageNet Table A1 uses 0.3)
     #[arg(long, default_value_t = 0.0)]
     dropout: f64,
+    /// vgg16's first-stage channels; later stages have 2×, 4×, 8×, 8× and the hidden layers 8× [default: 64]
+    #[arg(long)]
+    base_width: Option<usize>,
 }
 
 impl ArchArgs {
     fn into_options(self) -> ArchOptions {
-        ArchOptions { family: self.family, shortcut: self.shortcut, tau: self.tau, lastbn_gamma: self.lastbn_gamma, dropout: self.dropout }
+        let Self { family, shortcut, tau, lastbn_gamma, dropout, base_width } = self;
+        ArchOptions { family, shortcut, tau, lastbn_gamma, dropout, base_width }
     }
 }
 
@@ -461,6 +471,7 @@ impl TrainArgs {
             data_dir: self.data_dir,
             crop_resize: self.crop_resize,
             limit_train: self.limit_train,
+            limit_test: self.limit_test,
             optimizer: self.optimizer,
             lr: self.lr,
             momentum: self.momentum,
@@ -495,11 +506,22 @@ fn reproduce(args: ReproduceArgs) -> anyhow::Result<()> {
     let preset = experiments::find(args.name.as_deref().unwrap_or_default())?;
     let scale = format!("{:?}", args.scale).to_lowercase();
     let out = args.out.unwrap_or_else(|| PathBuf::from(format!("runs/reproduce-{}-{scale}", preset.name)));
+    // Each reproduction gets one page, headed by what the preset is and what the paper found.
+    let mut about = kappa::report::About {
+        title: format!("kappa reproduce {}", preset.name),
+        items: vec![
+            ("description".into(), preset.description.into()),
+            ("expected (paper)".into(), preset.expected.into()),
+            ("scale".into(), scale.clone()),
+        ],
+    };
     let (needs, runs) = match preset.plan {
         experiments::Plan::Runs(needs, runs) => (needs, runs),
         experiments::Plan::Script(script) => {
             let measured = script(args.scale, &out)?;
+            let page = kappa::report::measured_page(&out, &about, &measured)?;
             println!("\n{} ({scale} scale)\n{measured}expected (paper): {}\nrun dir: {}", preset.name, preset.expected, out.display());
+            println!("page: {}", page.display());
             return Ok(());
         }
     };
@@ -507,15 +529,30 @@ fn reproduce(args: ReproduceArgs) -> anyhow::Result<()> {
     if let Some(note) = &note {
         eprintln!("note: {note}");
     }
+    about.items.push(("data".into(), data.name.clone()));
+    about.items.extend(note.iter().map(|n| ("note".into(), n.clone())));
     let summaries = experiments::train_all(runs, preset, args.scale, &data, &out, &args.device)?;
     let dirs: Vec<PathBuf> = summaries.iter().map(|(name, _)| out.join(name)).collect();
-    let report = kappa::report::render(&dirs, &out, &Default::default())?;
+    let measured: Vec<(String, String)> =
+        summaries.iter().filter_map(|(name, _)| Some((name.clone(), experiments::conditioning(&out.join(name))?))).collect();
+    about.items.extend(measured.iter().map(|(name, line)| (format!("measured: {name}"), line.clone())));
+    let opts = kappa::report::ReportOptions { html: true, about: Some(about), ..Default::default() };
+    let report = kappa::report::render(&dirs, &out, &opts)?;
     println!("\n{} ({scale} scale, {} data)", preset.name, data.name);
     for (name, s) in &summaries {
         println!("  {name:<14} {}", s.line());
     }
+    if !measured.is_empty() {
+        println!("measured conditioning at the last analysis:");
+        for (name, line) in &measured {
+            println!("  {name:<14} {line}");
+        }
+    }
     println!("expected (paper): {}", preset.expected);
     println!("report: {}", report.markdown.display());
+    if let Some(page) = &report.html {
+        println!("page: {}", page.display());
+    }
     Ok(())
 }
 
@@ -564,9 +601,9 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             let summary = kappa::train::run_with(&cfg, &RunOptions { weights: args.weights, ..Default::default() })?;
             println!("{}", summary.line());
         }
-        Command::Report { runs, out, iterations } => {
+        Command::Report { runs, out, iterations, html } => {
             let out = out.unwrap_or_else(|| if runs.len() == 1 { runs[0].clone() } else { PathBuf::from("report") });
-            let opts = kappa::report::ReportOptions { iterations, ..Default::default() };
+            let opts = kappa::report::ReportOptions { iterations, html, ..Default::default() };
             let summary = kappa::report::render(&runs, &out, &opts)?;
             for w in &summary.warnings {
                 eprintln!("warning: {w}");
@@ -578,6 +615,9 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                 summary.plots.len(),
                 tables.iter().map(|t| format!(", {t}")).collect::<String>()
             );
+            if let Some(page) = &summary.html {
+                println!("page: {}", page.display());
+            }
         }
         Command::Reproduce(args) => reproduce(args)?,
         Command::Luckmatters { script: LuckScript::Recon(args) } => {

@@ -221,7 +221,9 @@ fn analyze_exact_compares_the_exact_fim_with_the_kronecker_form() {
 fn reproduce_lists_presets_and_rejects_unknown_names() {
     let o = kappa(&["reproduce", "--list"]);
     let list = String::from_utf8_lossy(&o.stdout);
-    for name in ["fig1", "fig2", "figA1", "figA4", "fig3", "fig4", "fig5", "figA11", "figA13", "luckmatters-recon", "luckmatters-matrix"] {
+    let names =
+        ["fig1", "figA4", "fig3", "figA5", "figA7", "figA8", "figA12", "fig9", "table1", "tableA1", "tableA2", "tau", "luckmatters-matrix"];
+    for name in names {
         assert!(list.contains(name), "{list}");
     }
     assert_error(&kappa(&["reproduce", "fig99"]), &["fig99", "fig3", "figA13"]);
@@ -232,7 +234,13 @@ fn reproduce_without_its_dataset_says_what_to_fetch() {
     let empty = scratch("no-data");
     let dir = empty.to_str().unwrap();
     let out = empty.join("out");
-    for (preset, fetch) in [("fig4", "kappa data fetch mnist"), ("fig6", "kappa data fetch cifar10")] {
+    let fetches = [
+        ("fig4", "kappa data fetch mnist"),
+        ("fig6", "kappa data fetch cifar10"),
+        ("table2", "kappa data fetch cifar100"),
+        ("tableA1", "val/<wnid>/*.JPEG"),
+    ];
+    for (preset, fetch) in fetches {
         let o = kappa(&["reproduce", preset, "--data-dir", dir, "--out", out.to_str().unwrap()]);
         assert_error(&o, &[fetch, "not found in", dir, "--allow-synthetic"]);
     }

@@ -1,9 +1,9 @@
 //! The ResNet family's architecture: parameter totals against the published
-//! ones, PyTorch's parameter names, depth validation, output shapes.
+//! ones, PyTorch's parameter names, depth validation, output shapes; VGG-16.
 
 use kappa::autograd::Tape;
 use kappa::backend::cpu::Cpu;
-use kappa::models::{Family, Model, ResNet, ResNetConfig, ShortcutKind, Variant, VARIANTS};
+use kappa::models::{Family, Model, ResNet, ResNetConfig, ShortcutKind, Variant, Vgg16, VARIANTS};
 use kappa::tensor::Tensor;
 
 type B = Cpu<f32>;
@@ -33,6 +33,44 @@ fn parameter_totals_match_the_published_ones() {
     assert_eq!(params(Variant::Resnet, Family::Imagenet, 50, 1000), 25_557_032);
     // The last BN adds 2 × 64 (CIFAR) parameters and nothing else.
     assert_eq!(params(Variant::ResnetLastbn, Family::Cifar, 20, 10), 269_722 + 128);
+    // Type-A VGG and ResNet share every parameter; dropping BN drops 2 × 16 per
+    // channel of the 19 convs' BNs (16·7 + 32·6 + 64·6 = 688 channels).
+    assert_eq!(params(Variant::Vgg, Family::Cifar, 20, 10), 269_722);
+    assert_eq!(params(Variant::VggNobn, Family::Cifar, 20, 10), 269_722 - 2 * 688);
+    assert_eq!(params(Variant::VggNobnLastbn, Family::Cifar, 20, 10), 269_722 - 2 * 688 + 128);
+}
+
+#[test]
+fn vgg16_has_sixteen_weight_layers_and_the_bn_vgg16_parameter_count() {
+    let be = Cpu::<f32>::new();
+    let mut m = Vgg16::<B>::new(&be, 3, 64, 10, 0).unwrap();
+    assert_eq!(m.store().layers(), 16);
+    // Convs 14,710,464 weights + their BNs 2 × 4,224; two 512×512 hidden layers
+    // with BN, no bias; 512×10 + 10 classifier.
+    let convs: usize = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256)]
+        .iter()
+        .chain(&[(256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)])
+        .map(|&(i, o)| 9 * i * o + 2 * o)
+        .sum();
+    assert_eq!(m.store().count(), convs + 2 * (512 * 512 + 2 * 512) + 512 * 10 + 10);
+    let frozen_bn = m.store().params().iter().filter(|p| p.layer == 3).count();
+    assert_eq!(frozen_bn, 3, "layer 3 is a conv weight with its BN's γ and β");
+    let mut tape = Tape::new(&be);
+    let x = tape.constant(Tensor::full(&be, &[2, 3, 32, 32], 0.5).unwrap());
+    let y = m.forward(&mut tape, x, true).unwrap();
+    assert_eq!(tape.shape(y), &[2, 10]);
+    let small = tape.constant(Tensor::full(&be, &[2, 3, 16, 16], 0.5).unwrap());
+    let err = m.forward(&mut tape, small, false).err().unwrap().to_string();
+    assert!(err.contains("vgg16") && err.contains("H ≥ 32"), "{err}");
+    // A quarter of the width: every conv a sixteenth of the weights, BNs a quarter.
+    let narrow = Vgg16::<B>::new(&be, 3, 16, 10, 0).unwrap().store().count();
+    let convs16: usize = [(3, 16), (16, 16), (16, 32), (32, 32), (32, 64), (64, 64), (64, 64)]
+        .iter()
+        .chain(&[(64, 128), (128, 128), (128, 128), (128, 128), (128, 128), (128, 128)])
+        .map(|&(i, o)| 9 * i * o + 2 * o)
+        .sum();
+    assert_eq!(narrow, convs16 + 2 * (128 * 128 + 2 * 128) + 128 * 10 + 10);
+    assert!(Vgg16::<B>::new(&be, 3, 0, 10, 0).err().unwrap().to_string().contains("--base-width"));
 }
 
 #[test]

@@ -170,7 +170,7 @@ fn chosen_iterations_select_the_per_layer_series() {
     let dir = scratch("iterations");
     let out = dir.join("report");
     // 90 snaps to the nearest analysed iteration, 100.
-    let opts = ReportOptions { iterations: vec![90], formats: vec![Format::Svg] };
+    let opts = ReportOptions { iterations: vec![90], formats: vec![Format::Svg], ..Default::default() };
     let summary = render(&three_runs(&dir), &out, &opts).unwrap();
     assert!(summary.plots.iter().all(|p| p.extension().is_some_and(|e| e == "svg")), "{:?}", summary.plots);
     assert!(!out.join("train_loss.png").exists());

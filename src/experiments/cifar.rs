@@ -16,6 +16,23 @@ pub enum Recipe {
     Tau,
 }
 
+/// What every ResNet recipe shares: SGD at lr 0.1, momentum 0.9 (Nesterov),
+/// weight decay 1e-4, seed 1.
+pub fn sgd_base(data: &DataChoice, model: &str, depth: usize) -> TrainConfig {
+    TrainConfig {
+        model: model.into(),
+        depth,
+        data: data.name.clone(),
+        data_dir: data.dir.clone(),
+        lr: 0.1,
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 1e-4,
+        seed: 1,
+        ..TrainConfig::default()
+    }
+}
+
 pub fn cifar_run(scale: Scale, data: &DataChoice, model: &str, depth: usize, recipe: Recipe) -> TrainConfig {
     let (preset, nesterov, epochs, milestones, padding, drop_last, normalize) = match recipe {
         Recipe::Lca => ("lca-cifar", true, 160, vec![80, 120], Padding::Reflect, true, "auto"),
@@ -24,18 +41,10 @@ pub fn cifar_run(scale: Scale, data: &DataChoice, model: &str, depth: usize, rec
     // The stand-in is not CIFAR: its pixels keep their [0, 1] scale.
     let normalize = if data.name == "cifar10" { normalize } else { "auto" };
     let base = TrainConfig {
-        model: model.into(),
-        depth,
-        data: data.name.clone(),
-        data_dir: data.dir.clone(),
-        lr: 0.1,
-        momentum: 0.9,
         nesterov,
-        weight_decay: 1e-4,
-        seed: 1,
         pipeline: Pipeline { augment: true, padding, drop_last, normalize: normalize.into(), ..Pipeline::default() },
         preset: Some(preset.into()),
-        ..TrainConfig::default()
+        ..sgd_base(data, model, depth)
     };
     match scale {
         // Channel-only Σx keeps the analysis of ~100 conv layers cheap; the
@@ -45,6 +54,7 @@ pub fn cifar_run(scale: Scale, data: &DataChoice, model: &str, depth: usize, rec
             iterations: Some(30),
             batch_size: 32,
             limit_train: Some(2048),
+            limit_test: Some(1000),
             log_every: 2,
             analysis: AnalysisConfig { every: 10, conv_stat: ConvStat::Channel, ..AnalysisConfig::default() },
             ..base

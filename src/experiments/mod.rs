@@ -3,11 +3,16 @@
 //! reports next to what was measured.
 
 mod cifar;
+mod conv_nets;
 mod exact;
 mod last_layer;
 mod luckmatters;
+mod measured;
 mod mlp;
+mod tables;
 mod tau;
+
+pub use measured::conditioning;
 
 use crate::analysis::AnalysisConfig;
 use crate::error::{Error, Result};
@@ -45,7 +50,9 @@ pub enum Plan {
 }
 
 pub fn presets() -> impl Iterator<Item = &'static Preset> {
-    exact::PRESETS.iter().chain(mlp::PRESETS).chain(last_layer::PRESETS).chain(tau::PRESETS).chain(luckmatters::PRESETS)
+    [exact::PRESETS, mlp::PRESETS, conv_nets::PRESETS, last_layer::PRESETS, tables::PRESETS, tau::PRESETS, luckmatters::PRESETS]
+        .into_iter()
+        .flatten()
 }
 
 pub fn find(name: &str) -> Result<&'static Preset> {
@@ -60,6 +67,53 @@ pub fn find(name: &str) -> Result<&'static Preset> {
 pub enum Needs {
     Mnist,
     Cifar10,
+    Cifar100,
+    Imagenet,
+}
+
+impl Needs {
+    /// The dataset's name for `--data`.
+    fn name(self) -> &'static str {
+        match self {
+            Needs::Mnist => "mnist",
+            Needs::Cifar10 => "cifar10",
+            Needs::Cifar100 => "cifar100",
+            Needs::Imagenet => "imagenet",
+        }
+    }
+
+    /// The built-in set that stands in for it, and how it falls short.
+    fn stand_in(self) -> (&'static str, &'static str) {
+        match self {
+            Needs::Mnist => ("synthetic", ""),
+            Needs::Cifar10 => (crate::data::synthetic_cifar::NAME, ""),
+            Needs::Cifar100 => (crate::data::synthetic_cifar::NAME, ", which has 10 classes, not 100"),
+            Needs::Imagenet => (crate::data::synthetic_cifar::NAME, ", 32×32 images in 10 classes through the ImageNet ResNets"),
+        }
+    }
+
+    fn present_in(self, dir: &Path) -> bool {
+        use crate::data::cifar::{locate, Cifar};
+        match self {
+            Needs::Mnist => crate::data::idx::locate(dir, crate::data::idx::MNIST_TRAIN_IMAGES).is_ok(),
+            Needs::Cifar10 => locate(dir, Cifar::Ten, "test_batch.bin").is_ok(),
+            Needs::Cifar100 => locate(dir, Cifar::Hundred, "test.bin").is_ok(),
+            Needs::Imagenet => dir.join("train").is_dir() && dir.join("val").is_dir(),
+        }
+    }
+
+    /// How to get the real data.
+    fn how_to_get(self) -> String {
+        match self {
+            Needs::Imagenet => {
+                "ILSVRC-2012 cannot be fetched by kappa: put its train/<wnid>/*.JPEG and val/<wnid>/*.JPEG under a directory and pass --data-dir DIR".into()
+            }
+            _ => {
+                let name = self.name();
+                format!("fetch it with `kappa data fetch {name} --dir data/{name}` and pass --data-dir data/{name}")
+            }
+        }
+    }
 }
 
 /// The dataset a reproduction trains on: the real one when its files are in
@@ -75,26 +129,20 @@ impl DataChoice {
     /// The real dataset, or with `allow_synthetic` the stand-in and a note
     /// saying so; otherwise an error saying what to fetch.
     pub fn resolve(needs: Needs, dir: Option<&Path>, allow_synthetic: bool) -> Result<(DataChoice, Option<String>)> {
-        let (real, stand_in, fetch) = match needs {
-            Needs::Mnist => ("mnist", "synthetic", "mnist"),
-            Needs::Cifar10 => ("cifar10", crate::data::synthetic_cifar::NAME, "cifar10"),
-        };
-        let found = dir.filter(|d| match needs {
-            Needs::Mnist => crate::data::idx::locate(d, crate::data::idx::MNIST_TRAIN_IMAGES).is_ok(),
-            Needs::Cifar10 => crate::data::cifar::locate(d, crate::data::cifar::Cifar::Ten, "test_batch.bin").is_ok(),
-        });
-        if let Some(d) = found {
+        let (real, (stand_in, caveat)) = (needs.name(), needs.stand_in());
+        if let Some(d) = dir.filter(|d| needs.present_in(d)) {
             return Ok((DataChoice { name: real.into(), dir: Some(d.to_path_buf()) }, None));
         }
         let missing = format!("{real} not found{}", dir.map_or(String::new(), |d| format!(" in {}", d.display())));
-        let fetch = format!("fetch it with `kappa data fetch {fetch} --dir data/{fetch}` and pass --data-dir data/{fetch}");
+        let get = needs.how_to_get();
         if !allow_synthetic {
             return Err(Error::arg(
                 "--data-dir",
-                format!("{missing}; {fetch}, or pass --allow-synthetic to run on the built-in {stand_in} stand-in"),
+                format!("{missing}; {get}, or pass --allow-synthetic to run on the built-in {stand_in} stand-in{caveat}"),
             ));
         }
-        let note = format!("{missing}; running on the built-in {stand_in} stand-in as --allow-synthetic asks ({fetch} for the real data)");
+        let note =
+            format!("{missing}; running on the built-in {stand_in} stand-in{caveat} as --allow-synthetic asks ({get} for the real data)");
         Ok((DataChoice { name: stand_in.into(), dir: None }, Some(note)))
     }
 }
@@ -116,6 +164,14 @@ pub(crate) fn mlp_config(data: &DataChoice, out: PathBuf) -> TrainConfig {
         analysis: AnalysisConfig { every: 25, batches: 1, ..Default::default() },
         ..TrainConfig::default()
     }
+}
+
+/// A run's name for the layers it freezes: `none`, `freeze-2-4`.
+fn frozen_name(layers: &[usize]) -> String {
+    if layers.is_empty() {
+        return "none".into();
+    }
+    format!("freeze-{}", layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("-"))
 }
 
 /// Runs every training run of `runs` under `out/<run name>`, returning their summaries.

@@ -2,9 +2,11 @@
 
 mod mlp;
 mod resnet;
+pub mod vgg16;
 
 pub use mlp::{Mlp, MlpConfig};
 pub use resnet::{Family, LastBnGamma, ResNet, ResNetConfig, ShortcutKind, Variant, VARIANTS};
+pub use vgg16::Vgg16;
 
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
@@ -33,17 +35,19 @@ const MLP: (&str, &str) = (
     "mlp",
     "multilayer perceptron: --depth linear layers (≥ 2) of --width units, ReLU; --bn puts batch norm between each hidden linear and its ReLU; --init lecun|he|xavier",
 );
+pub const VGG16: (&str, &str) =
+    ("vgg16", "VGG-16 with batch norm for 32×32 images: 13 convs in 5 max-pooled stages, two 512-unit BN layers, the classifier; --base-width (default 64) scales every layer; --depth is ignored");
 
 /// Every model the command line accepts: name and a one-line description.
 pub fn models() -> Vec<(&'static str, String)> {
     let conv = VARIANTS
         .iter()
         .map(|(_, name, about)| (*name, format!("{about}; --depth 6n+2 on CIFAR-shaped data, 18/34/50/101/152 with --family imagenet")));
-    std::iter::once((MLP.0, MLP.1.to_string())).chain(conv).collect()
+    [MLP, VGG16].into_iter().map(|(name, about)| (name, about.to_string())).chain(conv).collect()
 }
 
 pub fn check_name(name: &str) -> Result<()> {
-    if name == MLP.0 || Variant::from_name(name).is_some() {
+    if name == MLP.0 || name == VGG16.0 || Variant::from_name(name).is_some() {
         Ok(())
     } else {
         let known: Vec<&str> = models().iter().map(|(n, _)| *n).collect();

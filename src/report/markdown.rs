@@ -26,7 +26,7 @@ pub fn report(runs: &[Run], seed_table: &str, plots: &[Rendered]) -> String {
     md
 }
 
-fn runs_table(md: &mut String, runs: &[Run]) {
+pub(super) fn runs_table(md: &mut String, runs: &[Run]) {
     md.push_str("## Runs\n\n");
     md.push_str("| run | model | data | iterations | diverged? | train loss | train acc | test acc | seconds |\n");
     md.push_str("| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
@@ -85,7 +85,7 @@ fn plot_list(md: &mut String, plots: &[Rendered]) {
     }
 }
 
-fn layer_tables(md: &mut String, run: &Run) {
+pub(super) fn layer_tables(md: &mut String, run: &Run) {
     let groups = run.analysis_by_mode();
     if groups.is_empty() {
         let _ = writeln!(md, "### {}\n\nNo analysis records.\n", cell(&run.name));

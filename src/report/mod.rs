@@ -1,14 +1,16 @@
 //! The report renderer: reads run directories written by `kappa train` and
 //! draws the paper's figures (PNG and SVG) plus a `report.md` summary, with
-//! test errors aggregated over seeds against the published ones.
+//! test errors aggregated over seeds against the published ones, and
+//! optionally `report.html`, the same as one self-contained page.
 //! Several runs overlay as series in the same plots, labelled by directory
 //! name, so e.g. Plain and BN compare at a glance.
 
 mod figures;
 mod font;
+mod html;
 mod markdown;
 mod plots;
-mod published;
+pub(crate) mod published;
 mod read;
 mod seeds;
 
@@ -37,18 +39,32 @@ pub struct ReportOptions {
     /// nearest analysed one; empty: the first, middle and last.
     pub iterations: Vec<usize>,
     pub formats: Vec<Format>,
+    /// Also write `report.html` (needs the SVG format, which it inlines).
+    pub html: bool,
+    /// The page's heading and what it says first; `None`: "kappa report".
+    pub about: Option<About>,
 }
 
 impl Default for ReportOptions {
     fn default() -> Self {
-        ReportOptions { iterations: vec![], formats: vec![Format::Png, Format::Svg] }
+        ReportOptions { iterations: vec![], formats: vec![Format::Png, Format::Svg], html: false, about: None }
     }
+}
+
+/// What a page says about itself at the top, e.g. a reproduction's preset.
+#[derive(Clone, Debug)]
+pub struct About {
+    pub title: String,
+    /// Label and text pairs, shown in order.
+    pub items: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug)]
 pub struct ReportSummary {
     /// `out/report.md`.
     pub markdown: PathBuf,
+    /// `out/report.html`, when asked for.
+    pub html: Option<PathBuf>,
     /// `out/test_error.csv`: test error over seeds, when the runs have configurations.
     pub tables: Vec<PathBuf>,
     /// Every plot file written.
@@ -68,6 +84,9 @@ pub fn render(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Repo
     }
     if opts.formats.is_empty() {
         return Err(Error::arg("formats", "give at least one image format (png, svg)"));
+    }
+    if opts.html && !opts.formats.contains(&Format::Svg) {
+        return Err(Error::arg("formats", "the HTML page inlines the SVG plots: include the svg format"));
     }
     let mut runs = runs.iter().map(|dir| read::Run::load(dir)).collect::<Result<Vec<_>>>()?;
     // Series are told apart by run name: two directories of the same name
@@ -93,12 +112,21 @@ pub fn render(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Repo
         std::fs::write(&csv, seeds::csv(&rows)).map_err(|e| Error::data(&csv, e.to_string()))?;
         tables.push(csv);
     }
+    let seed_table = seeds::markdown(&rows);
     let markdown = out.join("report.md");
-    std::fs::write(&markdown, markdown::report(&runs, &seeds::markdown(&rows), &rendered))
-        .map_err(|e| Error::data(&markdown, e.to_string()))?;
+    std::fs::write(&markdown, markdown::report(&runs, &seed_table, &rendered)).map_err(|e| Error::data(&markdown, e.to_string()))?;
+    let html = if opts.html {
+        let page = out.join("report.html");
+        std::fs::write(&page, html::report(&runs, &seed_table, &rendered, opts.about.as_ref())?)
+            .map_err(|e| Error::data(&page, e.to_string()))?;
+        Some(page)
+    } else {
+        None
+    };
 
     Ok(ReportSummary {
         markdown,
+        html,
         tables,
         plots: rendered.iter().flat_map(|r| r.files.iter().cloned()).collect(),
         skipped: rendered
@@ -109,6 +137,15 @@ pub fn render(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Repo
         warnings: runs.iter().filter(|r| !r.malformed.is_empty()).map(malformed_warning).collect(),
         malformed_lines: runs.iter().map(|r| r.malformed.len()).sum(),
     })
+}
+
+/// Writes `out/report.html` for an experiment that measures a text rather
+/// than training runs (the LuckMatters scripts).
+pub fn measured_page(out: &Path, about: &About, measured: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(out).map_err(|e| Error::data(out, format!("cannot create the report directory: {e}")))?;
+    let page = out.join("report.html");
+    std::fs::write(&page, html::measured(about, measured)).map_err(|e| Error::data(&page, e.to_string()))?;
+    Ok(page)
 }
 
 /// "<dir>/metrics.jsonl: skipped N malformed lines (line 3: ...)".

@@ -42,6 +42,9 @@ pub struct TrainConfig {
     /// The paper's MNIST preprocessing: centre-crop to `.0`, resize to `.1`.
     pub crop_resize: Option<(usize, usize)>,
     pub limit_train: Option<usize>,
+    /// Evaluate on the first this many test examples only.
+    #[serde(default)]
+    pub limit_test: Option<usize>,
     pub optimizer: OptimizerKind,
     pub lr: f64,
     pub momentum: f64,
@@ -123,6 +126,8 @@ pub struct ArchOptions {
     pub lastbn_gamma: LastBnGamma,
     /// Dropout before the last linear layer (0: none).
     pub dropout: f64,
+    /// VGG-16's first-stage channels; `None` for the published 64.
+    pub base_width: Option<usize>,
 }
 
 /// The command line's default run (a 20×256 He-initialised MLP on the
@@ -140,6 +145,7 @@ impl Default for TrainConfig {
             data_dir: None,
             crop_resize: None,
             limit_train: None,
+            limit_test: None,
             optimizer: OptimizerKind::Sgd,
             lr: 0.05,
             momentum: 0.9,

@@ -158,7 +158,7 @@ fn save_checkpoint<B: Backend>(
 pub fn open_data(cfg: &TrainConfig) -> Result<Sources> {
     let p = &cfg.pipeline;
     let opts = OpenOptions {
-        load: LoadOptions { crop_resize: cfg.crop_resize, limit_train: cfg.limit_train, limit_test: None },
+        load: LoadOptions { crop_resize: cfg.crop_resize, limit_train: cfg.limit_train, limit_test: cfg.limit_test },
         batch_size: cfg.batch_size,
         seed: cfg.seed,
         drop_last: p.drop_last,

@@ -16,6 +16,10 @@ pub enum Variant {
     /// The ResNet with its shortcuts removed.
     Vgg,
     VggLastbn,
+    /// The VGG without batch norm (Table A2's VGG rows).
+    VggNobn,
+    /// No BN but the one before the last linear layer.
+    VggNobnLastbn,
     /// The ResNet with every BN removed.
     ResnetNobn,
     /// No BN but the one before the last linear layer.
@@ -34,6 +38,8 @@ pub const VARIANTS: &[(Variant, &str, &str)] = &[
     (Variant::ResnetLastbn, "resnet-lastbn", "ResNet with a BN before the last linear layer; --lastbn-gamma one|uniform"),
     (Variant::Vgg, "vgg", "the ResNet without shortcuts"),
     (Variant::VggLastbn, "vgg-lastbn", "VGG with a BN before the last linear layer"),
+    (Variant::VggNobn, "vgg-nobn", "VGG without batch norm"),
+    (Variant::VggNobnLastbn, "vgg-nobn-lastbn", "VGG without batch norm but the one before the last linear layer"),
     (Variant::ResnetNobn, "resnet-nobn", "ResNet without batch norm"),
     (Variant::ResnetNobnLastbn, "resnet-nobn-lastbn", "ResNet without batch norm but the one before the last linear layer"),
     (Variant::TauResnet, "tau-resnet", "residual branches scaled by τ (default 1/√blocks, --tau)"),
@@ -51,15 +57,18 @@ impl Variant {
 
     /// Batch norm inside the blocks and the stem.
     pub fn block_bn(self) -> bool {
-        !matches!(self, Variant::ResnetNobn | Variant::ResnetNobnLastbn | Variant::TauResnetNobn)
+        !matches!(
+            self,
+            Variant::ResnetNobn | Variant::ResnetNobnLastbn | Variant::VggNobn | Variant::VggNobnLastbn | Variant::TauResnetNobn
+        )
     }
 
     pub fn last_bn(self) -> bool {
-        matches!(self, Variant::ResnetLastbn | Variant::VggLastbn | Variant::ResnetNobnLastbn)
+        matches!(self, Variant::ResnetLastbn | Variant::VggLastbn | Variant::ResnetNobnLastbn | Variant::VggNobnLastbn)
     }
 
     pub fn shortcuts(self) -> bool {
-        !matches!(self, Variant::Vgg | Variant::VggLastbn)
+        !matches!(self, Variant::Vgg | Variant::VggLastbn | Variant::VggNobn | Variant::VggNobnLastbn)
     }
 
     pub fn pre_activation(self) -> bool {
