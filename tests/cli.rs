@@ -261,6 +261,12 @@ fn reproduce_fig1_puts_plain_far_below_bn() {
     let (plain, bn) = (full_fim("plain"), full_fim("bn"));
     assert!(plain * 100.0 < bn, "the plain net's gradients vanish: λmax {plain} vs BN's {bn}");
     assert!(out.join("report.md").is_file());
+    // The measured conditioning is printed next to the expectation and heads the page.
+    assert!(stdout.contains("measured conditioning at the last analysis:\n  plain "), "{stdout}");
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for want in ["kappa reproduce fig1", "expected (paper)", "measured: plain", "κ50%(Σx)", "<svg"] {
+        assert!(page.contains(want), "report.html lacks {want:?}");
+    }
 }
 
 #[test]
@@ -298,6 +304,13 @@ fn the_last_layer_input_grows_with_depth_unless_a_bn_precedes_it() {
     assert!(records(&out).iter().all(|r| r["kind"] != "train" && r["iteration"].as_u64().unwrap_or(0) == 0));
     assert!(deep > 2.0 * shallow, "ResNet-44's last input λmax {deep} vs ResNet-8's {shallow}");
     assert!(lastbn * 4.0 < deep, "the last BN keeps it down: {lastbn} vs {deep}");
+    // Fig. 9: PreResNet's final BN does the same; PreResNetv1, without it, does not.
+    let (pre, v1) = (last_lambda("preresnet", "44"), last_lambda("preresnet-v1", "44"));
+    assert!(pre * 4.0 < v1, "PreResNet-44 {pre} vs PreResNetv1-44 {v1}");
+    // Table A2: with γ = 1 the last BN gives each of the 64 channels second
+    // moment 1 (trace 64), so λmax(Σx) lies in [1, 64] whatever the BN-free net below does.
+    let vgg_lastbn = last_lambda("vgg-nobn-lastbn", "44");
+    assert!((1.0..=64.0).contains(&vgg_lastbn), "VGG-44 (no BN) with the last BN: {vgg_lastbn}");
 }
 
 #[test]

@@ -245,8 +245,8 @@ fn recon_ci_recovers_the_lowest_layer() {
     // (the original reports 0.999; the CI run measures ≈0.999 on seeds 1, 2, 124).
     assert!(start < 0.8, "epoch 0 already matched: {start}");
     assert!(o.layers[0].last.mean > 0.99 && o.layers[0].last.min > 0.98, "{}", o.summary());
-    // The second layer lags but is mostly matched (≈0.91–0.95 on those seeds).
-    assert!(o.layers[1].last.mean > 0.85, "{}", o.summary());
+    // The second layer lags but reaches the published ≈0.95 (0.961–0.970 on seeds 2 and 124).
+    assert!(o.layers[1].last.mean > 0.94, "{}", o.summary());
     assert!(o.layers[0].last.mean > o.layers[1].last.mean);
     let saved: ReconConfig = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(saved, cfg);
@@ -268,10 +268,11 @@ fn matrix_ci_switches_off_unmatched_nodes() {
     let mut others = split.others.clone();
     others.sort_by(f64::total_cmp);
     // At init every row has norm ~1 (the extra nodes' outgoing weights start as
-    // N(0, 0.1²) before the unit-column projection, ~0.2–0.6); after the CI run
-    // most are at 1e-3 (the published 20,000-iteration run: 1e-4). A pair can
-    // linger longer (a cancelling duplicate; the published output shows one too).
-    assert!(others[10] < 1e-2 && others[15] < 2e-2, "{others:?}");
+    // N(0, 0.1²) before the unit-column projection, ~0.2–0.6); after the CI run's
+    // 40,000 iterations the median is 5e-4, the least 1e-4 (the published run:
+    // 1e-4). A pair can linger longer (a cancelling duplicate; the published
+    // output shows one too).
+    assert!(others[0] < 5e-4 && others[10] < 2e-3 && others[15] < 2e-2, "{others:?}");
     assert!(split.bias < 1e-2);
     let recs = records(&dir);
     assert_eq!(recs.len(), cfg.iterations / cfg.log_every + 1);

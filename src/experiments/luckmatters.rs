@@ -10,7 +10,7 @@ pub const PRESETS: &[Preset] = &[
         name: "luckmatters-recon",
         description: "teacher 20-10-15-20-25-100 ReLU MLP on N(0, 10²) inputs, wide student by SGD: teacher–student node correlations per layer",
         expected: "The student's lowest layer recovers the teacher's nodes: best correlation ≈ 0.999 within a few epochs; ≈ 0.95 at the second layer.",
-        ci_minutes: 0.2,
+        ci_minutes: 0.5,
         plan: Plan::Script(recon_script),
     },
     Preset {

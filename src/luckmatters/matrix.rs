@@ -75,7 +75,7 @@ impl MatrixConfig {
     /// rows fed by unmatched student nodes are already below 1e-2 while the
     /// matched ones stay above 1.
     pub fn ci() -> Self {
-        MatrixConfig { iterations: 10_000, log_every: 500, ..MatrixConfig::default() }
+        MatrixConfig { iterations: 40_000, log_every: 2000, ..MatrixConfig::default() }
     }
 
     /// Checks every field, naming the command-line flag that sets it.

@@ -89,7 +89,7 @@ impl ReconConfig {
     /// epochs. The lowest layer reaches a mean correlation of ≈0.999 and the
     /// second ≈0.9–0.95.
     pub fn ci() -> Self {
-        ReconConfig { node_multi: 5, epochs: 6, ..ReconConfig::default() }
+        ReconConfig { node_multi: 5, epochs: 15, ..ReconConfig::default() }
     }
 
     pub fn teacher_sizes(&self) -> Vec<usize> {
