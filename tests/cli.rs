@@ -346,3 +346,32 @@ fn without_bn_tau_keeps_a_deep_resnet_trainable() {
     let tau = first_loss("tau-resnet-nobn").expect("tau-resnet-nobn does not diverge");
     assert!(tau < 5.0, "tau-resnet-nobn-56 starts near chance (ln 10 ≈ 2.3), not at {tau}");
 }
+
+#[test]
+fn a_deep_bn_net_without_shortcuts_explodes_then_dominates() {
+    // Fig. A11 b, at depth 56: the sub-FIMs' λmax explodes towards the lower
+    // layers at initialisation, and the first step's huge gradients grow the
+    // lowest weights so much that their gradient/weight ratio collapses.
+    let out = scratch("a11b").join("run");
+    let args = ["train", "--model", "vgg", "--depth", "56", "--data", "synthetic-cifar", "--limit-train", "256", "--batch-size", "32"];
+    let rest = ["--iterations", "1", "--analyze-every", "1", "--conv-stat", "channel", "--lr", "0.1", "--momentum", "0.9"];
+    let o = kappa(&[&args[..], &rest[..], &["--out", out.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let layers = |iteration: u64| {
+        let mut a: Vec<_> = records(&out).into_iter().filter(|r| r["kind"] == "analysis" && r["iteration"] == iteration).collect();
+        a.sort_by_key(|r| r["index"].as_u64());
+        a
+    };
+    let (init, stepped) = (layers(0), layers(1));
+    assert_eq!((init.len(), stepped.len()), (56, 56));
+    let fim = |r: &serde_json::Value| r["fim"]["lambda_max"].as_f64().unwrap();
+    let ratio = |r: &serde_json::Value| r["weight"]["ratio"].as_f64().unwrap();
+    // init[54] is the top conv (55 convs, then fc).
+    assert!(fim(&init[0]) > 1e4 * fim(&init[54]), "sub-FIM λmax, bottom conv {} vs top conv {}", fim(&init[0]), fim(&init[54]));
+    assert!(
+        ratio(&stepped[0]) * 100.0 < ratio(&init[0]),
+        "layer 1's ratio {} before the step, {} after",
+        ratio(&init[0]),
+        ratio(&stepped[0])
+    );
+}

@@ -1,5 +1,6 @@
 //! Layer-wise conditioning of CIFAR conv nets (Fig. A8, A9): the VGG-style
-//! net and ResNet-20, with BN and without; and weight domination simulated in
+//! net and ResNet-20, with BN and without; the gradient explosion of a deep
+//! BN net without shortcuts (Fig. A11 b); and weight domination simulated in
 //! VGG-16 by blocking the updates of chosen layers (Fig. A12).
 
 use super::cifar::{cifar_run, Recipe};
@@ -21,6 +22,13 @@ pub const PRESETS: &[Preset] = &[
         expected: "As for the MLP and the VGG-style net: BN lowers κ_p of Σx and Σ∇h and speeds up training; the BN-free ResNet needs lr 0.01.",
         ci_minutes: 1.5,
         plan: Plan::Runs(Needs::Cifar10, fig_a9),
+    },
+    Preset {
+        name: "figA11b",
+        description: "110-layer VGG-style net with BN on CIFAR-10, first iterations: λmax of the sub-FIMs and the gradient/weight ratio per layer (Fig. A11 b)",
+        expected: "At initialisation the sub-FIM's λmax explodes towards the lower layers; after one step the lower layers' weights have grown so much that σmax(∂L/∂W)/σmax(W) collapses there (weight domination), and stays small.",
+        ci_minutes: 0.5,
+        plan: Plan::Runs(Needs::Cifar10, fig_a11b),
     },
     Preset {
         name: "figA12",
@@ -54,6 +62,16 @@ fn fig_a8(scale: Scale, data: &DataChoice) -> Vec<(String, TrainConfig)> {
 
 fn fig_a9(scale: Scale, data: &DataChoice) -> Vec<(String, TrainConfig)> {
     bn_vs_none(scale, data, "resnet", "resnet-nobn")
+}
+
+fn fig_a11b(scale: Scale, data: &DataChoice) -> Vec<(String, TrainConfig)> {
+    let mut c = cifar_run(scale, data, "vgg", 110, Recipe::Lca);
+    (c.epochs, c.iterations, c.log_every, c.analysis.every) = (None, Some(7), 1, 1);
+    if scale == Scale::Ci {
+        // Four analyses of 110 layers, over channels (the CI default) at batch 64.
+        (c.iterations, c.batch_size, c.limit_train) = (Some(3), 64, Some(512));
+    }
+    vec![("vgg-110".into(), c)]
 }
 
 fn fig_a12(scale: Scale, data: &DataChoice) -> Vec<(String, TrainConfig)> {
