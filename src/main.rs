@@ -533,18 +533,15 @@ fn reproduce(args: ReproduceArgs) -> anyhow::Result<()> {
     about.items.extend(note.iter().map(|n| ("note".into(), n.clone())));
     let summaries = experiments::train_all(runs, preset, args.scale, &data, &out, &args.device)?;
     let dirs: Vec<PathBuf> = summaries.iter().map(|(name, _)| out.join(name)).collect();
-    let measured: Vec<(String, String)> =
-        summaries.iter().filter_map(|(name, _)| Some((name.clone(), experiments::conditioning(&out.join(name))?))).collect();
-    about.items.extend(measured.iter().map(|(name, line)| (format!("measured: {name}"), line.clone())));
     let opts = kappa::report::ReportOptions { html: true, about: Some(about), ..Default::default() };
     let report = kappa::report::render(&dirs, &out, &opts)?;
     println!("\n{} ({scale} scale, {} data)", preset.name, data.name);
     for (name, s) in &summaries {
         println!("  {name:<14} {}", s.line());
     }
-    if !measured.is_empty() {
+    if !report.conditioning.is_empty() {
         println!("measured conditioning at the last analysis:");
-        for (name, line) in &measured {
+        for (name, line) in &report.conditioning {
             println!("  {name:<14} {line}");
         }
     }

@@ -7,12 +7,9 @@ mod conv_nets;
 mod exact;
 mod last_layer;
 mod luckmatters;
-mod measured;
 mod mlp;
 mod tables;
 mod tau;
-
-pub use measured::conditioning;
 
 use crate::analysis::AnalysisConfig;
 use crate::error::{Error, Result};

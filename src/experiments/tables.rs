@@ -139,17 +139,9 @@ mod tests {
         DataChoice { name: name.into(), dir: None }
     }
 
-    /// The published cell a run is compared with, if any.
+    /// The published cell the report compares a run with, if any.
     fn published(c: &TrainConfig) -> Option<f64> {
-        let setting = Setting {
-            data: c.data.clone(),
-            model: c.model.clone(),
-            depth: c.depth,
-            weight_decay: c.weight_decay,
-            dropout: c.arch.dropout,
-            preset: c.preset.clone(),
-        };
-        test_error(&setting).map(|p| p.error)
+        test_error(&Setting::of(&serde_json::to_value(c).unwrap())?).map(|p| p.error)
     }
 
     #[test]

@@ -10,8 +10,15 @@ use super::About;
 use crate::error::{Error, Result};
 use std::fmt::Write;
 
-/// The page of a report: `seed_table` is the markdown of the test errors over seeds.
-pub fn report(runs: &[Run], seed_table: &str, plots: &[Rendered], about: Option<&About>) -> Result<String> {
+/// The page of a report: `seed_table` is the markdown of the test errors over
+/// seeds; each run's `conditioning` line heads the page with `about`.
+pub fn report(
+    runs: &[Run],
+    seed_table: &str,
+    plots: &[Rendered],
+    conditioning: &[(String, String)],
+    about: Option<&About>,
+) -> Result<String> {
     let mut body = String::new();
     let mut md = String::new();
     markdown::runs_table(&mut md, runs);
@@ -57,8 +64,9 @@ pub fn report(runs: &[Run], seed_table: &str, plots: &[Rendered], about: Option<
             escape(&text)
         );
     }
-    let default = About { title: "kappa report".into(), items: vec![] };
-    Ok(page(about.unwrap_or(&default), &body))
+    let mut about = about.cloned().unwrap_or_else(|| About { title: "kappa report".into(), items: vec![] });
+    about.items.extend(conditioning.iter().map(|(run, line)| (format!("measured: {run}"), line.clone())));
+    Ok(page(&about, &body))
 }
 
 /// The page of an experiment that reports a measured text instead of runs.

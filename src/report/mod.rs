@@ -9,6 +9,7 @@ mod figures;
 mod font;
 mod html;
 mod markdown;
+mod measured;
 mod plots;
 pub(crate) mod published;
 mod read;
@@ -65,6 +66,8 @@ pub struct ReportSummary {
     pub markdown: PathBuf,
     /// `out/report.html`, when asked for.
     pub html: Option<PathBuf>,
+    /// Per run (and analysis mode): its conditioning at the last analysis, in one line.
+    pub conditioning: Vec<(String, String)>,
     /// `out/test_error.csv`: test error over seeds, when the runs have configurations.
     pub tables: Vec<PathBuf>,
     /// Every plot file written.
@@ -115,9 +118,10 @@ pub fn render(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Repo
     let seed_table = seeds::markdown(&rows);
     let markdown = out.join("report.md");
     std::fs::write(&markdown, markdown::report(&runs, &seed_table, &rendered)).map_err(|e| Error::data(&markdown, e.to_string()))?;
+    let conditioning: Vec<(String, String)> = runs.iter().flat_map(measured::conditioning).collect();
     let html = if opts.html {
         let page = out.join("report.html");
-        std::fs::write(&page, html::report(&runs, &seed_table, &rendered, opts.about.as_ref())?)
+        std::fs::write(&page, html::report(&runs, &seed_table, &rendered, &conditioning, opts.about.as_ref())?)
             .map_err(|e| Error::data(&page, e.to_string()))?;
         Some(page)
     } else {
@@ -127,6 +131,7 @@ pub fn render(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Repo
     Ok(ReportSummary {
         markdown,
         html,
+        conditioning,
         tables,
         plots: rendered.iter().flat_map(|r| r.files.iter().cloned()).collect(),
         skipped: rendered

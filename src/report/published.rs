@@ -14,6 +14,20 @@ pub struct Setting {
     pub preset: Option<String>,
 }
 
+impl Setting {
+    /// The setting of a run's training configuration (`config.json`'s `train`).
+    pub fn of(config: &serde_json::Value) -> Option<Setting> {
+        Some(Setting {
+            data: config["data"].as_str()?.to_string(),
+            model: config["model"].as_str()?.to_string(),
+            depth: config["depth"].as_u64()? as usize,
+            weight_decay: config["weight_decay"].as_f64()?,
+            dropout: config["arch"]["dropout"].as_f64().unwrap_or(0.0),
+            preset: config["preset"].as_str().map(str::to_string),
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Published {
     /// Test error in percent (top-1 on ImageNet).

@@ -40,17 +40,6 @@ fn key(config: &Value) -> String {
     c.to_string()
 }
 
-fn setting(config: &Value) -> Option<Setting> {
-    Some(Setting {
-        data: config["data"].as_str()?.to_string(),
-        model: config["model"].as_str()?.to_string(),
-        depth: config["depth"].as_u64()? as usize,
-        weight_decay: config["weight_decay"].as_f64()?,
-        dropout: config["arch"]["dropout"].as_f64().unwrap_or(0.0),
-        preset: config["preset"].as_str().map(str::to_string),
-    })
-}
-
 /// One row per experiment among `runs`, in the order they first appear; runs
 /// without a readable configuration are left out.
 pub fn rows(runs: &[Run]) -> Vec<Row> {
@@ -60,7 +49,7 @@ pub fn rows(runs: &[Run]) -> Vec<Row> {
         let Some(config) = &run.train_config else { continue };
         let k = key(config);
         let at = keys.iter().position(|x| *x == k).unwrap_or_else(|| {
-            let s = setting(config);
+            let s = Setting::of(config);
             let label = match &s {
                 Some(s) => {
                     format!("{}-{} {}{}", s.model, s.depth, s.data, s.preset.as_ref().map(|p| format!(" ({p})")).unwrap_or_default())

@@ -145,19 +145,20 @@ impl<B: Backend> Trainer<B> {
 
 /// The model `cfg` names, for examples of shape `dims`.
 fn build_model<B: Backend>(backend: &B, cfg: &TrainConfig, dims: &[usize], classes: usize) -> Result<Box<dyn Model<B>>> {
-    let variant = Variant::from_name(&cfg.model);
-    if variant.is_none() && cfg.model != VGG16.0 {
+    let channels = || match dims {
+        &[c, _, _] => Ok(c),
+        _ => Err(Error::arg("--model", format!("{} needs images [C, H, W]; the data has examples of shape {dims:?}", cfg.model))),
+    };
+    if cfg.model == VGG16.0 {
+        let width = cfg.arch.base_width.unwrap_or(vgg16::WIDTH);
+        return Ok(Box::new(Vgg16::new(backend, channels()?, width, classes, cfg.seed)?));
+    }
+    let Some(variant) = Variant::from_name(&cfg.model) else {
         let inputs = dims.iter().product();
         let mlp = MlpConfig { inputs, depth: cfg.depth, width: cfg.width, classes, bn: cfg.bn, init: cfg.init, bn_momentum: 0.1 };
         return Ok(Box::new(Mlp::new(backend, mlp, cfg.seed)?));
-    }
-    let &[in_channels, _, _] = dims else {
-        return Err(Error::arg("--model", format!("{} needs images [C, H, W]; the data has examples of shape {dims:?}", cfg.model)));
     };
-    let Some(variant) = variant else {
-        let width = cfg.arch.base_width.unwrap_or(vgg16::WIDTH);
-        return Ok(Box::new(Vgg16::new(backend, in_channels, width, classes, cfg.seed)?));
-    };
+    let in_channels = channels()?;
     let a = &cfg.arch;
     let family = a.family.unwrap_or(if cfg.data == "imagenet" { Family::Imagenet } else { Family::Cifar });
     let config = ResNetConfig {
