@@ -38,6 +38,19 @@ impl Verdict {
             Verdict::Agrees(n) | Verdict::Disagrees(n) | Verdict::NotMeasurable(n) => n,
         }
     }
+
+    /// A claim made of parts: it disagrees when any part does, else it
+    /// cannot be judged when any part cannot, else it agrees.
+    pub fn all(parts: Vec<Verdict>) -> Verdict {
+        let numbers = parts.iter().map(Verdict::numbers).collect::<Vec<_>>().join("; ");
+        if parts.iter().any(|v| matches!(v, Verdict::Disagrees(_))) {
+            Verdict::Disagrees(numbers)
+        } else if parts.iter().any(|v| matches!(v, Verdict::NotMeasurable(_))) {
+            Verdict::NotMeasurable(numbers)
+        } else {
+            Verdict::Agrees(numbers)
+        }
+    }
 }
 
 /// What a preset's claims are judged on: its runs (the best of each
@@ -117,5 +130,9 @@ mod tests {
         assert!(md.contains("| c | disagrees | 3 > 2 |") && md.contains("| d | not measurable at this scale | no runs |"), "{md}");
         assert!(lines(&judged).contains("[disagrees] c\n      3 > 2"));
         assert!(markdown(&[]).is_empty());
+        let (yes, no, unknown) = (Verdict::Agrees("a".into()), Verdict::Disagrees("b".into()), Verdict::NotMeasurable("c".into()));
+        assert_eq!(Verdict::all(vec![yes.clone(), yes.clone()]), Verdict::Agrees("a; a".into()));
+        assert_eq!(Verdict::all(vec![yes.clone(), unknown.clone(), no]), Verdict::Disagrees("a; c; b".into()));
+        assert_eq!(Verdict::all(vec![yes, unknown]), Verdict::NotMeasurable("a; c".into()));
     }
 }

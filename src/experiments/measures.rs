@@ -92,6 +92,15 @@ pub fn below_over_training(ev: &Evidence, low: &str, high: &str, what: &str, val
     Verdict::of(2 * below > pairs.len(), numbers)
 }
 
+/// The paper's claim of better conditioning: `low`'s κ50 of Σ∇h and of Σx
+/// (geometric means over the layers) both below `high`'s over training.
+pub fn better_conditioned(ev: &Evidence, low: &str, high: &str) -> Verdict {
+    Verdict::all(vec![
+        below_over_training(ev, low, high, "κ50(Σ∇h)", kappa50_grad),
+        below_over_training(ev, low, high, "κ50(Σx)", kappa50_x),
+    ])
+}
+
 /// A claim that the runs' final training losses rise in the order given
 /// (each above the one before).
 pub fn losses_rise(ev: &Evidence, names: &[&str]) -> Verdict {
