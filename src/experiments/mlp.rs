@@ -13,21 +13,21 @@ pub const PRESETS: &[Preset] = &[
         name: "fig3",
         description: "20×256 MLP, Plain vs BN × random (uniform-fan-in) vs He init, full-batch gradient descent, best of the learning rates: λmax of Σx and Σ∇h per layer (Fig. 3)",
         expected: "Plain with the random init: λmax(Σx) shrinks exponentially from the bottom layer up (by about 6 per layer: Torch7's U(±1/√fan_in) has variance 1/(3·fan_in) and ReLU halves it) and λmax(Σ∇h) from the top layer down; He init keeps both of similar size across layers; BN preserves them across layers under either init and trains faster. Each net is shown at its best learning rate by final training loss (paper: {0.05, 0.1, 0.5, 1}; CI scale: 0.1 and 0.5); the others are listed in the report.",
-        ci_minutes: 1.5,
+        ci_minutes: 4.0,
         plan: Plan::Runs { needs: Needs::Mnist, runs: fig3, claims: MAGNITUDE_CLAIMS, best_of_rates: true },
     },
     Preset {
         name: "figA5",
         description: "20×256 MLP, Plain vs BN × random (uniform-fan-in) vs He init, SGD batch 1024, best of the learning rates: λmax of Σx and Σ∇h per layer (Fig. A5)",
         expected: "As with full-batch GD (Fig. 3): Plain with the random init (Torch7's U(±1/√fan_in), a sixth of the second moment kept per layer) loses the input's magnitude going up and the gradient's going down, He init keeps them across layers, BN keeps them under either init. Each net at its best learning rate by final training loss.",
-        ci_minutes: 1.5,
+        ci_minutes: 3.0,
         plan: Plan::Runs { needs: Needs::Mnist, runs: sgd_1024, claims: MAGNITUDE_CLAIMS, best_of_rates: true },
     },
     Preset {
         name: "figA6",
         description: "The runs of figA5 (SGD batch 1024), read for κ_p of Σx and Σ∇h per layer (Fig. A6)",
         expected: "BN has smaller κ_p of Σx and Σ∇h than Plain under both inits (random: Torch7's U(±1/√fan_in); He), as with full-batch GD (Fig. 5). Each net at its best learning rate by final training loss.",
-        ci_minutes: 1.5,
+        ci_minutes: 3.0,
         plan: Plan::Runs { needs: Needs::Mnist, runs: sgd_1024, claims: INIT_GRID_KAPPA_CLAIMS, best_of_rates: true },
     },
     Preset {
@@ -41,7 +41,7 @@ pub const PRESETS: &[Preset] = &[
         name: "fig5",
         description: "20×256 MLP, Plain vs BN, random (uniform-fan-in) init, full-batch gradient descent, best of the learning rates: κ_p per layer (Fig. 5)",
         expected: "BN improves the layer-wise conditioning: κ_p of Σx and Σ∇h smaller with BN than without, for every p, through training. The random init is Torch7's U(±1/√fan_in), the paper code's; each net at its best learning rate by final training loss (paper: {0.05, 0.1, 0.5, 1}; CI scale: 0.1 and 0.5), the others listed in the report.",
-        ci_minutes: 1.5,
+        ci_minutes: 2.0,
         plan: Plan::Runs { needs: Needs::Mnist, runs: fig5, claims: GD_KAPPA_CLAIMS, best_of_rates: true },
     },
     Preset {
