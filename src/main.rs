@@ -229,7 +229,10 @@ struct TrainArgs {
     /// Batch norm between each hidden linear layer and its ReLU
     #[arg(long)]
     bn: bool,
-    /// Weight initialisation: lecun (the paper's "random", N(0, 1/fan_in)), he, xavier
+    /// Weight initialisation: he (N(0, 2/fan_in)), lecun (N(0, 1/fan_in)), xavier, he-fan-out, or
+    /// uniform-fan-in: U(±1/√fan_in) weights and zero biases, Torch7's nn.Linear weight scale and so the
+    /// paper's "random" init; its variance 1/(3·fan_in) makes each ReLU layer keep a sixth of its input's
+    /// second moment, which is why the paper's Plain nets reach λmax near 1e-5
     #[arg(long, default_value = "he")]
     init: Init,
     /// A training recipe whose settings become the defaults (flags given still win):
@@ -515,13 +518,14 @@ fn reproduce(args: ReproduceArgs) -> anyhow::Result<()> {
             ("scale".into(), scale.clone()),
         ],
     };
-    let (needs, runs) = match preset.plan {
-        experiments::Plan::Runs(needs, runs) => (needs, runs),
+    let needs = match preset.plan {
+        experiments::Plan::Runs { needs, .. } => needs,
         experiments::Plan::Script(script) => {
-            let measured = script(args.scale, &out)?;
-            let page = kappa::report::measured_page(&out, &about, &measured)?;
-            println!("\n{} ({scale} scale)\n{measured}expected (paper): {}\nrun dir: {}", preset.name, preset.expected, out.display());
-            println!("page: {}", page.display());
+            let (measured, judged) = script(args.scale, &out)?;
+            let page = kappa::report::measured_page(&out, &about, &measured, &experiments::claims::markdown(&judged))?;
+            println!("\n{} ({scale} scale)\n{measured}expected (paper): {}", preset.name, preset.expected);
+            print!("claims against the measurements:\n{}", experiments::claims::lines(&judged));
+            println!("run dir: {}\npage: {}", out.display(), page.display());
             return Ok(());
         }
     };
@@ -531,13 +535,18 @@ fn reproduce(args: ReproduceArgs) -> anyhow::Result<()> {
     }
     about.items.push(("data".into(), data.name.clone()));
     about.items.extend(note.iter().map(|n| ("note".into(), n.clone())));
-    let summaries = experiments::train_all(runs, preset, args.scale, &data, &out, &args.device)?;
-    let dirs: Vec<PathBuf> = summaries.iter().map(|(name, _)| out.join(name)).collect();
-    let opts = kappa::report::ReportOptions { html: true, about: Some(about), ..Default::default() };
+    let findings = experiments::train_all(preset, args.scale, &data, &out, &args.device)?;
+    let dirs: Vec<PathBuf> = findings.kept.iter().map(|(name, _)| out.join(name)).collect();
+    // The verdicts head the report, then the sweep's runs that are not plotted.
+    let preface = experiments::claims::markdown(&findings.judged) + &findings.sweep;
+    let opts = kappa::report::ReportOptions { html: true, about: Some(about), preface, ..Default::default() };
     let report = kappa::report::render(&dirs, &out, &opts)?;
     println!("\n{} ({scale} scale, {} data)", preset.name, data.name);
-    for (name, s) in &summaries {
+    for (name, s) in &findings.kept {
         println!("  {name:<14} {}", s.line());
+    }
+    if !findings.sweep.is_empty() {
+        println!("  (each configuration at its best learning rate by final training loss; the report lists every rate)");
     }
     if !report.conditioning.is_empty() {
         println!("measured conditioning at the last analysis:");
@@ -546,6 +555,7 @@ fn reproduce(args: ReproduceArgs) -> anyhow::Result<()> {
         }
     }
     println!("expected (paper): {}", preset.expected);
+    print!("claims against the measurements:\n{}", experiments::claims::lines(&findings.judged));
     println!("report: {}", report.markdown.display());
     if let Some(page) = &report.html {
         println!("page: {}", page.display());

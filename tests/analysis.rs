@@ -321,3 +321,50 @@ fn conv_layers_take_patches_and_positions_as_samples() {
         }
     }
 }
+
+/// λmax(Σx) of every layer's input of a Plain 20×256 ReLU net at
+/// initialisation under `init`, on 1,024 synthetic digits (f64).
+fn lambda_x_at_init(init: kappa::nn::Init) -> Vec<f64> {
+    let be = Cpu::<f64>::new();
+    let split = data::load("synthetic", None, &LoadOptions { crop_resize: None, limit_train: Some(1024), limit_test: Some(64) }).unwrap();
+    let cfg = TrainConfig { depth: 20, width: 256, bn: false, init, seed: 3, batch_size: 1024, crop_resize: None, ..config(false) };
+    let mut t = Trainer::new(&be, &cfg, &split.train.dims, split.train.classes).unwrap();
+    let batch = Loader::new(&split.train, 1024, 0, false, false).unwrap().epoch(0).next().unwrap();
+    let (_, grads) = t.gradients(&batch, Labels::True, true).unwrap();
+    let mut moments = Moments::new(&be, false, Default::default());
+    moments.add(grads.probes()).unwrap();
+    let matrices = moments.finish().unwrap();
+    let mats: Vec<(&Vec<f64>, usize)> = matrices.iter().map(|m| (&m.sigma_x.0, m.sigma_x.1)).collect();
+    be.eigvalsh(&mats).unwrap().iter().map(|e| e.iter().copied().fold(f64::NEG_INFINITY, f64::max)).collect()
+}
+
+#[test]
+fn a_plain_relu_net_shrinks_lambda_max_of_its_inputs_by_the_init_s_factor() {
+    // With zero biases, a ReLU layer under weight variance c/fan_in keeps c/2
+    // of its input's second moment: trace(Σx) shrinks by 2/c per layer, i.e.
+    // 6 for Torch7's U(±1/√fan_in) (c = 1/3), 2 for LeCun (c = 1), 1 for He
+    // (c = 2). λmax(Σx) = trace·ρ, where ρ = λmax/trace is how much of the
+    // inputs' energy lies along one direction. ReLU's normalised kernel map
+    // does not depend on the weight scale, so ρ evolves alike under every
+    // init, and past the first layers (inputs already nearly aligned) it
+    // hardly moves: λmax shrinks by 2/c per layer, like the trace.
+    use kappa::nn::Init;
+    let per_layer = |init: Init| {
+        let l = lambda_x_at_init(init);
+        // Layer 4's input to layer 20's: 16 layers past the data's own geometry.
+        (l[3] / l[19]).powf(1.0 / 16.0)
+    };
+    let (uniform, lecun, he) = (per_layer(Init::UniformFanIn), per_layer(Init::Lecun), per_layer(Init::He));
+    println!("λmax(Σx) shrinks per layer by {uniform:.3} (uniform-fan-in), {lecun:.3} (lecun), {he:.3} (he)");
+    // LeCun and He draw the same normals, He's √2 times larger, and ReLU is
+    // positively homogeneous: every λmax(Σx_k) differs by 2^(k−1) exactly.
+    assert!((lecun / he / 2.0 - 1.0).abs() < 1e-9, "lecun vs he: {lecun} / {he}, expected 2");
+    // The uniform net's draws are its own. Finite width: one unit's ReLU(z)²
+    // has relative variance 5, so a 256-unit layer scales the second moment
+    // with a relative spread of √(5/256) ≈ 0.14; over 16 layers the
+    // per-layer factor's log spreads by 0.14·√16/16 ≈ 0.035 (seeds 3, 4, 11
+    // gave 5.88, 6.06, 5.90 and He 1.03, 1.04, 0.96), a ratio of two nets'
+    // by about 0.05. The tolerances, 15% and 20%, are four of those.
+    assert!((uniform / 6.0 - 1.0).abs() < 0.15, "uniform-fan-in shrinks λmax(Σx) by {uniform} per layer, expected ≈ 6");
+    assert!((uniform / he / 6.0 - 1.0).abs() < 0.2, "uniform-fan-in vs he: {uniform} / {he}, expected 6");
+}

@@ -267,6 +267,17 @@ fn reproduce_fig1_puts_plain_far_below_bn() {
     for want in ["kappa reproduce fig1", "expected (paper)", "measured: plain", "κ50%(Σx)", "<svg"] {
         assert!(page.contains(want), "report.html lacks {want:?}");
     }
+    // Each claim gets a verdict with the numbers it compared, on the terminal, in report.md and on the page.
+    let claim = "Plain's full-FIM λmax at least 100× below BN's at initialisation";
+    let verdict = format!("  [agrees] {claim} (paper: ~1e-5 vs ~1)\n      full fim λmax: plain ");
+    assert!(stdout.contains("claims against the measurements:\n") && stdout.contains(&verdict), "{stdout}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("## The paper's claims against the measurements")
+            && md.contains(&format!("| {claim} (paper: ~1e-5 vs ~1) | agrees | full fim λmax: plain ")),
+        "{md}"
+    );
+    assert!(page.contains("<td>agrees</td>"), "report.html has no verdict");
 }
 
 #[test]

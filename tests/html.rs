@@ -62,10 +62,11 @@ fn the_page_holds_plots_tables_configuration_revision_and_machine() {
         assert!(html.contains(heading), "no {heading}");
     }
 
-    // Every plot written as SVG is inline, verbatim; the exact-curvature one has no data.
+    // Every plot written as SVG is inline, verbatim; the exact-curvature one has no data
+    // (the runs' two epochs make the top-1 error curves).
     let svgs: Vec<PathBuf> =
         std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "svg")).collect();
-    assert_eq!(svgs.len(), 4, "{svgs:?}");
+    assert_eq!(svgs.len(), 5, "{svgs:?}");
     assert_eq!(html.matches("<svg ").count(), svgs.len());
     for svg in &svgs {
         assert!(html.contains(read(svg).trim()), "{} is not inline", svg.display());
@@ -146,6 +147,11 @@ fn a_script_reproduction_gets_a_page_with_what_it_measured() {
     let measured = element(&html, "<pre class=\"measured\">");
     let first = measured.lines().next().unwrap();
     assert!(!first.is_empty() && stdout.contains(&first.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")), "{measured}");
+    // The script's claims are judged like a training preset's, on the terminal and on the page.
+    let claim = "the lowest layer recovers the teacher's nodes: best mean correlation at least 0.99 (paper ≈ 0.999)";
+    assert!(stdout.contains(&format!("] {claim}\n      layer 0: best mean ")), "{stdout}");
+    assert!(html.contains("<h2>The paper&#39;s claims against the measurements</h2>"), "no verdicts on the page");
+    assert!(html.contains(&format!("<td>{}</td>", claim.replace('\'', "&#39;"))), "no claim row in the page");
 }
 
 /// `KAPPA_CHROMIUM`, else `chromium` or `chromium-browser` on PATH.

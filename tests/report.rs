@@ -5,7 +5,7 @@ use kappa::report::{render, Format, ReportOptions};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-const STEMS: [&str; 5] = ["layer_lambda_max", "layer_kappa", "train_loss", "last_layer", "exact_vs_kronecker"];
+const STEMS: [&str; 6] = ["layer_lambda_max", "layer_kappa", "train_loss", "last_layer", "exact_vs_kronecker", "top1_error"];
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kappa-report-{}-{name}", std::process::id()));
@@ -64,7 +64,7 @@ fn write_run(dir: &Path, name: &str, run: FakeRun) -> PathBuf {
     let config = json!({"train": {"data": "synthetic", "depth": 3}, "model": format!("mlp 3×16 {name}")});
     std::fs::write(out.join("config.json"), config.to_string()).unwrap();
     let mut records: Vec<Value> = (1..=10)
-        .map(|i| json!({"kind": "train", "iteration": 10 * i, "epoch": 0, "loss": 2.3 / i as f64, "accuracy": 0.08 * i as f64, "lr": 0.05, "examples_per_second": 7595.5}))
+        .map(|i| json!({"kind": "train", "iteration": 10 * i, "epoch": (i - 1) / 5, "loss": 2.3 / i as f64, "accuracy": 0.08 * i as f64, "lr": 0.05, "examples_per_second": 7595.5}))
         .collect();
     if run.analysed {
         records.extend(analysis(0, run.decay));
@@ -73,7 +73,8 @@ fn write_run(dir: &Path, name: &str, run: FakeRun) -> PathBuf {
         records.push(json!({"kind": "alert", "iteration": 100, "layer": "layers.2", "alert": "weight-domination", "detail": format!("{name} ratio 6.5e-4")}));
     }
     if run.finished {
-        records.push(json!({"kind": "eval", "iteration": 100, "epoch": 0, "test_loss": 0.38, "test_accuracy": 0.85}));
+        records.push(json!({"kind": "eval", "iteration": 50, "epoch": 0, "test_loss": 0.6, "test_accuracy": 0.7}));
+        records.push(json!({"kind": "eval", "iteration": 100, "epoch": 1, "test_loss": 0.38, "test_accuracy": 0.85}));
         let summary = json!({"model": format!("mlp 3×16 {name}"), "data": "synthetic", "iterations": 100, "epochs": 1, "diverged": false, "diverged_at": null,
             "train_loss": 0.23, "train_accuracy": 0.8, "test_loss": 0.38, "test_accuracy": 0.85, "seconds": 4.6, "examples_per_second": 7829.0, "out": out});
         std::fs::write(out.join("summary.json"), summary.to_string()).unwrap();
@@ -217,8 +218,9 @@ fn plots_without_data_are_skipped_and_said_so() {
     let out = dir.join("report");
     let run = write_run(&dir, "partial", FakeRun { analysed: false, finished: false, malformed: false, decay: 1.0 });
     let summary = render(&[run], &out, &ReportOptions::default()).unwrap();
-    assert_eq!(summary.plots.len(), 2, "{:?}", summary.plots);
-    assert!(out.join("train_loss.png").exists() && out.join("train_loss.svg").exists());
+    // The loss, and the training error over its two epochs (it has no test error yet).
+    assert_eq!(summary.plots.len(), 4, "{:?}", summary.plots);
+    assert!(out.join("train_loss.png").exists() && out.join("train_loss.svg").exists() && out.join("top1_error.svg").exists());
     assert!(!out.join("layer_lambda_max.png").exists());
     assert_eq!(summary.skipped.len(), 4, "{:?}", summary.skipped);
     let md = read(&summary.markdown);

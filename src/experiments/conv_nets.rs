@@ -4,6 +4,8 @@
 //! VGG-16 by blocking the updates of chosen layers (Fig. A12).
 
 use super::cifar::{cifar_run, Recipe};
+use super::claims::Claim;
+use super::measures::{better_conditioned, explodes_downwards, losses_rise, ratio_collapses};
 use super::{frozen_name, DataChoice, Needs, Plan, Preset, Scale};
 use crate::analysis::ConvStat;
 use crate::train::TrainConfig;
@@ -14,30 +16,68 @@ pub const PRESETS: &[Preset] = &[
         description: "VGG-style net (ResNet-20 without shortcuts) on CIFAR-10, BN vs no BN, no weight decay: κ_p of Σx and Σ∇h per layer, training loss (Fig. A8)",
         expected: "As for the MLP: with BN, κ_p of the layer inputs and output-gradients is smaller than without, and the BN net trains faster; without BN the net needs lr 0.01 (it does not converge at 0.1).",
         ci_minutes: 1.5,
-        plan: Plan::Runs(Needs::Cifar10, fig_a8),
+        plan: Plan::Runs { needs: Needs::Cifar10, runs: fig_a8, claims: VGG_CLAIMS, best_of_rates: false },
     },
     Preset {
         name: "figA9",
         description: "ResNet-20 on CIFAR-10, BN vs no BN, no weight decay: κ_p of Σx and Σ∇h per layer, training loss (Fig. A9)",
         expected: "As for the MLP and the VGG-style net: BN lowers κ_p of Σx and Σ∇h and speeds up training; the BN-free ResNet needs lr 0.01.",
         ci_minutes: 1.5,
-        plan: Plan::Runs(Needs::Cifar10, fig_a9),
+        plan: Plan::Runs { needs: Needs::Cifar10, runs: fig_a9, claims: RESNET_CLAIMS, best_of_rates: false },
     },
     Preset {
         name: "figA11b",
         description: "110-layer VGG-style net with BN on CIFAR-10, first iterations: λmax of the sub-FIMs and the gradient/weight ratio per layer (Fig. A11 b)",
         expected: "At initialisation the sub-FIM's λmax explodes towards the lower layers; after one step the lower layers' weights have grown so much that σmax(∂L/∂W)/σmax(W) collapses there (weight domination), and stays small.",
         ci_minutes: 0.5,
-        plan: Plan::Runs(Needs::Cifar10, fig_a11b),
+        plan: Plan::Runs { needs: Needs::Cifar10, runs: fig_a11b, claims: EXPLOSION_CLAIMS, best_of_rates: false },
     },
     Preset {
         name: "figA12",
         description: "VGG-16 with BN on CIFAR-10 (a quarter of the width at the CI scale), weight domination simulated by freezing the first three convs, and convs 7–9 too (Fig. A12)",
         expected: "Nets with layers in weight domination (frozen) still reduce the loss, but their training loss, training error and test error stay above the unfrozen net's.",
         ci_minutes: 2.5,
-        plan: Plan::Runs(Needs::Cifar10, fig_a12),
+        plan: Plan::Runs { needs: Needs::Cifar10, runs: fig_a12, claims: FROZEN_CLAIMS, best_of_rates: false },
     },
 ];
+
+const VGG_CLAIMS: &[Claim] = &[
+    Claim {
+        text: "at lr 0.01, κ50 of Σ∇h and of Σx with BN below the BN-free net's at most analyses through training",
+        check: |ev| better_conditioned(ev, "vgg-20-lr0.01", "vgg-nobn-20-lr0.01"),
+    },
+    Claim {
+        text: "the BN net trains faster: at lr 0.01 its final training loss below the BN-free net's",
+        check: |ev| losses_rise(ev, &["vgg-20-lr0.01", "vgg-nobn-20-lr0.01"]),
+    },
+];
+
+const RESNET_CLAIMS: &[Claim] = &[
+    Claim {
+        text: "at lr 0.01, κ50 of Σ∇h and of Σx with BN below the BN-free ResNet's at most analyses through training",
+        check: |ev| better_conditioned(ev, "resnet-20-lr0.01", "resnet-nobn-20-lr0.01"),
+    },
+    Claim {
+        text: "the BN ResNet trains faster: at lr 0.01 its final training loss below the BN-free ResNet's",
+        check: |ev| losses_rise(ev, &["resnet-20-lr0.01", "resnet-nobn-20-lr0.01"]),
+    },
+];
+
+const EXPLOSION_CLAIMS: &[Claim] = &[
+    Claim {
+        text: "at initialisation the sub-FIM's λmax explodes towards the lower layers: the first conv's at least 100× the top conv's",
+        check: |ev| explodes_downwards(ev, "vgg-110"),
+    },
+    Claim {
+        text: "after one step the lowest conv is in weight domination: its σmax(∂L/∂W)/σmax(W) falls at least 10×",
+        check: |ev| ratio_collapses(ev, "vgg-110"),
+    },
+];
+
+const FROZEN_CLAIMS: &[Claim] = &[Claim {
+    text: "the nets with frozen (dominated) layers end with a training loss above the unfrozen net's, more so with more frozen",
+    check: |ev| losses_rise(ev, &["none", "freeze-1-2-3", "freeze-1-2-3-7-8-9"]),
+}];
 
 /// The He et al. setup without weight decay, at `lr`; the CI scale analyses
 /// every conv over patches, as the paper does.

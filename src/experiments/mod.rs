@@ -3,17 +3,23 @@
 //! reports next to what was measured.
 
 mod cifar;
+pub mod claims;
 mod conv_nets;
 mod exact;
+mod imagenet;
 mod last_layer;
 mod luckmatters;
+mod measures;
 mod mlp;
+mod sweep;
 mod tables;
 mod tau;
 
 use crate::analysis::AnalysisConfig;
 use crate::error::{Error, Result};
+use crate::report::read::Run;
 use crate::train::{self, Summary, TrainConfig};
+use claims::{Claim, Evidence, Judged};
 use std::path::{Path, PathBuf};
 
 /// How large a reproduction is.
@@ -39,17 +45,35 @@ pub struct Preset {
 
 /// How a preset runs.
 pub enum Plan {
-    /// Training runs on a dataset, named, reported together by `kappa report`.
-    Runs(Needs, fn(Scale, &DataChoice) -> Vec<(String, TrainConfig)>),
+    /// Training runs on a dataset, named, reported together by `kappa report`
+    /// and judged by the paper's claims.
+    Runs {
+        needs: Needs,
+        runs: fn(Scale, &DataChoice) -> Vec<(String, TrainConfig)>,
+        claims: &'static [Claim],
+        /// Runs that differ in their learning rate alone are one
+        /// configuration, reported at its best rate (see `sweep`).
+        best_of_rates: bool,
+    },
     /// An experiment of its own (no training data to choose) that writes its
-    /// run under the directory and returns what it measured, as text.
-    Script(fn(Scale, &Path) -> Result<String>),
+    /// run under the directory and returns what it measured, as text, with
+    /// its claims judged.
+    Script(fn(Scale, &Path) -> Result<(String, Vec<Judged>)>),
 }
 
 pub fn presets() -> impl Iterator<Item = &'static Preset> {
-    [exact::PRESETS, mlp::PRESETS, conv_nets::PRESETS, last_layer::PRESETS, tables::PRESETS, tau::PRESETS, luckmatters::PRESETS]
-        .into_iter()
-        .flatten()
+    [
+        exact::PRESETS,
+        mlp::PRESETS,
+        conv_nets::PRESETS,
+        imagenet::PRESETS,
+        last_layer::PRESETS,
+        tables::PRESETS,
+        tau::PRESETS,
+        luckmatters::PRESETS,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 pub fn find(name: &str) -> Result<&'static Preset> {
@@ -149,7 +173,8 @@ pub(crate) fn mlp_config(data: &DataChoice, out: PathBuf) -> TrainConfig {
     TrainConfig {
         data: data.name.clone(),
         data_dir: data.dir.clone(),
-        init: crate::nn::Init::Lecun,
+        // The paper's "random" init: its code's Torch7 nn.Linear scale.
+        init: crate::nn::Init::UniformFanIn,
         lr: 0.1,
         momentum: 0.0,
         epochs: None,
@@ -171,21 +196,79 @@ fn frozen_name(layers: &[usize]) -> String {
     format!("freeze-{}", layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("-"))
 }
 
-/// Runs every training run of `runs` under `out/<run name>`, returning their summaries.
-pub fn train_all(
-    runs: fn(Scale, &DataChoice) -> Vec<(String, TrainConfig)>,
-    preset: &Preset,
-    scale: Scale,
-    data: &DataChoice,
-    out: &Path,
-    device: &str,
-) -> Result<Vec<(String, Summary)>> {
-    let mut summaries = Vec::new();
+/// What a reproduction's runs found.
+pub struct Findings {
+    /// The runs the report shows: every run, or the best of each
+    /// learning-rate sweep.
+    pub kept: Vec<(String, Summary)>,
+    /// Every run of each sweep, kept or not, as a report section (markdown);
+    /// empty without a sweep.
+    pub sweep: String,
+    pub judged: Vec<Judged>,
+}
+
+/// Trains every run of `preset` under `out/<run name>`, keeps the best of
+/// each learning-rate sweep, and judges the preset's claims on the kept runs.
+pub fn train_all(preset: &Preset, scale: Scale, data: &DataChoice, out: &Path, device: &str) -> Result<Findings> {
+    let Plan::Runs { runs, claims, best_of_rates, .. } = preset.plan else {
+        return Err(Error::arg("NAME", format!("{} is a script, not training runs", preset.name)));
+    };
+    let mut trained = Vec::new();
     for (name, mut cfg) in runs(scale, data) {
         cfg.out = out.join(&name);
         cfg.device = device.to_string();
         println!("== {} / {name}", preset.name);
-        summaries.push((name, train::run(&cfg)?));
+        let summary = train::run(&cfg)?;
+        trained.push((name, cfg, summary));
     }
-    Ok(summaries)
+    let (kept, sweep) = if best_of_rates { sweep::keep_best(&trained) } else { ((0..trained.len()).collect(), String::new()) };
+    let kept: Vec<(String, Summary)> = kept.into_iter().map(|i| (trained[i].0.clone(), trained[i].2.clone())).collect();
+    let read = kept.iter().map(|(name, _)| Run::load(&out.join(name))).collect::<Result<Vec<_>>>()?;
+    let judged = claims::judge(claims, &Evidence { scale, runs: &read });
+    Ok(Findings { kept, sweep, judged })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(needs: Needs) -> DataChoice {
+        DataChoice { name: needs.name().into(), dir: None }
+    }
+
+    #[test]
+    fn every_preset_that_trains_has_claims_that_need_evidence() {
+        for preset in presets() {
+            let Plan::Runs { needs, runs, claims, .. } = preset.plan else { continue };
+            assert!(!claims.is_empty(), "{} has no claim", preset.name);
+            for scale in [Scale::Ci, Scale::Paper] {
+                for (name, c) in runs(scale, &data(needs)) {
+                    c.validate().unwrap_or_else(|e| panic!("{}/{name} at {scale:?}: {e}", preset.name));
+                }
+                // Without runs nothing can agree or disagree.
+                for judged in claims::judge(claims, &Evidence { scale, runs: &[] }) {
+                    assert!(matches!(judged.verdict, claims::Verdict::NotMeasurable(_)), "{}: {:?}", preset.name, judged);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_swept_presets_try_four_rates_at_the_paper_scale_and_two_at_ci() {
+        for name in ["fig3", "fig5", "figA5", "figA6"] {
+            let Plan::Runs { needs, runs, best_of_rates, .. } = find(name).unwrap().plan else { panic!("{name} trains") };
+            assert!(best_of_rates, "{name}");
+            for (scale, rates) in [(Scale::Ci, vec![0.1, 0.5]), (Scale::Paper, vec![0.05, 0.1, 0.5, 1.0])] {
+                let runs = runs(scale, &data(needs));
+                let configs: Vec<&TrainConfig> = runs.iter().map(|(_, c)| c).collect();
+                for group in sweep::configurations(&configs) {
+                    let lrs: Vec<f64> = group.iter().map(|&i| configs[i].lr).collect();
+                    assert_eq!(lrs, rates, "{name} at {scale:?}: {}", runs[group[0]].0);
+                }
+            }
+        }
+        // The paper's random init is Torch7's nn.Linear scale, LeCun stays available.
+        let Plan::Runs { runs, .. } = find("fig5").unwrap().plan else { panic!() };
+        assert!(runs(Scale::Ci, &data(Needs::Mnist)).iter().all(|(_, c)| c.init == crate::nn::Init::UniformFanIn));
+    }
 }

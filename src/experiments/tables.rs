@@ -1,12 +1,12 @@
 //! The paper's test-error tables: every variant at every depth over seeds,
 //! reported by `kappa report` as mean ± std next to the published numbers.
 
-use super::cifar::{cifar_run, sgd_base, Recipe};
+use super::cifar::{cifar_run, Recipe};
+use super::claims::{at_paper_scale, Claim, Evidence, Verdict};
+use super::imagenet::imagenet_run;
+use super::measures::test_error;
 use super::{DataChoice, Needs, Plan, Preset, Scale};
-use crate::analysis::ConvStat;
-use crate::models::Family;
-use crate::optim::Schedule;
-use crate::train::{Pipeline, TrainConfig};
+use crate::train::TrainConfig;
 
 pub const PRESETS: &[Preset] = &[
     Preset {
@@ -14,30 +14,87 @@ pub const PRESETS: &[Preset] = &[
         description: "CIFAR-10 test error of ResNet, PreResNet, PreResNetv1 and ResNetLastBN at depths 56/110/230/1202, 5 seeds (Table 1)",
         expected: "ResNetLastBN has the lowest error at every depth and keeps improving with depth (5.68% at 1202), while ResNet gets worse past 110 (9.42% at 1202). The CI scale (depth 56, 2 seeds, 30 steps) only exercises the pipeline and the table; the errors need the full 160 epochs.",
         ci_minutes: 3.0,
-        plan: Plan::Runs(Needs::Cifar10, table1),
+        plan: Plan::Runs { needs: Needs::Cifar10, runs: table1, claims: LASTBN_LOWEST, best_of_rates: false },
     },
     Preset {
         name: "table2",
         description: "CIFAR-100 test error of ResNet, PreResNet, PreResNetv1 and ResNetLastBN at depths 56/110/230/1202, 5 seeds (Table 2)",
         expected: "As on CIFAR-10: ResNetLastBN best at every depth (25.51% at 1202), ResNet worse past 110. The CI scale only exercises the pipeline and the table.",
         ci_minutes: 3.0,
-        plan: Plan::Runs(Needs::Cifar100, table2),
+        plan: Plan::Runs { needs: Needs::Cifar100, runs: table2, claims: LASTBN_LOWEST, best_of_rates: false },
     },
     Preset {
         name: "tableA1",
         description: "ImageNet top-1 error of ResNet and ResNetLastBN, 18 and 50 layers: standard, weight decay 2e-4, dropout 0.3 after the last BN (Table A1)",
         expected: "ResNetLastBN slightly better under the standard setting (29.38 vs 29.78 at 18 layers) and more so with stronger regularisation (wd 2e-4: 28.96 vs 30.07). The CI scale (ResNet-18, 20 steps) only exercises the pipeline.",
         ci_minutes: 4.0,
-        plan: Plan::Runs(Needs::Imagenet, table_a1),
+        plan: Plan::Runs { needs: Needs::Imagenet, runs: table_a1, claims: IMAGENET_LASTBN, best_of_rates: false },
     },
     Preset {
         name: "tableA2",
         description: "CIFAR-10 test error of VGG and ResNet without BN, with and without one BN before the last linear layer, depths 20/44/56/110 (Table A2)",
         expected: "The BN before the last linear layer helps at every depth: VGG 89.93% → 23.40% at depth 56, BN-free ResNet 9.48% → 8.61%. The CI scale (depth 20, 2 seeds, 30 steps) only exercises the pipeline and the table.",
         ci_minutes: 1.5,
-        plan: Plan::Runs(Needs::Cifar10, table_a2),
+        plan: Plan::Runs { needs: Needs::Cifar10, runs: table_a2, claims: ONE_BN_HELPS, best_of_rates: false },
     },
 ];
+
+const LASTBN_LOWEST: &[Claim] = &[Claim {
+    text: "ResNetLastBN has the lowest mean test error of the four variants at every depth",
+    check: |ev| at_paper_scale(ev, || lower_in_every_cell(ev, "resnet-lastbn", &["resnet", "preresnet", "preresnet-v1"])),
+}];
+
+const IMAGENET_LASTBN: &[Claim] = &[Claim {
+    text: "ResNetLastBN's top-1 test error below ResNet's at 18 and 50 layers, under every setting",
+    check: |ev| at_paper_scale(ev, || lower_in_every_cell(ev, "resnet-lastbn", &["resnet"])),
+}];
+
+const ONE_BN_HELPS: &[Claim] = &[
+    Claim {
+        text: "one BN before the last linear layer lowers the BN-free VGG's mean test error at every depth",
+        check: |ev| at_paper_scale(ev, || lower_in_every_cell(ev, "vgg-nobn-lastbn", &["vgg-nobn"])),
+    },
+    Claim {
+        text: "one BN before the last linear layer lowers the BN-free ResNet's mean test error at every depth",
+        check: |ev| at_paper_scale(ev, || lower_in_every_cell(ev, "resnet-nobn-lastbn", &["resnet-nobn"])),
+    },
+];
+
+/// A run's table cell: its name without the seed (`-sN`).
+fn cell(name: &str) -> &str {
+    match name.rsplit_once("-s") {
+        Some((cell, seed)) if seed.parse::<u64>().is_ok() => cell,
+        _ => name,
+    }
+}
+
+/// The mean final test error over the seeds of `cell`; `None` when a seed has none.
+fn mean_error(ev: &Evidence, cell_name: &str) -> Option<f64> {
+    let errors: Option<Vec<f64>> = ev.runs.iter().filter(|r| cell(&r.name) == cell_name).map(test_error).collect();
+    errors.filter(|e| !e.is_empty()).map(|e| e.iter().sum::<f64>() / e.len() as f64)
+}
+
+/// `better`'s mean test error below each of `others'` in every cell they
+/// share (the rest of the name: depth and setting).
+fn lower_in_every_cell(ev: &Evidence, better: &str, others: &[&str]) -> Verdict {
+    let mut cells: Vec<&str> = ev.runs.iter().filter_map(|r| cell(&r.name).strip_prefix(better)?.strip_prefix('-')).collect();
+    cells.dedup();
+    let mut compared = Vec::new();
+    for rest in cells {
+        let Some(mine) = mean_error(ev, &format!("{better}-{rest}")) else { continue };
+        for other in others {
+            if let Some(theirs) = mean_error(ev, &format!("{other}-{rest}")) {
+                compared.push((format!("{rest}: {:.2}% vs {other} {:.2}%", 100.0 * mine, 100.0 * theirs), mine < theirs));
+            }
+        }
+    }
+    if compared.is_empty() {
+        return Verdict::NotMeasurable(format!("no cell has both {better} and {} with a test error", others.join(", ")));
+    }
+    let lower = compared.iter().filter(|(_, l)| *l).count();
+    let listed = compared.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>().join("; ");
+    Verdict::of(lower == compared.len(), format!("{better} lower in {lower} of {} comparisons ({listed})", compared.len()))
+}
 
 fn seeds(scale: Scale) -> std::ops::RangeInclusive<u64> {
     match scale {
@@ -89,29 +146,6 @@ fn table_a2(scale: Scale, data: &DataChoice) -> Vec<(String, TrainConfig)> {
     })
 }
 
-/// The paper's ImageNet recipe (lca-imagenet): batch 256, Nesterov, 100
-/// epochs with ×0.1 at 30, 60 and 90.
-fn imagenet_run(scale: Scale, data: &DataChoice, model: &str, depth: usize) -> TrainConfig {
-    let mut c = TrainConfig {
-        batch_size: 256,
-        epochs: Some(100),
-        schedule: Schedule::Multistep { milestones: vec![30, 60, 90], gamma: 0.1 },
-        pipeline: Pipeline { augment: true, ..Pipeline::default() },
-        preset: Some("lca-imagenet".into()),
-        ..sgd_base(data, model, depth)
-    };
-    // The stand-in's 32×32 images go through the ImageNet layout all the same.
-    c.arch.family = Some(Family::Imagenet);
-    // The tables are about test error; channel statistics keep the analysis of
-    // 512-channel convs (4,608-wide patches) cheap.
-    (c.analysis.every, c.analysis.conv_stat) = (5000, ConvStat::Channel);
-    if scale == Scale::Ci {
-        (c.epochs, c.iterations, c.batch_size, c.log_every) = (None, Some(20), 32, 2);
-        (c.limit_train, c.limit_test, c.analysis.every) = (Some(2048), Some(512), 10);
-    }
-    c
-}
-
 fn table_a1(scale: Scale, data: &DataChoice) -> Vec<(String, TrainConfig)> {
     let depths: &[usize] = match scale {
         Scale::Ci => &[18],
@@ -149,7 +183,7 @@ mod tests {
         for (preset, data, cells) in
             [("table1", "cifar10", 16), ("table2", "cifar100", 16), ("tableA1", "imagenet", 12), ("tableA2", "cifar10", 16)]
         {
-            let Plan::Runs(_, runs) = super::super::find(preset).unwrap().plan else { panic!("{preset} trains runs") };
+            let Plan::Runs { runs, .. } = super::super::find(preset).unwrap().plan else { panic!("{preset} trains runs") };
             let runs = runs(Scale::Paper, &real(data));
             let mut cells_seen: Vec<String> = Vec::new();
             for (name, c) in &runs {
@@ -168,7 +202,7 @@ mod tests {
 
     #[test]
     fn ci_scale_runs_are_short_and_seeded_apart() {
-        let Plan::Runs(_, runs) = super::super::find("table1").unwrap().plan else { panic!() };
+        let Plan::Runs { runs, .. } = super::super::find("table1").unwrap().plan else { panic!() };
         let runs = runs(Scale::Ci, &real("cifar10"));
         assert!(runs.iter().all(|(_, c)| c.iterations == Some(30) && c.epochs.is_none() && c.limit_test.is_some()));
         let seeds: Vec<u64> = runs.iter().filter(|(n, _)| n.starts_with("resnet-56-")).map(|(_, c)| c.seed).collect();

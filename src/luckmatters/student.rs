@@ -34,7 +34,7 @@ impl<B: Backend> Student<B> {
         let mut rng = Rng::named(seed, "luckmatters/student");
         let mut store = ParamStore::default();
         let mut linear = |store: &mut ParamStore<B>, name: &str, inputs: usize, outputs: usize, layer: usize| -> Result<Linear> {
-            let l = Linear::new(store, backend, name, inputs, outputs, true, Init::Uniform, layer, &mut rng)?;
+            let l = Linear::new(store, backend, name, inputs, outputs, true, Init::UniformFanIn, layer, &mut rng)?;
             let a = 1.0 / (inputs as f64).sqrt();
             let b: Vec<f64> = (0..outputs).map(|_| rng.uniform_in(-a, a)).collect();
             if let Some(id) = l.bias {

@@ -67,7 +67,14 @@ impl<B: Backend> Mlp<B> {
 impl<B: Backend> Model<B> for Mlp<B> {
     fn describe(&self) -> String {
         let c = &self.config;
-        format!("mlp {}×{} {} ({:?} init, {} parameters)", c.depth, c.width, if c.bn { "bn" } else { "plain" }, c.init, self.store.count())
+        format!(
+            "mlp {}×{} {} ({} init, {} parameters)",
+            c.depth,
+            c.width,
+            if c.bn { "bn" } else { "plain" },
+            c.init.name(),
+            self.store.count()
+        )
     }
 
     fn store(&self) -> &ParamStore<B> {

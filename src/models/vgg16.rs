@@ -57,12 +57,12 @@ impl<B: Backend> Vgg16<B> {
             layer += 1;
             let name = format!("classifier.{i}");
             // BN follows, so a bias would only duplicate its β.
-            let linear = Linear::new(&mut store, backend, &name, c_in, HIDDEN * width, false, Init::Uniform, layer, &mut rng)?;
+            let linear = Linear::new(&mut store, backend, &name, c_in, HIDDEN * width, false, Init::UniformFanIn, layer, &mut rng)?;
             hidden.push((linear, BatchNorm::new(&mut store, backend, &format!("{name}.bn"), HIDDEN * width, layer, 0.1)?));
             c_in = HIDDEN * width;
         }
         layer += 1;
-        let output = Linear::new(&mut store, backend, "classifier.out", c_in, classes, true, Init::Uniform, layer, &mut rng)?;
+        let output = Linear::new(&mut store, backend, "classifier.out", c_in, classes, true, Init::UniformFanIn, layer, &mut rng)?;
         Ok(Vgg16 { in_channels, width, stages, hidden, output, store })
     }
 }

@@ -17,6 +17,7 @@ pub fn build(runs: &[Run], iterations: &[usize]) -> Vec<Plot> {
         Plot { figure: train_loss(runs), needs: "train records with a finite loss" },
         Plot { figure: last_layer(runs), needs: "analysis records of the last linear layer" },
         Plot { figure: exact_bars(runs), needs: "exact-curvature records" },
+        Plot { figure: top1_error(runs), needs: "records of two epochs or more" },
     ]
 }
 
@@ -125,6 +126,41 @@ fn train_loss(runs: &[Run]) -> Figure {
         columns: 1,
         legend: runs.iter().map(|r| r.name.clone()).collect(),
         panels: vec![Panel { title: "training loss".into(), x: XAxis::Iteration, y_desc: "loss".into(), series }],
+    }
+}
+
+/// Fig. A14: top-1 error per epoch (1-based), for runs of two epochs or
+/// more (one point is no curve). The training error is the mean of the
+/// epoch's training records, each the error over the steps since the one
+/// before: the running error the fb.resnet scripts print.
+fn top1_error(runs: &[Run]) -> Figure {
+    let curve = |points: Vec<(f64, f64)>| if points.len() >= 2 { points } else { vec![] };
+    let train = runs
+        .iter()
+        .map(|run| {
+            let mut epochs: Vec<(usize, f64, usize)> = vec![];
+            for (epoch, error) in run.train.iter().filter_map(|t| Some((t.epoch?, 1.0 - t.accuracy?))) {
+                match epochs.last_mut() {
+                    Some((e, sum, n)) if *e == epoch => (*sum, *n) = (*sum + error, *n + 1),
+                    _ => epochs.push((epoch, error, 1)),
+                }
+            }
+            curve(epochs.into_iter().map(|(e, sum, n)| ((e + 1) as f64, sum / n as f64)).collect())
+        })
+        .collect();
+    let test = runs
+        .iter()
+        .map(|run| curve(run.eval.iter().filter_map(|e| Some(((e.epoch? + 1) as f64, 1.0 - e.test_accuracy?))).collect()))
+        .collect();
+    Figure {
+        stem: "top1_error",
+        title: "Top-1 training and test error per epoch (Fig. A14)".into(),
+        columns: 2,
+        legend: runs.iter().map(|r| r.name.clone()).collect(),
+        panels: vec![
+            Panel { title: "top-1 training error".into(), x: XAxis::Epoch, y_desc: "error".into(), series: train },
+            Panel { title: "top-1 test error".into(), x: XAxis::Epoch, y_desc: "error".into(), series: test },
+        ],
     }
 }
 

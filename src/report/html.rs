@@ -10,17 +10,19 @@ use super::About;
 use crate::error::{Error, Result};
 use std::fmt::Write;
 
-/// The page of a report: `seed_table` is the markdown of the test errors over
-/// seeds; each run's `conditioning` line heads the page with `about`.
+/// The page of a report: `preface` (markdown) comes first, `seed_table` is
+/// the markdown of the test errors over seeds; each run's `conditioning` line
+/// heads the page with `about`.
 pub fn report(
     runs: &[Run],
+    preface: &str,
     seed_table: &str,
     plots: &[Rendered],
     conditioning: &[(String, String)],
     about: Option<&About>,
 ) -> Result<String> {
     let mut body = String::new();
-    let mut md = String::new();
+    let mut md = preface.to_string();
     markdown::runs_table(&mut md, runs);
     md.push_str(seed_table);
     body.push_str(&from_markdown(&md));
@@ -70,8 +72,8 @@ pub fn report(
 }
 
 /// The page of an experiment that reports a measured text instead of runs.
-pub fn measured(about: &About, measured: &str) -> String {
-    page(about, &format!("<h2>Measured</h2>\n<pre class=\"measured\">{}</pre>\n", escape(measured.trim_end())))
+pub fn measured(about: &About, measured: &str, preface: &str) -> String {
+    page(about, &format!("{}<h2>Measured</h2>\n<pre class=\"measured\">{}</pre>\n", from_markdown(preface), escape(measured.trim_end())))
 }
 
 fn alerts(body: &mut String, runs: &[Run]) {

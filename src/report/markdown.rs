@@ -12,8 +12,9 @@ pub struct Rendered<'a> {
     pub files: Vec<PathBuf>,
 }
 
-pub fn report(runs: &[Run], seed_table: &str, plots: &[Rendered]) -> String {
+pub fn report(runs: &[Run], preface: &str, seed_table: &str, plots: &[Rendered]) -> String {
     let mut md = String::from("# kappa report\n\n");
+    md.push_str(preface);
     runs_table(&mut md, runs);
     md.push_str(seed_table);
     plot_list(&mut md, plots);

@@ -4,8 +4,8 @@
 
 use super::read::{Analysis, Run};
 
-/// Geometric mean of the finite positive values.
-fn geometric_mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+/// Geometric mean of the finite positive values (κ spans decades).
+pub fn geometric_mean(values: impl Iterator<Item = f64>) -> Option<f64> {
     let logs: Vec<f64> = values.filter(|v| v.is_finite() && *v > 0.0).map(f64::ln).collect();
     (!logs.is_empty()).then(|| (logs.iter().sum::<f64>() / logs.len() as f64).exp())
 }

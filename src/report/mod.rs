@@ -12,8 +12,10 @@ mod markdown;
 mod measured;
 mod plots;
 pub(crate) mod published;
-mod read;
+pub mod read;
 mod seeds;
+
+pub use measured::geometric_mean;
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -44,11 +46,14 @@ pub struct ReportOptions {
     pub html: bool,
     /// The page's heading and what it says first; `None`: "kappa report".
     pub about: Option<About>,
+    /// Markdown sections that head report.md and report.html, e.g. a
+    /// reproduction's verdicts on the paper's claims.
+    pub preface: String,
 }
 
 impl Default for ReportOptions {
     fn default() -> Self {
-        ReportOptions { iterations: vec![], formats: vec![Format::Png, Format::Svg], html: false, about: None }
+        ReportOptions { iterations: vec![], formats: vec![Format::Png, Format::Svg], html: false, about: None, preface: String::new() }
     }
 }
 
@@ -117,11 +122,12 @@ pub fn render(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Repo
     }
     let seed_table = seeds::markdown(&rows);
     let markdown = out.join("report.md");
-    std::fs::write(&markdown, markdown::report(&runs, &seed_table, &rendered)).map_err(|e| Error::data(&markdown, e.to_string()))?;
+    std::fs::write(&markdown, markdown::report(&runs, &opts.preface, &seed_table, &rendered))
+        .map_err(|e| Error::data(&markdown, e.to_string()))?;
     let conditioning: Vec<(String, String)> = runs.iter().flat_map(measured::conditioning).collect();
     let html = if opts.html {
         let page = out.join("report.html");
-        std::fs::write(&page, html::report(&runs, &seed_table, &rendered, &conditioning, opts.about.as_ref())?)
+        std::fs::write(&page, html::report(&runs, &opts.preface, &seed_table, &rendered, &conditioning, opts.about.as_ref())?)
             .map_err(|e| Error::data(&page, e.to_string()))?;
         Some(page)
     } else {
@@ -145,11 +151,11 @@ pub fn render(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Repo
 }
 
 /// Writes `out/report.html` for an experiment that measures a text rather
-/// than training runs (the LuckMatters scripts).
-pub fn measured_page(out: &Path, about: &About, measured: &str) -> Result<PathBuf> {
+/// than training runs (the LuckMatters scripts), headed by `preface` (markdown).
+pub fn measured_page(out: &Path, about: &About, measured: &str, preface: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(out).map_err(|e| Error::data(out, format!("cannot create the report directory: {e}")))?;
     let page = out.join("report.html");
-    std::fs::write(&page, html::measured(about, measured)).map_err(|e| Error::data(&page, e.to_string()))?;
+    std::fs::write(&page, html::measured(about, measured, preface)).map_err(|e| Error::data(&page, e.to_string()))?;
     Ok(page)
 }
 

@@ -32,6 +32,8 @@ pub struct Panel {
 pub enum XAxis {
     /// 1-based layer index: integer ticks.
     Layer,
+    /// 1-based epoch: integer ticks.
+    Epoch,
     /// Training iteration: logarithmic when no point sits at iteration 0.
     Iteration,
     /// Named groups at x = 0, 1, ...; series are drawn as grouped bars.
@@ -146,9 +148,10 @@ impl Panel {
         match &self.x {
             // Asking for at most one label per unit over a range padded by ½
             // makes plotters' 1-2-5 tick steps land on whole numbers only.
-            XAxis::Layer => {
+            XAxis::Layer | XAxis::Epoch => {
                 let labels = ((hi - lo) as usize + 1).min(12);
-                self.chart(area, (lo - 0.5..hi + 0.5, labels), y, "layer index", &|v| format!("{v:.0}"))
+                let desc = if matches!(self.x, XAxis::Layer) { "layer index" } else { "epoch" };
+                self.chart(area, (lo - 0.5..hi + 0.5, labels), y, desc, &|v| format!("{v:.0}"))
             }
             // Few labels on a log axis: plotters then ticks decades only, not 2..9 between.
             XAxis::Iteration if lo > 0.0 => self.chart(area, ((lo / 1.3..hi * 1.3).log_scale(), 5), y, "iteration", &|v| tick(*v)),

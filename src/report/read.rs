@@ -49,13 +49,18 @@ pub struct Summary {
 #[derive(Debug, Deserialize)]
 pub struct Train {
     pub iteration: usize,
+    /// 0-based; absent in records of older runs.
+    pub epoch: Option<usize>,
     pub loss: Option<f64>,
+    /// Over the steps since the previous training record.
     pub accuracy: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct Eval {
     pub iteration: usize,
+    /// 0-based: the epoch just finished.
+    pub epoch: Option<usize>,
     pub test_accuracy: Option<f64>,
 }
 

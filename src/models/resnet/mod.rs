@@ -224,7 +224,7 @@ impl<B: Backend> ResNet<B> {
             b.store.param_mut(bn.gamma).value = Tensor::from_f64s(backend, &[c_in], gamma)?;
         }
         b.layer += 1;
-        let fc = Linear::new(&mut b.store, backend, "fc", c_in, config.classes, true, Init::Uniform, b.layer, &mut b.rng)?;
+        let fc = Linear::new(&mut b.store, backend, "fc", c_in, config.classes, true, Init::UniformFanIn, b.layer, &mut b.rng)?;
         let store = b.store;
         let tau = (v == Variant::TauResnet).then_some(tau_value);
         Ok(ResNet { config, stem, blocks, head: Head { final_bn, last_bn, fc }, tau, shared_tau, forwards: 0, seed, store })
