@@ -63,6 +63,9 @@ pub fn percent_keys(views: &[KappaView]) -> Vec<String> {
     ps.into_iter().map(percent_key).collect()
 }
 
+/// Why a matrix averaged over enough terms is still rank deficient.
+const SILENT: &str = "what it averages spans fewer than d directions: low-rank data, dead or constant units, or the last layer's Σ∇h, whose softmax gradients sum to zero (rank ≤ classes − 1)";
+
 /// The lines to print under a table of `views`: what the mark means, when a
 /// shown value carries it, and why κ_100 is infinite, when it is.
 pub fn notes(views: &[KappaView], show: impl Fn(f64) -> String) -> Vec<String> {
@@ -85,10 +88,8 @@ pub fn notes(views: &[KappaView], show: impl Fn(f64) -> String) -> Vec<String> {
             (true, n) if n == infinite.len() => {
                 "; each averages fewer terms n than its dimension d, so its rank is at most n < d by construction (more --analysis-batches give more terms)".into()
             }
-            (true, 0) => "; each averages at least d terms, so the missing directions carry no signal: dead or constant units, or the last layer's Σ∇h, whose softmax gradients sum to zero (rank ≤ classes − 1)".into(),
-            (true, n) => format!(
-                "; {n} average fewer terms n than their dimension d (rank ≤ n < d by construction), the others have directions without signal (dead or constant units, or the last layer's Σ∇h: rank ≤ classes − 1)"
-            ),
+            (true, 0) => format!("; each averages at least d terms, so {SILENT}"),
+            (true, n) => format!("; {n} average fewer terms n than their dimension d (rank ≤ n < d by construction), and in the others {SILENT}"),
         };
         lines.push(format!(
             "κ_100 = ∞ in {} of {} matrices: rank deficient, their smallest eigenvalue is below the rank tolerance{why}",
@@ -149,9 +150,9 @@ mod tests {
         assert_eq!(n.len(), 1, "{n:?}");
         assert!(n[0].starts_with("κ_100 = ∞ in 1 of 2 matrices") && n[0].contains("fewer terms n than its dimension d"), "{}", n[0]);
         let n = notes(&[view(&silent)], show);
-        assert!(n[0].contains("in 1 of 1") && n[0].contains("at least d terms") && n[0].contains("softmax"), "{}", n[0]);
+        assert!(n[0].contains("in 1 of 1") && n[0].contains("at least d terms, so what it averages spans fewer"), "{}", n[0]);
         let n = notes(&[view(&narrow), view(&silent)], show);
-        assert!(n[0].contains("in 2 of 2") && n[0].contains("1 average fewer terms"), "{}", n[0]);
+        assert!(n[0].contains("in 2 of 2") && n[0].contains("1 average fewer terms") && n[0].contains("low-rank data"), "{}", n[0]);
 
         // A κ at the limit (d = 2: tolerance 2ε): the legend with the ceiling λmax/tolerance = 1/(2ε).
         let limited = Spectrum::of_second_moment(&[1.0, 8.0 * 2.0 * eps], eps, 0, &[100.0]);

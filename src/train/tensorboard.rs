@@ -88,3 +88,34 @@ impl Board {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn each_record_is_on_disk_once_written() {
+        let dir = std::env::temp_dir().join(format!("kappa-board-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut board = Board::create(&dir).unwrap();
+        let on_disk = |board: &Board| std::fs::read(board.path()).unwrap();
+        let opened = on_disk(&board).len();
+        assert!(opened > 16 && on_disk(&board).windows(13).any(|w| w == b"brain.Event:2"));
+
+        // Still open, the file already holds the record: a live TensorBoard sees it.
+        board.record(&json!({"kind": "train", "iteration": 10, "loss": 0.5, "accuracy": null})).unwrap();
+        let bytes = on_disk(&board);
+        assert!(bytes.windows(10).any(|w| w == b"train/loss") && !bytes.windows(14).any(|w| w == b"train/accuracy"));
+        // A kind TensorBoard has no use for adds nothing.
+        let before = bytes.len();
+        board.record(&json!({"kind": "resume", "iteration": 10})).unwrap();
+        board
+            .record(&json!({"kind": "alert", "iteration": 12, "layer": "layers.1", "alert": "dead-neurons", "detail": "60% dead"}))
+            .unwrap();
+        let bytes = on_disk(&board);
+        assert!(before > opened && bytes.len() > before && bytes.windows(24).any(|w| w == b"alerts/layers.1/dead-neu"));
+        drop(board);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
