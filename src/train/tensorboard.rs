@@ -110,6 +110,7 @@ mod tests {
         // A kind TensorBoard has no use for adds nothing.
         let before = bytes.len();
         board.record(&json!({"kind": "resume", "iteration": 10})).unwrap();
+        assert_eq!(on_disk(&board).len(), before);
         board
             .record(&json!({"kind": "alert", "iteration": 12, "layer": "layers.1", "alert": "dead-neurons", "detail": "60% dead"}))
             .unwrap();
