@@ -104,6 +104,13 @@ fn one_step_from_a_python_state_dict_matches_the_step_from_a_checkpoint_of_the_s
     let config = json(&a.join("config.json"));
     assert_eq!(config["weights"], sd_path.to_str().unwrap());
     assert_eq!(config["weights_sha256"], sha256.as_str());
+
+    // Resumed, the run still names them; its curves may start going to TensorBoard.
+    let tb = dir.path().join("tb");
+    succeed(&["train", "--resume", a.to_str().unwrap(), "--iterations", "2", "--tensorboard", tb.to_str().unwrap()]);
+    let config = json(&a.join("config.json"));
+    assert_eq!((&config["weights_sha256"], &config["train"]["iterations"]), (&Value::from(sha256.as_str()), &Value::from(2)));
+    assert_eq!(std::fs::read_dir(&tb).unwrap().count(), 1, "one event file");
 }
 
 /// A file of the model's own tensors (a fresh run's checkpoint, optimiser

@@ -231,6 +231,12 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Resu
     if let Some(weights) = &opts.weights {
         config["weights"] = json!(weights);
         config["weights_sha256"] = json!(data::fetch::sha256_file(weights)?);
+    } else if resumed.is_some() {
+        // The run still started from the weights its first leg named.
+        let first: serde_json::Value = std::fs::read(&config_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        for key in ["weights", "weights_sha256"].into_iter().filter(|k| !first[k].is_null()) {
+            config[key] = first[key].clone();
+        }
     }
     let config_json = serde_json::to_string_pretty(&config).map_err(|e| Error::data(&config_path, e.to_string()))?;
     // Atomic, as a resumed run replaces it (with its new length).
@@ -259,12 +265,8 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Resu
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let board = opts.tensorboard.as_deref().map(Board::create).transpose()?;
-    if let Some(b) = &board {
-        println!(
-            "TensorBoard events: {} (tensorboard --logdir {})",
-            b.path().display(),
-            opts.tensorboard.as_deref().unwrap_or(&cfg.out).display()
-        );
+    if let (Some(b), Some(dir)) = (&board, &opts.tensorboard) {
+        println!("TensorBoard events: {} (tensorboard --logdir {})", b.path().display(), dir.display());
     }
     let mut out = Output { log, board, bar, last_analysis: Vec::new() };
     let start = Instant::now();
