@@ -112,25 +112,38 @@ struct TrainCommand {
     /// Also checkpoint every N iterations to RUN_DIR/checkpoint.safetensors (always at every epoch end and at the end)
     #[arg(long, default_value_t = 0, value_name = "N")]
     checkpoint_every: usize,
-    /// Continue the run in RUN_DIR from its checkpoint; only --epochs, --iterations and --checkpoint-every may be given with it
+    /// Continue the run in RUN_DIR from its checkpoint; only --epochs, --iterations, --checkpoint-every and --tensorboard may be given with it
     #[arg(long, value_name = "RUN_DIR")]
     resume: Option<PathBuf>,
+    /// Start from these weights instead of the initialisation: a safetensors state dict under the names
+    /// `analyze --weights` takes (every parameter and BN buffer, each of the model's shape); the optimiser starts fresh
+    #[arg(long, value_name = "FILE")]
+    init_from: Option<PathBuf>,
+    /// Also write TensorBoard event files to DIR as the run goes: the training and test scalars, per layer
+    /// λmax and κ_p of Σx and Σ∇h, the gradient/weight ratio and dead fraction, and the alerts as text
+    #[arg(long, value_name = "DIR")]
+    tensorboard: Option<PathBuf>,
 }
 
-/// What `--resume` lets change: the run's length and its checkpointing.
-const RESUME_FLAGS: &[&str] = &["resume", "epochs", "iterations", "checkpoint_every"];
+/// What `--resume` lets change: the run's length, its checkpointing and where its curves go.
+const RESUME_FLAGS: &[&str] = &["resume", "epochs", "iterations", "checkpoint_every", "tensorboard"];
 
 impl TrainCommand {
     /// The run to start, or the run in `--resume`'s directory with its new length.
     /// `given` are the flags on the command line.
     fn into_run(self, given: &[String]) -> anyhow::Result<(TrainConfig, RunOptions)> {
-        let opts = RunOptions { checkpoint_every: Some(self.checkpoint_every), resume: self.resume.is_some(), weights: None };
+        let opts = RunOptions {
+            checkpoint_every: Some(self.checkpoint_every),
+            resume: self.resume.is_some(),
+            weights: self.init_from,
+            tensorboard: self.tensorboard,
+        };
         let Some(dir) = self.resume else {
             return Ok((self.train.into_config(), opts));
         };
         if let Some(flag) = given.iter().find(|f| !RESUME_FLAGS.contains(&f.as_str())) {
             let detail = format!(
-                "the run keeps the configuration in {}; only --epochs, --iterations and --checkpoint-every may be given with --resume, not --{}",
+                "the run keeps the configuration in {}; only --epochs, --iterations, --checkpoint-every and --tensorboard may be given with --resume, not --{}",
                 dir.join("config.json").display(),
                 flag.replace('_', "-")
             );

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{assert_error, kappa, scratch, succeed};
+use common::{assert_error, kappa, safetensors_python, scratch, succeed};
 
 /// A small BN MLP on 256 synthetic examples: 8 batches of 32 per epoch.
 const SMALL: &[&str] = &["--depth", "3", "--width", "16", "--bn", "--limit-train", "256", "--batch-size", "32", "--log-every", "5"];
@@ -291,20 +291,9 @@ fn a_file_built_by_hand_to_the_spec_loads_into_an_mlp() {
     assert!(err.contains("absent.safetensors") && err.contains("cannot read"), "{err}");
 }
 
-/// The Python interpreter to try: `KAPPA_PYTHON` (CI points it at a venv
-/// with safetensors and numpy), else `python3`.
-fn python() -> Option<String> {
-    let py = std::env::var("KAPPA_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&py).args(["-c", "import numpy, safetensors.numpy"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
-    ok.then_some(py)
-}
-
 #[test]
 fn a_state_dict_written_by_pythons_safetensors_loads_and_is_analysed() {
-    let Some(py) = python() else {
-        println!("SKIPPED: no Python with numpy and safetensors (set KAPPA_PYTHON to one) to write the file with");
-        return;
-    };
+    let Some(py) = safetensors_python() else { return };
     let dir = scratch("python");
     let path = dir.join("state_dict.safetensors");
     // PyTorch's state dict of a 3-layer BN MLP: what `safetensors.torch.save_file` writes, by numpy.

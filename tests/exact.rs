@@ -265,7 +265,7 @@ fn blocks_interlace_and_m_uses_the_true_labels() {
         let mut spectrum = |labels: Labels| {
             let g = exact::per_example_gradients(&be, t.model_mut(), &batch, labels).unwrap();
             let ev = exact::second_moment_eigenvalues(&be, &g.gt, g.params(), n).unwrap();
-            (g.labels, Spectrum::from_descending(&ev, f64::EPSILON, &o.kappa_p))
+            (g.labels, Spectrum::of_second_moment(&ev, f64::EPSILON, n, &o.kappa_p))
         };
         let (sampled, f) = spectrum(Labels::Sampled { seed: o.seed, stream: 0 });
         let (_, m) = spectrum(Labels::True);

@@ -200,6 +200,13 @@ fn markdown_summarises_runs_layers_and_alerts() {
         assert!(layers[2].ends_with("| 6.500e-4 | - |"), "{}", layers[2]);
     }
     assert!(md.contains("### partial\n\nNo analysis records."), "{md}");
+    // The κ_p the run measured, smallest p first; under the table, what † and ∞ mean.
+    assert!(md.contains("| λmax Σ∇h | κ_50 Σx | κ_80 Σx | κ_100 Σx | κ_50 Σ∇h | κ_80 Σ∇h | κ_100 Σ∇h |"), "{md}");
+    // Plain's Σ∇h λmax is 2e-4 with tolerance 1e-4: κ_50 = 3 has its eigenvalue within 10 tolerances.
+    let plain = table_rows(&md, "### plain: iteration 100");
+    assert!(plain[0].contains("| 3.000† |"), "{}", plain[0]);
+    assert!(md.contains("\n† at the precision's limit"), "{md}");
+    assert!(md.contains("\nκ_100 = ∞ in 1 of 6 matrices: rank deficient"), "{md}");
 
     assert!(md.contains("- plain, iteration 100, layers.2: **weight-domination**: plain ratio 6.5e-4"), "{md}");
     assert!(md.contains("- bn, iteration 100, layers.2: **weight-domination**"), "{md}");
@@ -298,4 +305,30 @@ fn seeds_aggregate_into_mean_and_std_against_the_published_error() {
     assert_eq!(lines.len(), 4, "{csv}");
     assert_eq!(lines[1], "\"resnet-lastbn-56 cifar10 (lca-cifar)\",4,2,1,1,6.5000,0.7071,6.5000,0.0000,\"Table 1 (CIFAR-10)\"");
     assert_eq!(lines[2], "\"resnet-56 cifar10 (lca-cifar)\",1,0,0,1,,,7.5200,,\"Table 1 (CIFAR-10)\"");
+}
+
+#[test]
+fn runs_that_never_train_are_left_out_of_the_test_error_table() {
+    let dir = scratch("untrained");
+    // What `kappa analyze` (and the at-initialisation presets such as fig1) write: no step, no evaluation.
+    let at_init = dir.join("at-init");
+    let args =
+        ["analyze", "--depth", "3", "--width", "16", "--limit-train", "256", "--batch-size", "32", "--out", at_init.to_str().unwrap()];
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kappa")).args(args).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let trained = table_run(&dir, "lastbn-1", "resnet-lastbn", 56, 1, Some(6.0), false);
+    let svg = || ReportOptions { formats: vec![Format::Svg], ..Default::default() };
+
+    let summary = render(&[at_init.clone(), trained], &dir.join("both"), &svg()).unwrap();
+    let md = read(&summary.markdown);
+    let rows = table_rows(&md, "## Test error over seeds");
+    assert_eq!(rows.len(), 1, "{md}");
+    assert!(rows[0].starts_with("| resnet-lastbn-56 cifar10 (lca-cifar) | 1 of 1 finished |"), "{}", rows[0]);
+    assert!(!md.contains("not finished"), "{md}");
+
+    // Alone, it makes no table and no CSV.
+    let summary = render(&[at_init], &dir.join("alone"), &svg()).unwrap();
+    let md = read(&summary.markdown);
+    assert!(!md.contains("Test error over seeds") && summary.tables.is_empty(), "{md}");
+    assert!(!dir.join("alone/test_error.csv").exists());
 }

@@ -10,6 +10,7 @@ mod diagnostics;
 pub mod exact;
 mod moments;
 pub mod npy;
+pub mod readout;
 mod record;
 pub mod spectrum;
 

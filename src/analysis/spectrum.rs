@@ -20,6 +20,10 @@ pub struct Spectrum {
     /// as it does for the blocked sums of a GEMM; a conv layer sums 10⁵–10⁶
     /// patch terms, where a linear bound would call every layer rank deficient).
     pub tolerance: f64,
+    /// The terms summed into the matrix (examples, or conv positions); 0 when
+    /// not a sum of outer products. Fewer than `dim` caps the rank at it.
+    #[serde(default)]
+    pub samples: usize,
     /// κ_p = λmax / λ_(p·d), keyed by p in percent; `None` when λ_(p·d) is
     /// numerically zero (κ is infinite).
     pub kappa: BTreeMap<String, Option<f64>>,
@@ -45,7 +49,16 @@ impl Spectrum {
         let lambda_min = if rank > 0 { eigenvalues[rank - 1] } else { 0.0 };
         let ratio = |v: f64| (nonzero(v) && lambda_max.is_finite()).then(|| lambda_max / v);
         let kappa = ps.iter().map(|&p| (percent_key(p), eigenvalues.get(kappa_index(p, dim)).and_then(|&v| ratio(v)))).collect();
-        Spectrum { dim, lambda_max, lambda_min, rank, tolerance, kappa, kappa_nonzero: (rank > 0).then(|| lambda_max / lambda_min) }
+        Spectrum {
+            dim,
+            lambda_max,
+            lambda_min,
+            rank,
+            tolerance,
+            samples,
+            kappa,
+            kappa_nonzero: (rank > 0).then(|| lambda_max / lambda_min),
+        }
     }
 }
 

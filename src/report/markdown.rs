@@ -3,6 +3,7 @@
 
 use super::figures::Plot;
 use super::read::{Analysis, Run, Spectrum};
+use crate::analysis::readout::{self, KappaView};
 use std::fmt::Write;
 use std::path::PathBuf;
 
@@ -95,24 +96,31 @@ pub(super) fn layer_tables(md: &mut String, run: &Run) {
         let Some(last) = records.iter().map(|a| a.iteration).max() else { continue };
         let mut layers: Vec<&&Analysis> = records.iter().filter(|a| a.iteration == last).collect();
         layers.sort_by_key(|a| a.index);
+        let views: Vec<KappaView> = layers.iter().flat_map(|a| [a.sigma_x.view(), a.sigma_grad.view()]).collect();
+        let ps = readout::percent_keys(&views);
+        let heads = |of: &str| ps.iter().map(|p| format!(" κ_{p} {of} |")).collect::<String>();
         let _ = writeln!(md, "### {}: iteration {last}\n", cell(&label));
-        md.push_str("| # | layer | λmax Σx | λmax Σ∇h | κ_100 Σx | κ_100 Σ∇h | σmax(∇W)/σmax(W) | dead |\n");
-        md.push_str("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        let _ = writeln!(md, "| # | layer | λmax Σx | λmax Σ∇h |{}{} σmax(∇W)/σmax(W) | dead |", heads("Σx"), heads("Σ∇h"));
+        let _ = writeln!(md, "| ---: | --- | ---: | ---: |{} ---: | ---: |", " ---: |".repeat(2 * ps.len()));
+        let kappas = |s: &Spectrum| ps.iter().map(|p| format!(" {} |", s.view().cell(p, num))).collect::<String>();
         for a in layers {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} |{}{} {} | {} |",
                 a.index,
                 cell(&a.layer),
                 opt(a.sigma_x.lambda_max, num),
                 opt(a.sigma_grad.lambda_max, num),
-                kappa_100(&a.sigma_x),
-                kappa_100(&a.sigma_grad),
+                kappas(&a.sigma_x),
+                kappas(&a.sigma_grad),
                 opt(a.weight.as_ref().and_then(|w| w.ratio), num),
                 opt(a.neurons.as_ref().and_then(|n| n.dead_fraction), percent),
             );
         }
         md.push('\n');
+        for line in readout::notes(&views, num) {
+            let _ = writeln!(md, "{line}\n");
+        }
     }
 }
 
@@ -140,15 +148,6 @@ fn warnings(md: &mut String, runs: &[Run]) {
         let _ = writeln!(md, "- {}", super::malformed_warning(run));
     }
     md.push('\n');
-}
-
-/// κ_100 (the ratio of the extreme eigenvalues): JSON null is infinite.
-fn kappa_100(s: &Spectrum) -> String {
-    match s.kappa.get("100") {
-        None => "-".into(),
-        Some(None) => "∞".into(),
-        Some(Some(v)) => num(*v),
-    }
 }
 
 fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {

@@ -3,6 +3,7 @@
 //! report shows are parsed; unknown fields and record kinds are ignored so
 //! older reports keep working as the log grows.
 
+use crate::analysis::readout::KappaView;
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -89,6 +90,17 @@ pub struct Spectrum {
     #[serde(default)]
     pub kappa: BTreeMap<String, Option<f64>>,
     pub kappa_nonzero: Option<f64>,
+    pub dim: Option<usize>,
+    /// The rank tolerance the κ's were taken at.
+    pub tolerance: Option<f64>,
+    /// Terms averaged into the matrix (absent in older logs).
+    pub samples: Option<usize>,
+}
+
+impl Spectrum {
+    pub fn view(&self) -> KappaView<'_> {
+        KappaView { kappa: &self.kappa, lambda_max: self.lambda_max, tolerance: self.tolerance, dim: self.dim, samples: self.samples }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,8 @@
 //! Test error over seeds: runs whose configurations differ only in seed (and
 //! run directory) form one row, reported as mean ± std next to the published
-//! value. Unfinished and diverged runs are counted, never averaged.
+//! value. Unfinished and diverged runs are counted, never averaged; runs
+//! that never train (analysis at initialisation, e.g. `fig1`) have no test
+//! error to give and are left out.
 
 use super::published::{self, Published, Setting};
 use super::read::Run;
@@ -40,13 +42,20 @@ fn key(config: &Value) -> String {
     c.to_string()
 }
 
+/// Whether the configuration takes any training step: `--iterations 0` (what
+/// `kappa analyze` and the at-initialisation presets write) takes none, so
+/// such a run is never evaluated and has no test error, finished or not.
+fn trains(config: &Value) -> bool {
+    config["iterations"].as_u64() != Some(0)
+}
+
 /// One row per experiment among `runs`, in the order they first appear; runs
-/// without a readable configuration are left out.
+/// without a readable configuration, or that take no training step, are left out.
 pub fn rows(runs: &[Run]) -> Vec<Row> {
     let mut keys: Vec<String> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
     for run in runs {
-        let Some(config) = &run.train_config else { continue };
+        let Some(config) = run.train_config.as_ref().filter(|c| trains(c)) else { continue };
         let k = key(config);
         let at = keys.iter().position(|x| *x == k).unwrap_or_else(|| {
             let s = Setting::of(config);

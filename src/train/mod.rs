@@ -1,10 +1,12 @@
 //! Training: configuration, the step loop, evaluation and the metrics log.
 
 mod config;
+mod event_file;
 mod metrics;
 pub mod recipe;
 mod run;
 mod table;
+mod tensorboard;
 mod trainer;
 
 pub use config::{ArchOptions, Dtype, OptimizerKind, Pipeline, TrainConfig};

@@ -2,6 +2,7 @@
 
 use super::config::{Dtype, OptimizerKind, TrainConfig};
 use super::metrics::{MetricsLog, Summary};
+use super::tensorboard::Board;
 use super::trainer::{Labels, StepStats, Trainer};
 use crate::analysis::exact::{self, ExactOptions};
 use crate::analysis::{Analyzer, LayerRecord, Mode, TrainingBatch};
@@ -11,6 +12,7 @@ use crate::checkpoint::{self, RunState, Window};
 use crate::data::{self, Batch, BatchSource, ImageNetOptions, LoadOptions, OpenOptions, Sources};
 use crate::error::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -24,8 +26,11 @@ pub struct RunOptions {
     pub checkpoint_every: Option<usize>,
     /// Continue the run in `cfg.out` from its checkpoint, appending to its metrics.
     pub resume: bool,
-    /// Start from these weights (a safetensors state dict) instead of the initialisation.
+    /// Start from these weights (a safetensors state dict) instead of the
+    /// initialisation; config.json records the file and its SHA-256.
     pub weights: Option<PathBuf>,
+    /// Also write the records as TensorBoard event files to this directory.
+    pub tensorboard: Option<PathBuf>,
 }
 
 /// Runs the configured training on the configured device, checkpointing at
@@ -53,9 +58,11 @@ fn run_on_cuda(ordinal: usize, cfg: &TrainConfig, opts: &RunOptions) -> Result<S
     run_on(&crate::backend::cuda::Cuda::new(ordinal)?, cfg, opts)
 }
 
-/// Everything the step loop writes to: the log, the terminal, the summary.
+/// Everything the step loop writes to: the log (and its TensorBoard copy),
+/// the terminal, the summary.
 struct Output {
     log: MetricsLog,
+    board: Option<Board>,
     bar: ProgressBar,
     last_analysis: Vec<LayerRecord>,
 }
@@ -63,6 +70,14 @@ struct Output {
 impl Output {
     fn say(&self, line: &str) {
         self.bar.suspend(|| println!("{line}"));
+    }
+
+    fn write(&mut self, record: &impl Serialize) -> Result<()> {
+        self.log.write(record)?;
+        match &mut self.board {
+            Some(board) => board.record(record),
+            None => Ok(()),
+        }
     }
 }
 
@@ -100,7 +115,7 @@ impl Analysis<'_> {
                 let mut records = exact::exact_curvature(trainer, &examples, &opts)?;
                 for r in &mut records {
                     r.iteration = iteration;
-                    out.log.write(r)?;
+                    out.write(r)?;
                 }
                 out.say(&exact::print_table(&records));
             }
@@ -111,10 +126,10 @@ impl Analysis<'_> {
             let extra: Vec<Batch> = self.extra.epoch(iteration).take(cfg.batches - 1).collect::<Result<_>>()?;
             let (records, alerts) = self.analyzer.analyze(trainer, TrainingBatch { batch, grads: &grads }, &extra, iteration, epoch)?;
             for r in &records {
-                out.log.write(r)?;
+                out.write(r)?;
             }
             for a in &alerts {
-                out.log.write(a)?;
+                out.write(a)?;
                 out.say(&format!("alert at iteration {}: {} {}: {}", a.iteration, a.layer, a.alert, a.detail));
             }
             out.last_analysis = records;
@@ -215,6 +230,13 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Resu
     let mut config = json!({ "train": cfg, "model": trainer.model().describe() });
     if let Some(weights) = &opts.weights {
         config["weights"] = json!(weights);
+        config["weights_sha256"] = json!(data::fetch::sha256_file(weights)?);
+    } else if resumed.is_some() {
+        // The run still started from the weights its first leg named.
+        let first: serde_json::Value = std::fs::read(&config_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        for key in ["weights", "weights_sha256"].into_iter().filter(|k| !first[k].is_null()) {
+            config[key] = first[key].clone();
+        }
     }
     let config_json = serde_json::to_string_pretty(&config).map_err(|e| Error::data(&config_path, e.to_string()))?;
     // Atomic, as a resumed run replaces it (with its new length).
@@ -242,7 +264,11 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Resu
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} it  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut out = Output { log, bar, last_analysis: Vec::new() };
+    let board = opts.tensorboard.as_deref().map(Board::create).transpose()?;
+    if let (Some(b), Some(dir)) = (&board, &opts.tensorboard) {
+        println!("TensorBoard events: {} (tensorboard --logdir {})", b.path().display(), dir.display());
+    }
+    let mut out = Output { log, board, bar, last_analysis: Vec::new() };
     let start = Instant::now();
     let mut summary = Summary {
         model: trainer.model().describe(),
@@ -280,7 +306,7 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Resu
                 summary.diverged = true;
                 summary.diverged_at = Some(summary.iterations);
                 summary.epochs = epoch + 1;
-                out.log.write(
+                out.write(
                     &json!({ "kind": "train", "iteration": summary.iterations, "epoch": epoch, "loss": null, "diverged": true, "lr": lr }),
                 )?;
                 break 'epochs;
@@ -293,7 +319,7 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Resu
             if regular || summary.iterations == total {
                 let (loss, acc) = (window.loss / window.steps as f64, window.correct as f64 / window.examples as f64);
                 let rate = seen as f64 / start.elapsed().as_secs_f64();
-                out.log.write(&json!({ "kind": "train", "iteration": summary.iterations, "epoch": epoch, "loss": loss, "accuracy": acc, "lr": lr, "examples_per_second": rate }))?;
+                out.write(&json!({ "kind": "train", "iteration": summary.iterations, "epoch": epoch, "loss": loss, "accuracy": acc, "lr": lr, "examples_per_second": rate }))?;
                 out.bar.set_message(format!("epoch {} loss {loss:.4} acc {:.1}% {rate:.0} ex/s", epoch + 1, 100.0 * acc));
                 (summary.train_loss, summary.train_accuracy) = (Some(loss), Some(acc));
                 // The end-of-run record keeps its window, so a run resumed and
@@ -312,7 +338,7 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Resu
         }
         summary.epochs = epoch + 1;
         let eval = trainer.evaluate(&*sources.test)?;
-        out.log.write(&json!({
+        out.write(&json!({
             "kind": "eval", "iteration": summary.iterations, "epoch": epoch, "test_loss": eval.loss, "test_accuracy": eval.accuracy,
             "test_top1_error": 1.0 - eval.accuracy, "test_top5_error": 1.0 - eval.top5_accuracy,
         }))?;
@@ -344,7 +370,7 @@ fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Resu
     summary.seconds = start.elapsed().as_secs_f64();
     summary.examples_per_second = seen as f64 / summary.seconds.max(1e-9);
     if summary.diverged {
-        out.log.write(&json!({ "kind": "summary", "diverged": true, "iteration": summary.diverged_at }))?;
+        out.write(&json!({ "kind": "summary", "diverged": true, "iteration": summary.diverged_at }))?;
     }
     if !out.last_analysis.is_empty() {
         println!("{}", super::table::conditioning_table(&out.last_analysis));

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -66,4 +66,19 @@ pub fn assert_error(o: &Output, needles: &[&str]) {
     for n in needles {
         assert!(e.contains(n), "stderr lacks {n:?}: {e}");
     }
+}
+
+/// The Python that writes safetensors files: `KAPPA_PYTHON` (CI points it at
+/// a venv with safetensors and numpy), else `python3`. Without one the test
+/// is skipped, saying so, except under CI, where it fails.
+pub fn safetensors_python() -> Option<String> {
+    let py = std::env::var("KAPPA_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&py).args(["-c", "import numpy, safetensors.numpy"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !ok && std::env::var_os("CI").is_some() {
+        panic!("no Python with numpy and safetensors (KAPPA_PYTHON, or python3): .ci/run sets up a venv with them");
+    }
+    if !ok {
+        println!("SKIPPED: no Python with numpy and safetensors (set KAPPA_PYTHON to one) to write the file with");
+    }
+    ok.then_some(py)
 }
