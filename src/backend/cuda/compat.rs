@@ -86,7 +86,8 @@ pub fn missing_library(lib: Library, major: i32) -> String {
         )
         }
         Library::Cublas => (format!("libcublas.so.{major} (cuBLAS, for matrix products)"), wheel("nvidia-cublas")),
-        Library::Cusolver => (format!("libcusolver.so.{major} (cuSOLVER, for eigenvalues)"), wheel("nvidia-cusolver")),
+        // cuSOLVER's soname runs one behind: CUDA 12 ships libcusolver.so.11, 13 .so.12.
+        Library::Cusolver => (format!("libcusolver.so.{} (cuSOLVER, for eigenvalues)", major - 1), wheel("nvidia-cusolver")),
         Library::Cudnn => ("libcudnn.so.9 (cuDNN 9, for convolutions)".to_string(), format!("nvidia-cudnn-cu{major}")),
     };
     format!(
@@ -133,7 +134,8 @@ mod tests {
     fn missing_libraries_say_what_to_install_for_the_build() {
         let e = missing_library(Library::Cublas, 13);
         assert!(e.contains("libcublas.so.13") && e.contains("pip install nvidia-cublas`") && e.contains("LD_LIBRARY_PATH"), "{e}");
-        assert!(missing_library(Library::Cusolver, 12).contains("pip install nvidia-cusolver-cu12"));
+        let e = missing_library(Library::Cusolver, 12);
+        assert!(e.contains("libcusolver.so.11") && e.contains("pip install nvidia-cusolver-cu12"), "{e}");
         assert!(missing_library(Library::Cudnn, 13).contains("nvidia-cudnn-cu13"));
         assert!(missing_library(Library::Driver, 13).contains("driver 580"));
     }
