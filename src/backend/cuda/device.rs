@@ -133,7 +133,8 @@ pub struct Device {
     pub ctx: Arc<CudaContext>,
     pub stream: Arc<CudaStream>,
     pub blas: ManuallyDrop<CudaBlas>,
-    /// What runs the convolutions (see [`ConvPath`]).
+    /// What runs the convolutions (see [`ConvPath`]); without cuDNN, im2col always.
+    #[cfg(feature = "cudnn")]
     pub conv: ConvPath,
     /// cuDNN, loaded on first use, or why it did not load (warned once).
     #[cfg(feature = "cudnn")]
@@ -184,6 +185,8 @@ impl Drop for Device {
 
 impl Device {
     pub fn open(ordinal: usize, conv: ConvPath) -> Result<Self> {
+        #[cfg(not(feature = "cudnn"))]
+        let _ = conv; // one path only: im2col + cuBLAS
         let (ctx, info) = context(ordinal)?;
         let nvcc = compat::nvcc_release(kernels::NVCC_VERSION);
         compat::check_ptx(nvcc, info.driver_version).map_err(Error::CudaUnavailable)?;
@@ -198,6 +201,7 @@ impl Device {
             ctx,
             stream,
             blas: ManuallyDrop::new(blas),
+            #[cfg(feature = "cudnn")]
             conv,
             #[cfg(feature = "cudnn")]
             dnn: OnceLock::new(),
