@@ -16,7 +16,9 @@ pub mod optim;
 pub mod profile;
 pub mod report;
 pub mod rng;
+pub mod run_check;
 pub mod scalar;
+pub mod speed;
 pub mod tensor;
 pub mod train;
 

@@ -73,6 +73,12 @@ enum Command {
         /// The device to check: cuda or cuda:N
         #[arg(long, default_value = "cuda:0")]
         device: String,
+        /// Also train every model of the acceptance set on the device and on the CPU and compare the runs, on both convolution paths
+        #[arg(long)]
+        full: bool,
+        /// Write every figure (errors and their tolerances) to this JSON file
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Time a kernel family with counted flops and bytes
     Profile {
@@ -102,6 +108,26 @@ enum ProfileTarget {
         /// Timed repetitions (the median is printed)
         #[arg(long, default_value_t = 5)]
         repeats: usize,
+    },
+    /// The GPU acceptance speed figures: CIFAR ResNet training steps with and without analysis every step (img/s, peak memory), Σx accumulation against the device's peaks, eigvalsh
+    Gpu {
+        /// cpu, or cuda:N
+        #[arg(long, default_value = "cuda:0")]
+        device: String,
+        /// CIFAR ResNet depths (6n+2)
+        #[arg(long, default_value = "20,56,110,1202")]
+        depths: String,
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        /// Timed steps per depth
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// eigvalsh sizes n
+        #[arg(long, default_value = "256,576,1152,2304,4608")]
+        eig_sizes: String,
+        /// Write every figure to this JSON file
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -655,7 +681,17 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                 println!("{name:<12} {options}");
             }
         }
-        Command::Doctor { device } => kappa::doctor::run(&device)?,
+        Command::Doctor { device, full, json } => kappa::doctor::run(&device, full, json.as_deref())?,
+        Command::Profile { target: ProfileTarget::Gpu { device, depths, batch_size, steps, eig_sizes, json } } => {
+            let plan = kappa::speed::Plan {
+                depths: kappa::speed::parse_list("--depths", &depths)?,
+                batch: batch_size.max(1),
+                steps: steps.max(1),
+                eig_sizes: kappa::speed::parse_list("--eig-sizes", &eig_sizes)?,
+                ..kappa::speed::Plan::full()
+            };
+            kappa::speed::run(&device, &plan, json.as_deref())?
+        }
         Command::Profile { target: ProfileTarget::Covariance { shape, device, repeats } } => {
             kappa::profile::covariance(&shape, &device, repeats)?
         }

@@ -46,3 +46,55 @@ fn profile_covariance_runs_on_the_cpu_and_refuses_a_missing_gpu() {
     let o = kappa(&["profile", "covariance", "--shape", "8,4,1,1", "--device", "cuda:0"]);
     assert_clean_failure(&o, &[if cfg!(feature = "cuda-backend") { "CUDA is unavailable" } else { "--features cuda" }]);
 }
+
+#[test]
+fn profile_gpu_measures_every_figure_on_the_cpu_and_names_bad_lists() {
+    let dir = std::env::temp_dir().join(format!("kappa-profile-gpu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("profile.json");
+    let args = ["profile", "gpu", "--device", "cpu", "--depths", "8", "--batch-size", "2", "--steps", "1", "--eig-sizes", "8"];
+    let o = kappa(&[&args[..], &["--json", json.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("resnet-8 batch 2") && out.contains("analysed every step") && out.contains("eigvalsh n = 8"), "{out}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["train"][0]["depth"], 8);
+    assert_eq!(v["covariance"].as_array().unwrap().len(), 3);
+    assert_clean_failure(&kappa(&["profile", "gpu", "--device", "cpu", "--depths", "20,x"]), &["--depths", "20,x"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn doctor_full_without_a_gpu_fails_cleanly() {
+    let o = kappa(&["doctor", "--full", "--json", "/tmp/never-written.json"]);
+    assert_clean_failure(&o, &[if cfg!(feature = "cuda-backend") { "CUDA is unavailable" } else { "--features cuda" }]);
+}
+
+/// scripts/gpu/run's host side: on a machine without a GPU (and with a
+/// CPU-only kappa) every step fails, yet the summary is written and names each.
+#[test]
+fn the_gpu_run_script_keeps_going_and_writes_its_summary() {
+    let out = std::env::temp_dir().join(format!("kappa-gpu-run-{}", std::process::id()));
+    let o = Command::new("scripts/gpu/run")
+        .arg(&out)
+        .env("KAPPA_BIN", env!("CARGO_BIN_EXE_kappa"))
+        .env("KAPPA_GPU_LIMITS", "60 60 60")
+        .env("KAPPA_GPU_PYTHON", std::env::var("KAPPA_PYTHON").unwrap_or_else(|_| "python3".into()))
+        .output()
+        .expect("run scripts/gpu/run");
+    let log = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "no GPU here, yet every step passed: {log}");
+    let md = std::fs::read_to_string(out.join("summary.md")).expect("summary.md written");
+    for step in ["libraries", "doctor", "profile", "torch"] {
+        assert!(md.contains(&format!("| {step} | failed (exit ")), "{step}: {md}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).expect("summary.json is JSON");
+    let steps = summary["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 4);
+    assert!(steps.iter().all(|s| s["passed"] == false && s["log"].as_str().is_some()));
+    let doctor = std::fs::read_to_string(out.join("doctor.log")).unwrap();
+    assert!(doctor.contains("error: "), "{doctor}");
+    assert!(std::fs::read_to_string(out.join("libraries.log")).unwrap().contains("libcuda.so"));
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -9,9 +9,11 @@ mod checks;
 pub mod cpu;
 pub mod cuda;
 mod device;
+mod peaks;
 mod window;
 
 pub use device::Device;
+pub use peaks::Peaks;
 pub use window::{window_out, Window};
 
 use crate::error::Result;

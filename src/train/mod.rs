@@ -11,5 +11,5 @@ mod trainer;
 
 pub use config::{ArchOptions, Dtype, OptimizerKind, Pipeline, TrainConfig};
 pub use metrics::{MetricsLog, Summary};
-pub use run::{open_data, run, run_with, RunOptions};
+pub use run::{open_data, run, run_on, run_with, RunOptions};
 pub use trainer::{EvalStats, Labels, StepStats, Trainer};

@@ -185,7 +185,9 @@ pub fn open_data(cfg: &TrainConfig) -> Result<Sources> {
     data::open(&cfg.data, cfg.data_dir.as_deref(), &opts)
 }
 
-fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
+/// [`run_with`] on a backend the caller opened (the doctor runs one
+/// configuration on two).
+pub fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
     let sources = open_data(cfg)?;
     let mut trainer = Trainer::new(backend, cfg, sources.train.example_dims(), sources.train.classes())?;
     if let Some(weights) = &opts.weights {

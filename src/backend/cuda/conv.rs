@@ -12,6 +12,38 @@
 
 use super::blas::Batch;
 use crate::backend::{Gemm, Window};
+use crate::error::{Error, Result};
+
+/// What runs the convolutions: cuDNN (falling back per shape to im2col +
+/// cuBLAS) or im2col + cuBLAS throughout. Chosen when the device opens, from
+/// [`CONV_ENV`], so one binary checks both paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvPath {
+    Cudnn,
+    Im2col,
+}
+
+/// The environment variable that picks the convolution path: `cudnn` or `im2col`.
+pub const CONV_ENV: &str = "KAPPA_CONV";
+
+impl ConvPath {
+    /// The path `KAPPA_CONV` asks for; unset or empty means the build's best
+    /// (cuDNN when built with the `cudnn` feature). `cudnn_built` is whether it was.
+    pub fn parse(value: Option<&str>, cudnn_built: bool) -> Result<ConvPath> {
+        match value.map(str::trim).unwrap_or("") {
+            "" if cudnn_built => Ok(ConvPath::Cudnn),
+            "" | "im2col" => Ok(ConvPath::Im2col),
+            "cudnn" if cudnn_built => Ok(ConvPath::Cudnn),
+            "cudnn" => Err(Error::arg(CONV_ENV, "cudnn was asked for, but this kappa was built without the `cudnn` feature")),
+            other => Err(Error::arg(CONV_ENV, format!("'{other}' is not a convolution path: expected cudnn or im2col"))),
+        }
+    }
+
+    /// The path the environment picks for this build.
+    pub fn from_env() -> Result<ConvPath> {
+        ConvPath::parse(std::env::var(CONV_ENV).ok().as_deref(), cfg!(feature = "cudnn"))
+    }
+}
 
 /// Patch-matrix values unfolded at once (128 MiB of f32), so a large batch
 /// needs a bounded im2col scratch.
@@ -50,15 +82,15 @@ pub fn conv_gemms(g: &Window, c_out: usize, count: usize) -> ConvGemms {
 
 #[cfg(feature = "cuda-backend")]
 mod device {
+    use super::super::mem::Mem;
     use super::super::{blas, launch, Cuda, CudaBuf};
     use super::*;
     use crate::backend::checks::conv as check;
-    use crate::error::{Error, Result};
-    use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, PushKernelArg};
+    use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
 
     impl Cuda {
         /// The im2col scratch of one chunk (empty for a pointwise window).
-        fn cols_scratch(&self, g: &Window, chunk: usize) -> Result<CudaSlice<f32>> {
+        fn cols_scratch(&self, g: &Window, chunk: usize) -> Result<Mem<f32>> {
             self.alloc::<f32>(if g.is_pointwise() { 0 } else { chunk * g.patch_len() * g.out_area() })
         }
 
@@ -87,8 +119,10 @@ mod device {
             }
             let mut y = self.alloc::<f32>(y_len)?;
             #[cfg(feature = "cudnn")]
-            if self.dev.dnn()?.forward(&self.dev, x.slice(), w.slice(), &mut y, g, c_out)? {
-                return Ok(Self::wrap(y));
+            if let Some(dnn) = self.dev.conv_dnn() {
+                if dnn.forward(&self.dev, x.slice(), w.slice(), &mut y, g, c_out)? {
+                    return Ok(Self::wrap(y));
+                }
             }
             let chunk = images_per_chunk(&g, COLS_BUDGET);
             let mut cols = self.cols_scratch(&g, chunk)?;
@@ -116,8 +150,10 @@ mod device {
             }
             let mut dx = self.alloc::<f32>(dx_len)?;
             #[cfg(feature = "cudnn")]
-            if self.dev.dnn()?.backward_data(&self.dev, dy.slice(), w.slice(), &mut dx, g, c_out)? {
-                return Ok(Self::wrap(dx));
+            if let Some(dnn) = self.dev.conv_dnn() {
+                if dnn.backward_data(&self.dev, dy.slice(), w.slice(), &mut dx, g, c_out)? {
+                    return Ok(Self::wrap(dx));
+                }
             }
             let chunk = images_per_chunk(&g, COLS_BUDGET);
             let mut cols = self.cols_scratch(&g, chunk)?;
@@ -146,8 +182,10 @@ mod device {
             // Zeroed for the accumulating GEMMs; cuDNN overwrites it.
             let mut dw = self.alloc_zeros::<f32>(dw_len)?;
             #[cfg(feature = "cudnn")]
-            if self.dev.dnn()?.backward_filter(&self.dev, dy.slice(), x.slice(), &mut dw, g, c_out)? {
-                return Ok(Self::wrap(dw));
+            if let Some(dnn) = self.dev.conv_dnn() {
+                if dnn.backward_filter(&self.dev, dy.slice(), x.slice(), &mut dw, g, c_out)? {
+                    return Ok(Self::wrap(dw));
+                }
             }
             let chunk = images_per_chunk(&g, COLS_BUDGET);
             let mut cols = self.cols_scratch(&g, chunk)?;
@@ -164,7 +202,7 @@ mod device {
                 // Images add into dw one after another, in order, on the stream.
                 for i in 0..count {
                     let dyi = dy.slice().slice((first + i) * c_out * area..(first + i + 1) * c_out * area);
-                    blas::gemm(&self.dev.blas, &dyi, &patches.slice(i * k * area..(i + 1) * k * area), &mut dw, &gemm)?;
+                    blas::gemm(&self.dev.blas, &dyi, &patches.slice(i * k * area..(i + 1) * k * area), &mut *dw, &gemm)?;
                 }
             }
             Ok(Self::wrap(dw))
@@ -284,5 +322,17 @@ mod tests {
         let err = check("conv2d_backward_data", &g, 95, 54, 64, 2).unwrap_err().to_string();
         assert!(err.contains("conv2d_backward_data") && err.contains("input 96"), "{err}");
         assert!(check("conv2d", &Window { kh: 9, ..g }, 96, 2 * 3 * 81, 0, 2).is_err());
+    }
+
+    #[test]
+    fn the_convolution_path_comes_from_kappa_conv() {
+        assert_eq!(ConvPath::parse(None, true).unwrap(), ConvPath::Cudnn);
+        assert_eq!(ConvPath::parse(None, false).unwrap(), ConvPath::Im2col);
+        assert_eq!(ConvPath::parse(Some(" im2col "), true).unwrap(), ConvPath::Im2col);
+        assert_eq!(ConvPath::parse(Some("cudnn"), true).unwrap(), ConvPath::Cudnn);
+        let e = ConvPath::parse(Some("cudnn"), false).unwrap_err().to_string();
+        assert!(e.contains("KAPPA_CONV") && e.contains("without the `cudnn` feature"), "{e}");
+        let e = ConvPath::parse(Some("winograd"), true).unwrap_err().to_string();
+        assert!(e.contains("KAPPA_CONV") && e.contains("'winograd'") && e.contains("cudnn or im2col"), "{e}");
     }
 }

@@ -1,13 +1,15 @@
 //! cuDNN convolutions (feature `cudnn`): forward, backward-data and
 //! backward-filter through cuDNN's legacy API in f32 with FMA math (no TF32,
-//! so results stay within the CPU comparison's tolerance). Each direction's
-//! algorithm is the first that `cudnnGet*Algorithm_v7`'s heuristics rank
-//! among those whose workspace fits a cap; it is chosen once per shape and
-//! cached with the shape's descriptors, keyed by the window and `c_out`. When
-//! nothing fits, the caller runs the im2col + cuBLAS path instead.
+//! so results stay within the CPU comparison's tolerance). Each direction
+//! keeps, per shape, the algorithms `cudnnGet*Algorithm_v7`'s heuristics rank
+//! whose workspace fits a cap, best first, cached with the shape's
+//! descriptors (keyed by the window and `c_out`). An algorithm that fails at
+//! run time is dropped for that shape and the next one runs; when none is
+//! left, the caller runs the im2col + cuBLAS path instead, after one warning.
 //!
-//! The descriptor dimensions and strides, the workspace cap, the choice and
-//! the version decoding are pure functions, tested without a GPU.
+//! The descriptor dimensions and strides, the workspace cap, the candidate
+//! lists, the fallback order and the version decoding are pure functions,
+//! tested without a GPU.
 
 use crate::backend::Window;
 use crate::error::{Error, Result};
@@ -71,10 +73,40 @@ pub struct Candidate<A> {
     pub workspace: usize,
 }
 
-/// The first of `ranked` (cuDNN lists the expected fastest first) that
-/// supports the shape and whose workspace fits `cap`.
-pub fn choose<A: Copy>(ranked: impl IntoIterator<Item = Candidate<A>>, cap: usize) -> Option<Candidate<A>> {
-    ranked.into_iter().find(|c| c.supported && c.workspace <= cap)
+/// Those of `ranked` (cuDNN lists the expected fastest first) that support
+/// the shape and whose workspace fits `cap`, in cuDNN's order.
+pub fn usable<A: Copy>(ranked: impl IntoIterator<Item = Candidate<A>>, cap: usize) -> Vec<Candidate<A>> {
+    ranked.into_iter().filter(|c| c.supported && c.workspace <= cap).collect()
+}
+
+/// Runs the first of `candidates` that succeeds, dropping each that fails
+/// (for good: the failure is a property of the shape and algorithm) with its
+/// error; None when every one failed or none was left, the caller's cue to
+/// fall back.
+pub fn first_success<A: Copy, T, E>(
+    candidates: &mut Vec<Candidate<A>>,
+    mut run: impl FnMut(Candidate<A>) -> std::result::Result<T, E>,
+    mut failed: impl FnMut(Candidate<A>, E),
+) -> Option<T> {
+    while let Some(&c) = candidates.first() {
+        match run(c) {
+            Ok(t) => return Some(t),
+            Err(e) => {
+                candidates.remove(0);
+                failed(c, e);
+            }
+        }
+    }
+    None
+}
+
+/// Prints `message` to stderr the first time the flag is seen unset; true then.
+pub fn warn_once(flag: &std::sync::atomic::AtomicBool, message: &str) -> bool {
+    let first = !flag.swap(true, std::sync::atomic::Ordering::Relaxed);
+    if first {
+        eprintln!("warning: {message}");
+    }
+    first
 }
 
 /// `cudnnGetVersion`'s number as (major, minor, patch): 9.x counts
@@ -92,6 +124,7 @@ pub use device::Dnn;
 
 #[cfg(feature = "cudnn")]
 mod device {
+    use super::super::compat::{self, Library, BUILT_CUDA_MAJOR};
     use super::super::device::Device;
     use super::*;
     use cudarc::cudnn::result::{self, CudnnError};
@@ -99,6 +132,7 @@ mod device {
     use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
     use std::collections::HashMap;
     use std::ffi::c_void;
+    use std::sync::atomic::AtomicBool;
     use std::sync::{Arc, Mutex};
     use sys::cudnnDataType_t::CUDNN_DATA_FLOAT;
     use sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS;
@@ -131,16 +165,16 @@ mod device {
         Ok(t)
     }
 
-    /// One shape's descriptors and, per direction, the chosen algorithm
-    /// (None: none fits the workspace cap).
+    /// One shape's descriptors and, per direction, the algorithms still to
+    /// try, best first (empty: none fits the cap, or all failed).
     struct Plan {
         x: Tensor,
         y: Tensor,
         w: Filter,
         conv: Conv,
-        forward: Option<Candidate<sys::cudnnConvolutionFwdAlgo_t>>,
-        data: Option<Candidate<sys::cudnnConvolutionBwdDataAlgo_t>>,
-        filter: Option<Candidate<sys::cudnnConvolutionBwdFilterAlgo_t>>,
+        forward: Vec<Candidate<sys::cudnnConvolutionFwdAlgo_t>>,
+        data: Vec<Candidate<sys::cudnnConvolutionBwdDataAlgo_t>>,
+        filter: Vec<Candidate<sys::cudnnConvolutionBwdFilterAlgo_t>>,
     }
 
     /// Asks cuDNN's `_v7` heuristics for up to `N` ranked algorithms.
@@ -198,7 +232,7 @@ mod device {
                     workspace: p.memory,
                 },
             )?;
-            Ok(Plan { forward: choose(forward, cap), data: choose(data, cap), filter: choose(filter, cap), x, y, w, conv })
+            Ok(Plan { forward: usable(forward, cap), data: usable(data, cap), filter: usable(filter, cap), x, y, w, conv })
         }
     }
 
@@ -220,6 +254,8 @@ mod device {
         state: Mutex<State>,
         cap: usize,
         pub version: (usize, usize, usize),
+        /// Set once a shape has fallen back to im2col (one warning per device).
+        warned: AtomicBool,
     }
 
     const ONE: f32 = 1.0;
@@ -231,9 +267,7 @@ mod device {
         pub fn new(ctx: &Arc<CudaContext>, stream: &Arc<CudaStream>, total_mem: usize) -> Result<Self> {
             // SAFETY: only checks whether the shared library can be opened.
             if !unsafe { sys::is_culib_present() } {
-                return Err(Error::CudaUnavailable(
-                    "libcudnn (cuDNN, for convolutions) was not found; install cuDNN 9, or build without the `cudnn` feature".into(),
-                ));
+                return Err(Error::CudaUnavailable(compat::missing_library(Library::Cudnn, BUILT_CUDA_MAJOR)));
             }
             let version = decode_version(result::get_version());
             if version.0 < 9 {
@@ -247,42 +281,63 @@ mod device {
             // SAFETY: a live handle and this device's stream, which outlives it (the Device owns both).
             unsafe { result::set_stream(handle.0, stream.cu_stream() as sys::cudaStream_t) }.map_err(dnn_err("set stream"))?;
             let state = State { handle, plans: HashMap::new(), workspace: None };
-            Ok(Dnn { state: Mutex::new(state), cap: workspace_cap(total_mem), version })
+            Ok(Dnn { state: Mutex::new(state), cap: workspace_cap(total_mem), version, warned: AtomicBool::new(false) })
         }
 
         /// Runs `f` with the handle, the plan of `(g, c_out)` (made on first
-        /// use), the algorithm `pick` takes from it and a workspace of the
-        /// bytes that algorithm needs; false when `pick` finds none (no
-        /// algorithm fits the cap).
-        fn with_plan<A: Copy>(
+        /// use), the first algorithm left in the list `pick` selects and a
+        /// workspace of the bytes it needs, dropping algorithms that fail;
+        /// false when none is left (the caller falls back to im2col + cuBLAS,
+        /// warned about once per device).
+        fn with_plan<A: Copy + std::fmt::Debug>(
             &self,
             dev: &Device,
             (g, c_out): (Window, usize),
-            pick: impl Fn(&Plan) -> Option<Candidate<A>>,
-            f: impl FnOnce(sys::cudnnHandle_t, &Plan, Candidate<A>, *mut c_void) -> Result<()>,
+            pick: impl Fn(&mut Plan) -> &mut Vec<Candidate<A>>,
+            mut f: impl FnMut(sys::cudnnHandle_t, &Plan, Candidate<A>, *mut c_void) -> Result<()>,
         ) -> Result<bool> {
             let mut state = self.state.lock().map_err(|_| Error::Backend("cuDNN state poisoned by an earlier panic".into()))?;
-            let state = &mut *state;
+            let State { handle, plans, workspace } = &mut *state;
             dev.ctx.bind_to_thread().map_err(|e| dev.error("cuDNN", e))?;
             let key = [g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, c_out];
-            if !state.plans.contains_key(&key) {
-                let plan = Plan::new(state.handle.0, &g, c_out, self.cap)?;
-                state.plans.insert(key, plan);
+            if !plans.contains_key(&key) {
+                plans.insert(key, Plan::new(handle.0, &g, c_out, self.cap)?);
             }
-            let plan = &state.plans[&key];
-            let Some(algo) = pick(plan) else { return Ok(false) };
-            if algo.workspace > state.workspace.as_ref().map_or(0, |w| w.len()) {
-                state.workspace = None; // freed before its successor is allocated
-                state.workspace = Some(dev.stream.alloc_zeros::<u8>(algo.workspace).map_err(|e| dev.error("cuDNN workspace", e))?);
+            let plan = plans.get_mut(&key).expect("inserted above");
+            let mut left = std::mem::take(pick(plan));
+            let had_any = !left.is_empty();
+            let mut errors = Vec::new();
+            let ran = first_success(
+                &mut left,
+                |algo| {
+                    if algo.workspace > workspace.as_ref().map_or(0, |w| w.len()) {
+                        *workspace = None; // freed before its successor is allocated
+                        *workspace = Some(dev.stream.alloc_zeros::<u8>(algo.workspace).map_err(|e| dev.error("cuDNN workspace", e))?);
+                    }
+                    match workspace.as_mut().filter(|_| algo.workspace > 0) {
+                        Some(ws) => {
+                            let (p, _record) = ws.device_ptr_mut(&dev.stream);
+                            f(handle.0, plan, algo, p as *mut c_void)
+                        }
+                        None => f(handle.0, plan, algo, std::ptr::null_mut()),
+                    }
+                },
+                |algo, e| errors.push(format!("{:?}: {e}", algo.algo)),
+            );
+            *pick(plan) = left;
+            if ran.is_none() {
+                let why = match had_any {
+                    true => format!("every algorithm failed ({})", errors.join("; ")),
+                    false => format!("no algorithm fits the {} MiB workspace cap", self.cap >> 20),
+                };
+                warn_once(
+                    &self.warned,
+                    &format!(
+                        "cuDNN cannot run a convolution of {g:?} with {c_out} output channels: {why}; such shapes run as im2col + cuBLAS"
+                    ),
+                );
             }
-            match state.workspace.as_mut().filter(|_| algo.workspace > 0) {
-                Some(ws) => {
-                    let (p, _record) = ws.device_ptr_mut(&dev.stream);
-                    f(state.handle.0, plan, algo, p as *mut c_void)?
-                }
-                None => f(state.handle.0, plan, algo, std::ptr::null_mut())?,
-            }
-            Ok(true)
+            Ok(ran.is_some())
         }
 
         /// `y = conv(x, w)`; false when no algorithm fits the cap.
@@ -298,7 +353,7 @@ mod device {
             self.with_plan(
                 dev,
                 (g, c_out),
-                |p| p.forward,
+                |p| &mut p.forward,
                 |h, p, c, ws| {
                     let s = &dev.stream;
                     let ((px, _rx), (pw, _rw), (py, _ry)) = (x.device_ptr(s), w.device_ptr(s), y.device_ptr_mut(s));
@@ -339,7 +394,7 @@ mod device {
             self.with_plan(
                 dev,
                 (g, c_out),
-                |p| p.data,
+                |p| &mut p.data,
                 |h, p, c, ws| {
                     let s = &dev.stream;
                     let ((pdy, _rdy), (pw, _rw), (pdx, _rdx)) = (dy.device_ptr(s), w.device_ptr(s), dx.device_ptr_mut(s));
@@ -379,7 +434,7 @@ mod device {
             self.with_plan(
                 dev,
                 (g, c_out),
-                |p| p.filter,
+                |p| &mut p.filter,
                 |h, p, c, ws| {
                     let s = &dev.stream;
                     let ((pdy, _rdy), (px, _rx), (pdw, _rdw)) = (dy.device_ptr(s), x.device_ptr(s), dw.device_ptr_mut(s));
@@ -451,14 +506,51 @@ mod tests {
         assert_eq!(workspace_cap(0), 0);
     }
 
+    fn c(algo: u8, supported: bool, workspace: usize) -> Candidate<u8> {
+        Candidate { algo, supported, workspace }
+    }
+
     #[test]
-    fn the_choice_is_the_first_supported_candidate_within_the_cap() {
-        let c = |algo: u8, supported, workspace| Candidate { algo, supported, workspace };
+    fn the_candidates_are_the_supported_ones_within_the_cap_in_cudnns_order() {
         let ranked = [c(6, true, 900), c(1, false, 0), c(2, true, 100), c(0, true, 0)];
-        assert_eq!(choose(ranked, 1000).map(|c| c.algo), Some(6));
-        assert_eq!(choose(ranked, 500).map(|c| c.algo), Some(2));
-        assert_eq!(choose(ranked, 0).map(|c| c.algo), Some(0));
-        assert_eq!(choose([c(1, false, 0), c(2, true, 10)], 5), None);
+        let algos = |cap| usable(ranked, cap).iter().map(|c| c.algo).collect::<Vec<_>>();
+        assert_eq!(algos(1000), [6, 2, 0]);
+        assert_eq!(algos(500), [2, 0]);
+        assert_eq!(algos(0), [0]);
+        assert!(usable([c(1, false, 0), c(2, true, 10)], 5).is_empty());
+    }
+
+    #[test]
+    fn failing_algorithms_fall_through_to_the_next_then_to_none() {
+        let mut left = vec![c(6, true, 0), c(2, true, 0), c(0, true, 0)];
+        let mut failed = Vec::new();
+        let ran = first_success(&mut left, |c| if c.algo == 0 { Ok(c.algo) } else { Err("bad") }, |c, e| failed.push((c.algo, e)));
+        assert_eq!(ran, Some(0));
+        assert_eq!(failed, [(6, "bad"), (2, "bad")]);
+        assert_eq!(left, [c(0, true, 0)], "the failures are dropped for good, the success kept");
+        // Next call: straight to the algorithm that worked.
+        let mut calls = 0;
+        assert_eq!(
+            first_success(
+                &mut left,
+                |c| {
+                    calls += 1;
+                    Ok::<_, ()>(c.algo)
+                },
+                |_, _| ()
+            ),
+            Some(0)
+        );
+        assert_eq!(calls, 1);
+        let ran = first_success(&mut left, |_| Err::<u8, _>("device"), |_, _| ());
+        assert_eq!((ran, left.len()), (None, 0), "all failed: the caller falls back");
+    }
+
+    #[test]
+    fn the_fallback_warning_is_printed_once() {
+        let flag = std::sync::atomic::AtomicBool::new(false);
+        assert!(warn_once(&flag, "first"));
+        assert!(!warn_once(&flag, "second"));
     }
 
     #[test]

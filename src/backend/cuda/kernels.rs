@@ -33,4 +33,16 @@ mod tests {
         assert_eq!(module_of("max_pool2d_backward").unwrap().name, "pool");
         assert!(PTX_ARCH.starts_with("compute_"));
     }
+
+    #[test]
+    fn only_the_gram_kernels_contract_multiply_adds() {
+        // build.rs: -fmad=false everywhere but covariance.cu, so the kernels
+        // the emulation compares bit for bit round as the CPU does.
+        let ptx = |name: &str| MODULES.iter().find(|m| m.name == name).unwrap().ptx;
+        for name in ["elementwise", "update"] {
+            assert!(!ptx(name).contains("fma.rn."), "{name}.cu contracts multiply-adds");
+        }
+        assert!(ptx("elementwise").contains("mul.rn.f32"), "axpy's product not pinned against contraction");
+        assert!(ptx("covariance").contains("fma.rn.f32"), "covariance.cu lost its FMA");
+    }
 }

@@ -21,9 +21,13 @@ impl Geometry {
 pub const BLOCK: u32 = 256;
 /// Grid-stride kernels stop adding blocks here; each thread then loops.
 const MAX_BLOCKS: usize = 4096;
+/// The largest grid.x the driver accepts (grid.y and grid.z stop at 65535).
+pub const GRID_X_MAX: usize = (1 << 31) - 1;
 
+/// Blocks of `per_block` for `work` items, at least one and at most `cap`
+/// (itself never past [`GRID_X_MAX`]: a larger grid fails to launch).
 fn blocks(work: usize, per_block: usize, cap: usize) -> u32 {
-    work.div_ceil(per_block).clamp(1, cap) as u32
+    work.div_ceil(per_block).clamp(1, cap.min(GRID_X_MAX)) as u32
 }
 
 /// One thread per element, looping past `MAX_BLOCKS·BLOCK` elements.
@@ -42,13 +46,13 @@ const ROWS_PER_THREAD: usize = 16;
 /// `channel_dots_rows` and `count_positive` over a rows×cols matrix: 32
 /// adjacent columns per block, 8 thread rows, row blocks in grid.y.
 pub fn columns(rows: usize, cols: usize) -> Geometry {
-    Geometry { grid: (blocks(cols, 32, u32::MAX as usize), blocks(rows, 8 * ROWS_PER_THREAD, 256), 1), block: (32, 8, 1) }
+    Geometry { grid: (blocks(cols, 32, GRID_X_MAX), blocks(rows, 8 * ROWS_PER_THREAD, 256), 1), block: (32, 8, 1) }
 }
 
 /// `channel_dots_planes`: one block column per channel, grid.y splitting its
 /// outer × inner elements.
 pub fn planes(per_channel: usize, channels: usize) -> Geometry {
-    Geometry { grid: (channels.max(1) as u32, blocks(per_channel, BLOCK as usize * 8, 64), 1), block: (BLOCK, 1, 1) }
+    Geometry { grid: (blocks(channels, 1, GRID_X_MAX), blocks(per_channel, BLOCK as usize * 8, 64), 1), block: (BLOCK, 1, 1) }
 }
 
 /// Rows per block of `softmax_xent_rows` (one warp each).
@@ -56,7 +60,7 @@ const WARPS_PER_BLOCK: u32 = 8;
 
 /// `softmax_xent_rows`: one warp per row.
 pub fn warp_per_row(rows: usize) -> Geometry {
-    Geometry { grid: (blocks(rows, WARPS_PER_BLOCK as usize, u32::MAX as usize), 1, 1), block: (32, WARPS_PER_BLOCK, 1) }
+    Geometry { grid: (blocks(rows, WARPS_PER_BLOCK as usize, GRID_X_MAX), 1, 1), block: (32, WARPS_PER_BLOCK, 1) }
 }
 
 /// Side of a Gram output tile and rows staged per step (kernels/covariance.cu).
@@ -71,7 +75,7 @@ pub fn gram(rows: usize, cols: usize, multiprocessors: usize) -> Geometry {
     let pairs = (tiles * (tiles + 1) / 2).max(1);
     let max_splits = rows.div_ceil(8 * GRAM_K).max(1);
     let splits = (2 * multiprocessors).div_ceil(pairs).clamp(1, max_splits.min(65535));
-    Geometry { grid: (pairs as u32, splits as u32, 1), block: (16, 16, 1) }
+    Geometry { grid: (blocks(pairs, 1, GRID_X_MAX), splits as u32, 1), block: (16, 16, 1) }
 }
 
 #[cfg(test)]
@@ -116,5 +120,16 @@ mod tests {
         // Many tiles already fill the device: no splits.
         assert_eq!(gram(8192, 4096, 108).grid.1, 1);
         assert_eq!(gram(0, 1, 1).grid, (1, 1, 1));
+    }
+
+    #[test]
+    fn no_grid_x_exceeds_what_the_driver_launches() {
+        // Sizes no memory holds, but whose block counts pass 2³¹−1 (and, for
+        // the columns, u32::MAX): each is capped, never wrapped or rejected by the driver.
+        let huge = 1usize << 42;
+        for g in [columns(1, huge), planes(1, huge), warp_per_row(huge), gram(1, 1 << 23, 1)] {
+            assert_eq!(g.grid.0 as usize, GRID_X_MAX, "{g:?}");
+        }
+        assert_eq!(planes(1, 0).grid.0, 1);
     }
 }

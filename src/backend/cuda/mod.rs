@@ -33,6 +33,7 @@ macro_rules! launch {
 }
 
 pub mod blas;
+pub mod compat;
 pub mod conv;
 pub mod dnn;
 pub mod launch;
@@ -42,6 +43,8 @@ pub mod solver;
 mod device;
 #[cfg(feature = "cuda-backend")]
 pub mod kernels;
+#[cfg(feature = "cuda-backend")]
+mod mem;
 #[cfg(feature = "cuda-backend")]
 mod ops;
 #[cfg(feature = "cuda-backend")]

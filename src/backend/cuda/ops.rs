@@ -2,8 +2,10 @@
 //! does it (src/backend/cpu), each op a few kernel launches on one stream.
 
 use super::blas;
+use super::conv::ConvPath;
 use super::device::{Device, DeviceInfo};
 use super::launch;
+use super::mem::{self, Mem};
 use super::solver::{self, Prepared};
 use super::NULL;
 use crate::backend::{AdamHyper, Backend, BatchStats, ChannelShape, Device as DeviceName, Gemm, SgdHyper, Window};
@@ -21,7 +23,7 @@ pub struct Cuda {
 /// written in place, which then copies it (so a clone behaves as the CPU's
 /// `Vec` clone does).
 #[derive(Clone, Debug)]
-pub struct CudaBuf(pub(super) Arc<CudaSlice<f32>>);
+pub struct CudaBuf(pub(super) Arc<Mem<f32>>);
 
 impl CudaBuf {
     pub fn slice(&self) -> &CudaSlice<f32> {
@@ -43,25 +45,61 @@ fn check_channels(op: &'static str, x: &CudaBuf, s: ChannelShape, per_channel: &
 
 impl Cuda {
     /// Opens `cuda:ordinal`: an error (never a panic) when the driver, cuBLAS
-    /// or the device is missing.
+    /// or the device is missing. Convolutions take the path `KAPPA_CONV` names.
     pub fn new(ordinal: usize) -> Result<Self> {
-        Ok(Cuda { dev: Arc::new(Device::open(ordinal)?) })
+        Self::with_conv(ordinal, ConvPath::from_env()?)
+    }
+
+    /// Opens `cuda:ordinal` with the convolutions on `conv`.
+    pub fn with_conv(ordinal: usize, conv: ConvPath) -> Result<Self> {
+        Ok(Cuda { dev: Arc::new(Device::open(ordinal, conv)?) })
     }
 
     pub fn info(&self) -> &DeviceInfo {
         &self.dev.info
     }
 
-    /// What runs the convolutions, for `kappa doctor`: with the `cudnn`
-    /// feature, an error naming libcudnn when it cannot be loaded.
-    pub fn convolutions(&self) -> Result<String> {
-        #[cfg(feature = "cudnn")]
-        {
-            let (major, minor, patch) = self.dev.dnn()?.version;
-            Ok(format!("cuDNN {major}.{minor}.{patch} (im2col + cuBLAS for shapes no algorithm fits the workspace cap)"))
-        }
+    /// What runs the convolutions, for `kappa doctor`.
+    pub fn convolutions(&self) -> String {
         #[cfg(not(feature = "cudnn"))]
-        Ok("im2col + cuBLAS (built without the `cudnn` feature)".to_string())
+        return "im2col + cuBLAS (built without the `cudnn` feature)".to_string();
+        #[cfg(feature = "cudnn")]
+        match self.dev.conv {
+            ConvPath::Im2col => format!("im2col + cuBLAS ({}=im2col)", super::conv::CONV_ENV),
+            ConvPath::Cudnn => {
+                match self.dev.dnn() {
+                    Ok(d) => {
+                        let (major, minor, patch) = d.version;
+                        format!("cuDNN {major}.{minor}.{patch} (per shape, the next algorithm, then im2col + cuBLAS, when one fails or none fits)")
+                    }
+                    Err(e) => format!("im2col + cuBLAS, as cuDNN is unusable: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Device memory in use at the peak since [`Cuda::reset_peak_memory`].
+    pub fn peak_memory(&self) -> Result<u64> {
+        self.dev.peak_memory()
+    }
+
+    pub fn reset_peak_memory(&self) -> Result<()> {
+        self.dev.reset_peak_memory()
+    }
+
+    /// The FP32 FMA and memory-bandwidth peaks from the driver's attributes;
+    /// None when an attribute is missing or the architecture unknown.
+    pub fn peaks(&self) -> Option<crate::backend::Peaks> {
+        use cudarc::driver::sys::CUdevice_attribute as A;
+        let get = |a| self.dev.attribute(a).ok().filter(|&v| v > 0).map(f64::from);
+        let (major, minor) = self.dev.info.compute_capability;
+        Some(crate::backend::Peaks::of(
+            self.dev.info.multiprocessors,
+            crate::backend::Peaks::fp32_lanes(major, minor)?,
+            get(A::CU_DEVICE_ATTRIBUTE_CLOCK_RATE)?,
+            get(A::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE)?,
+            get(A::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH)?,
+        ))
     }
 
     /// Waits for every launched op (for timing).
@@ -74,26 +112,27 @@ impl Cuda {
         &self.dev.stream
     }
 
-    pub(super) fn alloc<T: DeviceRepr>(&self, len: usize) -> Result<CudaSlice<T>> {
-        let s = &self.dev.stream;
+    pub(super) fn alloc<T: DeviceRepr>(&self, len: usize) -> Result<Mem<T>> {
         // SAFETY: every caller writes all `len` elements before reading them.
-        if len == 0 { s.null() } else { unsafe { s.alloc::<T>(len) } }.map_err(|e| self.dev.error("alloc", e))
+        unsafe { Mem::alloc(&self.dev.stream, len) }.map_err(|e| self.dev.error("alloc", e))
     }
 
-    pub(super) fn alloc_zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<CudaSlice<T>> {
-        let s = &self.dev.stream;
-        if len == 0 { s.null() } else { s.alloc_zeros::<T>(len) }.map_err(|e| self.dev.error("alloc", e))
-    }
-
-    pub(super) fn upload_as<T: DeviceRepr>(&self, host: &[T]) -> Result<CudaSlice<T>> {
-        if host.is_empty() {
-            return self.alloc(0);
+    pub(super) fn alloc_zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<Mem<T>> {
+        if !mem::allocates(len) {
+            return Ok(Mem::empty(&self.dev.stream));
         }
-        self.dev.stream.clone_htod(host).map_err(|e| self.dev.error("upload", e))
+        self.dev.stream.alloc_zeros::<T>(len).map(Mem::from).map_err(|e| self.dev.error("alloc", e))
+    }
+
+    pub(super) fn upload_as<T: DeviceRepr>(&self, host: &[T]) -> Result<Mem<T>> {
+        if !mem::allocates(host.len()) {
+            return Ok(Mem::empty(&self.dev.stream));
+        }
+        self.dev.stream.clone_htod(host).map(Mem::from).map_err(|e| self.dev.error("upload", e))
     }
 
     pub(super) fn download_as<T: DeviceRepr>(&self, buf: &CudaSlice<T>) -> Result<Vec<T>> {
-        if buf.len() == 0 {
+        if !mem::allocates(buf.len()) {
             return Ok(Vec::new());
         }
         self.dev.stream.clone_dtoh(buf).map_err(|e| self.dev.error("download", e))
@@ -108,7 +147,7 @@ impl Cuda {
         Ok(Arc::get_mut(&mut buf.0).expect("the buffer was just made unique"))
     }
 
-    pub(super) fn wrap(s: CudaSlice<f32>) -> CudaBuf {
+    pub(super) fn wrap(s: Mem<f32>) -> CudaBuf {
         CudaBuf(Arc::new(s))
     }
 
@@ -129,7 +168,7 @@ impl Cuda {
     }
 
     /// Per channel, f64 `(Σ a, Σ a·b)` (b = a when None), left on the device.
-    fn channel_dots(&self, a: &CudaBuf, b: Option<&CudaBuf>, s: ChannelShape) -> Result<(CudaSlice<f64>, CudaSlice<f64>)> {
+    fn channel_dots(&self, a: &CudaBuf, b: Option<&CudaBuf>, s: ChannelShape) -> Result<(Mem<f64>, Mem<f64>)> {
         let (mut sa, mut sab) = (self.alloc_zeros::<f64>(s.channels)?, self.alloc_zeros::<f64>(s.channels)?);
         if s.len() == 0 {
             return Ok((sa, sab));

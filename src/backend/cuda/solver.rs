@@ -58,6 +58,7 @@ pub use device::Solver;
 
 #[cfg(feature = "cuda-backend")]
 mod device {
+    use super::super::compat::{self, Library, BUILT_CUDA_MAJOR};
     use super::*;
     use crate::error::{Error, Result};
     use cudarc::cusolver::sys::{self, cublasFillMode_t, cusolverEigMode_t, cusolverStatus_t};
@@ -83,9 +84,7 @@ mod device {
         pub fn new(stream: Arc<CudaStream>) -> Result<Self> {
             // SAFETY: only checks whether the shared library can be opened.
             if !unsafe { sys::is_culib_present() } {
-                return Err(Error::CudaUnavailable(
-                    "libcusolver (cuSOLVER, for eigvalsh) was not found; install the CUDA toolkit's cuSOLVER".into(),
-                ));
+                return Err(Error::CudaUnavailable(compat::missing_library(Library::Cusolver, BUILT_CUDA_MAJOR)));
             }
             let handle = DnHandle::new(stream.clone()).map_err(|e| Error::Backend(format!("cuSOLVER handle: {e:?}")))?;
             Ok(Solver { handle, stream })

@@ -1,0 +1,145 @@
+"""The GPU run's PyTorch anchor: the workloads `kappa profile gpu` times, in
+PyTorch on the same GPU, fp32 with TF32 off, so scripts/gpu/run's summary can
+put the two side by side.
+
+- a training step (forward, backward, SGD with momentum) of the CIFAR
+  ResNet-20/56/110/1202 (type-A shortcuts, BN, He init) at batch 128, in img/s;
+- the Σx accumulation XᵀX of dense (N×C) and 3×3-patch (unfolded N·H·W × 9C)
+  activations, in GB/s and GFLOP/s counted as kappa counts them
+  (lower triangle: rows·K·(K+1) flops; the activation read once, K×K read and written);
+- torch.linalg.eigvalsh (cuSOLVER syevd) at n = 256, 576, 1152, 2304, 4608;
+- the peak device memory of the ResNet-1202 step.
+
+Usage: python3 scripts/gpu/torch_anchor.py --json OUT.json [--depths 20,56] [--quick]
+"""
+
+import argparse
+import json
+import sys
+import time
+
+
+def parse():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--json", required=True, help="where to write the figures")
+    p.add_argument("--depths", default="20,56,110,1202", help="CIFAR ResNet depths (6n+2)")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=10, help="timed steps per depth (after 3 warm-up steps)")
+    p.add_argument("--eig-sizes", default="256,576,1152,2304,4608")
+    return p.parse_args()
+
+
+def main():
+    args = parse()
+    try:
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+    except ImportError as e:
+        sys.exit(f"error: PyTorch is not importable ({e}); the anchor needs the image's torch")
+    if not torch.cuda.is_available():
+        sys.exit("error: torch.cuda.is_available() is false; the anchor runs on the GPU only")
+    # fp32 throughout: TF32 would round the products to 10-bit mantissas.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    dev = torch.device("cuda:0")
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.b1 = nn.BatchNorm2d(cout)
+            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.b2 = nn.BatchNorm2d(cout)
+            self.stride, self.pad = stride, cout - cin
+
+        def forward(self, x):
+            y = F.relu(self.b1(self.c1(x)))
+            y = self.b2(self.c2(y))
+            s = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
+            if self.pad:  # type-A shortcut: subsample, zero channels
+                s = F.pad(s, (0, 0, 0, 0, 0, self.pad))
+            return F.relu(y + s)
+
+    class ResNet(nn.Module):
+        def __init__(self, depth):
+            super().__init__()
+            n = (depth - 2) // 6
+            self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+            blocks, cin = [], 16
+            for i, cout in enumerate([16, 32, 64]):
+                for j in range(n):
+                    blocks.append(Block(cin, cout, 2 if i > 0 and j == 0 else 1))
+                    cin = cout
+            self.blocks = nn.Sequential(*blocks)
+            self.fc = nn.Linear(64, 10)
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+        def forward(self, x):
+            return self.fc(F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1).flatten(1))
+
+    def timed(fn, repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(repeats):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / repeats
+
+    out = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
+           "cudnn": torch.backends.cudnn.version(), "tf32": False, "train": [], "covariance": [], "eigvalsh": []}
+
+    for depth in [int(d) for d in args.depths.split(",") if d]:
+        torch.cuda.reset_peak_memory_stats()
+        model = ResNet(depth).to(dev)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
+        x = torch.randn(args.batch, 3, 32, 32, device=dev)
+        y = torch.randint(0, 10, (args.batch,), device=dev)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+
+        for _ in range(3):
+            step()
+        seconds = timed(step, args.steps)
+        out["train"].append({"depth": depth, "batch": args.batch, "seconds_per_step": seconds, "images_per_second": args.batch / seconds,
+                             "peak_bytes": torch.cuda.max_memory_allocated()})
+        print(f"resnet-{depth}: {args.batch / seconds:,.0f} img/s, peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB", flush=True)
+        del model, opt
+
+    # Σx: dense 1024×256 and the patches of a 128×16×32×32 and a 128×64×8×8 activation.
+    for n, c, h, w in [(1024, 256, 1, 1), (128, 16, 32, 32), (128, 64, 8, 8)]:
+        act = torch.randn(n, c, h, w, device=dev)
+        if h == 1:
+            m = act.reshape(n, c)
+        else:
+            m = F.unfold(act, 3, padding=1).transpose(1, 2).reshape(-1, 9 * c)
+        rows, k = m.shape
+        acc = torch.zeros(k, k, device=dev)
+        seconds = timed(lambda: acc.addmm_(m.t(), m, alpha=1.0 / rows), 20)
+        flops, nbytes = rows * k * (k + 1), 4.0 * n * c * h * w + 8.0 * k * k
+        out["covariance"].append({"shape": [n, c, h, w], "rows": rows, "k": k, "seconds": seconds,
+                                  "gflops": flops / seconds / 1e9, "gbytes_per_second": nbytes / seconds / 1e9,
+                                  "note": "full XᵀX (twice kappa's lower-triangle flops), counted as kappa counts"})
+        print(f"covariance {n}x{c}x{h}x{w}: {seconds * 1e3:.3f} ms", flush=True)
+
+    for n in [int(s) for s in args.eig_sizes.split(",") if s]:
+        a = torch.randn(n, n, device=dev)
+        a = a @ a.t() / n
+        torch.linalg.eigvalsh(a)
+        seconds = timed(lambda: torch.linalg.eigvalsh(a), 3)
+        out["eigvalsh"].append({"n": n, "seconds": seconds})
+        print(f"eigvalsh {n}: {seconds * 1e3:.2f} ms", flush=True)
+
+    with open(args.json, "w") as f:
+        json.dump(out, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

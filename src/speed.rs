@@ -1,0 +1,327 @@
+//! `kappa profile gpu`: the speed figures of the GPU acceptance run, generic
+//! over the backend (so the CPU runs the same code at small sizes): a CIFAR
+//! ResNet training step with and without analysis of every layer at every
+//! step (img/s), dense and patch Σx accumulation against the device's peaks
+//! (counted bytes and flops, see [`crate::profile::counts`]), `eigvalsh` at
+//! the sizes conv layers give (n = 9·C for C = 16…512), and the peak device
+//! memory of each training step.
+
+use crate::analysis::{AnalysisConfig, Analyzer, TrainingBatch};
+use crate::backend::{Backend, Device, Peaks};
+use crate::data::Batch;
+use crate::error::{Error, Result};
+use crate::profile::{counts, Shape};
+use crate::rng::Rng;
+use crate::scalar::Scalar;
+use crate::train::{Labels, TrainConfig, Trainer};
+use serde::Serialize;
+use serde_json::json;
+use std::path::Path;
+use std::time::Instant;
+
+/// How a backend times work and reports memory.
+pub trait Clock {
+    /// Seconds `work` takes on the device (all of it finished).
+    fn seconds(&self, work: &mut dyn FnMut() -> Result<()>) -> Result<f64>;
+    /// Starts a fresh peak-memory count.
+    fn reset_peak(&self) -> Result<()>;
+    /// Bytes of device memory in use at the peak since [`Clock::reset_peak`]; None on the CPU.
+    fn peak_bytes(&self) -> Result<Option<u64>>;
+}
+
+/// The CPU: wall time, no device memory.
+pub struct WallClock;
+
+impl Clock for WallClock {
+    fn seconds(&self, work: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+        let t = Instant::now();
+        work()?;
+        Ok(t.elapsed().as_secs_f64())
+    }
+    fn reset_peak(&self) -> Result<()> {
+        Ok(())
+    }
+    fn peak_bytes(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+}
+
+/// A CUDA device: CUDA events around the work on its stream, and its
+/// memory pool's high-water mark.
+#[cfg(feature = "cuda-backend")]
+impl Clock for crate::backend::cuda::Cuda {
+    fn seconds(&self, work: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+        use cudarc::driver::sys::CUevent_flags;
+        let stream = self.stream();
+        let err = |e: cudarc::driver::DriverError| Error::Backend(format!("CUDA events: {e}"));
+        let event = || stream.context().new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(err);
+        let (start, end) = (event()?, event()?);
+        start.record(stream).map_err(err)?;
+        work()?;
+        end.record(stream).map_err(err)?;
+        end.synchronize().map_err(err)?;
+        Ok(start.elapsed_ms(&end).map_err(err)? as f64 / 1e3)
+    }
+    fn reset_peak(&self) -> Result<()> {
+        self.synchronize()?;
+        self.reset_peak_memory()
+    }
+    fn peak_bytes(&self) -> Result<Option<u64>> {
+        self.synchronize()?;
+        self.peak_memory().map(Some)
+    }
+}
+
+/// What to measure; the defaults are the issue's, the tests' are tiny.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub depths: Vec<usize>,
+    pub batch: usize,
+    /// Timed steps per depth, after two warm-up steps.
+    pub steps: usize,
+    /// Activation shapes N,C,H,W for Σx (H = W = 1: dense).
+    pub covariance: Vec<[usize; 4]>,
+    pub eig_sizes: Vec<usize>,
+}
+
+impl Plan {
+    pub fn full() -> Plan {
+        Plan {
+            depths: vec![20, 56, 110, 1202],
+            batch: 128,
+            steps: 5,
+            covariance: vec![[1024, 256, 1, 1], [128, 16, 32, 32], [128, 64, 8, 8]],
+            eig_sizes: vec![256, 576, 1152, 2304, 4608],
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepSpeed {
+    pub depth: usize,
+    pub batch: usize,
+    pub images_per_second: f64,
+    /// With Σx, Σ∇h, spectra and diagnostics of every layer at every step.
+    pub images_per_second_analysed: f64,
+    /// Extra time of the analysis, in training steps.
+    pub analysis_overhead: f64,
+    pub peak_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CovarianceSpeed {
+    pub shape: [usize; 4],
+    pub rows: usize,
+    pub k: usize,
+    pub seconds: f64,
+    pub gflops: f64,
+    pub gbytes_per_second: f64,
+    /// Achieved over the bound that binds (bandwidth or FMA), when peaks are known.
+    pub fraction_of_bound: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EigSpeed {
+    pub n: usize,
+    pub seconds: f64,
+}
+
+fn synthetic_batch(rows: usize, dims: &[usize], classes: usize, seed: u64) -> Batch {
+    let mut r = Rng::new(seed, 1);
+    let per: usize = dims.iter().product();
+    Batch {
+        images: (0..rows * per).map(|_| r.normal() as f32).collect(),
+        labels: (0..rows).map(|i| (i % classes) as u32).collect(),
+        dims: [&[rows][..], dims].concat(),
+    }
+}
+
+/// One depth's training step on `backend`, plain and analysed every step.
+pub fn step_speed<B: Backend>(backend: &B, clock: &dyn Clock, depth: usize, plan: &Plan) -> Result<StepSpeed> {
+    let cfg =
+        TrainConfig { model: "resnet".into(), depth, batch_size: plan.batch, data: "synthetic-cifar".into(), ..TrainConfig::default() };
+    let dims = [3, 32, 32];
+    clock.reset_peak()?;
+    let mut trainer = Trainer::new(backend, &cfg, &dims, 10)?;
+    let batch = synthetic_batch(plan.batch, &dims, 10, depth as u64);
+    for _ in 0..2 {
+        trainer.step(&batch, 0.01)?;
+    }
+    let plain = clock.seconds(&mut || (0..plan.steps).try_for_each(|_| trainer.step(&batch, 0.01).map(drop)))? / plan.steps as f64;
+    let mut analyzer = Analyzer::new(AnalysisConfig { every: 1, ..AnalysisConfig::default() }, 0, None)?;
+    let mut analysed_step = |it: usize| -> Result<()> {
+        let (_, grads) = trainer.gradients(&batch, Labels::True, true)?;
+        analyzer.analyze(&mut trainer, TrainingBatch { batch: &batch, grads: &grads }, &[], it, 0)?;
+        trainer.apply(&grads, 0.01)
+    };
+    analysed_step(0)?;
+    let analysed = clock.seconds(&mut || (1..=plan.steps).try_for_each(&mut analysed_step))? / plan.steps as f64;
+    Ok(StepSpeed {
+        depth,
+        batch: plan.batch,
+        images_per_second: plan.batch as f64 / plain,
+        images_per_second_analysed: plan.batch as f64 / analysed,
+        analysis_overhead: analysed / plain - 1.0,
+        peak_bytes: clock.peak_bytes()?,
+    })
+}
+
+/// Σx accumulation of one activation shape, rated against `peaks`.
+pub fn covariance_speed<B: Backend>(
+    backend: &B,
+    clock: &dyn Clock,
+    [n, c, h, w]: [usize; 4],
+    peaks: Option<Peaks>,
+) -> Result<CovarianceSpeed> {
+    let s = Shape { n, c, h, w };
+    let (rows, k) = s.matrix();
+    let mut r = Rng::new(0, 0);
+    let x = backend.upload(&(0..n * c * h * w).map(|_| B::Elem::from_f64(r.normal())).collect::<Vec<_>>())?;
+    let mut acc = backend.zeros(k * k)?;
+    let mut once = || match s.is_dense() {
+        true => backend.gram_lower(&mut acc, &x, rows, k, 1.0 / rows as f64),
+        false => backend.gram_lower_patches(&mut acc, &x, s.window(), 1.0 / rows as f64),
+    };
+    once()?; // loads the kernels
+    let repeats = 5;
+    let seconds = clock.seconds(&mut || (0..repeats).try_for_each(|_| once()))? / repeats as f64;
+    let cnt = counts(s);
+    let (flops, bytes) = (cnt.gram_flops / seconds, cnt.gram_bytes / seconds);
+    // The bound that binds is the one the kernel would hit first at its counts.
+    let fraction_of_bound = peaks.map(|p| {
+        let bound = (cnt.gram_flops / p.fp32_flops).max(cnt.gram_bytes / p.bytes_per_second);
+        bound / seconds
+    });
+    Ok(CovarianceSpeed { shape: [n, c, h, w], rows, k, seconds, gflops: flops / 1e9, gbytes_per_second: bytes / 1e9, fraction_of_bound })
+}
+
+/// `eigvalsh` of one n×n second moment (eigvalsh returns to the host, so it is finished when timed).
+pub fn eig_speed<B: Backend>(backend: &B, clock: &dyn Clock, n: usize) -> Result<EigSpeed> {
+    let mut r = Rng::new(1, 0);
+    let rows = n + 8;
+    let x = backend.upload(&(0..rows * n).map(|_| B::Elem::from_f64(r.normal())).collect::<Vec<_>>())?;
+    let mut acc = backend.zeros(n * n)?;
+    backend.gram_lower(&mut acc, &x, rows, n, 1.0 / rows as f64)?;
+    backend.eigvalsh(&[(&acc, n)])?;
+    let seconds = clock.seconds(&mut || backend.eigvalsh(&[(&acc, n)]).map(drop))?;
+    Ok(EigSpeed { n, seconds })
+}
+
+/// Every figure of `plan` on `backend`; a failing part is recorded as its
+/// error and the rest still runs.
+pub fn measure<B: Backend>(backend: &B, clock: &dyn Clock, plan: &Plan, peaks: Option<Peaks>) -> serde_json::Value {
+    let as_json = |r: Result<serde_json::Value>| r.unwrap_or_else(|e| json!({ "error": e.to_string() }));
+    let mut train = Vec::new();
+    for &depth in &plan.depths {
+        let r = step_speed(backend, clock, depth, plan);
+        match &r {
+            Ok(s) => println!(
+                "resnet-{depth} batch {}: {:>9.1} img/s, analysed every step {:>9.1} img/s (+{:.2} steps), peak {}",
+                s.batch,
+                s.images_per_second,
+                s.images_per_second_analysed,
+                s.analysis_overhead,
+                s.peak_bytes.map_or("n/a".into(), |b| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64))
+            ),
+            Err(e) => println!("resnet-{depth}: FAILED: {e}"),
+        }
+        train.push(as_json(r.map(|s| json!(s))));
+    }
+    let mut covariance = Vec::new();
+    for &shape in &plan.covariance {
+        let r = covariance_speed(backend, clock, shape, peaks);
+        match &r {
+            Ok(c) => println!(
+                "covariance {:?} ({}×{}): {:.3} ms, {:.1} GFLOP/s, {:.1} GB/s{}",
+                c.shape,
+                c.rows,
+                c.k,
+                c.seconds * 1e3,
+                c.gflops,
+                c.gbytes_per_second,
+                c.fraction_of_bound.map_or(String::new(), |f| format!(", {:.0}% of its bound", 100.0 * f))
+            ),
+            Err(e) => println!("covariance {shape:?}: FAILED: {e}"),
+        }
+        covariance.push(as_json(r.map(|c| json!(c))));
+    }
+    let mut eig = Vec::new();
+    for &n in &plan.eig_sizes {
+        let r = eig_speed(backend, clock, n);
+        match &r {
+            Ok(e) => println!("eigvalsh n = {n}: {:.2} ms", e.seconds * 1e3),
+            Err(e) => println!("eigvalsh n = {n}: FAILED: {e}"),
+        }
+        eig.push(as_json(r.map(|e| json!(e))));
+    }
+    json!({ "plan": plan, "peaks": peaks, "train": train, "covariance": covariance, "eigvalsh": eig })
+}
+
+/// Whether any figure of a [`measure`] result is an error.
+pub fn any_failed(v: &serde_json::Value) -> bool {
+    ["train", "covariance", "eigvalsh"].iter().any(|k| v[k].as_array().is_some_and(|a| a.iter().any(|x| x.get("error").is_some())))
+}
+
+/// `kappa profile gpu`: measures `plan` on `device`, prints every figure and
+/// writes them to `json`; an error when any part failed.
+pub fn run(device: &str, plan: &Plan, json: Option<&Path>) -> Result<()> {
+    let (mut value, label) = match device.parse::<Device>()? {
+        Device::Cpu => (measure(&crate::backend::cpu::Cpu::<f32>::new(), &WallClock, plan, None), "cpu".to_string()),
+        #[cfg(feature = "cuda-backend")]
+        Device::Cuda(i) => {
+            let dev = crate::backend::cuda::Cuda::new(i)?;
+            let peaks = dev.peaks();
+            (measure(&dev, &dev, plan, peaks), format!("cuda:{i} ({})", dev.info().name))
+        }
+        #[cfg(not(feature = "cuda-backend"))]
+        Device::Cuda(i) => return Err(Error::CudaNotCompiled(i)),
+    };
+    value["device"] = json!(label);
+    if let Some(path) = json {
+        crate::doctor::write_json(path, &value)?;
+    }
+    match any_failed(&value) {
+        true => Err(Error::Backend(format!("profile gpu on {label}: some measurements failed (see above)"))),
+        false => Ok(()),
+    }
+}
+
+/// Parses a comma-separated list of positive whole numbers given for `flag`.
+pub fn parse_list(flag: &'static str, s: &str) -> Result<Vec<usize>> {
+    s.split(',')
+        .map(|p| p.trim().parse::<usize>().ok().filter(|&v| v > 0))
+        .collect::<Option<Vec<_>>>()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Error::arg(flag, format!("'{s}' is not a comma-separated list of positive whole numbers")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::Cpu;
+
+    #[test]
+    fn lists_parse_or_name_their_flag() {
+        assert_eq!(parse_list("--depths", "20, 56").unwrap(), [20, 56]);
+        for bad in ["", "20,,56", "x", "0"] {
+            assert!(parse_list("--depths", bad).unwrap_err().to_string().contains("--depths"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_figure_is_measured_on_the_cpu_at_small_sizes() {
+        let plan = Plan { depths: vec![8], batch: 4, steps: 1, covariance: vec![[16, 8, 1, 1], [2, 3, 6, 6]], eig_sizes: vec![12] };
+        let peaks = Some(Peaks { fp32_flops: 1e12, bytes_per_second: 1e11 });
+        let v = measure(&Cpu::<f32>::new(), &WallClock, &plan, peaks);
+        assert!(!any_failed(&v), "{v}");
+        let t = &v["train"][0];
+        assert!(t["images_per_second"].as_f64().unwrap() > 0.0 && t["images_per_second_analysed"].as_f64().unwrap() > 0.0, "{t}");
+        assert!(t["peak_bytes"].is_null());
+        assert_eq!(v["covariance"][1]["k"], 27);
+        assert!(v["covariance"][0]["fraction_of_bound"].as_f64().unwrap() > 0.0);
+        assert!(v["eigvalsh"][0]["seconds"].as_f64().unwrap() > 0.0);
+        // A depth the family rejects is one recorded error, not an abort.
+        let bad = measure(&Cpu::<f32>::new(), &WallClock, &Plan { depths: vec![7], eig_sizes: vec![], covariance: vec![], ..plan }, None);
+        assert!(any_failed(&bad) && bad["train"][0]["error"].as_str().unwrap().contains("depth"), "{bad}");
+    }
+}
