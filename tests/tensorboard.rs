@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod common;
-use common::{succeed, TempDir};
+use common::{assert_error, kappa, succeed, TempDir};
 
 /// Per tag, its (step, value) points in the order written.
 type Scalars = BTreeMap<String, Vec<(u64, f32)>>;
@@ -267,4 +267,14 @@ print(json.dumps({"scalars": scalars, "texts": texts}))
     assert_eq!(scalars, want_scalars);
     assert_eq!(texts, want_texts);
     assert!(scalars.len() >= 25 && !texts.is_empty(), "{:?}", scalars.keys());
+}
+
+#[test]
+fn a_tensorboard_folder_that_cannot_be_made_is_an_error_before_the_run_starts() {
+    let dir = TempDir::new("tb-bad");
+    let file = dir.write("file", b"");
+    let (out, tb) = (dir.path().join("run"), file.join("tb"));
+    let o = kappa(&["train", "--iterations", "1", "--out", out.to_str().unwrap(), "--tensorboard", tb.to_str().unwrap()]);
+    assert_error(&o, &["tb", "cannot create the TensorBoard directory"]);
+    assert!(!out.exists(), "a refused run left {} behind", out.display());
 }

@@ -223,6 +223,11 @@ pub fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> 
         }
     }
 
+    // Before the run directory, so a TensorBoard folder that cannot be made leaves nothing half-written.
+    let board = opts.tensorboard.as_deref().map(Board::create).transpose()?;
+    if let (Some(b), Some(dir)) = (&board, &opts.tensorboard) {
+        println!("TensorBoard events: {} (tensorboard --logdir {})", b.path().display(), dir.display());
+    }
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::data(&cfg.out, format!("cannot create the run directory: {e}")))?;
     let mut log = match resumed {
         Some(_) => MetricsLog::append(&cfg.out)?,
@@ -266,10 +271,6 @@ pub fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> 
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} it  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let board = opts.tensorboard.as_deref().map(Board::create).transpose()?;
-    if let (Some(b), Some(dir)) = (&board, &opts.tensorboard) {
-        println!("TensorBoard events: {} (tensorboard --logdir {})", b.path().display(), dir.display());
-    }
     let mut out = Output { log, board, bar, last_analysis: Vec::new() };
     let start = Instant::now();
     let mut summary = Summary {
