@@ -21,6 +21,7 @@ use crate::backend::cpu::Cpu;
 use crate::backend::Backend;
 use crate::checkpoint::{self, TensorFile};
 use crate::error::{Error, Result};
+use crate::record::Record;
 use crate::train::{self, RunOptions, TrainConfig};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -135,15 +136,11 @@ pub fn read_figures(run: &Path) -> Result<RunFigures> {
     let text = std::fs::read_to_string(&path).map_err(|e| Error::data(&path, format!("cannot read: {e}")))?;
     let mut out = RunFigures::default();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::data(&path, format!("not a JSON line: {e}")))?;
-        match v["kind"].as_str() {
-            Some("train") => {
-                let it = v["iteration"].as_u64().unwrap_or(0) as usize;
-                out.losses.insert(it, v["loss"].as_f64().unwrap_or(f64::NAN));
+        match serde_json::from_str(line).map_err(|e| Error::data(&path, format!("not a metrics record: {e}")))? {
+            Record::Train(r) => {
+                out.losses.insert(r.iteration, r.loss.unwrap_or(f64::NAN));
             }
-            Some("analysis") => {
-                out.analysis.push(serde_json::from_value(v).map_err(|e| Error::data(&path, format!("an analysis record: {e}")))?)
-            }
+            Record::Analysis(r) => out.analysis.push(*r),
             _ => {}
         }
     }

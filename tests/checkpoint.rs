@@ -64,11 +64,13 @@ fn run_state(iteration: usize) -> RunState {
         iteration,
         batches_per_epoch: 8,
         window: Window { loss: 2.0 / 3.0, correct: 17, examples: 64, steps: 2 },
-        train_loss: Some(0.1 + 0.2),
-        train_accuracy: None,
-        test_loss: Some(f64::MIN_POSITIVE),
-        test_accuracy: Some(1.0 / 7.0),
-        test_top5_accuracy: Some(0.9),
+        headline: kappa::record::Headline {
+            train_loss: Some(0.1 + 0.2),
+            train_accuracy: None,
+            test_loss: Some(f64::MIN_POSITIVE),
+            test_accuracy: Some(1.0 / 7.0),
+            test_top5_accuracy: Some(0.9),
+        },
         forwards: u64::MAX - 3,
         alerts: kappa::analysis::AlertsState {
             dominated: vec!["layers.1".into()],

@@ -303,7 +303,7 @@ fn records_serialise_in_the_report_schema_and_print() {
     let be = B::new();
     let mut t = trainer(&be, 2, 4, false, 5, 3);
     let records = exact::exact_curvature(&mut t, &random_batch(6, 5, 3, 4), &opts(6)).unwrap();
-    let json = serde_json::to_value(&records[0]).unwrap();
+    let json = serde_json::to_value(kappa::record::Record::Exact(Box::new(records[0].clone()))).unwrap();
     let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys, ["block", "exact", "iteration", "kind", "kronecker", "matrix"]);
     assert_eq!((json["kind"].as_str(), json["matrix"].as_str(), json["block"].as_str()), (Some("exact"), Some("fim"), Some("full")));

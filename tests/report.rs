@@ -332,3 +332,38 @@ fn runs_that_never_train_are_left_out_of_the_test_error_table() {
     assert!(!md.contains("Test error over seeds") && summary.tables.is_empty(), "{md}");
     assert!(!dir.join("alone/test_error.csv").exists());
 }
+
+/// A run directory as `kappa train` wrote it before the record schema was
+/// one type (keys in alphabetical order, a resumed leg, alerts, a diverged run).
+fn todays_format(run: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/todays-run-format").join(run)
+}
+
+#[test]
+fn runs_written_in_todays_format_load_and_every_field_reads_back() {
+    use kappa::record::Record;
+    use kappa::report::read::Run;
+    for name in ["run", "diverged"] {
+        let dir = todays_format(name);
+        // Every line is a record the schema knows, and nothing in it is lost.
+        for line in read(&dir.join("metrics.jsonl")).lines() {
+            let record: Record = serde_json::from_str(line).unwrap();
+            assert!(!matches!(record, Record::Other), "{line}");
+            assert_eq!(serde_json::to_value(&record).unwrap(), serde_json::from_str::<Value>(line).unwrap(), "{line}");
+        }
+    }
+    let run = Run::load(&todays_format("run")).unwrap();
+    assert!(run.malformed.is_empty(), "{:?}", run.malformed);
+    // Resumed at 5 and taken to 7: the first leg's records past 5 are superseded.
+    assert_eq!(run.train.iter().map(|r| r.iteration).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(run.eval.iter().map(|r| r.iteration).collect::<Vec<_>>(), [4, 5, 7]);
+    assert_eq!(run.analysis.iter().map(|r| r.iteration).collect::<Vec<_>>(), [0, 0, 0, 2, 2, 2, 4, 4, 4, 6, 6, 6]);
+    assert!(run.analysis.iter().all(|a| a.sigma_x.lambda_max > 0.0 && a.fim.lambda_max > 0.0 && a.weight.is_some()));
+    let alerts: Vec<(usize, &str)> = run.alerts.iter().map(|a| (a.iteration, a.alert.as_str())).collect();
+    assert_eq!(alerts[..3], [(0, "weight-domination"); 3]);
+    assert!(run.alerts.iter().all(|a| !a.layer.is_empty() && !a.detail.is_empty()), "{:?}", run.alerts);
+    let summary = run.summary.as_ref().unwrap();
+    assert_eq!((summary.iterations, summary.headline.test_accuracy), (Some(7), Some(0.0625)));
+    let diverged = Run::load(&todays_format("diverged")).unwrap();
+    assert_eq!((diverged.diverged_at, diverged.train.last().map(|t| (t.loss, t.diverged))), (Some(2), Some((None, true))));
+}

@@ -34,9 +34,8 @@ impl Alerts {
 
     pub fn check(&mut self, r: &LayerRecord) -> Vec<Alert> {
         let mut out = Vec::new();
-        let mut raise = |alert: &str, detail: String| {
-            out.push(Alert { kind: "alert".into(), iteration: r.iteration, layer: r.layer.clone(), alert: alert.into(), detail })
-        };
+        let mut raise =
+            |alert: &str, detail: String| out.push(Alert { iteration: r.iteration, layer: r.layer.clone(), alert: alert.into(), detail });
         if let Some(w) = &r.weight {
             let now = w.ratio < self.threshold;
             if now && self.dominated.insert(r.layer.clone()) {

@@ -150,7 +150,6 @@ impl Analyzer {
             let sigma_x = Spectrum::of_second_moment(&ex, eps, m.samples_x, &self.config.kappa_p);
             let sigma_grad = Spectrum::of_second_moment(&eg, eps, m.samples_grad, &self.config.kappa_p);
             let record = LayerRecord {
-                kind: "analysis".into(),
                 iteration,
                 epoch,
                 mode: self.config.mode,

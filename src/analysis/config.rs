@@ -5,14 +5,25 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Which labels the output-gradient second moment Σ∇h is taken under.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// True labels: the empirical second moment M; reuses the training backward.
+    #[default]
     Empirical,
     /// Labels sampled from the model's softmax: the Fisher; one extra backward
     /// per analysis batch, which leaves the training trajectory untouched.
     Fisher,
+}
+
+impl Mode {
+    /// As the log and the command line spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Empirical => "empirical",
+            Mode::Fisher => "fisher",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

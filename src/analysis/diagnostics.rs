@@ -3,15 +3,21 @@
 
 use crate::backend::{Backend, Gemm};
 use crate::error::Result;
+use crate::lenient;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+/// Read back leniently: a float a log lacks or holds as `null` is NaN.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WeightStats {
+    #[serde(default = "lenient::nan", deserialize_with = "lenient::float")]
     pub sigma_max: f64,
+    #[serde(default = "lenient::nan", deserialize_with = "lenient::float")]
     pub grad_sigma_max: f64,
     /// σmax(∂L/∂W) / σmax(W): small means the weight dominates its gradient.
+    #[serde(default = "lenient::nan", deserialize_with = "lenient::float")]
     pub ratio: f64,
+    #[serde(default = "lenient::nan", deserialize_with = "lenient::float")]
     pub frobenius: f64,
 }
 
@@ -36,12 +42,16 @@ pub fn gram<B: Backend>(backend: &B, w: &Tensor<B>) -> Result<(B::Buf, usize)> {
     }
 }
 
+/// Read back leniently, as [`WeightStats`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NeuronStats {
+    #[serde(default)]
     pub units: usize,
     /// Units whose ReLU output is 0 for every analysed example.
+    #[serde(default = "lenient::nan", deserialize_with = "lenient::float")]
     pub dead_fraction: f64,
     /// Units whose ReLU output is positive for every analysed example.
+    #[serde(default = "lenient::nan", deserialize_with = "lenient::float")]
     pub full_fraction: f64,
 }
 

@@ -47,8 +47,6 @@ pub struct ExactOptions {
 /// Kronecker approximation from the same N examples and labels.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExactRecord {
-    /// Always `"exact"`.
-    pub kind: String,
     /// Set by the caller: updates made before the measured state.
     pub iteration: usize,
     /// `"fim"` (labels sampled from the model) or `"m"` (true labels).
@@ -151,7 +149,6 @@ fn measure<B: Backend>(backend: &B, model: &mut dyn Model<B>, batch: &Batch, opt
     Ok(solves
         .into_iter()
         .map(|s| ExactRecord {
-            kind: "exact".into(),
             iteration: 0,
             matrix: s.matrix.into(),
             block: s.block,

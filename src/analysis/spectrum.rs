@@ -1,17 +1,23 @@
 //! What a spectrum says about conditioning: λmax, the smallest non-zero
 //! eigenvalue, the numerical rank and the generalised condition numbers κ_p.
 
+use crate::lenient;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The conditioning summary of one symmetric PSD matrix.
+/// The conditioning summary of one symmetric PSD matrix. Read back
+/// leniently: a float a log lacks or holds as `null` is NaN, a count it lacks 0.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Spectrum {
+    #[serde(default)]
     pub dim: usize,
+    #[serde(default = "lenient::nan", deserialize_with = "lenient::float")]
     pub lambda_max: f64,
     /// The smallest eigenvalue above `tolerance` (0 when the matrix is zero).
+    #[serde(default = "lenient::nan", deserialize_with = "lenient::float")]
     pub lambda_min: f64,
     /// Eigenvalues above `tolerance`.
+    #[serde(default)]
     pub rank: usize,
     /// `max(dim, √samples) · ε · λmax`, ε the machine epsilon of the type the
     /// matrix was accumulated in and `samples` the terms summed into it:
@@ -19,13 +25,15 @@ pub struct Spectrum {
     /// `matrix_rank` rule, with the summation's rounding growing as √terms,
     /// as it does for the blocked sums of a GEMM; a conv layer sums 10⁵–10⁶
     /// patch terms, where a linear bound would call every layer rank deficient).
+    #[serde(default = "lenient::nan", deserialize_with = "lenient::float")]
     pub tolerance: f64,
     /// The terms summed into the matrix (examples, or conv positions); 0 when
-    /// not a sum of outer products. Fewer than `dim` caps the rank at it.
+    /// not a sum of outer products (or not logged). Fewer than `dim` caps the rank at it.
     #[serde(default)]
     pub samples: usize,
     /// κ_p = λmax / λ_(p·d), keyed by p in percent; `None` when λ_(p·d) is
     /// numerically zero (κ is infinite).
+    #[serde(default)]
     pub kappa: BTreeMap<String, Option<f64>>,
     /// λmax / λmin over the non-zero eigenvalues.
     pub kappa_nonzero: Option<f64>,
@@ -80,11 +88,19 @@ pub fn percent_key(p: f64) -> String {
 /// and κ(F) = κ(Σx)·κ(Σ∇h).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Kronecker {
+    #[serde(default = "lenient::nan", deserialize_with = "lenient::float")]
     pub lambda_max: f64,
     /// Product of the two full condition numbers (over non-zero eigenvalues).
     pub kappa_nonzero: Option<f64>,
     /// Product of κ_100 (infinite when either factor is rank deficient).
     pub kappa_full: Option<f64>,
+}
+
+/// Nothing measured, as a log without the sub-FIM reads.
+impl Default for Kronecker {
+    fn default() -> Self {
+        Kronecker { lambda_max: f64::NAN, kappa_nonzero: None, kappa_full: None }
+    }
 }
 
 impl Kronecker {

@@ -7,6 +7,7 @@
 
 use crate::analysis::AlertsState;
 use crate::error::{Error, Result};
+use crate::record::Headline;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
@@ -28,11 +29,7 @@ pub struct RunState {
     pub iteration: usize,
     pub batches_per_epoch: usize,
     pub window: Window,
-    pub train_loss: Option<f64>,
-    pub train_accuracy: Option<f64>,
-    pub test_loss: Option<f64>,
-    pub test_accuracy: Option<f64>,
-    pub test_top5_accuracy: Option<f64>,
+    pub headline: Headline,
     /// The model's training forwards, which key its dropout masks.
     pub forwards: u64,
     pub alerts: AlertsState,
@@ -58,14 +55,7 @@ impl RunState {
         put("window_examples", self.window.examples.to_string());
         put("window_steps", self.window.steps.to_string());
         put("model_forwards", self.forwards.to_string());
-        let figures = [
-            ("train_loss", self.train_loss),
-            ("train_accuracy", self.train_accuracy),
-            ("test_loss", self.test_loss),
-            ("test_accuracy", self.test_accuracy),
-            ("test_top5_accuracy", self.test_top5_accuracy),
-        ];
-        for (key, value) in figures {
+        for (key, value) in self.headline.named() {
             if let Some(v) = value {
                 put(key, v.to_string());
             }
@@ -89,11 +79,13 @@ impl RunState {
                 examples: count("window_examples")?,
                 steps: count("window_steps")?,
             },
-            train_loss: optional("train_loss")?,
-            train_accuracy: optional("train_accuracy")?,
-            test_loss: optional("test_loss")?,
-            test_accuracy: optional("test_accuracy")?,
-            test_top5_accuracy: optional("test_top5_accuracy")?,
+            headline: Headline {
+                train_loss: optional("train_loss")?,
+                train_accuracy: optional("train_accuracy")?,
+                test_loss: optional("test_loss")?,
+                test_accuracy: optional("test_accuracy")?,
+                test_top5_accuracy: optional("test_top5_accuracy")?,
+            },
             forwards: count("model_forwards")? as u64,
             alerts: serde_json::from_str(required("alerts")?)
                 .map_err(|e| Error::data(path, format!("metadata alerts: expected the alerts' JSON state: {e}")))?,

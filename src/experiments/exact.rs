@@ -4,6 +4,7 @@
 use super::claims::{show, Claim, Evidence, Verdict};
 use super::measures::{missing, run};
 use super::{mlp_config, DataChoice, Needs, Plan, Preset, Scale};
+use crate::lenient::known;
 use crate::nn::Init;
 use crate::train::{Dtype, TrainConfig};
 use std::path::PathBuf;
@@ -85,9 +86,9 @@ fn exact_lambda(ev: &Evidence, name: &str, matrix: &str, block: &str, kronecker:
     let first = r.exact.iter().map(|e| e.iteration).min()?;
     let e = r.exact.iter().find(|e| e.iteration == first && e.matrix == matrix && e.block == block)?;
     if kronecker {
-        e.kronecker.as_ref()?.lambda_max
+        known(e.kronecker.as_ref()?.lambda_max)
     } else {
-        e.exact.lambda_max
+        known(e.exact.lambda_max)
     }
 }
 

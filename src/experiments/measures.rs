@@ -3,8 +3,10 @@
 //! final training losses in order.
 
 use super::claims::{show, Evidence, Verdict};
+use crate::analysis::LayerRecord;
+use crate::lenient::known;
 use crate::report::geometric_mean;
-use crate::report::read::{Analysis, Run};
+use crate::report::read::Run;
 
 /// The run named `base`, or the kept run of its learning-rate sweep (`base-lrRATE`).
 pub fn run<'a>(ev: &Evidence<'a>, base: &str) -> Option<&'a Run> {
@@ -25,26 +27,26 @@ pub fn analysed(run: &Run) -> Vec<usize> {
 }
 
 /// The layers analysed at `iteration` (first analysis mode), bottom first.
-pub fn layers_at(run: &Run, iteration: usize) -> Vec<&Analysis> {
+pub fn layers_at(run: &Run, iteration: usize) -> Vec<&LayerRecord> {
     let Some((_, records)) = run.analysis_by_mode().into_iter().next() else { return vec![] };
-    let mut layers: Vec<&Analysis> = records.into_iter().filter(|a| a.iteration == iteration).collect();
+    let mut layers: Vec<&LayerRecord> = records.into_iter().filter(|a| a.iteration == iteration).collect();
     layers.sort_by_key(|a| a.index);
     layers
 }
 
 /// κ_50 of Σx over the layers, as a geometric mean (κ spans decades).
-pub fn kappa50_x(layers: &[&Analysis]) -> Option<f64> {
+pub fn kappa50_x(layers: &[&LayerRecord]) -> Option<f64> {
     geometric_mean(layers.iter().filter_map(|a| a.sigma_x.kappa.get("50").copied().flatten()))
 }
 
 /// κ_50 of Σ∇h over the layers, as a geometric mean.
-pub fn kappa50_grad(layers: &[&Analysis]) -> Option<f64> {
+pub fn kappa50_grad(layers: &[&LayerRecord]) -> Option<f64> {
     geometric_mean(layers.iter().filter_map(|a| a.sigma_grad.kappa.get("50").copied().flatten()))
 }
 
 /// λmax(Σx) of the last linear layer's input.
-pub fn last_lambda_x(layers: &[&Analysis]) -> Option<f64> {
-    layers.iter().find(|a| a.last).and_then(|a| a.sigma_x.lambda_max)
+pub fn last_lambda_x(layers: &[&LayerRecord]) -> Option<f64> {
+    layers.iter().find(|a| a.last).and_then(|a| known(a.sigma_x.lambda_max))
 }
 
 /// The last finite training loss, `None` when the run diverged.
@@ -56,7 +58,7 @@ pub fn final_loss(run: &Run) -> Option<f64> {
 }
 
 /// `(low, high)` at every analysis both runs have a value for.
-fn paired(low: &Run, high: &Run, value: fn(&[&Analysis]) -> Option<f64>) -> Vec<(usize, f64, f64)> {
+fn paired(low: &Run, high: &Run, value: fn(&[&LayerRecord]) -> Option<f64>) -> Vec<(usize, f64, f64)> {
     let high_its = analysed(high);
     analysed(low)
         .into_iter()
@@ -79,7 +81,7 @@ fn listed(pairs: &[(usize, f64, f64)]) -> String {
 /// over the training phase, i.e. at more than half of the analyses both
 /// have, not only at the last (which may come after the loss has converged
 /// and the gradients are noise).
-pub fn below_over_training(ev: &Evidence, low: &str, high: &str, what: &str, value: fn(&[&Analysis]) -> Option<f64>) -> Verdict {
+pub fn below_over_training(ev: &Evidence, low: &str, high: &str, what: &str, value: fn(&[&LayerRecord]) -> Option<f64>) -> Verdict {
     let (Some(l), Some(h)) = (run(ev, low), run(ev, high)) else {
         return missing(if run(ev, low).is_none() { low } else { high });
     };
@@ -120,7 +122,7 @@ pub fn losses_rise(ev: &Evidence, names: &[&str]) -> Verdict {
 /// λmax(Σx) per layer from layer `from` (1-based) to the top input, as the
 /// geometric per-layer factor (λ_from / λ_top)^(1/(top − from)): above 1 it
 /// shrinks going up, below 1 it grows.
-pub fn shrink_per_layer(layers: &[&Analysis], from: usize, value: fn(&Analysis) -> Option<f64>) -> Option<f64> {
+pub fn shrink_per_layer(layers: &[&LayerRecord], from: usize, value: fn(&LayerRecord) -> Option<f64>) -> Option<f64> {
     let bottom = layers.iter().find(|a| a.index == from)?;
     let top = layers.last()?;
     let steps = top.index.checked_sub(from).filter(|&s| s > 0)? as f64;
@@ -132,7 +134,7 @@ pub fn shrink_per_layer(layers: &[&Analysis], from: usize, value: fn(&Analysis) 
 pub fn explodes_downwards(ev: &Evidence, name: &str) -> Verdict {
     let Some(r) = run(ev, name) else { return missing(name) };
     let layers = layers_at(r, 0);
-    let fim = |a: &&Analysis| a.fim.as_ref().and_then(|f| f.lambda_max);
+    let fim = |a: &&LayerRecord| known(a.fim.lambda_max);
     let (bottom, top) = (layers.first().and_then(fim), layers.iter().rev().nth(1).and_then(fim));
     match (bottom, top) {
         (Some(b), Some(t)) => Verdict::of(
@@ -147,7 +149,7 @@ pub fn explodes_downwards(ev: &Evidence, name: &str) -> Verdict {
 /// after the first step than at initialisation.
 pub fn ratio_collapses(ev: &Evidence, name: &str) -> Verdict {
     let Some(r) = run(ev, name) else { return missing(name) };
-    let ratio = |it: usize| layers_at(r, it).first().and_then(|a| a.weight.as_ref()?.ratio);
+    let ratio = |it: usize| layers_at(r, it).first().and_then(|a| known(a.weight.as_ref()?.ratio));
     match (ratio(0), ratio(1)) {
         (Some(before), Some(after)) => Verdict::of(
             after * 10.0 <= before,
@@ -159,7 +161,7 @@ pub fn ratio_collapses(ev: &Evidence, name: &str) -> Verdict {
 
 /// The final top-1 test error of a run: its summary's, else its last evaluation's.
 pub fn test_error(run: &Run) -> Option<f64> {
-    let accuracy = run.summary.as_ref().and_then(|s| s.test_accuracy);
+    let accuracy = run.summary.as_ref().and_then(|s| s.headline.test_accuracy);
     accuracy.or_else(|| run.eval.iter().rev().find_map(|e| e.test_accuracy)).map(|a| 1.0 - a)
 }
 

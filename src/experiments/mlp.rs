@@ -3,8 +3,9 @@
 use super::claims::{Claim, Evidence, Verdict};
 use super::measures::{self, below_over_training, better_conditioned, layers_at, losses_rise, missing, run, shrink_per_layer};
 use super::{frozen_name, mlp_config, DataChoice, Needs, Plan, Preset, Scale};
+use crate::analysis::LayerRecord;
+use crate::lenient::known;
 use crate::nn::Init;
-use crate::report::read::Analysis;
 use crate::train::{OptimizerKind, TrainConfig};
 use std::path::PathBuf;
 
@@ -152,8 +153,8 @@ enum Direction {
 fn per_layer(ev: &Evidence, name: &str, direction: Direction, holds: fn(f64) -> bool) -> Verdict {
     let Some(r) = run(ev, name) else { return missing(name) };
     let layers = layers_at(r, 0);
-    let lambda_x: fn(&Analysis) -> Option<f64> = |a| a.sigma_x.lambda_max;
-    let lambda_g: fn(&Analysis) -> Option<f64> = |a| a.sigma_grad.lambda_max;
+    let lambda_x: fn(&LayerRecord) -> Option<f64> = |a| known(a.sigma_x.lambda_max);
+    let lambda_g: fn(&LayerRecord) -> Option<f64> = |a| known(a.sigma_grad.lambda_max);
     let (factor, what) = match direction {
         Direction::InputShrinksUp => (shrink_per_layer(&layers, 2, lambda_x), "λmax(Σx) from layer 2's input to the top's"),
         Direction::GradientShrinksDown => {
@@ -172,8 +173,8 @@ fn similar(factor: f64) -> bool {
 }
 
 /// The mean dead fraction over the upper half of the hidden layers.
-fn upper_dead(layers: &[&Analysis]) -> Option<f64> {
-    let dead: Vec<f64> = layers.iter().filter_map(|a| a.neurons.as_ref()?.dead_fraction).collect();
+fn upper_dead(layers: &[&LayerRecord]) -> Option<f64> {
+    let dead: Vec<f64> = layers.iter().filter_map(|a| known(a.neurons.as_ref()?.dead_fraction)).collect();
     let upper = &dead[dead.len() / 2..];
     (!upper.is_empty()).then(|| upper.iter().sum::<f64>() / upper.len() as f64)
 }
@@ -183,7 +184,7 @@ fn bn_alive(ev: &Evidence) -> Verdict {
     let worst = r
         .analysis
         .iter()
-        .filter_map(|a| Some((a.neurons.as_ref()?.dead_fraction?, a.iteration, a.index)))
+        .filter_map(|a| Some((known(a.neurons.as_ref()?.dead_fraction)?, a.iteration, a.index)))
         .max_by(|a, b| a.0.total_cmp(&b.0));
     match worst {
         Some((dead, it, layer)) => Verdict::of(dead < 0.05, format!("most dead: {:.2}% of layer {layer} at iteration {it}", 100.0 * dead)),

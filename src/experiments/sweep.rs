@@ -25,7 +25,7 @@ pub fn configurations(configs: &[&TrainConfig]) -> Vec<Vec<usize>> {
 /// The member with the lowest final training loss; a run that diverged (or
 /// logged no finite loss) is never best, so a group may have none.
 pub fn best(group: &[usize], summaries: &[&Summary]) -> Option<usize> {
-    let loss = |i: usize| summaries[i].train_loss.filter(|l| l.is_finite() && !summaries[i].diverged);
+    let loss = |i: usize| summaries[i].headline.train_loss.filter(|l| l.is_finite() && !summaries[i].diverged);
     group.iter().copied().filter_map(|i| Some((i, loss(i)?))).min_by(|a, b| a.1.total_cmp(&b.1)).map(|(i, _)| i)
 }
 
@@ -53,7 +53,7 @@ pub fn keep_best(runs: &[(String, TrainConfig, Summary)]) -> (Vec<usize>, String
                 (None, true) => "kept (plotted)".into(),
                 (None, false) => "not kept".into(),
             };
-            let loss = s.train_loss.filter(|_| !s.diverged).map_or("-".into(), |l| format!("{l:.4e}"));
+            let loss = s.headline.train_loss.filter(|_| !s.diverged).map_or("-".into(), |l| format!("{l:.4e}"));
             let _ = writeln!(md, "| {name} | {} | {loss} | {outcome} |", c.lr);
         }
     }
@@ -73,11 +73,7 @@ mod tests {
             epochs: 1,
             diverged: diverged_at.is_some(),
             diverged_at,
-            train_loss: loss,
-            train_accuracy: None,
-            test_loss: None,
-            test_accuracy: None,
-            test_top5_accuracy: None,
+            headline: crate::record::Headline { train_loss: loss, ..Default::default() },
             seconds: 1.0,
             examples_per_second: 1.0,
             out: PathBuf::new(),

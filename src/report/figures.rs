@@ -2,7 +2,10 @@
 //! figures; every run (and analysis mode) is one labelled series.
 
 use super::plots::{Figure, Panel, XAxis};
-use super::read::{Analysis, Exact, Run, Spectrum};
+use super::read::Run;
+use crate::analysis::exact::ExactRecord;
+use crate::analysis::LayerRecord;
+use crate::lenient::known;
 
 /// A figure and what it needs, for the markdown when it has no data.
 pub struct Plot {
@@ -23,7 +26,7 @@ pub fn build(runs: &[Run], iterations: &[usize]) -> Vec<Plot> {
 
 /// The analysis iterations to show: the requested ones (each snapped to the
 /// nearest analysed iteration), or the first, middle and last.
-fn chosen_iterations(records: &[&Analysis], wanted: &[usize]) -> Vec<usize> {
+fn chosen_iterations(records: &[&LayerRecord], wanted: &[usize]) -> Vec<usize> {
     let mut available: Vec<usize> = records.iter().map(|a| a.iteration).collect();
     available.sort_unstable();
     available.dedup();
@@ -40,7 +43,7 @@ fn chosen_iterations(records: &[&Analysis], wanted: &[usize]) -> Vec<usize> {
 }
 
 /// Labelled sets of analysis records; each set becomes one series.
-type Sets<'a> = Vec<(String, Vec<&'a Analysis>)>;
+type Sets<'a> = Vec<(String, Vec<&'a LayerRecord>)>;
 
 /// For the per-layer figures: each run (and mode) at each chosen iteration,
 /// its layers in order.
@@ -49,7 +52,7 @@ fn layer_sets<'a>(runs: &'a [Run], iterations: &[usize]) -> Sets<'a> {
     for run in runs {
         for (label, records) in run.analysis_by_mode() {
             for it in chosen_iterations(&records, iterations) {
-                let mut layers: Vec<&Analysis> = records.iter().copied().filter(|a| a.iteration == it).collect();
+                let mut layers: Vec<&LayerRecord> = records.iter().copied().filter(|a| a.iteration == it).collect();
                 layers.sort_by_key(|a| a.index);
                 sets.push((format!("{label} @ {it}"), layers));
             }
@@ -64,8 +67,8 @@ fn panel(
     sets: &Sets,
     (title, y_desc): (&str, &str),
     axis: XAxis,
-    x: fn(&Analysis) -> usize,
-    value: impl Fn(&Analysis) -> Option<f64>,
+    x: fn(&LayerRecord) -> usize,
+    value: impl Fn(&LayerRecord) -> Option<f64>,
 ) -> Panel {
     let series = sets.iter().map(|(_, records)| records.iter().map(|a| (x(a) as f64, value(a).unwrap_or(f64::NAN))).collect()).collect();
     let title = if title.is_empty() { y_desc } else { title };
@@ -84,8 +87,8 @@ fn layer_lambda(runs: &[Run], iterations: &[usize]) -> Figure {
         columns: 2,
         legend: labels(&sets),
         panels: vec![
-            panel(&sets, ("", "λmax(Σx)"), XAxis::Layer, |a| a.index, |a| a.sigma_x.lambda_max),
-            panel(&sets, ("", "λmax(Σ∇h)"), XAxis::Layer, |a| a.index, |a| a.sigma_grad.lambda_max),
+            panel(&sets, ("", "λmax(Σx)"), XAxis::Layer, |a| a.index, |a| known(a.sigma_x.lambda_max)),
+            panel(&sets, ("", "λmax(Σ∇h)"), XAxis::Layer, |a| a.index, |a| known(a.sigma_grad.lambda_max)),
         ],
     }
 }
@@ -104,7 +107,7 @@ fn layer_kappa(runs: &[Run], iterations: &[usize]) -> Figure {
     for (name, of_grad) in [("Σx", false), ("Σ∇h", true)] {
         for &(_, p) in &ps {
             // An infinite κ (JSON null) or a missing one is a gap on the log axis.
-            let value = |a: &Analysis| (if of_grad { &a.sigma_grad } else { &a.sigma_x }).kappa.get(p).copied().flatten();
+            let value = |a: &LayerRecord| (if of_grad { &a.sigma_grad } else { &a.sigma_x }).kappa.get(p).copied().flatten();
             let (title, y_desc) = (format!("κ_{p}({name}), p = {p}%"), format!("κ_{p}({name})"));
             panels.push(panel(&sets, (&title, &y_desc), XAxis::Layer, |a| a.index, value));
         }
@@ -168,7 +171,7 @@ fn last_layer(runs: &[Run]) -> Figure {
     let mut sets: Sets = vec![];
     for run in runs {
         for (label, records) in run.analysis_by_mode() {
-            let mut last: Vec<&Analysis> = records.into_iter().filter(|a| a.last).collect();
+            let mut last: Vec<&LayerRecord> = records.into_iter().filter(|a| a.last).collect();
             last.sort_by_key(|a| a.iteration);
             sets.push((label, last));
         }
@@ -179,15 +182,25 @@ fn last_layer(runs: &[Run]) -> Figure {
         columns: 3,
         legend: labels(&sets),
         panels: vec![
-            panel(&sets, ("", "λmax(Σx)"), XAxis::Iteration, |a| a.iteration, |a| a.sigma_x.lambda_max),
-            panel(&sets, ("", "λmax(Σ∂L/∂W)"), XAxis::Iteration, |a| a.iteration, |a| a.fim.as_ref()?.lambda_max),
-            panel(&sets, ("", "‖W‖₂"), XAxis::Iteration, |a| a.iteration, |a| a.weight.as_ref()?.sigma_max),
+            panel(&sets, ("", "λmax(Σx)"), XAxis::Iteration, |a| a.iteration, |a| known(a.sigma_x.lambda_max)),
+            panel(&sets, ("", "λmax(Σ∂L/∂W)"), XAxis::Iteration, |a| a.iteration, |a| known(a.fim.lambda_max)),
+            panel(&sets, ("", "‖W‖₂"), XAxis::Iteration, |a| a.iteration, |a| known(a.weight.as_ref()?.sigma_max)),
         ],
     }
 }
 
-/// A bar chart's quantity: its name and how to read it from a spectrum.
-type Quantity = (&'static str, fn(&Spectrum) -> Option<f64>);
+/// A bar chart's quantity: its name and how to read it from a block's
+/// (λmax, κ over the non-zero eigenvalues).
+type Quantity = (&'static str, fn((f64, Option<f64>)) -> Option<f64>);
+
+/// A block's (λmax, κ over the non-zero eigenvalues): of the exact matrix, or
+/// of its Kronecker form (which the full matrix has not).
+fn block_figures(e: &ExactRecord, exact: bool) -> Option<(f64, Option<f64>)> {
+    match exact {
+        true => Some((e.exact.lambda_max, e.exact.kappa_nonzero)),
+        false => e.kronecker.as_ref().map(|k| (k.lambda_max, k.kappa_nonzero)),
+    }
+}
 
 /// Fig. 2: per block, the exact curvature's λmax and κ against its Kronecker
 /// approximation, at each run's first iteration with exact records (the
@@ -200,10 +213,10 @@ fn exact_bars(runs: &[Run]) -> Figure {
         }
     }
     // Each run's records at its first exact iteration, twice: exact, then Kronecker.
-    let mut sets: Vec<(String, (Vec<&Exact>, bool))> = vec![];
+    let mut sets: Vec<(String, (Vec<&ExactRecord>, bool))> = vec![];
     for run in runs {
         let Some(first) = run.exact.iter().map(|e| e.iteration).min() else { continue };
-        let records: Vec<&Exact> = run.exact.iter().filter(|e| e.iteration == first).collect();
+        let records: Vec<&ExactRecord> = run.exact.iter().filter(|e| e.iteration == first).collect();
         sets.push((format!("{} exact @ {first}", run.name), (records.clone(), true)));
         sets.push((format!("{} Kronecker @ {first}", run.name), (records, false)));
     }
@@ -220,7 +233,7 @@ fn exact_bars(runs: &[Run]) -> Figure {
             "m" => "M (second moment)",
             other => other,
         };
-        let quantities: [Quantity; 2] = [("λmax", |s| s.lambda_max), ("κ (nonzero)", |s| s.kappa_nonzero)];
+        let quantities: [Quantity; 2] = [("λmax", |(l, _)| known(l)), ("κ (nonzero)", |(_, k)| k)];
         for (quantity, value) in quantities {
             let series = sets
                 .iter()
@@ -229,8 +242,7 @@ fn exact_bars(runs: &[Run]) -> Figure {
                     of_matrix
                         .filter_map(|e| {
                             let block = blocks.iter().position(|b| *b == e.block)?;
-                            let spectrum = if *exact { Some(&e.exact) } else { e.kronecker.as_ref() };
-                            Some((block as f64, spectrum.and_then(value).unwrap_or(f64::NAN)))
+                            Some((block as f64, block_figures(e, *exact).and_then(value).unwrap_or(f64::NAN)))
                         })
                         .collect()
                 })

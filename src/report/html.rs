@@ -82,8 +82,8 @@ fn alerts(body: &mut String, runs: &[Run]) {
         .iter()
         .flat_map(|run| {
             run.alerts.iter().map(move |a| {
-                let layer = a.layer.as_deref().map(|l| format!(", {}", escape(l))).unwrap_or_default();
-                let detail = a.detail.as_deref().map(|d| format!(": {}", escape(d))).unwrap_or_default();
+                let layer = Some(a.layer.as_str()).filter(|l| !l.is_empty()).map(|l| format!(", {}", escape(l))).unwrap_or_default();
+                let detail = Some(a.detail.as_str()).filter(|d| !d.is_empty()).map(|d| format!(": {}", escape(d))).unwrap_or_default();
                 format!("<li>{}, iteration {}{layer}: <strong>{}</strong>{detail}</li>", escape(&run.name), a.iteration, escape(&a.alert))
             })
         })

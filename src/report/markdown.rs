@@ -2,8 +2,10 @@
 //! alerts, and the plots (or why one was skipped).
 
 use super::figures::Plot;
-use super::read::{Analysis, Run, Spectrum};
+use super::read::{self, Run};
 use crate::analysis::readout::{self, KappaView};
+use crate::analysis::{LayerRecord, Spectrum};
+use crate::lenient::known;
 use std::fmt::Write;
 use std::path::PathBuf;
 
@@ -60,9 +62,9 @@ pub(super) fn runs_table(md: &mut String, runs: &[Run]) {
             cell(run.data.as_deref().unwrap_or("-")),
             opt(s.and_then(|s| s.iterations).or(seen), |v| v.to_string()),
             status,
-            opt(s.and_then(|s| s.train_loss).or(last_train.and_then(|t| t.loss)), |v| format!("{v:.4}")),
-            opt(s.and_then(|s| s.train_accuracy).or(last_train.and_then(|t| t.accuracy)), percent),
-            opt(s.and_then(|s| s.test_accuracy).or(last_eval.and_then(|e| e.test_accuracy)), percent),
+            opt(s.and_then(|s| s.headline.train_loss).or(last_train.and_then(|t| t.loss)), |v| format!("{v:.4}")),
+            opt(s.and_then(|s| s.headline.train_accuracy).or(last_train.and_then(|t| t.accuracy)), percent),
+            opt(s.and_then(|s| s.headline.test_accuracy).or(last_eval.and_then(|e| e.test_accuracy)), percent),
             opt(s.and_then(|s| s.seconds), |v| format!("{v:.1}")),
         );
     }
@@ -94,27 +96,27 @@ pub(super) fn layer_tables(md: &mut String, run: &Run) {
     }
     for (label, records) in groups {
         let Some(last) = records.iter().map(|a| a.iteration).max() else { continue };
-        let mut layers: Vec<&&Analysis> = records.iter().filter(|a| a.iteration == last).collect();
+        let mut layers: Vec<&&LayerRecord> = records.iter().filter(|a| a.iteration == last).collect();
         layers.sort_by_key(|a| a.index);
-        let views: Vec<KappaView> = layers.iter().flat_map(|a| [a.sigma_x.view(), a.sigma_grad.view()]).collect();
+        let views: Vec<KappaView> = layers.iter().flat_map(|a| [read::view(&a.sigma_x), read::view(&a.sigma_grad)]).collect();
         let ps = readout::percent_keys(&views);
         let heads = |of: &str| ps.iter().map(|p| format!(" κ_{p} {of} |")).collect::<String>();
         let _ = writeln!(md, "### {}: iteration {last}\n", cell(&label));
         let _ = writeln!(md, "| # | layer | λmax Σx | λmax Σ∇h |{}{} σmax(∇W)/σmax(W) | dead |", heads("Σx"), heads("Σ∇h"));
         let _ = writeln!(md, "| ---: | --- | ---: | ---: |{} ---: | ---: |", " ---: |".repeat(2 * ps.len()));
-        let kappas = |s: &Spectrum| ps.iter().map(|p| format!(" {} |", s.view().cell(p, num))).collect::<String>();
+        let kappas = |s: &Spectrum| ps.iter().map(|p| format!(" {} |", read::view(s).cell(p, num))).collect::<String>();
         for a in layers {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} |{}{} {} | {} |",
                 a.index,
                 cell(&a.layer),
-                opt(a.sigma_x.lambda_max, num),
-                opt(a.sigma_grad.lambda_max, num),
+                opt(known(a.sigma_x.lambda_max), num),
+                opt(known(a.sigma_grad.lambda_max), num),
                 kappas(&a.sigma_x),
                 kappas(&a.sigma_grad),
-                opt(a.weight.as_ref().and_then(|w| w.ratio), num),
-                opt(a.neurons.as_ref().and_then(|n| n.dead_fraction), percent),
+                opt(a.weight.as_ref().and_then(|w| known(w.ratio)), num),
+                opt(a.neurons.as_ref().and_then(|n| known(n.dead_fraction)), percent),
             );
         }
         md.push('\n');
@@ -130,8 +132,8 @@ fn alerts(md: &mut String, runs: &[Run]) {
     for run in runs {
         for a in &run.alerts {
             any = true;
-            let layer = a.layer.as_deref().map(|l| format!(", {l}")).unwrap_or_default();
-            let detail = a.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+            let layer = Some(a.layer.as_str()).filter(|l| !l.is_empty()).map(|l| format!(", {l}")).unwrap_or_default();
+            let detail = Some(a.detail.as_str()).filter(|d| !d.is_empty()).map(|d| format!(": {d}")).unwrap_or_default();
             let _ = writeln!(md, "- {}, iteration {}{layer}: **{}**{detail}", run.name, a.iteration, a.alert);
         }
     }

@@ -2,7 +2,9 @@
 //! print beside the paper's expectation and the page to show first: the
 //! layer-wise conditioning at the last analysis.
 
-use super::read::{Analysis, Run};
+use super::read::Run;
+use crate::analysis::LayerRecord;
+use crate::lenient::known;
 
 /// Geometric mean of the finite positive values (κ spans decades).
 pub fn geometric_mean(values: impl Iterator<Item = f64>) -> Option<f64> {
@@ -17,12 +19,12 @@ pub fn conditioning(run: &Run) -> Vec<(String, String)> {
     let mut lines = Vec::new();
     for (label, records) in run.analysis_by_mode() {
         let Some(at) = records.iter().map(|r| r.iteration).max() else { continue };
-        let mut layers: Vec<&Analysis> = records.into_iter().filter(|r| r.iteration == at).collect();
+        let mut layers: Vec<&LayerRecord> = records.into_iter().filter(|r| r.iteration == at).collect();
         layers.sort_by_key(|r| r.index);
-        let kappa = |spectrum: fn(&Analysis) -> &super::read::Spectrum| {
+        let kappa = |spectrum: fn(&LayerRecord) -> &crate::analysis::Spectrum| {
             geometric_mean(layers.iter().filter_map(|r| spectrum(r).kappa.get("50").copied().flatten()))
         };
-        let grad_lambda = |r: Option<&&Analysis>| r.and_then(|r| r.sigma_grad.lambda_max);
+        let grad_lambda = |r: Option<&&LayerRecord>| r.and_then(|r| known(r.sigma_grad.lambda_max));
         let show = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3e}"));
         let line = format!(
             "iteration {at}: κ50%(Σx) {}, κ50%(Σ∇h) {} (geometric means over {} layers); λmax(Σ∇h) first layer {}, last {}",

@@ -1,12 +1,15 @@
 //! Reading a run directory: `config.json` (optional), `metrics.jsonl` and
-//! `summary.json` (absent while a run is unfinished). Only the fields the
-//! report shows are parsed; unknown fields and record kinds are ignored so
-//! older reports keep working as the log grows.
+//! `summary.json` (absent while a run is unfinished). The metrics are read as
+//! [`Record`]s, leniently: unknown fields and record kinds are ignored and
+//! missing ones take their defaults, so older runs keep loading as the log grows.
 
+use crate::analysis::exact::ExactRecord;
 use crate::analysis::readout::KappaView;
+use crate::analysis::{Alert, LayerRecord, Mode, Spectrum};
 use crate::error::{Error, Result};
+use crate::lenient::known;
+use crate::record::{EvalRecord, Headline, Record, TrainRecord};
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Everything the report knows about one run directory.
@@ -23,11 +26,11 @@ pub struct Run {
     pub summary: Option<Summary>,
     /// The iteration at which the metrics say the loss stopped being finite.
     pub diverged_at: Option<usize>,
-    pub train: Vec<Train>,
-    pub eval: Vec<Eval>,
-    pub analysis: Vec<Analysis>,
+    pub train: Vec<TrainRecord>,
+    pub eval: Vec<EvalRecord>,
+    pub analysis: Vec<LayerRecord>,
     pub alerts: Vec<Alert>,
-    pub exact: Vec<Exact>,
+    pub exact: Vec<ExactRecord>,
     /// One entry per metrics line that could not be read: "line N: why".
     pub malformed: Vec<String>,
 }
@@ -41,124 +44,22 @@ pub struct Summary {
     #[serde(default)]
     pub diverged: bool,
     pub diverged_at: Option<usize>,
-    pub train_loss: Option<f64>,
-    pub train_accuracy: Option<f64>,
-    pub test_accuracy: Option<f64>,
+    #[serde(flatten)]
+    pub headline: Headline,
     pub seconds: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Train {
-    pub iteration: usize,
-    /// 0-based; absent in records of older runs.
-    pub epoch: Option<usize>,
-    pub loss: Option<f64>,
-    /// Over the steps since the previous training record.
-    pub accuracy: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Eval {
-    pub iteration: usize,
-    /// 0-based: the epoch just finished.
-    pub epoch: Option<usize>,
-    pub test_accuracy: Option<f64>,
-}
-
-/// One linear layer at one analysis step.
-#[derive(Debug, Deserialize)]
-pub struct Analysis {
-    pub iteration: usize,
-    pub mode: Option<String>,
-    pub layer: String,
-    /// 1-based.
-    pub index: usize,
-    #[serde(default)]
-    pub last: bool,
-    pub sigma_x: Spectrum,
-    pub sigma_grad: Spectrum,
-    pub fim: Option<Spectrum>,
-    pub weight: Option<Weight>,
-    pub neurons: Option<Neurons>,
-}
-
-/// A spectrum summary. JSON null stands for an infinite condition number, so
-/// a κ is `Some(None)` when infinite and absent when not measured.
-#[derive(Debug, Default, Deserialize)]
-pub struct Spectrum {
-    pub lambda_max: Option<f64>,
-    #[serde(default)]
-    pub kappa: BTreeMap<String, Option<f64>>,
-    pub kappa_nonzero: Option<f64>,
-    pub dim: Option<usize>,
-    /// The rank tolerance the κ's were taken at.
-    pub tolerance: Option<f64>,
-    /// Terms averaged into the matrix (absent in older logs).
-    pub samples: Option<usize>,
-}
-
-impl Spectrum {
-    pub fn view(&self) -> KappaView<'_> {
-        KappaView { kappa: &self.kappa, lambda_max: self.lambda_max, tolerance: self.tolerance, dim: self.dim, samples: self.samples }
+/// How the report reads a logged spectrum's κ's: a float the log lacked is
+/// unknown, and so is a count of terms it did not log.
+pub fn view(s: &Spectrum) -> KappaView<'_> {
+    let count = |n: usize| (n > 0).then_some(n);
+    KappaView {
+        kappa: &s.kappa,
+        lambda_max: known(s.lambda_max),
+        tolerance: known(s.tolerance),
+        dim: count(s.dim),
+        samples: count(s.samples),
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Weight {
-    pub sigma_max: Option<f64>,
-    /// σmax(∂L/∂W) / σmax(W): weight domination when ≪ 1.
-    pub ratio: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Neurons {
-    pub dead_fraction: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Alert {
-    pub iteration: usize,
-    pub layer: Option<String>,
-    pub alert: String,
-    pub detail: Option<String>,
-}
-
-/// Exact curvature of a block against its Kronecker approximation (Fig. 2).
-#[derive(Debug, Deserialize)]
-pub struct Exact {
-    pub iteration: usize,
-    pub matrix: String,
-    pub block: String,
-    pub exact: Spectrum,
-    /// Null for the full matrix, which has no Kronecker form.
-    pub kronecker: Option<Spectrum>,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-enum Record {
-    Train(Train),
-    Eval(Eval),
-    Summary(Diverged),
-    Analysis(Box<Analysis>),
-    Alert(Alert),
-    Exact(Box<Exact>),
-    Resume(Resume),
-    #[serde(other)]
-    Other,
-}
-
-/// `kappa train --resume` continued the run from its checkpoint at `iteration`.
-#[derive(Deserialize)]
-struct Resume {
-    iteration: usize,
-}
-
-#[derive(Deserialize)]
-struct Diverged {
-    #[serde(default)]
-    diverged: bool,
-    iteration: Option<usize>,
 }
 
 /// The parts of `config.json` worth showing for a run without a summary.
@@ -240,18 +141,18 @@ impl Run {
     /// The analysis records split by mode ("empirical", "fim", ...) in
     /// first-seen order, each labelled with the run name, plus the mode when
     /// the run has several (so their series stay apart in a plot).
-    pub fn analysis_by_mode(&self) -> Vec<(String, Vec<&Analysis>)> {
-        let mut groups: Vec<(Option<&str>, Vec<&Analysis>)> = vec![];
+    pub fn analysis_by_mode(&self) -> Vec<(String, Vec<&LayerRecord>)> {
+        let mut groups: Vec<(Mode, Vec<&LayerRecord>)> = vec![];
         for a in &self.analysis {
-            match groups.iter_mut().find(|(mode, _)| *mode == a.mode.as_deref()) {
+            match groups.iter_mut().find(|(mode, _)| *mode == a.mode) {
                 Some((_, records)) => records.push(a),
-                None => groups.push((a.mode.as_deref(), vec![a])),
+                None => groups.push((a.mode, vec![a])),
             }
         }
         let several = groups.len() > 1;
-        let label = |mode: Option<&str>| match mode {
-            Some(mode) if several => format!("{} ({mode})", self.name),
-            _ => self.name.clone(),
+        let label = |mode: Mode| match several {
+            true => format!("{} ({})", self.name, mode.name()),
+            false => self.name.clone(),
         };
         groups.into_iter().map(|(mode, records)| (label(mode), records)).collect()
     }

@@ -79,7 +79,7 @@ pub fn rows(runs: &[Run]) -> Vec<Row> {
         let row = &mut rows[at];
         row.runs += 1;
         let diverged = run.summary.as_ref().is_some_and(|s| s.diverged) || run.diverged_at.is_some();
-        match run.summary.as_ref().and_then(|s| s.test_accuracy) {
+        match run.summary.as_ref().and_then(|s| s.headline.test_accuracy) {
             _ if diverged => row.diverged += 1,
             Some(acc) if run.summary.is_some() => row.errors.push(100.0 * (1.0 - acc)),
             _ => row.unfinished += 1,

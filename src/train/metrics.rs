@@ -2,6 +2,7 @@
 //! written so a crash loses nothing) and its `summary.json`.
 
 use crate::error::{Error, Result};
+use crate::record::Headline;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -65,12 +66,8 @@ pub struct Summary {
     pub diverged: bool,
     /// The iteration whose loss was NaN or infinite.
     pub diverged_at: Option<usize>,
-    pub train_loss: Option<f64>,
-    pub train_accuracy: Option<f64>,
-    pub test_loss: Option<f64>,
-    pub test_accuracy: Option<f64>,
-    #[serde(default)]
-    pub test_top5_accuracy: Option<f64>,
+    #[serde(flatten)]
+    pub headline: Headline,
     pub seconds: f64,
     pub examples_per_second: f64,
     pub out: PathBuf,
@@ -99,10 +96,10 @@ impl Summary {
             self.epochs,
             self.seconds,
             self.examples_per_second,
-            num(self.train_loss),
-            pct(self.train_accuracy),
-            num(self.test_loss),
-            pct(self.test_accuracy),
+            num(self.headline.train_loss),
+            pct(self.headline.train_accuracy),
+            num(self.headline.test_loss),
+            pct(self.headline.test_accuracy),
             self.out.display()
         )
     }

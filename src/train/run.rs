@@ -11,8 +11,8 @@ use crate::backend::{Backend, Device};
 use crate::checkpoint::{self, RunState, Window};
 use crate::data::{self, Batch, BatchSource, ImageNetOptions, LoadOptions, OpenOptions, Sources};
 use crate::error::{Error, Result};
+use crate::record::{DivergedRecord, EvalRecord, Headline, Record, ResumeRecord, TrainRecord};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -72,7 +72,7 @@ impl Output {
         self.bar.suspend(|| println!("{line}"));
     }
 
-    fn write(&mut self, record: &impl Serialize) -> Result<()> {
+    fn write(&mut self, record: &Record) -> Result<()> {
         self.log.write(record)?;
         match &mut self.board {
             Some(board) => board.record(record),
@@ -115,7 +115,7 @@ impl Analysis<'_> {
                 let mut records = exact::exact_curvature(trainer, &examples, &opts)?;
                 for r in &mut records {
                     r.iteration = iteration;
-                    out.write(r)?;
+                    out.write(&Record::Exact(Box::new(r.clone())))?;
                 }
                 out.say(&exact::print_table(&records));
             }
@@ -126,11 +126,11 @@ impl Analysis<'_> {
             let extra: Vec<Batch> = self.extra.epoch(iteration).take(cfg.batches - 1).collect::<Result<_>>()?;
             let (records, alerts) = self.analyzer.analyze(trainer, TrainingBatch { batch, grads: &grads }, &extra, iteration, epoch)?;
             for r in &records {
-                out.write(r)?;
+                out.write(&Record::Analysis(Box::new(r.clone())))?;
             }
-            for a in &alerts {
-                out.write(a)?;
+            for a in alerts {
                 out.say(&format!("alert at iteration {}: {} {}: {}", a.iteration, a.layer, a.alert, a.detail));
+                out.write(&Record::Alert(a))?;
             }
             out.last_analysis = records;
         }
@@ -158,11 +158,7 @@ fn save_checkpoint<B: Backend>(
         iteration: summary.iterations,
         batches_per_epoch: per_epoch,
         window: window.clone(),
-        train_loss: summary.train_loss,
-        train_accuracy: summary.train_accuracy,
-        test_loss: summary.test_loss,
-        test_accuracy: summary.test_accuracy,
-        test_top5_accuracy: summary.test_top5_accuracy,
+        headline: summary.headline,
         forwards: trainer.model().forwards(),
         alerts: analysis.map(|a| a.analyzer.alerts_state()).unwrap_or_default(),
     };
@@ -251,7 +247,7 @@ pub fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> 
     let start_at = resumed.as_ref().map_or(0, |s| s.iteration);
     if resumed.is_some() {
         // Records after this one supersede those of iterations from here on.
-        log.write(&json!({ "kind": "resume", "iteration": start_at, "epoch": start_at / per_epoch, "iterations": total }))?;
+        log.write(&Record::Resume(ResumeRecord { iteration: start_at, epoch: start_at / per_epoch, iterations: total }))?;
     }
     let mut analysis = match cfg.analysis.enabled() || !cfg.analysis.exact_at.is_empty() {
         true => Some(Analysis {
@@ -280,11 +276,7 @@ pub fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> 
         epochs: start_at / per_epoch,
         diverged: false,
         diverged_at: None,
-        train_loss: resumed.as_ref().and_then(|s| s.train_loss),
-        train_accuracy: resumed.as_ref().and_then(|s| s.train_accuracy),
-        test_loss: resumed.as_ref().and_then(|s| s.test_loss),
-        test_accuracy: resumed.as_ref().and_then(|s| s.test_accuracy),
-        test_top5_accuracy: resumed.as_ref().and_then(|s| s.test_top5_accuracy),
+        headline: resumed.as_ref().map_or(Headline::default(), |s| s.headline),
         seconds: 0.0,
         examples_per_second: 0.0,
         out: cfg.out.clone(),
@@ -309,9 +301,15 @@ pub fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> 
                 summary.diverged = true;
                 summary.diverged_at = Some(summary.iterations);
                 summary.epochs = epoch + 1;
-                out.write(
-                    &json!({ "kind": "train", "iteration": summary.iterations, "epoch": epoch, "loss": null, "diverged": true, "lr": lr }),
-                )?;
+                let record = TrainRecord {
+                    iteration: summary.iterations,
+                    epoch: Some(epoch),
+                    loss: None,
+                    lr: Some(lr),
+                    diverged: true,
+                    ..Default::default()
+                };
+                out.write(&Record::Train(record))?;
                 break 'epochs;
             }
             window.loss += stats.loss;
@@ -322,9 +320,17 @@ pub fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> 
             if regular || summary.iterations == total {
                 let (loss, acc) = (window.loss / window.steps as f64, window.correct as f64 / window.examples as f64);
                 let rate = seen as f64 / start.elapsed().as_secs_f64();
-                out.write(&json!({ "kind": "train", "iteration": summary.iterations, "epoch": epoch, "loss": loss, "accuracy": acc, "lr": lr, "examples_per_second": rate }))?;
+                out.write(&Record::Train(TrainRecord {
+                    iteration: summary.iterations,
+                    epoch: Some(epoch),
+                    loss: Some(loss),
+                    accuracy: Some(acc),
+                    lr: Some(lr),
+                    examples_per_second: Some(rate),
+                    diverged: false,
+                }))?;
                 out.bar.set_message(format!("epoch {} loss {loss:.4} acc {:.1}% {rate:.0} ex/s", epoch + 1, 100.0 * acc));
-                (summary.train_loss, summary.train_accuracy) = (Some(loss), Some(acc));
+                (summary.headline.train_loss, summary.headline.train_accuracy) = (Some(loss), Some(acc));
                 // The end-of-run record keeps its window, so a run resumed and
                 // extended from here logs what an uninterrupted one would.
                 if regular {
@@ -341,17 +347,21 @@ pub fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> 
         }
         summary.epochs = epoch + 1;
         let eval = trainer.evaluate(&*sources.test)?;
-        out.write(&json!({
-            "kind": "eval", "iteration": summary.iterations, "epoch": epoch, "test_loss": eval.loss, "test_accuracy": eval.accuracy,
-            "test_top1_error": 1.0 - eval.accuracy, "test_top5_error": 1.0 - eval.top5_accuracy,
+        out.write(&Record::Eval(EvalRecord {
+            iteration: summary.iterations,
+            epoch: Some(epoch),
+            test_loss: Some(eval.loss),
+            test_accuracy: Some(eval.accuracy),
+            test_top1_error: Some(1.0 - eval.accuracy),
+            test_top5_error: Some(1.0 - eval.top5_accuracy),
         }))?;
-        (summary.test_loss, summary.test_accuracy, summary.test_top5_accuracy) =
+        (summary.headline.test_loss, summary.headline.test_accuracy, summary.headline.test_top5_accuracy) =
             (Some(eval.loss), Some(eval.accuracy), Some(eval.top5_accuracy));
         out.say(&format!(
             "epoch {:>3}  train loss {:.4} acc {:5.2}%  test loss {:.4} top-1 error {:5.2}% top-5 error {:5.2}%  lr {lr:.3e}",
             epoch + 1,
-            summary.train_loss.unwrap_or(f64::NAN),
-            100.0 * summary.train_accuracy.unwrap_or(f64::NAN),
+            summary.headline.train_loss.unwrap_or(f64::NAN),
+            100.0 * summary.headline.train_accuracy.unwrap_or(f64::NAN),
             eval.loss,
             100.0 * (1.0 - eval.accuracy),
             100.0 * (1.0 - eval.top5_accuracy)
@@ -373,7 +383,7 @@ pub fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> 
     summary.seconds = start.elapsed().as_secs_f64();
     summary.examples_per_second = seen as f64 / summary.seconds.max(1e-9);
     if summary.diverged {
-        out.write(&json!({ "kind": "summary", "diverged": true, "iteration": summary.diverged_at }))?;
+        out.write(&Record::Summary(DivergedRecord { diverged: true, iteration: summary.diverged_at }))?;
     }
     if !out.last_analysis.is_empty() {
         println!("{}", super::table::conditioning_table(&out.last_analysis));

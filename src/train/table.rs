@@ -63,7 +63,6 @@ mod tests {
 
     fn record(layer: &str, x: Spectrum, g: Spectrum) -> LayerRecord {
         LayerRecord {
-            kind: "analysis".into(),
             iteration: 7,
             epoch: 0,
             mode: Mode::Empirical,
