@@ -136,7 +136,7 @@ pub fn read_figures(run: &Path) -> Result<RunFigures> {
     let text = std::fs::read_to_string(&path).map_err(|e| Error::data(&path, format!("cannot read: {e}")))?;
     let mut out = RunFigures::default();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str(line).map_err(|e| Error::data(&path, format!("not a metrics record: {e}")))? {
+        match serde_json::from_str::<Record>(line).map_err(|e| Error::data(&path, format!("not a metrics record: {e}")))? {
             Record::Train(r) => {
                 out.losses.insert(r.iteration, r.loss.unwrap_or(f64::NAN));
             }

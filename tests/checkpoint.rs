@@ -72,11 +72,12 @@ fn run_state(iteration: usize) -> RunState {
             test_top5_accuracy: Some(0.9),
         },
         forwards: u64::MAX - 3,
-        alerts: kappa::analysis::AlertsState {
+        alerts: serde_json::to_string(&kappa::analysis::AlertsState {
             dominated: vec!["layers.1".into()],
             dying: vec![],
             previous_kappa: vec![("output".into(), "Σx".into(), f64::NAN.to_bits()), ("layers.0".into(), "Σ∇h".into(), 1e300f64.to_bits())],
-        },
+        })
+        .unwrap(),
     }
 }
 
@@ -134,13 +135,13 @@ fn a_trainer_round_trips_parameters_buffers_optimiser_and_run_state() {
             for i in 0..5 {
                 t.step(&batch(i), cfg.lr).unwrap();
             }
-            checkpoint::save(&run_dir, &t, &cfg, &run_state(5)).unwrap();
+            t.save_checkpoint(&run_dir, &cfg, &run_state(5)).unwrap();
             let mut fresh = trainer(&be, &cfg);
-            let state = checkpoint::resume(&run_dir, &mut fresh, &cfg).unwrap();
+            let state = fresh.resume(&run_dir, &cfg).unwrap();
             check(everything(&t), everything(&fresh), state);
             // The same file cannot resume a run that computes in f32.
             let cfg32 = TrainConfig { dtype: kappa::train::Dtype::F32, ..cfg.clone() };
-            let err = checkpoint::resume(&run_dir, &mut trainer(&Cpu::<f32>::new(), &cfg32), &cfg32).unwrap_err().to_string();
+            let err = trainer(&Cpu::<f32>::new(), &cfg32).resume(&run_dir, &cfg32).unwrap_err().to_string();
             assert!(err.contains("checkpoint.safetensors") && err.contains("dtype is f64") && err.contains("f32"), "{err}");
             continue;
         }
@@ -149,10 +150,10 @@ fn a_trainer_round_trips_parameters_buffers_optimiser_and_run_state() {
         for i in 0..5 {
             t.step(&batch(i), cfg.lr).unwrap();
         }
-        checkpoint::save(&run_dir, &t, &cfg, &run_state(5)).unwrap();
+        t.save_checkpoint(&run_dir, &cfg, &run_state(5)).unwrap();
         let mut fresh = trainer(&be, &cfg);
         assert_ne!(bits(&everything(&t)), bits(&everything(&fresh)));
-        let state = checkpoint::resume(&run_dir, &mut fresh, &cfg).unwrap();
+        let state = fresh.resume(&run_dir, &cfg).unwrap();
         check(everything(&t), everything(&fresh), state);
         // Both continue identically.
         let (a, b) = (t.step(&batch(9), cfg.lr).unwrap(), fresh.step(&batch(9), cfg.lr).unwrap());
@@ -167,12 +168,12 @@ fn a_checkpoint_of_another_optimiser_or_seed_is_refused() {
     let be = Cpu::<f32>::new();
     let mut t = trainer(&be, &sgd);
     t.step(&batch(0), sgd.lr).unwrap();
-    checkpoint::save(&sgd.out, &t, &sgd, &run_state(1)).unwrap();
+    t.save_checkpoint(&sgd.out, &sgd, &run_state(1)).unwrap();
     let adam = TrainConfig { optimizer: kappa::train::OptimizerKind::Adam, ..sgd.clone() };
-    let err = checkpoint::resume(&sgd.out, &mut trainer(&be, &adam), &adam).unwrap_err().to_string();
+    let err = trainer(&be, &adam).resume(&sgd.out, &adam).unwrap_err().to_string();
     assert!(err.contains("optimizer is sgd") && err.contains("adam"), "{err}");
     let reseeded = TrainConfig { seed: 7, ..sgd.clone() };
-    let err = checkpoint::resume(&sgd.out, &mut trainer(&be, &reseeded), &reseeded).unwrap_err().to_string();
+    let err = trainer(&be, &reseeded).resume(&sgd.out, &reseeded).unwrap_err().to_string();
     assert!(err.contains("seed is 0") && err.contains("7"), "{err}");
 
     // Optimiser entries must belong to a parameter and a slot of this optimiser.
@@ -181,7 +182,7 @@ fn a_checkpoint_of_another_optimiser_or_seed_is_refused() {
     let v = file.tensors.remove("optimizer.output.bias.momentum_buffer").unwrap();
     file.tensors.insert("optimizer.output.bias.exp_avg".into(), v);
     file.write(&path).unwrap();
-    let err = checkpoint::resume(&sgd.out, &mut trainer(&be, &sgd), &sgd).unwrap_err().to_string();
+    let err = trainer(&be, &sgd).resume(&sgd.out, &sgd).unwrap_err().to_string();
     assert!(err.contains("unexpected optimizer.output.bias.exp_avg") && err.contains("momentum_buffer"), "{err}");
 }
 
@@ -189,13 +190,13 @@ fn a_checkpoint_of_another_optimiser_or_seed_is_refused() {
 fn a_checkpoint_of_another_architecture_names_the_mismatch() {
     let wide = config("arch-wide", &[]);
     let be = Cpu::<f32>::new();
-    checkpoint::save(&wide.out, &trainer(&be, &wide), &wide, &run_state(0)).unwrap();
+    trainer(&be, &wide).save_checkpoint(&wide.out, &wide, &run_state(0)).unwrap();
     let path = checkpoint::checkpoint_path(&wide.out);
     let expect = |cfg: &TrainConfig, needles: &[&str]| {
         for exact in [true, false] {
             let mut t = trainer(&be, cfg);
             let err = match exact {
-                true => checkpoint::resume(&wide.out, &mut t, cfg).unwrap_err(),
+                true => t.resume(&wide.out, cfg).unwrap_err(),
                 false => checkpoint::load_weights(&path, t.model_mut(), &be).unwrap_err(),
             }
             .to_string();

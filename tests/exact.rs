@@ -6,14 +6,13 @@ use kappa::analysis::Spectrum;
 use kappa::autograd::{Tape, Var};
 use kappa::backend::cpu::Cpu;
 use kappa::backend::Backend;
-use kappa::data::{self, Batch, LoadOptions, Loader};
+use kappa::data::Batch;
 use kappa::models::Model;
 use kappa::nn::{Init, Linear, ParamStore};
 use kappa::rng::Rng;
 use kappa::tensor::Tensor;
 use kappa::train::{Labels, TrainConfig, Trainer};
 use kappa::Result;
-use std::time::Instant;
 
 type B = Cpu<f64>;
 
@@ -314,34 +313,4 @@ fn records_serialise_in_the_report_schema_and_print() {
     assert!(table.contains("layers.0") && table.contains("output") && table.contains("κ50"), "{table}");
     let err = exact::exact_curvature(&mut t, &random_batch(6, 5, 3, 4), &opts(7)).unwrap_err().to_string();
     assert!(err.contains("--examples"), "{err}");
-}
-
-/// The paper's case (Fig. 1, 2): 8 linear layers of 24 units on 12×12 inputs,
-/// N = 1024, F and M with every block, Plain and BN, in f32 and f64. Prints the
-/// tables and the times; run with
-/// `cargo test --release --test exact -- --ignored --nocapture`.
-#[test]
-#[ignore = "timing run of the paper-sized case"]
-fn paper_sized_case_timing() {
-    paper_case(&Cpu::<f32>::new());
-    paper_case(&Cpu::<f64>::new());
-}
-
-fn paper_case<Bk: Backend>(be: &Bk) {
-    let opts = LoadOptions { crop_resize: Some((20, 12)), limit_train: Some(1024), limit_test: Some(1) };
-    let split = data::load("synthetic", None, &opts).unwrap();
-    let batch = Loader::new(&split.train, 1024, 0, false, false).unwrap().epoch(0).next().unwrap();
-    for bn in [false, true] {
-        let mut t = trainer(be, 8, 24, bn, split.train.dim(), split.train.classes);
-        let start = Instant::now();
-        let records =
-            exact::exact_curvature(&mut t, &batch, &ExactOptions { examples: 1024, kappa_p: vec![50.0, 80.0, 100.0], seed: 0 }).unwrap();
-        let name = if bn { "BN" } else { "Plain" };
-        println!(
-            "{name} in {} in {:.1} s\n{}",
-            std::any::type_name::<Bk::Elem>(),
-            start.elapsed().as_secs_f64(),
-            exact::print_table(&records)
-        );
-    }
 }

@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use kappa::backend::cpu::Cpu;
-use kappa::luckmatters::cli::{MatrixArgs, ReconArgs};
+use kappa::cli::{MatrixArgs, ReconArgs};
 use kappa::luckmatters::correlation::{best_match, layer_stats, pearson};
 use kappa::luckmatters::dense::Mat;
 use kappa::luckmatters::matrix::{self, MatrixConfig};

@@ -9,12 +9,12 @@ use super::moments::Moments;
 use super::npy;
 use super::record::{Alert, LayerRecord};
 use super::spectrum::{Kronecker, Spectrum};
+use super::subject::{Labels, Subject};
 use crate::autograd::Gradients;
 use crate::backend::Backend;
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
-use crate::train::{Labels, Trainer};
 use std::path::PathBuf;
 
 pub struct Analyzer {
@@ -59,19 +59,19 @@ impl Analyzer {
         self.alerts.restore(state);
     }
 
-    /// Analyses the model in `trainer` (not yet updated by `training.grads`).
+    /// Analyses the model of `subject` (not yet updated by `training.grads`).
     /// `extra` are the further batches of `--analysis-batches`. BN running
     /// averages are restored after every extra forward pass, so the training
     /// trajectory is the same with or without analysis.
     pub fn analyze<B: Backend>(
         &mut self,
-        trainer: &mut Trainer<B>,
+        subject: &mut impl Subject<B>,
         training: TrainingBatch<'_, B>,
         extra: &[Batch],
         iteration: usize,
         epoch: usize,
     ) -> Result<(Vec<LayerRecord>, Vec<Alert>)> {
-        let be = trainer.backend().clone();
+        let be = subject.backend().clone();
         let mut moments = Moments::new(&be, self.config.centered, self.config.conv_stat);
         let mut neurons: Vec<NeuronCounts> = Vec::new();
         let mut add = |grads: &Gradients<B>| -> Result<()> {
@@ -99,20 +99,18 @@ impl Analyzer {
                 Mode::Empirical => Labels::True,
                 Mode::Fisher => Labels::Sampled { seed: self.seed, stream: (iteration * self.config.batches + k) as u64 },
             };
-            let saved = trainer.model().store().snapshot_buffers();
-            let (_, grads) = trainer.gradients(batch, labels, true)?;
-            trainer.model_mut().store_mut().restore_buffers(saved);
+            let saved = subject.model().store().snapshot_buffers();
+            let grads = subject.backward(batch, labels)?;
+            subject.model_mut().store_mut().restore_buffers(saved);
             add(&grads)?;
         }
         let matrices = moments.finish()?;
 
         // Weight Gram matrices join the same batched eigen-solve.
-        let store = trainer.model().store();
+        let store = subject.model().store();
         let mut weight_grams = Vec::new();
         for m in &matrices {
-            let name = format!("{}.weight", m.layer);
-            let id = store.ids().find(|&id| store.param(id).name == name);
-            let pair = match id.and_then(|id| training.grads.param(id).map(|g| (store.value(id), g))) {
+            let pair = match training.grads.param(m.weight).map(|g| (store.value(m.weight), g)) {
                 Some((w, g)) => Some((diagnostics::gram(&be, w)?, diagnostics::gram(&be, g)?, be.dot(w.buf(), w.buf())?.sqrt())),
                 None => None,
             };

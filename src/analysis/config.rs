@@ -4,6 +4,15 @@ use super::moments::ConvStat;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+/// The further analysis batches of `--analysis-batches` are drawn in the order
+/// of the run's seed XOR this ("analysis" in ASCII): an order of their own,
+/// which neither repeats nor disturbs the training order.
+pub const EXTRA_BATCHES_SEED: u64 = 0x616e_616c_7973_6973;
+
+/// The fixed examples the exact curvature is measured on are the first batch
+/// in the order of the run's seed XOR this ("exact" in ASCII).
+pub const EXACT_EXAMPLES_SEED: u64 = 0x6578_6163_74;
+
 /// Which labels the output-gradient second moment Σ∇h is taken under.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]

@@ -20,6 +20,7 @@
 
 use super::moments::Moments;
 use super::spectrum::{Kronecker, Spectrum};
+use super::subject::{Labels, Subject};
 use crate::autograd::{Gradients, Tape};
 use crate::backend::{Backend, Gemm};
 use crate::data::Batch;
@@ -28,7 +29,6 @@ use crate::models::Model;
 use crate::nn::ParamId;
 use crate::scalar::Scalar;
 use crate::tensor::Tensor;
-use crate::train::{Labels, Trainer};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
@@ -85,10 +85,10 @@ impl<E> PerExampleGradients<E> {
     }
 }
 
-/// [`exact_curvature_of`] the trainer's model.
-pub fn exact_curvature<B: Backend>(trainer: &mut Trainer<B>, batch: &Batch, opts: &ExactOptions) -> Result<Vec<ExactRecord>> {
-    let backend = trainer.backend().clone();
-    exact_curvature_of(&backend, trainer.model_mut(), batch, opts)
+/// [`exact_curvature_of`] the subject's model.
+pub fn exact_curvature<B: Backend>(subject: &mut impl Subject<B>, batch: &Batch, opts: &ExactOptions) -> Result<Vec<ExactRecord>> {
+    let backend = subject.backend().clone();
+    exact_curvature_of(&backend, subject.model_mut(), batch, opts)
 }
 
 /// F and M, full and per layer, on the first `opts.examples` rows of `batch`,
@@ -160,7 +160,7 @@ fn measure<B: Backend>(backend: &B, model: &mut dyn Model<B>, batch: &Batch, opt
 
 /// Per-example weight gradients of every probed linear layer, against `labels`
 /// (sampled from the model's softmax on `batch` for [`Labels::Sampled`], as
-/// [`Trainer::gradients`] does). The BN running statistics advance once per
+/// a training step does). The BN running statistics advance once per
 /// pass: snapshot them around the call.
 pub fn per_example_gradients<B: Backend>(
     backend: &B,
@@ -185,10 +185,7 @@ fn passes<B: Backend>(
     let input = tape.constant(x.clone());
     let logits = model.forward(&mut tape, input, true)?;
     let (n, classes) = tape.value(logits).rows_cols();
-    let targets = match labels {
-        Labels::True => batch.labels.clone(),
-        Labels::Sampled { seed, stream } => backend.sample_labels(tape.value(logits).buf(), classes, seed, stream)?,
-    };
+    let targets = labels.targets(backend, tape.value(logits), &batch.labels)?;
     // softmax(z_i) − onehot(y_i) = ∂ℓ_i/∂z_i: row i seeds example i's backward.
     let (probs, _) = backend.softmax_xent(tape.value(logits).buf(), &targets, classes)?;
     let dz = backend.download(&backend.softmax_xent_backward(&probs, &targets, classes, 1.0)?)?;

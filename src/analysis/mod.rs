@@ -13,11 +13,15 @@ pub mod npy;
 pub mod readout;
 mod record;
 pub mod spectrum;
+mod subject;
+mod table;
 
 pub use alerts::AlertsState;
 pub use analyzer::{Analyzer, TrainingBatch};
-pub use config::{AnalysisConfig, Mode};
+pub use config::{AnalysisConfig, Mode, EXACT_EXAMPLES_SEED, EXTRA_BATCHES_SEED};
 pub use diagnostics::{NeuronStats, WeightStats};
 pub use moments::{ConvStat, LayerMatrices, Moments};
 pub use record::{Alert, LayerRecord};
 pub use spectrum::{Kronecker, Spectrum};
+pub use subject::{Labels, Subject};
+pub use table::conditioning_table;

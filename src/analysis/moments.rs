@@ -12,6 +12,7 @@
 use crate::autograd::Probe;
 use crate::backend::{Backend, ChannelShape, Window};
 use crate::error::{Error, Result};
+use crate::nn::ParamId;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +97,7 @@ impl<B: Backend> Moment<B> {
 /// The Σx and Σ∇h accumulators of one layer.
 pub struct LayerMoments<B: Backend> {
     pub layer: String,
+    weight: ParamId,
     x: Moment<B>,
     grad: Moment<B>,
 }
@@ -111,6 +113,8 @@ pub struct Moments<B: Backend> {
 /// The finished matrices of one layer, lower triangles of `dim × dim`.
 pub struct LayerMatrices<B: Backend> {
     pub layer: String,
+    /// The layer's weight parameter.
+    pub weight: ParamId,
     /// Samples Σx averages over (examples, or patches of a conv layer).
     pub samples_x: usize,
     /// Samples Σ∇h averages over (examples, or output positions).
@@ -146,6 +150,7 @@ impl<B: Backend> Moments<B> {
                 let ((_, dx), (_, dg)) = self.samples(p)?;
                 self.layers.push(LayerMoments {
                     layer: p.layer.clone(),
+                    weight: p.weight,
                     x: Moment::new(&self.backend, dx)?,
                     grad: Moment::new(&self.backend, dg)?,
                 });
@@ -175,6 +180,7 @@ impl<B: Backend> Moments<B> {
                 let (dx, dg, samples_x, samples_grad) = (l.x.dim, l.grad.dim, l.x.count, l.grad.count);
                 Ok(LayerMatrices {
                     layer: l.layer,
+                    weight: l.weight,
                     samples_x,
                     samples_grad,
                     sigma_x: (l.x.finish(&be, centered)?, dx),

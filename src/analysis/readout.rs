@@ -3,7 +3,8 @@
 //! arithmetic's precision sets rather than the matrix, and one line saying
 //! why κ_100 is infinite where it is.
 
-use super::spectrum::percent_key;
+use super::spectrum::{percent_key, Spectrum};
+use crate::lenient::known;
 use std::collections::BTreeMap;
 
 /// An eigenvalue is resolved once it stands this far above the rank
@@ -27,6 +28,20 @@ pub struct KappaView<'a> {
     pub dim: Option<usize>,
     /// Terms averaged into the matrix (examples, or conv positions).
     pub samples: Option<usize>,
+}
+
+/// How a spectrum's κ's read, whether measured now or read back from a log:
+/// a float the log lacked is unknown, and so is a count of terms it did not
+/// log (0, which also stands for a matrix that is no sum of outer products).
+pub fn view(s: &Spectrum) -> KappaView<'_> {
+    let count = |n: usize| (n > 0).then_some(n);
+    KappaView {
+        kappa: &s.kappa,
+        lambda_max: known(s.lambda_max),
+        tolerance: known(s.tolerance),
+        dim: count(s.dim),
+        samples: count(s.samples),
+    }
 }
 
 impl KappaView<'_> {
@@ -103,17 +118,6 @@ pub fn notes(views: &[KappaView], show: impl Fn(f64) -> String) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::Spectrum;
-
-    fn view(s: &Spectrum) -> KappaView<'_> {
-        KappaView {
-            kappa: &s.kappa,
-            lambda_max: Some(s.lambda_max),
-            tolerance: Some(s.tolerance),
-            dim: Some(s.dim),
-            samples: Some(s.samples),
-        }
-    }
 
     #[test]
     fn a_kappa_is_at_the_limit_once_its_eigenvalue_is_within_ten_tolerances() {

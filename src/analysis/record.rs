@@ -1,5 +1,5 @@
 //! The analysis records written to `metrics.jsonl`, one per (analysis step,
-//! layer), and its alerts; [`crate::record::Record`] tags them with their kind.
+//! layer), and its alerts; the metrics log tags each with its kind.
 //! Read back leniently: a field a log lacks takes its default.
 
 use super::config::Mode;

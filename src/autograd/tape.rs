@@ -29,6 +29,8 @@ struct Node<B: Backend> {
 #[derive(Clone, Debug)]
 pub struct Probe<B: Backend> {
     pub layer: String,
+    /// The layer's weight, whose domination the analysis measures.
+    pub weight: ParamId,
     pub x: Tensor<B>,
     pub grad_h: Tensor<B>,
     /// A conv layer's window over `x`: its Σx is over patches, its Σ∇h over
@@ -61,7 +63,7 @@ pub struct Tape<B: Backend> {
     backend: B,
     nodes: Vec<Node<B>>,
     params: HashMap<ParamId, Var>,
-    probes: Vec<(String, Var, Var, Option<Window>)>,
+    probes: Vec<(String, ParamId, Var, Var, Option<Window>)>,
     probing: bool,
 }
 
@@ -124,12 +126,12 @@ impl<B: Backend> Tape<B> {
     }
 
     /// Marks a linear map's input `x` and output `h` for analysis; no-op unless
-    /// probing. `window` is a conv layer's geometry over `x`.
-    pub fn probe(&mut self, layer: &str, x: Var, h: Var, window: Option<Window>) {
+    /// probing. `weight` is the map's weight; `window` a conv layer's geometry over `x`.
+    pub fn probe(&mut self, layer: &str, weight: ParamId, x: Var, h: Var, window: Option<Window>) {
         if self.probing {
             self.nodes[x.0].keep = true;
             self.nodes[h.0].keep = true;
-            self.probes.push((layer.to_string(), x, h, window));
+            self.probes.push((layer.to_string(), weight, x, h, window));
         }
     }
 
@@ -194,12 +196,12 @@ impl<B: Backend> Tape<B> {
         }
         let params = self.params.iter().filter_map(|(&id, v)| kept.get(v).map(|g| (id, g.clone()))).collect();
         let mut probes = Vec::with_capacity(self.probes.len());
-        for (layer, x, h, window) in &self.probes {
+        for (layer, weight, x, h, window) in &self.probes {
             let grad_h = match kept.get(h) {
                 Some(g) => g.clone(),
                 None => Tensor::zeros(&backend, self.value(*h).shape())?,
             };
-            probes.push(Probe { layer: layer.clone(), x: self.value(*x).clone(), grad_h, window: *window });
+            probes.push(Probe { layer: layer.clone(), weight: *weight, x: self.value(*x).clone(), grad_h, window: *window });
         }
         Ok(Gradients { params, kept, probes })
     }

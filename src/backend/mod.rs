@@ -196,7 +196,11 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     /// `scale · (softmax − onehot(labels))`.
     fn softmax_xent_backward(&self, probs: &Self::Buf, labels: &[u32], classes: usize, scale: f64) -> Result<Self::Buf>;
 
-    // ---- conditioning analysis ----
+    // ==== Analysis ops ====
+    // What the conditioning analysis alone asks of a device: Gram matrices
+    // (Σx, Σ∇h and the weights'), their eigenvalues, ReLU activity and the
+    // Fisher's sampled labels. Training never calls them; a new backend can
+    // train before it has them.
     /// `acc[cols×cols] += alpha·XᵀX` for a row-major `rows×cols` X, writing
     /// the lower triangle only (row-major, `j ≤ i`): half the work of a GEMM,
     /// and all [`Backend::eigvalsh`] reads.
@@ -220,7 +224,9 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     /// every device.
     fn sample_labels(&self, logits: &Self::Buf, classes: usize, seed: u64, stream: u64) -> Result<Vec<u32>>;
 
-    // ---- optimiser updates, in place ----
+    // ==== Optimiser updates ====
+    // One fused, in-place update of a parameter and its optimiser state per
+    // call; the optimisers hold the hyper-parameters.
     fn sgd_step(&self, param: &mut Self::Buf, grad: &Self::Buf, velocity: &mut Self::Buf, h: &SgdHyper) -> Result<()>;
     fn adam_step(&self, param: &mut Self::Buf, grad: &Self::Buf, m: &mut Self::Buf, v: &mut Self::Buf, h: &AdamHyper) -> Result<()>;
 }

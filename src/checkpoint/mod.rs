@@ -12,7 +12,8 @@ mod optimizer;
 mod run_state;
 mod training;
 
-pub use file::{tmp_path, write_atomic, HostTensor, TensorFile, Values};
+pub use crate::files::tmp_path;
+pub use file::{HostTensor, TensorFile, Values};
 pub use model::{load_model, load_weights, model_tensors, Precision};
 pub use optimizer::{load_optimizer, optimizer_tensors};
 pub use run_state::{RunState, Window};

@@ -5,7 +5,6 @@
 //! the seed and the epoch or iteration, so with the seed this is all a
 //! resumed run needs to continue exactly.
 
-use crate::analysis::AlertsState;
 use crate::error::{Error, Result};
 use crate::record::Headline;
 use std::collections::BTreeMap;
@@ -32,7 +31,8 @@ pub struct RunState {
     pub headline: Headline,
     /// The model's training forwards, which key its dropout masks.
     pub forwards: u64,
-    pub alerts: AlertsState,
+    /// What the analysis's alerts remember, in the analysis's own JSON, kept as it is.
+    pub alerts: String,
 }
 
 impl RunState {
@@ -42,7 +42,7 @@ impl RunState {
         (self.iteration / per_epoch, self.iteration % per_epoch)
     }
 
-    pub fn to_metadata(&self, meta: &mut BTreeMap<String, String>) -> Result<()> {
+    pub fn to_metadata(&self, meta: &mut BTreeMap<String, String>) {
         let (epoch, batch) = self.position();
         let mut put = |key: &str, value: String| meta.insert(key.to_string(), value);
         put("iteration", self.iteration.to_string());
@@ -60,9 +60,7 @@ impl RunState {
                 put(key, v.to_string());
             }
         }
-        let alerts = serde_json::to_string(&self.alerts).map_err(|e| Error::Backend(format!("alerts state: {e}")))?;
-        put("alerts", alerts);
-        Ok(())
+        put("alerts", self.alerts.clone());
     }
 
     pub fn from_metadata(meta: &BTreeMap<String, String>, path: &Path) -> Result<Self> {
@@ -87,8 +85,7 @@ impl RunState {
                 test_top5_accuracy: optional("test_top5_accuracy")?,
             },
             forwards: count("model_forwards")? as u64,
-            alerts: serde_json::from_str(required("alerts")?)
-                .map_err(|e| Error::data(path, format!("metadata alerts: expected the alerts' JSON state: {e}")))?,
+            alerts: required("alerts")?.clone(),
         };
         let (epoch, batch) = state.position();
         if (count("epoch")?, count("batch_in_epoch")?) != (epoch, batch) {

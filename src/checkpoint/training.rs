@@ -7,7 +7,8 @@ use super::optimizer::{load_optimizer, optimizer_tensors};
 use super::run_state::RunState;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::train::{TrainConfig, Trainer};
+use crate::models::Model;
+use crate::optim::Optimizer;
 use std::path::{Path, PathBuf};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -19,30 +20,38 @@ pub fn checkpoint_path(run_dir: &Path) -> PathBuf {
     run_dir.join(CHECKPOINT_FILE)
 }
 
-/// What the checkpoint's metadata must agree with the run's configuration on.
-fn identity(cfg: &TrainConfig) -> [(&'static str, String); 3] {
-    let name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
-    [("dtype", name(serde_json::json!(cfg.dtype))), ("optimizer", name(serde_json::json!(cfg.optimizer))), ("seed", cfg.seed.to_string())]
-}
-
-/// Writes `RUN_DIR/checkpoint.safetensors` for the trainer as it stands.
-pub fn save<B: Backend>(run_dir: &Path, trainer: &Trainer<B>, cfg: &TrainConfig, state: &RunState) -> Result<()> {
-    let be = trainer.backend();
-    let model = trainer.model();
+/// Writes `RUN_DIR/checkpoint.safetensors`: the model and the optimiser as
+/// they stand, where the run stood, and its `identity`, the (key, value)
+/// pairs of the run's configuration a resumed run must agree with.
+pub fn save<B: Backend>(
+    run_dir: &Path,
+    be: &B,
+    model: &dyn Model<B>,
+    optimizer: &dyn Optimizer<B>,
+    identity: &[(&str, String)],
+    state: &RunState,
+) -> Result<()> {
     let mut file = TensorFile::default();
     file.tensors.extend(model_tensors(model, be, state.iteration as u64)?);
-    file.tensors.extend(optimizer_tensors(trainer.optimizer(), model.store(), be)?);
+    file.tensors.extend(optimizer_tensors(optimizer, model.store(), be)?);
     file.metadata.insert("format".into(), FORMAT.into());
     file.metadata.insert("format_version".into(), FORMAT_VERSION.into());
     file.metadata.insert("model".into(), model.describe());
-    file.metadata.extend(identity(cfg).map(|(k, v)| (k.to_string(), v)));
-    state.to_metadata(&mut file.metadata)?;
+    file.metadata.extend(identity.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    state.to_metadata(&mut file.metadata);
     file.write(&checkpoint_path(run_dir))
 }
 
-/// Loads `RUN_DIR/checkpoint.safetensors` into a trainer built from the
-/// run's configuration and returns where the run stood.
-pub fn resume<B: Backend>(run_dir: &Path, trainer: &mut Trainer<B>, cfg: &TrainConfig) -> Result<RunState> {
+/// Loads `RUN_DIR/checkpoint.safetensors` into a model and optimiser built
+/// from the run's configuration, whose `identity` the checkpoint must share,
+/// and returns where the run stood.
+pub fn resume<B: Backend>(
+    run_dir: &Path,
+    be: &B,
+    model: &mut dyn Model<B>,
+    optimizer: &mut dyn Optimizer<B>,
+    identity: &[(&str, String)],
+) -> Result<RunState> {
     let path = checkpoint_path(run_dir);
     if !path.is_file() {
         return Err(Error::data(&path, "no checkpoint to resume from (kappa writes one at every epoch end and with --checkpoint-every N)"));
@@ -56,16 +65,14 @@ pub fn resume<B: Backend>(run_dir: &Path, trainer: &mut Trainer<B>, cfg: &TrainC
         let found = meta("format_version").unwrap_or("none");
         return Err(Error::data(&path, format!("checkpoint format version {found}; this kappa reads version {FORMAT_VERSION}")));
     }
-    for (key, expected) in identity(cfg) {
+    for (key, expected) in identity {
         if meta(key) != Some(expected.as_str()) {
             let found = meta(key).unwrap_or("nothing");
             return Err(Error::data(&path, format!("metadata {key} is {found} but the run's config.json says {expected}")));
         }
     }
-    let be = trainer.backend().clone();
-    load_model(trainer.model_mut(), &be, &file, &path, Precision::Exact)?;
-    let (model, optimizer) = trainer.model_and_optimizer_mut();
-    load_optimizer(optimizer, model.store(), &be, &file, &path)?;
+    load_model(&mut *model, be, &file, &path, Precision::Exact)?;
+    load_optimizer(optimizer, model.store(), be, &file, &path)?;
     let state = RunState::from_metadata(&file.metadata, &path)?;
     model.set_forwards(state.forwards);
     Ok(state)

@@ -1,4 +1,4 @@
-//! The base of the CIFAR ResNet presets: one model on a published recipe at
+//! The base of the CIFAR ResNet experiments: one model on a published recipe at
 //! the paper's scale, or a few dozen analysed steps at the CI scale.
 
 use super::{DataChoice, Scale};
@@ -7,7 +7,7 @@ use crate::data::Padding;
 use crate::optim::Schedule;
 use crate::train::{Pipeline, TrainConfig};
 
-/// The CIFAR recipes the presets follow (see `kappa train --preset`).
+/// The CIFAR recipes the experiments follow (see `kappa train --preset`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recipe {
     /// The layer-wise conditioning paper's scripts (lca-cifar).

@@ -1,4 +1,4 @@
-//! A preset's claims as checks on what its runs measured: each claim of the
+//! An experiment's claims as checks on what its runs measured: each claim of the
 //! paper is judged agrees, disagrees, or not measurable at this scale, with
 //! the numbers it compared. A disagreement is a result, not an error.
 
@@ -53,7 +53,7 @@ impl Verdict {
     }
 }
 
-/// What a preset's claims are judged on: its runs (the best of each
+/// What an experiment's claims are judged on: its runs (the best of each
 /// learning-rate sweep) and the scale they ran at.
 pub struct Evidence<'a> {
     pub scale: Scale,

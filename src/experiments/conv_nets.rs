@@ -6,33 +6,33 @@
 use super::cifar::{cifar_run, Recipe};
 use super::claims::Claim;
 use super::measures::{better_conditioned, explodes_downwards, losses_rise, ratio_collapses};
-use super::{frozen_name, DataChoice, Needs, Plan, Preset, Scale};
+use super::{frozen_name, DataChoice, Experiment, Needs, Plan, Scale};
 use crate::analysis::ConvStat;
 use crate::train::TrainConfig;
 
-pub const PRESETS: &[Preset] = &[
-    Preset {
+pub const EXPERIMENTS: &[Experiment] = &[
+    Experiment {
         name: "figA8",
         description: "VGG-style net (ResNet-20 without shortcuts) on CIFAR-10, BN vs no BN, no weight decay: κ_p of Σx and Σ∇h per layer, training loss (Fig. A8)",
         expected: "As for the MLP: with BN, κ_p of the layer inputs and output-gradients is smaller than without, and the BN net trains faster; without BN the net needs lr 0.01 (it does not converge at 0.1).",
         ci_minutes: 1.5,
         plan: Plan::Runs { needs: Needs::Cifar10, runs: fig_a8, claims: VGG_CLAIMS, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "figA9",
         description: "ResNet-20 on CIFAR-10, BN vs no BN, no weight decay: κ_p of Σx and Σ∇h per layer, training loss (Fig. A9)",
         expected: "As for the MLP and the VGG-style net: BN lowers κ_p of Σx and Σ∇h and speeds up training; the BN-free ResNet needs lr 0.01.",
         ci_minutes: 1.5,
         plan: Plan::Runs { needs: Needs::Cifar10, runs: fig_a9, claims: RESNET_CLAIMS, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "figA11b",
         description: "110-layer VGG-style net with BN on CIFAR-10, first iterations: λmax of the sub-FIMs and the gradient/weight ratio per layer (Fig. A11 b)",
         expected: "At initialisation the sub-FIM's λmax explodes towards the lower layers; after one step the lower layers' weights have grown so much that σmax(∂L/∂W)/σmax(W) collapses there (weight domination), and stays small.",
         ci_minutes: 0.5,
         plan: Plan::Runs { needs: Needs::Cifar10, runs: fig_a11b, claims: EXPLOSION_CLAIMS, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "figA12",
         description: "VGG-16 with BN on CIFAR-10 (a quarter of the width at the CI scale), weight domination simulated by freezing the first three convs, and convs 7–9 too (Fig. A12)",
         expected: "Nets with layers in weight domination (frozen) still reduce the loss, but their training loss, training error and test error stay above the unfrozen net's.",

@@ -3,7 +3,7 @@
 
 use super::claims::{show, Claim, Evidence, Verdict};
 use super::measures::{missing, run};
-use super::{mlp_config, DataChoice, Needs, Plan, Preset, Scale};
+use super::{mlp_config, DataChoice, Experiment, Needs, Plan, Scale};
 use crate::lenient::known;
 use crate::nn::Init;
 use crate::train::{Dtype, TrainConfig};
@@ -11,43 +11,43 @@ use std::path::PathBuf;
 
 const FULL_VS_SUB: &str = "Plain, at the paper's random init (Torch7's U(±1/√fan_in) weights, zero biases: a sixth of the second moment kept per ReLU layer): λmax of the full FIM orders of magnitude below BN's (paper: ~1e-5 vs ~1; vanishing gradients); BN better conditioned (smaller κ); the sub-FIMs (per-layer blocks) show the same ordering as the full matrix.";
 
-pub const PRESETS: &[Preset] = &[
-    Preset {
+pub const EXPERIMENTS: &[Experiment] = &[
+    Experiment {
         name: "fig1",
         description: "8×24 MLP on 12×12 MNIST at initialisation, Plain vs BN: λmax and κ_p of the full FIM and the sub-FIMs (Fig. 1)",
         expected: FULL_VS_SUB,
         ci_minutes: 0.5,
         plan: Plan::Runs { needs: Needs::Mnist, runs: mlp_8x24, claims: FIM_CLAIMS, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "fig2",
         description: "8×24 MLP, Plain vs BN: each exact sub-FIM against its Kronecker approximation Σx ⊗ Σ∇h (Fig. 2)",
         expected: "The Kronecker form tracks the exact sub-FIMs: λmax close (same order of magnitude, same Plain/BN ordering), κ_p following the exact ones.",
         ci_minutes: 0.5,
         plan: Plan::Runs { needs: Needs::Mnist, runs: mlp_8x24, claims: KRONECKER_CLAIMS, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "figA1",
         description: "8×24 MLP, Plain vs BN: the full FIM and every layer's sub-FIM (Fig. A1)",
         expected: FULL_VS_SUB,
         ci_minutes: 0.5,
         plan: Plan::Runs { needs: Needs::Mnist, runs: mlp_8x24, claims: FIM_CLAIMS, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "figA2",
         description: "8×24 MLP, Plain vs BN: the second moment of sample gradients M and its sub-blocks (Fig. A2)",
         expected: "M behaves as the FIM: Plain's λmax far below BN's, BN better conditioned, in the full matrix and in every sub-block.",
         ci_minutes: 0.5,
         plan: Plan::Runs { needs: Needs::Mnist, runs: mlp_8x24, claims: M_CLAIMS, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "figA3",
         description: "4×24 MLP, Plain vs BN: full FIM and sub-FIMs at initialisation (Fig. A3)",
         expected: FULL_VS_SUB,
         ci_minutes: 0.3,
         plan: Plan::Runs { needs: Needs::Mnist, runs: mlp_4x24, claims: FIM_CLAIMS, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "figA4",
         description: "4×36 MLP, Plain vs BN: full FIM and sub-FIMs at initialisation (Fig. A4)",
         expected: FULL_VS_SUB,

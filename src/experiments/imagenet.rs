@@ -6,21 +6,21 @@
 use super::cifar::sgd_base;
 use super::claims::{at_paper_scale, show, Claim, Evidence, Verdict};
 use super::measures::{final_loss, missing, run, test_error};
-use super::{DataChoice, Needs, Plan, Preset, Scale};
+use super::{DataChoice, Experiment, Needs, Plan, Scale};
 use crate::analysis::ConvStat;
 use crate::models::Family;
 use crate::optim::Schedule;
 use crate::train::{Pipeline, TrainConfig};
 
-pub const PRESETS: &[Preset] = &[
-    Preset {
+pub const EXPERIMENTS: &[Experiment] = &[
+    Experiment {
         name: "figA10",
         description: "ResNet-18 on ImageNet: κ_p of Σx and Σ∇h per layer over training, and the training loss (Fig. A10)",
         expected: "The same observations as for the MLP: with BN throughout, the layers' κ_p of Σx and Σ∇h stay moderate while the training loss falls. The CI scale (20 steps of batch 32 on 32×32 images, channel statistics) only exercises the pipeline and the first steps.",
         ci_minutes: 1.5,
         plan: Plan::Runs { needs: Needs::Imagenet, runs: fig_a10, claims: A10_CLAIMS, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "figA14",
         description: "Top-1 training and test error over epochs of ResNet vs ResNetLastBN at 18 and 50 layers on ImageNet (Fig. A14)",
         expected: "ResNetLastBN's top-1 training and test errors below ResNet's through training, at 18 and at 50 layers (Table A1: 29.38 vs 29.78 at 18 layers, 23.76 vs 23.97 at 50). The CI scale (3 epochs of 256 32×32 images, batch 32, no analysis) only draws the curves; the errors need the full 100 epochs.",

@@ -5,33 +5,33 @@
 use super::cifar::{grid, Recipe};
 use super::claims::{at_paper_scale, show, Claim, Evidence, Verdict};
 use super::measures::{analysed, below_over_training, last_lambda_x, layers_at, losses_rise, missing};
-use super::{DataChoice, Needs, Plan, Preset, Scale};
+use super::{DataChoice, Experiment, Needs, Plan, Scale};
 use crate::report::read::Run;
 use crate::train::TrainConfig;
 
-pub const PRESETS: &[Preset] = &[
-    Preset {
+pub const EXPERIMENTS: &[Experiment] = &[
+    Experiment {
         name: "fig6",
         description: "CIFAR-10 ResNet by depth: the last linear layer's λmax(Σx), λmax of its weight-gradient second moment, ‖W‖ and the training loss (Fig. 6)",
         expected: "The deeper the ResNet, the larger λmax(Σx) of the last linear layer's input and the λmax of its weight-gradient second moment: the last layer is ill-conditioned, more so with depth.",
         ci_minutes: 1.5,
         plan: Plan::Runs { needs: Needs::Cifar10, runs: fig6, claims: DEPTH_CLAIMS, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "fig7",
         description: "ResNet vs ResNetLastBN at the largest depth: the last linear layer's conditioning and the training loss (Fig. 7)",
         expected: "ResNetLastBN's BN normalises the last layer's input: its λmax(Σx) and weight-gradient λmax start far below ResNet's and stay moderate, while ResNet's large last-layer gradient inflates ‖W‖ (weight domination); its training loss falls faster.",
         ci_minutes: 2.0,
         plan: Plan::Runs { needs: Needs::Cifar10, runs: fig7, claims: LASTBN_CLAIMS, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "fig8",
         description: "Training loss of ResNet and ResNetLastBN by depth (Fig. 8)",
         expected: "Without the last BN, deeper ResNets do not train better (ResNet-1202 worse than 110); with it, training loss improves with depth.",
         ci_minutes: 3.0,
         plan: Plan::Runs { needs: Needs::Cifar10, runs: fig8, claims: LOSS_BY_DEPTH_CLAIMS, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "fig9",
         description: "ResNet, PreResNet and PreResNetv1 at the largest depth: the last linear layer (Fig. 9)",
         expected: "PreResNet's final BN+ReLU before pooling keeps the last layer conditioned like ResNetLastBN; PreResNetv1, without it, shows ResNet's large λmax(Σx).",

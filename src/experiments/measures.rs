@@ -1,4 +1,4 @@
-//! The numbers the claims compare, read from a preset's runs, and the checks
+//! The numbers the claims compare, read from an experiment's runs, and the checks
 //! most claims share: one run's quantity below another's over training, and
 //! final training losses in order.
 

@@ -2,64 +2,64 @@
 
 use super::claims::{Claim, Evidence, Verdict};
 use super::measures::{self, below_over_training, better_conditioned, layers_at, losses_rise, missing, run, shrink_per_layer};
-use super::{frozen_name, mlp_config, DataChoice, Needs, Plan, Preset, Scale};
+use super::{frozen_name, mlp_config, DataChoice, Experiment, Needs, Plan, Scale};
 use crate::analysis::LayerRecord;
 use crate::lenient::known;
 use crate::nn::Init;
 use crate::train::{OptimizerKind, TrainConfig};
 use std::path::PathBuf;
 
-pub const PRESETS: &[Preset] = &[
-    Preset {
+pub const EXPERIMENTS: &[Experiment] = &[
+    Experiment {
         name: "fig3",
         description: "20×256 MLP, Plain vs BN × random (uniform-fan-in) vs He init, full-batch gradient descent, best of the learning rates: λmax of Σx and Σ∇h per layer (Fig. 3)",
         expected: "Plain with the random init: λmax(Σx) shrinks exponentially from the bottom layer up (by about 6 per layer: Torch7's U(±1/√fan_in) has variance 1/(3·fan_in) and ReLU halves it) and λmax(Σ∇h) from the top layer down; He init keeps both of similar size across layers; BN preserves them across layers under either init and trains faster. Each net is shown at its best learning rate by final training loss (paper: {0.05, 0.1, 0.5, 1}; CI scale: 0.1 and 0.5); the others are listed in the report.",
         ci_minutes: 4.0,
         plan: Plan::Runs { needs: Needs::Mnist, runs: fig3, claims: MAGNITUDE_CLAIMS, best_of_rates: true },
     },
-    Preset {
+    Experiment {
         name: "figA5",
         description: "20×256 MLP, Plain vs BN × random (uniform-fan-in) vs He init, SGD batch 1024, best of the learning rates: λmax of Σx and Σ∇h per layer (Fig. A5)",
         expected: "As with full-batch GD (Fig. 3): Plain with the random init (Torch7's U(±1/√fan_in), a sixth of the second moment kept per layer) loses the input's magnitude going up and the gradient's going down, He init keeps them across layers, BN keeps them under either init. Each net at its best learning rate by final training loss.",
         ci_minutes: 3.0,
         plan: Plan::Runs { needs: Needs::Mnist, runs: sgd_1024, claims: MAGNITUDE_CLAIMS, best_of_rates: true },
     },
-    Preset {
+    Experiment {
         name: "figA6",
         description: "The runs of figA5 (SGD batch 1024), read for κ_p of Σx and Σ∇h per layer (Fig. A6)",
         expected: "BN has smaller κ_p of Σx and Σ∇h than Plain under both inits (random: Torch7's U(±1/√fan_in); He), as with full-batch GD (Fig. 5). Each net at its best learning rate by final training loss.",
         ci_minutes: 3.0,
         plan: Plan::Runs { needs: Needs::Mnist, runs: sgd_1024, claims: INIT_GRID_KAPPA_CLAIMS, best_of_rates: true },
     },
-    Preset {
+    Experiment {
         name: "figA7",
         description: "20×256 MLP, Plain vs BN, random (uniform-fan-in) init, Adam batch 1024: λmax and κ_p of Σx and Σ∇h, training loss (Fig. A7)",
         expected: "With the paper's random init (Torch7's U(±1/√fan_in)), Adam lets Plain adjust the magnitude of its layer inputs and output-gradients better than SGD does, but BN still trains more stably and keeps κ_p of Σx and Σ∇h lower than Plain.",
         ci_minutes: 1.0,
         plan: Plan::Runs { needs: Needs::Mnist, runs: fig_a7, claims: ADAM_CLAIMS, best_of_rates: true },
     },
-    Preset {
+    Experiment {
         name: "fig5",
         description: "20×256 MLP, Plain vs BN, random (uniform-fan-in) init, full-batch gradient descent, best of the learning rates: κ_p per layer (Fig. 5)",
         expected: "BN improves the layer-wise conditioning: κ_p of Σx and Σ∇h smaller with BN than without, for every p, through training. The random init is Torch7's U(±1/√fan_in), the paper code's; each net at its best learning rate by final training loss (paper: {0.05, 0.1, 0.5, 1}; CI scale: 0.1 and 0.5), the others listed in the report.",
         ci_minutes: 2.0,
         plan: Plan::Runs { needs: Needs::Mnist, runs: fig5, claims: GD_KAPPA_CLAIMS, best_of_rates: true },
     },
-    Preset {
+    Experiment {
         name: "fig4",
         description: "5×256 BN MLP with layers frozen to simulate weight domination (Fig. 4)",
         expected: "Blocking the updates of a layer (simulated weight domination) slows training: the loss of the frozen-layer nets stays above the baseline's, more so with more frozen layers.",
         ci_minutes: 0.5,
         plan: Plan::Runs { needs: Needs::Mnist, runs: fig4, claims: FROZEN_CLAIMS, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "figA11",
         description: "100-layer BN MLP, first 7 iterations: λmax of the sub-FIMs per layer (Fig. A11)",
         expected: "At initialisation the weight-gradient explodes towards the lower layers (λmax of the sub-FIM grows exponentially with depth from the top); after one step the lower layers' weights grow and they enter weight domination (alerts), with small gradients from then on.",
         ci_minutes: 0.5,
         plan: Plan::Runs { needs: Needs::Mnist, runs: fig_a11, claims: EXPLOSION_CLAIMS, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "figA13",
         description: "20×256 MLP, Plain vs BN: dying and full ReLU neurons per layer over training (Fig. A13)",
         expected: "Without BN, deep layers accumulate dead neurons (zero for every example) as training proceeds; BN keeps almost every unit alive and few units are full.",

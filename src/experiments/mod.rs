@@ -1,5 +1,5 @@
-//! The papers' experiments as named presets: `kappa reproduce NAME` trains
-//! every run of the preset under one directory and prints what the paper
+//! The papers' experiments, each by name: `kappa reproduce NAME` trains
+//! every run of the experiment under one directory and prints what the paper
 //! reports next to what was measured.
 
 mod cifar;
@@ -33,7 +33,7 @@ pub enum Scale {
 }
 
 /// One named experiment.
-pub struct Preset {
+pub struct Experiment {
     pub name: &'static str,
     pub description: &'static str,
     /// What the paper reports, printed next to the measurement.
@@ -43,7 +43,7 @@ pub struct Preset {
     pub plan: Plan,
 }
 
-/// How a preset runs.
+/// How an experiment runs.
 pub enum Plan {
     /// Training runs on a dataset, named, reported together by `kappa report`
     /// and judged by the paper's claims.
@@ -61,29 +61,29 @@ pub enum Plan {
     Script(fn(Scale, &Path) -> Result<(String, Vec<Judged>)>),
 }
 
-pub fn presets() -> impl Iterator<Item = &'static Preset> {
+pub fn all() -> impl Iterator<Item = &'static Experiment> {
     [
-        exact::PRESETS,
-        mlp::PRESETS,
-        conv_nets::PRESETS,
-        imagenet::PRESETS,
-        last_layer::PRESETS,
-        tables::PRESETS,
-        tau::PRESETS,
-        luckmatters::PRESETS,
+        exact::EXPERIMENTS,
+        mlp::EXPERIMENTS,
+        conv_nets::EXPERIMENTS,
+        imagenet::EXPERIMENTS,
+        last_layer::EXPERIMENTS,
+        tables::EXPERIMENTS,
+        tau::EXPERIMENTS,
+        luckmatters::EXPERIMENTS,
     ]
     .into_iter()
     .flatten()
 }
 
-pub fn find(name: &str) -> Result<&'static Preset> {
-    presets().find(|p| p.name == name).ok_or_else(|| {
-        let names: Vec<&str> = presets().map(|p| p.name).collect();
+pub fn find(name: &str) -> Result<&'static Experiment> {
+    all().find(|p| p.name == name).ok_or_else(|| {
+        let names: Vec<&str> = all().map(|p| p.name).collect();
         Error::arg("NAME", format!("unknown experiment '{name}'; valid: {}", names.join(", ")))
     })
 }
 
-/// The dataset a preset's runs are about.
+/// The dataset an experiment's runs are about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Needs {
     Mnist,
@@ -168,7 +168,7 @@ impl DataChoice {
     }
 }
 
-/// The base of every MLP run; presets change what they vary.
+/// The base of every MLP run; experiments change what they vary.
 pub(crate) fn mlp_config(data: &DataChoice, out: PathBuf) -> TrainConfig {
     TrainConfig {
         data: data.name.clone(),
@@ -207,17 +207,17 @@ pub struct Findings {
     pub judged: Vec<Judged>,
 }
 
-/// Trains every run of `preset` under `out/<run name>`, keeps the best of
-/// each learning-rate sweep, and judges the preset's claims on the kept runs.
-pub fn train_all(preset: &Preset, scale: Scale, data: &DataChoice, out: &Path, device: &str) -> Result<Findings> {
-    let Plan::Runs { runs, claims, best_of_rates, .. } = preset.plan else {
-        return Err(Error::arg("NAME", format!("{} is a script, not training runs", preset.name)));
+/// Trains every run of `experiment` under `out/<run name>`, keeps the best of
+/// each learning-rate sweep, and judges the experiment's claims on the kept runs.
+pub fn train_all(experiment: &Experiment, scale: Scale, data: &DataChoice, out: &Path, device: &str) -> Result<Findings> {
+    let Plan::Runs { runs, claims, best_of_rates, .. } = experiment.plan else {
+        return Err(Error::arg("NAME", format!("{} is a script, not training runs", experiment.name)));
     };
     let mut trained = Vec::new();
     for (name, mut cfg) in runs(scale, data) {
         cfg.out = out.join(&name);
         cfg.device = device.to_string();
-        println!("== {} / {name}", preset.name);
+        println!("== {} / {name}", experiment.name);
         let summary = train::run(&cfg)?;
         trained.push((name, cfg, summary));
     }
@@ -238,16 +238,16 @@ mod tests {
 
     #[test]
     fn every_preset_that_trains_has_claims_that_need_evidence() {
-        for preset in presets() {
-            let Plan::Runs { needs, runs, claims, .. } = preset.plan else { continue };
-            assert!(!claims.is_empty(), "{} has no claim", preset.name);
+        for experiment in all() {
+            let Plan::Runs { needs, runs, claims, .. } = experiment.plan else { continue };
+            assert!(!claims.is_empty(), "{} has no claim", experiment.name);
             for scale in [Scale::Ci, Scale::Paper] {
                 for (name, c) in runs(scale, &data(needs)) {
-                    c.validate().unwrap_or_else(|e| panic!("{}/{name} at {scale:?}: {e}", preset.name));
+                    c.validate().unwrap_or_else(|e| panic!("{}/{name} at {scale:?}: {e}", experiment.name));
                 }
                 // Without runs nothing can agree or disagree.
                 for judged in claims::judge(claims, &Evidence { scale, runs: &[] }) {
-                    assert!(matches!(judged.verdict, claims::Verdict::NotMeasurable(_)), "{}: {:?}", preset.name, judged);
+                    assert!(matches!(judged.verdict, claims::Verdict::NotMeasurable(_)), "{}: {:?}", experiment.name, judged);
                 }
             }
         }

@@ -1,5 +1,5 @@
-//! The paper reports each configuration at its best learning rate: runs of a
-//! preset that differ in their learning rate alone are one configuration,
+//! The paper reports each configuration at its best learning rate: runs of
+//! an experiment that differ in their learning rate alone are one configuration,
 //! whose best run by final training loss is kept for the figures and the
 //! claims, and whose others (diverged ones included) the report lists.
 

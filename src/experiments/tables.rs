@@ -5,32 +5,32 @@ use super::cifar::{cifar_run, Recipe};
 use super::claims::{at_paper_scale, Claim, Evidence, Verdict};
 use super::imagenet::imagenet_run;
 use super::measures::test_error;
-use super::{DataChoice, Needs, Plan, Preset, Scale};
+use super::{DataChoice, Experiment, Needs, Plan, Scale};
 use crate::train::TrainConfig;
 
-pub const PRESETS: &[Preset] = &[
-    Preset {
+pub const EXPERIMENTS: &[Experiment] = &[
+    Experiment {
         name: "table1",
         description: "CIFAR-10 test error of ResNet, PreResNet, PreResNetv1 and ResNetLastBN at depths 56/110/230/1202, 5 seeds (Table 1)",
         expected: "ResNetLastBN has the lowest error at every depth and keeps improving with depth (5.68% at 1202), while ResNet gets worse past 110 (9.42% at 1202). The CI scale (depth 56, 2 seeds, 30 steps) only exercises the pipeline and the table; the errors need the full 160 epochs.",
         ci_minutes: 3.0,
         plan: Plan::Runs { needs: Needs::Cifar10, runs: table1, claims: LASTBN_LOWEST, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "table2",
         description: "CIFAR-100 test error of ResNet, PreResNet, PreResNetv1 and ResNetLastBN at depths 56/110/230/1202, 5 seeds (Table 2)",
         expected: "As on CIFAR-10: ResNetLastBN best at every depth (25.51% at 1202), ResNet worse past 110. The CI scale only exercises the pipeline and the table.",
         ci_minutes: 3.0,
         plan: Plan::Runs { needs: Needs::Cifar100, runs: table2, claims: LASTBN_LOWEST, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "tableA1",
         description: "ImageNet top-1 error of ResNet and ResNetLastBN, 18 and 50 layers: standard, weight decay 2e-4, dropout 0.3 after the last BN (Table A1)",
         expected: "ResNetLastBN slightly better under the standard setting (29.38 vs 29.78 at 18 layers) and more so with stronger regularisation (wd 2e-4: 28.96 vs 30.07). The CI scale (ResNet-18, 20 steps) only exercises the pipeline.",
         ci_minutes: 4.0,
         plan: Plan::Runs { needs: Needs::Imagenet, runs: table_a1, claims: IMAGENET_LASTBN, best_of_rates: false },
     },
-    Preset {
+    Experiment {
         name: "tableA2",
         description: "CIFAR-10 test error of VGG and ResNet without BN, with and without one BN before the last linear layer, depths 20/44/56/110 (Table A2)",
         expected: "The BN before the last linear layer helps at every depth: VGG 89.93% → 23.40% at depth 56, BN-free ResNet 9.48% → 8.61%. The CI scale (depth 20, 2 seeds, 30 steps) only exercises the pipeline and the table.",

@@ -4,10 +4,10 @@
 use super::cifar::{grid, Recipe};
 use super::claims::{at_paper_scale, show, Claim, Evidence, Verdict};
 use super::measures::{final_loss, missing, run, test_error};
-use super::{DataChoice, Needs, Plan, Preset, Scale};
+use super::{DataChoice, Experiment, Needs, Plan, Scale};
 use crate::train::TrainConfig;
 
-pub const PRESETS: &[Preset] = &[Preset {
+pub const EXPERIMENTS: &[Experiment] = &[Experiment {
     name: "tau",
     description: "ResNet vs tau-ResNet by depth, with BN and without (Fixup-style scalars), on the tau-ResNet recipe",
     expected: "Without BN the plain ResNet diverges or stalls as depth grows while tau-ResNet trains stably; with BN, τ lowers the test error of deep nets (paper: 6.61 → 5.83 at depth 110, 6.93 → 5.01 at 1202).",

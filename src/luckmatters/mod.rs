@@ -8,7 +8,6 @@
 //! [`recon`] trains the student with this crate's autograd; [`matrix`] runs the
 //! closed-form projected gradient of the original `test_multilayer.py`.
 
-pub mod cli;
 pub mod correlation;
 pub mod data;
 pub mod dense;

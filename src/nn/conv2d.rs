@@ -47,7 +47,7 @@ impl Conv2d {
         let w = tape.param(store, self.weight);
         let (window, _) = tape.conv_window(x, w, self.stride, self.pad)?;
         let h = tape.conv2d(x, w, self.stride, self.pad)?;
-        tape.probe(&self.name, x, h, Some(window));
+        tape.probe(&self.name, self.weight, x, h, Some(window));
         Ok(h)
     }
 }

@@ -39,7 +39,7 @@ impl Linear {
         let w = tape.param(store, self.weight);
         let b = self.bias.map(|b| tape.param(store, b));
         let h = tape.linear(x, w, b)?;
-        tape.probe(&self.name, x, h, None);
+        tape.probe(&self.name, self.weight, x, h, None);
         Ok(h)
     }
 }

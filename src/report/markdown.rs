@@ -2,7 +2,7 @@
 //! alerts, and the plots (or why one was skipped).
 
 use super::figures::Plot;
-use super::read::{self, Run};
+use super::read::Run;
 use crate::analysis::readout::{self, KappaView};
 use crate::analysis::{LayerRecord, Spectrum};
 use crate::lenient::known;
@@ -98,13 +98,13 @@ pub(super) fn layer_tables(md: &mut String, run: &Run) {
         let Some(last) = records.iter().map(|a| a.iteration).max() else { continue };
         let mut layers: Vec<&&LayerRecord> = records.iter().filter(|a| a.iteration == last).collect();
         layers.sort_by_key(|a| a.index);
-        let views: Vec<KappaView> = layers.iter().flat_map(|a| [read::view(&a.sigma_x), read::view(&a.sigma_grad)]).collect();
+        let views: Vec<KappaView> = layers.iter().flat_map(|a| [readout::view(&a.sigma_x), readout::view(&a.sigma_grad)]).collect();
         let ps = readout::percent_keys(&views);
         let heads = |of: &str| ps.iter().map(|p| format!(" κ_{p} {of} |")).collect::<String>();
         let _ = writeln!(md, "### {}: iteration {last}\n", cell(&label));
         let _ = writeln!(md, "| # | layer | λmax Σx | λmax Σ∇h |{}{} σmax(∇W)/σmax(W) | dead |", heads("Σx"), heads("Σ∇h"));
         let _ = writeln!(md, "| ---: | --- | ---: | ---: |{} ---: | ---: |", " ---: |".repeat(2 * ps.len()));
-        let kappas = |s: &Spectrum| ps.iter().map(|p| format!(" {} |", read::view(s).cell(p, num))).collect::<String>();
+        let kappas = |s: &Spectrum| ps.iter().map(|p| format!(" {} |", readout::view(s).cell(p, num))).collect::<String>();
         for a in layers {
             let _ = writeln!(
                 md,

@@ -4,10 +4,8 @@
 //! missing ones take their defaults, so older runs keep loading as the log grows.
 
 use crate::analysis::exact::ExactRecord;
-use crate::analysis::readout::KappaView;
-use crate::analysis::{Alert, LayerRecord, Mode, Spectrum};
+use crate::analysis::{Alert, LayerRecord, Mode};
 use crate::error::{Error, Result};
-use crate::lenient::known;
 use crate::record::{EvalRecord, Headline, Record, TrainRecord};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -47,19 +45,6 @@ pub struct Summary {
     #[serde(flatten)]
     pub headline: Headline,
     pub seconds: Option<f64>,
-}
-
-/// How the report reads a logged spectrum's κ's: a float the log lacked is
-/// unknown, and so is a count of terms it did not log.
-pub fn view(s: &Spectrum) -> KappaView<'_> {
-    let count = |n: usize| (n > 0).then_some(n);
-    KappaView {
-        kappa: &s.kappa,
-        lambda_max: known(s.lambda_max),
-        tolerance: known(s.tolerance),
-        dim: count(s.dim),
-        samples: count(s.samples),
-    }
 }
 
 /// The parts of `config.json` worth showing for a run without a summary.

@@ -174,6 +174,16 @@ impl TrainConfig {
         self.device.parse()
     }
 
+    /// What a checkpoint's metadata must agree with this configuration on to resume it.
+    pub fn checkpoint_identity(&self) -> [(&'static str, String); 3] {
+        let name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        [
+            ("dtype", name(serde_json::json!(self.dtype))),
+            ("optimizer", name(serde_json::json!(self.optimizer))),
+            ("seed", self.seed.to_string()),
+        ]
+    }
+
     /// The configuration a run directory's `config.json` holds, with `out` set
     /// to that directory (it may have moved since).
     pub fn load_run(run_dir: &Path) -> Result<Self> {

@@ -5,11 +5,12 @@ mod event_file;
 mod metrics;
 pub mod recipe;
 mod run;
-mod table;
 mod tensorboard;
 mod trainer;
 
 pub use config::{ArchOptions, Dtype, OptimizerKind, Pipeline, TrainConfig};
 pub use metrics::{MetricsLog, Summary};
 pub use run::{open_data, run, run_on, run_with, RunOptions};
-pub use trainer::{EvalStats, Labels, StepStats, Trainer};
+// Where callers of the trainer's passes have always found it.
+pub use crate::analysis::Labels;
+pub use trainer::{EvalStats, StepStats, Trainer};

@@ -3,14 +3,15 @@
 use super::config::{Dtype, OptimizerKind, TrainConfig};
 use super::metrics::{MetricsLog, Summary};
 use super::tensorboard::Board;
-use super::trainer::{Labels, StepStats, Trainer};
+use super::trainer::{StepStats, Trainer};
 use crate::analysis::exact::{self, ExactOptions};
-use crate::analysis::{Analyzer, LayerRecord, Mode, TrainingBatch};
+use crate::analysis::{Analyzer, Labels, LayerRecord, Mode, TrainingBatch, EXACT_EXAMPLES_SEED, EXTRA_BATCHES_SEED};
 use crate::backend::cpu::Cpu;
 use crate::backend::{Backend, Device};
 use crate::checkpoint::{self, RunState, Window};
 use crate::data::{self, Batch, BatchSource, ImageNetOptions, LoadOptions, OpenOptions, Sources};
 use crate::error::{Error, Result};
+use crate::files;
 use crate::record::{DivergedRecord, EvalRecord, Headline, Record, ResumeRecord, TrainRecord};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -141,30 +142,6 @@ impl Analysis<'_> {
     }
 }
 
-/// Writes the checkpoint of the run as it stands, when checkpoints are on.
-fn save_checkpoint<B: Backend>(
-    trainer: &Trainer<B>,
-    cfg: &TrainConfig,
-    opts: &RunOptions,
-    summary: &Summary,
-    window: &Window,
-    per_epoch: usize,
-    analysis: Option<&Analysis>,
-) -> Result<()> {
-    if opts.checkpoint_every.is_none() {
-        return Ok(());
-    }
-    let state = RunState {
-        iteration: summary.iterations,
-        batches_per_epoch: per_epoch,
-        window: window.clone(),
-        headline: summary.headline,
-        forwards: trainer.model().forwards(),
-        alerts: analysis.map(|a| a.analyzer.alerts_state()).unwrap_or_default(),
-    };
-    checkpoint::save(&cfg.out, trainer, cfg, &state)
-}
-
 /// The configured dataset as batch sources, augmented and normalised as asked.
 pub fn open_data(cfg: &TrainConfig) -> Result<Sources> {
     let p = &cfg.pipeline;
@@ -182,7 +159,7 @@ pub fn open_data(cfg: &TrainConfig) -> Result<Sources> {
 }
 
 /// [`run_with`] on a backend the caller opened (the doctor runs one
-/// configuration on two).
+/// configuration on two): prepares the run, trains it, and finishes it.
 pub fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
     let sources = open_data(cfg)?;
     let mut trainer = Trainer::new(backend, cfg, sources.train.example_dims(), sources.train.classes())?;
@@ -190,164 +167,229 @@ pub fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> 
         checkpoint::load_weights(weights, trainer.model_mut(), backend)?;
     }
     let resumed = match opts.resume {
-        true => Some(checkpoint::resume(&cfg.out, &mut trainer, cfg)?),
+        true => Some(trainer.resume(&cfg.out, cfg)?),
         false => None,
     };
+    // Full-batch descent steps through the whole split as one batch.
+    let full_batch = match cfg.optimizer {
+        OptimizerKind::Gd => Some(sources.train.reordered(sources.train.len(), cfg.seed, false)?),
+        _ => None,
+    };
+    let (loader, batch_size) = match &full_batch {
+        Some(all) => (&**all, sources.train.len()),
+        None => (&*sources.train, cfg.batch_size),
+    };
+    let mut run = Run::prepare(cfg, opts, trainer, resumed, &sources, loader, batch_size)?;
+    run.train()?;
+    run.finish()
+}
 
-    let full_batch;
-    let (loader, batch_size) = match cfg.optimizer {
-        OptimizerKind::Gd => {
-            full_batch = sources.train.reordered(sources.train.len(), cfg.seed, false)?;
-            (&*full_batch, sources.train.len())
-        }
-        _ => (&*sources.train, cfg.batch_size),
-    };
-    let per_epoch = loader.batches_per_epoch();
-    if per_epoch == 0 {
-        return Err(Error::data(cfg.data_dir.clone().unwrap_or_else(|| cfg.data.clone().into()), "the training split has no examples"));
-    }
-    let total = cfg.iterations.unwrap_or(cfg.epochs.unwrap_or(1) * per_epoch);
-    let epochs = total.div_ceil(per_epoch);
-    if let Some(state) = &resumed {
-        if state.batches_per_epoch != per_epoch {
-            let detail = format!("taken with {} batches per epoch, but the data now gives {per_epoch}", state.batches_per_epoch);
-            return Err(Error::data(checkpoint::checkpoint_path(&cfg.out), detail));
-        }
-        if state.iteration >= total {
-            let detail = format!("the run has done {} of its {total} iterations; ask for more to continue it", state.iteration);
-            return Err(Error::arg(if cfg.iterations.is_some() { "--iterations" } else { "--epochs" }, detail));
-        }
-    }
+/// A run under way: the trainer, the data it steps through, and what it writes.
+struct Run<'a, B: Backend> {
+    cfg: &'a TrainConfig,
+    opts: &'a RunOptions,
+    trainer: Trainer<B>,
+    loader: &'a dyn BatchSource,
+    test: &'a dyn BatchSource,
+    per_epoch: usize,
+    /// The iterations of the whole run, and the epochs they span.
+    total: usize,
+    epochs: usize,
+    /// 0, or the iteration the resumed checkpoint was taken at.
+    start_at: usize,
+    analysis: Option<Analysis<'a>>,
+    out: Output,
+    summary: Summary,
+    window: Window,
+    /// Examples trained on since this leg started, for the rate.
+    seen: usize,
+    /// The iteration of the latest checkpoint.
+    saved_at: Option<usize>,
+    start: Instant,
+}
 
-    // Before the run directory, so a TensorBoard folder that cannot be made leaves nothing half-written.
-    let board = opts.tensorboard.as_deref().map(Board::create).transpose()?;
-    if let (Some(b), Some(dir)) = (&board, &opts.tensorboard) {
-        println!("TensorBoard events: {} (tensorboard --logdir {})", b.path().display(), dir.display());
-    }
-    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::data(&cfg.out, format!("cannot create the run directory: {e}")))?;
-    let mut log = match resumed {
-        Some(_) => MetricsLog::append(&cfg.out)?,
-        None => MetricsLog::create(&cfg.out)?,
-    };
-    let config_path = cfg.out.join("config.json");
-    let mut config = json!({ "train": cfg, "model": trainer.model().describe() });
-    if let Some(weights) = &opts.weights {
-        config["weights"] = json!(weights);
-        config["weights_sha256"] = json!(data::fetch::sha256_file(weights)?);
-    } else if resumed.is_some() {
-        // The run still started from the weights its first leg named.
-        let first: serde_json::Value = std::fs::read(&config_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        for key in ["weights", "weights_sha256"].into_iter().filter(|k| !first[k].is_null()) {
-            config[key] = first[key].clone();
+impl<'a, B: Backend> Run<'a, B> {
+    /// Checks a resumed run against its data, opens the run directory and
+    /// its log, writes config.json, and sets up the analysis and the summary.
+    fn prepare(
+        cfg: &'a TrainConfig,
+        opts: &'a RunOptions,
+        trainer: Trainer<B>,
+        resumed: Option<RunState>,
+        sources: &'a Sources,
+        loader: &'a dyn BatchSource,
+        batch_size: usize,
+    ) -> Result<Self> {
+        let per_epoch = loader.batches_per_epoch();
+        if per_epoch == 0 {
+            return Err(Error::data(cfg.data_dir.clone().unwrap_or_else(|| cfg.data.clone().into()), "the training split has no examples"));
         }
-    }
-    let config_json = serde_json::to_string_pretty(&config).map_err(|e| Error::data(&config_path, e.to_string()))?;
-    // Atomic, as a resumed run replaces it (with its new length).
-    checkpoint::write_atomic(&config_path, (config_json + "\n").as_bytes())?;
-    let start_at = resumed.as_ref().map_or(0, |s| s.iteration);
-    if resumed.is_some() {
-        // Records after this one supersede those of iterations from here on.
-        log.write(&Record::Resume(ResumeRecord { iteration: start_at, epoch: start_at / per_epoch, iterations: total }))?;
-    }
-    let mut analysis = match cfg.analysis.enabled() || !cfg.analysis.exact_at.is_empty() {
-        true => Some(Analysis {
-            analyzer: Analyzer::new(cfg.analysis.clone(), cfg.seed, Some(cfg.out.clone()))?,
-            extra: loader.reordered(batch_size, cfg.seed ^ 0x616e_616c_7973_6973, false)?,
-            exact: loader.reordered(cfg.analysis.exact_examples, cfg.seed ^ 0x6578_6163_74, false)?,
-        }),
-        false => None,
-    };
-    if let (Some(a), Some(state)) = (analysis.as_mut(), &resumed) {
-        a.analyzer.restore_alerts(state.alerts.clone());
-    }
-
-    let bar = ProgressBar::new(total as u64);
-    bar.set_position(start_at as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} it  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let mut out = Output { log, board, bar, last_analysis: Vec::new() };
-    let start = Instant::now();
-    let mut summary = Summary {
-        model: trainer.model().describe(),
-        data: sources.train.name().to_string(),
-        iterations: start_at,
-        epochs: start_at / per_epoch,
-        diverged: false,
-        diverged_at: None,
-        headline: resumed.as_ref().map_or(Headline::default(), |s| s.headline),
-        seconds: 0.0,
-        examples_per_second: 0.0,
-        out: cfg.out.clone(),
-    };
-    let mut window = resumed.map(|s| s.window).unwrap_or_default();
-    let mut seen = 0usize;
-    let mut saved_at = Some(start_at).filter(|_| opts.resume);
-    'epochs: for epoch in start_at / per_epoch..epochs {
-        let lr = cfg.schedule.lr(cfg.lr, epoch);
-        // An epoch's order is a pure function of (seed, epoch): skip what the resumed run saw.
-        let done = if epoch == start_at / per_epoch { start_at % per_epoch } else { 0 };
-        // A run's last epoch may end early; it is evaluated all the same.
-        for batch in loader.epoch_from(epoch, done).take(total - summary.iterations) {
-            let batch = batch?;
-            let stats = match analysis.as_mut().filter(|a| a.due(summary.iterations)) {
-                Some(a) => a.step(&mut trainer, &batch, Some(lr), summary.iterations, epoch, &mut out)?,
-                None => trainer.step(&batch, lr)?,
-            };
-            summary.iterations += 1;
-            seen += stats.examples;
-            if !stats.loss.is_finite() {
-                summary.diverged = true;
-                summary.diverged_at = Some(summary.iterations);
-                summary.epochs = epoch + 1;
-                let record = TrainRecord {
-                    iteration: summary.iterations,
-                    epoch: Some(epoch),
-                    loss: None,
-                    lr: Some(lr),
-                    diverged: true,
-                    ..Default::default()
-                };
-                out.write(&Record::Train(record))?;
-                break 'epochs;
+        let total = cfg.iterations.unwrap_or(cfg.epochs.unwrap_or(1) * per_epoch);
+        if let Some(state) = &resumed {
+            if state.batches_per_epoch != per_epoch {
+                let detail = format!("taken with {} batches per epoch, but the data now gives {per_epoch}", state.batches_per_epoch);
+                return Err(Error::data(checkpoint::checkpoint_path(&cfg.out), detail));
             }
-            window.loss += stats.loss;
-            window.correct += stats.correct;
-            window.examples += stats.examples;
-            window.steps += 1;
-            let regular = summary.iterations % cfg.log_every == 0;
-            if regular || summary.iterations == total {
-                let (loss, acc) = (window.loss / window.steps as f64, window.correct as f64 / window.examples as f64);
-                let rate = seen as f64 / start.elapsed().as_secs_f64();
-                out.write(&Record::Train(TrainRecord {
-                    iteration: summary.iterations,
-                    epoch: Some(epoch),
-                    loss: Some(loss),
-                    accuracy: Some(acc),
-                    lr: Some(lr),
-                    examples_per_second: Some(rate),
-                    diverged: false,
-                }))?;
-                out.bar.set_message(format!("epoch {} loss {loss:.4} acc {:.1}% {rate:.0} ex/s", epoch + 1, 100.0 * acc));
-                (summary.headline.train_loss, summary.headline.train_accuracy) = (Some(loss), Some(acc));
-                // The end-of-run record keeps its window, so a run resumed and
-                // extended from here logs what an uninterrupted one would.
-                if regular {
-                    window = Window::default();
+            if state.iteration >= total {
+                let detail = format!("the run has done {} of its {total} iterations; ask for more to continue it", state.iteration);
+                return Err(Error::arg(if cfg.iterations.is_some() { "--iterations" } else { "--epochs" }, detail));
+            }
+        }
+
+        // Before the run directory, so a TensorBoard folder that cannot be made leaves nothing half-written.
+        let board = opts.tensorboard.as_deref().map(Board::create).transpose()?;
+        if let (Some(b), Some(dir)) = (&board, &opts.tensorboard) {
+            println!("TensorBoard events: {} (tensorboard --logdir {})", b.path().display(), dir.display());
+        }
+        std::fs::create_dir_all(&cfg.out).map_err(|e| Error::data(&cfg.out, format!("cannot create the run directory: {e}")))?;
+        let mut log = match resumed {
+            Some(_) => MetricsLog::append(&cfg.out)?,
+            None => MetricsLog::create(&cfg.out)?,
+        };
+        write_config(cfg, opts, &trainer, resumed.is_some())?;
+        let start_at = resumed.as_ref().map_or(0, |s| s.iteration);
+        if resumed.is_some() {
+            // Records after this one supersede those of iterations from here on.
+            log.write(&Record::Resume(ResumeRecord { iteration: start_at, epoch: start_at / per_epoch, iterations: total }))?;
+        }
+        let mut analysis = match cfg.analysis.enabled() || !cfg.analysis.exact_at.is_empty() {
+            true => Some(Analysis {
+                analyzer: Analyzer::new(cfg.analysis.clone(), cfg.seed, Some(cfg.out.clone()))?,
+                extra: loader.reordered(batch_size, cfg.seed ^ EXTRA_BATCHES_SEED, false)?,
+                exact: loader.reordered(cfg.analysis.exact_examples, cfg.seed ^ EXACT_EXAMPLES_SEED, false)?,
+            }),
+            false => None,
+        };
+        if let (Some(a), Some(state)) = (analysis.as_mut(), &resumed) {
+            let alerts = serde_json::from_str(&state.alerts).map_err(|e| {
+                Error::data(checkpoint::checkpoint_path(&cfg.out), format!("metadata alerts: expected the alerts' JSON state: {e}"))
+            })?;
+            a.analyzer.restore_alerts(alerts);
+        }
+
+        let bar = ProgressBar::new(total as u64);
+        bar.set_position(start_at as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} it  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let summary = Summary {
+            model: trainer.model().describe(),
+            data: sources.train.name().to_string(),
+            iterations: start_at,
+            epochs: start_at / per_epoch,
+            diverged: false,
+            diverged_at: None,
+            headline: resumed.as_ref().map_or(Headline::default(), |s| s.headline),
+            seconds: 0.0,
+            examples_per_second: 0.0,
+            out: cfg.out.clone(),
+        };
+        Ok(Run {
+            cfg,
+            opts,
+            trainer,
+            loader,
+            test: &*sources.test,
+            per_epoch,
+            total,
+            epochs: total.div_ceil(per_epoch),
+            start_at,
+            analysis,
+            out: Output { log, board, bar, last_analysis: Vec::new() },
+            summary,
+            window: resumed.map(|s| s.window).unwrap_or_default(),
+            seen: 0,
+            saved_at: Some(start_at).filter(|_| opts.resume),
+            start: Instant::now(),
+        })
+    }
+
+    /// The epochs: steps (analysed when due), training records, evaluations
+    /// and checkpoints, until the run's length or a loss that is not finite.
+    fn train(&mut self) -> Result<()> {
+        let (cfg, loader, per_epoch, total) = (self.cfg, self.loader, self.per_epoch, self.total);
+        for epoch in self.start_at / per_epoch..self.epochs {
+            let lr = cfg.schedule.lr(cfg.lr, epoch);
+            // An epoch's order is a pure function of (seed, epoch): skip what the resumed run saw.
+            let done = if epoch == self.start_at / per_epoch { self.start_at % per_epoch } else { 0 };
+            // A run's last epoch may end early; it is evaluated all the same.
+            for batch in loader.epoch_from(epoch, done).take(total - self.summary.iterations) {
+                let batch = batch?;
+                let summary = &mut self.summary;
+                let stats = match self.analysis.as_mut().filter(|a| a.due(summary.iterations)) {
+                    Some(a) => a.step(&mut self.trainer, &batch, Some(lr), summary.iterations, epoch, &mut self.out)?,
+                    None => self.trainer.step(&batch, lr)?,
+                };
+                summary.iterations += 1;
+                self.seen += stats.examples;
+                if !stats.loss.is_finite() {
+                    summary.diverged = true;
+                    summary.diverged_at = Some(summary.iterations);
+                    summary.epochs = epoch + 1;
+                    let record = TrainRecord {
+                        iteration: summary.iterations,
+                        epoch: Some(epoch),
+                        loss: None,
+                        lr: Some(lr),
+                        diverged: true,
+                        ..Default::default()
+                    };
+                    return self.out.write(&Record::Train(record));
+                }
+                self.log_step(stats, epoch, lr)?;
+                // An epoch's (or the run's) last step is checkpointed after its evaluation, below.
+                let iterations = self.summary.iterations;
+                let epoch_end = iterations % per_epoch == 0 || iterations == total;
+                if self.opts.checkpoint_every.is_some_and(|n| n > 0 && iterations % n == 0) && !epoch_end {
+                    self.save_checkpoint()?;
                 }
             }
-            out.bar.inc(1);
-            // An epoch's (or the run's) last step is checkpointed after its evaluation, below.
-            let epoch_end = summary.iterations % per_epoch == 0 || summary.iterations == total;
-            if opts.checkpoint_every.is_some_and(|n| n > 0 && summary.iterations % n == 0) && !epoch_end {
-                save_checkpoint(&trainer, cfg, opts, &summary, &window, per_epoch, analysis.as_ref())?;
-                saved_at = Some(summary.iterations);
+            self.summary.epochs = epoch + 1;
+            self.evaluate(epoch, lr)?;
+            self.save_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Adds a finite step to the training window, and writes the window's
+    /// record every `--log-every` steps and at the run's end.
+    fn log_step(&mut self, stats: StepStats, epoch: usize, lr: f64) -> Result<()> {
+        let (window, summary) = (&mut self.window, &mut self.summary);
+        window.loss += stats.loss;
+        window.correct += stats.correct;
+        window.examples += stats.examples;
+        window.steps += 1;
+        let regular = summary.iterations % self.cfg.log_every == 0;
+        if regular || summary.iterations == self.total {
+            let (loss, acc) = (window.loss / window.steps as f64, window.correct as f64 / window.examples as f64);
+            let rate = self.seen as f64 / self.start.elapsed().as_secs_f64();
+            self.out.write(&Record::Train(TrainRecord {
+                iteration: summary.iterations,
+                epoch: Some(epoch),
+                loss: Some(loss),
+                accuracy: Some(acc),
+                lr: Some(lr),
+                examples_per_second: Some(rate),
+                diverged: false,
+            }))?;
+            self.out.bar.set_message(format!("epoch {} loss {loss:.4} acc {:.1}% {rate:.0} ex/s", epoch + 1, 100.0 * acc));
+            (summary.headline.train_loss, summary.headline.train_accuracy) = (Some(loss), Some(acc));
+            // The end-of-run record keeps its window, so a run resumed and
+            // extended from here logs what an uninterrupted one would.
+            if regular {
+                *window = Window::default();
             }
         }
-        summary.epochs = epoch + 1;
-        let eval = trainer.evaluate(&*sources.test)?;
-        out.write(&Record::Eval(EvalRecord {
+        self.out.bar.inc(1);
+        Ok(())
+    }
+
+    /// Evaluates on the test split after `epoch`, trained at `lr`.
+    fn evaluate(&mut self, epoch: usize, lr: f64) -> Result<()> {
+        let summary = &mut self.summary;
+        let eval = self.trainer.evaluate(self.test)?;
+        self.out.write(&Record::Eval(EvalRecord {
             iteration: summary.iterations,
             epoch: Some(epoch),
             test_loss: Some(eval.loss),
@@ -357,7 +399,7 @@ pub fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> 
         }))?;
         (summary.headline.test_loss, summary.headline.test_accuracy, summary.headline.test_top5_accuracy) =
             (Some(eval.loss), Some(eval.accuracy), Some(eval.top5_accuracy));
-        out.say(&format!(
+        self.out.say(&format!(
             "epoch {:>3}  train loss {:.4} acc {:5.2}%  test loss {:.4} top-1 error {:5.2}% top-5 error {:5.2}%  lr {lr:.3e}",
             epoch + 1,
             summary.headline.train_loss.unwrap_or(f64::NAN),
@@ -366,28 +408,70 @@ pub fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> 
             100.0 * (1.0 - eval.accuracy),
             100.0 * (1.0 - eval.top5_accuracy)
         ));
-        save_checkpoint(&trainer, cfg, opts, &summary, &window, per_epoch, analysis.as_ref())?;
-        saved_at = Some(summary.iterations);
+        Ok(())
     }
-    // A run of no steps; before the final analysis, which a resumed run repeats.
-    if !summary.diverged && saved_at != Some(summary.iterations) {
-        save_checkpoint(&trainer, cfg, opts, &summary, &window, per_epoch, analysis.as_ref())?;
+
+    /// Writes the checkpoint of the run as it stands, when checkpoints are on.
+    fn save_checkpoint(&mut self) -> Result<()> {
+        if self.opts.checkpoint_every.is_none() {
+            return Ok(());
+        }
+        let alerts = self.analysis.as_ref().map(|a| a.analyzer.alerts_state()).unwrap_or_default();
+        let state = RunState {
+            iteration: self.summary.iterations,
+            batches_per_epoch: self.per_epoch,
+            window: self.window.clone(),
+            headline: self.summary.headline,
+            forwards: self.trainer.model().forwards(),
+            alerts: serde_json::to_string(&alerts).map_err(|e| Error::Backend(format!("alerts state: {e}")))?,
+        };
+        self.trainer.save_checkpoint(&self.cfg.out, self.cfg, &state)?;
+        self.saved_at = Some(self.summary.iterations);
+        Ok(())
     }
-    // The state after the last update has no step of its own to ride on.
-    if let Some(a) = analysis.as_mut().filter(|a| !summary.diverged && a.due(summary.iterations)) {
-        if let Some(batch) = loader.epoch(epochs).next().transpose()? {
-            a.step(&mut trainer, &batch, None, summary.iterations, summary.epochs, &mut out)?;
+
+    /// The last checkpoint and analysis, the summary, and the conditioning table.
+    fn finish(mut self) -> Result<Summary> {
+        // A run of no steps; before the final analysis, which a resumed run repeats.
+        if !self.summary.diverged && self.saved_at != Some(self.summary.iterations) {
+            self.save_checkpoint()?;
+        }
+        // The state after the last update has no step of its own to ride on.
+        let summary = &mut self.summary;
+        if let Some(a) = self.analysis.as_mut().filter(|a| !summary.diverged && a.due(summary.iterations)) {
+            if let Some(batch) = self.loader.epoch(self.epochs).next().transpose()? {
+                a.step(&mut self.trainer, &batch, None, summary.iterations, summary.epochs, &mut self.out)?;
+            }
+        }
+        self.out.bar.finish_and_clear();
+        summary.seconds = self.start.elapsed().as_secs_f64();
+        summary.examples_per_second = self.seen as f64 / summary.seconds.max(1e-9);
+        if summary.diverged {
+            self.out.write(&Record::Summary(DivergedRecord { diverged: true, iteration: summary.diverged_at }))?;
+        }
+        if !self.out.last_analysis.is_empty() {
+            println!("{}", crate::analysis::conditioning_table(&self.out.last_analysis));
+        }
+        summary.save()?;
+        Ok(self.summary)
+    }
+}
+
+/// Writes config.json: the configuration, the model, and the weights the run
+/// started from (a resumed run keeps those its first leg named). Atomic, as a
+/// resumed run replaces it (with its new length).
+fn write_config<B: Backend>(cfg: &TrainConfig, opts: &RunOptions, trainer: &Trainer<B>, resumed: bool) -> Result<()> {
+    let config_path = cfg.out.join("config.json");
+    let mut config = json!({ "train": cfg, "model": trainer.model().describe() });
+    if let Some(weights) = &opts.weights {
+        config["weights"] = json!(weights);
+        config["weights_sha256"] = json!(data::fetch::sha256_file(weights)?);
+    } else if resumed {
+        let first: serde_json::Value = std::fs::read(&config_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        for key in ["weights", "weights_sha256"].into_iter().filter(|k| !first[k].is_null()) {
+            config[key] = first[key].clone();
         }
     }
-    out.bar.finish_and_clear();
-    summary.seconds = start.elapsed().as_secs_f64();
-    summary.examples_per_second = seen as f64 / summary.seconds.max(1e-9);
-    if summary.diverged {
-        out.write(&Record::Summary(DivergedRecord { diverged: true, iteration: summary.diverged_at }))?;
-    }
-    if !out.last_analysis.is_empty() {
-        println!("{}", super::table::conditioning_table(&out.last_analysis));
-    }
-    summary.save()?;
-    Ok(summary)
+    let config_json = serde_json::to_string_pretty(&config).map_err(|e| Error::data(&config_path, e.to_string()))?;
+    files::write_atomic(&config_path, (config_json + "\n").as_bytes())
 }

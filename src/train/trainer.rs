@@ -2,13 +2,16 @@
 //! tests and experiments drive directly.
 
 use super::config::{OptimizerKind, TrainConfig};
+use crate::analysis::{Labels, Subject};
 use crate::autograd::{Gradients, Tape};
 use crate::backend::Backend;
+use crate::checkpoint::{self, RunState};
 use crate::data::{Batch, BatchSource};
 use crate::error::{Error, Result};
 use crate::models::{vgg16, Family, Mlp, MlpConfig, Model, ResNet, ResNetConfig, Variant, Vgg16, VGG16};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::tensor::Tensor;
+use std::path::Path;
 
 /// Loss and accuracy of one training step.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -16,16 +19,6 @@ pub struct StepStats {
     pub loss: f64,
     pub correct: usize,
     pub examples: usize,
-}
-
-/// Which labels a forward-backward pass differentiates the loss against.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Labels {
-    /// The data's labels (training; the empirical second moment M).
-    True,
-    /// Labels drawn from the model's own softmax (the Fisher), a pure
-    /// function of `(seed, stream, row)`.
-    Sampled { seed: u64, stream: u64 },
 }
 
 /// Loss and accuracy over a whole dataset, in eval mode.
@@ -76,9 +69,15 @@ impl<B: Backend> Trainer<B> {
         self.optimizer.as_ref()
     }
 
-    /// Both halves at once, for restoring optimiser state keyed by the model's parameters.
-    pub fn model_and_optimizer_mut(&mut self) -> (&mut dyn Model<B>, &mut dyn Optimizer<B>) {
-        (self.model.as_mut(), self.optimizer.as_mut())
+    /// Writes `RUN_DIR/checkpoint.safetensors` for the trainer as it stands.
+    pub fn save_checkpoint(&self, run_dir: &Path, cfg: &TrainConfig, state: &RunState) -> Result<()> {
+        checkpoint::save(run_dir, &self.backend, self.model(), self.optimizer(), &cfg.checkpoint_identity(), state)
+    }
+
+    /// Loads `RUN_DIR/checkpoint.safetensors` into this trainer, built from
+    /// the run's configuration, and returns where the run stood.
+    pub fn resume(&mut self, run_dir: &Path, cfg: &TrainConfig) -> Result<RunState> {
+        checkpoint::resume(run_dir, &self.backend, self.model.as_mut(), self.optimizer.as_mut(), &cfg.checkpoint_identity())
     }
 
     /// Forward (training mode) and backward on a batch, without updating:
@@ -90,13 +89,7 @@ impl<B: Backend> Trainer<B> {
         let x = tape.constant(Tensor::from_f32s(&self.backend, &batch.dims, &batch.images)?);
         let logits = self.model.forward(&mut tape, x, true)?;
         let correct = count_correct(&tape.value(logits).to_f64s(&self.backend)?, &batch.labels);
-        let targets = match labels {
-            Labels::True => batch.labels.clone(),
-            Labels::Sampled { seed, stream } => {
-                let classes = tape.value(logits).rows_cols().1;
-                self.backend.sample_labels(tape.value(logits).buf(), classes, seed, stream)?
-            }
-        };
+        let targets = labels.targets(&self.backend, tape.value(logits), &batch.labels)?;
         let loss = tape.cross_entropy(logits, &targets)?;
         let loss_value = tape.value(loss).scalar(&self.backend)?;
         let grads = tape.backward(loss)?;
@@ -140,6 +133,25 @@ impl<B: Backend> Trainer<B> {
         }
         let n = n.max(1) as f64;
         Ok(EvalStats { loss: loss / n, accuracy: top1 as f64 / n, top5_accuracy: top5 as f64 / n })
+    }
+}
+
+/// The analysis measures the trainer's model and differentiates it as a training step does.
+impl<B: Backend> Subject<B> for Trainer<B> {
+    fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    fn model(&self) -> &dyn Model<B> {
+        self.model.as_ref()
+    }
+
+    fn model_mut(&mut self) -> &mut dyn Model<B> {
+        self.model.as_mut()
+    }
+
+    fn backward(&mut self, batch: &Batch, labels: Labels) -> Result<Gradients<B>> {
+        self.gradients(batch, labels, true).map(|(_, grads)| grads)
     }
 }
 

@@ -40,17 +40,17 @@ pub mod launch;
 pub mod solver;
 
 #[cfg(feature = "cuda-backend")]
+mod backend;
+#[cfg(feature = "cuda-backend")]
 mod device;
 #[cfg(feature = "cuda-backend")]
 pub mod kernels;
 #[cfg(feature = "cuda-backend")]
 mod mem;
 #[cfg(feature = "cuda-backend")]
-mod ops;
-#[cfg(feature = "cuda-backend")]
 mod pool;
 
 #[cfg(feature = "cuda-backend")]
-pub use device::{driver_version, libraries, probe, DeviceInfo};
+pub use backend::{Cuda, CudaBuf};
 #[cfg(feature = "cuda-backend")]
-pub use ops::{Cuda, CudaBuf};
+pub use device::{driver_version, libraries, probe, DeviceInfo};

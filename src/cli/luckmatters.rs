@@ -1,9 +1,9 @@
-//! Command-line flags of the two experiments, turned into validated configs.
+//! Command-line flags of the two LuckMatters experiments, turned into validated configs.
 //! Every flag left out keeps the published setting (or the CI one with `--ci`).
 
-use super::matrix::MatrixConfig;
-use super::recon::{ReconConfig, ReconLoss};
 use crate::error::Result;
+use crate::luckmatters::matrix::MatrixConfig;
+use crate::luckmatters::recon::{ReconConfig, ReconLoss};
 use std::path::PathBuf;
 
 /// `recon_multilayer.py`: a wide student trained on a teacher's outputs.

@@ -1,11 +1,7 @@
 //! The per-layer conditioning table printed at the end of a run.
 
-use crate::analysis::readout::{self, KappaView};
-use crate::analysis::{LayerRecord, Spectrum};
-
-fn view(s: &Spectrum) -> KappaView<'_> {
-    KappaView { kappa: &s.kappa, lambda_max: Some(s.lambda_max), tolerance: Some(s.tolerance), dim: Some(s.dim), samples: Some(s.samples) }
-}
+use super::readout::{self, view, KappaView};
+use super::{LayerRecord, Spectrum};
 
 fn sci(v: f64) -> String {
     format!("{v:.2e}")

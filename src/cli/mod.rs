@@ -1,0 +1,770 @@
+//! The `kappa` command line: every subcommand's flags (clap), how they
+//! become the library's configurations, and what each subcommand prints.
+//! The binary only calls [`main`].
+
+mod luckmatters;
+
+use crate::analysis::{AnalysisConfig, ConvStat, Mode};
+use crate::data::Padding;
+use crate::experiments::{self, Scale};
+use crate::models::{Family, LastBnGamma, ShortcutKind};
+use crate::nn::Init;
+use crate::optim::Schedule;
+use crate::train::{ArchOptions, Dtype, OptimizerKind, Pipeline, RunOptions, TrainConfig};
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+pub use luckmatters::{MatrixArgs, ReconArgs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "kappa",
+    version,
+    about = "Train deep networks and measure how well conditioned each layer's optimisation problem is",
+    long_about = "kappa trains deep networks with a handwritten autograd and measures how well conditioned each \
+layer's optimisation problem is, from the second moments of the layer's input (Σx) and of its output-gradient \
+(Σ∇h), after Huang et al., ECCV 2020, \"Layer-wise Conditioning Analysis in Exploring the Learning Dynamics of DNNs\".\n\n\
+Start with `kappa train` (a 20×256 MLP on the built-in synthetic data, about a minute on two cores)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model (or --resume one); writes config.json, metrics.jsonl, checkpoint.safetensors and summary.json to --out
+    Train(TrainCommand),
+    /// Analyse a model's conditioning without training it (at initialisation, or after --iterations)
+    Analyze(AnalyzeArgs),
+    /// Render plots (PNG, SVG) and a markdown summary from run directories; several runs overlay
+    Report {
+        /// Run directories written by `kappa train`
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Where to write the report [default: the single run's directory, else ./report]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Analysis iterations to show in the per-layer plots [default: first, middle, last]
+        #[arg(long, value_delimiter = ',')]
+        iterations: Vec<usize>,
+        /// Also write report.html: one self-contained page with the plots, tables, configurations, git revision and machine
+        #[arg(long)]
+        html: bool,
+    },
+    /// Run one of the papers' experiments end to end and report it
+    Reproduce(ReproduceArgs),
+    /// LuckMatters' teacher–student experiments (Tian et al.): does a wide student recover the teacher's nodes?
+    Luckmatters {
+        #[command(subcommand)]
+        script: LuckScript,
+    },
+    /// List every model name with its options
+    Models,
+    /// Download and verify datasets
+    Data {
+        #[command(subcommand)]
+        action: DataAction,
+    },
+    /// Report the CUDA driver, libraries and device, and check every backend op on it against the CPU
+    Doctor {
+        /// The device to check: cuda or cuda:N
+        #[arg(long, default_value = "cuda:0")]
+        device: String,
+        /// Also train every model of the acceptance set on the device and on the CPU and compare the runs, on both convolution paths
+        #[arg(long)]
+        full: bool,
+        /// Write every figure (errors and their tolerances) to this JSON file
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Time a kernel family with counted flops and bytes
+    Profile {
+        #[command(subcommand)]
+        target: ProfileTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum LuckScript {
+    /// A student MLP trained by SGD on a ReLU teacher's outputs; logs the teacher–student node correlations per layer
+    Recon(ReconArgs),
+    /// Projected gradient descent on weight matrices in closed form; logs every student row's norm
+    Matrix(MatrixArgs),
+}
+
+#[derive(Subcommand)]
+enum ProfileTarget {
+    /// Σx Gram accumulation and eigvalsh for one activation shape (N,C,1,1 dense; N,C,H,W 3×3 conv patches)
+    Covariance {
+        /// Activation shape N,C,H,W
+        #[arg(long, default_value = "1024,256,1,1")]
+        shape: String,
+        /// cpu, or cuda:N
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Timed repetitions (the median is printed)
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+    },
+    /// The GPU acceptance speed figures: CIFAR ResNet training steps with and without analysis every step (img/s, peak memory), Σx accumulation against the device's peaks, eigvalsh
+    Gpu {
+        /// cpu, or cuda:N
+        #[arg(long, default_value = "cuda:0")]
+        device: String,
+        /// CIFAR ResNet depths (6n+2)
+        #[arg(long, default_value = "20,56,110,1202")]
+        depths: String,
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        /// Timed steps per depth
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// eigvalsh sizes n
+        #[arg(long, default_value = "256,576,1152,2304,4608")]
+        eig_sizes: String,
+        /// Write every figure to this JSON file
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct TrainCommand {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Also checkpoint every N iterations to RUN_DIR/checkpoint.safetensors (always at every epoch end and at the end)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    checkpoint_every: usize,
+    /// Continue the run in RUN_DIR from its checkpoint; only --epochs, --iterations, --checkpoint-every and --tensorboard may be given with it
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
+    /// Start from these weights instead of the initialisation: a safetensors state dict under the names
+    /// `analyze --weights` takes (every parameter and BN buffer, each of the model's shape); the optimiser starts fresh
+    #[arg(long, value_name = "FILE")]
+    init_from: Option<PathBuf>,
+    /// Also write TensorBoard event files to DIR as the run goes: the training and test scalars, per layer
+    /// λmax and κ_p of Σx and Σ∇h, the gradient/weight ratio and dead fraction, and the alerts as text
+    #[arg(long, value_name = "DIR")]
+    tensorboard: Option<PathBuf>,
+}
+
+/// What `--resume` lets change: the run's length, its checkpointing and where its curves go.
+const RESUME_FLAGS: &[&str] = &["resume", "epochs", "iterations", "checkpoint_every", "tensorboard"];
+
+impl TrainCommand {
+    /// The run to start, or the run in `--resume`'s directory with its new length.
+    /// `given` are the flags on the command line.
+    fn into_run(self, given: &[String]) -> anyhow::Result<(TrainConfig, RunOptions)> {
+        let opts = RunOptions {
+            checkpoint_every: Some(self.checkpoint_every),
+            resume: self.resume.is_some(),
+            weights: self.init_from,
+            tensorboard: self.tensorboard,
+        };
+        let Some(dir) = self.resume else {
+            return Ok((self.train.into_config(), opts));
+        };
+        if let Some(flag) = given.iter().find(|f| !RESUME_FLAGS.contains(&f.as_str())) {
+            let detail = format!(
+                "the run keeps the configuration in {}; only --epochs, --iterations, --checkpoint-every and --tensorboard may be given with --resume, not --{}",
+                dir.join("config.json").display(),
+                flag.replace('_', "-")
+            );
+            return Err(crate::Error::arg("--resume", detail).into());
+        }
+        let mut cfg = TrainConfig::load_run(&dir)?;
+        match (self.train.epochs, self.train.iterations) {
+            (Some(epochs), _) => (cfg.epochs, cfg.iterations) = (Some(epochs), None),
+            (_, Some(iterations)) => (cfg.epochs, cfg.iterations) = (None, Some(iterations)),
+            _ => {}
+        }
+        Ok((cfg, opts))
+    }
+}
+
+/// The ids of the arguments of `subcommand` given on the command line, not defaulted.
+fn given_flags(matches: &ArgMatches, subcommand: &str) -> Vec<String> {
+    let (Some(m), Some(cmd)) = (matches.subcommand_matches(subcommand), Cli::command().find_subcommand(subcommand).cloned()) else {
+        return Vec::new();
+    };
+    cmd.get_arguments()
+        .map(|a| a.get_id().as_str())
+        .filter(|id| m.value_source(id) == Some(ValueSource::CommandLine))
+        .map(str::to_string)
+        .collect()
+}
+
+#[derive(Args)]
+struct AnalyzeArgs {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Load parameters and BN buffers from a safetensors state dict (F32, F64, F16 or BF16;
+    /// e.g. PyTorch's `safetensors.torch.save_file(model.state_dict(), FILE)`) instead of initialising
+    #[arg(long, value_name = "FILE")]
+    weights: Option<PathBuf>,
+    /// Also build the exact FIM and second moment M from per-example gradients and compare them
+    /// with the Kronecker approximation (tiny nets: paper Fig. 1, 2)
+    #[arg(long)]
+    exact: bool,
+    /// Examples the exact matrices average over
+    #[arg(long, default_value_t = 1024)]
+    examples: usize,
+}
+
+impl AnalyzeArgs {
+    /// A run that analyses the model once: at initialisation (or the loaded
+    /// weights), or after the length given on the command line (`given`), as
+    /// a preset's epochs do not count; the exact curvature too with `--exact`.
+    fn into_run(self, given: &[String]) -> (TrainConfig, RunOptions) {
+        let explicit = ["iterations", "epochs"].iter().any(|f| given.iter().any(|g| g == f));
+        let dtype = self.train.dtype.unwrap_or(if self.exact { Dtype::F64 } else { Dtype::F32 });
+        let mut cfg = self.train.into_config();
+        cfg.dtype = dtype;
+        if !explicit {
+            (cfg.iterations, cfg.epochs) = (Some(0), None);
+        }
+        let at = cfg.iterations.unwrap_or(0);
+        cfg.analysis.at = vec![at];
+        if self.exact {
+            (cfg.analysis.exact_at, cfg.analysis.exact_examples) = (vec![at], self.examples);
+        }
+        (cfg, RunOptions { weights: self.weights, ..Default::default() })
+    }
+}
+
+#[derive(Args)]
+struct ReproduceArgs {
+    /// Experiment name (see --list)
+    #[arg(required_unless_present = "list")]
+    name: Option<String>,
+    /// List every experiment with its scale and an estimated time
+    #[arg(long)]
+    list: bool,
+    /// ci: reduced, minutes on two cores; paper: the published settings
+    #[arg(long, value_enum, default_value = "ci")]
+    scale: Scale,
+    /// Directory holding the preset's dataset (MNIST's IDX files, or CIFAR-10's binary batches)
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Without the dataset, run on the built-in stand-in (synthetic or synthetic-cifar); reports name it
+    #[arg(long)]
+    allow_synthetic: bool,
+    /// Where the runs and the report go [default: runs/reproduce-<name>-<scale>]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// cpu, or cuda:N
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Subcommand)]
+enum DataAction {
+    /// Download a dataset's canonical files, verify their SHA-256 and move them (or, for a tarball, its extracted files) into place atomically
+    Fetch {
+        /// Dataset name (mnist, cifar10, cifar100)
+        name: String,
+        /// Directory to put the files in (created if missing)
+        #[arg(long)]
+        dir: PathBuf,
+        /// Base URL to download from instead of the default mirrors (repeatable, tried in order)
+        #[arg(long = "mirror")]
+        mirrors: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Model name (see `kappa models`)
+    #[arg(long, default_value = "mlp")]
+    model: String,
+    /// Number of linear layers, output layer included
+    #[arg(long, default_value_t = 20)]
+    depth: usize,
+    /// Units per hidden layer
+    #[arg(long, default_value_t = 256)]
+    width: usize,
+    /// Batch norm between each hidden linear layer and its ReLU
+    #[arg(long)]
+    bn: bool,
+    /// Weight initialisation: he (N(0, 2/fan_in)), lecun (N(0, 1/fan_in)), xavier, he-fan-out, or
+    /// uniform-fan-in: U(±1/√fan_in) weights and zero biases, Torch7's nn.Linear weight scale and so the
+    /// paper's "random" init; its variance 1/(3·fan_in) makes each ReLU layer keep a sixth of its input's
+    /// second moment, which is why the paper's Plain nets reach λmax near 1e-5
+    #[arg(long, default_value = "he")]
+    init: Init,
+    /// A training recipe whose settings become the defaults (flags given still win):
+    /// fb-cifar, lca-cifar, tau-cifar, fb-imagenet, lca-imagenet
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
+    /// Dataset: synthetic or synthetic-cifar (built in, MNIST- and CIFAR-shaped), or in --data-dir: mnist (IDX files), cifar10, cifar100 (binary batches), imagenet (train/ and val/ JPEG folders)
+    #[arg(long, default_value = "synthetic")]
+    data: String,
+    /// Directory holding the dataset's files
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Centre-crop to C×C then resize to S×S, as C:S (the paper's small MNIST is 20:12)
+    #[arg(long, value_parser = parse_crop_resize)]
+    crop_resize: Option<(usize, usize)>,
+    /// Use only the first N training examples
+    #[arg(long)]
+    limit_train: Option<usize>,
+    /// Evaluate on the first N test examples only
+    #[arg(long)]
+    limit_test: Option<usize>,
+    /// sgd, adam, or gd (full-batch gradient descent: every step sees the whole training set)
+    #[arg(long, value_enum, default_value = "sgd")]
+    optimizer: OptimizerKind,
+    /// Learning rate (before the schedule)
+    #[arg(long, default_value_t = 0.05)]
+    lr: f64,
+    /// SGD momentum
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Nesterov momentum (`--nesterov false` turns off a preset's)
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = ArgAction::Set)]
+    nesterov: bool,
+    /// L2 weight decay on every parameter
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// constant, or multistep:E1,E2[:gamma] (multiply by gamma, default 0.1, at those epochs)
+    #[arg(long, default_value = "constant")]
+    schedule: Schedule,
+    /// Epochs to train [default: 6]
+    #[arg(long, conflicts_with = "iterations")]
+    epochs: Option<usize>,
+    /// Iterations (optimiser steps) to train, instead of --epochs
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// Examples per step (ignored by --optimizer gd)
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Seed for initialisation and shuffling; the same seed gives the same trajectory
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Run directory [default: runs/<model>-<unix time>]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Comma-separated 1-based layers to freeze (no updates), e.g. 2,4
+    #[arg(long, value_delimiter = ',')]
+    freeze: Vec<usize>,
+    /// Write a training record every N iterations
+    #[arg(long, default_value_t = 10)]
+    log_every: usize,
+    /// cpu, or cuda:N
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Element type on the CPU: f32, or f64 for spectra resolved to ~1e-16·λmax [default: f32; f64 for analyze --exact]
+    #[arg(long, value_enum)]
+    dtype: Option<Dtype>,
+    #[command(flatten)]
+    arch: ArchArgs,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    #[command(flatten)]
+    analysis: AnalysisArgs,
+}
+
+/// Augmentation, normalisation and batching of images.
+#[derive(Args)]
+#[command(next_help_heading = "Data pipeline")]
+struct PipelineArgs {
+    /// Augment the training split: CIFAR pad 4 + random crop + flip; ImageNet random-resized crop, colour jitter, lighting, flip
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = ArgAction::Set)]
+    augment: bool,
+    /// How CIFAR's pad before the random crop is filled: zero (fb.resnet) or reflect (the paper's scripts)
+    #[arg(long, value_enum, default_value = "zero")]
+    padding: Padding,
+    /// Per-channel normalisation: auto (fb-resnet for CIFAR, imagenet for ImageNet, none otherwise), none, fb-resnet, tau-resnet, imagenet
+    #[arg(long, default_value = "auto")]
+    normalize: String,
+    /// Drop each epoch's last short training batch
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = ArgAction::Set)]
+    drop_last: bool,
+    /// ImageNet crop side
+    #[arg(long, default_value_t = 224)]
+    crop_size: usize,
+    /// ImageNet eval: resize the shorter side to this, then centre-crop
+    #[arg(long, default_value_t = 256)]
+    resize: usize,
+}
+
+impl PipelineArgs {
+    fn into_pipeline(self) -> Pipeline {
+        Pipeline {
+            augment: self.augment,
+            padding: self.padding,
+            normalize: self.normalize,
+            drop_last: self.drop_last,
+            crop_size: self.crop_size,
+            resize: self.resize,
+        }
+    }
+}
+
+/// The command line, with `--preset`'s recipe (if the arguments name one) as
+/// the defaults of `train` and `analyze`.
+fn command(args: &[String]) -> crate::Result<clap::Command> {
+    let named = args.iter().enumerate().rev().find_map(|(i, a)| match a.strip_prefix("--preset") {
+        Some("") => Some(args.get(i + 1).cloned().unwrap_or_default()),
+        Some(rest) => rest.strip_prefix('=').map(str::to_string),
+        None => None,
+    });
+    let Some(name) = named else {
+        return Ok(Cli::command());
+    };
+    let recipe = crate::train::recipe::find(&name)?;
+    let mut cmd = Cli::command();
+    for sub in ["train", "analyze"] {
+        cmd = cmd.mut_subcommand(sub, |mut c| {
+            for (flag, value) in recipe.defaults() {
+                c = c.mut_arg(flag.replace('-', "_"), |a| a.default_value(value));
+            }
+            c
+        });
+    }
+    Ok(cmd)
+}
+
+/// Options of the ResNet family (`kappa models` lists the names).
+#[derive(Args)]
+#[command(next_help_heading = "Conv nets")]
+struct ArchArgs {
+    /// cifar (depth 6n+2) or imagenet (18/34/50/101/152) layout [default: imagenet for --data imagenet, else cifar]
+    #[arg(long, value_enum)]
+    family: Option<Family>,
+    /// CIFAR shortcut where the shape changes: a (subsample + zero channels) or b (1×1 conv + BN)
+    #[arg(long, value_enum, default_value = "a")]
+    shortcut: ShortcutKind,
+    /// τ of tau-resnet / tau-resnet-nobn [default: 1/√blocks on CIFAR, 2/√(largest stage) on ImageNet]
+    #[arg(long)]
+    tau: Option<f64>,
+    /// γ of the BN before the last linear layer: one (the paper) or uniform (the old code's U(0,1))
+    #[arg(long, value_enum, default_value = "one")]
+    lastbn_gamma: LastBnGamma,
+    /// Dropout probability before the last linear layer (ImageNet Table A1 uses 0.3)
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f64,
+    /// vgg16's first-stage channels; later stages have 2×, 4×, 8×, 8× and the hidden layers 8× [default: 64]
+    #[arg(long)]
+    base_width: Option<usize>,
+}
+
+impl ArchArgs {
+    fn into_options(self) -> ArchOptions {
+        let Self { family, shortcut, tau, lastbn_gamma, dropout, base_width } = self;
+        ArchOptions { family, shortcut, tau, lastbn_gamma, dropout, base_width }
+    }
+}
+
+/// Layer-wise conditioning analysis (Σx, Σ∇h, κ_p, weight domination, dying neurons).
+#[derive(Args)]
+#[command(next_help_heading = "Conditioning analysis")]
+struct AnalysisArgs {
+    /// Analyse every N iterations, the initialisation (iteration 0) included; 0 turns it off
+    #[arg(long, default_value_t = 50)]
+    analyze_every: usize,
+    /// Also analyse at these iterations, e.g. 0,1,2,3 (paper Fig. A11)
+    #[arg(long, value_delimiter = ',')]
+    analyze_at: Vec<usize>,
+    /// empirical: true labels, reusing the training backward; fisher: labels sampled from the model's softmax
+    #[arg(long, value_enum, default_value = "empirical")]
+    analysis_mode: Mode,
+    /// Batches to accumulate Σx and Σ∇h over at each analysis (8 × 128 examples cover a 784-d input)
+    #[arg(long, default_value_t = 8)]
+    analysis_batches: usize,
+    /// Centre the second moments (covariances) instead of the paper's uncentred E[x xᵀ]
+    #[arg(long)]
+    centered: bool,
+    /// Percentages p for the generalised condition numbers κ_p = λmax / λ_(p·d)
+    #[arg(long, value_delimiter = ',', default_value = "50,80,100")]
+    kappa_p: Vec<f64>,
+    /// Save every spectrum as .npy under RUN_DIR/spectra
+    #[arg(long)]
+    save_spectra: bool,
+    /// Flag weight domination when σmax(∂L/∂W)/σmax(W) falls below this
+    #[arg(long, default_value_t = 1e-3)]
+    domination_threshold: f64,
+    /// A conv layer's Σx: over input patches C_in·k·k (the paper), or over channels C_in (the old Torch code)
+    #[arg(long, value_enum, default_value = "patch")]
+    conv_stat: ConvStat,
+}
+
+impl AnalysisArgs {
+    fn into_config(self) -> AnalysisConfig {
+        AnalysisConfig {
+            every: self.analyze_every,
+            at: self.analyze_at,
+            mode: self.analysis_mode,
+            batches: self.analysis_batches,
+            centered: self.centered,
+            kappa_p: self.kappa_p,
+            save_spectra: self.save_spectra,
+            domination_threshold: self.domination_threshold,
+            exact_at: Vec::new(),
+            exact_examples: 1024,
+            conv_stat: self.conv_stat,
+        }
+    }
+}
+
+fn parse_crop_resize(s: &str) -> Result<(usize, usize), String> {
+    let parsed = s.split_once(':').and_then(|(c, o)| Some((c.parse().ok()?, o.parse().ok()?)));
+    match parsed {
+        Some((c, o)) if c > 0 && o > 0 => Ok((c, o)),
+        _ => Err(format!("'{s}' is not CROP:SIZE with two positive whole numbers, e.g. 20:12")),
+    }
+}
+
+impl TrainArgs {
+    fn into_config(self) -> TrainConfig {
+        let out = self.out.unwrap_or_else(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            PathBuf::from(format!("runs/{}-{now}", self.model))
+        });
+        TrainConfig {
+            model: self.model,
+            depth: self.depth,
+            width: self.width,
+            bn: self.bn,
+            init: self.init,
+            data: self.data,
+            data_dir: self.data_dir,
+            crop_resize: self.crop_resize,
+            limit_train: self.limit_train,
+            limit_test: self.limit_test,
+            optimizer: self.optimizer,
+            lr: self.lr,
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule,
+            epochs: if self.iterations.is_none() { Some(self.epochs.unwrap_or(6)) } else { None },
+            iterations: self.iterations,
+            batch_size: self.batch_size,
+            seed: self.seed,
+            out,
+            freeze: self.freeze,
+            log_every: self.log_every,
+            device: self.device,
+            dtype: self.dtype.unwrap_or_default(),
+            analysis: self.analysis.into_config(),
+            arch: self.arch.into_options(),
+            pipeline: self.pipeline.into_pipeline(),
+            preset: self.preset,
+        }
+    }
+}
+
+fn reproduce(args: ReproduceArgs) -> anyhow::Result<()> {
+    if args.list {
+        println!("{:<20} {:>8}  description", "name", "ci time");
+        for p in experiments::all() {
+            println!("{:<20} {:>6.1}m  {}", p.name, p.ci_minutes, p.description);
+        }
+        return Ok(());
+    }
+    let preset = experiments::find(args.name.as_deref().unwrap_or_default())?;
+    let scale = format!("{:?}", args.scale).to_lowercase();
+    let out = args.out.unwrap_or_else(|| PathBuf::from(format!("runs/reproduce-{}-{scale}", preset.name)));
+    // Each reproduction gets one page, headed by what the preset is and what the paper found.
+    let mut about = crate::report::About {
+        title: format!("kappa reproduce {}", preset.name),
+        items: vec![
+            ("description".into(), preset.description.into()),
+            ("expected (paper)".into(), preset.expected.into()),
+            ("scale".into(), scale.clone()),
+        ],
+    };
+    let needs = match preset.plan {
+        experiments::Plan::Runs { needs, .. } => needs,
+        experiments::Plan::Script(script) => {
+            let (measured, judged) = script(args.scale, &out)?;
+            let page = crate::report::measured_page(&out, &about, &measured, &experiments::claims::markdown(&judged))?;
+            println!("\n{} ({scale} scale)\n{measured}expected (paper): {}", preset.name, preset.expected);
+            print!("claims against the measurements:\n{}", experiments::claims::lines(&judged));
+            println!("run dir: {}\npage: {}", out.display(), page.display());
+            return Ok(());
+        }
+    };
+    let (data, note) = experiments::DataChoice::resolve(needs, args.data_dir.as_deref(), args.allow_synthetic)?;
+    if let Some(note) = &note {
+        eprintln!("note: {note}");
+    }
+    about.items.push(("data".into(), data.name.clone()));
+    about.items.extend(note.iter().map(|n| ("note".into(), n.clone())));
+    let findings = experiments::train_all(preset, args.scale, &data, &out, &args.device)?;
+    let dirs: Vec<PathBuf> = findings.kept.iter().map(|(name, _)| out.join(name)).collect();
+    // The verdicts head the report, then the sweep's runs that are not plotted.
+    let preface = experiments::claims::markdown(&findings.judged) + &findings.sweep;
+    let opts = crate::report::ReportOptions { html: true, about: Some(about), preface, ..Default::default() };
+    let report = crate::report::render(&dirs, &out, &opts)?;
+    println!("\n{} ({scale} scale, {} data)", preset.name, data.name);
+    for (name, s) in &findings.kept {
+        println!("  {name:<14} {}", s.line());
+    }
+    if !findings.sweep.is_empty() {
+        println!("  (each configuration at its best learning rate by final training loss; the report lists every rate)");
+    }
+    if !report.conditioning.is_empty() {
+        println!("measured conditioning at the last analysis:");
+        for (name, line) in &report.conditioning {
+            println!("  {name:<14} {line}");
+        }
+    }
+    println!("expected (paper): {}", preset.expected);
+    print!("claims against the measurements:\n{}", experiments::claims::lines(&findings.judged));
+    println!("report: {}", report.markdown.display());
+    if let Some(page) = &report.html {
+        println!("page: {}", page.display());
+    }
+    Ok(())
+}
+
+/// Parses the process arguments and runs the subcommand they name.
+pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let cmd = match command(&args) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let matches = cmd.get_matches_from(&args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(cli, &matches) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Train(args) => {
+            let (cfg, opts) = args.into_run(&given_flags(matches, "train"))?;
+            let summary = crate::train::run_with(&cfg, &opts)?;
+            println!("{}", summary.line());
+        }
+        Command::Analyze(args) => {
+            let (cfg, opts) = args.into_run(&given_flags(matches, "analyze"));
+            let summary = crate::train::run_with(&cfg, &opts)?;
+            println!("{}", summary.line());
+        }
+        Command::Report { runs, out, iterations, html } => {
+            let out = out.unwrap_or_else(|| if runs.len() == 1 { runs[0].clone() } else { PathBuf::from("report") });
+            let opts = crate::report::ReportOptions { iterations, html, ..Default::default() };
+            let summary = crate::report::render(&runs, &out, &opts)?;
+            for w in &summary.warnings {
+                eprintln!("warning: {w}");
+            }
+            let tables: Vec<String> = summary.tables.iter().map(|t| t.display().to_string()).collect();
+            println!(
+                "wrote {} and {} plots{}",
+                summary.markdown.display(),
+                summary.plots.len(),
+                tables.iter().map(|t| format!(", {t}")).collect::<String>()
+            );
+            if let Some(page) = &summary.html {
+                println!("page: {}", page.display());
+            }
+        }
+        Command::Reproduce(args) => reproduce(args)?,
+        Command::Luckmatters { script: LuckScript::Recon(args) } => {
+            let (cfg, out) = args.into_config()?;
+            print!("{}", crate::luckmatters::recon::run(&cfg, &out)?.summary());
+            println!("run dir {}", out.display());
+        }
+        Command::Luckmatters { script: LuckScript::Matrix(args) } => {
+            let (cfg, out) = args.into_config()?;
+            print!("{}", crate::luckmatters::matrix::run(&cfg, &out)?.summary());
+            println!("run dir {}", out.display());
+        }
+        Command::Models => {
+            for (name, options) in crate::models::models() {
+                println!("{name:<12} {options}");
+            }
+        }
+        Command::Doctor { device, full, json } => crate::doctor::run(&device, full, json.as_deref())?,
+        Command::Profile { target: ProfileTarget::Gpu { device, depths, batch_size, steps, eig_sizes, json } } => {
+            let plan = crate::speed::Plan {
+                depths: crate::speed::parse_list("--depths", &depths)?,
+                batch: batch_size.max(1),
+                steps: steps.max(1),
+                eig_sizes: crate::speed::parse_list("--eig-sizes", &eig_sizes)?,
+                ..crate::speed::Plan::full()
+            };
+            crate::speed::run(&device, &plan, json.as_deref())?
+        }
+        Command::Profile { target: ProfileTarget::Covariance { shape, device, repeats } } => {
+            crate::profile::covariance(&shape, &device, repeats)?
+        }
+        Command::Data { action: DataAction::Fetch { name, dir, mirrors } } => {
+            let manifest = crate::data::fetch::manifest(&name)?;
+            let mirrors = if mirrors.is_empty() { manifest.default_mirrors() } else { mirrors };
+            let paths = manifest.fetch(&mirrors, &dir, |file, done, total| {
+                if Some(done) == total {
+                    eprintln!("  {file}: {done} bytes");
+                }
+            })?;
+            for p in paths {
+                println!("verified {}", p.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn train_config(args: &[&str]) -> TrainConfig {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let matches = command(&args).unwrap().try_get_matches_from(&args).unwrap();
+        match Cli::from_arg_matches(&matches).unwrap().command {
+            Command::Train(t) => t.train.into_config(),
+            _ => unreachable!("a train command line"),
+        }
+    }
+
+    #[test]
+    fn every_recipe_flag_is_a_train_and_analyze_flag() {
+        let cmd = Cli::command();
+        for sub in ["train", "analyze"] {
+            let c = cmd.find_subcommand(sub).unwrap();
+            for r in crate::train::recipe::RECIPES {
+                for (flag, _) in r.defaults() {
+                    assert!(c.get_arguments().any(|a| a.get_long() == Some(flag)), "{} sets --{flag}, which {sub} lacks", r.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_preset_sets_defaults_and_given_flags_win() {
+        let cfg = train_config(&["kappa", "train", "--preset", "lca-cifar"]);
+        assert_eq!((cfg.model.as_str(), cfg.data.as_str(), cfg.epochs, cfg.batch_size), ("resnet", "cifar10", Some(160), 128));
+        assert!(cfg.nesterov && cfg.pipeline.augment && cfg.pipeline.drop_last);
+        assert_eq!((cfg.lr, cfg.momentum, cfg.weight_decay), (0.1, 0.9, 1e-4));
+        assert_eq!(cfg.schedule, "multistep:80,120".parse().unwrap());
+        assert_eq!((cfg.pipeline.padding, cfg.pipeline.normalize.as_str()), (Padding::Reflect, "fb-resnet"));
+        assert_eq!(cfg.preset.as_deref(), Some("lca-cifar"));
+
+        let cfg = train_config(&["kappa", "train", "--lr=0.05", "--preset=tau-cifar", "--nesterov", "--drop-last", "--iterations", "3"]);
+        assert_eq!((cfg.model.as_str(), cfg.lr, cfg.nesterov, cfg.pipeline.drop_last), ("tau-resnet", 0.05, true, true));
+        assert_eq!((cfg.epochs, cfg.iterations), (None, Some(3)), "--iterations replaces the preset's epochs");
+        let cfg = train_config(&["kappa", "train", "--preset", "fb-cifar", "--nesterov", "false", "--augment=false"]);
+        assert!(!cfg.nesterov && !cfg.pipeline.augment);
+
+        let plain = train_config(&["kappa", "train"]);
+        assert_eq!((plain.model.as_str(), plain.lr, plain.nesterov, plain.pipeline.augment), ("mlp", 0.05, false, false));
+        let args: Vec<String> = ["kappa", "train", "--preset", "fb-mnist"].iter().map(|a| a.to_string()).collect();
+        let err = command(&args).unwrap_err().to_string();
+        assert!(err.contains("unknown preset 'fb-mnist'") && err.contains("lca-imagenet"), "{err}");
+    }
+}

@@ -1,0 +1,36 @@
+//! Small file utilities shared by the layers that write run directories.
+
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// `NAME.tmp` next to `path`.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` to [`tmp_path`], flushes it to disk and renames it over
+/// `path`, so `path` holds either its old contents or the new ones, never a part.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        // Best effort: a half-written temporary is of no use to anyone.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::data(&tmp, format!("cannot write ({e}); {} is left as it was", path.display())));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::data(path, format!("cannot replace it with {}: {e}", tmp.display())))?;
+    // The rename itself survives a crash only once the directory is on disk.
+    #[cfg(unix)]
+    {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::data(dir, format!("cannot sync the directory: {e}")))?;
+    }
+    Ok(())
+}
