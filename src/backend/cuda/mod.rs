@@ -51,6 +51,6 @@ mod ops;
 mod pool;
 
 #[cfg(feature = "cuda-backend")]
-pub use device::{driver_version, libraries, probe, DeviceInfo};
+pub use device::{driver_version, libraries, probe, standin, DeviceInfo};
 #[cfg(feature = "cuda-backend")]
 pub use ops::{Cuda, CudaBuf};
