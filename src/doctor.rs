@@ -398,6 +398,10 @@ fn run_cuda(ordinal: usize, full: bool, json: Option<&Path>) -> Result<()> {
         info.multiprocessors,
         info.total_mem as f64 / (1u64 << 30) as f64
     );
+    let standin = cuda::standin();
+    if standin {
+        println!("  this libcuda is kappa's CPU stand-in (tests/standin), a test double: kernels, cuBLAS and cuSOLVER run on the host, no GPU is involved, and a run on a real GPU (scripts/gpu/run) remains the acceptance");
+    }
     // --full covers both convolution paths; otherwise the one KAPPA_CONV picks.
     let paths = match (full, cfg!(feature = "cudnn")) {
         (true, true) => vec![ConvPath::Cudnn, ConvPath::Im2col],
@@ -429,6 +433,7 @@ fn run_cuda(ordinal: usize, full: bool, json: Option<&Path>) -> Result<()> {
             "ptx_arch": kernels::PTX_ARCH,
             "libraries": libraries.iter().map(|(l, f)| json!({ "library": l, "found": f })).collect::<Vec<_>>(),
             "driver_cuda": format!("{major}.{minor}"),
+            "standin": standin,
             "device": {
                 "ordinal": ordinal, "name": info.name, "compute_capability": format!("{}.{}", info.compute_capability.0, info.compute_capability.1),
                 "multiprocessors": info.multiprocessors, "total_mem": info.total_mem,
@@ -442,7 +447,8 @@ fn run_cuda(ordinal: usize, full: bool, json: Option<&Path>) -> Result<()> {
         println!("wrote {}", path.display());
     }
     verdict(&format!("cuda:{ordinal}"), &reports)?;
-    println!("cuda:{ordinal} agrees with the CPU on every op{}", if full { " and every model run" } else { "" });
+    let on = if standin { " (on the CPU stand-in, not a GPU)" } else { "" };
+    println!("cuda:{ordinal}{on} agrees with the CPU on every op{}", if full { " and every model run" } else { "" });
     Ok(())
 }
 

@@ -9,6 +9,8 @@ use kappa::data::{self, LoadOptions, Loader};
 use kappa::rng::Rng;
 use kappa::train::{Labels, TrainConfig, Trainer};
 
+mod common;
+
 fn config(bn: bool) -> TrainConfig {
     TrainConfig {
         depth: 4,
@@ -174,33 +176,34 @@ fn degenerate_spectra_never_fail_and_report_the_right_rank() {
     assert!(be.eigvalsh(&[(&bad, n)]).unwrap()[0].iter().all(|x| x.is_nan()));
 }
 
-/// Trains `steps` with analysis per `analysis` (None: off); returns all parameters.
+/// Trains `steps` on the test device with analysis per `analysis` (None: off); returns all parameters.
 fn train(bn: bool, analysis: Option<AnalysisConfig>, steps: usize) -> (Vec<Vec<f64>>, usize) {
-    let be = Cpu::<f32>::new();
-    let split = split();
-    let cfg = config(bn);
-    let mut t = Trainer::new(&be, &cfg, &split.train.dims, split.train.classes).unwrap();
-    let loader = Loader::new(&split.train, cfg.batch_size, cfg.seed, true, false).unwrap();
-    let extra_loader = Loader::new(&split.train, cfg.batch_size, 99, true, false).unwrap();
-    let mut analyzer = analysis.map(|a| Analyzer::new(a, cfg.seed, None).unwrap());
-    let mut records = 0;
-    for (i, batch) in loader.epoch(0).take(steps).enumerate() {
-        match analyzer.as_mut().filter(|a| a.config().due(i)) {
-            Some(a) => {
-                let (_, grads) = t.gradients(&batch, Labels::True, a.config().mode == Mode::Empirical).unwrap();
-                let extra: Vec<_> = extra_loader.epoch(i).take(a.config().batches - 1).collect();
-                records += a.analyze(&mut t, TrainingBatch { batch: &batch, grads: &grads }, &extra, i, 0).unwrap().0.len();
-                t.apply(&grads, cfg.lr).unwrap();
-            }
-            None => {
-                t.step(&batch, cfg.lr).unwrap();
+    on_test_device!(be => {
+        let split = split();
+        let cfg = config(bn);
+        let mut t = Trainer::new(be, &cfg, &split.train.dims, split.train.classes).unwrap();
+        let loader = Loader::new(&split.train, cfg.batch_size, cfg.seed, true, false).unwrap();
+        let extra_loader = Loader::new(&split.train, cfg.batch_size, 99, true, false).unwrap();
+        let mut analyzer = analysis.map(|a| Analyzer::new(a, cfg.seed, None).unwrap());
+        let mut records = 0;
+        for (i, batch) in loader.epoch(0).take(steps).enumerate() {
+            match analyzer.as_mut().filter(|a| a.config().due(i)) {
+                Some(a) => {
+                    let (_, grads) = t.gradients(&batch, Labels::True, a.config().mode == Mode::Empirical).unwrap();
+                    let extra: Vec<_> = extra_loader.epoch(i).take(a.config().batches - 1).collect();
+                    records += a.analyze(&mut t, TrainingBatch { batch: &batch, grads: &grads }, &extra, i, 0).unwrap().0.len();
+                    t.apply(&grads, cfg.lr).unwrap();
+                }
+                None => {
+                    t.step(&batch, cfg.lr).unwrap();
+                }
             }
         }
-    }
-    let store = t.model().store();
-    let values =
-        store.params().iter().map(|p| p.value.to_f64s(&be).unwrap()).chain(store.buffers().iter().map(|(_, b)| b.to_f64s(&be).unwrap()));
-    (values.collect(), records)
+        let store = t.model().store();
+        let values =
+            store.params().iter().map(|p| p.value.to_f64s(be).unwrap()).chain(store.buffers().iter().map(|(_, b)| b.to_f64s(be).unwrap()));
+        (values.collect(), records)
+    })
 }
 
 #[test]
@@ -218,28 +221,29 @@ fn analysis_on_or_off_leaves_the_weights_bit_identical() {
 
 #[test]
 fn fisher_and_empirical_modes_differ_and_diagnostics_are_sane() {
-    let be = Cpu::<f32>::new();
-    let split = split();
-    let cfg = config(true);
-    let mut t = Trainer::new(&be, &cfg, &split.train.dims, split.train.classes).unwrap();
-    let batch = Loader::new(&split.train, 128, 0, true, false).unwrap().epoch(0).next().unwrap();
-    let mut run = |mode| {
-        let mut a = Analyzer::new(AnalysisConfig { every: 1, mode, ..Default::default() }, 5, None).unwrap();
-        let (_, grads) = t.gradients(&batch, Labels::True, true).unwrap();
-        a.analyze(&mut t, TrainingBatch { batch: &batch, grads: &grads }, &[], 0, 0).unwrap().0
-    };
-    let (emp, fis) = (run(Mode::Empirical), run(Mode::Fisher));
-    for (e, f) in emp.iter().zip(&fis) {
-        // Σx does not depend on the labels; Σ∇h does.
-        approx::assert_relative_eq!(e.sigma_x.lambda_max, f.sigma_x.lambda_max, max_relative = 1e-6);
-        assert_ne!(e.sigma_grad.lambda_max, f.sigma_grad.lambda_max);
-        let w = e.weight.as_ref().unwrap();
-        assert!(w.sigma_max > 0.0 && w.grad_sigma_max > 0.0 && w.frobenius >= w.sigma_max);
-        assert!(e.sigma_x.rank <= 128 && e.sigma_x.lambda_max >= e.sigma_x.lambda_min);
-    }
-    assert!(emp.last().unwrap().last && emp.last().unwrap().neurons.is_none());
-    let n = emp[0].neurons.as_ref().unwrap();
-    assert!(n.units == cfg.width && n.dead_fraction + n.full_fraction <= 1.0);
+    on_test_device!(be => {
+        let split = split();
+        let cfg = config(true);
+        let mut t = Trainer::new(be, &cfg, &split.train.dims, split.train.classes).unwrap();
+        let batch = Loader::new(&split.train, 128, 0, true, false).unwrap().epoch(0).next().unwrap();
+        let mut run = |mode| {
+            let mut a = Analyzer::new(AnalysisConfig { every: 1, mode, ..Default::default() }, 5, None).unwrap();
+            let (_, grads) = t.gradients(&batch, Labels::True, true).unwrap();
+            a.analyze(&mut t, TrainingBatch { batch: &batch, grads: &grads }, &[], 0, 0).unwrap().0
+        };
+        let (emp, fis) = (run(Mode::Empirical), run(Mode::Fisher));
+        for (e, f) in emp.iter().zip(&fis) {
+            // Σx does not depend on the labels; Σ∇h does.
+            approx::assert_relative_eq!(e.sigma_x.lambda_max, f.sigma_x.lambda_max, max_relative = 1e-6);
+            assert_ne!(e.sigma_grad.lambda_max, f.sigma_grad.lambda_max);
+            let w = e.weight.as_ref().unwrap();
+            assert!(w.sigma_max > 0.0 && w.grad_sigma_max > 0.0 && w.frobenius >= w.sigma_max);
+            assert!(e.sigma_x.rank <= 128 && e.sigma_x.lambda_max >= e.sigma_x.lambda_min);
+        }
+        assert!(emp.last().unwrap().last && emp.last().unwrap().neurons.is_none());
+        let n = emp[0].neurons.as_ref().unwrap();
+        assert!(n.units == cfg.width && n.dead_fraction + n.full_fraction <= 1.0);
+    })
 }
 
 /// Every patch (rows: image, oy, ox; columns: c, ky, kx) of an NCHW tensor, by the definition.

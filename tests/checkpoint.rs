@@ -145,45 +145,47 @@ fn a_trainer_round_trips_parameters_buffers_optimiser_and_run_state() {
             assert!(err.contains("checkpoint.safetensors") && err.contains("dtype is f64") && err.contains("f32"), "{err}");
             continue;
         }
-        let be = Cpu::<f32>::new();
-        let mut t = trainer(&be, &cfg);
-        for i in 0..5 {
-            t.step(&batch(i), cfg.lr).unwrap();
-        }
-        t.save_checkpoint(&run_dir, &cfg, &run_state(5)).unwrap();
-        let mut fresh = trainer(&be, &cfg);
-        assert_ne!(bits(&everything(&t)), bits(&everything(&fresh)));
-        let state = fresh.resume(&run_dir, &cfg).unwrap();
-        check(everything(&t), everything(&fresh), state);
-        // Both continue identically.
-        let (a, b) = (t.step(&batch(9), cfg.lr).unwrap(), fresh.step(&batch(9), cfg.lr).unwrap());
-        assert_eq!(a.loss.to_bits(), b.loss.to_bits());
-        assert_eq!(bits(&everything(&t)), bits(&everything(&fresh)));
+        on_test_device!(be => {
+            let mut t = trainer(be, &cfg);
+            for i in 0..5 {
+                t.step(&batch(i), cfg.lr).unwrap();
+            }
+            t.save_checkpoint(&run_dir, &cfg, &run_state(5)).unwrap();
+            let mut fresh = trainer(be, &cfg);
+            assert_ne!(bits(&everything(&t)), bits(&everything(&fresh)));
+            let state = fresh.resume(&run_dir, &cfg).unwrap();
+            check(everything(&t), everything(&fresh), state);
+            // Both continue identically.
+            let (a, b) = (t.step(&batch(9), cfg.lr).unwrap(), fresh.step(&batch(9), cfg.lr).unwrap());
+            assert_eq!(a.loss.to_bits(), b.loss.to_bits());
+            assert_eq!(bits(&everything(&t)), bits(&everything(&fresh)));
+        })
     }
 }
 
 #[test]
 fn a_checkpoint_of_another_optimiser_or_seed_is_refused() {
-    let sgd = config("refuse-sgd", &[]);
-    let be = Cpu::<f32>::new();
-    let mut t = trainer(&be, &sgd);
-    t.step(&batch(0), sgd.lr).unwrap();
-    t.save_checkpoint(&sgd.out, &sgd, &run_state(1)).unwrap();
-    let adam = TrainConfig { optimizer: kappa::train::OptimizerKind::Adam, ..sgd.clone() };
-    let err = trainer(&be, &adam).resume(&sgd.out, &adam).unwrap_err().to_string();
-    assert!(err.contains("optimizer is sgd") && err.contains("adam"), "{err}");
-    let reseeded = TrainConfig { seed: 7, ..sgd.clone() };
-    let err = trainer(&be, &reseeded).resume(&sgd.out, &reseeded).unwrap_err().to_string();
-    assert!(err.contains("seed is 0") && err.contains("7"), "{err}");
+    on_test_device!(be => {
+        let sgd = config("refuse-sgd", &[]);
+        let mut t = trainer(be, &sgd);
+        t.step(&batch(0), sgd.lr).unwrap();
+        t.save_checkpoint(&sgd.out, &sgd, &run_state(1)).unwrap();
+        let adam = TrainConfig { optimizer: kappa::train::OptimizerKind::Adam, ..sgd.clone() };
+        let err = trainer(be, &adam).resume(&sgd.out, &adam).unwrap_err().to_string();
+        assert!(err.contains("optimizer is sgd") && err.contains("adam"), "{err}");
+        let reseeded = TrainConfig { seed: 7, ..sgd.clone() };
+        let err = trainer(be, &reseeded).resume(&sgd.out, &reseeded).unwrap_err().to_string();
+        assert!(err.contains("seed is 0") && err.contains("7"), "{err}");
 
-    // Optimiser entries must belong to a parameter and a slot of this optimiser.
-    let path = checkpoint::checkpoint_path(&sgd.out);
-    let mut file = TensorFile::read(&path).unwrap();
-    let v = file.tensors.remove("optimizer.output.bias.momentum_buffer").unwrap();
-    file.tensors.insert("optimizer.output.bias.exp_avg".into(), v);
-    file.write(&path).unwrap();
-    let err = trainer(&be, &sgd).resume(&sgd.out, &sgd).unwrap_err().to_string();
-    assert!(err.contains("unexpected optimizer.output.bias.exp_avg") && err.contains("momentum_buffer"), "{err}");
+        // Optimiser entries must belong to a parameter and a slot of this optimiser.
+        let path = checkpoint::checkpoint_path(&sgd.out);
+        let mut file = TensorFile::read(&path).unwrap();
+        let v = file.tensors.remove("optimizer.output.bias.momentum_buffer").unwrap();
+        file.tensors.insert("optimizer.output.bias.exp_avg".into(), v);
+        file.write(&path).unwrap();
+        let err = trainer(be, &sgd).resume(&sgd.out, &sgd).unwrap_err().to_string();
+        assert!(err.contains("unexpected optimizer.output.bias.exp_avg") && err.contains("momentum_buffer"), "{err}");
+    })
 }
 
 #[test]
@@ -422,8 +424,11 @@ fn assert_resumed_like(resumed: &Path, uninterrupted: &Path) {
     assert_eq!(summary(resumed), summary(uninterrupted));
 }
 
+/// `kappa train` on the test device.
 fn train(out: &Path, extra: &[&str]) {
+    let device = common::device_args();
     let mut args = vec!["train", "--out", out.to_str().unwrap()];
+    args.extend(device.iter().map(String::as_str));
     args.extend_from_slice(SMALL);
     args.extend_from_slice(extra);
     succeed(&args);
@@ -482,7 +487,8 @@ fn a_killed_run_resumes_bit_for_bit() {
     train(&dir.join("u"), &args);
     let r = dir.join("r");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kappa"));
-    cmd.args(["train", "--out", r.to_str().unwrap()]).args(SMALL).args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.args(["train", "--out", r.to_str().unwrap()]).args(common::device_args()).args(SMALL).args(args);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
     // Kill it once it is well under way, wherever it then is: mid-step, mid-record or mid-checkpoint.
     let start = Instant::now();

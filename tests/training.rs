@@ -10,6 +10,8 @@ use kappa::optim::{Adam, Optimizer, Sgd};
 use kappa::tensor::Tensor;
 use kappa::train::{Labels, TrainConfig, Trainer};
 
+mod common;
+
 fn config(seed: u64) -> TrainConfig {
     TrainConfig {
         depth: 5,
@@ -31,16 +33,17 @@ fn synthetic() -> data::Split {
     data::load("synthetic", None, &LoadOptions { limit_train: Some(512), limit_test: Some(256), ..Default::default() }).unwrap()
 }
 
-/// Trains for `steps` and returns every parameter's values.
+/// Trains for `steps` on the test device and returns every parameter's values.
 fn train(cfg: &TrainConfig, split: &data::Split, steps: usize) -> Vec<Vec<f64>> {
-    let be = Cpu::<f32>::new();
-    let mut t = Trainer::new(&be, cfg, &split.train.dims, split.train.classes).unwrap();
-    let loader = Loader::new(&split.train, cfg.batch_size, cfg.seed, true, false).unwrap();
-    for (i, batch) in (0..).flat_map(|e| loader.epoch(e)).take(steps).enumerate() {
-        let s = t.step(&batch, cfg.lr).unwrap();
-        assert!(s.loss.is_finite(), "step {i}");
-    }
-    t.model().store().params().iter().map(|p| p.value.to_f64s(&be).unwrap()).collect()
+    on_test_device!(be => {
+        let mut t = Trainer::new(be, cfg, &split.train.dims, split.train.classes).unwrap();
+        let loader = Loader::new(&split.train, cfg.batch_size, cfg.seed, true, false).unwrap();
+        for (i, batch) in (0..).flat_map(|e| loader.epoch(e)).take(steps).enumerate() {
+            let s = t.step(&batch, cfg.lr).unwrap();
+            assert!(s.loss.is_finite(), "step {i}");
+        }
+        t.model().store().params().iter().map(|p| p.value.to_f64s(be).unwrap()).collect()
+    })
 }
 
 #[test]
@@ -61,7 +64,7 @@ fn frozen_layers_keep_their_initial_weights() {
     cfg.freeze = vec![2, 4];
     let trained = train(&cfg, &split, 6);
     let be = Cpu::<f32>::new();
-    let t = Trainer::new(&be, &cfg, &split.train.dims, split.train.classes).unwrap();
+    let t = Trainer::new(&be, &cfg, &split.train.dims, split.train.classes).unwrap(); // for the names and layers only
     for ((p, before), after) in t.model().store().params().iter().zip(&initial).zip(&trained) {
         if [2, 4].contains(&p.layer) {
             assert_eq!(before, after, "{} (layer {}) moved while frozen", p.name, p.layer);
@@ -73,32 +76,34 @@ fn frozen_layers_keep_their_initial_weights() {
 
 #[test]
 fn probes_expose_layer_inputs_and_output_gradients() {
-    let split = synthetic();
-    let be = Cpu::<f32>::new();
-    let cfg = config(1);
-    let mut t = Trainer::new(&be, &cfg, &split.train.dims, split.train.classes).unwrap();
-    let batch = Loader::new(&split.train, 32, 0, false, false).unwrap().epoch(0).next().unwrap();
-    let (_, grads) = t.gradients(&batch, Labels::True, true).unwrap();
-    let probes = grads.probes();
-    assert_eq!(probes.len(), cfg.depth, "one probe per linear layer");
-    // The first layer's input is the batch itself.
-    let x0 = probes[0].x.to_f64s(&be).unwrap();
-    assert!(x0.iter().zip(&batch.images).all(|(a, &b)| *a == b as f64));
-    // For h = x·Wᵀ, ∂L/∂W = (∂L/∂h)ᵀ·x: the probes must reproduce each weight gradient.
-    let store = t.model().store();
-    for (probe, p) in probes.iter().zip(store.params().iter().filter(|p| p.name.ends_with(".weight") && p.value.shape().len() == 2)) {
-        let id = store.ids().find(|&id| store.param(id).name == p.name).unwrap();
-        let (n, din) = probe.x.rows_cols();
-        let dout = probe.grad_h.rows_cols().1;
-        let dw = be.matmul(probe.grad_h.buf(), probe.x.buf(), Gemm::new(dout, din, n, true, false)).unwrap();
-        let want = grads.param(id).unwrap().to_f64s(&be).unwrap();
-        for (a, b) in dw.iter().zip(&want) {
-            assert!((*a as f64 - b).abs() <= 1e-5 * (1.0 + b.abs()), "{}: {a} vs {b}", probe.layer);
+    on_test_device!(be => {
+        let split = synthetic();
+        let cfg = config(1);
+        let mut t = Trainer::new(be, &cfg, &split.train.dims, split.train.classes).unwrap();
+        let batch = Loader::new(&split.train, 32, 0, false, false).unwrap().epoch(0).next().unwrap();
+        let (_, grads) = t.gradients(&batch, Labels::True, true).unwrap();
+        let probes = grads.probes();
+        assert_eq!(probes.len(), cfg.depth, "one probe per linear layer");
+        // The first layer's input is the batch itself.
+        let x0 = probes[0].x.to_f64s(be).unwrap();
+        assert!(x0.iter().zip(&batch.images).all(|(a, &b)| *a == b as f64));
+        // For h = x·Wᵀ, ∂L/∂W = (∂L/∂h)ᵀ·x: the probes must reproduce each weight gradient.
+        let store = t.model().store();
+        for (probe, p) in probes.iter().zip(store.params().iter().filter(|p| p.name.ends_with(".weight") && p.value.shape().len() == 2)) {
+            let id = store.ids().find(|&id| store.param(id).name == p.name).unwrap();
+            let (n, din) = probe.x.rows_cols();
+            let dout = probe.grad_h.rows_cols().1;
+            let dw = be.matmul(probe.grad_h.buf(), probe.x.buf(), Gemm::new(dout, din, n, true, false)).unwrap();
+            let dw = be.download(&dw).unwrap();
+            let want = grads.param(id).unwrap().to_f64s(be).unwrap();
+            for (a, b) in dw.iter().zip(&want) {
+                assert!((*a as f64 - b).abs() <= 1e-5 * (1.0 + b.abs()), "{}: {a} vs {b}", probe.layer);
+            }
         }
-    }
-    // Without probing nothing is retained.
-    let (_, grads) = t.gradients(&batch, Labels::True, false).unwrap();
-    assert!(grads.probes().is_empty());
+        // Without probing nothing is retained.
+        let (_, grads) = t.gradients(&batch, Labels::True, false).unwrap();
+        assert!(grads.probes().is_empty());
+    })
 }
 
 #[test]

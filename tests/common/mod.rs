@@ -82,3 +82,40 @@ pub fn safetensors_python() -> Option<String> {
     }
     ok.then_some(py)
 }
+
+/// The device the device-generic tests run on: `KAPPA_TEST_DEVICE` (`cpu`,
+/// `cuda:N`), the CPU when unset. CI sets `cuda:0` for a second pass over
+/// training, analysis and checkpoint tests against the CPU stand-in for the
+/// CUDA libraries (scripts/standin/run); a real GPU takes the same switch.
+pub fn test_device() -> kappa::backend::Device {
+    match std::env::var("KAPPA_TEST_DEVICE") {
+        Ok(d) => d.parse().unwrap_or_else(|e| panic!("KAPPA_TEST_DEVICE: {e}")),
+        Err(_) => kappa::backend::Device::Cpu,
+    }
+}
+
+/// `--device D` for a test that runs the binary, D as [`test_device`].
+pub fn device_args() -> [String; 2] {
+    ["--device".into(), test_device().to_string()]
+}
+
+/// Evaluates `$body` with `$be` bound to an f32 backend on [`test_device`]:
+/// the body is compiled once per backend type, so it may be generic code.
+#[macro_export]
+macro_rules! on_test_device {
+    ($be:ident => $body:expr) => {
+        match common::test_device() {
+            kappa::backend::Device::Cpu => {
+                let $be = &kappa::backend::cpu::Cpu::<f32>::new();
+                $body
+            }
+            #[cfg(feature = "cuda-backend")]
+            kappa::backend::Device::Cuda(i) => {
+                let $be = &kappa::backend::cuda::Cuda::new(i).unwrap_or_else(|e| panic!("KAPPA_TEST_DEVICE=cuda:{i}: {e}"));
+                $body
+            }
+            #[cfg(not(feature = "cuda-backend"))]
+            d => panic!("KAPPA_TEST_DEVICE={d} needs a build with --features cuda"),
+        }
+    };
+}

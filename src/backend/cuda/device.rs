@@ -49,6 +49,14 @@ pub fn driver_version() -> Result<(i32, i32)> {
     Ok((v / 1000, (v % 1000) / 10))
 }
 
+/// Whether the libcuda in use is kappa's CPU stand-in (tests/standin, a
+/// test double that runs kernels on the host), told by a symbol only it
+/// exports, so the doctor never lets it pass for a GPU.
+pub fn standin() -> bool {
+    // SAFETY: the library is present (checked first); only a symbol lookup, never called.
+    driver_present().is_ok() && unsafe { cudarc::driver::sys::culib().get::<unsafe extern "C" fn()>(b"kappa_standin_in_bounds\0").is_ok() }
+}
+
 /// Which of the run-time libraries this backend opens are present, by name.
 pub fn libraries() -> Vec<(&'static str, bool)> {
     // SAFETY: each only checks whether a shared library can be opened.

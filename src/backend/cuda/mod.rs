@@ -53,4 +53,4 @@ mod pool;
 #[cfg(feature = "cuda-backend")]
 pub use backend::{Cuda, CudaBuf};
 #[cfg(feature = "cuda-backend")]
-pub use device::{driver_version, libraries, probe, DeviceInfo};
+pub use device::{driver_version, libraries, probe, standin, DeviceInfo};
