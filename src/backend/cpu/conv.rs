@@ -6,7 +6,7 @@
 
 use super::gemm::gemm_on_thread;
 use crate::backend::{Gemm, Window};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::scalar::Scalar;
 use rayon::prelude::*;
 

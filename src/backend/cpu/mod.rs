@@ -8,6 +8,7 @@ mod covariance;
 mod eigen;
 pub mod gemm;
 pub mod parallel;
+pub mod peaks;
 mod pool;
 mod softmax;
 mod update;
