@@ -1,5 +1,5 @@
-// CPU twin: `gram_lower` and `count_positive` in src/backend/cpu/spectral.rs,
-// `gram_lower_patches` in src/backend/cpu/conv.rs.
+// CPU twin: src/backend/cpu/covariance.rs (`gram_lower`, `count_positive`,
+// `gram_lower_patches`).
 //
 // acc[i][j] += alpha·Σ_r X[r][i]·X[r][j] for j ≤ i (row-major lower triangle,
 // the Backend trait's convention), accumulated in f32 in place. X is either a

@@ -1,5 +1,5 @@
 // CPU twin: `sum` and `dot` in src/backend/cpu/mod.rs, and the preparation
-// `eigvalsh_one` in src/backend/cpu/spectral.rs does before its solve (the
+// `eigvalsh_one` in src/backend/cpu/eigen.rs does before its solve (the
 // largest |entry| of the lower triangle, the non-finite check, the scaling).
 #include "common.cuh"
 

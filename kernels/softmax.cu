@@ -1,5 +1,5 @@
 // CPU twin: src/backend/cpu/softmax.rs (softmax cross-entropy forward and
-// backward) and `sample_labels` in src/backend/cpu/spectral.rs.
+// backward, and `sample_labels`).
 #include "common.cuh"
 
 // One warp per row (blockDim.x == 32, blockDim.y rows per block): max-shifted

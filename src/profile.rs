@@ -3,10 +3,13 @@
 //! bytes and the achieved rates. N,C,1,1 is a dense layer's N×C input; any
 //! larger H×W is a 3×3, stride-1, pad-1 conv layer's input, whose patch
 //! matrix has N·H·W rows and 9C columns, read straight from NCHW (the
-//! backends' `gram_lower_patches`).
+//! backends' `gram_lower_patches`). Each kernel is rated against the bound
+//! that applies to it: on the CPU, peaks the command measures itself (a large
+//! GEMM, a streaming triad); on CUDA, the device's own figures.
 
+use crate::backend::cpu::peaks::Probe;
 use crate::backend::cpu::Cpu;
-use crate::backend::{Backend, Device, Window};
+use crate::backend::{Backend, Device, Peaks, Window};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use std::str::FromStr;
@@ -150,8 +153,48 @@ pub fn time_cuda(ordinal: usize, s: Shape, repeats: usize) -> Result<Timing> {
     Ok(Timing { gram_seconds: median(gram), eig_seconds: median(eig) })
 }
 
-/// `kappa profile covariance`: prints counts, times and rates.
+/// What the kernels are rated against: the f32 peaks and, where known, the
+/// f64 FLOP/s that bounds the eigen-solve.
+struct Bounds {
+    peaks: Peaks,
+    fp64_flops: Option<f64>,
+    source: String,
+}
+
+fn bounds(device: Device, probe: Probe) -> Result<Option<Bounds>> {
+    match device {
+        Device::Cpu => {
+            let (peaks, fp64) = crate::backend::cpu::peaks::measure(probe)?;
+            let source = format!("measured here: {0}² GEMM and a streaming triad over 3×{1} f32", probe.gemm_side, probe.stream_len);
+            Ok(Some(Bounds { peaks, fp64_flops: Some(fp64), source }))
+        }
+        #[cfg(feature = "cuda-backend")]
+        Device::Cuda(i) => Ok(crate::backend::cuda::Cuda::new(i)?.peaks().map(|peaks| Bounds {
+            peaks,
+            fp64_flops: None,
+            source: "the device's attributes: FMA lanes × clock, memory clock × bus".into(),
+        })),
+        #[cfg(not(feature = "cuda-backend"))]
+        Device::Cuda(i) => Err(Error::CudaNotCompiled(i)),
+    }
+}
+
+/// "NN% of the compute bound (X GFLOP/s)" or "... of the bandwidth bound (Y GB/s)".
+fn of_bound(p: &Peaks, flops: f64, bytes: f64, seconds: f64) -> String {
+    let fraction = p.bound_seconds(flops, bytes) / seconds;
+    match p.compute_bound(flops, bytes) {
+        true => format!("{:5.1}% of the compute bound ({:.1} GFLOP/s)", 100.0 * fraction, p.fp32_flops / 1e9),
+        false => format!("{:5.1}% of the bandwidth bound ({:.1} GB/s)", 100.0 * fraction, p.bytes_per_second / 1e9),
+    }
+}
+
+/// `kappa profile covariance`: prints counts, times and rates, and each
+/// kernel's fraction of the bound that applies to it.
 pub fn covariance(shape: &str, device: &str, repeats: usize) -> Result<()> {
+    covariance_against(shape, device, repeats, Probe::FULL)
+}
+
+fn covariance_against(shape: &str, device: &str, repeats: usize, probe: Probe) -> Result<()> {
     let s: Shape = shape.parse()?;
     let device: Device = device.parse()?;
     let (rows, k) = s.matrix();
@@ -163,22 +206,41 @@ pub fn covariance(shape: &str, device: &str, repeats: usize) -> Result<()> {
         #[cfg(not(feature = "cuda-backend"))]
         Device::Cuda(i) => return Err(Error::CudaNotCompiled(i)),
     };
+    let bounds = bounds(device, probe)?;
     let what = if s.is_dense() { "dense input".to_string() } else { format!("{KERNEL}×{KERNEL} conv patches") };
     println!("covariance on {device}: {}×{}×{}×{} activation, {what}: Σx of a {rows}×{k} matrix", s.n, s.c, s.h, s.w);
+    match &bounds {
+        Some(b) => println!(
+            "  peaks: {:.1} GFLOP/s f32, {}{:.1} GB/s ({})",
+            b.peaks.fp32_flops / 1e9,
+            b.fp64_flops.map(|f| format!("{:.1} GFLOP/s f64, ", f / 1e9)).unwrap_or_default(),
+            b.peaks.bytes_per_second / 1e9,
+            b.source
+        ),
+        None => println!("  peaks: unknown (the device does not report them), so no fraction of the bound"),
+    }
+    let eig_bytes = 4.0 * (k * k) as f64;
     println!(
-        "  gram_lower  {:>10.3} ms  {:>12.3e} flop  {:>12.3e} B  {:>8.2} GFLOP/s  {:>8.2} GB/s",
+        "  gram_lower  {:>10.3} ms  {:>12.3e} flop  {:>12.3e} B  {:>8.2} GFLOP/s  {:>8.2} GB/s  {}",
         timing.gram_seconds * 1e3,
         c.gram_flops,
         c.gram_bytes,
         c.gram_flops / timing.gram_seconds / 1e9,
-        c.gram_bytes / timing.gram_seconds / 1e9
+        c.gram_bytes / timing.gram_seconds / 1e9,
+        bounds.as_ref().map(|b| of_bound(&b.peaks, c.gram_flops, c.gram_bytes, timing.gram_seconds)).unwrap_or_default()
     );
+    // The solve runs in f64, so its bound is the f64 arithmetic peak.
+    let eig_fraction = bounds
+        .as_ref()
+        .and_then(|b| b.fp64_flops)
+        .map(|f| format!("{:5.1}% of the f64 compute bound ({:.1} GFLOP/s)", 100.0 * c.eig_flops / f / timing.eig_seconds, f / 1e9));
     println!(
-        "  eigvalsh    {:>10.3} ms  {:>12.3e} flop  {:>12.3e} B  {:>8.2} GFLOP/s",
+        "  eigvalsh    {:>10.3} ms  {:>12.3e} flop  {:>12.3e} B  {:>8.2} GFLOP/s                {}",
         timing.eig_seconds * 1e3,
         c.eig_flops,
-        4.0 * (k * k) as f64,
-        c.eig_flops / timing.eig_seconds / 1e9
+        eig_bytes,
+        c.eig_flops / timing.eig_seconds / 1e9,
+        eig_fraction.unwrap_or_else(|| "f64 peak not among the device's figures".into())
     );
     Ok(())
 }
@@ -205,9 +267,18 @@ mod tests {
     }
 
     #[test]
+    fn fractions_name_the_bound_that_applies() {
+        let p = Peaks { fp32_flops: 1e12, bytes_per_second: 1e11 };
+        // 1e12 flops in 4 s against a 1 s compute bound: 25%.
+        assert_eq!(of_bound(&p, 1e12, 1e10, 4.0), " 25.0% of the compute bound (1000.0 GFLOP/s)");
+        // 1e10 bytes in 0.2 s against a 0.1 s bandwidth bound: 50%.
+        assert_eq!(of_bound(&p, 1e9, 1e10, 0.2), " 50.0% of the bandwidth bound (100.0 GB/s)");
+    }
+
+    #[test]
     fn the_cpu_path_times_a_small_shape() {
         let t = time_cpu(Shape { n: 4, c: 3, h: 4, w: 4 }, 2).unwrap();
         assert!(t.gram_seconds > 0.0 && t.eig_seconds > 0.0);
-        covariance("16,8,1,1", "cpu", 1).unwrap();
+        covariance_against("16,8,1,1", "cpu", 1, Probe { gemm_side: 32, stream_len: 1 << 12 }).unwrap();
     }
 }

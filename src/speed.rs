@@ -188,10 +188,7 @@ pub fn covariance_speed<B: Backend>(
     let cnt = counts(s);
     let (flops, bytes) = (cnt.gram_flops / seconds, cnt.gram_bytes / seconds);
     // The bound that binds is the one the kernel would hit first at its counts.
-    let fraction_of_bound = peaks.map(|p| {
-        let bound = (cnt.gram_flops / p.fp32_flops).max(cnt.gram_bytes / p.bytes_per_second);
-        bound / seconds
-    });
+    let fraction_of_bound = peaks.map(|p| p.bound_seconds(cnt.gram_flops, cnt.gram_bytes) / seconds);
     Ok(CovarianceSpeed { shape: [n, c, h, w], rows, k, seconds, gflops: flops / 1e9, gbytes_per_second: bytes / 1e9, fraction_of_bound })
 }
 

@@ -25,6 +25,17 @@ impl Peaks {
     pub fn of(sms: usize, lanes: f64, clock_khz: f64, memory_clock_khz: f64, bus_bits: f64) -> Peaks {
         Peaks { fp32_flops: 2.0 * sms as f64 * lanes * clock_khz * 1e3, bytes_per_second: 2.0 * memory_clock_khz * 1e3 * bus_bits / 8.0 }
     }
+
+    /// Seconds a kernel of `flops` and `bytes` needs at best: the peak it
+    /// would hit first at its counts (the roofline).
+    pub fn bound_seconds(&self, flops: f64, bytes: f64) -> f64 {
+        (flops / self.fp32_flops).max(bytes / self.bytes_per_second)
+    }
+
+    /// Whether that bound is the arithmetic one rather than the bandwidth.
+    pub fn compute_bound(&self, flops: f64, bytes: f64) -> bool {
+        flops / self.fp32_flops >= bytes / self.bytes_per_second
+    }
 }
 
 #[cfg(test)]
@@ -40,5 +51,16 @@ mod tests {
         assert_eq!(Peaks::fp32_lanes(8, 0), Some(64.0));
         assert_eq!(Peaks::fp32_lanes(8, 6), Some(128.0));
         assert_eq!(Peaks::fp32_lanes(5, 0), None);
+    }
+
+    #[test]
+    fn the_bound_is_the_peak_a_kernel_hits_first() {
+        let p = Peaks { fp32_flops: 1e12, bytes_per_second: 1e11 };
+        // 10 flops per byte: compute-bound, 1 s of arithmetic against 0.1 s of traffic.
+        assert_eq!(p.bound_seconds(1e12, 1e10), 1.0);
+        assert!(p.compute_bound(1e12, 1e10));
+        // 1 flop per byte: bandwidth-bound.
+        assert_eq!(p.bound_seconds(1e10, 1e10), 0.1);
+        assert!(!p.compute_bound(1e10, 1e10));
     }
 }

@@ -5,9 +5,8 @@
 //! the image already is its patch matrix.
 
 use super::gemm::gemm_on_thread;
-use super::spectral::gram_lower_strided;
 use crate::backend::{Gemm, Window};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::scalar::Scalar;
 use rayon::prelude::*;
 
@@ -15,9 +14,6 @@ use rayon::prelude::*;
 /// groups, each summed on one task, then the groups added in order, so the
 /// result does not depend on the thread count.
 const FILTER_GROUPS: usize = 8;
-
-/// Patch-matrix values the Σx accumulation unfolds at once (32 MiB in f32).
-const PATCH_BUDGET: usize = 1 << 23;
 
 /// Output columns `lo..hi` of a row whose input column `ox·stride + kx − pad` is inside `0..w`.
 fn inside(kx: usize, g: &Window, ow: usize) -> (usize, usize) {
@@ -71,7 +67,7 @@ fn clear_outside<T: Scalar>(row: &mut [T], g: &Window, s: &Shift) {
 
 /// Unfolds channel plane `plane` (`h×w`) into its `kh·kw` patch rows of
 /// `dst`, row `r` at `dst[r·ld..]`, columns `(oy, ox)`; padding reads zero.
-fn unfold_plane<T: Scalar>(plane: &[T], g: &Window, (oh, ow): (usize, usize), dst: &mut [T], ld: usize) {
+pub(super) fn unfold_plane<T: Scalar>(plane: &[T], g: &Window, (oh, ow): (usize, usize), dst: &mut [T], ld: usize) {
     if same_grid(g, (oh, ow)) {
         for ky in 0..g.kh {
             for kx in 0..g.kw {
@@ -249,39 +245,9 @@ pub fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: Window, c_out: us
     Ok(dw)
 }
 
-/// `acc += alpha·Σ_patches p pᵀ` (lower triangle) over every patch of `x`:
-/// images are unfolded a bounded chunk at a time into a `c·kh·kw × rows`
-/// matrix whose transpose the Gram kernel reads in place.
-pub fn gram_lower_patches<T: Scalar>(acc: &mut [T], x: &[T], g: Window, alpha: f64) -> Result<()> {
-    let out = g.out("gram_lower_patches")?;
-    let (area, k, taps) = (out.0 * out.1, g.patch_len(), g.kh * g.kw);
-    if x.len() != g.n * g.image_len() || acc.len() != k * k {
-        return Err(Error::shape("gram_lower_patches", format!("{g:?}: input of {}, accumulator of {}", x.len(), acc.len())));
-    }
-    if g.n == 0 || area == 0 || k == 0 {
-        return Ok(());
-    }
-    let chunk = (PATCH_BUDGET / (k * area)).clamp(1, g.n);
-    let mut cols = Vec::new();
-    for first in (0..g.n).step_by(chunk) {
-        let images = chunk.min(g.n - first);
-        let ld = images * area;
-        cols.resize(k * ld, T::ZERO);
-        // Channel c owns patch rows c·taps.. of every image: disjoint, so parallel.
-        cols.par_chunks_mut(taps * ld).enumerate().for_each(|(c, rows)| {
-            for t in 0..images {
-                let image = &x[(first + t) * g.image_len()..][..g.image_len()];
-                let plane = &image[c * g.h * g.w..(c + 1) * g.h * g.w];
-                unfold_plane(plane, &g, out, &mut rows[t * area..], ld);
-            }
-        });
-        gram_lower_strided(acc, &cols, (ld, k), (1, ld), alpha);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::covariance::gram_lower_patches;
     use super::*;
     use crate::rng::Rng;
 

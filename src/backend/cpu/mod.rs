@@ -4,11 +4,13 @@
 
 mod channel;
 mod conv;
+mod covariance;
+mod eigen;
 pub mod gemm;
 pub mod parallel;
+pub mod peaks;
 mod pool;
 mod softmax;
-mod spectral;
 mod update;
 
 use super::{AdamHyper, Backend, BatchStats, ChannelShape, Device, Gemm, SgdHyper, Window};
@@ -241,23 +243,23 @@ impl<T: Scalar> Backend for Cpu<T> {
     }
 
     fn gram_lower(&self, acc: &mut Vec<T>, x: &Vec<T>, rows: usize, cols: usize, alpha: f64) -> Result<()> {
-        spectral::gram_lower(acc, x, rows, cols, alpha)
+        covariance::gram_lower(acc, x, rows, cols, alpha)
     }
 
     fn gram_lower_patches(&self, acc: &mut Vec<T>, x: &Vec<T>, g: Window, alpha: f64) -> Result<()> {
-        conv::gram_lower_patches(acc, x, g, alpha)
+        covariance::gram_lower_patches(acc, x, g, alpha)
     }
 
     fn eigvalsh(&self, mats: &[(&Vec<T>, usize)]) -> Result<Vec<Vec<f64>>> {
-        spectral::eigvalsh(mats)
+        eigen::eigvalsh(mats)
     }
 
     fn count_positive(&self, x: &Vec<T>, rows: usize, cols: usize) -> Result<Vec<u32>> {
-        spectral::count_positive(x, rows, cols)
+        covariance::count_positive(x, rows, cols)
     }
 
     fn sample_labels(&self, logits: &Vec<T>, classes: usize, seed: u64, stream: u64) -> Result<Vec<u32>> {
-        spectral::sample_labels(logits, classes, seed, stream)
+        softmax::sample_labels(logits, classes, seed, stream)
     }
 
     fn sgd_step(&self, param: &mut Vec<T>, grad: &Vec<T>, velocity: &mut Vec<T>, h: &SgdHyper) -> Result<()> {

@@ -1,5 +1,7 @@
-//! Row-wise softmax cross-entropy, numerically stable (max-shifted).
+//! CPU twin of kernels/softmax.cu: row-wise softmax cross-entropy, numerically
+//! stable (max-shifted), and labels sampled from the softmax.
 
+use crate::error::{Error, Result};
 use crate::scalar::Scalar;
 use rayon::prelude::*;
 
@@ -34,4 +36,28 @@ pub fn softmax_xent_backward<T: Scalar>(probs: &[T], labels: &[u32], classes: us
         grad[row * classes + y as usize] -= s;
     }
     grad
+}
+
+pub fn sample_labels<T: Scalar>(logits: &[T], classes: usize, seed: u64, stream: u64) -> Result<Vec<u32>> {
+    if classes == 0 || logits.len() % classes != 0 {
+        return Err(Error::shape("sample_labels", format!("{} logits for {classes} classes", logits.len())));
+    }
+    Ok(logits
+        .chunks(classes)
+        .enumerate()
+        .map(|(row, z)| {
+            let max = z.iter().fold(f64::NEG_INFINITY, |m, v| m.max(v.to_f64()));
+            let weights: Vec<f64> = z.iter().map(|v| (v.to_f64() - max).exp()).collect();
+            let target = crate::rng::unit_f64(crate::rng::hash3(seed, stream, row as u64)) * weights.iter().sum::<f64>();
+            let mut cumulative = 0.0;
+            // Rounding can leave `target` just above the last partial sum: take the last class then.
+            weights
+                .iter()
+                .position(|w| {
+                    cumulative += w;
+                    cumulative > target
+                })
+                .unwrap_or(classes - 1) as u32
+        })
+        .collect())
 }

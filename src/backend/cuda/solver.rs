@@ -1,5 +1,5 @@
 //! `eigvalsh` through cuSOLVER's `syevd`, with the CPU's semantics
-//! (src/backend/cpu/spectral.rs): descending eigenvalues, solved in f64 after
+//! (src/backend/cpu/eigen.rs): descending eigenvalues, solved in f64 after
 //! dividing by the largest |entry| of the lower triangle, NaNs for a matrix
 //! with a non-finite entry, zeros for the zero matrix. Only the eigenvalues
 //! (and two scalars of the pre-check) reach the host.

@@ -1,0 +1,89 @@
+"""Reads the logs `scripts/bench` wrote to DIR and prints issue 14's table:
+each workload's PyTorch and kappa figures over the rounds (min–max) and
+kappa's ratio, taken within each round so that drift between rounds cancels.
+
+Run: python3 bench_table.py DIR ROUNDS
+"""
+import json, os, re, sys
+
+UNIT = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+# (row label, kappa criterion id, anchor name, "time" or "rate", target)
+ROWS = [
+    ("MLP 20×256 training step, batch 1024, plain", "mlp20x256_b1024_step_plain", "mlp20x256_b1024_step_plain", "time", "≤ 1.0×"),
+    ("MLP 20×256 training step, batch 1024, BN", "mlp20x256_b1024_step_bn", "mlp20x256_b1024_step_bn", "time", "≤ 1.0×"),
+    ("analysis step (fwd, bwd on sampled labels, 20 Σx + 20 Σ∇h, 40 eigen-solves), plain",
+     "mlp20x256_b1024_analysis_plain", "mlp20x256_b1024_analysis_plain", "time", "≤ 0.5×"),
+    ("analysis step, BN", "mlp20x256_b1024_analysis_bn", "mlp20x256_b1024_analysis_bn", "time", "≤ 0.5×"),
+    ("CIFAR ResNet-20 training step, batch 128", "resnet_cifar_b128_step/resnet20", "resnet20_cifar_b128_step", "rate", "≥ 1.0×"),
+    ("Σx of 3×3 patches, 64 ch 8×8, batch 128 (576×576), + eigenvalues",
+     "covariance/cpu_patchcov_eigvalsh_576", "conv64x8x8_b128_patchcov_eigh", "time", "≤ 0.5×"),
+]
+
+
+def criterion_medians(text):
+    """Criterion's middle estimate per bench id, in seconds."""
+    found = {}
+    for m in re.finditer(r"^(\S+)\s+time:\s+\[\S+ \S+ (\S+) (\S+) \S+ \S+\]", text, re.M):
+        found[m.group(1)] = float(m.group(2)) * UNIT[m.group(3)]
+    return found
+
+
+def anchor_seconds(text):
+    return {m.group(1): float(m.group(2)) * 1e-3 for m in re.finditer(r"^(\S+)\s+([\d.]+) ms", text, re.M)}
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def span(values, fmt):
+    lo, hi = min(values), max(values)
+    return fmt(lo) if fmt(lo) == fmt(hi) else f"{fmt(lo)}–{fmt(hi)}"
+
+
+def peak_rss_gib(text):
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    return int(m.group(1)) / 2**20 if m else None
+
+
+def main():
+    out, rounds = sys.argv[1], int(sys.argv[2])
+    kappa = [criterion_medians(read(os.path.join(out, f"kappa.{r}.txt"))) for r in range(1, rounds + 1)]
+    torch = [anchor_seconds(read(os.path.join(out, f"torch.{r}.txt"))) for r in range(1, rounds + 1)]
+    print("| workload | PyTorch | kappa | kappa vs PyTorch | target |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    for label, kid, tid, kind, target in ROWS:
+        pairs = [(t[tid], k[kid]) for t, k in zip(torch, kappa) if tid in t and kid in k]
+        if not pairs:
+            print(f"| {label} | missing | missing | – | {target} |")
+            continue
+        if kind == "time":
+            ms = lambda s: f"{s * 1e3:.0f} ms" if s >= 0.01 else f"{s * 1e3:.1f} ms"
+            ratio = span([k / t for t, k in pairs], lambda v: f"{v:.2f}×")
+            print(f"| {label} | {span([t for t, _ in pairs], ms)} | {span([k for _, k in pairs], ms)} | {ratio} the time | {target} |")
+        else:
+            rate = lambda s: f"{128 / s:.0f} img/s"
+            ratio = span([t / k for t, k in pairs], lambda v: f"{v:.2f}×")
+            print(f"| {label} | {span([t for t, _ in pairs], rate)} | {span([k for _, k in pairs], rate)} | {ratio} the img/s | {target} |")
+    k1202, t1202 = os.path.join(out, "kappa.1202.txt"), os.path.join(out, "torch.1202.txt")
+    if os.path.exists(k1202) and os.path.exists(t1202):
+        ktext, ttext = read(k1202), read(t1202)
+        records = [json.loads(l) for l in ktext.splitlines() if l.startswith("{")]
+        k_step = 128 / records[-1]["examples_per_second"] if records else None
+        m = re.search(r"([\d.]+) s/step", ttext)
+        t_step = float(m.group(1)) if m else None
+        k_rss, t_rss = peak_rss_gib(ktext), peak_rss_gib(ttext)
+        if None in (k_step, t_step, k_rss, t_rss):
+            print(f"| CIFAR ResNet-1202 training step, batch 128 (3 steps) | failed: see {t1202} and {k1202} | | | |")
+        else:
+            print(
+                f"| CIFAR ResNet-1202 training step, batch 128 (3 steps, `/usr/bin/time -v`) | {t_step:.1f} s/step, peak RSS {t_rss:.1f} GiB "
+                f"| {k_step:.1f} s/step, peak RSS {k_rss:.1f} GiB | {t_step / k_step:.2f}× the throughput, {k_rss / t_rss:.2f}× the memory "
+                "| ≥ 1.0× throughput, ≤ 1.0× memory |"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+//! Symmetric eigenvalues on the CPU, in f64 through faer, every solve of a
+//! step on its own task.
+
+use crate::error::{Error, Result};
+use crate::scalar::Scalar;
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::evd;
+use rayon::prelude::*;
+
+/// Descending eigenvalues of one matrix held as a row-major lower triangle.
+fn eigvalsh_one<T: Scalar>(lower: &[T], n: usize) -> Result<Vec<f64>> {
+    if lower.len() != n * n {
+        return Err(Error::shape("eigvalsh", format!("{} elements for a {n}×{n} matrix", lower.len())));
+    }
+    let at = |i: usize, j: usize| if j <= i { lower[i * n + j].to_f64() } else { lower[j * n + i].to_f64() };
+    if lower.chunks(n).enumerate().any(|(i, row)| row[..=i].iter().any(|v| !v.to_f64().is_finite())) {
+        return Ok(vec![f64::NAN; n]);
+    }
+    // Scale so the entries are O(1): the solver then never sees 1e-30-sized
+    // (or 1e30-sized) numbers, whatever the layer's gradient magnitude.
+    let scale = lower.chunks(n).enumerate().flat_map(|(i, row)| &row[..=i]).fold(0.0, |m: f64, v| m.max(v.to_f64().abs()));
+    if scale == 0.0 {
+        return Ok(vec![0.0; n]);
+    }
+    let m = faer::Mat::<f64>::from_fn(n, n, |i, j| at(i, j) / scale);
+    // Sequential inside: the caller already runs one solve per core.
+    let par = faer::Par::Seq;
+    let scratch = evd::self_adjoint_evd_scratch::<f64>(n, evd::ComputeEigenvectors::No, par, Default::default());
+    let mut values = faer::diag::Diag::<f64>::zeros(n);
+    evd::self_adjoint_evd(m.as_ref(), values.as_mut(), None, par, MemStack::new(&mut MemBuffer::new(scratch)), Default::default())
+        .map_err(|e| Error::Backend(format!("eigvalsh of a {n}×{n} matrix did not converge: {e:?}")))?;
+    Ok(values.column_vector().iter().rev().map(|v| v * scale).collect())
+}
+
+/// All matrices at once, one per task; each solve runs sequentially inside.
+pub fn eigvalsh<T: Scalar>(mats: &[(&Vec<T>, usize)]) -> Result<Vec<Vec<f64>>> {
+    // Largest first, so the long solve does not start last.
+    let mut order: Vec<usize> = (0..mats.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(mats[i].1));
+    let solved: Vec<(usize, Result<Vec<f64>>)> =
+        order.par_iter().with_max_len(1).map(|&i| (i, eigvalsh_one(mats[i].0, mats[i].1))).collect();
+    let mut out = vec![Vec::new(); mats.len()];
+    for (i, r) in solved {
+        out[i] = r?;
+    }
+    Ok(out)
+}
