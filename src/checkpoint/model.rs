@@ -116,9 +116,10 @@ pub fn load_model<B: Backend>(model: &mut dyn Model<B>, backend: &B, file: &Tens
     Ok(())
 }
 
-/// Up to five names, then how many more.
+/// Up to five names, then how many more. Names come from the file, so
+/// control characters are escaped: the error stays one line.
 fn list(names: &[&str]) -> String {
-    let shown = names.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+    let shown = names.iter().take(5).map(|n| n.escape_debug().to_string()).collect::<Vec<_>>().join(", ");
     match names.len() {
         n if n > 5 => format!("{n} tensors: {shown} and {} more", n - 5),
         1 => format!("1 tensor: {shown}"),

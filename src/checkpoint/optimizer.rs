@@ -61,7 +61,11 @@ pub fn load_optimizer<B: Backend>(
         }
         let param_slot = name[PREFIX.len()..].rsplit_once('.');
         let Some((&id, k)) = param_slot.and_then(|(p, s)| Some((ids.get(p)?, names.iter().position(|n| *n == s)?))) else {
-            return Err(bad(format!("unexpected {name}: this optimiser keeps {} per parameter of the model", names.join(", "))));
+            return Err(bad(format!(
+                "unexpected {}: this optimiser keeps {} per parameter of the model",
+                name.escape_debug(),
+                names.join(", ")
+            )));
         };
         let shape = store.value(id).shape();
         if t.shape != shape {

@@ -96,5 +96,5 @@ impl RunState {
 }
 
 fn parse<T: FromStr>(value: &str, key: &str, expected: &str, path: &Path) -> Result<T> {
-    value.parse().map_err(|_| Error::data(path, format!("metadata {key} = '{value}' is not {expected}")))
+    value.parse().map_err(|_| Error::data(path, format!("metadata {key} = '{}' is not {expected}", value.escape_debug())))
 }

@@ -62,12 +62,12 @@ pub fn resume<B: Backend>(
         return Err(Error::data(&path, format!("not a kappa checkpoint: expected metadata format = {FORMAT}")));
     }
     if meta("format_version") != Some(FORMAT_VERSION) {
-        let found = meta("format_version").unwrap_or("none");
+        let found = meta("format_version").unwrap_or("none").escape_debug();
         return Err(Error::data(&path, format!("checkpoint format version {found}; this kappa reads version {FORMAT_VERSION}")));
     }
     for (key, expected) in identity {
         if meta(key) != Some(expected.as_str()) {
-            let found = meta(key).unwrap_or("nothing");
+            let found = meta(key).unwrap_or("nothing").escape_debug();
             return Err(Error::data(&path, format!("metadata {key} is {found} but the run's config.json says {expected}")));
         }
     }

@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use zune_jpeg::errors::DecodeErrors;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
@@ -16,16 +17,47 @@ pub struct Rgb8 {
     pub pixels: Vec<u8>,
 }
 
+/// The most pixels decoded per byte of file. Every 8×8 block costs at least
+/// about a bit (its DC code; end-of-band runs can skip the rest), so the most
+/// compressible file an encoder writes, a flat greyscale progressive one,
+/// holds about 512 pixels per byte. Twice that is accepted; a header claiming
+/// more (16384×16384 pixels in a few hundred bytes) is refused before the
+/// decoder allocates its buffers.
+const PIXELS_PER_BYTE: usize = 1024;
+
+/// The decoder pads each side to whole MCUs, at most 32 pixels (sampling 4).
+const MCU: usize = 32;
+
+/// Refuses dimensions that `len` bytes of JPEG cannot honestly hold.
+fn check_size(path: &Path, width: usize, height: usize, len: usize) -> Result<()> {
+    let padded = width.next_multiple_of(MCU) * height.next_multiple_of(MCU);
+    if padded > PIXELS_PER_BYTE.saturating_mul(len) {
+        return Err(Error::data(
+            path,
+            format!("declares {width}×{height} pixels, more than a {len}-byte JPEG can hold (at most {PIXELS_PER_BYTE} per byte)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs a decoder step; its error, or a panic inside it, becomes an error
+/// naming `path`, since a decoder bug on hostile bytes must cost one image,
+/// not the run.
+fn guarded<T>(path: &Path, step: impl FnOnce() -> std::result::Result<T, DecodeErrors>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(step))
+        .map_err(|_| Error::data(path, "the JPEG decoder crashed on this file"))?
+        .map_err(|e| Error::data(path, format!("not a decodable JPEG: {e:?}")))
+}
+
 /// Decodes a JPEG held in memory; `path` only names it in errors.
 pub fn decode(path: &Path, bytes: &[u8]) -> Result<Rgb8> {
     let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
     let mut decoder = JpegDecoder::new_with_options(bytes, options);
-    // A decoder bug on hostile bytes must cost one image, not the run.
-    let pixels = catch_unwind(AssertUnwindSafe(|| decoder.decode()))
-        .map_err(|_| Error::data(path, "the JPEG decoder crashed on this file"))?
-        .map_err(|e| Error::data(path, format!("not a decodable JPEG: {e:?}")))?;
+    guarded(path, || decoder.decode_headers())?;
     let info = decoder.info().ok_or_else(|| Error::data(path, "JPEG headers missing"))?;
     let (width, height) = (usize::from(info.width), usize::from(info.height));
+    check_size(path, width, height, bytes.len())?;
+    let pixels = guarded(path, || decoder.decode())?;
     let area = width * height;
     // zune-jpeg converts colour spaces to RGB but leaves greyscale as one channel.
     let pixels = match pixels.len() {
