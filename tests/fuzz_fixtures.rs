@@ -83,16 +83,24 @@ fn a_jpeg_claiming_16384_squared_pixels_is_refused_before_the_decoder_allocates(
 }
 
 #[test]
-fn a_jpeg_whose_entropy_data_runs_dry_decodes_to_finite_examples() {
-    // zune-jpeg's debug assertion on its bit reader fires on this 1×33 file;
-    // its release build (kappa's) reads the missing bits as zeros.
+fn a_jpeg_whose_entropy_data_runs_dry_gives_finite_examples_or_one_error_naming_it() {
+    // zune-jpeg's bit reader treats this 1×33 file differently by build: with
+    // debug assertions (the test profile) it reports a bad Huffman code, in a
+    // plain release build it reads the missing bits as zeros. Either is fine;
+    // a crash, a non-finite example or an allocation out of scale is not.
     let (path, bytes) = fixture("jpeg", "entropy-data-runs-dry.jpg");
-    let img = jpeg::decode(&path, &bytes).unwrap();
-    assert_eq!((img.width, img.height), (1, 33));
     let (result, largest) = largest_allocation(|| examples(&path, &bytes));
-    for example in result.unwrap() {
-        assert_eq!(example.len(), 3 * 16 * 16);
-        assert!(example.iter().all(|v| v.is_finite()));
+    match result {
+        Ok(examples) => {
+            for example in examples {
+                assert_eq!(example.len(), 3 * 16 * 16);
+                assert!(example.iter().all(|v| v.is_finite()));
+            }
+        }
+        Err(err) => {
+            let err = err.to_string();
+            assert!(err.starts_with(&path.display().to_string()) && !err.contains('\n'), "{err}");
+        }
     }
     assert!(largest < 1 << 20, "an allocation of {largest} bytes for a {}-byte file", bytes.len());
 }
