@@ -117,10 +117,24 @@ fn a_jpeg_that_panics_the_decoder_costs_one_image_with_an_error_naming_it() {
 fn a_state_dict_whose_tensor_names_hold_newlines_gets_a_one_line_error() {
     // The weights target's small BN MLP; the file is its state dict with names mangled.
     let (path, _) = fixture("weights", "tensor-name-with-newline.safetensors");
+    let err = weights_error(&path);
+    assert!(err.starts_with(&path.display().to_string()) && !err.contains('\n'), "{err}");
+    assert!(err.contains("unexpected 6 tensors") && err.contains(r"bns.0.r\nning_var"), "{err}");
+}
+
+#[test]
+fn a_state_dict_whose_bad_offset_names_a_tensor_with_a_newline_gets_a_one_line_error() {
+    // The safetensors crate's own message quotes the tensor's name.
+    let (path, _) = fixture("weights", "bad-offset-name-with-newline.safetensors");
+    let err = weights_error(&path);
+    assert!(err.starts_with(&path.display().to_string()) && !err.contains('\n'), "{err}");
+    assert!(err.contains("not a safetensors file") && err.contains(r"bns.0.r\nning_var"), "{err}");
+}
+
+/// The error of loading `path` as the weights target's small BN MLP's state dict.
+fn weights_error(path: &Path) -> String {
     let cfg = TrainConfig { depth: 3, width: 4, bn: true, batch_size: 4, ..TrainConfig::default() };
     let be = Cpu::<f32>::new();
     let mut trainer = Trainer::new(&be, &cfg, &[6], 3).unwrap();
-    let err = checkpoint::load_weights(&path, trainer.model_mut(), &be).unwrap_err().to_string();
-    assert!(err.starts_with(&path.display().to_string()) && !err.contains('\n'), "{err}");
-    assert!(err.contains("unexpected 6 tensors") && err.contains(r"bns.0.r\nning_var"), "{err}");
+    checkpoint::load_weights(path, trainer.model_mut(), &be).unwrap_err().to_string()
 }

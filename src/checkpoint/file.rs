@@ -122,15 +122,18 @@ impl TensorFile {
 
     fn from_bytes(bytes: &[u8]) -> std::result::Result<Self, String> {
         let not_safetensors = |e: safetensors::SafeTensorError| {
-            format!("not a safetensors file (8-byte little-endian header length, JSON header, tensor data): {e}")
+            // The crate's messages quote tensor names from the file, which may hold newlines.
+            let detail = e.to_string();
+            format!("not a safetensors file (8-byte little-endian header length, JSON header, tensor data): {}", detail.escape_debug())
         };
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
         let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
         let st = SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
-            let values = Values::from_le_bytes(view.dtype(), view.data())
-                .ok_or_else(|| format!("tensor {name} is {}; kappa reads F16, BF16, F32, F64 and I64 tensors", view.dtype()))?;
+            let values = Values::from_le_bytes(view.dtype(), view.data()).ok_or_else(|| {
+                format!("tensor {} is {}; kappa reads F16, BF16, F32, F64 and I64 tensors", name.escape_debug(), view.dtype())
+            })?;
             tensors.insert(name, HostTensor { shape: view.shape().to_vec(), values });
         }
         Ok(TensorFile { tensors, metadata })

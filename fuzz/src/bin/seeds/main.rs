@@ -71,7 +71,7 @@ fn run_checkpoint(dir: &Path) -> Vec<u8> {
     let mut trainer = tiny::trainer(&cfg);
     trainer.step(&tiny::batch(), 0.1).expect("a training step");
     let state = RunState { iteration: 1, batches_per_epoch: 4, forwards: 1, ..RunState::default() };
-    checkpoint::save(dir, &trainer, &cfg, &state).expect("save the checkpoint");
+    trainer.save_checkpoint(dir, &cfg, &state).expect("save the checkpoint");
     std::fs::read(checkpoint::checkpoint_path(dir)).expect("read the checkpoint back")
 }
 
