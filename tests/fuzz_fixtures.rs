@@ -76,7 +76,7 @@ fn a_jpeg_claiming_16384_squared_pixels_is_refused_before_the_decoder_allocates(
     let (path, bytes) = fixture("jpeg", "claims-16384x16384.jpg");
     let (result, largest) = largest_allocation(|| examples(&path, &bytes));
     let err = result.unwrap_err().to_string();
-    assert!(err.starts_with(&path.display().to_string()) && !err.contains('\n'), "{err}");
+    assert_one_line_naming(&err, &path);
     assert!(err.contains("declares 16384×16384 pixels, more than a 380-byte JPEG can hold"), "{err}");
     // Decoding would have taken 16384² × 3 bytes (768 MiB) for the pixels alone.
     assert!(largest < 1 << 20, "an allocation of {largest} bytes for a {}-byte file", bytes.len());
@@ -99,7 +99,7 @@ fn a_jpeg_whose_entropy_data_runs_dry_gives_finite_examples_or_one_error_naming_
         }
         Err(err) => {
             let err = err.to_string();
-            assert!(err.starts_with(&path.display().to_string()) && !err.contains('\n'), "{err}");
+            assert_one_line_naming(&err, &path);
         }
     }
     assert!(largest < 1 << 20, "an allocation of {largest} bytes for a {}-byte file", bytes.len());
@@ -118,7 +118,7 @@ fn a_state_dict_whose_tensor_names_hold_newlines_gets_a_one_line_error() {
     // The weights target's small BN MLP; the file is its state dict with names mangled.
     let (path, _) = fixture("weights", "tensor-name-with-newline.safetensors");
     let err = weights_error(&path);
-    assert!(err.starts_with(&path.display().to_string()) && !err.contains('\n'), "{err}");
+    assert_one_line_naming(&err, &path);
     assert!(err.contains("unexpected 6 tensors") && err.contains(r"bns.0.r\nning_var"), "{err}");
 }
 
@@ -127,7 +127,7 @@ fn a_state_dict_whose_bad_offset_names_a_tensor_with_a_newline_gets_a_one_line_e
     // The safetensors crate's own message quotes the tensor's name.
     let (path, _) = fixture("weights", "bad-offset-name-with-newline.safetensors");
     let err = weights_error(&path);
-    assert!(err.starts_with(&path.display().to_string()) && !err.contains('\n'), "{err}");
+    assert_one_line_naming(&err, &path);
     assert!(err.contains("not a safetensors file") && err.contains(r"bns.0.r\nning_var"), "{err}");
 }
 
@@ -137,4 +137,9 @@ fn weights_error(path: &Path) -> String {
     let be = Cpu::<f32>::new();
     let mut trainer = Trainer::new(&be, &cfg, &[6], 3).unwrap();
     checkpoint::load_weights(path, trainer.model_mut(), &be).unwrap_err().to_string()
+}
+
+/// The clear error kappa promises: one line that starts with the file's path.
+fn assert_one_line_naming(err: &str, path: &Path) {
+    assert!(err.starts_with(&path.display().to_string()) && !err.contains('\n'), "{err}");
 }
