@@ -1,8 +1,8 @@
-// CPU twin: src/backend/cpu/channel.rs. Per-channel ops over an
-// outer × channels × inner layout (bias add, bias gradient, batch norm) as
-// the CPU does them: f64 per-channel reductions, per-channel coefficients in
-// f64, then one per-channel affine map in f32; and pad_channels /
-// narrow_channels, which copy whole channels.
+// Twins: src/backend/cpu/channel.rs (CPU), src/backend/cuda/channel.rs
+// (launches). Per-channel ops over an outer × channels × inner layout as the
+// CPU does them: the f64 per-channel reductions and the f32 per-channel
+// affine map that bias add, bias gradient and batch norm (batch_norm.cu) are
+// built from, and copy_channels, which pads and narrows whole channels.
 #include "common.cuh"
 
 // Per channel c: sa[c] += Σ a and sab[c] += Σ a·b (b = a when b is null), for
@@ -67,54 +67,6 @@ extern "C" __global__ void channel_affine(const float* __restrict__ x, const flo
         float v = (scale ? scale[c] * x[i] : x[i]) + shift[c];
         if (z) v += zscale[c] * z[i];
         out[i] = v;
-    }
-}
-
-// Training-mode coefficients from the sums over m elements per channel:
-// mean, biased variance, 1/σ, and the affine map y = scale·x + shift.
-extern "C" __global__ void batch_norm_train_coeffs(const double* __restrict__ sum, const double* __restrict__ sum_sq,
-                                                   const float* __restrict__ gamma, const float* __restrict__ beta, size_t channels,
-                                                   double m, double eps, float* __restrict__ mean, float* __restrict__ var,
-                                                   float* __restrict__ inv_std, float* __restrict__ scale, float* __restrict__ shift) {
-    for (size_t c = grid_start(); c < channels; c += grid_stride()) {
-        const double mu = sum[c] / m;
-        const double v = fmax(sum_sq[c] / m - mu * mu, 0.0);
-        const double is = 1.0 / sqrt(v + eps);
-        const double a = (double)gamma[c] * is;
-        mean[c] = (float)mu;
-        var[c] = (float)v;
-        inv_std[c] = (float)is;
-        scale[c] = (float)a;
-        shift[c] = (float)((double)beta[c] - mu * a);
-    }
-}
-
-extern "C" __global__ void batch_norm_eval_coeffs(const float* __restrict__ gamma, const float* __restrict__ beta, const float* __restrict__ mean,
-                                                  const float* __restrict__ var, size_t channels, double eps, float* __restrict__ scale,
-                                                  float* __restrict__ shift) {
-    for (size_t c = grid_start(); c < channels; c += grid_stride()) {
-        const double a = (double)gamma[c] / sqrt((double)var[c] + eps);
-        scale[c] = (float)a;
-        shift[c] = (float)((double)beta[c] - (double)mean[c] * a);
-    }
-}
-
-// Backward coefficients: dβ = Σdy, dγ = σ⁻¹(Σdy·x − μΣdy), and
-// dx = dy_scale·dy + x_scale·x + shift with k = γσ⁻¹/m.
-extern "C" __global__ void batch_norm_backward_coeffs(const double* __restrict__ sum_dy, const double* __restrict__ sum_dy_x,
-                                                      const float* __restrict__ gamma, const float* __restrict__ mean,
-                                                      const float* __restrict__ inv_std, size_t channels, double m,
-                                                      float* __restrict__ dgamma, float* __restrict__ dbeta, float* __restrict__ dy_scale,
-                                                      float* __restrict__ x_scale, float* __restrict__ shift) {
-    for (size_t c = grid_start(); c < channels; c += grid_stride()) {
-        const double mu = mean[c], is = inv_std[c];
-        const double dg = is * (sum_dy_x[c] - mu * sum_dy[c]);
-        const double k = (double)gamma[c] * is / m;
-        dgamma[c] = (float)dg;
-        dbeta[c] = (float)sum_dy[c];
-        dy_scale[c] = (float)(k * m);
-        x_scale[c] = (float)(-k * dg * is);
-        shift[c] = (float)(k * (dg * is * mu - sum_dy[c]));
     }
 }
 

@@ -159,7 +159,7 @@ fn channel_sums_and_bias_match_the_cpu() {
 
 #[test]
 fn batch_norm_forward_backward_and_eval_match_the_cpu() {
-    let m = module("channel");
+    let m = module("batch_norm");
     let mut r = Rng::new(3, 0);
     let eps = 1e-5;
     for s in SHAPES {

@@ -61,7 +61,7 @@ impl Module {
     }
 }
 
-const MODULES: [&str; 8] = ["elementwise", "channel", "softmax", "update", "covariance", "reduce", "im2col", "pool"];
+const MODULES: [&str; 9] = ["elementwise", "channel", "batch_norm", "softmax", "update", "covariance", "reduce", "im2col", "pool"];
 
 /// The emulated build of kernels/`name`.cu.
 pub fn module(name: &str) -> &'static Module {

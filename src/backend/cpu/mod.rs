@@ -2,6 +2,7 @@
 //! products. Generic over the element type, so `Cpu<f64>` runs the very same
 //! code paths in double precision for gradient checks.
 
+mod batch_norm;
 mod channel;
 mod conv;
 mod covariance;
@@ -148,7 +149,7 @@ impl<T: Scalar> Backend for Cpu<T> {
         eps: f64,
     ) -> Result<(Vec<T>, BatchStats<Vec<T>>)> {
         check_channels("batch_norm", x, s, &[gamma, beta])?;
-        Ok(channel::batch_norm_train(x, gamma, beta, s, eps))
+        Ok(batch_norm::batch_norm_train(x, gamma, beta, s, eps))
     }
 
     fn batch_norm_eval(
@@ -162,7 +163,7 @@ impl<T: Scalar> Backend for Cpu<T> {
         eps: f64,
     ) -> Result<Vec<T>> {
         check_channels("batch_norm_eval", x, s, &[gamma, beta, mean, var])?;
-        Ok(channel::batch_norm_eval(x, gamma, beta, mean, var, s, eps))
+        Ok(batch_norm::batch_norm_eval(x, gamma, beta, mean, var, s, eps))
     }
 
     fn batch_norm_backward(
@@ -176,7 +177,7 @@ impl<T: Scalar> Backend for Cpu<T> {
     ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
         check_channels("batch_norm_backward", x, s, &[gamma, mean, inv_std])?;
         same_len("batch_norm_backward", dy, x)?;
-        Ok(channel::batch_norm_backward(dy, x, gamma, mean, inv_std, s))
+        Ok(batch_norm::batch_norm_backward(dy, x, gamma, mean, inv_std, s))
     }
 
     fn pad_channels(&self, x: &Vec<T>, s: ChannelShape, before: usize, after: usize) -> Result<Vec<T>> {

@@ -31,7 +31,7 @@ impl CudaBuf {
     }
 }
 
-fn same_len(op: &'static str, a: &CudaBuf, b: &CudaBuf) -> Result<()> {
+pub(super) fn same_len(op: &'static str, a: &CudaBuf, b: &CudaBuf) -> Result<()> {
     if a.0.len() == b.0.len() {
         Ok(())
     } else {
@@ -39,7 +39,7 @@ fn same_len(op: &'static str, a: &CudaBuf, b: &CudaBuf) -> Result<()> {
     }
 }
 
-fn check_channels(op: &'static str, x: &CudaBuf, s: ChannelShape, per_channel: &[&CudaBuf]) -> Result<()> {
+pub(super) fn check_channels(op: &'static str, x: &CudaBuf, s: ChannelShape, per_channel: &[&CudaBuf]) -> Result<()> {
     super::super::checks::channels(op, x.0.len(), s, per_channel.iter().map(|p| p.0.len()))
 }
 
@@ -165,70 +165,6 @@ impl Cuda {
             }
         }
         Ok(Self::wrap(y))
-    }
-
-    /// Per channel, f64 `(Σ a, Σ a·b)` (b = a when None), left on the device.
-    fn channel_dots(&self, a: &CudaBuf, b: Option<&CudaBuf>, s: ChannelShape) -> Result<(Mem<f64>, Mem<f64>)> {
-        let (mut sa, mut sab) = (self.alloc_zeros::<f64>(s.channels)?, self.alloc_zeros::<f64>(s.channels)?);
-        if s.len() == 0 {
-            return Ok((sa, sab));
-        }
-        let (outer, channels, inner) = (s.outer, s.channels, s.inner);
-        match b {
-            Some(b) if inner == 1 => launch!(
-                self,
-                "channel_dots_rows",
-                launch::columns(outer, channels),
-                [a.slice(), b.slice(), &outer, &channels, &mut sa, &mut sab]
-            )?,
-            None if inner == 1 => launch!(
-                self,
-                "channel_dots_rows",
-                launch::columns(outer, channels),
-                [a.slice(), &NULL, &outer, &channels, &mut sa, &mut sab]
-            )?,
-            Some(b) => launch!(
-                self,
-                "channel_dots_planes",
-                launch::planes(s.per_channel(), channels),
-                [a.slice(), b.slice(), &outer, &channels, &inner, &mut sa, &mut sab]
-            )?,
-            None => launch!(
-                self,
-                "channel_dots_planes",
-                launch::planes(s.per_channel(), channels),
-                [a.slice(), &NULL, &outer, &channels, &inner, &mut sa, &mut sab]
-            )?,
-        }
-        Ok((sa, sab))
-    }
-
-    /// `scale[c]·x + shift[c]` (+ `zscale[c]·z`); a missing scale means 1.
-    fn channel_affine(
-        &self,
-        x: &CudaBuf,
-        scale: Option<&CudaSlice<f32>>,
-        shift: &CudaSlice<f32>,
-        z: Option<(&CudaBuf, &CudaSlice<f32>)>,
-        s: ChannelShape,
-    ) -> Result<CudaBuf> {
-        let (n, channels, inner) = (s.len(), s.channels, s.inner);
-        let mut out = self.alloc::<f32>(n)?;
-        if n == 0 {
-            return Ok(Self::wrap(out));
-        }
-        let g = launch::elementwise(n);
-        match (scale, z) {
-            (None, None) => launch!(self, "channel_affine", g, [x.slice(), &NULL, shift, &NULL, &NULL, &mut out, &n, &channels, &inner])?,
-            (Some(a), None) => launch!(self, "channel_affine", g, [x.slice(), a, shift, &NULL, &NULL, &mut out, &n, &channels, &inner])?,
-            (Some(a), Some((z, zs))) => {
-                launch!(self, "channel_affine", g, [x.slice(), a, shift, z.slice(), zs, &mut out, &n, &channels, &inner])?
-            }
-            (None, Some((z, zs))) => {
-                launch!(self, "channel_affine", g, [x.slice(), &NULL, shift, z.slice(), zs, &mut out, &n, &channels, &inner])?
-            }
-        }
-        Ok(Self::wrap(out))
     }
 
     fn to_f32(&self, x: &CudaSlice<f64>) -> Result<CudaBuf> {
@@ -415,22 +351,7 @@ impl Backend for Cuda {
         s: ChannelShape,
         eps: f64,
     ) -> Result<(CudaBuf, BatchStats<CudaBuf>)> {
-        check_channels("batch_norm", x, s, &[gamma, beta])?;
-        let (sum, sum_sq) = self.channel_dots(x, None, s)?;
-        let c = s.channels;
-        let m = s.per_channel() as f64;
-        let [mut mean, mut var, mut inv_std, mut scale, mut shift] =
-            [self.alloc::<f32>(c)?, self.alloc::<f32>(c)?, self.alloc::<f32>(c)?, self.alloc::<f32>(c)?, self.alloc::<f32>(c)?];
-        if c > 0 {
-            launch!(
-                self,
-                "batch_norm_train_coeffs",
-                launch::elementwise(c),
-                [&sum, &sum_sq, gamma.slice(), beta.slice(), &c, &m, &eps, &mut mean, &mut var, &mut inv_std, &mut scale, &mut shift]
-            )?;
-        }
-        let y = self.channel_affine(x, Some(&scale), &shift, None, s)?;
-        Ok((y, BatchStats { mean: Self::wrap(mean), var: Self::wrap(var), inv_std: Self::wrap(inv_std) }))
+        self.bn_train(x, gamma, beta, s, eps)
     }
 
     fn batch_norm_eval(
@@ -443,18 +364,7 @@ impl Backend for Cuda {
         s: ChannelShape,
         eps: f64,
     ) -> Result<CudaBuf> {
-        check_channels("batch_norm_eval", x, s, &[gamma, beta, mean, var])?;
-        let c = s.channels;
-        let (mut scale, mut shift) = (self.alloc::<f32>(c)?, self.alloc::<f32>(c)?);
-        if c > 0 {
-            launch!(
-                self,
-                "batch_norm_eval_coeffs",
-                launch::elementwise(c),
-                [gamma.slice(), beta.slice(), mean.slice(), var.slice(), &c, &eps, &mut scale, &mut shift]
-            )?;
-        }
-        self.channel_affine(x, Some(&scale), &shift, None, s)
+        self.bn_eval(x, gamma, beta, mean, var, s, eps)
     }
 
     fn batch_norm_backward(
@@ -466,36 +376,7 @@ impl Backend for Cuda {
         inv_std: &CudaBuf,
         s: ChannelShape,
     ) -> Result<(CudaBuf, CudaBuf, CudaBuf)> {
-        check_channels("batch_norm_backward", x, s, &[gamma, mean, inv_std])?;
-        same_len("batch_norm_backward", dy, x)?;
-        let (sum_dy, sum_dy_x) = self.channel_dots(dy, Some(x), s)?;
-        let c = s.channels;
-        let m = s.per_channel() as f64;
-        let [mut dgamma, mut dbeta, mut dy_scale, mut x_scale, mut shift] =
-            [self.alloc::<f32>(c)?, self.alloc::<f32>(c)?, self.alloc::<f32>(c)?, self.alloc::<f32>(c)?, self.alloc::<f32>(c)?];
-        if c > 0 {
-            launch!(
-                self,
-                "batch_norm_backward_coeffs",
-                launch::elementwise(c),
-                [
-                    &sum_dy,
-                    &sum_dy_x,
-                    gamma.slice(),
-                    mean.slice(),
-                    inv_std.slice(),
-                    &c,
-                    &m,
-                    &mut dgamma,
-                    &mut dbeta,
-                    &mut dy_scale,
-                    &mut x_scale,
-                    &mut shift
-                ]
-            )?;
-        }
-        let dx = self.channel_affine(dy, Some(&dy_scale), &shift, Some((x, &x_scale)), s)?;
-        Ok((dx, Self::wrap(dgamma), Self::wrap(dbeta)))
+        self.bn_backward(dy, x, gamma, mean, inv_std, s)
     }
 
     fn pad_channels(&self, x: &CudaBuf, s: ChannelShape, before: usize, after: usize) -> Result<CudaBuf> {

@@ -22,7 +22,7 @@ mod tests {
 
     #[test]
     fn every_kernel_file_is_embedded_with_its_kernels() {
-        for name in ["elementwise", "channel", "softmax", "update", "covariance", "reduce", "im2col", "pool"] {
+        for name in ["elementwise", "channel", "batch_norm", "softmax", "update", "covariance", "reduce", "im2col", "pool"] {
             let m = MODULES.iter().find(|m| m.name == name).unwrap_or_else(|| panic!("{name}.cu not embedded"));
             assert!(m.ptx.contains(".entry") && !m.kernels.is_empty(), "{name}");
             for k in m.kernels {

@@ -42,6 +42,10 @@ pub mod solver;
 #[cfg(feature = "cuda-backend")]
 mod backend;
 #[cfg(feature = "cuda-backend")]
+mod batch_norm;
+#[cfg(feature = "cuda-backend")]
+mod channel;
+#[cfg(feature = "cuda-backend")]
 mod device;
 #[cfg(feature = "cuda-backend")]
 pub mod kernels;

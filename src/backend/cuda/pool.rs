@@ -1,9 +1,8 @@
-//! Pooling (kernels/pool.cu) and whole-channel copies (`copy_channels` in
-//! kernels/channel.cu) on the CUDA backend, checked as the CPU twins in
-//! src/backend/cpu/pool.rs and channel.rs check.
+//! Pooling (kernels/pool.cu) on the CUDA backend, checked as the CPU twin in
+//! src/backend/cpu/pool.rs checks.
 
 use super::{launch, Cuda, CudaBuf};
-use crate::backend::{ChannelShape, Window};
+use crate::backend::Window;
 use crate::error::{Error, Result};
 use cudarc::driver::PushKernelArg;
 
@@ -77,23 +76,5 @@ impl Cuda {
             )?;
         }
         Ok(Self::wrap(dx))
-    }
-
-    /// `[outer, C, inner]` → `[outer, out_channels, inner]`, output channel c
-    /// reading input channel `c − before + start` where it exists, else 0.
-    /// The caller has checked `x` against `s`.
-    pub(super) fn copy_channels(&self, x: &CudaBuf, s: ChannelShape, out_channels: usize, before: usize, start: usize) -> Result<CudaBuf> {
-        let len = s.outer * out_channels * s.inner;
-        let mut y = self.alloc::<f32>(len)?;
-        if len > 0 {
-            let ChannelShape { outer, channels, inner } = s;
-            launch!(
-                self,
-                "copy_channels",
-                launch::elementwise(len),
-                [x.slice(), &outer, &channels, &inner, &out_channels, &before, &start, &mut y]
-            )?;
-        }
-        Ok(Self::wrap(y))
     }
 }
