@@ -5,14 +5,12 @@
 mod luckmatters;
 
 use crate::analysis::{AnalysisConfig, ConvStat, Mode};
-use crate::data::Padding;
 use crate::experiments::{self, Scale};
-use crate::models::{Family, LastBnGamma, ShortcutKind};
 use crate::nn::Init;
 use crate::optim::Schedule;
 use crate::train::{ArchOptions, Dtype, OptimizerKind, Pipeline, RunOptions, TrainConfig};
 use clap::parser::ValueSource;
-use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 pub use luckmatters::{MatrixArgs, ReconArgs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -359,58 +357,22 @@ struct TrainArgs {
     #[arg(long, value_enum)]
     dtype: Option<Dtype>,
     #[command(flatten)]
-    arch: ArchArgs,
+    arch: ArchOptions,
     #[command(flatten)]
-    pipeline: PipelineArgs,
+    pipeline: Pipeline,
     #[command(flatten)]
     analysis: AnalysisArgs,
 }
 
-/// Augmentation, normalisation and batching of images.
-#[derive(Args)]
-#[command(next_help_heading = "Data pipeline")]
-struct PipelineArgs {
-    /// Augment the training split: CIFAR pad 4 + random crop + flip; ImageNet random-resized crop, colour jitter, lighting, flip
-    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = ArgAction::Set)]
-    augment: bool,
-    /// How CIFAR's pad before the random crop is filled: zero (fb.resnet) or reflect (the paper's scripts)
-    #[arg(long, value_enum, default_value = "zero")]
-    padding: Padding,
-    /// Per-channel normalisation: auto (fb-resnet for CIFAR, imagenet for ImageNet, none otherwise), none, fb-resnet, tau-resnet, imagenet
-    #[arg(long, default_value = "auto")]
-    normalize: String,
-    /// Drop each epoch's last short training batch
-    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = ArgAction::Set)]
-    drop_last: bool,
-    /// ImageNet crop side
-    #[arg(long, default_value_t = 224)]
-    crop_size: usize,
-    /// ImageNet eval: resize the shorter side to this, then centre-crop
-    #[arg(long, default_value_t = 256)]
-    resize: usize,
-}
-
-impl PipelineArgs {
-    fn into_pipeline(self) -> Pipeline {
-        Pipeline {
-            augment: self.augment,
-            padding: self.padding,
-            normalize: self.normalize,
-            drop_last: self.drop_last,
-            crop_size: self.crop_size,
-            resize: self.resize,
-        }
-    }
-}
-
 /// The command line, with `--preset`'s recipe (if the arguments name one) as
-/// the defaults of `train` and `analyze`.
+/// the defaults of `train` and `analyze`. clap itself finds the name, in a
+/// first pass that passes over errors and reads `--help` as a plain flag:
+/// both are left to the parse of the command returned, whose help then shows
+/// the recipe's values as the defaults.
 fn command(args: &[String]) -> crate::Result<clap::Command> {
-    let named = args.iter().enumerate().rev().find_map(|(i, a)| match a.strip_prefix("--preset") {
-        Some("") => Some(args.get(i + 1).cloned().unwrap_or_default()),
-        Some(rest) => rest.strip_prefix('=').map(str::to_string),
-        None => None,
-    });
+    let help = Arg::new("help").short('h').long("help").action(ArgAction::SetTrue).global(true);
+    let first = Cli::command().ignore_errors(true).disable_help_flag(true).arg(help).try_get_matches_from(args);
+    let named = first.ok().and_then(|m| m.subcommand()?.1.try_get_one::<String>("preset").ok().flatten().cloned());
     let Some(name) = named else {
         return Ok(Cli::command());
     };
@@ -425,37 +387,6 @@ fn command(args: &[String]) -> crate::Result<clap::Command> {
         });
     }
     Ok(cmd)
-}
-
-/// Options of the ResNet family (`kappa models` lists the names).
-#[derive(Args)]
-#[command(next_help_heading = "Conv nets")]
-struct ArchArgs {
-    /// cifar (depth 6n+2) or imagenet (18/34/50/101/152) layout [default: imagenet for --data imagenet, else cifar]
-    #[arg(long, value_enum)]
-    family: Option<Family>,
-    /// CIFAR shortcut where the shape changes: a (subsample + zero channels) or b (1×1 conv + BN)
-    #[arg(long, value_enum, default_value = "a")]
-    shortcut: ShortcutKind,
-    /// τ of tau-resnet / tau-resnet-nobn [default: 1/√blocks on CIFAR, 2/√(largest stage) on ImageNet]
-    #[arg(long)]
-    tau: Option<f64>,
-    /// γ of the BN before the last linear layer: one (the paper) or uniform (the old code's U(0,1))
-    #[arg(long, value_enum, default_value = "one")]
-    lastbn_gamma: LastBnGamma,
-    /// Dropout probability before the last linear layer (ImageNet Table A1 uses 0.3)
-    #[arg(long, default_value_t = 0.0)]
-    dropout: f64,
-    /// vgg16's first-stage channels; later stages have 2×, 4×, 8×, 8× and the hidden layers 8× [default: 64]
-    #[arg(long)]
-    base_width: Option<usize>,
-}
-
-impl ArchArgs {
-    fn into_options(self) -> ArchOptions {
-        let Self { family, shortcut, tau, lastbn_gamma, dropout, base_width } = self;
-        ArchOptions { family, shortcut, tau, lastbn_gamma, dropout, base_width }
-    }
 }
 
 /// Layer-wise conditioning analysis (Σx, Σ∇h, κ_p, weight domination, dying neurons).
@@ -492,19 +423,33 @@ struct AnalysisArgs {
 }
 
 impl AnalysisArgs {
+    /// Every flag is bound by name and every field set, so neither side can
+    /// gain one that the other does not carry.
     fn into_config(self) -> AnalysisConfig {
+        let Self {
+            analyze_every,
+            analyze_at,
+            analysis_mode,
+            analysis_batches,
+            centered,
+            kappa_p,
+            save_spectra,
+            domination_threshold,
+            conv_stat,
+        } = self;
         AnalysisConfig {
-            every: self.analyze_every,
-            at: self.analyze_at,
-            mode: self.analysis_mode,
-            batches: self.analysis_batches,
-            centered: self.centered,
-            kappa_p: self.kappa_p,
-            save_spectra: self.save_spectra,
-            domination_threshold: self.domination_threshold,
+            every: analyze_every,
+            at: analyze_at,
+            mode: analysis_mode,
+            batches: analysis_batches,
+            centered,
+            kappa_p,
+            save_spectra,
+            domination_threshold,
+            conv_stat,
+            // Only `analyze --exact` measures the exact curvature (AnalyzeArgs::into_run).
             exact_at: Vec::new(),
-            exact_examples: 1024,
-            conv_stat: self.conv_stat,
+            exact_examples: AnalysisConfig::default().exact_examples,
         }
     }
 }
@@ -518,41 +463,76 @@ fn parse_crop_resize(s: &str) -> Result<(usize, usize), String> {
 }
 
 impl TrainArgs {
+    /// Every flag is bound by name and every field of the configuration set,
+    /// so neither side can gain one that the other does not carry.
     fn into_config(self) -> TrainConfig {
-        let out = self.out.unwrap_or_else(|| {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            PathBuf::from(format!("runs/{}-{now}", self.model))
-        });
-        TrainConfig {
-            model: self.model,
-            depth: self.depth,
-            width: self.width,
-            bn: self.bn,
-            init: self.init,
-            data: self.data,
-            data_dir: self.data_dir,
-            crop_resize: self.crop_resize,
-            limit_train: self.limit_train,
-            limit_test: self.limit_test,
-            optimizer: self.optimizer,
-            lr: self.lr,
-            momentum: self.momentum,
-            nesterov: self.nesterov,
-            weight_decay: self.weight_decay,
-            schedule: self.schedule,
-            epochs: if self.iterations.is_none() { Some(self.epochs.unwrap_or(6)) } else { None },
-            iterations: self.iterations,
-            batch_size: self.batch_size,
-            seed: self.seed,
+        let Self {
+            model,
+            depth,
+            width,
+            bn,
+            init,
+            preset,
+            data,
+            data_dir,
+            crop_resize,
+            limit_train,
+            limit_test,
+            optimizer,
+            lr,
+            momentum,
+            nesterov,
+            weight_decay,
+            schedule,
+            epochs,
+            iterations,
+            batch_size,
+            seed,
             out,
-            freeze: self.freeze,
-            log_every: self.log_every,
-            device: self.device,
-            dtype: self.dtype.unwrap_or_default(),
-            analysis: self.analysis.into_config(),
-            arch: self.arch.into_options(),
-            pipeline: self.pipeline.into_pipeline(),
-            preset: self.preset,
+            freeze,
+            log_every,
+            device,
+            dtype,
+            arch,
+            pipeline,
+            analysis,
+        } = self;
+        let out = out.unwrap_or_else(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            PathBuf::from(format!("runs/{model}-{now}"))
+        });
+        // --iterations replaces the epochs, a preset's included.
+        let epochs = if iterations.is_none() { Some(epochs.unwrap_or(6)) } else { None };
+        TrainConfig {
+            model,
+            depth,
+            width,
+            bn,
+            init,
+            data,
+            data_dir,
+            crop_resize,
+            limit_train,
+            limit_test,
+            optimizer,
+            lr,
+            momentum,
+            nesterov,
+            weight_decay,
+            schedule,
+            epochs,
+            iterations,
+            batch_size,
+            seed,
+            out,
+            freeze,
+            log_every,
+            device,
+            dtype: dtype.unwrap_or_default(),
+            analysis: analysis.into_config(),
+            arch,
+            pipeline,
+            preset,
         }
     }
 }
@@ -752,7 +732,7 @@ mod tests {
         assert!(cfg.nesterov && cfg.pipeline.augment && cfg.pipeline.drop_last);
         assert_eq!((cfg.lr, cfg.momentum, cfg.weight_decay), (0.1, 0.9, 1e-4));
         assert_eq!(cfg.schedule, "multistep:80,120".parse().unwrap());
-        assert_eq!((cfg.pipeline.padding, cfg.pipeline.normalize.as_str()), (Padding::Reflect, "fb-resnet"));
+        assert_eq!((cfg.pipeline.padding, cfg.pipeline.normalize.as_str()), (crate::data::Padding::Reflect, "fb-resnet"));
         assert_eq!(cfg.preset.as_deref(), Some("lca-cifar"));
 
         let cfg = train_config(&["kappa", "train", "--lr=0.05", "--preset=tau-cifar", "--nesterov", "--drop-last", "--iterations", "3"]);
@@ -766,5 +746,28 @@ mod tests {
         let args: Vec<String> = ["kappa", "train", "--preset", "fb-mnist"].iter().map(|a| a.to_string()).collect();
         let err = command(&args).unwrap_err().to_string();
         assert!(err.contains("unknown preset 'fb-mnist'") && err.contains("lca-imagenet"), "{err}");
+    }
+
+    #[test]
+    fn the_help_shows_the_presets_values_as_the_defaults() {
+        let help = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            let err = command(&args).unwrap().try_get_matches_from(&args).err().expect("--help ends the parse");
+            assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+            err.render().to_string()
+        };
+        // --help anywhere, before the preset too, and in analyze as in train.
+        for args in [
+            &["kappa", "train", "--preset", "lca-cifar", "--help"][..],
+            &["kappa", "train", "--help", "--preset=lca-cifar"],
+            &["kappa", "analyze", "-h", "--lr", "0.2", "--preset", "lca-cifar"],
+        ] {
+            let text = help(args);
+            for default in ["[default: resnet]", "[default: multistep:80,120]", "[default: reflect]", "[default: 160]"] {
+                assert!(text.contains(default), "{args:?}: no {default} in\n{text}");
+            }
+        }
+        let plain = help(&["kappa", "train", "--help"]);
+        assert!(plain.contains("[default: mlp]") && !plain.contains("[default: resnet]"), "{plain}");
     }
 }

@@ -74,18 +74,29 @@ pub struct TrainConfig {
 }
 
 /// How examples are prepared and batched; see [`crate::data::OpenOptions`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Also the command line's flags for them (their docs are the help), so a
+/// field cannot be missed on the way from the flags to the configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
+#[command(next_help_heading = "Data pipeline")]
 pub struct Pipeline {
-    /// The recipe's augmentation (CIFAR: pad, crop, flip; ImageNet: random-resized crop, jitter, lighting, flip).
+    /// Augment the training split: CIFAR pad 4 + random crop + flip; ImageNet random-resized crop, colour jitter, lighting, flip
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub augment: bool,
+    /// How CIFAR's pad before the random crop is filled: zero (fb.resnet) or reflect (the paper's scripts)
+    #[arg(long, value_enum, default_value = "zero")]
     pub padding: Padding,
-    /// `auto` (the dataset's recipe), `none`, or statistics by name (`fb-resnet`, `tau-resnet`, `imagenet`).
+    /// Per-channel normalisation: auto (fb-resnet for CIFAR, imagenet for ImageNet, none otherwise), none, fb-resnet, tau-resnet, imagenet
+    #[arg(long, default_value = "auto")]
     pub normalize: String,
-    /// Drop each epoch's last short batch.
+    /// Drop each epoch's last short training batch
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub drop_last: bool,
-    /// ImageNet's crop side and eval resize.
+    /// ImageNet crop side
+    #[arg(long, default_value_t = ImageNetOptions::default().size)]
     pub crop_size: usize,
+    /// ImageNet eval: resize the shorter side to this, then centre-crop
+    #[arg(long, default_value_t = ImageNetOptions::default().resize)]
     pub resize: usize,
 }
 
@@ -114,19 +125,29 @@ impl Pipeline {
     }
 }
 
-/// The options of the ResNet family beyond `--depth`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// The options of the ResNet family beyond `--depth` (`kappa models` lists
+/// the names). Also the command line's flags for them, as [`Pipeline`] is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
+#[command(next_help_heading = "Conv nets")]
 pub struct ArchOptions {
-    /// CIFAR or ImageNet layout; `None` picks by the data (ImageNet for `imagenet`).
+    /// cifar (depth 6n+2) or imagenet (18/34/50/101/152) layout [default: imagenet for --data imagenet, else cifar]
+    #[arg(long, value_enum)]
     pub family: Option<Family>,
+    /// CIFAR shortcut where the shape changes: a (subsample + zero channels) or b (1×1 conv + BN)
+    #[arg(long, value_enum, default_value = "a")]
     pub shortcut: ShortcutKind,
-    /// τ of the tau-ResNets; `None` for their default.
+    /// τ of tau-resnet / tau-resnet-nobn [default: 1/√blocks on CIFAR, 2/√(largest stage) on ImageNet]
+    #[arg(long)]
     pub tau: Option<f64>,
+    /// γ of the BN before the last linear layer: one (the paper) or uniform (the old code's U(0,1))
+    #[arg(long, value_enum, default_value = "one")]
     pub lastbn_gamma: LastBnGamma,
-    /// Dropout before the last linear layer (0: none).
+    /// Dropout probability before the last linear layer (ImageNet Table A1 uses 0.3)
+    #[arg(long, default_value_t = 0.0)]
     pub dropout: f64,
-    /// VGG-16's first-stage channels; `None` for the published 64.
+    /// vgg16's first-stage channels; later stages have 2×, 4×, 8×, 8× and the hidden layers 8× [default: 64]
+    #[arg(long)]
     pub base_width: Option<usize>,
 }
 
