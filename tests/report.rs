@@ -1,7 +1,13 @@
 //! The report renderer on fake run directories: every plot in both formats,
 //! the markdown summary, and clear errors for directories that are not runs.
+//! The fake runs are written with the trainer's own types (the metrics
+//! records, the summary, the configuration), so they follow the schema.
 
+use kappa::analysis::exact::ExactRecord;
+use kappa::analysis::{Alert, Kronecker, LayerRecord, Mode, NeuronStats, Spectrum, WeightStats};
+use kappa::record::{EvalRecord, Headline, Record, TrainRecord};
 use kappa::report::{render, Format, ReportOptions};
+use kappa::train::{Summary, TrainConfig};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -14,40 +20,87 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn spectrum(lambda_max: f64, kappa_100: Option<f64>) -> Value {
-    json!({"dim": 16, "lambda_max": lambda_max, "lambda_min": 1e-3, "rank": 16, "tolerance": 1e-4,
-           "kappa": {"50": 3.0, "80": 9.0, "100": kappa_100}, "kappa_nonzero": kappa_100})
+/// A 16-d spectrum with κ_50 = 3, κ_80 = 9 and the given κ_100 (`None`: infinite).
+fn spectrum(lambda_max: f64, kappa_100: Option<f64>) -> Spectrum {
+    let kappa = [("50", Some(3.0)), ("80", Some(9.0)), ("100", kappa_100)].map(|(p, k)| (p.to_string(), k)).into();
+    Spectrum { dim: 16, lambda_max, lambda_min: 1e-3, rank: 16, tolerance: 1e-4, samples: 0, kappa, kappa_nonzero: kappa_100 }
 }
 
 /// Analysis records for 3 layers at iterations 0 and 100. `decay` < 1 makes
 /// λmax shrink with depth, as in a plain net under LeCun init.
-fn analysis(iteration: usize, decay: f64) -> Vec<Value> {
+fn analysis(iteration: usize, decay: f64) -> Vec<Record> {
     (1..=3)
         .map(|index| {
-            let scale = decay.powi(index) * if iteration == 0 { 1.0 } else { 2.0 };
-            json!({"kind": "analysis", "iteration": iteration, "epoch": 0, "mode": "empirical",
-                   "layer": format!("layers.{}", index - 1), "index": index, "last": index == 3,
-                   "sigma_x": spectrum(10.0 * scale, Some(1e3 * index as f64)),
-                   // κ_100 of Σ∇h in the first layer is infinite (null).
-                   "sigma_grad": spectrum(1e-3 * scale, if index == 1 { None } else { Some(50.0) }),
-                   "fim": {"lambda_max": 0.5 * scale, "kappa_nonzero": 1e7, "kappa_full": null},
-                   "weight": {"sigma_max": 3.0 + scale, "grad_sigma_max": 0.002, "ratio": 0.00065, "frobenius": 20.1},
-                   "neurons": if index == 3 { Value::Null } else { json!({"units": 16, "dead_fraction": 0.25, "full_fraction": 0.05}) }})
+            let scale = decay.powi(index as i32) * if iteration == 0 { 1.0 } else { 2.0 };
+            Record::Analysis(Box::new(LayerRecord {
+                iteration,
+                epoch: 0,
+                mode: Mode::Empirical,
+                layer: format!("layers.{}", index - 1),
+                index,
+                last: index == 3,
+                sigma_x: spectrum(10.0 * scale, Some(1e3 * index as f64)),
+                // κ_100 of Σ∇h in the first layer is infinite.
+                sigma_grad: spectrum(1e-3 * scale, if index == 1 { None } else { Some(50.0) }),
+                fim: Kronecker { lambda_max: 0.5 * scale, kappa_nonzero: Some(1e7), kappa_full: None },
+                weight: Some(WeightStats { sigma_max: 3.0 + scale, grad_sigma_max: 0.002, ratio: 0.00065, frobenius: 20.1 }),
+                neurons: (index != 3).then_some(NeuronStats { units: 16, dead_fraction: 0.25, full_fraction: 0.05 }),
+            }))
         })
         .collect()
 }
 
-fn exact(scale: f64) -> Vec<Value> {
+fn exact(scale: f64) -> Vec<Record> {
     let mut records = vec![];
     for matrix in ["fim", "m"] {
         for (i, block) in ["full", "layers.0", "layers.1", "layers.2"].iter().enumerate() {
             let s = scale * (i + 1) as f64;
-            records.push(json!({"kind": "exact", "iteration": 0, "matrix": matrix, "block": block,
-                "exact": {"lambda_max": s, "lambda_min": 1e-6, "rank": 10, "kappa": {"100": 1e4}, "kappa_nonzero": 1e4 * s},
-                "kronecker": {"lambda_max": 0.8 * s, "kappa_nonzero": 2e4 * s, "kappa_full": null}}));
+            // Rank 10 of an unstated size, with no tolerance (NaN, as a log without one reads).
+            let kappa = [("100".to_string(), Some(1e4))].into();
+            let exact = Spectrum {
+                dim: 0,
+                lambda_max: s,
+                lambda_min: 1e-6,
+                rank: 10,
+                tolerance: f64::NAN,
+                samples: 0,
+                kappa,
+                kappa_nonzero: Some(1e4 * s),
+            };
+            let kronecker = Some(Kronecker { lambda_max: 0.8 * s, kappa_nonzero: Some(2e4 * s), kappa_full: None });
+            records.push(Record::Exact(Box::new(ExactRecord {
+                iteration: 0,
+                matrix: matrix.into(),
+                block: block.to_string(),
+                exact,
+                kronecker,
+            })));
         }
     }
     records
+}
+
+/// `config.json` as `kappa train` writes it: the run's configuration and the model's description.
+fn write_config(out: &Path, train: TrainConfig, model: &str) {
+    std::fs::write(out.join("config.json"), json!({"train": train, "model": model}).to_string()).unwrap();
+}
+
+/// `summary.json` of a run that ended at `iterations` with test accuracy `test_accuracy`.
+fn summary(out: &Path, model: &str, data: &str, iterations: usize, diverged_at: Option<usize>, headline: Headline) -> Summary {
+    let (seconds, examples_per_second) = (4.6, 7829.0);
+    let (model, data, out) = (model.to_string(), data.to_string(), out.to_path_buf());
+    Summary {
+        model,
+        data,
+        iterations,
+        epochs: 1,
+        diverged: diverged_at.is_some(),
+        diverged_at,
+        headline,
+        seconds,
+        examples_per_second,
+        out,
+    }
 }
 
 struct FakeRun {
@@ -61,26 +114,46 @@ struct FakeRun {
 fn write_run(dir: &Path, name: &str, run: FakeRun) -> PathBuf {
     let out = dir.join(name);
     std::fs::create_dir_all(&out).unwrap();
-    let config = json!({"train": {"data": "synthetic", "depth": 3}, "model": format!("mlp 3×16 {name}")});
-    std::fs::write(out.join("config.json"), config.to_string()).unwrap();
-    let mut records: Vec<Value> = (1..=10)
-        .map(|i| json!({"kind": "train", "iteration": 10 * i, "epoch": (i - 1) / 5, "loss": 2.3 / i as f64, "accuracy": 0.08 * i as f64, "lr": 0.05, "examples_per_second": 7595.5}))
+    let model = format!("mlp 3×16 {name}");
+    write_config(&out, TrainConfig { data: "synthetic".into(), depth: 3, out: out.clone(), ..Default::default() }, &model);
+    let mut records: Vec<Record> = (1..=10)
+        .map(|i| {
+            Record::Train(TrainRecord {
+                iteration: 10 * i,
+                epoch: Some((i - 1) / 5),
+                loss: Some(2.3 / i as f64),
+                accuracy: Some(0.08 * i as f64),
+                lr: Some(0.05),
+                examples_per_second: Some(7595.5),
+                diverged: false,
+            })
+        })
         .collect();
     if run.analysed {
         records.extend(analysis(0, run.decay));
         records.extend(analysis(100, run.decay));
         records.extend(exact(run.decay));
-        records.push(json!({"kind": "alert", "iteration": 100, "layer": "layers.2", "alert": "weight-domination", "detail": format!("{name} ratio 6.5e-4")}));
+        let (layer, alert, detail) = ("layers.2".into(), "weight-domination".into(), format!("{name} ratio 6.5e-4"));
+        records.push(Record::Alert(Alert { iteration: 100, layer, alert, detail }));
     }
     if run.finished {
-        records.push(json!({"kind": "eval", "iteration": 50, "epoch": 0, "test_loss": 0.6, "test_accuracy": 0.7}));
-        records.push(json!({"kind": "eval", "iteration": 100, "epoch": 1, "test_loss": 0.38, "test_accuracy": 0.85}));
-        let summary = json!({"model": format!("mlp 3×16 {name}"), "data": "synthetic", "iterations": 100, "epochs": 1, "diverged": false, "diverged_at": null,
-            "train_loss": 0.23, "train_accuracy": 0.8, "test_loss": 0.38, "test_accuracy": 0.85, "seconds": 4.6, "examples_per_second": 7829.0, "out": out});
-        std::fs::write(out.join("summary.json"), summary.to_string()).unwrap();
+        let eval = |iteration, epoch, test_loss, test_accuracy| {
+            let (epoch, test_loss, test_accuracy) = (Some(epoch), Some(test_loss), Some(test_accuracy));
+            Record::Eval(EvalRecord { iteration, epoch, test_loss, test_accuracy, ..Default::default() })
+        };
+        records.extend([eval(50, 0, 0.6, 0.7), eval(100, 1, 0.38, 0.85)]);
+        let headline = Headline {
+            train_loss: Some(0.23),
+            train_accuracy: Some(0.8),
+            test_loss: Some(0.38),
+            test_accuracy: Some(0.85),
+            ..Default::default()
+        };
+        summary(&out, &model, "synthetic", 100, None, headline).save().unwrap();
     }
-    let mut lines: Vec<String> = records.iter().map(Value::to_string).collect();
+    let mut lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
     if run.malformed {
+        // A line cut short, as a killed run leaves it: raw text, as no record serialises to it.
         lines.insert(3, r#"{"kind":"train","iteration":35,"loss":"#.into());
     }
     std::fs::write(out.join("metrics.jsonl"), lines.join("\n") + "\n").unwrap();
@@ -263,15 +336,14 @@ fn a_malformed_summary_is_an_error_naming_it() {
 fn table_run(dir: &Path, name: &str, model: &str, depth: usize, seed: u64, error: Option<f64>, diverged: bool) -> PathBuf {
     let out = dir.join(name);
     std::fs::create_dir_all(&out).unwrap();
-    let train = json!({"data": "cifar10", "model": model, "depth": depth, "seed": seed, "out": out, "weight_decay": 1e-4,
-                       "arch": {"dropout": 0.0}, "preset": "lca-cifar"});
-    std::fs::write(out.join("config.json"), json!({"train": train, "model": model}).to_string()).unwrap();
-    std::fs::write(out.join("metrics.jsonl"), json!({"kind": "train", "iteration": 1, "epoch": 0, "loss": 2.0}).to_string() + "\n")
-        .unwrap();
+    let (data, preset) = ("cifar10".to_string(), Some("lca-cifar".to_string()));
+    let train = TrainConfig { data, model: model.into(), depth, seed, out: out.clone(), weight_decay: 1e-4, preset, ..Default::default() };
+    write_config(&out, train, model);
+    let first = Record::Train(TrainRecord { iteration: 1, epoch: Some(0), loss: Some(2.0), ..Default::default() });
+    std::fs::write(out.join("metrics.jsonl"), serde_json::to_string(&first).unwrap() + "\n").unwrap();
     if error.is_some() || diverged {
-        let summary = json!({"model": model, "data": "cifar10", "iterations": 10, "diverged": diverged,
-                             "test_accuracy": error.map(|e| 1.0 - e / 100.0), "out": out});
-        std::fs::write(out.join("summary.json"), summary.to_string()).unwrap();
+        let headline = Headline { test_accuracy: error.map(|e| 1.0 - e / 100.0), ..Default::default() };
+        summary(&out, model, "cifar10", 10, diverged.then_some(2), headline).save().unwrap();
     }
     out
 }
