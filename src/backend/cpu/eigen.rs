@@ -1,10 +1,12 @@
-//! Symmetric eigenvalues on the CPU, in f64 through faer, every solve of a
-//! step on its own task.
+//! Symmetric eigenvalues on the CPU, in f64: faer's Householder
+//! tridiagonalisation, then the root-free QL iteration of
+//! [`super::tridiagonal`]; every solve of a step on its own task.
 
+use super::tridiagonal;
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
 use faer::dyn_stack::{MemBuffer, MemStack};
-use faer::linalg::evd;
+use faer::linalg::evd::tridiag;
 use rayon::prelude::*;
 
 /// Descending eigenvalues of one matrix held as a row-major lower triangle.
@@ -22,14 +24,19 @@ fn eigvalsh_one<T: Scalar>(lower: &[T], n: usize) -> Result<Vec<f64>> {
     if scale == 0.0 {
         return Ok(vec![0.0; n]);
     }
-    let m = faer::Mat::<f64>::from_fn(n, n, |i, j| at(i, j) / scale);
+    let mut m = faer::Mat::<f64>::from_fn(n, n, |i, j| at(i, j) / scale);
     // Sequential inside: the caller already runs one solve per core.
     let par = faer::Par::Seq;
-    let scratch = evd::self_adjoint_evd_scratch::<f64>(n, evd::ComputeEigenvectors::No, par, Default::default());
-    let mut values = faer::diag::Diag::<f64>::zeros(n);
-    evd::self_adjoint_evd(m.as_ref(), values.as_mut(), None, par, MemStack::new(&mut MemBuffer::new(scratch)), Default::default())
-        .map_err(|e| Error::Backend(format!("eigvalsh of a {n}×{n} matrix did not converge: {e:?}")))?;
-    Ok(values.column_vector().iter().rev().map(|v| v * scale).collect())
+    let scratch = tridiag::tridiag_in_place_scratch::<f64>(n, par, Default::default());
+    // One row of reflector factors: the blocked ones faer would build from
+    // them serve only eigenvectors.
+    let mut factors = faer::Mat::<f64>::zeros(1, n.saturating_sub(1));
+    tridiag::tridiag_in_place(m.as_mut(), factors.as_mut(), par, MemStack::new(&mut MemBuffer::new(scratch)), Default::default());
+    let mut values: Vec<f64> = (0..n).map(|i| m[(i, i)]).collect();
+    let off: Vec<f64> = (1..n).map(|i| m[(i, i - 1)]).collect();
+    tridiagonal::eigenvalues(&mut values, &off).map_err(|_| Error::Backend(format!("eigvalsh of a {n}×{n} matrix did not converge")))?;
+    values.sort_by(|a, b| b.total_cmp(a));
+    Ok(values.into_iter().map(|v| v * scale).collect())
 }
 
 /// All matrices at once, one per task; each solve runs sequentially inside.

@@ -12,6 +12,7 @@ pub mod parallel;
 pub mod peaks;
 mod pool;
 mod softmax;
+mod tridiagonal;
 mod update;
 
 use super::{AdamHyper, Backend, BatchStats, ChannelShape, Device, Gemm, SgdHyper, Window};

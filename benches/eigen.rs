@@ -1,0 +1,54 @@
+//! One f64 symmetric eigenvalue solve at the analysis step's sizes (256:
+//! every hidden layer's Σx and Σ∇h; 784: the first layer's Σx), kappa's
+//! solver against faer's own eigenvalues-only `self_adjoint_evd` in the
+//! same run, both single-threaded as the analysis step runs them.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::evd;
+use kappa::backend::cpu::Cpu;
+use kappa::backend::Backend;
+use kappa::rng::Rng;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// XᵀX/rows of a standard normal rows×n X, as a full row-major matrix.
+fn second_moment(rows: usize, n: usize) -> Vec<f64> {
+    let mut r = Rng::new(1, 0);
+    let x: Vec<f64> = (0..rows * n).map(|_| r.normal()).collect();
+    let mut m = vec![0.0; n * n];
+    for row in x.chunks(n) {
+        for i in 0..n {
+            for j in 0..=i {
+                m[i * n + j] += row[i] * row[j] / rows as f64;
+            }
+        }
+    }
+    m
+}
+
+fn faer_eigenvalues(m: &[f64], n: usize) -> Vec<f64> {
+    let a = faer::Mat::<f64>::from_fn(n, n, |i, j| if j <= i { m[i * n + j] } else { m[j * n + i] });
+    let par = faer::Par::Seq;
+    let scratch = evd::self_adjoint_evd_scratch::<f64>(n, evd::ComputeEigenvectors::No, par, Default::default());
+    let mut values = faer::diag::Diag::<f64>::zeros(n);
+    evd::self_adjoint_evd(a.as_ref(), values.as_mut(), None, par, MemStack::new(&mut MemBuffer::new(scratch)), Default::default()).unwrap();
+    values.column_vector().iter().copied().collect()
+}
+
+fn eigen(c: &mut Criterion) {
+    // One thread, as each solve of the analysis step runs.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let cpu = Cpu::<f64>::new();
+    let mut g = c.benchmark_group("eigen");
+    g.sample_size(10);
+    for n in [256, 784] {
+        let m = second_moment(1024, n);
+        g.bench_function(format!("faer_{n}"), |b| b.iter(|| faer_eigenvalues(&m, n)));
+        g.bench_function(format!("kappa_{n}"), |b| b.iter(|| pool.install(|| cpu.eigvalsh(&[(&m, n)]).unwrap())));
+    }
+}
+
+criterion_group!(benches, eigen);
+criterion_main!(benches);
