@@ -7,7 +7,7 @@ use crate::backend::cpu::Cpu;
 use crate::backend::{AdamHyper, Backend, ChannelShape, Device, Gemm, SgdHyper, Window};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
-use crate::run_check::{check_models, print_models, ModelCheck, ModelRun, Tolerances};
+use crate::run_check::{check_models, print_models, ModelCheck, ModelRun, RunSize, Tolerances};
 use serde::Serialize;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -358,6 +358,23 @@ pub fn verdict(device: &str, reports: &[PathReport]) -> Result<()> {
     }
 }
 
+/// The model runs of `--full` on the CPU stand-in (tests/standin): the same
+/// models with the same options, each trained two steps, analysed before and
+/// after them and checkpointed, on a batch of 4 and a narrower VGG. The
+/// stand-in runs every CUDA thread as a fiber on one core: the device-sized
+/// runs took over 20 minutes, these fit CI. Its verdict is about the code,
+/// never about a GPU.
+pub const STANDIN_RUNS: RunSize = RunSize { steps: 2, analyze_every: 2, batch: 4, vgg_width: 2 };
+
+/// The size of `--full`'s model runs: [`RunSize::DEVICE`] on a real driver,
+/// [`STANDIN_RUNS`] on the stand-in.
+pub fn full_run_size(standin: bool) -> RunSize {
+    match standin {
+        true => STANDIN_RUNS,
+        false => RunSize::DEVICE,
+    }
+}
+
 /// The whole doctor for `device` (e.g. "cuda:0"): prints what it finds and
 /// the per-op comparison, and with `full` the model runs on every
 /// convolution path; with `json` writes every figure there (also when some
@@ -380,7 +397,7 @@ fn run_cuda(ordinal: usize, _full: bool, _json: Option<&Path>) -> Result<()> {
 fn run_cuda(ordinal: usize, full: bool, json: Option<&Path>) -> Result<()> {
     use crate::backend::cuda::conv::ConvPath;
     use crate::backend::cuda::{self, kernels, Cuda};
-    use crate::run_check::{models, reference_runs, RunSize};
+    use crate::run_check::{models, reference_runs};
     use serde_json::json;
     println!("kappa {}: CUDA backend, kernels compiled to {} by {}", env!("CARGO_PKG_VERSION"), kernels::PTX_ARCH, kernels::NVCC_VERSION);
     let libraries = cuda::libraries();
@@ -400,7 +417,7 @@ fn run_cuda(ordinal: usize, full: bool, json: Option<&Path>) -> Result<()> {
     );
     let standin = cuda::standin();
     if standin {
-        println!("  this libcuda is kappa's CPU stand-in (tests/standin), a test double: kernels, cuBLAS and cuSOLVER run on the host, no GPU is involved, and a run on a real GPU (scripts/gpu/run) remains the acceptance");
+        println!("  this libcuda is kappa's CPU stand-in (tests/standin), a test double: kernels, cuBLAS, cuSOLVER and cuDNN run on the host, no GPU is involved, and a run on a real GPU (scripts/gpu/run) remains the acceptance");
     }
     // --full covers both convolution paths; otherwise the one KAPPA_CONV picks.
     let paths = match (full, cfg!(feature = "cudnn")) {
@@ -410,8 +427,10 @@ fn run_cuda(ordinal: usize, full: bool, json: Option<&Path>) -> Result<()> {
     let root = std::env::temp_dir().join(format!("kappa-doctor-{}", std::process::id()));
     let references = match full {
         true => {
-            println!("running the CPU reference of every model ({} steps each)", RunSize::DEVICE.steps);
-            reference_runs(&models(RunSize::DEVICE), &root)
+            let size = full_run_size(standin);
+            let scale = if standin { ", the stand-in's smaller runs" } else { "" };
+            println!("running the CPU reference of every model ({} steps each, batch {}{scale})", size.steps, size.batch);
+            reference_runs(&models(size), &root)
         }
         false => Vec::new(),
     };
@@ -475,6 +494,18 @@ mod tests {
         assert_eq!(rel_error(&[1.0], &[1.0, 2.0]), f64::INFINITY);
         assert_eq!(rel_error(&[0.25], &[0.0]), 0.25);
         assert!(!Check { op: "x".into(), error: 1e-3, tolerance: 1e-4, failure: None }.passed());
+    }
+
+    #[test]
+    fn only_the_standin_gets_the_smaller_model_runs() {
+        let gpu = full_run_size(false);
+        let d = RunSize::DEVICE;
+        assert_eq!((gpu.steps, gpu.analyze_every, gpu.batch, gpu.vgg_width), (d.steps, d.analyze_every, d.batch, d.vgg_width));
+        let s = full_run_size(true);
+        assert!(s.steps < d.steps && s.batch < d.batch, "{s:?}");
+        // Analysed at step 0 and again after training steps, so both the first
+        // accumulation and its update are compared.
+        assert!(s.steps >= s.analyze_every && s.analyze_every > 0, "{s:?}");
     }
 
     #[test]

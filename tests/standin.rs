@@ -122,3 +122,171 @@ fn a_copy_past_an_allocation_is_refused_and_named() {
     assert_eq!(code, Some(CHECKED), "{err}");
     assert!(err.contains("cuMemcpyHtoD_v2: 24 bytes") && err.contains("run 4 bytes past the end of the 20-byte allocation"), "{err}");
 }
+
+/// Runs the ignored test `case` in a child process whose environment adds
+/// `env`; returns its exit code and stderr.
+fn child_with(case: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", case, "--ignored", "--nocapture", "--test-threads", "1"]).envs(env.iter().copied());
+    let o = cmd.output().unwrap();
+    (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// `kappa ARGS` with `env` added; exit status and stdout + stderr.
+fn kappa_with(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_kappa")).args(args).envs(env.iter().copied()).output().unwrap();
+    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+}
+
+/// A folder holding links to some of the stand-in's libraries (and its
+/// kernels), for a child that must find the others missing.
+fn partial_standin(name: &str, libs: &[&str]) -> std::path::PathBuf {
+    // Cargo puts its own folders before scripts/standin/run's.
+    let path = std::env::var("LD_LIBRARY_PATH").unwrap();
+    let standin = std::env::split_paths(&path).find(|d| d.join("libcuda.so").exists()).expect("the stand-in on LD_LIBRARY_PATH");
+    let dir = std::env::temp_dir().join(format!("kappa-standin-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in libs.iter().copied().chain(["kernels"]) {
+        std::os::unix::fs::symlink(standin.join(entry), dir.join(entry)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn a_driver_older_than_the_build_or_its_ptx_is_refused_with_the_fix() {
+    if !under_standin() {
+        return;
+    }
+    let too_old = format!("{}", (cuda::compat::BUILT_CUDA_MAJOR - 1) * 1000 + 80);
+    let (ok, out) = kappa_with(&["doctor", "--device", "cuda:0"], &[("KAPPA_STANDIN_DRIVER_VERSION", &too_old)]);
+    let built = format!("built for CUDA {}", cuda::compat::BUILT_CUDA_MAJOR);
+    assert!(!ok && out.contains(&built) && out.contains(&format!("supports CUDA {}.8 only", cuda::compat::BUILT_CUDA_MAJOR - 1)), "{out}");
+    // A driver new enough for the bindings but one minor release behind the nvcc that wrote the PTX.
+    let (major, minor) = cuda::compat::nvcc_release(cuda::kernels::NVCC_VERSION).expect("the build's nvcc banner");
+    let behind = if minor > 0 { (major, minor - 1) } else { (major - 1, 9) };
+    if behind.0 < cuda::compat::BUILT_CUDA_MAJOR {
+        println!("SKIPPED the PTX case: nvcc {major}.{minor} is no newer than this build's bindings");
+        return;
+    }
+    let version = format!("{}", behind.0 * 1000 + behind.1 * 10);
+    let (ok, out) = kappa_with(&["doctor", "--device", "cuda:0"], &[("KAPPA_STANDIN_DRIVER_VERSION", &version)]);
+    let needle = format!("compiled to PTX by nvcc {major}.{minor}, which needs a driver for CUDA {major}.{minor} or newer");
+    assert!(!ok && out.contains(&needle) && out.contains("update the driver"), "{out}");
+}
+
+#[test]
+fn a_missing_cublas_is_named_with_what_to_install() {
+    if !under_standin() {
+        return;
+    }
+    let dir = partial_standin("no-cublas", &["libcuda.so"]);
+    let (ok, out) = kappa_with(&["doctor", "--device", "cuda:0"], &[("LD_LIBRARY_PATH", dir.to_str().unwrap())]);
+    let _ = std::fs::remove_dir_all(&dir);
+    if out.lines().any(|l| l.contains("libcublas (gemm)") && l.trim_end().ends_with(" found")) {
+        println!("SKIPPED: a libcublas outside the stand-in is on the loader's path");
+        return;
+    }
+    let wanted = format!("libcublas.so.{} (cuBLAS, for matrix products) was not found", cuda::compat::BUILT_CUDA_MAJOR);
+    assert!(!ok && out.contains(&wanted) && out.contains("pip install"), "{out}");
+}
+
+/// The peak-memory and timing calls `kappa profile gpu` makes, on the stand-in.
+#[test]
+fn peak_memory_counts_the_live_allocations_and_the_standin_reports_no_speed_peaks() {
+    use kappa::backend::Backend;
+    use kappa::speed::Clock;
+    if !under_standin() {
+        return;
+    }
+    let dev = cuda::Cuda::new(0).unwrap();
+    dev.reset_peak().unwrap();
+    let x = dev.upload(&vec![1.0f32; 1 << 16]).unwrap();
+    let seconds = dev.seconds(&mut || dev.scale(&x, 2.0).map(drop)).unwrap();
+    assert!(seconds >= 0.0 && seconds.is_finite(), "{seconds}");
+    // The upload and the scaled copy were both live at the peak (other
+    // tests, running alongside, may add to it or free theirs).
+    assert!(dev.peak_bytes().unwrap().unwrap() >= 2 * (4 << 16));
+    dev.synchronize().unwrap();
+    assert!(dev.peaks().is_none(), "the stand-in reports no clock rates, so no speed peaks");
+}
+
+#[cfg(feature = "cudnn")]
+mod cudnn {
+    use super::*;
+    use kappa::backend::cpu::Cpu;
+    use kappa::backend::cuda::conv::ConvPath;
+    use kappa::backend::{Backend, Window};
+
+    /// A 3×3, stride-2, padded convolution's three directions on cuDNN's path
+    /// (whatever runs them) against the CPU; returns what ran them.
+    fn convolutions_match_the_cpu() -> String {
+        let dev = cuda::Cuda::with_conv(0, ConvPath::Cudnn).unwrap();
+        let cpu = Cpu::<f32>::new();
+        let g = Window { n: 2, c: 3, h: 9, w: 8, kh: 3, kw: 3, stride: 2, pad: 1 };
+        let c_out = 4;
+        let values = |n: usize, k: f32| (0..n).map(|i| ((i as f32 * k).sin() * 3.0).round() / 4.0).collect::<Vec<f32>>();
+        let (x, w) = (values(g.n * g.image_len(), 0.7), values(c_out * g.patch_len(), 1.3));
+        let y = cpu.conv2d(&x, &w, g, c_out).unwrap();
+        let dy = values(y.len(), 0.9);
+        let (dx_, dw_, ddy) = (dev.upload(&x).unwrap(), dev.upload(&w).unwrap(), dev.upload(&dy).unwrap());
+        let close = |got: Vec<f32>, want: Vec<f32>, what: &str| {
+            assert_eq!(got.len(), want.len(), "{what}");
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{what}: {a} vs {b}");
+            }
+        };
+        close(dev.download(&dev.conv2d(&dx_, &dw_, g, c_out).unwrap()).unwrap(), y, "forward");
+        let got = dev.download(&dev.conv2d_backward_data(&ddy, &dw_, g, c_out).unwrap()).unwrap();
+        close(got, cpu.conv2d_backward_data(&dy, &w, g, c_out).unwrap(), "backward data");
+        let got = dev.download(&dev.conv2d_backward_filter(&ddy, &dx_, g, c_out).unwrap()).unwrap();
+        close(got, cpu.conv2d_backward_filter(&dy, &x, g, c_out).unwrap(), "backward filter");
+        dev.convolutions()
+    }
+
+    #[test]
+    #[ignore = "run in a child process, with a stand-in variant, by cudnn_runs_every_direction_and_falls_back_as_designed"]
+    fn conv_on_the_cudnn_path() {
+        eprintln!("convolutions by: {}", convolutions_match_the_cpu());
+        std::process::exit(CHECKED);
+    }
+
+    #[test]
+    fn cudnn_runs_every_direction_and_falls_back_as_designed() {
+        if !under_standin() {
+            return;
+        }
+        let run = |env: &[(&str, &str)]| {
+            let (code, err) = child_with("cudnn::conv_on_the_cudnn_path", env);
+            assert_eq!(code, Some(CHECKED), "{env:?}: {err}");
+            err
+        };
+        // The stand-in's cuDNN 9.21, with no algorithm refused and no fallback.
+        let err = run(&[]);
+        assert!(err.contains("convolutions by: cuDNN 9.21.0") && !err.contains("kappa CPU stand-in:") && !err.contains("warning"), "{err}");
+        // The first-ranked algorithm of each direction fails: the next one runs, silently.
+        let err = run(&[("KAPPA_STANDIN_CUDNN_FAIL", "first")]);
+        for call in ["cudnnConvolutionForward", "cudnnConvolutionBackwardData", "cudnnConvolutionBackwardFilter"] {
+            assert!(err.contains(&format!("{call}: failed, as KAPPA_STANDIN_CUDNN_FAIL asks")), "{call}: {err}");
+        }
+        assert!(!err.contains("warning"), "{err}");
+        // Every algorithm fails: im2col + cuBLAS runs the shape, after one warning.
+        let err = run(&[("KAPPA_STANDIN_CUDNN_FAIL", "all")]);
+        assert_eq!(err.matches("warning: cuDNN cannot run a convolution").count(), 1, "{err}");
+        assert!(err.contains("every algorithm failed") && err.contains("such shapes run as im2col + cuBLAS"), "{err}");
+        // A cuDNN older than the bindings, or none: im2col + cuBLAS throughout, saying why.
+        let err = run(&[("KAPPA_STANDIN_CUDNN_VERSION", "8907")]);
+        assert!(err.contains("libcudnn 8.9.7 was found, but this build's cuDNN bindings need cuDNN 9"), "{err}");
+        assert!(err.contains("convolutions by: im2col + cuBLAS, as cuDNN is unusable"), "{err}");
+        let dir = partial_standin("no-cudnn", &["libcuda.so", "libcublas.so", "libcusolver.so"]);
+        let err = run(&[("LD_LIBRARY_PATH", dir.to_str().unwrap())]);
+        let _ = std::fs::remove_dir_all(&dir);
+        if err.contains("convolutions by: cuDNN") {
+            println!("SKIPPED the missing-cuDNN case: a libcudnn outside the stand-in is on the loader's path");
+            return;
+        }
+        assert!(err.contains("libcudnn.so.9 (cuDNN 9, for convolutions) was not found"), "{err}");
+        assert!(err.contains("convolutions by: im2col + cuBLAS, as cuDNN is unusable"), "{err}");
+    }
+}
