@@ -16,6 +16,7 @@ pub mod luckmatters;
 pub mod models;
 pub mod nn;
 pub mod optim;
+pub mod param;
 pub mod profile;
 pub mod record;
 pub mod report;

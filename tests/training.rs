@@ -5,8 +5,9 @@ use kappa::autograd::Tape;
 use kappa::backend::cpu::Cpu;
 use kappa::backend::{Backend, Gemm};
 use kappa::data::{self, Batch, LoadOptions, Loader};
-use kappa::nn::{BatchNorm, ParamStore};
+use kappa::nn::BatchNorm;
 use kappa::optim::{Adam, Optimizer, Sgd};
+use kappa::param::ParamStore;
 use kappa::tensor::Tensor;
 use kappa::train::{Labels, TrainConfig, Trainer};
 

@@ -26,7 +26,7 @@ use crate::backend::{Backend, Gemm};
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::models::Model;
-use crate::nn::ParamId;
+use crate::param::ParamId;
 use crate::scalar::Scalar;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};

@@ -12,7 +12,7 @@
 use crate::autograd::Probe;
 use crate::backend::{Backend, ChannelShape, Window};
 use crate::error::{Error, Result};
-use crate::nn::ParamId;
+use crate::param::ParamId;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 

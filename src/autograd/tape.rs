@@ -3,7 +3,7 @@
 
 use crate::backend::{Backend, Window};
 use crate::error::{Error, Result};
-use crate::nn::{ParamId, ParamStore};
+use crate::param::{ParamId, ParamStore};
 use crate::tensor::Tensor;
 use std::collections::HashMap;
 

@@ -7,7 +7,7 @@ use super::optimizer::PREFIX as OPTIMIZER_PREFIX;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::models::Model;
-use crate::nn::{BufferId, ParamId};
+use crate::param::{BufferId, ParamId};
 use std::collections::BTreeSet;
 use std::path::Path;
 

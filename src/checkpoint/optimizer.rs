@@ -5,8 +5,8 @@ use super::convert::{device_tensor, host_tensor, run_dtype};
 use super::file::{HostTensor, TensorFile, Values};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::nn::{ParamId, ParamStore};
 use crate::optim::{Optimizer, OptimizerState};
+use crate::param::{ParamId, ParamStore};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 

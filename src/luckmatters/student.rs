@@ -6,7 +6,8 @@ use super::teacher::{Activations, Dense, Teacher};
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::nn::{BatchNorm, Init, Linear, ParamStore};
+use crate::nn::{BatchNorm, Init, Linear};
+use crate::param::ParamStore;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 

@@ -5,7 +5,8 @@ use super::Model;
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::nn::{BatchNorm, Init, Linear, ParamStore};
+use crate::nn::{BatchNorm, Init, Linear};
+use crate::param::ParamStore;
 use crate::rng::Rng;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -11,7 +11,7 @@ pub use vgg16::Vgg16;
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::nn::ParamStore;
+use crate::param::ParamStore;
 
 /// A network: parameters in a store, a forward pass recorded on a tape.
 pub trait Model<B: Backend> {

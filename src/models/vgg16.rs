@@ -7,7 +7,8 @@ use super::Model;
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::nn::{BatchNorm, Conv2d, ConvSpec, Init, Linear, ParamStore};
+use crate::nn::{BatchNorm, Conv2d, ConvSpec, Init, Linear};
+use crate::param::ParamStore;
 use crate::rng::Rng;
 
 /// The published first-stage width.

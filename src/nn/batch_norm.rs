@@ -1,9 +1,9 @@
 //! Batch normalisation layer: affine γ, β and running statistics.
 
-use super::{BufferId, ParamId, ParamStore};
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::Result;
+use crate::param::{BufferId, ParamId, ParamStore};
 use crate::tensor::Tensor;
 
 pub struct BatchNorm {

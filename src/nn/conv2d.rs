@@ -1,10 +1,11 @@
 //! A 2-D convolution layer (no bias, as in every ResNet), probed for
 //! conditioning analysis with its window, so Σx is taken over patches.
 
-use super::{Init, ParamId, ParamStore};
+use super::Init;
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::Result;
+use crate::param::{ParamId, ParamStore};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 

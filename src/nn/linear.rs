@@ -1,9 +1,10 @@
 //! A fully connected layer, probed for conditioning analysis.
 
-use super::{Init, ParamId, ParamStore};
+use super::Init;
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::Result;
+use crate::param::{ParamId, ParamStore};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 

@@ -1,9 +1,9 @@
 //! A learnable scalar: τ of the tau-ResNets, the Fixup biases.
 
-use super::{ParamId, ParamStore};
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::Result;
+use crate::param::{ParamId, ParamStore};
 use crate::tensor::Tensor;
 
 pub struct Scalar {

@@ -4,7 +4,7 @@ use super::{Optimizer, OptimizerState};
 use crate::autograd::Gradients;
 use crate::backend::{AdamHyper, Backend};
 use crate::error::{Error, Result};
-use crate::nn::{ParamId, ParamStore};
+use crate::param::{ParamId, ParamStore};
 use std::collections::HashMap;
 
 pub struct Adam<B: Backend> {

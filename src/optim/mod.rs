@@ -13,7 +13,7 @@ pub use state::OptimizerState;
 use crate::autograd::Gradients;
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::nn::ParamStore;
+use crate::param::ParamStore;
 
 /// Updates every unfrozen parameter that received a gradient.
 pub trait Optimizer<B: Backend> {
@@ -28,7 +28,7 @@ pub trait Optimizer<B: Backend> {
 /// The gradient a parameter's update uses: `g` times the parameter's `grad_scale`.
 fn update_grad<'a, B: Backend>(
     backend: &B,
-    p: &crate::nn::Param<B>,
+    p: &crate::param::Param<B>,
     g: &'a crate::tensor::Tensor<B>,
 ) -> Result<std::borrow::Cow<'a, B::Buf>> {
     if p.grad_scale == 1.0 {

@@ -5,7 +5,7 @@ use super::{Optimizer, OptimizerState};
 use crate::autograd::Gradients;
 use crate::backend::{Backend, SgdHyper};
 use crate::error::{Error, Result};
-use crate::nn::{ParamId, ParamStore};
+use crate::param::{ParamId, ParamStore};
 use std::collections::HashMap;
 
 pub struct Sgd<B: Backend> {

@@ -2,7 +2,7 @@
 //! continues the same updates.
 
 use crate::backend::Backend;
-use crate::nn::ParamId;
+use crate::param::ParamId;
 use std::collections::BTreeMap;
 
 pub struct OptimizerState<B: Backend> {

@@ -9,7 +9,8 @@ use super::Builder;
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::nn::{BatchNorm, Conv2d, ConvSpec, ParamStore, Scalar};
+use crate::nn::{BatchNorm, Conv2d, ConvSpec, Scalar};
+use crate::param::ParamStore;
 
 /// How the block input reaches the sum.
 pub(super) enum Shortcut {
