@@ -359,12 +359,15 @@ pub fn verdict(device: &str, reports: &[PathReport]) -> Result<()> {
 }
 
 /// The model runs of `--full` on the CPU stand-in (tests/standin): the same
-/// models with the same options, each trained two steps, analysed before and
-/// after them and checkpointed, on a batch of 4 and a narrower VGG. The
+/// models with the same options, each trained one step, analysed before and
+/// after it and checkpointed, on a batch of 4 and a narrower VGG. The
 /// stand-in runs every CUDA thread as a fiber on one core: the device-sized
-/// runs took over 20 minutes, these fit CI. Its verdict is about the code,
+/// runs took over 20 minutes, these fit CI. One step, not two: after two,
+/// the 2-wide VGG's Σ∇h drifted by up to 37% from f32 rounding alone (ReLU
+/// and max-pool near-ties flip), at or over the loose bound, while after one
+/// the worst loose figure is 1e-3 of it. Its verdict is about the code,
 /// never about a GPU.
-pub const STANDIN_RUNS: RunSize = RunSize { steps: 2, analyze_every: 2, batch: 4, vgg_width: 2 };
+pub const STANDIN_RUNS: RunSize = RunSize { steps: 1, analyze_every: 1, batch: 4, vgg_width: 2 };
 
 /// The size of `--full`'s model runs: [`RunSize::DEVICE`] on a real driver,
 /// [`STANDIN_RUNS`] on the stand-in.
