@@ -4,16 +4,22 @@
 //! core. A pointwise (1×1, stride 1, unpadded) window skips the unfolding:
 //! the image already is its patch matrix.
 
-use super::gemm::gemm_on_thread;
+use super::gemm::{gemm_on_thread, gemm_on_thread_strided, Leading};
 use crate::backend::{Gemm, Window};
 use crate::error::Result;
 use crate::scalar::Scalar;
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Filter-gradient partial sums: images are cut into at most this many
 /// groups, each summed on one task, then the groups added in order, so the
 /// result does not depend on the thread count.
 const FILTER_GROUPS: usize = 8;
+
+/// Patch-matrix bytes one task unfolds at a time: half of a core's L2 on
+/// the machines this is tuned on (512 KiB), so the band is still cached when
+/// the GEMM reads it back. A whole 16-channel 32×32 image (576 KiB) is not.
+const BAND_BYTES: usize = 256 << 10;
 
 /// Output columns `lo..hi` of a row whose input column `ox·stride + kx − pad` is inside `0..w`.
 fn inside(kx: usize, g: &Window, ow: usize) -> (usize, usize) {
@@ -67,12 +73,18 @@ fn clear_outside<T: Scalar>(row: &mut [T], g: &Window, s: &Shift) {
 
 /// Unfolds channel plane `plane` (`h×w`) into its `kh·kw` patch rows of
 /// `dst`, row `r` at `dst[r·ld..]`, columns `(oy, ox)`; padding reads zero.
-pub(super) fn unfold_plane<T: Scalar>(plane: &[T], g: &Window, (oh, ow): (usize, usize), dst: &mut [T], ld: usize) {
-    if same_grid(g, (oh, ow)) {
+pub(super) fn unfold_plane<T: Scalar>(plane: &[T], g: &Window, out: (usize, usize), dst: &mut [T], ld: usize) {
+    unfold_band(plane, g, out, 0..out.0, dst, ld)
+}
+
+/// [`unfold_plane`] for output rows `rows` only: columns `(oy − rows.start, ox)`.
+fn unfold_band<T: Scalar>(plane: &[T], g: &Window, (oh, ow): (usize, usize), rows: Range<usize>, dst: &mut [T], ld: usize) {
+    let len = rows.len() * ow;
+    if rows == (0..oh) && same_grid(g, (oh, ow)) {
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let s = shift(g, ky, kx);
-                let row = &mut dst[(ky * g.kw + kx) * ld..][..oh * ow];
+                let row = &mut dst[(ky * g.kw + kx) * ld..][..len];
                 let (lo, hi) = s.span;
                 if hi > lo {
                     let from = (lo as isize + s.offset) as usize;
@@ -85,10 +97,9 @@ pub(super) fn unfold_plane<T: Scalar>(plane: &[T], g: &Window, (oh, ow): (usize,
     }
     for ky in 0..g.kh {
         for kx in 0..g.kw {
-            let row = &mut dst[(ky * g.kw + kx) * ld..][..oh * ow];
+            let row = &mut dst[(ky * g.kw + kx) * ld..][..len];
             let (lo, hi) = inside(kx, g, ow);
-            for oy in 0..oh {
-                let out = &mut row[oy * ow..(oy + 1) * ow];
+            for (out, oy) in row.chunks_exact_mut(ow).zip(rows.clone()) {
                 let iy = (oy * g.stride + ky).wrapping_sub(g.pad);
                 if iy >= g.h {
                     out.fill(T::ZERO);
@@ -108,14 +119,16 @@ pub(super) fn unfold_plane<T: Scalar>(plane: &[T], g: &Window, (oh, ow): (usize,
     }
 }
 
-/// The adjoint of [`unfold_plane`]: patch-row gradients summed into
-/// `plane`. `src` is scratch: the same-grid path zeroes its padding entries.
-fn fold_plane<T: Scalar>(src: &mut [T], g: &Window, (oh, ow): (usize, usize), plane: &mut [T]) {
-    if same_grid(g, (oh, ow)) {
+/// The adjoint of [`unfold_band`]: patch-row gradients (row `r` at
+/// `src[r·rows.len()·ow..]`) summed into `plane`. `src` is scratch: the
+/// same-grid path zeroes its padding entries.
+fn fold_band<T: Scalar>(src: &mut [T], g: &Window, (oh, ow): (usize, usize), rows: Range<usize>, plane: &mut [T]) {
+    let len = rows.len() * ow;
+    if rows == (0..oh) && same_grid(g, (oh, ow)) {
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let s = shift(g, ky, kx);
-                let row = &mut src[(ky * g.kw + kx) * oh * ow..][..oh * ow];
+                let row = &mut src[(ky * g.kw + kx) * len..][..len];
                 clear_outside(row, g, &s);
                 let (lo, hi) = s.span;
                 if hi > lo {
@@ -128,30 +141,42 @@ fn fold_plane<T: Scalar>(src: &mut [T], g: &Window, (oh, ow): (usize, usize), pl
     }
     for ky in 0..g.kh {
         for kx in 0..g.kw {
-            let row = &src[(ky * g.kw + kx) * oh * ow..][..oh * ow];
+            let row = &src[(ky * g.kw + kx) * len..][..len];
             let (lo, hi) = inside(kx, g, ow);
-            for oy in 0..oh {
+            for (grads, oy) in row.chunks_exact(ow).zip(rows.clone()) {
                 let iy = (oy * g.stride + ky).wrapping_sub(g.pad);
-                if iy >= g.h {
+                if iy >= g.h || hi <= lo {
                     continue;
                 }
                 let dst = &mut plane[iy * g.w..(iy + 1) * g.w];
                 let ix0 = lo * g.stride + kx - g.pad;
-                for (j, &v) in row[oy * ow + lo..oy * ow + hi].iter().enumerate() {
-                    dst[ix0 + j * g.stride] += v;
+                if g.stride == 1 {
+                    dst[ix0..ix0 + hi - lo].iter_mut().zip(&grads[lo..hi]).for_each(|(p, &v)| *p += v);
+                } else {
+                    for (j, &v) in grads[lo..hi].iter().enumerate() {
+                        dst[ix0 + j * g.stride] += v;
+                    }
                 }
             }
         }
     }
 }
 
-/// One image's patch matrix `c·kh·kw × oh·ow` into `cols`.
-fn im2col<T: Scalar>(image: &[T], g: &Window, out: (usize, usize), cols: &mut Vec<T>) {
-    let (area, taps) = (out.0 * out.1, g.kh * g.kw);
-    cols.resize(g.patch_len() * area, T::ZERO);
-    for (c, dst) in cols.chunks_mut(taps * area).enumerate() {
-        unfold_plane(&image[c * g.h * g.w..(c + 1) * g.h * g.w], g, out, dst, area);
+/// Output rows `rows` of one image's patch matrix, `c·kh·kw × rows·ow`, into `cols`.
+fn im2col<T: Scalar>(image: &[T], g: &Window, out: (usize, usize), rows: Range<usize>, cols: &mut Vec<T>) {
+    let (len, taps) = (rows.len() * out.1, g.kh * g.kw);
+    cols.resize(g.patch_len() * len, T::ZERO);
+    for (c, dst) in cols.chunks_mut(taps * len).enumerate() {
+        unfold_band(&image[c * g.h * g.w..(c + 1) * g.h * g.w], g, out, rows.clone(), dst, len);
     }
+}
+
+/// The output-row bands an image is unfolded in: the fewest whose patch
+/// matrix fits in [`BAND_BYTES`], of near-equal height.
+fn bands<T>(g: &Window, (oh, ow): (usize, usize)) -> impl Iterator<Item = Range<usize>> {
+    let bytes = g.patch_len() * oh * ow * std::mem::size_of::<T>();
+    let rows = oh.div_ceil(bytes.div_ceil(BAND_BYTES).clamp(1, oh.max(1)));
+    (0..oh).step_by(rows.max(1)).map(move |y0| y0..(y0 + rows).min(oh))
 }
 
 /// Runs `f(image index, image, output slice, scratch)` for every image:
@@ -173,36 +198,43 @@ fn per_image<T: Scalar>(
 /// `y = w ⋆ x` for an NCHW `x` and `w[c_out, c, kh, kw]`.
 pub fn conv2d<T: Scalar>(x: &[T], w: &[T], g: Window, c_out: usize) -> Result<Vec<T>> {
     let out = g.out("conv2d")?;
-    let area = out.0 * out.1;
+    let (area, k) = (out.0 * out.1, g.patch_len());
     let mut y = vec![T::ZERO; g.n * c_out * area];
     super::super::checks::conv("conv2d", &g, x.len(), w.len(), y.len(), c_out)?;
-    let gemm = Gemm::new(c_out, area, g.patch_len(), false, false);
     per_image(x, g.image_len(), &mut y, c_out * area, |image, y, cols| {
         if g.is_pointwise() {
-            return gemm_on_thread(w, image, y, gemm);
+            return gemm_on_thread(w, image, y, Gemm::new(c_out, area, k, false, false));
         }
-        im2col(image, &g, out, cols);
-        gemm_on_thread(w, cols, y, gemm)
+        for rows in bands::<T>(&g, out) {
+            let len = rows.len() * out.1;
+            im2col(image, &g, out, rows.clone(), cols);
+            let ld = Leading { a: k, b: len, c: area };
+            gemm_on_thread_strided(w, cols, &mut y[rows.start * out.1..], Gemm::new(c_out, len, k, false, false), ld)?;
+        }
+        Ok(())
     })?;
     Ok(y)
 }
 
-/// `∂L/∂x` of [`conv2d`]: `wᵀ·dy` per image, folded back onto the input grid.
+/// `∂L/∂x` of [`conv2d`]: `wᵀ·dy` per image band, folded back onto the input grid.
 pub fn conv2d_backward_data<T: Scalar>(dy: &[T], w: &[T], g: Window, c_out: usize) -> Result<Vec<T>> {
     let out = g.out("conv2d_backward_data")?;
-    let area = out.0 * out.1;
+    let (area, k) = (out.0 * out.1, g.patch_len());
     let mut dx = vec![T::ZERO; g.n * g.image_len()];
     super::super::checks::conv("conv2d_backward_data", &g, dx.len(), w.len(), dy.len(), c_out)?;
-    let gemm = Gemm::new(g.patch_len(), area, c_out, true, false);
     let plane = g.h * g.w;
     per_image(dy, c_out * area, &mut dx, g.image_len(), |dy, dx, cols| {
         if g.is_pointwise() {
-            return gemm_on_thread(w, dy, dx, gemm);
+            return gemm_on_thread(w, dy, dx, Gemm::new(k, area, c_out, true, false));
         }
-        cols.resize(g.patch_len() * area, T::ZERO);
-        gemm_on_thread(w, dy, cols, gemm)?;
-        for (c, src) in cols.chunks_mut(g.kh * g.kw * area).enumerate() {
-            fold_plane(src, &g, out, &mut dx[c * plane..(c + 1) * plane]);
+        for rows in bands::<T>(&g, out) {
+            let len = rows.len() * out.1;
+            cols.resize(k * len, T::ZERO);
+            let ld = Leading { a: k, b: area, c: len };
+            gemm_on_thread_strided(w, &dy[rows.start * out.1..], cols, Gemm::new(k, len, c_out, true, false), ld)?;
+            for (c, src) in cols.chunks_mut(g.kh * g.kw * len).enumerate() {
+                fold_band(src, &g, out, rows.clone(), &mut dx[c * plane..(c + 1) * plane]);
+            }
         }
         Ok(())
     })?;
@@ -218,7 +250,6 @@ pub fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: Window, c_out: us
         return Ok(vec![T::ZERO; c_out * k]);
     }
     let per_group = g.n.div_ceil(FILTER_GROUPS.min(g.n));
-    let gemm = Gemm { beta: 1.0, ..Gemm::new(c_out, k, area, false, true) };
     let partials: Vec<Vec<T>> = (0..g.n.div_ceil(per_group))
         .into_par_iter()
         .map(|group| {
@@ -226,13 +257,17 @@ pub fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: Window, c_out: us
             let mut cols = Vec::new();
             for i in group * per_group..((group + 1) * per_group).min(g.n) {
                 let image = &x[i * g.image_len()..(i + 1) * g.image_len()];
-                let b = if g.is_pointwise() {
-                    image
-                } else {
-                    im2col(image, &g, out, &mut cols);
-                    &cols
-                };
-                gemm_on_thread(&dy[i * c_out * area..(i + 1) * c_out * area], b, &mut dw, gemm)?;
+                let dy = &dy[i * c_out * area..(i + 1) * c_out * area];
+                if g.is_pointwise() {
+                    gemm_on_thread(dy, image, &mut dw, Gemm { beta: 1.0, ..Gemm::new(c_out, k, area, false, true) })?;
+                    continue;
+                }
+                for rows in bands::<T>(&g, out) {
+                    let len = rows.len() * out.1;
+                    im2col(image, &g, out, rows.clone(), &mut cols);
+                    let gemm = Gemm { beta: 1.0, ..Gemm::new(c_out, k, len, false, true) };
+                    gemm_on_thread_strided(&dy[rows.start * out.1..], &cols, &mut dw, gemm, Leading { a: area, b: len, c: k })?;
+                }
             }
             Ok(dw)
         })
@@ -323,6 +358,46 @@ mod tests {
             let dw = conv2d_backward_filter(&dy, &x, g, c_out).unwrap();
             assert!((dot(&dx, &x) - lhs).abs() < 1e-9 * lhs.abs().max(1.0), "{g:?} data");
             assert!((dot(&dw, &w) - lhs).abs() < 1e-9 * lhs.abs().max(1.0), "{g:?} filter");
+        }
+    }
+
+    #[test]
+    fn images_unfolded_in_bands_match_the_definition() {
+        let mut r = Rng::new(7, 0);
+        let w = |c, side, stride| Window { n: 2, c, h: side, w: side, kh: 3, kw: 3, stride, pad: 1 };
+        for (g, c_out) in [(w(8, 32, 1), 4), (w(16, 33, 2), 3), (w(16, 20, 1), 2)] {
+            assert!(bands::<f64>(&g, g.out("bands").unwrap()).count() > 1, "{g:?} fits one band");
+            let x = rand(&mut r, g.n * g.image_len());
+            let w = rand(&mut r, c_out * g.patch_len());
+            let y = conv2d(&x, &w, g, c_out).unwrap();
+            assert!(y.iter().zip(&direct(&x, &w, g, c_out)).all(|(a, b)| (a - b).abs() < 1e-12), "{g:?}");
+            let dy = rand(&mut r, y.len());
+            let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>();
+            let lhs = dot(&dy, &y);
+            let dx = conv2d_backward_data(&dy, &w, g, c_out).unwrap();
+            let dw = conv2d_backward_filter(&dy, &x, g, c_out).unwrap();
+            assert!((dot(&dx, &x) - lhs).abs() < 1e-9 * lhs.abs(), "{g:?} data");
+            assert!((dot(&dw, &w) - lhs).abs() < 1e-9 * lhs.abs(), "{g:?} filter");
+        }
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let mut r = Rng::new(8, 0);
+        let g = Window { n: 11, c: 16, h: 32, w: 32, kh: 3, kw: 3, stride: 1, pad: 1 };
+        let x: Vec<f32> = (0..g.n * g.image_len()).map(|_| r.normal() as f32).collect();
+        let w: Vec<f32> = (0..5 * g.patch_len()).map(|_| r.normal() as f32).collect();
+        let dy: Vec<f32> = (0..g.n * 5 * g.out_area()).map(|_| r.normal() as f32).collect();
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let y = conv2d(&x, &w, g, 5).unwrap();
+                (y, conv2d_backward_data(&dy, &w, g, 5).unwrap(), conv2d_backward_filter(&dy, &x, g, 5).unwrap())
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            assert!(run(threads) == one, "{threads} threads");
         }
     }
 

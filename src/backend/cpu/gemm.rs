@@ -15,11 +15,34 @@ fn check<T>(a: &[T], b: &[T], c_len: usize, g: &Gemm) -> Result<()> {
     Ok(())
 }
 
+/// Row strides of A, B and C as stored (row-major), for operands that are
+/// column blocks of wider matrices.
+#[derive(Clone, Copy, Debug)]
+pub struct Leading {
+    pub a: usize,
+    pub b: usize,
+    pub c: usize,
+}
+
+impl Leading {
+    /// The strides of densely stored operands.
+    fn dense(g: &Gemm) -> Self {
+        let a = if g.trans_a { g.m } else { g.k };
+        let b = if g.trans_b { g.k } else { g.n };
+        Leading { a, b, c: g.n }
+    }
+}
+
+/// Whether `len` elements hold a `rows × cols` block with row stride `ld`.
+fn holds(len: usize, (rows, cols): (usize, usize), ld: usize) -> bool {
+    rows == 0 || cols == 0 || (ld >= cols && len >= (rows - 1) * ld + cols)
+}
+
 /// `C = alpha·op(A)·op(B) + beta·C` into an initialised `c`.
 pub fn gemm<T: Scalar>(a: &[T], b: &[T], c: &mut [T], g: Gemm) -> Result<()> {
     check(a, b, c.len(), &g)?;
     // SAFETY: `check` bounds every index; `c` is exclusively borrowed.
-    unsafe { raw(a, b, c.as_mut_ptr(), g, true) };
+    unsafe { raw(a, b, c.as_mut_ptr(), g, Leading::dense(&g), true) };
     Ok(())
 }
 
@@ -27,7 +50,21 @@ pub fn gemm<T: Scalar>(a: &[T], b: &[T], c: &mut [T], g: Gemm) -> Result<()> {
 pub fn gemm_on_thread<T: Scalar>(a: &[T], b: &[T], c: &mut [T], g: Gemm) -> Result<()> {
     check(a, b, c.len(), &g)?;
     // SAFETY: as in `gemm`.
-    unsafe { raw(a, b, c.as_mut_ptr(), g, false) };
+    unsafe { raw(a, b, c.as_mut_ptr(), g, Leading::dense(&g), false) };
+    Ok(())
+}
+
+/// [`gemm_on_thread`] on operands stored with row strides `ld`.
+pub fn gemm_on_thread_strided<T: Scalar>(a: &[T], b: &[T], c: &mut [T], g: Gemm, ld: Leading) -> Result<()> {
+    let Gemm { m, n, k, trans_a, trans_b, .. } = g;
+    let a_dims = if trans_a { (k, m) } else { (m, k) };
+    let b_dims = if trans_b { (n, k) } else { (k, n) };
+    if !holds(a.len(), a_dims, ld.a) || !holds(b.len(), b_dims, ld.b) || !holds(c.len(), (m, n), ld.c) {
+        let lens = (a.len(), b.len(), c.len());
+        return Err(Error::shape("gemm", format!("m={m} n={n} k={k} with strides {ld:?} but |A|,|B|,|C| = {lens:?}")));
+    }
+    // SAFETY: `holds` bounds every addressed element; `c` is exclusively borrowed.
+    unsafe { raw(a, b, c.as_mut_ptr(), g, ld, false) };
     Ok(())
 }
 
@@ -42,23 +79,24 @@ pub fn matmul<T: Scalar>(a: &[T], b: &[T], g: Gemm) -> Result<Vec<T>> {
     // SAFETY: with beta = 0 the destination is write-only (`read_dst` false)
     // and a product with k > 0 writes all m·n elements.
     unsafe {
-        raw(a, b, c.as_mut_ptr(), g, true);
+        raw(a, b, c.as_mut_ptr(), g, Leading::dense(&g), true);
         c.set_len(g.m * g.n);
     }
     Ok(c)
 }
 
 /// # Safety
-/// `a`, `b` must hold m·k and k·n elements and `c` must point to m·n writable
-/// elements not aliasing them; `c` is read only when `beta != 0`.
-unsafe fn raw<T: Scalar>(a: &[T], b: &[T], c: *mut T, g: Gemm, may_parallelize: bool) {
+/// `a`, `b` must hold op(A) (m×k) and op(B) (k×n) with row strides `ld`, and
+/// `c` must point to m rows of n writable elements `ld.c` apart, not aliasing
+/// them; `c` is read only when `beta != 0`.
+unsafe fn raw<T: Scalar>(a: &[T], b: &[T], c: *mut T, g: Gemm, ld: Leading, may_parallelize: bool) {
     let Gemm { m, n, k, trans_a, trans_b, alpha, beta } = g;
     if m == 0 || n == 0 {
         return;
     }
     // Strides of op(A) (m×k) and op(B) (k×n) over row-major storage.
-    let (a_rs, a_cs) = if trans_a { (1, m as isize) } else { (k as isize, 1) };
-    let (b_rs, b_cs) = if trans_b { (1, k as isize) } else { (n as isize, 1) };
+    let (a_rs, a_cs) = if trans_a { (1, ld.a as isize) } else { (ld.a as isize, 1) };
+    let (b_rs, b_cs) = if trans_b { (1, ld.b as isize) } else { (ld.b as isize, 1) };
     let threads = if may_parallelize && m * n * k >= PARALLEL_FLOPS { rayon::current_num_threads() } else { 1 };
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // The crate's convention: dst = alpha·dst + beta·lhs·rhs.
@@ -68,7 +106,7 @@ unsafe fn raw<T: Scalar>(a: &[T], b: &[T], c: *mut T, g: Gemm, may_parallelize: 
         k,
         c,
         1,
-        n as isize,
+        ld.c as isize,
         beta != 0.0,
         a.as_ptr(),
         a_cs,
@@ -170,6 +208,40 @@ mod tests {
                         assert!((x - y).abs() < 1e-10 * (1.0 + y.abs()), "{m}x{n}x{k} {ta} {tb}: {x} vs {y}");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn strided_operands_are_column_blocks_of_wider_matrices() {
+        let mut r = Rng::new(6, 0);
+        let (m, n, k, pad) = (5, 7, 9, 3);
+        for ta in [false, true] {
+            for tb in [false, true] {
+                let g = Gemm { m, n, k, trans_a: ta, trans_b: tb, alpha: 1.0, beta: 0.5 };
+                let ld = Leading { a: if ta { m } else { k } + pad, b: if tb { k } else { n } + pad, c: n + pad };
+                let a_rows = if ta { k } else { m };
+                let b_rows = if tb { n } else { k };
+                let a: Vec<f64> = (0..a_rows * ld.a).map(|_| r.normal()).collect();
+                let b: Vec<f64> = (0..b_rows * ld.b).map(|_| r.normal()).collect();
+                let c0: Vec<f64> = (0..m * ld.c).map(|_| r.normal()).collect();
+                // The dense blocks the strided call must see.
+                let dense = |x: &[f64], rows: usize, cols: usize, ld: usize| -> Vec<f64> {
+                    (0..rows).flat_map(|i| x[i * ld..i * ld + cols].to_vec()).collect()
+                };
+                let mut want = dense(&c0, m, n, ld.c);
+                let (a_cols, b_cols) = (if ta { m } else { k }, if tb { k } else { n });
+                gemm_reference(&dense(&a, a_rows, a_cols, ld.a), &dense(&b, b_rows, b_cols, ld.b), &mut want, g);
+                let mut got = c0.clone();
+                gemm_on_thread_strided(&a, &b, &mut got, g, ld).unwrap();
+                for i in 0..m {
+                    for j in 0..ld.c {
+                        let v = got[i * ld.c + j];
+                        let expect = if j < n { want[i * n + j] } else { c0[i * ld.c + j] };
+                        assert!((v - expect).abs() < 1e-12 * (1.0 + expect.abs()), "{ta} {tb} ({i},{j})");
+                    }
+                }
+                assert!(gemm_on_thread_strided(&a[..(a_rows - 1) * ld.a + a_cols - 1], &b, &mut got, g, ld).is_err());
             }
         }
     }
