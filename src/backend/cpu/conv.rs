@@ -16,9 +16,11 @@ use std::ops::Range;
 /// result does not depend on the thread count.
 const FILTER_GROUPS: usize = 8;
 
-/// Patch-matrix bytes one task unfolds at a time: half of a core's L2 on
-/// the machines this is tuned on (512 KiB), so the band is still cached when
-/// the GEMM reads it back. A whole 16-channel 32×32 image (576 KiB) is not.
+/// A core's L2 on the machines this is tuned on: an image's patch matrix up
+/// to this size is still cached when the GEMM reads it back, so it is
+/// unfolded whole. A 16-channel 32×32 image's (576 KiB) is not: it is cut
+/// into output-row bands of at most [`BAND_BYTES`].
+const L2_BYTES: usize = 512 << 10;
 const BAND_BYTES: usize = 256 << 10;
 
 /// Output columns `lo..hi` of a row whose input column `ox·stride + kx − pad` is inside `0..w`.
@@ -171,11 +173,13 @@ fn im2col<T: Scalar>(image: &[T], g: &Window, out: (usize, usize), rows: Range<u
     }
 }
 
-/// The output-row bands an image is unfolded in: the fewest whose patch
-/// matrix fits in [`BAND_BYTES`], of near-equal height.
+/// The output-row bands an image is unfolded in: the whole image if its
+/// patch matrix fits in [`L2_BYTES`], else the fewest bands of near-equal
+/// height that fit in [`BAND_BYTES`].
 fn bands<T>(g: &Window, (oh, ow): (usize, usize)) -> impl Iterator<Item = Range<usize>> {
     let bytes = g.patch_len() * oh * ow * std::mem::size_of::<T>();
-    let rows = oh.div_ceil(bytes.div_ceil(BAND_BYTES).clamp(1, oh.max(1)));
+    let count = if bytes <= L2_BYTES { 1 } else { bytes.div_ceil(BAND_BYTES) };
+    let rows = oh.div_ceil(count.clamp(1, oh.max(1)));
     (0..oh).step_by(rows.max(1)).map(move |y0| y0..(y0 + rows).min(oh))
 }
 
@@ -365,7 +369,7 @@ mod tests {
     fn images_unfolded_in_bands_match_the_definition() {
         let mut r = Rng::new(7, 0);
         let w = |c, side, stride| Window { n: 2, c, h: side, w: side, kh: 3, kw: 3, stride, pad: 1 };
-        for (g, c_out) in [(w(8, 32, 1), 4), (w(16, 33, 2), 3), (w(16, 20, 1), 2)] {
+        for (g, c_out) in [(w(8, 32, 1), 4), (w(32, 33, 2), 3), (w(16, 24, 1), 2)] {
             assert!(bands::<f64>(&g, g.out("bands").unwrap()).count() > 1, "{g:?} fits one band");
             let x = rand(&mut r, g.n * g.image_len());
             let w = rand(&mut r, c_out * g.patch_len());
