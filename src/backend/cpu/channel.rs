@@ -9,6 +9,7 @@ use super::super::ChannelShape;
 use super::parallel::CHUNK;
 use crate::scalar::Scalar;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Per channel, `Σ a` and `Σ a·b` (with `b = a` when `b` is `None`).
 pub(super) fn channel_dots<T: Scalar>(a: &[T], b: Option<&[T]>, s: ChannelShape) -> (Vec<f64>, Vec<f64>) {
@@ -38,28 +39,59 @@ pub(super) fn channel_dots<T: Scalar>(a: &[T], b: Option<&[T]>, s: ChannelShape)
         (0..c)
             .into_par_iter()
             .map(|ch| {
-                let (mut sa, mut sab) = (0.0, 0.0);
+                let (mut sa, mut sab) = ([0.0; LANES], [0.0; LANES]);
                 for o in 0..s.outer {
                     let start = (o * c + ch) * s.inner;
-                    for (&x, &y) in a[start..start + s.inner].iter().zip(&b[start..start + s.inner]) {
-                        sa += x.to_f64();
-                        sab += x.to_f64() * y.to_f64();
-                    }
+                    lane_dots(&a[start..start + s.inner], &b[start..start + s.inner], &mut sa, &mut sab);
                 }
-                (sa, sab)
+                (fold_lanes(sa), fold_lanes(sab))
             })
             .unzip()
     }
 }
 
+/// Independent f64 accumulators per channel sum: one serial chain of adds is
+/// bound by the add latency, `LANES` chains overlap (and vectorise). Element
+/// `i` of a run always lands in lane `i % LANES`, so the order is fixed.
+const LANES: usize = 8;
+
+fn lane_dots<T: Scalar>(a: &[T], b: &[T], sa: &mut [f64; LANES], sab: &mut [f64; LANES]) {
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (xa, xb) in ca.zip(cb) {
+        for l in 0..LANES {
+            let x = xa[l].to_f64();
+            sa[l] += x;
+            sab[l] += x * xb[l].to_f64();
+        }
+    }
+    for (l, (&x, &y)) in ra.iter().zip(rb).enumerate() {
+        sa[l] += x.to_f64();
+        sab[l] += x.to_f64() * y.to_f64();
+    }
+}
+
+/// The lanes summed pairwise, in a fixed order.
+fn fold_lanes(mut l: [f64; LANES]) -> f64 {
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            l[i] += l[i + width];
+        }
+    }
+    l[0]
+}
+
 /// `out = scale[c]·x + shift[c]`, plus `zscale[c]·z` when `z = (z, zscale)` is given.
+/// Written straight into fresh memory: every element is produced once, so no zero-fill first.
 pub(super) fn channel_affine<T: Scalar>(x: &[T], scale: &[T], shift: &[T], z: Option<(&[T], &[T])>, s: ChannelShape) -> Vec<T> {
-    let mut out = vec![T::ZERO; x.len()];
+    let mut out = Vec::with_capacity(x.len());
     let (c, inner) = (s.channels, s.inner);
     // A task covers whole `channels × inner` blocks, so a run's channel is known.
     let block = c * inner;
     let per_task = (CHUNK / block.max(1)).max(1) * block;
-    let body = |(task, o): (usize, &mut [T])| {
+    let body = |(task, o): (usize, &mut [MaybeUninit<T>])| {
         let base = task * per_task;
         if inner == 1 {
             // N×C rows: the coefficients line up with each row.
@@ -67,10 +99,12 @@ pub(super) fn channel_affine<T: Scalar>(x: &[T], scale: &[T], shift: &[T], z: Op
                 let start = base + r * c;
                 let xs = row.iter_mut().zip(&x[start..start + c]).zip(scale.iter().zip(shift));
                 match z {
-                    None => xs.for_each(|((o, &v), (&a, &b))| *o = a * v + b),
-                    Some((z, zs)) => {
-                        xs.zip(z[start..start + c].iter().zip(zs)).for_each(|(((o, &v), (&a, &b)), (&w, &k))| *o = a * v + b + k * w)
-                    }
+                    None => xs.for_each(|((o, &v), (&a, &b))| {
+                        o.write(a * v + b);
+                    }),
+                    Some((z, zs)) => xs.zip(z[start..start + c].iter().zip(zs)).for_each(|(((o, &v), (&a, &b)), (&w, &k))| {
+                        o.write(a * v + b + k * w);
+                    }),
                 }
             }
         } else {
@@ -81,17 +115,27 @@ pub(super) fn channel_affine<T: Scalar>(x: &[T], scale: &[T], shift: &[T], z: Op
                 let (a, b) = (scale[ch], shift[ch]);
                 let xs = run.iter_mut().zip(&x[start..start + inner]);
                 match z {
-                    None => xs.for_each(|(o, &v)| *o = a * v + b),
-                    Some((z, zs)) => xs.zip(&z[start..start + inner]).for_each(|((o, &v), &w)| *o = a * v + b + zs[ch] * w),
+                    None => xs.for_each(|(o, &v)| {
+                        o.write(a * v + b);
+                    }),
+                    Some((z, zs)) => {
+                        let k = zs[ch];
+                        xs.zip(&z[start..start + inner]).for_each(|((o, &v), &w)| {
+                            o.write(a * v + b + k * w);
+                        })
+                    }
                 }
             }
         }
     };
+    let spare = &mut out.spare_capacity_mut()[..x.len()];
     if x.len() > CHUNK {
-        out.par_chunks_mut(per_task).enumerate().for_each(body);
-    } else if !out.is_empty() {
-        body((0, &mut out));
+        spare.par_chunks_mut(per_task).enumerate().for_each(body);
+    } else if !spare.is_empty() {
+        body((0, spare));
     }
+    // SAFETY: the runs and rows above cover every element of every task's chunk.
+    unsafe { out.set_len(x.len()) };
     out
 }
 
@@ -127,4 +171,25 @@ pub fn narrow_channels<T: Scalar>(x: &[T], s: ChannelShape, start: usize, len: u
         y.par_chunks_mut(block).zip(x.par_chunks(wide)).for_each(|(y, x)| y.copy_from_slice(&x[start * s.inner..][..block]));
     }
     y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_sums_match_plain_sums_for_every_remainder() {
+        for (outer, channels, inner) in [(3, 2, 1), (2, 3, 7), (4, 2, 8), (2, 5, 13), (1, 1, 0)] {
+            let s = ChannelShape { outer, channels, inner };
+            let a: Vec<f64> = (0..s.len()).map(|i| ((i * 37 % 23) as f64 - 11.0) / 8.0).collect();
+            let b: Vec<f64> = (0..s.len()).map(|i| ((i * 13 % 17) as f64 - 8.0) / 4.0).collect();
+            let (sa, sab) = channel_dots(&a, Some(&b), s);
+            for c in 0..channels {
+                let idx = || (0..outer).flat_map(move |o| (0..inner).map(move |i| (o * channels + c) * inner + i));
+                // Multiples of 1/32 sum exactly in f64, so any order gives the same bits.
+                assert_eq!(sa[c], idx().map(|i| a[i]).sum::<f64>(), "{s:?} channel {c}");
+                assert_eq!(sab[c], idx().map(|i| a[i] * b[i]).sum::<f64>(), "{s:?} channel {c}");
+            }
+        }
+    }
 }

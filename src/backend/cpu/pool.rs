@@ -61,11 +61,24 @@ pub fn avg_pool2d<T: Scalar>(x: &[T], g: Window) -> Result<Vec<T>> {
     super::super::checks::pool("avg_pool2d", &g, x.len(), y.len())?;
     let inv = T::from_f64(1.0 / (g.kh * g.kw) as f64);
     planes(x, g.h * g.w, &mut y, oh * ow, |x, y| {
+        if subsamples(&g) {
+            // One cell per window (its mean is itself): copy every stride-th cell of every stride-th row.
+            for (row, y) in y.chunks_exact_mut(ow).enumerate() {
+                let src = &x[row * g.stride * g.w..];
+                y.iter_mut().zip(src.iter().step_by(g.stride)).for_each(|(y, &v)| *y = v);
+            }
+            return;
+        }
         for (o, y) in y.iter_mut().enumerate() {
             *y = window_cells(&g, o / ow, o % ow).map(|i| x[i]).sum::<T>() * inv;
         }
     });
     Ok(y)
+}
+
+/// A 1×1 unpadded window: the strided subsample of the type-A shortcut.
+fn subsamples(g: &Window) -> bool {
+    g.kh == 1 && g.kw == 1 && g.pad == 0
 }
 
 pub fn avg_pool2d_backward<T: Scalar>(dy: &[T], g: Window) -> Result<Vec<T>> {
@@ -76,6 +89,13 @@ pub fn avg_pool2d_backward<T: Scalar>(dy: &[T], g: Window) -> Result<Vec<T>> {
     let plane = g.h * g.w;
     if plane > 0 {
         dx.par_chunks_mut(plane).zip(dy.par_chunks(oh * ow)).for_each(|(dx, dy)| {
+            if subsamples(&g) {
+                for (row, dy) in dy.chunks_exact(ow).enumerate() {
+                    let dst = &mut dx[row * g.stride * g.w..];
+                    dst.iter_mut().step_by(g.stride).zip(dy).for_each(|(dx, &d)| *dx += d);
+                }
+                return;
+            }
             for (o, &d) in dy.iter().enumerate() {
                 window_cells(&g, o / ow, o % ow).for_each(|i| dx[i] += d * inv);
             }
@@ -108,6 +128,29 @@ mod tests {
         let s = Window { kh: 1, kw: 1, stride: 2, pad: 0, ..g };
         assert_eq!(avg_pool2d(&x, s).unwrap(), vec![1.0, 2.0, 0.0, 6.0]);
         assert_eq!(avg_pool2d_backward(&[1.0, 2.0, 3.0, 4.0], s).unwrap(), vec![1.0, 0.0, 2.0, 0.0, 0.0, 0.0, 3.0, 0.0, 4.0]);
+    }
+
+    #[test]
+    fn strided_subsample_of_non_square_planes_and_its_adjoint() {
+        // Uneven sizes, so the last row and column of each plane are or are not sampled.
+        for (h, w, stride) in [(3, 5, 2), (4, 7, 3), (5, 4, 2), (2, 2, 3)] {
+            let g = Window { n: 2, c: 3, h, w, kh: 1, kw: 1, stride, pad: 0 };
+            let (oh, ow) = g.out("test").unwrap();
+            let x: Vec<f64> = (0..g.n * g.c * h * w).map(|i| (i * 7 % 11) as f64 - 5.0).collect();
+            let y = avg_pool2d(&x, g).unwrap();
+            let want: Vec<f64> = (0..g.n * g.c)
+                .flat_map(|p| (0..oh * ow).map(move |o| (p, o / ow * stride, o % ow * stride)))
+                .map(|(p, iy, ix)| x[p * h * w + iy * w + ix])
+                .collect();
+            assert_eq!(y, want, "{h}×{w} stride {stride}");
+            // The backward map is the adjoint: ⟨S x, d⟩ = ⟨x, Sᵀ d⟩.
+            let d: Vec<f64> = (0..y.len()).map(|i| (i * 5 % 9) as f64 - 4.0).collect();
+            let dx = avg_pool2d_backward(&d, g).unwrap();
+            let lhs: f64 = y.iter().zip(&d).map(|(a, b)| a * b).sum();
+            let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
+            assert_eq!(lhs, rhs, "{h}×{w} stride {stride}");
+            assert_eq!(dx.iter().filter(|&&v| v != 0.0).count(), d.iter().filter(|&&v| v != 0.0).count());
+        }
     }
 
     #[test]
