@@ -13,6 +13,7 @@ pub mod peaks;
 mod pool;
 mod softmax;
 mod tridiagonal;
+pub mod tridiagonalise;
 mod update;
 
 use super::{AdamHyper, Backend, BatchStats, ChannelShape, Device, Gemm, SgdHyper, Window};
