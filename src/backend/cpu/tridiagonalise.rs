@@ -10,11 +10,12 @@
 //! only reads the matrix, and the panel's updates land together as one
 //! rank-2·[`PANEL`] GEMM. No reflector is kept: eigenvalues need none.
 //!
-//! The summation order is fixed by the sizes alone (lanes of [`LANES`]
+//! The summation order is fixed by the sizes alone (lanes of four
 //! rows, columns in order, fixed column blocks), so the result does not
 //! depend on the thread count; fused multiply-adds keep it the same with or
 //! without the x86 FMA unit.
 
+use super::lanes::{self, Lanes};
 use rayon::prelude::*;
 
 /// Reflectors per panel: the inner dimension of the trailing update is twice this.
@@ -23,11 +24,8 @@ const PANEL: usize = 32;
 /// Column blocks of the trailing update, each one GEMM on its own task.
 const BLOCK: usize = 64;
 
-/// Trailing matrices at least this long split their update across tasks.
+/// Trailing matrices at least this long split their products and updates across tasks.
 const PARALLEL_FROM: usize = 256;
-
-/// Rows per accumulator lane group: one AVX2 register of f64.
-const LANES: usize = 4;
 
 /// Reduces the symmetric `n × n` matrix whose lower triangle `a` holds in
 /// column-major order (element `(i, j)`, `i ≥ j`, at `a[j·n + i]`; the
@@ -36,22 +34,22 @@ const LANES: usize = 4;
 pub fn tridiagonalise(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     debug_assert_eq!(a.len(), n * n);
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+    if lanes::avx2_fma() {
         // SAFETY: both features were just detected.
         return unsafe { reduce_avx2(a, n) };
     }
-    reduce(a, n)
+    reduce::<lanes::Scalar>(a, n)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn reduce_avx2(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
-    reduce(a, n)
+    reduce::<lanes::Avx2>(a, n)
 }
 
 /// The reduction; inlined into [`reduce_avx2`] so its kernels compile for AVX2 + FMA there.
 #[inline(always)]
-fn reduce(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+fn reduce<S: Lanes>(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     let mut d = vec![0.0; n];
     let mut e = vec![0.0; n.saturating_sub(1)];
     if n == 0 {
@@ -61,11 +59,11 @@ fn reduce(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     // reflectors and their w vectors, laid out so the update is U·Zᵀ with
     // U = [V | W] and Z = [W | V], both contiguous.
     let mut p = vec![0.0; n * 3 * PANEL];
-    let mut y = vec![0.0; n];
+    let (mut y, mut spare) = (vec![0.0; n], vec![0.0; n]);
     let mut k = 0;
     while k + 1 < n {
         let nb = PANEL.min(n - 1 - k);
-        panel(a, n, k, nb, &mut p, &mut d, &mut e, &mut y);
+        panel::<S>(a, n, k, nb, &mut p, &mut d, &mut e, (&mut y, &mut spare));
         trailing_update(a, n, k + nb, nb, &p);
         k += nb;
     }
@@ -79,7 +77,16 @@ fn reduce(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
 /// updated so far) is stored so that `A' − vwᵀ − wvᵀ = HA'H`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn panel(a: &mut [f64], n: usize, k: usize, nb: usize, p: &mut [f64], d: &mut [f64], e: &mut [f64], y: &mut [f64]) {
+fn panel<S: Lanes>(
+    a: &mut [f64],
+    n: usize,
+    k: usize,
+    nb: usize,
+    p: &mut [f64],
+    d: &mut [f64],
+    e: &mut [f64],
+    (y, spare): (&mut [f64], &mut [f64]),
+) {
     for j in 0..nb {
         let c = k + j;
         for i in 0..j {
@@ -93,22 +100,22 @@ fn panel(a: &mut [f64], n: usize, k: usize, nb: usize, p: &mut [f64], d: &mut [f
         d[c] = a[c * n + c];
         let m = n - c - 1;
         let x = &mut a[c * n + c + 1..(c + 1) * n];
-        let (beta, tau) = reflector(x);
+        let (beta, tau) = reflector::<S>(x);
         e[c] = beta;
         p[j * n + c + 1..(j + 1) * n].copy_from_slice(x);
         p[(2 * nb + j) * n + c + 1..(2 * nb + j + 1) * n].copy_from_slice(x);
         let y = &mut y[..m];
         let v = &p[j * n + c + 1..(j + 1) * n];
-        symv_lower(&a[(c + 1) * (n + 1)..], n, m, v, y);
+        symv::<S>(&a[(c + 1) * (n + 1)..], n, m, v, y, spare);
         for i in 0..j {
             let (vi, wi) = (&p[i * n + c + 1..(i + 1) * n], &p[(nb + i) * n + c + 1..(nb + i + 1) * n]);
-            let (vv, wv) = (dot(vi, v), dot(wi, v));
+            let (vv, wv) = (dot::<S>(vi, v), dot::<S>(wi, v));
             for ((yr, &a), &b) in y.iter_mut().zip(vi).zip(wi) {
                 *yr -= a.mul_add(wv, b * vv);
             }
         }
         y.iter_mut().for_each(|yr| *yr *= tau);
-        let half = -0.5 * tau * dot(y, v);
+        let half = -0.5 * tau * dot::<S>(y, v);
         let (vs, ws) = p.split_at_mut(nb * n);
         let (v, w) = (&vs[j * n + c + 1..(j + 1) * n], &mut ws[j * n + c + 1..(j + 1) * n]);
         for ((wr, &yr), &vr) in w.iter_mut().zip(y.iter()).zip(v) {
@@ -120,7 +127,7 @@ fn panel(a: &mut [f64], n: usize, k: usize, nb: usize, p: &mut [f64], d: &mut [f
 /// `dlarfg`: turns `x` into `v` (with `v[0] = 1`) and returns `(β, τ)` such
 /// that `(I − τvvᵀ)x = βe₁`. `τ = 0` (the identity) when `x[1..]` is zero.
 #[inline(always)]
-fn reflector(x: &mut [f64]) -> (f64, f64) {
+fn reflector<S: Lanes>(x: &mut [f64]) -> (f64, f64) {
     let alpha = x[0];
     let tail = &mut x[1..];
     let big = tail.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -130,7 +137,8 @@ fn reflector(x: &mut [f64]) -> (f64, f64) {
     }
     // Far below 1 (the caller scales the matrix to a unit largest entry) the
     // squares could underflow: measure in units of the largest entry instead.
-    let norm = if big < 1e-100 { big * tail.iter().map(|v| (v / big) * (v / big)).sum::<f64>().sqrt() } else { dot(tail, tail).sqrt() };
+    let norm =
+        if big < 1e-100 { big * tail.iter().map(|v| (v / big) * (v / big)).sum::<f64>().sqrt() } else { dot::<S>(tail, tail).sqrt() };
     let beta = -alpha.hypot(norm).copysign(alpha);
     let tau = (beta - alpha) / beta;
     let pivot = alpha - beta;
@@ -140,13 +148,48 @@ fn reflector(x: &mut [f64]) -> (f64, f64) {
 }
 
 /// `y = A·x` for the symmetric `m × m` block whose lower triangle starts at
-/// `a[0]` with column stride `ld`: each stored entry is read once and used
-/// twice, four columns at a time.
+/// `a[0]` with column stride `ld`. A long one is split in two column ranges
+/// of equal triangle area, one per task, whose results are then added: the
+/// split depends on `m` alone, so the sum's order does not depend on the
+/// thread count.
 #[inline(always)]
-fn symv_lower(a: &[f64], ld: usize, m: usize, x: &[f64], y: &mut [f64]) {
-    y.fill(0.0);
-    let mut q = 0;
-    while q + 4 <= m {
+fn symv<S: Lanes>(a: &[f64], ld: usize, m: usize, x: &[f64], y: &mut [f64], spare: &mut [f64]) {
+    if m < PARALLEL_FROM {
+        return symv_columns::<S>(a, ld, m, 0..m, x, y);
+    }
+    // Columns split..m hold half the triangle's entries; a multiple of 4 keeps whole column groups.
+    let split = (m as f64 * (1.0 - std::f64::consts::FRAC_1_SQRT_2)) as usize / 4 * 4;
+    let spare = &mut spare[..m];
+    rayon::join(|| symv_task(a, ld, m, 0..split, x, y), || symv_task(a, ld, m, split..m, x, spare));
+    y[split..].iter_mut().zip(&spare[split..]).for_each(|(y, s)| *y += s);
+}
+
+/// [`symv_columns`] on a task of its own. A closure run by rayon does not
+/// inherit its creator's target features, so the lanes are chosen again here
+/// (the same choice: it depends on the CPU alone).
+fn symv_task(a: &[f64], ld: usize, m: usize, cols: std::ops::Range<usize>, x: &[f64], y: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if lanes::avx2_fma() {
+        // SAFETY: both features were just detected.
+        return unsafe { symv_columns_avx2(a, ld, m, cols, x, y) };
+    }
+    symv_columns::<lanes::Scalar>(a, ld, m, cols, x, y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn symv_columns_avx2(a: &[f64], ld: usize, m: usize, cols: std::ops::Range<usize>, x: &[f64], y: &mut [f64]) {
+    symv_columns::<lanes::Avx2>(a, ld, m, cols, x, y)
+}
+
+/// The columns `cols` of [`symv`]'s product: their entries times `x`, into
+/// `y[cols.start..]`. Each stored entry is read once and used twice (its
+/// row's axpy and its column's dot), four columns at a time.
+#[inline(always)]
+fn symv_columns<S: Lanes>(a: &[f64], ld: usize, m: usize, cols: std::ops::Range<usize>, x: &[f64], y: &mut [f64]) {
+    y[cols.start..].fill(0.0);
+    let mut q = cols.start;
+    while q + 4 <= cols.end {
         // The 4×4 triangle at the top of the four columns.
         let mut dots = [0.0; 4];
         for i in 0..4 {
@@ -159,35 +202,37 @@ fn symv_lower(a: &[f64], ld: usize, m: usize, x: &[f64], y: &mut [f64]) {
         }
         // Below it: every row gets the four columns' axpy, every column the row's dot.
         let below = q + 4..m;
-        let cols: [&[f64]; 4] = std::array::from_fn(|i| &a[(q + i) * ld + below.start..(q + i) * ld + below.end]);
-        let xq = [x[q], x[q + 1], x[q + 2], x[q + 3]];
-        let mut lanes = [[0.0; LANES]; 4];
-        let len = below.len() / LANES * LANES;
+        let len = below.len() / 4 * 4;
+        let four: [&[f64]; 4] = std::array::from_fn(|i| &a[(q + i) * ld + below.start..(q + i) * ld + below.end]);
+        let xq: [S; 4] = std::array::from_fn(|i| S::splat(x[q + i]));
+        let mut acc = [S::zero(); 4];
         let (top, ys) = y.split_at_mut(below.start);
         let xs = &x[below.clone()];
-        for (r, (yc, xc)) in ys[..len].chunks_exact_mut(LANES).zip(xs[..len].chunks_exact(LANES)).enumerate() {
-            let at: [&[f64]; 4] = std::array::from_fn(|i| &cols[i][r * LANES..(r + 1) * LANES]);
-            for l in 0..LANES {
-                let mut acc = yc[l];
-                for i in 0..4 {
-                    acc = at[i][l].mul_add(xq[i], acc);
-                    lanes[i][l] = at[i][l].mul_add(xc[l], lanes[i][l]);
-                }
-                yc[l] = acc;
+        let chunks = ys[..len].chunks_exact_mut(4).zip(xs[..len].chunks_exact(4));
+        let columns = four[0].chunks_exact(4).zip(four[1].chunks_exact(4)).zip(four[2].chunks_exact(4)).zip(four[3].chunks_exact(4));
+        for ((yc, xc), (((c0, c1), c2), c3)) in chunks.zip(columns) {
+            let yc: &mut [f64; 4] = yc.try_into().unwrap();
+            let xr = S::load(xc.try_into().unwrap());
+            let mut yr = S::load(yc);
+            for (i, c) in [c0, c1, c2, c3].into_iter().enumerate() {
+                let ai = S::load(c.try_into().unwrap());
+                yr = ai.mul_add(xq[i], yr);
+                acc[i] = ai.mul_add(xr, acc[i]);
             }
+            yr.store(yc);
         }
         for i in 0..4 {
-            let mut s = lanes[i].iter().sum::<f64>() + dots[i];
+            let mut s = acc[i].sum() + dots[i];
             for r in len..below.len() {
-                ys[r] = cols[i][r].mul_add(xq[i], ys[r]);
-                s = cols[i][r].mul_add(xs[r], s);
+                ys[r] = four[i][r].mul_add(x[q + i], ys[r]);
+                s = four[i][r].mul_add(xs[r], s);
             }
             top[q + i] += s;
         }
         q += 4;
     }
     // The last up to three columns, one at a time.
-    for q in q..m {
+    for q in q..cols.end {
         let col = &a[q * ld + q..q * ld + m];
         let mut s = col[0] * x[q];
         for r in 1..col.len() {
@@ -198,18 +243,17 @@ fn symv_lower(a: &[f64], ld: usize, m: usize, x: &[f64], y: &mut [f64]) {
     }
 }
 
-/// `Σ aᵢbᵢ` in [`LANES`] partial sums, added in a fixed order.
+/// `Σ aᵢbᵢ` in two lane groups (two chains of FMA latency), added in a fixed order.
 #[inline(always)]
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let len = a.len() / LANES * LANES;
-    let mut lanes = [0.0; LANES];
-    for (ac, bc) in a[..len].chunks_exact(LANES).zip(b[..len].chunks_exact(LANES)) {
-        for l in 0..LANES {
-            lanes[l] = ac[l].mul_add(bc[l], lanes[l]);
-        }
+fn dot<S: Lanes>(a: &[f64], b: &[f64]) -> f64 {
+    let len = a.len() / 8 * 8;
+    let (mut even, mut odd) = (S::zero(), S::zero());
+    for (ac, bc) in a[..len].chunks_exact(8).zip(b[..len].chunks_exact(8)) {
+        even = S::load(ac[..4].try_into().unwrap()).mul_add(S::load(bc[..4].try_into().unwrap()), even);
+        odd = S::load(ac[4..].try_into().unwrap()).mul_add(S::load(bc[4..].try_into().unwrap()), odd);
     }
     let tail = a[len..].iter().zip(&b[len..]).fold(0.0, |s, (x, y)| x.mul_add(*y, s));
-    lanes.iter().sum::<f64>() + tail
+    even.sum() + odd.sum() + tail
 }
 
 /// A raw pointer the column blocks share; each block writes its own columns.
