@@ -10,22 +10,18 @@
 //! only reads the matrix, and the panel's updates land together as one
 //! rank-2·[`PANEL`] GEMM. No reflector is kept: eigenvalues need none.
 //!
-//! The summation order is fixed by the sizes alone (lanes of four
-//! rows, columns in order, fixed column blocks), so the result does not
-//! depend on the thread count; fused multiply-adds keep it the same with or
-//! without the x86 FMA unit.
+//! One solve runs on one task (the caller runs a step's solves side by
+//! side), in a summation order fixed by the sizes alone, so the result does
+//! not depend on the thread count; fused multiply-adds keep it the same with
+//! or without the x86 FMA unit.
 
 use super::lanes::{self, Lanes};
-use rayon::prelude::*;
 
 /// Reflectors per panel: the inner dimension of the trailing update is twice this.
 const PANEL: usize = 32;
 
-/// Column blocks of the trailing update, each one GEMM on its own task.
+/// Column blocks of the trailing update, one GEMM each.
 const BLOCK: usize = 64;
-
-/// Trailing matrices at least this long split their products and updates across tasks.
-const PARALLEL_FROM: usize = 256;
 
 /// Reduces the symmetric `n × n` matrix whose lower triangle `a` holds in
 /// column-major order (element `(i, j)`, `i ≥ j`, at `a[j·n + i]`; the
@@ -59,11 +55,11 @@ fn reduce<S: Lanes>(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     // reflectors and their w vectors, laid out so the update is U·Zᵀ with
     // U = [V | W] and Z = [W | V], both contiguous.
     let mut p = vec![0.0; n * 3 * PANEL];
-    let (mut y, mut spare) = (vec![0.0; n], vec![0.0; n]);
+    let mut y = vec![0.0; n];
     let mut k = 0;
     while k + 1 < n {
         let nb = PANEL.min(n - 1 - k);
-        panel::<S>(a, n, k, nb, &mut p, &mut d, &mut e, (&mut y, &mut spare));
+        panel::<S>(a, n, k, nb, &mut p, &mut d, &mut e, &mut y);
         trailing_update(a, n, k + nb, nb, &p);
         k += nb;
     }
@@ -77,16 +73,7 @@ fn reduce<S: Lanes>(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
 /// updated so far) is stored so that `A' − vwᵀ − wvᵀ = HA'H`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn panel<S: Lanes>(
-    a: &mut [f64],
-    n: usize,
-    k: usize,
-    nb: usize,
-    p: &mut [f64],
-    d: &mut [f64],
-    e: &mut [f64],
-    (y, spare): (&mut [f64], &mut [f64]),
-) {
+fn panel<S: Lanes>(a: &mut [f64], n: usize, k: usize, nb: usize, p: &mut [f64], d: &mut [f64], e: &mut [f64], y: &mut [f64]) {
     for j in 0..nb {
         let c = k + j;
         for i in 0..j {
@@ -106,7 +93,7 @@ fn panel<S: Lanes>(
         p[(2 * nb + j) * n + c + 1..(2 * nb + j + 1) * n].copy_from_slice(x);
         let y = &mut y[..m];
         let v = &p[j * n + c + 1..(j + 1) * n];
-        symv::<S>(&a[(c + 1) * (n + 1)..], n, m, v, y, spare);
+        symv::<S>(&a[(c + 1) * (n + 1)..], n, m, v, y);
         for i in 0..j {
             let (vi, wi) = (&p[i * n + c + 1..(i + 1) * n], &p[(nb + i) * n + c + 1..(nb + i + 1) * n]);
             let (vv, wv) = (dot::<S>(vi, v), dot::<S>(wi, v));
@@ -148,48 +135,13 @@ fn reflector<S: Lanes>(x: &mut [f64]) -> (f64, f64) {
 }
 
 /// `y = A·x` for the symmetric `m × m` block whose lower triangle starts at
-/// `a[0]` with column stride `ld`. A long one is split in two column ranges
-/// of equal triangle area, one per task, whose results are then added: the
-/// split depends on `m` alone, so the sum's order does not depend on the
-/// thread count.
+/// `a[0]` with column stride `ld`. Each stored entry is read once and used
+/// twice (its row's axpy and its column's dot), four columns at a time.
 #[inline(always)]
-fn symv<S: Lanes>(a: &[f64], ld: usize, m: usize, x: &[f64], y: &mut [f64], spare: &mut [f64]) {
-    if m < PARALLEL_FROM {
-        return symv_columns::<S>(a, ld, m, 0..m, x, y);
-    }
-    // Columns split..m hold half the triangle's entries; a multiple of 4 keeps whole column groups.
-    let split = (m as f64 * (1.0 - std::f64::consts::FRAC_1_SQRT_2)) as usize / 4 * 4;
-    let spare = &mut spare[..m];
-    rayon::join(|| symv_task(a, ld, m, 0..split, x, y), || symv_task(a, ld, m, split..m, x, spare));
-    y[split..].iter_mut().zip(&spare[split..]).for_each(|(y, s)| *y += s);
-}
-
-/// [`symv_columns`] on a task of its own. A closure run by rayon does not
-/// inherit its creator's target features, so the lanes are chosen again here
-/// (the same choice: it depends on the CPU alone).
-fn symv_task(a: &[f64], ld: usize, m: usize, cols: std::ops::Range<usize>, x: &[f64], y: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    if lanes::avx2_fma() {
-        // SAFETY: both features were just detected.
-        return unsafe { symv_columns_avx2(a, ld, m, cols, x, y) };
-    }
-    symv_columns::<lanes::Scalar>(a, ld, m, cols, x, y)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn symv_columns_avx2(a: &[f64], ld: usize, m: usize, cols: std::ops::Range<usize>, x: &[f64], y: &mut [f64]) {
-    symv_columns::<lanes::Avx2>(a, ld, m, cols, x, y)
-}
-
-/// The columns `cols` of [`symv`]'s product: their entries times `x`, into
-/// `y[cols.start..]`. Each stored entry is read once and used twice (its
-/// row's axpy and its column's dot), four columns at a time.
-#[inline(always)]
-fn symv_columns<S: Lanes>(a: &[f64], ld: usize, m: usize, cols: std::ops::Range<usize>, x: &[f64], y: &mut [f64]) {
-    y[cols.start..].fill(0.0);
-    let mut q = cols.start;
-    while q + 4 <= cols.end {
+fn symv<S: Lanes>(a: &[f64], ld: usize, m: usize, x: &[f64], y: &mut [f64]) {
+    y.fill(0.0);
+    let mut q = 0;
+    while q + 4 <= m {
         // The 4×4 triangle at the top of the four columns.
         let mut dots = [0.0; 4];
         for i in 0..4 {
@@ -232,7 +184,7 @@ fn symv_columns<S: Lanes>(a: &[f64], ld: usize, m: usize, cols: std::ops::Range<
         q += 4;
     }
     // The last up to three columns, one at a time.
-    for q in q..cols.end {
+    for q in q..m {
         let col = &a[q * ld + q..q * ld + m];
         let mut s = col[0] * x[q];
         for r in 1..col.len() {
@@ -256,27 +208,20 @@ fn dot<S: Lanes>(a: &[f64], b: &[f64]) -> f64 {
     even.sum() + odd.sum() + tail
 }
 
-/// A raw pointer the column blocks share; each block writes its own columns.
-struct SharedPtr(*mut f64);
-unsafe impl Sync for SharedPtr {}
-
 /// `A[t.., t..] −= V·Wᵀ + W·Vᵀ` on the lower triangle (and the upper half
 /// of each diagonal block, scratch), as `U·Zᵀ` per column block.
 #[inline(always)]
 fn trailing_update(a: &mut [f64], n: usize, t: usize, nb: usize, p: &[f64]) {
-    let blocks: Vec<usize> = (t..n).step_by(BLOCK).collect();
-    let dst = SharedPtr(a.as_mut_ptr());
-    let dst = &dst;
-    let update = |&j0: &usize| {
+    for j0 in (t..n).step_by(BLOCK) {
         let (rows, cols) = (n - j0, BLOCK.min(n - j0));
-        // SAFETY: `a` holds n² elements and `p` n·3·nb; block j0 writes
-        // columns j0..j0 + cols, rows j0.., and no other block does.
+        // SAFETY: `a` holds n² elements and `p` n·3·nb; the block is
+        // columns j0..j0 + cols, rows j0..n of `a`.
         unsafe {
             gemm::gemm(
                 rows,
                 cols,
                 2 * nb,
-                dst.0.add(j0 * n + j0),
+                a.as_mut_ptr().add(j0 * n + j0),
                 n as isize,
                 1,
                 true,
@@ -294,11 +239,6 @@ fn trailing_update(a: &mut [f64], n: usize, t: usize, nb: usize, p: &[f64]) {
                 gemm::Parallelism::None,
             )
         }
-    };
-    if n - t >= PARALLEL_FROM {
-        blocks.par_iter().with_max_len(1).for_each(update);
-    } else {
-        blocks.iter().for_each(update);
     }
 }
 
