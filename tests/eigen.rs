@@ -1,6 +1,7 @@
-//! The CPU eigen-solver (faer's tridiagonalisation, then the root-free QL
-//! iteration) against closed forms, constructed spectra and faer's own
-//! solver; and the batched solve's independence from the thread count.
+//! The CPU eigen-solver (kappa's blocked Householder tridiagonalisation,
+//! then the root-free QL iteration) against closed forms, constructed
+//! spectra and faer's own solver; and the batched solve's independence from
+//! the thread count.
 //!
 //! Tolerance: Householder tridiagonalisation and the QL iteration are both
 //! backward stable, so each computed eigenvalue is an exact eigenvalue of
