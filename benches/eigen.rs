@@ -1,11 +1,14 @@
 //! One f64 symmetric eigenvalue solve at the analysis step's sizes (256:
-//! every hidden layer's Σx and Σ∇h; 784: the first layer's Σx), kappa's
-//! solver against faer's own eigenvalues-only `self_adjoint_evd` in the
-//! same run, both single-threaded as the analysis step runs them.
+//! every hidden layer's Σx and Σ∇h; 576: a 3×3 conv's patch Σx over 64
+//! channels; 784: the first layer's Σx), single-threaded as the analysis
+//! step runs them: the tridiagonalisation alone (faer's `tridiag_in_place`,
+//! which kappa used before, against kappa's blocked reduction), then kappa's
+//! whole solve against faer's own eigenvalues-only `self_adjoint_evd`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::evd;
+use kappa::backend::cpu::tridiagonalise::tridiagonalise;
 use kappa::backend::cpu::Cpu;
 use kappa::backend::Backend;
 use kappa::rng::Rng;
@@ -28,13 +31,33 @@ fn second_moment(rows: usize, n: usize) -> Vec<f64> {
     m
 }
 
+fn full(m: &[f64], n: usize) -> faer::Mat<f64> {
+    faer::Mat::<f64>::from_fn(n, n, |i, j| if j <= i { m[i * n + j] } else { m[j * n + i] })
+}
+
 fn faer_eigenvalues(m: &[f64], n: usize) -> Vec<f64> {
-    let a = faer::Mat::<f64>::from_fn(n, n, |i, j| if j <= i { m[i * n + j] } else { m[j * n + i] });
+    let a = full(m, n);
     let par = faer::Par::Seq;
     let scratch = evd::self_adjoint_evd_scratch::<f64>(n, evd::ComputeEigenvectors::No, par, Default::default());
     let mut values = faer::diag::Diag::<f64>::zeros(n);
     evd::self_adjoint_evd(a.as_ref(), values.as_mut(), None, par, MemStack::new(&mut MemBuffer::new(scratch)), Default::default()).unwrap();
     values.column_vector().iter().copied().collect()
+}
+
+/// faer's tridiagonalisation as kappa ran it before: sequential, one row of reflector factors.
+fn faer_tridiagonal(m: &[f64], n: usize) -> f64 {
+    let mut a = full(m, n);
+    let par = faer::Par::Seq;
+    let scratch = evd::tridiag::tridiag_in_place_scratch::<f64>(n, par, Default::default());
+    let mut factors = faer::Mat::<f64>::zeros(1, n - 1);
+    evd::tridiag::tridiag_in_place(a.as_mut(), factors.as_mut(), par, MemStack::new(&mut MemBuffer::new(scratch)), Default::default());
+    a[(n - 1, n - 2)]
+}
+
+fn kappa_tridiagonal(m: &[f64], n: usize) -> f64 {
+    // The row-major lower triangle read as column-major is the upper one: transpose, as eigvalsh does.
+    let mut a: Vec<f64> = (0..n * n).map(|k| m[(k % n) * n + k / n]).collect();
+    tridiagonalise(&mut a, n).1[n - 2]
 }
 
 fn eigen(c: &mut Criterion) {
@@ -43,8 +66,10 @@ fn eigen(c: &mut Criterion) {
     let cpu = Cpu::<f64>::new();
     let mut g = c.benchmark_group("eigen");
     g.sample_size(10);
-    for n in [256, 784] {
+    for n in [256, 576, 784] {
         let m = second_moment(1024, n);
+        g.bench_function(format!("faer_tridiag_{n}"), |b| b.iter(|| faer_tridiagonal(&m, n)));
+        g.bench_function(format!("kappa_tridiag_{n}"), |b| b.iter(|| pool.install(|| kappa_tridiagonal(&m, n))));
         g.bench_function(format!("faer_{n}"), |b| b.iter(|| faer_eigenvalues(&m, n)));
         g.bench_function(format!("kappa_{n}"), |b| b.iter(|| pool.install(|| cpu.eigvalsh(&[(&m, n)]).unwrap())));
     }

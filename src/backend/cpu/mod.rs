@@ -8,11 +8,13 @@ mod conv;
 mod covariance;
 mod eigen;
 pub mod gemm;
+mod lanes;
 pub mod parallel;
 pub mod peaks;
 mod pool;
 mod softmax;
 mod tridiagonal;
+pub mod tridiagonalise;
 mod update;
 
 use super::{AdamHyper, Backend, BatchStats, ChannelShape, Device, Gemm, SgdHyper, Window};
