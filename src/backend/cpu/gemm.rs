@@ -123,7 +123,7 @@ unsafe fn raw<T: Scalar>(a: &[T], b: &[T], c: *mut T, g: Gemm, ld: Leading, may_
     );
 }
 
-/// A column block pair of `acc += alpha·XᵀX`: rows `rows_of` and columns
+/// A block of `acc += alpha·XᵀX`: rows `rows_of` and columns
 /// `cols_of` of the `d×d` row-major result, from an `n×d` X whose element
 /// `(p, i)` sits at `p·rs + i·cs`, on the calling thread.
 ///
