@@ -2,9 +2,11 @@
 //! unfolds its image into a buffer of its own (`c·kh·kw × oh·ow`, so the
 //! unfolded data never exceeds one image per thread) and runs one GEMM on its
 //! core. A pointwise (1×1, stride 1, unpadded) window skips the unfolding:
-//! the image already is its patch matrix.
+//! the image already is its patch matrix. The backward directions of 3×3
+//! same-grid windows on large planes go to [`super::winograd`] instead.
 
 use super::gemm::{gemm_on_thread, gemm_on_thread_strided, Leading};
+use super::winograd::{self, Direction};
 use crate::backend::{Gemm, Window};
 use crate::error::Result;
 use crate::scalar::Scalar;
@@ -14,7 +16,7 @@ use std::ops::Range;
 /// Filter-gradient partial sums: images are cut into at most this many
 /// groups, each summed on one task, then the groups added in order, so the
 /// result does not depend on the thread count.
-const FILTER_GROUPS: usize = 8;
+pub(super) const FILTER_GROUPS: usize = 8;
 
 /// A core's L2 on the machines this is tuned on: an image's patch matrix up
 /// to this size is still cached when the GEMM reads it back, so it is
@@ -199,6 +201,38 @@ fn per_image<T: Scalar>(
     pairs.try_for_each_init(Vec::new, |scratch, (x, y)| f(x, y, scratch))
 }
 
+/// Every image's patch matrix, `[n, c·kh·kw, oh·ow]`: what the im2col path
+/// multiplies, and the twin of the device's im2col kernel.
+pub(super) fn unfold<T: Scalar>(x: &[T], g: Window) -> Result<Vec<T>> {
+    let out = g.out("im2col")?;
+    let (area, k) = (out.0 * out.1, g.patch_len());
+    let mut cols = vec![T::ZERO; g.n * k * area];
+    super::super::checks::conv("im2col", &g, x.len(), k * k, cols.len(), k)?;
+    per_image(x, g.image_len(), &mut cols, k * area, |image, dst, scratch| {
+        im2col(image, &g, out, 0..out.0, scratch);
+        dst.copy_from_slice(scratch);
+        Ok(())
+    })?;
+    Ok(cols)
+}
+
+/// The adjoint of [`unfold`]: patch-matrix gradients summed onto the input grid.
+pub(super) fn fold<T: Scalar>(cols: &[T], g: Window) -> Result<Vec<T>> {
+    let out = g.out("col2im")?;
+    let (area, k, plane) = (out.0 * out.1, g.patch_len(), g.h * g.w);
+    let mut x = vec![T::ZERO; g.n * g.image_len()];
+    super::super::checks::conv("col2im", &g, x.len(), k * k, cols.len(), k)?;
+    per_image(cols, k * area, &mut x, g.image_len(), |src, x, scratch| {
+        scratch.clear();
+        scratch.extend_from_slice(src);
+        for (c, rows) in scratch.chunks_mut(g.kh * g.kw * area).enumerate() {
+            fold_band(rows, &g, out, 0..out.0, &mut x[c * plane..(c + 1) * plane]);
+        }
+        Ok(())
+    })?;
+    Ok(x)
+}
+
 /// `y = w ⋆ x` for an NCHW `x` and `w[c_out, c, kh, kw]`.
 pub fn conv2d<T: Scalar>(x: &[T], w: &[T], g: Window, c_out: usize) -> Result<Vec<T>> {
     let out = g.out("conv2d")?;
@@ -226,6 +260,9 @@ pub fn conv2d_backward_data<T: Scalar>(dy: &[T], w: &[T], g: Window, c_out: usiz
     let (area, k) = (out.0 * out.1, g.patch_len());
     let mut dx = vec![T::ZERO; g.n * g.image_len()];
     super::super::checks::conv("conv2d_backward_data", &g, dx.len(), w.len(), dy.len(), c_out)?;
+    if winograd::applies(&g, out, Direction::Data) {
+        return winograd::conv2d_backward_data(dy, w, &g, c_out);
+    }
     let plane = g.h * g.w;
     per_image(dy, c_out * area, &mut dx, g.image_len(), |dy, dx, cols| {
         if g.is_pointwise() {
@@ -250,6 +287,9 @@ pub fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: Window, c_out: us
     let out = g.out("conv2d_backward_filter")?;
     let (area, k) = (out.0 * out.1, g.patch_len());
     super::super::checks::conv("conv2d_backward_filter", &g, x.len(), c_out * k, dy.len(), c_out)?;
+    if winograd::applies(&g, out, Direction::Filter) {
+        return winograd::conv2d_backward_filter(dy, x, &g, c_out);
+    }
     if g.n == 0 || area == 0 {
         return Ok(vec![T::ZERO; c_out * k]);
     }

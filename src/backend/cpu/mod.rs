@@ -16,6 +16,7 @@ mod softmax;
 mod tridiagonal;
 pub mod tridiagonalise;
 mod update;
+mod winograd;
 
 use super::{AdamHyper, Backend, BatchStats, ChannelShape, Device, Gemm, SgdHyper, Window};
 use crate::error::{Error, Result};
@@ -30,6 +31,19 @@ pub struct Cpu<T>(PhantomData<T>);
 impl<T> Cpu<T> {
     pub fn new() -> Self {
         Cpu(PhantomData)
+    }
+}
+
+impl<T: Scalar> Cpu<T> {
+    /// Every image's patch matrix, `[n, c·kh·kw, oh·ow]`, as the im2col
+    /// convolutions unfold it: the twin of the device's im2col kernel.
+    pub fn im2col(&self, x: &[T], g: Window) -> Result<Vec<T>> {
+        conv::unfold(x, g)
+    }
+
+    /// The adjoint of [`Cpu::im2col`]: patch-matrix gradients summed onto the input grid.
+    pub fn col2im(&self, cols: &[T], g: Window) -> Result<Vec<T>> {
+        conv::fold(cols, g)
     }
 }
 
