@@ -64,9 +64,10 @@ def main():
             ratio = span([k / t for t, k in pairs], lambda v: f"{v:.2f}×")
             print(f"| {label} | {span([t for t, _ in pairs], ms)} | {span([k for _, k in pairs], ms)} | {ratio} the time | {target} |")
         else:
-            rate = lambda s: f"{128 / s:.0f} img/s"
+            # Rates, not times, so the ranges run from low to high img/s.
+            rate = lambda v: f"{v:.0f} img/s"
             ratio = span([t / k for t, k in pairs], lambda v: f"{v:.2f}×")
-            print(f"| {label} | {span([t for t, _ in pairs], rate)} | {span([k for _, k in pairs], rate)} | {ratio} the img/s | {target} |")
+            print(f"| {label} | {span([128 / t for t, _ in pairs], rate)} | {span([128 / k for _, k in pairs], rate)} | {ratio} the img/s | {target} |")
     k1202, t1202 = os.path.join(out, "kappa.1202.txt"), os.path.join(out, "torch.1202.txt")
     if os.path.exists(k1202) and os.path.exists(t1202):
         ktext, ttext = read(k1202), read(t1202)
