@@ -6,6 +6,7 @@ pub mod autograd;
 pub mod backend;
 pub mod checkpoint;
 pub mod cli;
+pub mod clock;
 pub mod data;
 pub mod doctor;
 pub mod error;

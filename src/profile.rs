@@ -10,10 +10,11 @@
 use crate::backend::cpu::peaks::Probe;
 use crate::backend::cpu::Cpu;
 use crate::backend::{Backend, Device, Peaks, Window};
+use crate::clock::{Clock, WallClock};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
+use crate::scalar::Scalar;
 use std::str::FromStr;
-use std::time::Instant;
 
 /// An activation shape N×C×H×W.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,65 +91,30 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn activation(s: Shape) -> Vec<f32> {
+fn activation<B: Backend>(backend: &B, s: Shape) -> Result<B::Buf> {
     let mut r = Rng::new(0, 0);
-    (0..s.n * s.c * s.h * s.w).map(|_| r.normal() as f32).collect()
+    backend.upload(&(0..s.n * s.c * s.h * s.w).map(|_| B::Elem::from_f64(r.normal())).collect::<Vec<_>>())
 }
 
-/// The CPU path: `gram_lower` (or `gram_lower_patches`) and `eigvalsh` of the Cpu backend.
-pub fn time_cpu(s: Shape, repeats: usize) -> Result<Timing> {
-    let cpu = Cpu::<f32>::new();
-    let x = activation(s);
+/// One Gram update (`gram_lower`, or `gram_lower_patches` for a spatial
+/// shape) and one `eigvalsh`, each timed by the backend's own clock, after
+/// an untimed round that loads and warms whatever runs them.
+fn time<B: Backend>(backend: &B, clock: &dyn Clock, s: Shape, repeats: usize) -> Result<Timing> {
+    let x = activation(backend, s)?;
     let (rows, k) = s.matrix();
-    let mut acc = vec![0.0f32; k * k];
-    let (mut gram, mut eig) = (Vec::new(), Vec::new());
-    for _ in 0..repeats.max(1) {
-        let t = Instant::now();
-        match s.is_dense() {
-            true => cpu.gram_lower(&mut acc, &x, rows, k, 1.0 / rows as f64)?,
-            false => cpu.gram_lower_patches(&mut acc, &x, s.window(), 1.0 / rows as f64)?,
-        }
-        gram.push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        cpu.eigvalsh(&[(&acc, k)])?;
-        eig.push(t.elapsed().as_secs_f64());
-    }
-    Ok(Timing { gram_seconds: median(gram), eig_seconds: median(eig) })
-}
-
-/// The CUDA path, timed with CUDA events on the backend's stream.
-#[cfg(feature = "cuda-backend")]
-pub fn time_cuda(ordinal: usize, s: Shape, repeats: usize) -> Result<Timing> {
-    use crate::backend::cuda::Cuda;
-    use cudarc::driver::sys::CUevent_flags;
-    let dev = Cuda::new(ordinal)?;
-    let x = dev.upload(&activation(s))?;
-    let (rows, k) = s.matrix();
-    let mut acc = dev.zeros(k * k)?;
-    let stream = dev.stream().clone();
-    let err = |e: cudarc::driver::DriverError| Error::Backend(format!("cuda:{ordinal} events: {e}"));
-    let event = || stream.context().new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(err);
-    let window = s.window();
-    let gram_once = |acc: &mut _| {
-        if s.is_dense() {
-            dev.gram_lower(acc, &x, rows, k, 1.0 / rows as f64)
-        } else {
-            dev.gram_lower_patches(acc, &x, window, 1.0 / rows as f64)
-        }
+    let mut acc = backend.zeros(k * k)?;
+    let mut gram_once = || match s.is_dense() {
+        true => backend.gram_lower(&mut acc, &x, rows, k, 1.0 / rows as f64),
+        false => backend.gram_lower_patches(&mut acc, &x, s.window(), 1.0 / rows as f64),
     };
-    gram_once(&mut acc)?; // loads the module and warms the JIT
+    gram_once()?;
     let (mut gram, mut eig) = (Vec::new(), Vec::new());
     for _ in 0..repeats.max(1) {
-        let (start, end) = (event()?, event()?);
-        start.record(&stream).map_err(err)?;
-        gram_once(&mut acc)?;
-        end.record(&stream).map_err(err)?;
-        end.synchronize().map_err(err)?;
-        gram.push(start.elapsed_ms(&end).map_err(err)? as f64 / 1e3);
-        // eigvalsh returns to the host, so wall time is its true cost.
-        let t = Instant::now();
-        dev.eigvalsh(&[(&acc, k)])?;
-        eig.push(t.elapsed().as_secs_f64());
+        gram.push(clock.seconds(&mut gram_once)?);
+    }
+    backend.eigvalsh(&[(&acc, k)])?;
+    for _ in 0..repeats.max(1) {
+        eig.push(clock.seconds(&mut || backend.eigvalsh(&[(&acc, k)]).map(drop))?);
     }
     Ok(Timing { gram_seconds: median(gram), eig_seconds: median(eig) })
 }
@@ -200,9 +166,12 @@ fn covariance_against(shape: &str, device: &str, repeats: usize, probe: Probe) -
     let (rows, k) = s.matrix();
     let c = counts(s);
     let timing = match device {
-        Device::Cpu => time_cpu(s, repeats)?,
+        Device::Cpu => time(&Cpu::<f32>::new(), &WallClock, s, repeats)?,
         #[cfg(feature = "cuda-backend")]
-        Device::Cuda(i) => time_cuda(i, s, repeats)?,
+        Device::Cuda(i) => {
+            let dev = crate::backend::cuda::Cuda::new(i)?;
+            time(&dev, &dev, s, repeats)?
+        }
         #[cfg(not(feature = "cuda-backend"))]
         Device::Cuda(i) => return Err(Error::CudaNotCompiled(i)),
     };
@@ -277,7 +246,7 @@ mod tests {
 
     #[test]
     fn the_cpu_path_times_a_small_shape() {
-        let t = time_cpu(Shape { n: 4, c: 3, h: 4, w: 4 }, 2).unwrap();
+        let t = time(&Cpu::<f32>::new(), &WallClock, Shape { n: 4, c: 3, h: 4, w: 4 }, 2).unwrap();
         assert!(t.gram_seconds > 0.0 && t.eig_seconds > 0.0);
         covariance_against("16,8,1,1", "cpu", 1, Probe { gemm_side: 32, stream_len: 1 << 12 }).unwrap();
     }

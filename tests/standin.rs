@@ -43,9 +43,7 @@ const CHECKED: i32 = 3;
 /// Runs the ignored test `case` in a child process; returns its exit code
 /// (None when a signal ended it) and stderr.
 fn child(case: &str) -> (Option<i32>, String) {
-    let exe = std::env::current_exe().unwrap();
-    let o = Command::new(exe).args(["--exact", case, "--ignored", "--nocapture", "--test-threads", "1"]).output().unwrap();
-    (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    child_with(case, &[])
 }
 
 #[test]
@@ -196,7 +194,7 @@ fn a_missing_cublas_is_named_with_what_to_install() {
 #[test]
 fn peak_memory_counts_the_live_allocations_and_the_standin_reports_no_speed_peaks() {
     use kappa::backend::Backend;
-    use kappa::speed::Clock;
+    use kappa::clock::Clock;
     if !under_standin() {
         return;
     }
