@@ -7,14 +7,6 @@ use crate::scalar::Scalar;
 /// Products smaller than this many multiply-adds run on one thread.
 const PARALLEL_FLOPS: usize = 1 << 18;
 
-fn check<T>(a: &[T], b: &[T], c_len: usize, g: &Gemm) -> Result<()> {
-    let Gemm { m, n, k, .. } = *g;
-    if a.len() != m * k || b.len() != k * n || c_len != m * n {
-        return Err(Error::shape("gemm", format!("m={m} n={n} k={k} but |A|={} |B|={} |C|={c_len}", a.len(), b.len())));
-    }
-    Ok(())
-}
-
 /// Row strides of A, B and C as stored (row-major), for operands that are
 /// column blocks of wider matrices.
 #[derive(Clone, Copy, Debug)]
@@ -33,37 +25,47 @@ impl Leading {
     }
 }
 
-/// Whether `len` elements hold a `rows × cols` block with row stride `ld`.
-fn holds(len: usize, (rows, cols): (usize, usize), ld: usize) -> bool {
-    rows == 0 || cols == 0 || (ld >= cols && len >= (rows - 1) * ld + cols)
+/// Checks that `a`, `b` and `c_len` elements hold op(A) (m×k), op(B) (k×n)
+/// and C (m×n) with row strides `ld`. Densely stored operands must fill
+/// their slices exactly: a longer slice is a caller's shape error, not a
+/// prefix to use silently.
+fn check<T>(a: &[T], b: &[T], c_len: usize, g: &Gemm, ld: Leading, exact: bool) -> Result<()> {
+    let Gemm { m, n, k, trans_a, trans_b, .. } = *g;
+    let a_dims = if trans_a { (k, m) } else { (m, k) };
+    let b_dims = if trans_b { (n, k) } else { (k, n) };
+    let holds = |len: usize, (rows, cols): (usize, usize), ld: usize| match exact {
+        true => len == rows * cols,
+        false => rows == 0 || cols == 0 || (ld >= cols && len >= (rows - 1) * ld + cols),
+    };
+    if !holds(a.len(), a_dims, ld.a) || !holds(b.len(), b_dims, ld.b) || !holds(c_len, (m, n), ld.c) {
+        let strides = if exact { String::new() } else { format!(" with strides {ld:?}") };
+        return Err(Error::shape("gemm", format!("m={m} n={n} k={k}{strides} but |A|={} |B|={} |C|={c_len}", a.len(), b.len())));
+    }
+    Ok(())
 }
 
 /// `C = alpha·op(A)·op(B) + beta·C` into an initialised `c`.
 pub fn gemm<T: Scalar>(a: &[T], b: &[T], c: &mut [T], g: Gemm) -> Result<()> {
-    check(a, b, c.len(), &g)?;
+    let ld = Leading::dense(&g);
+    check(a, b, c.len(), &g, ld, true)?;
     // SAFETY: `check` bounds every index; `c` is exclusively borrowed.
-    unsafe { raw(a, b, c.as_mut_ptr(), g, Leading::dense(&g), true) };
+    unsafe { raw(a, b, c.as_mut_ptr(), g, ld, true) };
     Ok(())
 }
 
 /// [`gemm`] on the calling thread, for callers that already run one product per core.
 pub fn gemm_on_thread<T: Scalar>(a: &[T], b: &[T], c: &mut [T], g: Gemm) -> Result<()> {
-    check(a, b, c.len(), &g)?;
+    let ld = Leading::dense(&g);
+    check(a, b, c.len(), &g, ld, true)?;
     // SAFETY: as in `gemm`.
-    unsafe { raw(a, b, c.as_mut_ptr(), g, Leading::dense(&g), false) };
+    unsafe { raw(a, b, c.as_mut_ptr(), g, ld, false) };
     Ok(())
 }
 
 /// [`gemm_on_thread`] on operands stored with row strides `ld`.
 pub fn gemm_on_thread_strided<T: Scalar>(a: &[T], b: &[T], c: &mut [T], g: Gemm, ld: Leading) -> Result<()> {
-    let Gemm { m, n, k, trans_a, trans_b, .. } = g;
-    let a_dims = if trans_a { (k, m) } else { (m, k) };
-    let b_dims = if trans_b { (n, k) } else { (k, n) };
-    if !holds(a.len(), a_dims, ld.a) || !holds(b.len(), b_dims, ld.b) || !holds(c.len(), (m, n), ld.c) {
-        let lens = (a.len(), b.len(), c.len());
-        return Err(Error::shape("gemm", format!("m={m} n={n} k={k} with strides {ld:?} but |A|,|B|,|C| = {lens:?}")));
-    }
-    // SAFETY: `holds` bounds every addressed element; `c` is exclusively borrowed.
+    check(a, b, c.len(), &g, ld, false)?;
+    // SAFETY: `check` bounds every addressed element; `c` is exclusively borrowed.
     unsafe { raw(a, b, c.as_mut_ptr(), g, ld, false) };
     Ok(())
 }
@@ -71,7 +73,7 @@ pub fn gemm_on_thread_strided<T: Scalar>(a: &[T], b: &[T], c: &mut [T], g: Gemm,
 /// `alpha·op(A)·op(B)` into fresh memory, with no zero-fill first.
 pub fn matmul<T: Scalar>(a: &[T], b: &[T], g: Gemm) -> Result<Vec<T>> {
     let g = Gemm { beta: 0.0, ..g };
-    check(a, b, g.m * g.n, &g)?;
+    check(a, b, g.m * g.n, &g, Leading::dense(&g), true)?;
     if g.k == 0 {
         return Ok(vec![T::ZERO; g.m * g.n]);
     }
