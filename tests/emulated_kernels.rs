@@ -40,6 +40,24 @@ const BLOCK: (u32, u32, u32) = (64, 1, 1);
 
 type Binary = unsafe extern "C" fn(Ptr, Ptr, Ptr, usize);
 
+/// Every `extern "C" __global__` kernel in kernels/*.cu is named by a test in
+/// this file, so a kernel added without a comparison with its CPU twin fails here.
+#[test]
+fn every_kernel_is_compared_here() {
+    let here = include_str!("emulated_kernels.rs");
+    let mut seen = 0;
+    for file in emulated::kernel_files() {
+        let path = emulated::kernels_dir().join(format!("{file}.cu"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for line in text.lines().filter_map(|l| l.strip_prefix("extern \"C\" __global__ void ")) {
+            let name = line.split('(').next().unwrap_or_default();
+            assert!(here.contains(&format!("\"{name}\"")), "{file}.cu's kernel {name} is not compared with its CPU twin in this file");
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no kernel found in kernels/*.cu");
+}
+
 #[test]
 fn elementwise_binary_and_unary_ops_match_the_cpu() {
     let m = module("elementwise");

@@ -61,17 +61,24 @@ impl Module {
     }
 }
 
-const MODULES: [&str; 9] = ["elementwise", "channel", "batch_norm", "softmax", "update", "covariance", "reduce", "im2col", "pool"];
-
 /// The emulated build of kernels/`name`.cu.
 pub fn module(name: &str) -> &'static Module {
-    static LIBS: OnceLock<Vec<(&'static str, Module)>> = OnceLock::new();
+    static LIBS: OnceLock<Vec<(String, Module)>> = OnceLock::new();
     let libs = LIBS.get_or_init(build_all);
     &libs.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no kernel file {name}.cu")).1
 }
 
-fn kernels_dir() -> PathBuf {
+pub fn kernels_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels")
+}
+
+/// Every kernel file, by name without `.cu`: all of them are built, so a new
+/// file is emulated without being listed anywhere.
+pub fn kernel_files() -> Vec<String> {
+    let entries = std::fs::read_dir(kernels_dir()).unwrap_or_else(|e| panic!("{}: {e}", kernels_dir().display()));
+    let mut names: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".cu").map(str::to_string)).collect();
+    names.sort();
+    names
 }
 
 fn modified(p: &Path) -> std::time::SystemTime {
@@ -79,7 +86,7 @@ fn modified(p: &Path) -> std::time::SystemTime {
 }
 
 /// Compiles every file at once (g++ is single-threaded), skipping up-to-date ones.
-fn build_all() -> Vec<(&'static str, Module)> {
+fn build_all() -> Vec<(String, Module)> {
     let dir = kernels_dir();
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("emulated-kernels");
     std::fs::create_dir_all(&out).unwrap();
@@ -87,9 +94,9 @@ fn build_all() -> Vec<(&'static str, Module)> {
     let target = env!("KAPPA_BUILD_TARGET");
     let tool =
         cc::Build::new().cpp(true).target(target).host(target).opt_level(2).cargo_metadata(false).cargo_warnings(false).get_compiler();
-    let jobs: Vec<_> = MODULES
-        .iter()
-        .map(|&name| {
+    let jobs: Vec<_> = kernel_files()
+        .into_iter()
+        .map(|name| {
             let src = dir.join(format!("{name}.cu"));
             let so = out.join(format!("{name}.so"));
             let fresh = so.exists() && modified(&so) > headers.max(modified(&src));
