@@ -13,10 +13,8 @@ use crate::scalar::Scalar;
 use rayon::prelude::*;
 use std::ops::Range;
 
-/// Filter-gradient partial sums: images are cut into at most this many
-/// groups, each summed on one task, then the groups added in order, so the
-/// result does not depend on the thread count.
-pub(super) const FILTER_GROUPS: usize = 8;
+/// Filter-gradient partial sums: see [`in_image_groups`].
+const FILTER_GROUPS: usize = 8;
 
 /// A core's L2 on the machines this is tuned on: an image's patch matrix up
 /// to this size is still cached when the GEMM reads it back, so it is
@@ -290,38 +288,56 @@ pub fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: Window, c_out: us
     if winograd::applies(&g, out, Direction::Filter) {
         return winograd::conv2d_backward_filter(dy, x, &g, c_out);
     }
-    if g.n == 0 || area == 0 {
+    if area == 0 {
         return Ok(vec![T::ZERO; c_out * k]);
     }
-    let per_group = g.n.div_ceil(FILTER_GROUPS.min(g.n));
-    let partials: Vec<Vec<T>> = (0..g.n.div_ceil(per_group))
+    in_image_groups(g.n, c_out * k, |images, dw| {
+        let mut cols = Vec::new();
+        for i in images {
+            let image = &x[i * g.image_len()..(i + 1) * g.image_len()];
+            let dy = &dy[i * c_out * area..(i + 1) * c_out * area];
+            if g.is_pointwise() {
+                gemm_on_thread(dy, image, dw, Gemm { beta: 1.0, ..Gemm::new(c_out, k, area, false, true) })?;
+                continue;
+            }
+            for rows in bands::<T>(&g, out) {
+                let len = rows.len() * out.1;
+                im2col(image, &g, out, rows.clone(), &mut cols);
+                let gemm = Gemm { beta: 1.0, ..Gemm::new(c_out, k, len, false, true) };
+                gemm_on_thread_strided(&dy[rows.start * out.1..], &cols, dw, gemm, Leading { a: area, b: len, c: k })?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `Σ_images` of what `body(images, acc)` adds into a zeroed `acc` of `len`
+/// elements: images are cut into at most [`FILTER_GROUPS`] groups, each
+/// summed on one task, then the groups added in order, so the result does not
+/// depend on the thread count. Zeros for no images.
+pub(super) fn in_image_groups<T: Scalar>(
+    n: usize,
+    len: usize,
+    body: impl Fn(Range<usize>, &mut [T]) -> Result<()> + Sync,
+) -> Result<Vec<T>> {
+    if n == 0 {
+        return Ok(vec![T::ZERO; len]);
+    }
+    let per_group = n.div_ceil(FILTER_GROUPS.min(n));
+    let partials: Vec<Vec<T>> = (0..n.div_ceil(per_group))
         .into_par_iter()
         .map(|group| {
-            let mut dw = vec![T::ZERO; c_out * k];
-            let mut cols = Vec::new();
-            for i in group * per_group..((group + 1) * per_group).min(g.n) {
-                let image = &x[i * g.image_len()..(i + 1) * g.image_len()];
-                let dy = &dy[i * c_out * area..(i + 1) * c_out * area];
-                if g.is_pointwise() {
-                    gemm_on_thread(dy, image, &mut dw, Gemm { beta: 1.0, ..Gemm::new(c_out, k, area, false, true) })?;
-                    continue;
-                }
-                for rows in bands::<T>(&g, out) {
-                    let len = rows.len() * out.1;
-                    im2col(image, &g, out, rows.clone(), &mut cols);
-                    let gemm = Gemm { beta: 1.0, ..Gemm::new(c_out, k, len, false, true) };
-                    gemm_on_thread_strided(&dy[rows.start * out.1..], &cols, &mut dw, gemm, Leading { a: area, b: len, c: k })?;
-                }
-            }
-            Ok(dw)
+            let mut acc = vec![T::ZERO; len];
+            body(group * per_group..((group + 1) * per_group).min(n), &mut acc)?;
+            Ok(acc)
         })
         .collect::<Result<_>>()?;
     let mut parts = partials.into_iter();
-    let mut dw = parts.next().unwrap_or_default();
+    let mut sum = parts.next().unwrap_or_default();
     for p in parts {
-        dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        sum.iter_mut().zip(p).for_each(|(a, b)| *a += b);
     }
-    Ok(dw)
+    Ok(sum)
 }
 
 #[cfg(test)]

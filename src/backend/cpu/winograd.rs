@@ -13,7 +13,7 @@
 //! Only the backward directions at the larger planes are dispatched here
 //! (see [`applies`]); f32 error against the f64 definition: [`F32_ERROR`].
 
-use super::conv::FILTER_GROUPS;
+use super::conv::in_image_groups;
 use super::gemm::gemm_on_thread;
 use crate::backend::{Gemm, Window};
 use crate::error::Result;
@@ -146,8 +146,13 @@ vectorised!(input_transform => input_lanes(x: &[T], hw: (usize, usize), t: Tilin
 vectorised!(output_transform => output_lanes(m: &[T], hw: (usize, usize), t: Tiling, tiles: usize, y: &mut [T], tmp: &mut Vec<T>));
 vectorised!(output_transform_adjoint => output_adjoint_lanes(dy: &[T], hw: (usize, usize), t: Tiling, v: &mut [T], tiles: usize, pad: &mut Vec<T>));
 
-/// `out[t] = f(a[t], b[t])`: the transforms run along a tile row, one
+/// `out[t] = f(a[t], …)`: the transforms run along a tile row, one
 /// contiguous lane per transform element, so these loops vectorise.
+#[inline(always)]
+fn map<T: Scalar>(out: &mut [T], a: &[T], f: impl Fn(T) -> T) {
+    out.iter_mut().zip(a).for_each(|(o, &a)| *o = f(a));
+}
+
 #[inline(always)]
 fn map2<T: Scalar>(out: &mut [T], a: &[T], b: &[T], f: impl Fn(T, T) -> T) {
     out.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&a, &b))| *o = f(a, b));
@@ -280,7 +285,7 @@ fn output_adjoint_lanes<T: Scalar>(dy: &[T], (h, w): (usize, usize), t: Tiling, 
                 a.copy_from_slice(d0);
                 map2(a1, d0, d1, |p, q| p + q);
                 map2(a2, d0, d1, |p, q| p - q);
-                map2(&mut a3[..tw], d0, d1, |_, q| -q);
+                map(&mut a3[..tw], d1, |q| -q);
             }
             // ·Aᵀ along the rows, the same combinations of the even and odd column.
             let base = image * t.per_image() + ty * tw;
@@ -290,7 +295,7 @@ fn output_adjoint_lanes<T: Scalar>(dy: &[T], (h, w): (usize, usize), t: Tiling, 
                 v[at(0)..][..tw].copy_from_slice(even);
                 map2(&mut v[at(1)..][..tw], even, odd, |p, q| p + q);
                 map2(&mut v[at(2)..][..tw], even, odd, |p, q| p - q);
-                map2(&mut v[at(3)..][..tw], even, odd, |_, q| -q);
+                map(&mut v[at(3)..][..tw], odd, |q| -q);
             }
         }
     }
@@ -359,36 +364,25 @@ pub(super) fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: &Window, c
         return Ok(vec![T::ZERO; pairs * 9]);
     }
     let t = Tiling::new(g);
-    let per_group = g.n.div_ceil(FILTER_GROUPS.min(g.n));
-    let partials: Vec<Vec<T>> = (0..g.n.div_ceil(per_group))
-        .into_par_iter()
-        .map(|group| {
-            let mut acc = vec![T::ZERO; E * pairs];
-            let mut s = Scratch::default();
-            let images = group * per_group..((group + 1) * per_group).min(g.n);
-            for first in images.clone().step_by(t.images) {
-                let count = t.images.min(images.end - first);
-                let tiles = count * t.per_image();
-                s.v.resize(E * g.c * tiles, T::ZERO);
-                s.m.resize(E * c_out * tiles, T::ZERO);
-                let x = &x[first * g.c * plane..][..count * g.c * plane];
-                let dy = &dy[first * c_out * plane..][..count * c_out * plane];
-                input_transform(x, (g.h, g.w), t, &mut s.v, tiles, &mut s.pad);
-                output_transform_adjoint(dy, (g.h, g.w), t, &mut s.m, tiles, &mut s.pad);
-                for e in 0..E {
-                    let (a, b) = (&s.m[e * c_out * tiles..][..c_out * tiles], &s.v[e * g.c * tiles..][..g.c * tiles]);
-                    let gemm = Gemm { beta: 1.0, ..Gemm::new(c_out, g.c, tiles, false, true) };
-                    gemm_on_thread(a, b, &mut acc[e * pairs..][..pairs], gemm)?;
-                }
+    let acc = in_image_groups(g.n, E * pairs, |images, acc| {
+        let mut s = Scratch::default();
+        for first in images.clone().step_by(t.images) {
+            let count = t.images.min(images.end - first);
+            let tiles = count * t.per_image();
+            s.v.resize(E * g.c * tiles, T::ZERO);
+            s.m.resize(E * c_out * tiles, T::ZERO);
+            let x = &x[first * g.c * plane..][..count * g.c * plane];
+            let dy = &dy[first * c_out * plane..][..count * c_out * plane];
+            input_transform(x, (g.h, g.w), t, &mut s.v, tiles, &mut s.pad);
+            output_transform_adjoint(dy, (g.h, g.w), t, &mut s.m, tiles, &mut s.pad);
+            for e in 0..E {
+                let (a, b) = (&s.m[e * c_out * tiles..][..c_out * tiles], &s.v[e * g.c * tiles..][..g.c * tiles]);
+                let gemm = Gemm { beta: 1.0, ..Gemm::new(c_out, g.c, tiles, false, true) };
+                gemm_on_thread(a, b, &mut acc[e * pairs..][..pairs], gemm)?;
             }
-            Ok(acc)
-        })
-        .collect::<Result<_>>()?;
-    let mut parts = partials.into_iter();
-    let mut acc = parts.next().unwrap_or_default();
-    for p in parts {
-        acc.iter_mut().zip(p).for_each(|(a, b)| *a += b);
-    }
+        }
+        Ok(())
+    })?;
     Ok(filter_transform_adjoint(&acc, pairs))
 }
 
