@@ -5,13 +5,22 @@
 //! the image already is its patch matrix. The backward directions of 3×3
 //! same-grid windows on large planes go to [`super::winograd`] instead.
 
+use super::direct;
 use super::gemm::{gemm_on_thread, gemm_on_thread_strided, Leading};
-use super::winograd::{self, Direction};
+use super::winograd;
 use crate::backend::{Gemm, Window};
 use crate::error::Result;
 use crate::scalar::Scalar;
 use rayon::prelude::*;
 use std::ops::Range;
+
+/// The directions a convolution runs in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Direction {
+    Forward,
+    Data,
+    Filter,
+}
 
 /// Filter-gradient partial sums: see [`in_image_groups`].
 const FILTER_GROUPS: usize = 8;
@@ -237,6 +246,9 @@ pub fn conv2d<T: Scalar>(x: &[T], w: &[T], g: Window, c_out: usize) -> Result<Ve
     let (area, k) = (out.0 * out.1, g.patch_len());
     let mut y = vec![T::ZERO; g.n * c_out * area];
     super::super::checks::conv("conv2d", &g, x.len(), w.len(), y.len(), c_out)?;
+    if direct::applies(&g, out, Direction::Forward) {
+        return Ok(direct::conv2d(x, w, &g, c_out));
+    }
     per_image(x, g.image_len(), &mut y, c_out * area, |image, y, cols| {
         if g.is_pointwise() {
             return gemm_on_thread(w, image, y, Gemm::new(c_out, area, k, false, false));
@@ -250,6 +262,21 @@ pub fn conv2d<T: Scalar>(x: &[T], w: &[T], g: Window, c_out: usize) -> Result<Ve
         Ok(())
     })?;
     Ok(y)
+}
+
+/// `w[c_out, c_in, kh, kw]` rotated 180° with its channels swapped, `[c_in,
+/// c_out, kh, kw]`: the filters whose forward conv of `dy` is backward-data
+/// for a same-grid window.
+pub(super) fn rotated<T: Scalar>(w: &[T], c_in: usize, c_out: usize) -> Vec<T> {
+    let taps = w.len() / (c_in * c_out).max(1);
+    let mut flipped = vec![T::ZERO; w.len()];
+    for (oc, src) in w.chunks_exact(taps).enumerate() {
+        let (o, c) = (oc / c_in, oc % c_in);
+        for (k, &v) in src.iter().enumerate() {
+            flipped[(c * c_out + o) * taps + taps - 1 - k] = v;
+        }
+    }
+    flipped
 }
 
 /// `∂L/∂x` of [`conv2d`]: `wᵀ·dy` per image band, folded back onto the input grid.

@@ -13,7 +13,7 @@
 //! Only the backward directions at the larger planes are dispatched here
 //! (see [`applies`]); f32 error against the f64 definition: [`F32_ERROR`].
 
-use super::conv::in_image_groups;
+use super::conv::{in_image_groups, rotated, Direction};
 use super::gemm::gemm_on_thread;
 use crate::backend::{Gemm, Window};
 use crate::error::Result;
@@ -36,13 +36,6 @@ const E: usize = 16;
 /// c_out)·TILES` elements, 2 MiB at 64 channels in f32) stay in L2/L3.
 const TILES: usize = 256;
 
-/// The directions a convolution runs in.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Direction {
-    Data,
-    Filter,
-}
-
 /// Whether window `g` with output grid `out` takes the Winograd path in
 /// direction `d`: only where benches/conv.rs (batch 128, f32, 2 shared
 /// cores, new/old time, medians of 3–6 interleaved runs, ±20% noise) did not
@@ -53,7 +46,11 @@ pub(super) enum Direction {
 pub(super) fn applies(g: &Window, out: (usize, usize), d: Direction) -> bool {
     let plane = g.h * g.w;
     let fits = g.kh == 3 && g.kw == 3 && g.stride == 1 && out == (g.h, g.w);
-    fits && plane >= if d == Direction::Data { 1024 } else { 256 }
+    fits && match d {
+        Direction::Forward => false,
+        Direction::Data => plane >= 1024,
+        Direction::Filter => plane >= 256,
+    }
 }
 
 /// A window's tile grid and how many images one task batches.
@@ -345,14 +342,7 @@ fn conv2d<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize) -> Result<Vec<T
 /// [`super::conv::conv2d_backward_data`] for a window that [`applies`]: the
 /// forward conv of `dy` with `w` rotated 180°, input and output channels swapped.
 pub(super) fn conv2d_backward_data<T: Scalar>(dy: &[T], w: &[T], g: &Window, c_out: usize) -> Result<Vec<T>> {
-    let mut flipped = vec![T::ZERO; w.len()];
-    for (oc, taps) in w.chunks_exact(9).enumerate() {
-        let (o, c) = (oc / g.c, oc % g.c);
-        for (k, &v) in taps.iter().enumerate() {
-            flipped[(c * c_out + o) * 9 + 8 - k] = v;
-        }
-    }
-    convolve(dy, &filter_transform(&flipped, g.c, c_out), &Window { c: c_out, ..*g }, g.c)
+    convolve(dy, &filter_transform(&rotated(w, g.c, c_out), g.c, c_out), &Window { c: c_out, ..*g }, g.c)
 }
 
 /// [`super::conv::conv2d_backward_filter`] for a window that [`applies`]:
