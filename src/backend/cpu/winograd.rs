@@ -41,7 +41,8 @@ const TILES: usize = 256;
 /// cores, new/old time, medians of 3–6 interleaved runs, ±20% noise) did not
 /// measure it slower than im2col. Forward: 1.17 (16c32), 1.1 (32c16), 1.2
 /// (64c8), so never: the transforms, memory-bound, cost more than the GEMM
-/// flops they save. Backward-data 0.96 / 1.2 / 0.95: 32×32 planes only.
+/// flops they save. Backward-data 0.96 / 1.2 / 0.95: 32×32 planes only, and
+/// only on CPUs without AVX2 and FMA, where [`super::direct`] does not take it.
 /// Backward-filter 0.68 / 0.9 / 0.98: planes of 16×16 and up.
 pub(super) fn applies(g: &Window, out: (usize, usize), d: Direction) -> bool {
     let plane = g.h * g.w;
