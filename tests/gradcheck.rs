@@ -700,6 +700,19 @@ fn conv2d_3x3_padded() {
     gradcheck("conv2d 3x3 s1 p1", &[x, w], |t, v| t.conv2d(v[0], v[1], 1, 1));
 }
 
+/// Planes 8 and more wide take the CPU's direct kernel (with AVX2 and FMA);
+/// 5 output channels leave one past its blocks of 4.
+#[test]
+fn conv2d_3x3_padded_on_planes_for_the_direct_kernel() {
+    let mut rng = Rng::new(71, 0);
+    let x = normal(&mut rng, &[2, 3, 3, 9], 1.0);
+    let w = normal(&mut rng, &[5, 3, 3, 3], 0.5);
+    gradcheck("conv2d 3x3 s1 p1, 9 wide", &[x.clone(), w.clone()], |t, v| t.conv2d(v[0], v[1], 1, 1));
+    let x = normal(&mut rng, &[1, 2, 8, 8], 1.0);
+    let w = normal(&mut rng, &[3, 2, 3, 3], 0.5);
+    gradcheck("conv2d 3x3 s1 p1, 8×8", &[x, w], |t, v| t.conv2d(v[0], v[1], 1, 1));
+}
+
 #[test]
 fn conv2d_strided_on_a_non_square_image() {
     let mut rng = Rng::new(71, 0);

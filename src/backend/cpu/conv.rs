@@ -2,21 +2,29 @@
 //! unfolds its image into a buffer of its own (`c·kh·kw × oh·ow`, so the
 //! unfolded data never exceeds one image per thread) and runs one GEMM on its
 //! core. A pointwise (1×1, stride 1, unpadded) window skips the unfolding:
-//! the image already is its patch matrix. The backward directions of 3×3
-//! same-grid windows on large planes go to [`super::winograd`] instead.
+//! the image already is its patch matrix. The forward and backward-data of
+//! 3×3 same-grid windows go to [`super::direct`] where the CPU has AVX2 and
+//! FMA, and the filter gradient of those on large planes to [`super::winograd`].
 
+use super::direct;
 use super::gemm::{gemm_on_thread, gemm_on_thread_strided, Leading};
-use super::winograd::{self, Direction};
+use super::winograd;
 use crate::backend::{Gemm, Window};
 use crate::error::Result;
 use crate::scalar::Scalar;
 use rayon::prelude::*;
 use std::ops::Range;
 
-/// Filter-gradient partial sums: images are cut into at most this many
-/// groups, each summed on one task, then the groups added in order, so the
-/// result does not depend on the thread count.
-pub(super) const FILTER_GROUPS: usize = 8;
+/// The directions a convolution runs in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Direction {
+    Forward,
+    Data,
+    Filter,
+}
+
+/// Filter-gradient partial sums: see [`in_image_groups`].
+const FILTER_GROUPS: usize = 8;
 
 /// A core's L2 on the machines this is tuned on: an image's patch matrix up
 /// to this size is still cached when the GEMM reads it back, so it is
@@ -236,16 +244,24 @@ pub(super) fn fold<T: Scalar>(cols: &[T], g: Window) -> Result<Vec<T>> {
 /// `y = w ⋆ x` for an NCHW `x` and `w[c_out, c, kh, kw]`.
 pub fn conv2d<T: Scalar>(x: &[T], w: &[T], g: Window, c_out: usize) -> Result<Vec<T>> {
     let out = g.out("conv2d")?;
+    super::super::checks::conv("conv2d", &g, x.len(), w.len(), g.n * c_out * out.0 * out.1, c_out)?;
+    if direct::applies(&g, out, Direction::Forward) {
+        return Ok(direct::conv2d(x, w, &g, c_out));
+    }
+    im2col_forward(x, w, &g, c_out, out)
+}
+
+/// [`conv2d`] as im2col + GEMM, in output-row bands.
+fn im2col_forward<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize, out: (usize, usize)) -> Result<Vec<T>> {
     let (area, k) = (out.0 * out.1, g.patch_len());
     let mut y = vec![T::ZERO; g.n * c_out * area];
-    super::super::checks::conv("conv2d", &g, x.len(), w.len(), y.len(), c_out)?;
     per_image(x, g.image_len(), &mut y, c_out * area, |image, y, cols| {
         if g.is_pointwise() {
             return gemm_on_thread(w, image, y, Gemm::new(c_out, area, k, false, false));
         }
-        for rows in bands::<T>(&g, out) {
+        for rows in bands::<T>(g, out) {
             let len = rows.len() * out.1;
-            im2col(image, &g, out, rows.clone(), cols);
+            im2col(image, g, out, rows.clone(), cols);
             let ld = Leading { a: k, b: len, c: area };
             gemm_on_thread_strided(w, cols, &mut y[rows.start * out.1..], Gemm::new(c_out, len, k, false, false), ld)?;
         }
@@ -254,27 +270,49 @@ pub fn conv2d<T: Scalar>(x: &[T], w: &[T], g: Window, c_out: usize) -> Result<Ve
     Ok(y)
 }
 
+/// `w[c_out, c_in, kh, kw]` rotated 180° with its channels swapped, `[c_in,
+/// c_out, kh, kw]`: the filters whose forward conv of `dy` is backward-data
+/// for a same-grid window.
+pub(super) fn rotated<T: Scalar>(w: &[T], c_in: usize, c_out: usize) -> Vec<T> {
+    let taps = w.len() / (c_in * c_out).max(1);
+    let mut flipped = vec![T::ZERO; w.len()];
+    for (oc, src) in w.chunks_exact(taps).enumerate() {
+        let (o, c) = (oc / c_in, oc % c_in);
+        for (k, &v) in src.iter().enumerate() {
+            flipped[(c * c_out + o) * taps + taps - 1 - k] = v;
+        }
+    }
+    flipped
+}
+
 /// `∂L/∂x` of [`conv2d`]: `wᵀ·dy` per image band, folded back onto the input grid.
 pub fn conv2d_backward_data<T: Scalar>(dy: &[T], w: &[T], g: Window, c_out: usize) -> Result<Vec<T>> {
     let out = g.out("conv2d_backward_data")?;
-    let (area, k) = (out.0 * out.1, g.patch_len());
-    let mut dx = vec![T::ZERO; g.n * g.image_len()];
-    super::super::checks::conv("conv2d_backward_data", &g, dx.len(), w.len(), dy.len(), c_out)?;
+    super::super::checks::conv("conv2d_backward_data", &g, g.n * g.image_len(), w.len(), dy.len(), c_out)?;
+    if direct::applies(&g, out, Direction::Data) {
+        return Ok(direct::conv2d(dy, &rotated(w, g.c, c_out), &Window { c: c_out, ..g }, g.c));
+    }
     if winograd::applies(&g, out, Direction::Data) {
         return winograd::conv2d_backward_data(dy, w, &g, c_out);
     }
-    let plane = g.h * g.w;
+    im2col_backward_data(dy, w, &g, c_out, out)
+}
+
+/// [`conv2d_backward_data`] as GEMM + col2im, in output-row bands.
+fn im2col_backward_data<T: Scalar>(dy: &[T], w: &[T], g: &Window, c_out: usize, out: (usize, usize)) -> Result<Vec<T>> {
+    let (area, k, plane) = (out.0 * out.1, g.patch_len(), g.h * g.w);
+    let mut dx = vec![T::ZERO; g.n * g.image_len()];
     per_image(dy, c_out * area, &mut dx, g.image_len(), |dy, dx, cols| {
         if g.is_pointwise() {
             return gemm_on_thread(w, dy, dx, Gemm::new(k, area, c_out, true, false));
         }
-        for rows in bands::<T>(&g, out) {
+        for rows in bands::<T>(g, out) {
             let len = rows.len() * out.1;
             cols.resize(k * len, T::ZERO);
             let ld = Leading { a: k, b: area, c: len };
             gemm_on_thread_strided(w, &dy[rows.start * out.1..], cols, Gemm::new(k, len, c_out, true, false), ld)?;
             for (c, src) in cols.chunks_mut(g.kh * g.kw * len).enumerate() {
-                fold_band(src, &g, out, rows.clone(), &mut dx[c * plane..(c + 1) * plane]);
+                fold_band(src, g, out, rows.clone(), &mut dx[c * plane..(c + 1) * plane]);
             }
         }
         Ok(())
@@ -290,38 +328,56 @@ pub fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: Window, c_out: us
     if winograd::applies(&g, out, Direction::Filter) {
         return winograd::conv2d_backward_filter(dy, x, &g, c_out);
     }
-    if g.n == 0 || area == 0 {
+    if area == 0 {
         return Ok(vec![T::ZERO; c_out * k]);
     }
-    let per_group = g.n.div_ceil(FILTER_GROUPS.min(g.n));
-    let partials: Vec<Vec<T>> = (0..g.n.div_ceil(per_group))
+    in_image_groups(g.n, c_out * k, |images, dw| {
+        let mut cols = Vec::new();
+        for i in images {
+            let image = &x[i * g.image_len()..(i + 1) * g.image_len()];
+            let dy = &dy[i * c_out * area..(i + 1) * c_out * area];
+            if g.is_pointwise() {
+                gemm_on_thread(dy, image, dw, Gemm { beta: 1.0, ..Gemm::new(c_out, k, area, false, true) })?;
+                continue;
+            }
+            for rows in bands::<T>(&g, out) {
+                let len = rows.len() * out.1;
+                im2col(image, &g, out, rows.clone(), &mut cols);
+                let gemm = Gemm { beta: 1.0, ..Gemm::new(c_out, k, len, false, true) };
+                gemm_on_thread_strided(&dy[rows.start * out.1..], &cols, dw, gemm, Leading { a: area, b: len, c: k })?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `Σ_images` of what `body(images, acc)` adds into a zeroed `acc` of `len`
+/// elements: images are cut into at most [`FILTER_GROUPS`] groups, each
+/// summed on one task, then the groups added in order, so the result does not
+/// depend on the thread count. Zeros for no images.
+pub(super) fn in_image_groups<T: Scalar>(
+    n: usize,
+    len: usize,
+    body: impl Fn(Range<usize>, &mut [T]) -> Result<()> + Sync,
+) -> Result<Vec<T>> {
+    if n == 0 {
+        return Ok(vec![T::ZERO; len]);
+    }
+    let per_group = n.div_ceil(FILTER_GROUPS.min(n));
+    let partials: Vec<Vec<T>> = (0..n.div_ceil(per_group))
         .into_par_iter()
         .map(|group| {
-            let mut dw = vec![T::ZERO; c_out * k];
-            let mut cols = Vec::new();
-            for i in group * per_group..((group + 1) * per_group).min(g.n) {
-                let image = &x[i * g.image_len()..(i + 1) * g.image_len()];
-                let dy = &dy[i * c_out * area..(i + 1) * c_out * area];
-                if g.is_pointwise() {
-                    gemm_on_thread(dy, image, &mut dw, Gemm { beta: 1.0, ..Gemm::new(c_out, k, area, false, true) })?;
-                    continue;
-                }
-                for rows in bands::<T>(&g, out) {
-                    let len = rows.len() * out.1;
-                    im2col(image, &g, out, rows.clone(), &mut cols);
-                    let gemm = Gemm { beta: 1.0, ..Gemm::new(c_out, k, len, false, true) };
-                    gemm_on_thread_strided(&dy[rows.start * out.1..], &cols, &mut dw, gemm, Leading { a: area, b: len, c: k })?;
-                }
-            }
-            Ok(dw)
+            let mut acc = vec![T::ZERO; len];
+            body(group * per_group..((group + 1) * per_group).min(n), &mut acc)?;
+            Ok(acc)
         })
         .collect::<Result<_>>()?;
     let mut parts = partials.into_iter();
-    let mut dw = parts.next().unwrap_or_default();
+    let mut sum = parts.next().unwrap_or_default();
     for p in parts {
-        dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        sum.iter_mut().zip(p).for_each(|(a, b)| *a += b);
     }
-    Ok(dw)
+    Ok(sum)
 }
 
 #[cfg(test)]
@@ -413,14 +469,22 @@ mod tests {
             assert!(bands::<f64>(&g, g.out("bands").unwrap()).count() > 1, "{g:?} fits one band");
             let x = rand(&mut r, g.n * g.image_len());
             let w = rand(&mut r, c_out * g.patch_len());
+            // The dispatched path, and im2col itself where the direct kernel takes these windows.
+            let out = g.out("bands").unwrap();
             let y = conv2d(&x, &w, g, c_out).unwrap();
-            assert!(y.iter().zip(&direct(&x, &w, g, c_out)).all(|(a, b)| (a - b).abs() < 1e-12), "{g:?}");
+            let banded = im2col_forward(&x, &w, &g, c_out, out).unwrap();
+            let want = direct(&x, &w, g, c_out);
+            for y in [&y, &banded] {
+                assert!(y.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12), "{g:?}");
+            }
             let dy = rand(&mut r, y.len());
             let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>();
             let lhs = dot(&dy, &y);
             let dx = conv2d_backward_data(&dy, &w, g, c_out).unwrap();
+            let dx_banded = im2col_backward_data(&dy, &w, &g, c_out, out).unwrap();
             let dw = conv2d_backward_filter(&dy, &x, g, c_out).unwrap();
             assert!((dot(&dx, &x) - lhs).abs() < 1e-9 * lhs.abs(), "{g:?} data");
+            assert!((dot(&dx_banded, &x) - lhs).abs() < 1e-9 * lhs.abs(), "{g:?} banded data");
             assert!((dot(&dw, &w) - lhs).abs() < 1e-9 * lhs.abs(), "{g:?} filter");
         }
     }

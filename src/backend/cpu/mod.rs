@@ -6,6 +6,7 @@ mod batch_norm;
 mod channel;
 mod conv;
 mod covariance;
+mod direct;
 mod eigen;
 pub mod gemm;
 mod lanes;

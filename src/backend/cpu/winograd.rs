@@ -13,7 +13,7 @@
 //! Only the backward directions at the larger planes are dispatched here
 //! (see [`applies`]); f32 error against the f64 definition: [`F32_ERROR`].
 
-use super::conv::FILTER_GROUPS;
+use super::conv::{in_image_groups, rotated, Direction};
 use super::gemm::gemm_on_thread;
 use crate::backend::{Gemm, Window};
 use crate::error::Result;
@@ -36,24 +36,22 @@ const E: usize = 16;
 /// c_out)·TILES` elements, 2 MiB at 64 channels in f32) stay in L2/L3.
 const TILES: usize = 256;
 
-/// The directions a convolution runs in.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Direction {
-    Data,
-    Filter,
-}
-
 /// Whether window `g` with output grid `out` takes the Winograd path in
 /// direction `d`: only where benches/conv.rs (batch 128, f32, 2 shared
 /// cores, new/old time, medians of 3–6 interleaved runs, ±20% noise) did not
 /// measure it slower than im2col. Forward: 1.17 (16c32), 1.1 (32c16), 1.2
 /// (64c8), so never: the transforms, memory-bound, cost more than the GEMM
-/// flops they save. Backward-data 0.96 / 1.2 / 0.95: 32×32 planes only.
+/// flops they save. Backward-data 0.96 / 1.2 / 0.95: 32×32 planes only, and
+/// only on CPUs without AVX2 and FMA, where [`super::direct`] does not take it.
 /// Backward-filter 0.68 / 0.9 / 0.98: planes of 16×16 and up.
 pub(super) fn applies(g: &Window, out: (usize, usize), d: Direction) -> bool {
     let plane = g.h * g.w;
     let fits = g.kh == 3 && g.kw == 3 && g.stride == 1 && out == (g.h, g.w);
-    fits && plane >= if d == Direction::Data { 1024 } else { 256 }
+    fits && match d {
+        Direction::Forward => false,
+        Direction::Data => plane >= 1024,
+        Direction::Filter => plane >= 256,
+    }
 }
 
 /// A window's tile grid and how many images one task batches.
@@ -146,8 +144,13 @@ vectorised!(input_transform => input_lanes(x: &[T], hw: (usize, usize), t: Tilin
 vectorised!(output_transform => output_lanes(m: &[T], hw: (usize, usize), t: Tiling, tiles: usize, y: &mut [T], tmp: &mut Vec<T>));
 vectorised!(output_transform_adjoint => output_adjoint_lanes(dy: &[T], hw: (usize, usize), t: Tiling, v: &mut [T], tiles: usize, pad: &mut Vec<T>));
 
-/// `out[t] = f(a[t], b[t])`: the transforms run along a tile row, one
+/// `out[t] = f(a[t], …)`: the transforms run along a tile row, one
 /// contiguous lane per transform element, so these loops vectorise.
+#[inline(always)]
+fn map<T: Scalar>(out: &mut [T], a: &[T], f: impl Fn(T) -> T) {
+    out.iter_mut().zip(a).for_each(|(o, &a)| *o = f(a));
+}
+
 #[inline(always)]
 fn map2<T: Scalar>(out: &mut [T], a: &[T], b: &[T], f: impl Fn(T, T) -> T) {
     out.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&a, &b))| *o = f(a, b));
@@ -280,7 +283,7 @@ fn output_adjoint_lanes<T: Scalar>(dy: &[T], (h, w): (usize, usize), t: Tiling, 
                 a.copy_from_slice(d0);
                 map2(a1, d0, d1, |p, q| p + q);
                 map2(a2, d0, d1, |p, q| p - q);
-                map2(&mut a3[..tw], d0, d1, |_, q| -q);
+                map(&mut a3[..tw], d1, |q| -q);
             }
             // ·Aᵀ along the rows, the same combinations of the even and odd column.
             let base = image * t.per_image() + ty * tw;
@@ -290,7 +293,7 @@ fn output_adjoint_lanes<T: Scalar>(dy: &[T], (h, w): (usize, usize), t: Tiling, 
                 v[at(0)..][..tw].copy_from_slice(even);
                 map2(&mut v[at(1)..][..tw], even, odd, |p, q| p + q);
                 map2(&mut v[at(2)..][..tw], even, odd, |p, q| p - q);
-                map2(&mut v[at(3)..][..tw], even, odd, |_, q| -q);
+                map(&mut v[at(3)..][..tw], odd, |q| -q);
             }
         }
     }
@@ -340,14 +343,7 @@ fn conv2d<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize) -> Result<Vec<T
 /// [`super::conv::conv2d_backward_data`] for a window that [`applies`]: the
 /// forward conv of `dy` with `w` rotated 180°, input and output channels swapped.
 pub(super) fn conv2d_backward_data<T: Scalar>(dy: &[T], w: &[T], g: &Window, c_out: usize) -> Result<Vec<T>> {
-    let mut flipped = vec![T::ZERO; w.len()];
-    for (oc, taps) in w.chunks_exact(9).enumerate() {
-        let (o, c) = (oc / g.c, oc % g.c);
-        for (k, &v) in taps.iter().enumerate() {
-            flipped[(c * c_out + o) * 9 + 8 - k] = v;
-        }
-    }
-    convolve(dy, &filter_transform(&flipped, g.c, c_out), &Window { c: c_out, ..*g }, g.c)
+    convolve(dy, &filter_transform(&rotated(w, g.c, c_out), g.c, c_out), &Window { c: c_out, ..*g }, g.c)
 }
 
 /// [`super::conv::conv2d_backward_filter`] for a window that [`applies`]:
@@ -359,36 +355,25 @@ pub(super) fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: &Window, c
         return Ok(vec![T::ZERO; pairs * 9]);
     }
     let t = Tiling::new(g);
-    let per_group = g.n.div_ceil(FILTER_GROUPS.min(g.n));
-    let partials: Vec<Vec<T>> = (0..g.n.div_ceil(per_group))
-        .into_par_iter()
-        .map(|group| {
-            let mut acc = vec![T::ZERO; E * pairs];
-            let mut s = Scratch::default();
-            let images = group * per_group..((group + 1) * per_group).min(g.n);
-            for first in images.clone().step_by(t.images) {
-                let count = t.images.min(images.end - first);
-                let tiles = count * t.per_image();
-                s.v.resize(E * g.c * tiles, T::ZERO);
-                s.m.resize(E * c_out * tiles, T::ZERO);
-                let x = &x[first * g.c * plane..][..count * g.c * plane];
-                let dy = &dy[first * c_out * plane..][..count * c_out * plane];
-                input_transform(x, (g.h, g.w), t, &mut s.v, tiles, &mut s.pad);
-                output_transform_adjoint(dy, (g.h, g.w), t, &mut s.m, tiles, &mut s.pad);
-                for e in 0..E {
-                    let (a, b) = (&s.m[e * c_out * tiles..][..c_out * tiles], &s.v[e * g.c * tiles..][..g.c * tiles]);
-                    let gemm = Gemm { beta: 1.0, ..Gemm::new(c_out, g.c, tiles, false, true) };
-                    gemm_on_thread(a, b, &mut acc[e * pairs..][..pairs], gemm)?;
-                }
+    let acc = in_image_groups(g.n, E * pairs, |images, acc| {
+        let mut s = Scratch::default();
+        for first in images.clone().step_by(t.images) {
+            let count = t.images.min(images.end - first);
+            let tiles = count * t.per_image();
+            s.v.resize(E * g.c * tiles, T::ZERO);
+            s.m.resize(E * c_out * tiles, T::ZERO);
+            let x = &x[first * g.c * plane..][..count * g.c * plane];
+            let dy = &dy[first * c_out * plane..][..count * c_out * plane];
+            input_transform(x, (g.h, g.w), t, &mut s.v, tiles, &mut s.pad);
+            output_transform_adjoint(dy, (g.h, g.w), t, &mut s.m, tiles, &mut s.pad);
+            for e in 0..E {
+                let (a, b) = (&s.m[e * c_out * tiles..][..c_out * tiles], &s.v[e * g.c * tiles..][..g.c * tiles]);
+                let gemm = Gemm { beta: 1.0, ..Gemm::new(c_out, g.c, tiles, false, true) };
+                gemm_on_thread(a, b, &mut acc[e * pairs..][..pairs], gemm)?;
             }
-            Ok(acc)
-        })
-        .collect::<Result<_>>()?;
-    let mut parts = partials.into_iter();
-    let mut acc = parts.next().unwrap_or_default();
-    for p in parts {
-        acc.iter_mut().zip(p).for_each(|(a, b)| *a += b);
-    }
+        }
+        Ok(())
+    })?;
     Ok(filter_transform_adjoint(&acc, pairs))
 }
 
