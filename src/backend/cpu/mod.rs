@@ -8,7 +8,7 @@ mod conv;
 mod covariance;
 mod eigen;
 pub mod gemm;
-mod lanes;
+pub mod lanes;
 pub mod parallel;
 pub mod peaks;
 mod pool;
