@@ -14,8 +14,8 @@ pub trait Element: Scalar {
     #[cfg(target_arch = "x86_64")]
     type Avx2: Lanes<Self>;
     /// Below this a vector's largest entry is small enough that the squares
-    /// of entries ε times smaller near underflow (√MIN_POSITIVE / ε is 1e-138
-    /// in f64 and 2e-12 in f32, so both leave a wide margin).
+    /// of entries ε times smaller near underflow (√MIN_POSITIVE / ε is 7e-139
+    /// in f64 and 9e-13 in f32, so both leave a wide margin).
     const TINY: Self;
     /// `self·b + c`, rounded once.
     fn mul_add(self, b: Self, c: Self) -> Self;
