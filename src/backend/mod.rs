@@ -210,9 +210,11 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     /// conv layer's Σx. A 1×1 window over an output-gradient gives Σ∇h.
     fn gram_lower_patches(&self, acc: &mut Self::Buf, x: &Self::Buf, g: Window, alpha: f64) -> Result<()>;
     /// Eigenvalues, in descending order, of each symmetric `n×n` matrix given
-    /// by its lower triangle. Only the eigenvalues leave the device. Solved in
-    /// f64 after scaling by the largest diagonal entry, so degenerate and
-    /// tiny-scale PSD matrices do not fail; a matrix with a non-finite entry
+    /// by its lower triangle. Only the eigenvalues leave the device. Solved
+    /// after scaling by the largest |entry|, so degenerate and tiny-scale PSD
+    /// matrices do not fail: in f64, except that the CPU reduces an f32
+    /// matrix to tridiagonal form in f32 (an error far inside the rank
+    /// tolerance, see cpu/eigen.rs); a matrix with a non-finite entry
     /// yields NaNs (a diverged run is recorded, not aborted).
     fn eigvalsh(&self, mats: &[(&Self::Buf, usize)]) -> Result<Vec<Vec<f64>>>;
     /// Per column of a row-major `rows×cols` matrix, how many entries are

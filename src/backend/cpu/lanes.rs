@@ -1,59 +1,119 @@
-//! Four f64 lanes for hand-vectorised kernels: one AVX2 register where the
-//! CPU has AVX2 and FMA, an array of fused multiply-adds otherwise. Both
-//! round identically (each lane one fused multiply-add; sums in the same
-//! fixed order), so a kernel's result does not depend on which one runs.
+//! Lanes for hand-vectorised kernels, over f64 (four lanes) or f32 (eight):
+//! one AVX2 register where the CPU has AVX2 and FMA, an array of fused
+//! multiply-adds otherwise. Both round identically (each lane one fused
+//! multiply-add; sums in the same fixed order), so a kernel's result does
+//! not depend on which one runs.
 
-/// Lane-wise operations on four f64.
-pub trait Lanes: Copy {
+use crate::scalar::Scalar;
+
+/// A float the lanes hold: its scalar operations and its two lane types.
+pub trait Element: Scalar {
+    /// Lanes as an array, for any CPU.
+    type Portable: Lanes<Self>;
+    /// Lanes in one AVX2 register.
+    #[cfg(target_arch = "x86_64")]
+    type Avx2: Lanes<Self>;
+    /// Below this a vector's largest entry is small enough that the squares
+    /// of entries ε times smaller near underflow (√MIN_POSITIVE / ε is 7e-139
+    /// in f64 and 9e-13 in f32, so both leave a wide margin).
+    const TINY: Self;
+    /// `self·b + c`, rounded once.
+    fn mul_add(self, b: Self, c: Self) -> Self;
+    fn abs(self) -> Self;
+    fn hypot(self, other: Self) -> Self;
+    fn copysign(self, sign: Self) -> Self;
+}
+
+macro_rules! impl_element {
+    ($t:ty, $width:literal, $avx2:ident, $tiny:literal) => {
+        impl Element for $t {
+            type Portable = Portable<$t, $width>;
+            #[cfg(target_arch = "x86_64")]
+            type Avx2 = $avx2;
+            const TINY: Self = $tiny;
+            #[inline(always)]
+            fn mul_add(self, b: Self, c: Self) -> Self {
+                <$t>::mul_add(self, b, c)
+            }
+            #[inline(always)]
+            fn abs(self) -> Self {
+                <$t>::abs(self)
+            }
+            #[inline(always)]
+            fn hypot(self, other: Self) -> Self {
+                <$t>::hypot(self, other)
+            }
+            #[inline(always)]
+            fn copysign(self, sign: Self) -> Self {
+                <$t>::copysign(self, sign)
+            }
+        }
+    };
+}
+
+impl_element!(f64, 4, Avx2F64, 1e-100);
+impl_element!(f32, 8, Avx2F32, 1e-10);
+
+/// Lane-wise operations on [`Lanes::WIDTH`] elements.
+pub trait Lanes<E>: Copy {
+    const WIDTH: usize;
     fn zero() -> Self;
-    fn splat(v: f64) -> Self;
-    fn load(s: &[f64; 4]) -> Self;
-    fn store(self, s: &mut [f64; 4]);
+    fn splat(v: E) -> Self;
+    /// The first `WIDTH` elements of `s`.
+    fn load(s: &[E]) -> Self;
+    /// Into the first `WIDTH` elements of `s`.
+    fn store(self, s: &mut [E]);
     /// `self·b + c` per lane, rounded once.
     fn mul_add(self, b: Self, c: Self) -> Self;
-    /// `((l₀ + l₁) + l₂) + l₃`.
-    fn sum(self) -> f64;
+    /// `((l₀ + l₁) + l₂) + …`, left to right.
+    fn sum(self) -> E;
 }
 
 /// Portable lanes.
 #[derive(Clone, Copy)]
-pub struct Scalar([f64; 4]);
+pub struct Portable<E, const W: usize>([E; W]);
 
-impl Lanes for Scalar {
+impl<E: Element, const W: usize> Lanes<E> for Portable<E, W> {
+    const WIDTH: usize = W;
     #[inline(always)]
     fn zero() -> Self {
-        Scalar([0.0; 4])
+        Portable([E::ZERO; W])
     }
     #[inline(always)]
-    fn splat(v: f64) -> Self {
-        Scalar([v; 4])
+    fn splat(v: E) -> Self {
+        Portable([v; W])
     }
     #[inline(always)]
-    fn load(s: &[f64; 4]) -> Self {
-        Scalar(*s)
+    fn load(s: &[E]) -> Self {
+        Portable(s[..W].try_into().unwrap())
     }
     #[inline(always)]
-    fn store(self, s: &mut [f64; 4]) {
-        *s = self.0;
+    fn store(self, s: &mut [E]) {
+        s[..W].copy_from_slice(&self.0);
     }
     #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
-        Scalar(std::array::from_fn(|l| self.0[l].mul_add(b.0[l], c.0[l])))
+        Portable(std::array::from_fn(|l| self.0[l].mul_add(b.0[l], c.0[l])))
     }
     #[inline(always)]
-    fn sum(self) -> f64 {
-        self.0[0] + self.0[1] + self.0[2] + self.0[3]
+    fn sum(self) -> E {
+        self.0[1..].iter().fold(self.0[0], |s, &v| s + v)
     }
 }
 
-/// AVX2 lanes. Only code running after [`avx2_fma`] returned true may use
-/// them: callers reach them through a `#[target_feature(enable = "avx2,fma")]`
-/// function that inlines the kernel.
+/// Four f64 lanes of AVX2. Only code running after [`avx2_fma`] returned
+/// true may use them (or [`Avx2F32`]): callers reach them through a
+/// `#[target_feature(enable = "avx2,fma")]` function that inlines the kernel.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
-pub struct Avx2(std::arch::x86_64::__m256d);
+pub struct Avx2F64(std::arch::x86_64::__m256d);
 
-/// Whether this CPU runs [`Avx2`] lanes.
+/// Eight f32 lanes of AVX2.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub struct Avx2F32(std::arch::x86_64::__m256);
+
+/// Whether this CPU runs the AVX2 lanes.
 pub fn avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     return is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
@@ -61,53 +121,78 @@ pub fn avx2_fma() -> bool {
     false
 }
 
-// SAFETY (every block below): the type is only used once AVX2 and FMA were detected.
-#[cfg(target_arch = "x86_64")]
-impl Lanes for Avx2 {
-    #[inline(always)]
-    fn zero() -> Self {
-        unsafe { Avx2(std::arch::x86_64::_mm256_setzero_pd()) }
-    }
-    #[inline(always)]
-    fn splat(v: f64) -> Self {
-        unsafe { Avx2(std::arch::x86_64::_mm256_set1_pd(v)) }
-    }
-    #[inline(always)]
-    fn load(s: &[f64; 4]) -> Self {
-        unsafe { Avx2(std::arch::x86_64::_mm256_loadu_pd(s.as_ptr())) }
-    }
-    #[inline(always)]
-    fn store(self, s: &mut [f64; 4]) {
-        unsafe { std::arch::x86_64::_mm256_storeu_pd(s.as_mut_ptr(), self.0) }
-    }
-    #[inline(always)]
-    fn mul_add(self, b: Self, c: Self) -> Self {
-        unsafe { Avx2(std::arch::x86_64::_mm256_fmadd_pd(self.0, b.0, c.0)) }
-    }
-    #[inline(always)]
-    fn sum(self) -> f64 {
-        let mut l = [0.0; 4];
-        self.store(&mut l);
-        l[0] + l[1] + l[2] + l[3]
-    }
+/// The AVX2 lanes over one element type, from its intrinsics.
+macro_rules! impl_avx2 {
+    ($lanes:ident, $t:ty, $width:literal, $setzero:ident, $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident) => {
+        // SAFETY (every block below): the type is only used once AVX2 and
+        // FMA were detected, and loads and stores stay inside the slice
+        // (indexing it to `WIDTH` first).
+        #[cfg(target_arch = "x86_64")]
+        impl Lanes<$t> for $lanes {
+            const WIDTH: usize = $width;
+            #[inline(always)]
+            fn zero() -> Self {
+                unsafe { $lanes(std::arch::x86_64::$setzero()) }
+            }
+            #[inline(always)]
+            fn splat(v: $t) -> Self {
+                unsafe { $lanes(std::arch::x86_64::$set1(v)) }
+            }
+            #[inline(always)]
+            fn load(s: &[$t]) -> Self {
+                unsafe { $lanes(std::arch::x86_64::$loadu(s[..$width].as_ptr())) }
+            }
+            #[inline(always)]
+            fn store(self, s: &mut [$t]) {
+                unsafe { std::arch::x86_64::$storeu(s[..$width].as_mut_ptr(), self.0) }
+            }
+            #[inline(always)]
+            fn mul_add(self, b: Self, c: Self) -> Self {
+                unsafe { $lanes(std::arch::x86_64::$fmadd(self.0, b.0, c.0)) }
+            }
+            #[inline(always)]
+            fn sum(self) -> $t {
+                let mut l = [0.0; $width];
+                self.store(&mut l);
+                l[1..].iter().fold(l[0], |s, &v| s + v)
+            }
+        }
+    };
 }
+
+impl_avx2!(Avx2F64, f64, 4, _mm256_setzero_pd, _mm256_set1_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fmadd_pd);
+impl_avx2!(Avx2F32, f32, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Both lane kinds of `E` give the same bits for `a·b + c` and its sum.
+    fn round_alike<E: Element>(a: &[E], b: &[E], c: &[E]) -> Vec<E> {
+        let s = E::Portable::load(a).mul_add(E::Portable::load(b), E::Portable::load(c));
+        let mut got = vec![E::ZERO; a.len()];
+        s.store(&mut got);
+        #[cfg(target_arch = "x86_64")]
+        if avx2_fma() {
+            let mut v = vec![E::ZERO; a.len()];
+            E::Avx2::load(a).mul_add(E::Avx2::load(b), E::Avx2::load(c)).store(&mut v);
+            assert_eq!(
+                v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>(),
+                got.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>()
+            );
+            assert_eq!(E::Avx2::load(&v).sum().to_f64().to_bits(), s.sum().to_f64().to_bits());
+        }
+        got
+    }
+
     #[test]
     fn both_lane_kinds_round_alike() {
         let (a, b, c) = ([0.1, -3.0, 1e-300, 7.0], [3.0, 1.0 / 3.0, 1e300, -0.7], [1e-17, 1.0, -1.0, 4.9]);
-        let s = Scalar::load(&a).mul_add(Scalar::load(&b), Scalar::load(&c));
         // A fused multiply-add: 0.1·3 + 1e-17 differs from its two-rounding value.
-        assert_eq!(s.0[0], 0.1f64.mul_add(3.0, 1e-17));
-        #[cfg(target_arch = "x86_64")]
-        if avx2_fma() {
-            let mut v = [0.0; 4];
-            Avx2::load(&a).mul_add(Avx2::load(&b), Avx2::load(&c)).store(&mut v);
-            assert_eq!(v.map(f64::to_bits), s.0.map(f64::to_bits));
-            assert_eq!(Avx2::load(&v).sum().to_bits(), s.sum().to_bits());
-        }
+        assert_eq!(round_alike::<f64>(&a, &b, &c)[0], 0.1f64.mul_add(3.0, 1e-17));
+        let (a, b, c) =
+            ([0.1f32, -3.0, 1e-30, 7.0, 0.3, 1e8, -2.5, 1.0 / 7.0], [3.0f32, 1.0 / 3.0, 1e30, -0.7, 0.7, 1e-8, 4.0, 7.0], [1.6e-8f32; 8]);
+        assert_eq!(round_alike::<f32>(&a, &b, &c)[0], 0.1f32.mul_add(3.0, 1.6e-8));
+        assert_ne!(0.1f32.mul_add(3.0, 1.6e-8), 0.1f32 * 3.0 + 1.6e-8);
     }
 }

@@ -9,7 +9,7 @@ mod covariance;
 mod direct;
 mod eigen;
 pub mod gemm;
-mod lanes;
+pub mod lanes;
 pub mod parallel;
 pub mod peaks;
 mod pool;

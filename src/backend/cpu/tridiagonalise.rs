@@ -1,6 +1,7 @@
 //! Reduction of a symmetric matrix to tridiagonal form by Householder
-//! similarities, for eigenvalues only, in f64: LAPACK's blocked `dsytrd`
-//! with `dlatrd` (lower triangle; Golub & Van Loan, §8.3.1 and §5.1.7).
+//! similarities, for eigenvalues only, in f64 or f32: LAPACK's blocked
+//! `dsytrd` with `dlatrd` (lower triangle; Golub & Van Loan, §8.3.1 and
+//! §5.1.7).
 //!
 //! Why not faer's `tridiag_in_place`: it applies each reflector to the
 //! trailing matrix at once, so every one of the n steps reads and writes the
@@ -15,7 +16,7 @@
 //! not depend on the thread count; fused multiply-adds keep it the same with
 //! or without the x86 FMA unit.
 
-use super::lanes::{self, Lanes};
+use super::lanes::{self, Element, Lanes};
 
 /// Reflectors per panel: the inner dimension of the trailing update is twice this.
 const PANEL: usize = 32;
@@ -27,39 +28,39 @@ const BLOCK: usize = 64;
 /// column-major order (element `(i, j)`, `i ≥ j`, at `a[j·n + i]`; the
 /// upper triangle is scratch) and returns its diagonal and off-diagonal.
 /// `a` is overwritten. The caller checks `a.len() == n²`.
-pub fn tridiagonalise(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+pub fn tridiagonalise<E: Element>(a: &mut [E], n: usize) -> (Vec<E>, Vec<E>) {
     debug_assert_eq!(a.len(), n * n);
     #[cfg(target_arch = "x86_64")]
     if lanes::avx2_fma() {
         // SAFETY: both features were just detected.
         return unsafe { reduce_avx2(a, n) };
     }
-    reduce::<lanes::Scalar>(a, n)
+    reduce::<E, E::Portable>(a, n)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn reduce_avx2(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
-    reduce::<lanes::Avx2>(a, n)
+unsafe fn reduce_avx2<E: Element>(a: &mut [E], n: usize) -> (Vec<E>, Vec<E>) {
+    reduce::<E, E::Avx2>(a, n)
 }
 
 /// The reduction; inlined into [`reduce_avx2`] so its kernels compile for AVX2 + FMA there.
 #[inline(always)]
-fn reduce<S: Lanes>(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut d = vec![0.0; n];
-    let mut e = vec![0.0; n.saturating_sub(1)];
+fn reduce<E: Element, S: Lanes<E>>(a: &mut [E], n: usize) -> (Vec<E>, Vec<E>) {
+    let mut d = vec![E::ZERO; n];
+    let mut e = vec![E::ZERO; n.saturating_sub(1)];
     if n == 0 {
         return (d, e);
     }
     // Per panel, columns [V | W | V] of length n (matrix row indices): the
     // reflectors and their w vectors, laid out so the update is U·Zᵀ with
     // U = [V | W] and Z = [W | V], both contiguous.
-    let mut p = vec![0.0; n * 3 * PANEL];
-    let mut y = vec![0.0; n];
+    let mut p = vec![E::ZERO; n * 3 * PANEL];
+    let mut y = vec![E::ZERO; n];
     let mut k = 0;
     while k + 1 < n {
         let nb = PANEL.min(n - 1 - k);
-        panel::<S>(a, n, k, nb, &mut p, &mut d, &mut e, &mut y);
+        panel::<E, S>(a, n, k, nb, &mut p, &mut d, &mut e, &mut y);
         trailing_update(a, n, k + nb, nb, &p);
         k += nb;
     }
@@ -73,7 +74,7 @@ fn reduce<S: Lanes>(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
 /// updated so far) is stored so that `A' − vwᵀ − wvᵀ = HA'H`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn panel<S: Lanes>(a: &mut [f64], n: usize, k: usize, nb: usize, p: &mut [f64], d: &mut [f64], e: &mut [f64], y: &mut [f64]) {
+fn panel<E: Element, S: Lanes<E>>(a: &mut [E], n: usize, k: usize, nb: usize, p: &mut [E], d: &mut [E], e: &mut [E], y: &mut [E]) {
     for j in 0..nb {
         let c = k + j;
         for i in 0..j {
@@ -87,22 +88,22 @@ fn panel<S: Lanes>(a: &mut [f64], n: usize, k: usize, nb: usize, p: &mut [f64], 
         d[c] = a[c * n + c];
         let m = n - c - 1;
         let x = &mut a[c * n + c + 1..(c + 1) * n];
-        let (beta, tau) = reflector::<S>(x);
+        let (beta, tau) = reflector::<E, S>(x);
         e[c] = beta;
         p[j * n + c + 1..(j + 1) * n].copy_from_slice(x);
         p[(2 * nb + j) * n + c + 1..(2 * nb + j + 1) * n].copy_from_slice(x);
         let y = &mut y[..m];
         let v = &p[j * n + c + 1..(j + 1) * n];
-        symv::<S>(&a[(c + 1) * (n + 1)..], n, m, v, y);
+        symv::<E, S>(&a[(c + 1) * (n + 1)..], n, m, v, y);
         for i in 0..j {
             let (vi, wi) = (&p[i * n + c + 1..(i + 1) * n], &p[(nb + i) * n + c + 1..(nb + i + 1) * n]);
-            let (vv, wv) = (dot::<S>(vi, v), dot::<S>(wi, v));
+            let (vv, wv) = (dot::<E, S>(vi, v), dot::<E, S>(wi, v));
             for ((yr, &a), &b) in y.iter_mut().zip(vi).zip(wi) {
                 *yr -= a.mul_add(wv, b * vv);
             }
         }
         y.iter_mut().for_each(|yr| *yr *= tau);
-        let half = -0.5 * tau * dot::<S>(y, v);
+        let half = -E::from_f64(0.5) * tau * dot::<E, S>(y, v);
         let (vs, ws) = p.split_at_mut(nb * n);
         let (v, w) = (&vs[j * n + c + 1..(j + 1) * n], &mut ws[j * n + c + 1..(j + 1) * n]);
         for ((wr, &yr), &vr) in w.iter_mut().zip(y.iter()).zip(v) {
@@ -114,23 +115,23 @@ fn panel<S: Lanes>(a: &mut [f64], n: usize, k: usize, nb: usize, p: &mut [f64], 
 /// `dlarfg`: turns `x` into `v` (with `v[0] = 1`) and returns `(β, τ)` such
 /// that `(I − τvvᵀ)x = βe₁`. `τ = 0` (the identity) when `x[1..]` is zero.
 #[inline(always)]
-fn reflector<S: Lanes>(x: &mut [f64]) -> (f64, f64) {
+fn reflector<E: Element, S: Lanes<E>>(x: &mut [E]) -> (E, E) {
     let alpha = x[0];
     let tail = &mut x[1..];
-    let big = tail.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    if big == 0.0 {
-        x[0] = 1.0;
-        return (alpha, 0.0);
+    let big = tail.iter().fold(E::ZERO, |m, v| m.max(v.abs()));
+    if big == E::ZERO {
+        x[0] = E::ONE;
+        return (alpha, E::ZERO);
     }
     // Far below 1 (the caller scales the matrix to a unit largest entry) the
     // squares could underflow: measure in units of the largest entry instead.
     let norm =
-        if big < 1e-100 { big * tail.iter().map(|v| (v / big) * (v / big)).sum::<f64>().sqrt() } else { dot::<S>(tail, tail).sqrt() };
+        if big < E::TINY { big * tail.iter().map(|&v| (v / big) * (v / big)).sum::<E>().sqrt() } else { dot::<E, S>(tail, tail).sqrt() };
     let beta = -alpha.hypot(norm).copysign(alpha);
     let tau = (beta - alpha) / beta;
     let pivot = alpha - beta;
-    tail.iter_mut().for_each(|v| *v /= pivot);
-    x[0] = 1.0;
+    tail.iter_mut().for_each(|v| *v = *v / pivot);
+    x[0] = E::ONE;
     (beta, tau)
 }
 
@@ -138,12 +139,13 @@ fn reflector<S: Lanes>(x: &mut [f64]) -> (f64, f64) {
 /// `a[0]` with column stride `ld`. Each stored entry is read once and used
 /// twice (its row's axpy and its column's dot), four columns at a time.
 #[inline(always)]
-fn symv<S: Lanes>(a: &[f64], ld: usize, m: usize, x: &[f64], y: &mut [f64]) {
-    y.fill(0.0);
+fn symv<E: Element, S: Lanes<E>>(a: &[E], ld: usize, m: usize, x: &[E], y: &mut [E]) {
+    let w = S::WIDTH;
+    y.fill(E::ZERO);
     let mut q = 0;
     while q + 4 <= m {
         // The 4×4 triangle at the top of the four columns.
-        let mut dots = [0.0; 4];
+        let mut dots = [E::ZERO; 4];
         for i in 0..4 {
             let col = &a[(q + i) * ld + q + i..];
             y[q + i] = col[0].mul_add(x[q + i], y[q + i]);
@@ -154,20 +156,19 @@ fn symv<S: Lanes>(a: &[f64], ld: usize, m: usize, x: &[f64], y: &mut [f64]) {
         }
         // Below it: every row gets the four columns' axpy, every column the row's dot.
         let below = q + 4..m;
-        let len = below.len() / 4 * 4;
-        let four: [&[f64]; 4] = std::array::from_fn(|i| &a[(q + i) * ld + below.start..(q + i) * ld + below.end]);
+        let len = below.len() / w * w;
+        let four: [&[E]; 4] = std::array::from_fn(|i| &a[(q + i) * ld + below.start..(q + i) * ld + below.end]);
         let xq: [S; 4] = std::array::from_fn(|i| S::splat(x[q + i]));
         let mut acc = [S::zero(); 4];
         let (top, ys) = y.split_at_mut(below.start);
         let xs = &x[below.clone()];
-        let chunks = ys[..len].chunks_exact_mut(4).zip(xs[..len].chunks_exact(4));
-        let columns = four[0].chunks_exact(4).zip(four[1].chunks_exact(4)).zip(four[2].chunks_exact(4)).zip(four[3].chunks_exact(4));
+        let chunks = ys[..len].chunks_exact_mut(w).zip(xs[..len].chunks_exact(w));
+        let columns = four[0].chunks_exact(w).zip(four[1].chunks_exact(w)).zip(four[2].chunks_exact(w)).zip(four[3].chunks_exact(w));
         for ((yc, xc), (((c0, c1), c2), c3)) in chunks.zip(columns) {
-            let yc: &mut [f64; 4] = yc.try_into().unwrap();
-            let xr = S::load(xc.try_into().unwrap());
+            let xr = S::load(xc);
             let mut yr = S::load(yc);
             for (i, c) in [c0, c1, c2, c3].into_iter().enumerate() {
-                let ai = S::load(c.try_into().unwrap());
+                let ai = S::load(c);
                 yr = ai.mul_add(xq[i], yr);
                 acc[i] = ai.mul_add(xr, acc[i]);
             }
@@ -197,21 +198,22 @@ fn symv<S: Lanes>(a: &[f64], ld: usize, m: usize, x: &[f64], y: &mut [f64]) {
 
 /// `Σ aᵢbᵢ` in two lane groups (two chains of FMA latency), added in a fixed order.
 #[inline(always)]
-fn dot<S: Lanes>(a: &[f64], b: &[f64]) -> f64 {
-    let len = a.len() / 8 * 8;
+fn dot<E: Element, S: Lanes<E>>(a: &[E], b: &[E]) -> E {
+    let w = S::WIDTH;
+    let len = a.len() / (2 * w) * (2 * w);
     let (mut even, mut odd) = (S::zero(), S::zero());
-    for (ac, bc) in a[..len].chunks_exact(8).zip(b[..len].chunks_exact(8)) {
-        even = S::load(ac[..4].try_into().unwrap()).mul_add(S::load(bc[..4].try_into().unwrap()), even);
-        odd = S::load(ac[4..].try_into().unwrap()).mul_add(S::load(bc[4..].try_into().unwrap()), odd);
+    for (ac, bc) in a[..len].chunks_exact(2 * w).zip(b[..len].chunks_exact(2 * w)) {
+        even = S::load(&ac[..w]).mul_add(S::load(&bc[..w]), even);
+        odd = S::load(&ac[w..]).mul_add(S::load(&bc[w..]), odd);
     }
-    let tail = a[len..].iter().zip(&b[len..]).fold(0.0, |s, (x, y)| x.mul_add(*y, s));
+    let tail = a[len..].iter().zip(&b[len..]).fold(E::ZERO, |s, (x, y)| x.mul_add(*y, s));
     even.sum() + odd.sum() + tail
 }
 
 /// `A[t.., t..] −= V·Wᵀ + W·Vᵀ` on the lower triangle (and the upper half
 /// of each diagonal block, scratch), as `U·Zᵀ` per column block.
 #[inline(always)]
-fn trailing_update(a: &mut [f64], n: usize, t: usize, nb: usize, p: &[f64]) {
+fn trailing_update<E: Element>(a: &mut [E], n: usize, t: usize, nb: usize, p: &[E]) {
     for j0 in (t..n).step_by(BLOCK) {
         let (rows, cols) = (n - j0, BLOCK.min(n - j0));
         // SAFETY: `a` holds n² elements and `p` n·3·nb; the block is
@@ -231,8 +233,8 @@ fn trailing_update(a: &mut [f64], n: usize, t: usize, nb: usize, p: &[f64]) {
                 p.as_ptr().add(nb * n + j0),
                 1,
                 n as isize,
-                1.0,
-                -1.0,
+                E::ONE,
+                -E::ONE,
                 false,
                 false,
                 false,
@@ -248,30 +250,41 @@ mod tests {
     use crate::rng::Rng;
 
     /// Column-major copy of a random symmetric matrix, lower triangle valid.
-    fn random_symmetric(r: &mut Rng, n: usize) -> Vec<f64> {
-        let mut a = vec![0.0; n * n];
+    fn random_symmetric<E: Element>(r: &mut Rng, n: usize) -> Vec<E> {
+        let mut a = vec![E::ZERO; n * n];
         for j in 0..n {
             for i in j..n {
-                a[j * n + i] = r.normal();
+                a[j * n + i] = E::from_f64(r.normal());
             }
         }
         a
     }
 
-    /// Σλ² = ‖A‖²_F and Σλ = tr A are kept by any orthogonal similarity.
-    #[test]
-    fn keeps_trace_and_frobenius_norm() {
+    /// Σλ² = ‖A‖²_F and Σλ = tr A are kept by any orthogonal similarity, to
+    /// `tol`·n·‖A‖ (a fixed multiple of ε, 4504ε, in either precision).
+    fn keeps_trace_and_frobenius_norm<E: Element>() {
+        let tol = 1e-12 / f64::EPSILON * E::EPSILON;
         let mut r = Rng::new(31, 0);
         for n in [1, 2, 3, 5, 33, 70, 130] {
-            let a = random_symmetric(&mut r, n);
-            let at = |i: usize, j: usize| if i >= j { a[j * n + i] } else { a[i * n + j] };
+            let a = random_symmetric::<E>(&mut r, n);
+            let at = |i: usize, j: usize| if i >= j { a[j * n + i] } else { a[i * n + j] }.to_f64();
             let trace: f64 = (0..n).map(|i| at(i, i)).sum();
             let frob: f64 = (0..n).flat_map(|i| (0..n).map(move |j| (i, j))).map(|(i, j)| at(i, j) * at(i, j)).sum();
             let (d, e) = tridiagonalise(&mut a.clone(), n);
-            let got_trace: f64 = d.iter().sum();
-            let got_frob: f64 = d.iter().map(|x| x * x).sum::<f64>() + 2.0 * e.iter().map(|x| x * x).sum::<f64>();
-            assert!((got_trace - trace).abs() < 1e-12 * n as f64 * frob.sqrt(), "{n}: trace {got_trace} vs {trace}");
-            assert!((got_frob - frob).abs() < 1e-12 * n as f64 * frob, "{n}: ‖A‖² {got_frob} vs {frob}");
+            let got_trace: f64 = d.iter().map(|x| x.to_f64()).sum();
+            let got_frob: f64 = d.iter().map(|x| x.to_f64().powi(2)).sum::<f64>() + 2.0 * e.iter().map(|x| x.to_f64().powi(2)).sum::<f64>();
+            assert!((got_trace - trace).abs() < tol * n as f64 * frob.sqrt(), "{n}: trace {got_trace} vs {trace}");
+            assert!((got_frob - frob).abs() < tol * n as f64 * frob, "{n}: ‖A‖² {got_frob} vs {frob}");
         }
+    }
+
+    #[test]
+    fn keeps_trace_and_frobenius_norm_in_f64() {
+        keeps_trace_and_frobenius_norm::<f64>();
+    }
+
+    #[test]
+    fn keeps_trace_and_frobenius_norm_in_f32() {
+        keeps_trace_and_frobenius_norm::<f32>();
     }
 }
