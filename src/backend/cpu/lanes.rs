@@ -6,7 +6,7 @@
 
 use crate::scalar::Scalar;
 
-/// A float the lanes hold: its scalar operations and its two lane types.
+/// A float the lanes hold: its scalar operations beyond [`Scalar`]'s and its two lane types.
 pub trait Element: Scalar {
     /// Lanes as an array, for any CPU.
     type Portable: Lanes<Self>;
@@ -17,8 +17,6 @@ pub trait Element: Scalar {
     /// of entries ε times smaller near underflow (√MIN_POSITIVE / ε is 7e-139
     /// in f64 and 9e-13 in f32, so both leave a wide margin).
     const TINY: Self;
-    /// `self·b + c`, rounded once.
-    fn mul_add(self, b: Self, c: Self) -> Self;
     fn abs(self) -> Self;
     fn hypot(self, other: Self) -> Self;
     fn copysign(self, sign: Self) -> Self;
@@ -31,10 +29,6 @@ macro_rules! impl_element {
             #[cfg(target_arch = "x86_64")]
             type Avx2 = $avx2;
             const TINY: Self = $tiny;
-            #[inline(always)]
-            fn mul_add(self, b: Self, c: Self) -> Self {
-                <$t>::mul_add(self, b, c)
-            }
             #[inline(always)]
             fn abs(self) -> Self {
                 <$t>::abs(self)
