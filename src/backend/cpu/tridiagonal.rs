@@ -88,14 +88,18 @@ fn ql_sweep(d: &mut [f64], e2: &mut [f64]) {
             e2[i + 1] = s * r;
         }
         let old_c = c;
-        c = p / r;
-        s = bb / r;
+        // Why 1/c as r/p rather than dividing by c: the three quotients
+        // then depend on r alone and overlap in the divider, where γ²/c
+        // waited for c's division and then γ: one division's latency less
+        // on the step's critical path, the step's cost.
+        (c, s) = (p / r, bb / r);
+        let inv_c = r / p;
         let old_gamma = gamma;
         let alpha = d[i];
         gamma = c * (alpha - shift) - s * old_gamma;
         d[i + 1] = old_gamma + (alpha - gamma);
         // c = 0 only when γ was 0: the next pre-image is then e²·c_old.
-        p = if c != 0.0 { gamma * gamma / c } else { old_c * bb };
+        p = if c != 0.0 { gamma * gamma * inv_c } else { old_c * bb };
     }
     e2[0] = s * p;
     d[0] = shift + gamma;
