@@ -1,7 +1,8 @@
 //! Symmetric eigenvalues on the CPU: the blocked Householder
 //! tridiagonalisation of [`super::tridiagonalise`], in the precision the
 //! matrix was accumulated in, then the root-free QL iteration of
-//! [`super::tridiagonal`] in f64; every solve of a step on its own task.
+//! [`super::tridiagonal`] in f64; a step's solves side by side, equal-sized
+//! ones two to a task.
 //!
 //! Why an f32 matrix is reduced in f32: the reduction is the solve's bulk
 //! (a memory-bound symv per column, a GEMM per panel), and f32 halves its
@@ -25,27 +26,61 @@ use crate::error::{Error, Result};
 use crate::scalar::Scalar;
 use rayon::prelude::*;
 
-/// Descending eigenvalues of one matrix held as a row-major lower triangle.
-fn eigvalsh_one<T: Scalar>(lower: &[T], n: usize) -> Result<Vec<f64>> {
+/// A matrix on its way to its eigenvalues: known already (empty, zero or
+/// not finite), or its tridiagonal form and the scale it was divided by.
+enum Solve {
+    Done(Vec<f64>),
+    Tridiagonal { d: Vec<f64>, e: Vec<f64>, scale: f64 },
+}
+
+/// Checks, scales and reduces one matrix held as a row-major lower triangle.
+fn prepare<T: Scalar>(lower: &[T], n: usize) -> Result<Solve> {
     if lower.len() != n * n {
         return Err(Error::shape("eigvalsh", format!("{} elements for a {n}×{n} matrix", lower.len())));
     }
     if lower.chunks(n).enumerate().any(|(i, row)| row[..=i].iter().any(|v| !v.to_f64().is_finite())) {
-        return Ok(vec![f64::NAN; n]);
+        return Ok(Solve::Done(vec![f64::NAN; n]));
     }
     // Scale so the entries are O(1): the solver then never sees 1e-30-sized
     // (or 1e30-sized) numbers, whatever the layer's gradient magnitude.
     let scale = lower.chunks(n).enumerate().flat_map(|(i, row)| &row[..=i]).fold(0.0, |m: f64, v| m.max(v.to_f64().abs()));
     if scale == 0.0 {
-        return Ok(vec![0.0; n]);
+        return Ok(Solve::Done(vec![0.0; n]));
     }
-    let (mut values, off) = match T::EPSILON > f64::EPSILON {
+    let (d, e) = match T::EPSILON > f64::EPSILON {
         true => reduce::<f32, T>(lower, n, scale),
         false => reduce::<f64, T>(lower, n, scale),
     };
-    tridiagonal::eigenvalues(&mut values, &off).map_err(|_| Error::Backend(format!("eigvalsh of a {n}×{n} matrix did not converge")))?;
+    Ok(Solve::Tridiagonal { d, e, scale })
+}
+
+/// Descending eigenvalues from the QL iteration's outcome.
+fn finish(mut values: Vec<f64>, scale: f64, converged: std::result::Result<(), tridiagonal::NoConvergence>) -> Result<Vec<f64>> {
+    let n = values.len();
+    converged.map_err(|_| Error::Backend(format!("eigvalsh of a {n}×{n} matrix did not converge")))?;
     values.sort_by(|a, b| b.total_cmp(a));
     Ok(values.into_iter().map(|v| v * scale).collect())
+}
+
+/// Descending eigenvalues of one or two matrices, the QL iterations of two
+/// side by side ([`tridiagonal::eigenvalues_pair`]): each result is the one
+/// it would be alone, bit for bit.
+fn solve<T: Scalar>(mats: &[(&Vec<T>, usize)]) -> Vec<Result<Vec<f64>>> {
+    let mut prepared: Vec<Result<Solve>> = mats.iter().map(|&(m, n)| prepare(m, n)).collect();
+    if let [Ok(Solve::Tridiagonal { d: da, e: ea, scale: sa }), Ok(Solve::Tridiagonal { d: db, e: eb, scale: sb })] = &mut prepared[..] {
+        let [ra, rb] = tridiagonal::eigenvalues_pair((da, ea), (db, eb));
+        return vec![finish(std::mem::take(da), *sa, ra), finish(std::mem::take(db), *sb, rb)];
+    }
+    prepared
+        .into_iter()
+        .map(|p| match p? {
+            Solve::Done(values) => Ok(values),
+            Solve::Tridiagonal { mut d, e, scale } => {
+                let converged = tridiagonal::eigenvalues(&mut d, &e);
+                finish(d, scale, converged)
+            }
+        })
+        .collect()
 }
 
 /// The diagonal and off-diagonal of `lower / scale` reduced to tridiagonal
@@ -63,16 +98,27 @@ fn reduce<E: Element, T: Scalar>(lower: &[T], n: usize, scale: f64) -> (Vec<f64>
     (widen(d), widen(e))
 }
 
-/// All matrices at once, one per task; each solve runs sequentially inside.
+/// All matrices at once: equal-sized ones two to a task (see [`solve`]),
+/// each solve sequential inside its task.
 pub fn eigvalsh<T: Scalar>(mats: &[(&Vec<T>, usize)]) -> Result<Vec<Vec<f64>>> {
-    // Largest first, so the long solve does not start last.
+    // Largest first, so the long solve does not start last. The pairing
+    // depends on the sizes alone, and a pair's results on neither.
     let mut order: Vec<usize> = (0..mats.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(mats[i].1));
-    let solved: Vec<(usize, Result<Vec<f64>>)> =
-        order.par_iter().with_max_len(1).map(|&i| (i, eigvalsh_one(mats[i].0, mats[i].1))).collect();
+    let mut tasks: Vec<Vec<usize>> = Vec::new();
+    for i in order {
+        match tasks.last_mut() {
+            Some(last) if last.len() == 1 && mats[last[0]].1 == mats[i].1 => last.push(i),
+            _ => tasks.push(vec![i]),
+        }
+    }
+    let solved: Vec<(&Vec<usize>, Vec<Result<Vec<f64>>>)> =
+        tasks.par_iter().with_max_len(1).map(|task| (task, solve(&task.iter().map(|&i| mats[i]).collect::<Vec<_>>()))).collect();
     let mut out = vec![Vec::new(); mats.len()];
-    for (i, r) in solved {
-        out[i] = r?;
+    for (task, results) in solved {
+        for (&i, r) in task.iter().zip(results) {
+            out[i] = r?;
+        }
     }
     Ok(out)
 }
