@@ -19,7 +19,13 @@
 use super::lanes::{self, Element, Lanes};
 
 /// Reflectors per panel: the inner dimension of the trailing update is twice this.
-const PANEL: usize = 32;
+/// Why 16 rather than 32: each of a panel's columns is first brought up to
+/// date with the panel's earlier reflectors, work that grows with the width,
+/// and at n = 256 that outweighs the GEMM's better efficiency at k = 64.
+/// One thread, 38 matrices of 256², under load ~3.5 on 2 cores: 34.1–34.3 →
+/// 29.4–29.8 ms; 784² unchanged (16.3–17.4 against 16.4–17.7 ms, its symv
+/// bound by memory); f32 results move within rounding (see eigen.rs).
+const PANEL: usize = 16;
 
 /// Column blocks of the trailing update, one GEMM each.
 const BLOCK: usize = 64;
