@@ -112,7 +112,7 @@ pub fn eigvalsh<T: Scalar>(mats: &[(&Vec<T>, usize)]) -> Result<Vec<Vec<f64>>> {
             _ => tasks.push(vec![i]),
         }
     }
-    let solved: Vec<(&Vec<usize>, Vec<Result<Vec<f64>>>)> =
+    let solved: Vec<_> =
         tasks.par_iter().with_max_len(1).map(|task| (task, solve(&task.iter().map(|&i| mats[i]).collect::<Vec<_>>()))).collect();
     let mut out = vec![Vec::new(); mats.len()];
     for (task, results) in solved {
