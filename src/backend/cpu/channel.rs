@@ -6,10 +6,12 @@
 //! (deterministic), maps run in `T`. Padding and narrowing copy whole channels.
 
 use super::super::ChannelShape;
+use super::lanes;
 use super::parallel::CHUNK;
 use crate::scalar::Scalar;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 /// Per channel, `Σ a` and `Σ a·b` (with `b = a` when `b` is `None`).
 pub(super) fn channel_dots<T: Scalar>(a: &[T], b: Option<&[T]>, s: ChannelShape) -> (Vec<f64>, Vec<f64>) {
@@ -36,18 +38,42 @@ pub(super) fn channel_dots<T: Scalar>(a: &[T], b: Option<&[T]>, s: ChannelShape)
         }
         (sa, sab)
     } else {
+        let vector = lanes::avx2_fma();
         (0..c)
             .into_par_iter()
             .map(|ch| {
-                let (mut sa, mut sab) = ([0.0; LANES], [0.0; LANES]);
-                for o in 0..s.outer {
-                    let start = (o * c + ch) * s.inner;
-                    lane_dots(&a[start..start + s.inner], &b[start..start + s.inner], &mut sa, &mut sab);
-                }
+                let runs = (0..s.outer).map(|o| (o * c + ch) * s.inner..(o * c + ch + 1) * s.inner);
+                let (sa, sab) = channel_lanes(a, b, runs, vector);
                 (fold_lanes(sa), fold_lanes(sab))
             })
             .unzip()
     }
+}
+
+/// The lanes of `Σ a` and `Σ a·b` over the runs `runs` of one channel, in
+/// the AVX2 copy of [`lane_dots`] when `vector`. Both copies round alike:
+/// Rust never fuses the multiply and the add, so each is the same
+/// conversion, product and sum, 4 lanes to a register instead of 2.
+fn channel_lanes<T: Scalar>(a: &[T], b: &[T], runs: impl Iterator<Item = Range<usize>>, vector: bool) -> ([f64; LANES], [f64; LANES]) {
+    let (mut sa, mut sab) = ([0.0; LANES], [0.0; LANES]);
+    for r in runs {
+        #[cfg(target_arch = "x86_64")]
+        if vector {
+            // SAFETY: `vector` is only set where the CPU has AVX2 (and FMA).
+            unsafe { lane_dots_avx2(&a[r.clone()], &b[r], &mut sa, &mut sab) };
+            continue;
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = vector;
+        lane_dots(&a[r.clone()], &b[r], &mut sa, &mut sab);
+    }
+    (sa, sab)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn lane_dots_avx2<T: Scalar>(a: &[T], b: &[T], sa: &mut [f64; LANES], sab: &mut [f64; LANES]) {
+    lane_dots(a, b, sa, sab)
 }
 
 /// Independent f64 accumulators per channel sum: one serial chain of adds is
@@ -55,16 +81,21 @@ pub(super) fn channel_dots<T: Scalar>(a: &[T], b: Option<&[T]>, s: ChannelShape)
 /// `i` of a run always lands in lane `i % LANES`, so the order is fixed.
 const LANES: usize = 8;
 
+#[inline(always)]
 fn lane_dots<T: Scalar>(a: &[T], b: &[T], sa: &mut [f64; LANES], sab: &mut [f64; LANES]) {
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
+    // Whole-array conversions and local sums: they vectorise, element-wise indexing did not.
+    let (mut la, mut lab) = (*sa, *sab);
     for (xa, xb) in ca.zip(cb) {
+        let x: [f64; LANES] = std::array::from_fn(|l| xa[l].to_f64());
+        let y: [f64; LANES] = std::array::from_fn(|l| xb[l].to_f64());
         for l in 0..LANES {
-            let x = xa[l].to_f64();
-            sa[l] += x;
-            sab[l] += x * xb[l].to_f64();
+            la[l] += x[l];
+            lab[l] += x[l] * y[l];
         }
     }
+    (*sa, *sab) = (la, lab);
     for (l, (&x, &y)) in ra.iter().zip(rb).enumerate() {
         sa[l] += x.to_f64();
         sab[l] += x.to_f64() * y.to_f64();
@@ -176,6 +207,20 @@ pub fn narrow_channels<T: Scalar>(x: &[T], s: ChannelShape, start: usize, len: u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::Rng;
+
+    #[test]
+    fn both_copies_of_the_lane_sums_round_alike() {
+        let mut r = Rng::new(41, 0);
+        // Runs with and without a remainder past the last 8, several runs per channel.
+        for inner in [1, 7, 8, 29, 1024] {
+            let a: Vec<f32> = (0..3 * inner).map(|_| r.normal() as f32).collect();
+            let b: Vec<f32> = (0..3 * inner).map(|_| r.normal() as f32).collect();
+            let runs = || (0..3).map(|o| o * inner..(o + 1) * inner);
+            let portable = channel_lanes(&a, &b, runs(), false);
+            assert_eq!(channel_lanes(&a, &b, runs(), lanes::avx2_fma()), portable, "{inner}");
+        }
+    }
 
     #[test]
     fn lane_sums_match_plain_sums_for_every_remainder() {

@@ -19,6 +19,7 @@ use super::lanes;
 use crate::backend::Window;
 use crate::scalar::Scalar;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Bound on the f32 error, max |f32 − f64 definition| / max |exact|, on the
 /// ResNet stages' shapes, two images (`tests::f32_error_stays_near_im2col`).
@@ -55,12 +56,14 @@ pub(super) fn conv2d<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize) -> V
 /// [`conv2d`] in the AVX2 copy of the kernel when `vector`, else the portable one.
 fn convolve<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize, vector: bool) -> Vec<T> {
     let plane = g.h * g.w;
-    let mut y = vec![T::ZERO; g.n * c_out * plane];
-    if y.is_empty() || g.c == 0 {
-        return y;
+    let len = g.n * c_out * plane;
+    if len == 0 || g.c == 0 {
+        return vec![T::ZERO; len];
     }
+    // Written straight into fresh memory: every output is stored once, so no zero-fill first.
+    let mut y = Vec::with_capacity(len);
     let packed = pack(w, g.c, c_out);
-    let images = x.par_chunks(g.image_len()).zip(y.par_chunks_mut(c_out * plane));
+    let images = x.par_chunks(g.image_len()).zip(y.spare_capacity_mut()[..len].par_chunks_mut(c_out * plane));
     images.for_each_init(Vec::new, |pad, (x, y)| {
         #[cfg(target_arch = "x86_64")]
         if vector {
@@ -71,6 +74,8 @@ fn convolve<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize, vector: bool)
         let _ = vector;
         image(x, &packed, w, g, y, pad)
     });
+    // SAFETY: `channels` stores every row and column of every output plane of every image.
+    unsafe { y.set_len(len) };
     y
 }
 
@@ -91,14 +96,14 @@ fn pack<T: Scalar>(w: &[T], c: usize, c_out: usize) -> Vec<T> {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn image_avx2<T: Scalar>(x: &[T], packed: &[T], w: &[T], g: &Window, y: &mut [T], pad: &mut Vec<T>) {
+unsafe fn image_avx2<T: Scalar>(x: &[T], packed: &[T], w: &[T], g: &Window, y: &mut [MaybeUninit<T>], pad: &mut Vec<T>) {
     image(x, packed, w, g, y, pad)
 }
 
 /// One image: one row of 16 outputs per block where the plane is wider than
 /// 8, two rows of 8 where it is not.
 #[inline(always)]
-fn image<T: Scalar>(x: &[T], packed: &[T], w: &[T], g: &Window, y: &mut [T], pad: &mut Vec<T>) {
+fn image<T: Scalar>(x: &[T], packed: &[T], w: &[T], g: &Window, y: &mut [MaybeUninit<T>], pad: &mut Vec<T>) {
     if g.w > 8 {
         blocks::<T, 1, 16>(x, packed, w, g, y, pad)
     } else {
@@ -110,7 +115,14 @@ fn image<T: Scalar>(x: &[T], packed: &[T], w: &[T], g: &Window, y: &mut [T], pad
 /// border (one row above, one column left, zeros out to the last block), and
 /// sums every `R × W` block of outputs.
 #[inline(always)]
-fn blocks<T: Scalar, const R: usize, const W: usize>(x: &[T], packed: &[T], w: &[T], g: &Window, y: &mut [T], pad: &mut Vec<T>) {
+fn blocks<T: Scalar, const R: usize, const W: usize>(
+    x: &[T],
+    packed: &[T],
+    w: &[T],
+    g: &Window,
+    y: &mut [MaybeUninit<T>],
+    pad: &mut Vec<T>,
+) {
     let (h, wd, c) = (g.h, g.w, g.c);
     let (rows, cols) = (h.div_ceil(R) * R + 2, wd.div_ceil(W) * W + 2);
     let plane = rows * cols;
@@ -145,7 +157,7 @@ struct Geometry {
 
 /// The `K` output planes `y` of filters `wts[c, K, 9]`, block by block.
 #[inline(always)]
-fn channels<T: Scalar, const K: usize, const R: usize, const W: usize>(pad: &[T], wts: &[T], g: &Geometry, y: &mut [T]) {
+fn channels<T: Scalar, const K: usize, const R: usize, const W: usize>(pad: &[T], wts: &[T], g: &Geometry, y: &mut [MaybeUninit<T>]) {
     let mut acc = [[[T::ZERO; W]; R]; K];
     for y0 in (0..g.h).step_by(R) {
         for x0 in (0..g.w).step_by(W) {
@@ -153,7 +165,10 @@ fn channels<T: Scalar, const K: usize, const R: usize, const W: usize>(pad: &[T]
             let n = W.min(g.w - x0);
             for (o, acc) in acc.iter().enumerate() {
                 for (r, acc) in acc.iter().enumerate().take(g.h - y0) {
-                    y[(o * g.h + y0 + r) * g.w + x0..][..n].copy_from_slice(&acc[..n]);
+                    let dst = &mut y[(o * g.h + y0 + r) * g.w + x0..][..n];
+                    dst.iter_mut().zip(acc).for_each(|(d, &v)| {
+                        d.write(v);
+                    });
                 }
             }
         }
