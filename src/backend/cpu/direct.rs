@@ -116,7 +116,7 @@ fn block_channels(c_out: usize) -> usize {
 /// divide `c_out`. None where `c_out < k`.
 fn starts(c_out: usize, k: usize) -> impl Iterator<Item = usize> {
     let whole = if c_out >= k { c_out / k } else { 0 };
-    let last = (c_out >= k && c_out % k != 0).then(|| c_out - k);
+    let last = (c_out >= k && !c_out.is_multiple_of(k)).then(|| c_out - k);
     (0..whole).map(move |b| b * k).chain(last)
 }
 
