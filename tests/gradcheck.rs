@@ -701,7 +701,7 @@ fn conv2d_3x3_padded() {
 }
 
 /// Planes 8 and more wide take the CPU's direct kernel (with AVX2 and FMA);
-/// 5 output channels leave one past its blocks of 4.
+/// 5 output channels make its last block of 4 overlap the one before.
 #[test]
 fn conv2d_3x3_padded_on_planes_for_the_direct_kernel() {
     let mut rng = Rng::new(71, 0);
@@ -719,6 +719,10 @@ fn conv2d_strided_on_a_non_square_image() {
     let x = normal(&mut rng, &[2, 2, 7, 6], 1.0);
     let w = normal(&mut rng, &[3, 2, 3, 3], 0.5);
     gradcheck("conv2d 3x3 s2 p1", &[x, w], |t, v| t.conv2d(v[0], v[1], 2, 1));
+    // Outputs 9 wide: the direct kernel's forward (with AVX2 and FMA), an odd input side.
+    let x = normal(&mut rng, &[1, 2, 3, 17], 1.0);
+    let w = normal(&mut rng, &[5, 2, 3, 3], 0.5);
+    gradcheck("conv2d 3x3 s2 p1, 9 wide", &[x, w], |t, v| t.conv2d(v[0], v[1], 2, 1));
 }
 
 #[test]

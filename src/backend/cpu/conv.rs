@@ -3,8 +3,9 @@
 //! unfolded data never exceeds one image per thread) and runs one GEMM on its
 //! core. A pointwise (1×1, stride 1, unpadded) window skips the unfolding:
 //! the image already is its patch matrix. The forward and backward-data of
-//! 3×3 same-grid windows go to [`super::direct`] where the CPU has AVX2 and
-//! FMA, and the filter gradient of those on large planes to [`super::winograd`].
+//! 3×3 same-grid windows, and the forward of 3×3 stride-2 ones, go to
+//! [`super::direct`] where the CPU has AVX2 and FMA, and the filter gradient
+//! of the same-grid ones on large planes to [`super::winograd`].
 
 use super::direct;
 use super::gemm::{gemm_on_thread, gemm_on_thread_strided, Leading};

@@ -1,9 +1,12 @@
-//! Direct convolution of 3×3 stride-1 pad-1 windows (every 3×3 conv inside a
-//! ResNet stage) without a patch matrix. Each input plane is copied once into
-//! a zero-bordered scratch, so the inner loop has no edge tests; a block of
-//! [`OC`] output channels × 16 outputs (one row of 16, or two rows of 8 on
-//! narrow planes) is summed in registers over `(c_in, ky, kx)`, each weight
-//! broadcast against a shifted, unaligned input row. im2col instead writes a
+//! Direct convolution of 3×3 pad-1 windows without a patch matrix: stride 1
+//! (every 3×3 conv inside a ResNet stage) and stride 2 (the convs that enter
+//! a stage, forward only). Each input plane is copied once into a
+//! zero-bordered scratch (at stride 2 with its even and odd columns apart, so
+//! a tap's inputs stay adjacent), and the inner loop has no edge tests; a
+//! block of 4 or 6 output channels ([`block_channels`]) × 16 outputs (one row
+//! of 16, or two rows of 8 on narrow planes) is summed in registers over
+//! `(c_in, ky, kx)`, each weight broadcast against a shifted, unaligned input
+//! row. im2col instead writes a
 //! `9·c_in`-row patch matrix per image and reads it back: 576 KiB per image
 //! at 16 channels on 32×32, more than L2.
 //!
@@ -25,29 +28,36 @@ use std::mem::MaybeUninit;
 /// ResNet stages' shapes, two images (`tests::f32_error_stays_near_im2col`).
 /// Measured, 16c32 / 32c16 / 64c8: forward 4.2e-7 / 5.2e-7 / 7.8e-7,
 /// backward-data 4.9e-7 / 4.7e-7 / 9.5e-7; im2col + GEMM forward 4.2e-7 /
-/// 5.2e-7 / 7.1e-7. The bound is about twice the largest.
+/// 5.2e-7 / 7.1e-7. Stride 2, 16→32 on 32×32 / 32→64 on 16×16: forward
+/// 3.7e-7 / 6.1e-7, the same as im2col + GEMM. The bound is about twice the
+/// largest.
 #[cfg(test)]
 const F32_ERROR: f64 = 2e-6;
 
-/// Output channels per register block: with two 8-lane input vectors and a
-/// broadcast weight, 4 × 2 accumulators leave AVX2's 16 registers unspilled.
-const OC: usize = 4;
-
 /// Whether window `g` with output grid `out` takes the direct path in
-/// direction `d`: 3×3 stride-1 pad-1 windows on planes at least 8 wide,
-/// forward and backward-data, on CPUs with AVX2 and FMA (the portable copy
-/// calls a software `fma` per multiply-add: about 100× slower in a
-/// prototype). benches/conv.rs (batch 128, f32, 2 cores shared at load
-/// 2.9–4.1, new/old time, medians of 6 alternated runs of the two builds):
-/// forward 0.85 (16c32), 0.81 (32c16), 0.80 (64c8) against im2col;
+/// direction `d`: 3×3 pad-1 windows with outputs at least 8 wide, stride 1
+/// forward and backward-data, stride 2 forward, on CPUs with AVX2 and FMA
+/// (the portable copy calls a software `fma` per multiply-add: about 100×
+/// slower in a prototype). benches/conv.rs (batch 128, f32, 2 cores shared
+/// at load 2.9–4.1, new/old time, medians of 6 alternated runs of the two
+/// builds): forward 0.85 (16c32), 0.81 (32c16), 0.80 (64c8) against im2col;
 /// backward-data 0.83 against Winograd (16c32), 0.64 / 0.77 against im2col.
-/// The filter gradient stays a GEMM over images (Winograd or im2col).
+/// Stride-2 forward against im2col (CPU time per call, medians of four
+/// alternated runs at load 3.4): 0.58 (16→32 on 32×32), 0.69 (32→64 on
+/// 16×16). Stride-2 backward-data would need the transposed kernel, and the
+/// filter gradient stays a GEMM over images (Winograd or im2col).
 pub(super) fn applies(g: &Window, out: (usize, usize), d: Direction) -> bool {
-    let fits = g.kh == 3 && g.kw == 3 && g.stride == 1 && g.pad == 1 && out == (g.h, g.w) && g.w >= 8;
-    fits && d != Direction::Filter && lanes::avx2_fma()
+    let same = g.stride == 1 && out == (g.h, g.w) && d != Direction::Filter;
+    let halved = g.stride == 2 && d == Direction::Forward;
+    g.kh == 3 && g.kw == 3 && g.pad == 1 && (same || halved) && out.1 >= 8 && lanes::avx2_fma()
 }
 
-/// `y[n, c_out, h, w]` of a 3×3 stride-1 pad-1 window over `x[n, c, h, w]`
+/// The output grid of a 3×3 pad-1 window of `g`'s stride.
+fn out_grid(g: &Window) -> (usize, usize) {
+    (g.h.div_ceil(g.stride), g.w.div_ceil(g.stride))
+}
+
+/// `y[n, c_out, oh, ow]` of a 3×3 pad-1 window of stride 1 or 2 over `x[n, c, h, w]`
 /// with filters `w[c_out, c, 3, 3]`. The caller checks the lengths.
 pub(super) fn conv2d<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize) -> Vec<T> {
     convolve(x, w, g, c_out, lanes::avx2_fma())
@@ -55,14 +65,15 @@ pub(super) fn conv2d<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize) -> V
 
 /// [`conv2d`] in the AVX2 copy of the kernel when `vector`, else the portable one.
 fn convolve<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize, vector: bool) -> Vec<T> {
-    let plane = g.h * g.w;
+    let (oh, ow) = out_grid(g);
+    let plane = oh * ow;
     let len = g.n * c_out * plane;
     if len == 0 || g.c == 0 {
         return vec![T::ZERO; len];
     }
     // Written straight into fresh memory: every output is stored once, so no zero-fill first.
     let mut y = Vec::with_capacity(len);
-    let packed = pack(w, g.c, c_out);
+    let packed = pack(w, g.c, c_out, block_channels(c_out));
     let images = x.par_chunks(g.image_len()).zip(y.spare_capacity_mut()[..len].par_chunks_mut(c_out * plane));
     images.for_each_init(Vec::new, |pad, (x, y)| {
         #[cfg(target_arch = "x86_64")]
@@ -79,15 +90,44 @@ fn convolve<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize, vector: bool)
     y
 }
 
-/// The filters of each whole block of [`OC`] output channels as
-/// `[block, c, OC, 9]`, so a block's weights for one input channel are
-/// adjacent. Channels past the last whole block read `w` as it is.
-fn pack<T: Scalar>(w: &[T], c: usize, c_out: usize) -> Vec<T> {
-    let mut packed = vec![T::ZERO; c_out / OC * OC * c * 9];
-    for (block, dst) in packed.chunks_exact_mut(OC * c * 9).enumerate() {
-        for (ci, dst) in dst.chunks_exact_mut(OC * 9).enumerate() {
+/// Output channels per register block. With two 8-lane input vectors and a
+/// broadcast weight, 4 × 2 or 6 × 2 accumulators both leave AVX2's 16
+/// registers unspilled; the 12 chains of the larger block keep the FMA units
+/// busier (64c8, batch 128, 2 threads: 0.95× the time of blocks of 4 in
+/// forward and backward-data, medians of 3 alternated runs at load 1.7–2.3).
+/// A last block that does not fit is recomputed overlapping the one before,
+/// so blocks of 6 only pay where they repeat at most 1/16 of the channels:
+/// 64 channels (66 computed) but not 16 or 32 (18, 36 computed: 1.08–1.16×
+/// the time, single-threaded).
+const OC: usize = 4;
+const OC_WIDE: usize = 6;
+
+/// [`OC_WIDE`] where its overlapping last block repeats at most 1/16 of the channels, else [`OC`].
+fn block_channels(c_out: usize) -> usize {
+    if c_out.div_ceil(OC_WIDE) * OC_WIDE * 16 <= c_out * 17 {
+        OC_WIDE
+    } else {
+        OC
+    }
+}
+
+/// First output channel of each block of `k`: whole blocks, then one more
+/// ending at the last channel (overlapping the one before) where `k` does not
+/// divide `c_out`. None where `c_out < k`.
+fn starts(c_out: usize, k: usize) -> impl Iterator<Item = usize> {
+    let whole = if c_out >= k { c_out / k } else { 0 };
+    let last = (c_out >= k && !c_out.is_multiple_of(k)).then(|| c_out - k);
+    (0..whole).map(move |b| b * k).chain(last)
+}
+
+/// The filters of each block of `k` output channels ([`starts`]) as
+/// `[block, c, k, 9]`, so a block's weights for one input channel are adjacent.
+fn pack<T: Scalar>(w: &[T], c: usize, c_out: usize, k: usize) -> Vec<T> {
+    let mut packed = vec![T::ZERO; starts(c_out, k).count() * k * c * 9];
+    for (start, dst) in starts(c_out, k).zip(packed.chunks_exact_mut(k * c * 9)) {
+        for (ci, dst) in dst.chunks_exact_mut(k * 9).enumerate() {
             for (o, dst) in dst.chunks_exact_mut(9).enumerate() {
-                dst.copy_from_slice(&w[((block * OC + o) * c + ci) * 9..][..9]);
+                dst.copy_from_slice(&w[((start + o) * c + ci) * 9..][..9]);
             }
         }
     }
@@ -100,22 +140,34 @@ unsafe fn image_avx2<T: Scalar>(x: &[T], packed: &[T], w: &[T], g: &Window, y: &
     image(x, packed, w, g, y, pad)
 }
 
-/// One image: one row of 16 outputs per block where the plane is wider than
-/// 8, two rows of 8 where it is not.
+/// One image: blocks of [`block_channels`] output channels, each one row of
+/// 16 outputs where the output plane is wider than 8, two rows of 8 where it
+/// is not, at stride 1 or 2.
 #[inline(always)]
 fn image<T: Scalar>(x: &[T], packed: &[T], w: &[T], g: &Window, y: &mut [MaybeUninit<T>], pad: &mut Vec<T>) {
-    if g.w > 8 {
-        blocks::<T, 1, 16>(x, packed, w, g, y, pad)
-    } else {
-        blocks::<T, 2, 8>(x, packed, w, g, y, pad)
+    let (oh, ow) = out_grid(g);
+    let wide = block_channels(y.len() / (oh * ow)) == OC_WIDE;
+    match (g.stride == 2, wide, ow > 8) {
+        (false, false, true) => blocks::<T, 1, OC, 1, 16>(x, packed, w, g, y, pad),
+        (false, false, false) => blocks::<T, 1, OC, 2, 8>(x, packed, w, g, y, pad),
+        (false, true, true) => blocks::<T, 1, OC_WIDE, 1, 16>(x, packed, w, g, y, pad),
+        (false, true, false) => blocks::<T, 1, OC_WIDE, 2, 8>(x, packed, w, g, y, pad),
+        (true, false, true) => blocks::<T, 2, OC, 1, 16>(x, packed, w, g, y, pad),
+        (true, false, false) => blocks::<T, 2, OC, 2, 8>(x, packed, w, g, y, pad),
+        (true, true, true) => blocks::<T, 2, OC_WIDE, 1, 16>(x, packed, w, g, y, pad),
+        (true, true, false) => blocks::<T, 2, OC_WIDE, 2, 8>(x, packed, w, g, y, pad),
     }
 }
 
-/// Copies the image's planes into `pad`, each `rows × cols` with a zero
-/// border (one row above, one column left, zeros out to the last block), and
-/// sums every `R × W` block of outputs.
+/// Copies the image's planes into `pad` with a zero border (one row above,
+/// one column left, zeros out to the last block) and sums every `R × W` block
+/// of outputs of every block of `K` channels. At stride 2 each padded row is
+/// stored as its even columns, then its odd ones, so the inputs of `W`
+/// adjacent outputs are `W` adjacent elements for every tap as at stride 1:
+/// tap `kx` of output `ox` reads padded column `2·ox + kx`, the even half's
+/// `ox` (kx = 0) or `ox + 1` (kx = 2), or the odd half's `ox` (kx = 1).
 #[inline(always)]
-fn blocks<T: Scalar, const R: usize, const W: usize>(
+fn blocks<T: Scalar, const S: usize, const K: usize, const R: usize, const W: usize>(
     x: &[T],
     packed: &[T],
     w: &[T],
@@ -124,44 +176,82 @@ fn blocks<T: Scalar, const R: usize, const W: usize>(
     pad: &mut Vec<T>,
 ) {
     let (h, wd, c) = (g.h, g.w, g.c);
-    let (rows, cols) = (h.div_ceil(R) * R + 2, wd.div_ceil(W) * W + 2);
+    let (oh, ow) = out_grid(g);
+    let (out_rows, out_cols) = (oh.div_ceil(R) * R, ow.div_ceil(W) * W);
+    // Padded rows reach the last block's last tap; each half of a stride-2 row is one longer than the blocks.
+    let half = out_cols + 1;
+    let (rows, cols) = (S * (out_rows - 1) + 3, if S == 1 { out_cols + 2 } else { 2 * half });
     let plane = rows * cols;
     pad.clear();
     pad.resize(c * plane, T::ZERO);
     for (src, dst) in x.chunks_exact(h * wd).zip(pad.chunks_exact_mut(plane)) {
-        for (s, d) in src.chunks_exact(wd).zip(dst[cols + 1..].chunks_mut(cols)) {
-            d[..wd].copy_from_slice(s);
+        for (s, d) in src.chunks_exact(wd).zip(dst[cols..].chunks_exact_mut(cols)) {
+            if S == 1 {
+                d[1..=wd].copy_from_slice(s);
+            } else {
+                let (even, odd) = d.split_at_mut(half);
+                for (j, pair) in s.chunks(2).enumerate() {
+                    odd[j] = pair[0];
+                    if let Some(&v) = pair.get(1) {
+                        even[j + 1] = v;
+                    }
+                }
+            }
         }
     }
-    let geometry = Geometry { h, w: wd, c, plane, cols };
-    let (whole, out_plane) = (y.len() / (h * wd) / OC * OC, h * wd);
-    let (full, tail) = y.split_at_mut(whole * out_plane);
-    for (y, wts) in full.chunks_exact_mut(OC * out_plane).zip(packed.chunks_exact(OC * c * 9)) {
-        channels::<T, OC, R, W>(pad, wts, &geometry, y);
+    let geometry = Geometry { h: oh, w: ow, c, plane, cols, half };
+    let out_plane = oh * ow;
+    let c_out = y.len() / out_plane;
+    if c_out < K {
+        for (o, y) in y.chunks_exact_mut(out_plane).enumerate() {
+            channels::<T, S, 1, R, W>(pad, &w[o * c * 9..][..c * 9], &geometry, y);
+        }
+        return;
     }
-    for (o, y) in tail.chunks_exact_mut(out_plane).enumerate() {
-        channels::<T, 1, R, W>(pad, &w[(whole + o) * c * 9..][..c * 9], &geometry, y);
+    for (start, wts) in starts(c_out, K).zip(packed.chunks_exact(K * c * 9)) {
+        channels::<T, S, K, R, W>(pad, wts, &geometry, &mut y[start * out_plane..][..K * out_plane]);
     }
 }
 
 /// An image's output plane and padded scratch.
 struct Geometry {
+    /// Output rows.
     h: usize,
+    /// Output columns.
     w: usize,
     c: usize,
     /// Elements per padded plane.
     plane: usize,
     /// Elements per padded row.
     cols: usize,
+    /// Where a stride-2 padded row's odd columns start.
+    half: usize,
+}
+
+impl Geometry {
+    /// Offset in a padded row of tap `kx` of the block's first output.
+    #[inline(always)]
+    fn tap<const S: usize>(&self, kx: usize) -> usize {
+        if S == 1 {
+            kx
+        } else {
+            kx / 2 + kx % 2 * self.half
+        }
+    }
 }
 
 /// The `K` output planes `y` of filters `wts[c, K, 9]`, block by block.
 #[inline(always)]
-fn channels<T: Scalar, const K: usize, const R: usize, const W: usize>(pad: &[T], wts: &[T], g: &Geometry, y: &mut [MaybeUninit<T>]) {
+fn channels<T: Scalar, const S: usize, const K: usize, const R: usize, const W: usize>(
+    pad: &[T],
+    wts: &[T],
+    g: &Geometry,
+    y: &mut [MaybeUninit<T>],
+) {
     let mut acc = [[[T::ZERO; W]; R]; K];
     for y0 in (0..g.h).step_by(R) {
         for x0 in (0..g.w).step_by(W) {
-            tile(&pad[y0 * g.cols + x0..], wts, g, &mut acc);
+            tile::<T, S, K, R, W>(&pad[S * y0 * g.cols + x0..], wts, g, &mut acc);
             let n = W.min(g.w - x0);
             for (o, acc) in acc.iter().enumerate() {
                 for (r, acc) in acc.iter().enumerate().take(g.h - y0) {
@@ -179,13 +269,20 @@ fn channels<T: Scalar, const K: usize, const R: usize, const W: usize>(pad: &[T]
 /// `out`. The sums live in a local array, written out once at the end, so
 /// they stay in registers through the channel loop.
 #[inline(always)]
-fn tile<T: Scalar, const K: usize, const R: usize, const W: usize>(pad: &[T], wts: &[T], g: &Geometry, out: &mut [[[T; W]; R]; K]) {
+fn tile<T: Scalar, const S: usize, const K: usize, const R: usize, const W: usize>(
+    pad: &[T],
+    wts: &[T],
+    g: &Geometry,
+    out: &mut [[[T; W]; R]; K],
+) {
     let mut acc = [[[T::ZERO; W]; R]; K];
+    // Rows up to the last output row's last tap, columns past the last tap's block.
+    let span = (S * (R - 1) + 2) * g.cols + g.tap::<S>(1).max(g.tap::<S>(2)) + W;
     for (c, wc) in wts.chunks_exact(K * 9).enumerate().take(g.c) {
-        let p = &pad[c * g.plane..][..(R + 1) * g.cols + 2 + W];
+        let p = &pad[c * g.plane..][..span];
         for ky in 0..3 {
             for kx in 0..3 {
-                let rows: [[T; W]; R] = std::array::from_fn(|r| p[(ky + r) * g.cols + kx..][..W].try_into().unwrap());
+                let rows: [[T; W]; R] = std::array::from_fn(|r| p[(S * r + ky) * g.cols + g.tap::<S>(kx)..][..W].try_into().unwrap());
                 for (o, acc) in acc.iter_mut().enumerate() {
                     let wv = wc[o * 9 + ky * 3 + kx];
                     for (acc, row) in acc.iter_mut().zip(&rows) {
@@ -255,8 +352,11 @@ mod tests {
         let mut r = Rng::new(31, 0);
         // Wide (rows of 16) and narrow (two rows of 8) blocks, sides that are
         // not a multiple of the block, odd heights, single-row and single-column
-        // planes, c_in ≠ c_out with channels past the last block of 4, many images.
+        // planes, c_in ≠ c_out with channels past the last block of 4 or 6
+        // (fewer than a block, a last block overlapping the one before), many images.
         let cases = [
+            (window(2, 4, 5, 8), 47),
+            (window(1, 3, 6, 19), 12),
             (window(2, 3, 5, 7), 6),
             (window(3, 2, 6, 8), 5),
             (window(2, 5, 9, 17), 4),
@@ -281,11 +381,63 @@ mod tests {
         }
     }
 
+    /// Each output as one fused multiply-add chain over `(c_in, ky, kx)`
+    /// from zero, padding taps included as zeros: what the kernel promises.
+    fn chains<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize) -> Vec<T> {
+        let (h, wd, c, s) = (g.h, g.w, g.c, g.stride);
+        let (oh, ow) = out_grid(g);
+        let mut y = vec![T::ZERO; g.n * c_out * oh * ow];
+        for (i, y) in y.iter_mut().enumerate() {
+            let (n, o, oy, ox) = (i / (c_out * oh * ow), i / (oh * ow) % c_out, i / ow % oh, i % ow);
+            for ci in 0..c {
+                for k in 0..9 {
+                    let (iy, ix) = ((s * oy + k / 3).wrapping_sub(1), (s * ox + k % 3).wrapping_sub(1));
+                    let v = if iy < h && ix < wd { x[((n * c + ci) * h + iy) * wd + ix] } else { T::ZERO };
+                    *y = w[(o * c + ci) * 9 + k].mul_add(v, *y);
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn every_output_is_one_fused_chain_whatever_the_block() {
+        let mut r = Rng::new(34, 0);
+        let f32s = |n: usize, r: &mut Rng| (0..n).map(|_| r.normal() as f32).collect::<Vec<f32>>();
+        // Blocks of 4 (16, 9 with an overlapping last block) and of 6 (12, 64
+        // with an overlapping last block), wide and narrow planes, c_out < 4,
+        // stride 1 and 2 (odd and even sides, outputs 8 to 17 wide).
+        let halved = |g: Window| Window { stride: 2, ..g };
+        for (g, c_out) in [
+            (window(2, 5, 9, 17), 16),
+            (window(2, 3, 8, 8), 9),
+            (window(3, 4, 6, 20), 12),
+            (window(2, 3, 8, 8), 64),
+            (window(2, 2, 5, 8), 3),
+            (halved(window(2, 3, 17, 33)), 12),
+            (halved(window(2, 5, 16, 16)), 9),
+            (halved(window(1, 3, 15, 15)), 5),
+            (halved(window(2, 4, 7, 32)), 2),
+        ] {
+            let (x, w) = (f32s(g.n * g.image_len(), &mut r), f32s(c_out * 9 * g.c, &mut r));
+            let want = chains(&x, &w, &g, c_out);
+            for vector in [false, lanes::avx2_fma()] {
+                assert!(convolve(&x, &w, &g, c_out, vector) == want, "{g:?} → {c_out}, vector {vector}");
+            }
+        }
+    }
+
     #[test]
     fn both_copies_round_alike_and_the_thread_count_does_not_matter() {
         let mut r = Rng::new(32, 0);
         let f32s = |n: usize, r: &mut Rng| (0..n).map(|_| r.normal() as f32).collect::<Vec<f32>>();
-        for (g, c_out) in [(window(7, 6, 32, 32), 7), (window(9, 5, 8, 8), 6), (window(5, 3, 11, 13), 5)] {
+        let cases = [
+            (window(7, 6, 32, 32), 7),
+            (window(9, 5, 8, 8), 6),
+            (window(5, 3, 11, 13), 5),
+            (Window { stride: 2, ..window(7, 5, 32, 32) }, 9),
+        ];
+        for (g, c_out) in cases {
             let (x, w) = (f32s(g.n * g.image_len(), &mut r), f32s(c_out * 9 * g.c, &mut r));
             let run = |threads, vector| {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -299,16 +451,17 @@ mod tests {
         }
     }
 
-    /// Max |f32 − f64 definition| / max |y| of the direct kernel (forward and
-    /// backward-data) and of im2col + GEMM (forward), the ResNet stages' shapes.
+    /// Max |f32 − f64 definition| / max |y| of the direct kernel (forward and,
+    /// at stride 1, backward-data) and of im2col + GEMM (forward), the ResNet
+    /// stages' shapes and the stride-2 convs that enter stages 2 and 3.
     #[test]
     fn f32_error_stays_near_im2col() {
         let mut r = Rng::new(33, 0);
-        for (c, side) in [(16, 32), (32, 16), (64, 8)] {
-            let g = window(2, c, side, side);
-            let (x, w) = (rand(&mut r, g.n * g.image_len()), rand(&mut r, c * 9 * c));
-            let dy = rand(&mut r, g.n * c * side * side);
-            let want = definition(&x, &w, &dy, &g, c);
+        for (c, side, stride, c_out) in [(16, 32, 1, 16), (32, 16, 1, 32), (64, 8, 1, 64), (16, 32, 2, 32), (32, 16, 2, 64)] {
+            let g = Window { stride, ..window(2, c, side, side) };
+            let area = side.div_ceil(stride).pow(2);
+            let (x, w) = (rand(&mut r, g.n * g.image_len()), rand(&mut r, c_out * 9 * c));
+            let dy = rand(&mut r, g.n * c_out * area);
             let f32s = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
             let (xf, wf, dyf) = (f32s(&x), f32s(&w), f32s(&dy));
             let err = |got: &[f32], want: &[f64]| {
@@ -316,16 +469,21 @@ mod tests {
                 diff / max_abs(want)
             };
             let cols = super::super::conv::unfold(&xf, g).unwrap();
-            let area = side * side;
             let im2col: Vec<f32> = cols
                 .chunks(9 * c * area)
-                .flat_map(|p| super::super::gemm::matmul(&wf, p, Gemm::new(c, area, 9 * c, false, false)).unwrap())
+                .flat_map(|p| super::super::gemm::matmul(&wf, p, Gemm::new(c_out, area, 9 * c, false, false)).unwrap())
                 .collect();
             let vector = lanes::avx2_fma();
-            let direct = [err(&convolve(&xf, &wf, &g, c, vector), &want[0]), err(&backward_data(&dyf, &wf, &g, c, vector), &want[1])];
-            let base = err(&im2col, &want[0]);
-            eprintln!("{c}c{side}: im2col forward {base:.2e}, direct forward/data {:.2e} {:.2e}", direct[0], direct[1]);
-            assert!(direct.iter().all(|&e| e < F32_ERROR), "{c}c{side}: {direct:?} vs im2col {base:e}");
+            let want = chains(&x, &w, &g, c_out);
+            let mut direct = vec![err(&convolve(&xf, &wf, &g, c_out, vector), &want)];
+            if stride == 1 {
+                let [_, dx] = definition(&x, &w, &dy, &g, c_out);
+                direct.push(err(&backward_data(&dyf, &wf, &g, c_out, vector), &dx));
+            }
+            let base = err(&im2col, &want);
+            let shown: Vec<String> = direct.iter().map(|e| format!("{e:.2e}")).collect();
+            eprintln!("{c}c{side} s{stride}: im2col forward {base:.2e}, direct forward/data {}", shown.join(" "));
+            assert!(direct.iter().all(|&e| e < F32_ERROR), "{c}c{side} s{stride}: {direct:?} vs im2col {base:e}");
         }
     }
 }
