@@ -300,8 +300,8 @@ fn tile<T: Scalar, const S: usize, const K: usize, const R: usize, const W: usiz
 #[cfg(test)]
 mod tests {
     use super::super::conv::rotated;
+    use super::super::winograd::tests::{definition as reference, im2col_forward, max_abs, relative_error};
     use super::*;
-    use crate::backend::Gemm;
     use crate::rng::Rng;
 
     fn rand(r: &mut Rng, n: usize) -> Vec<f64> {
@@ -312,39 +312,15 @@ mod tests {
         Window { n, c, h, w, kh: 3, kw: 3, stride: 1, pad: 1 }
     }
 
-    /// The definition of a 3×3 pad-1 conv and its data gradient, one tap at a time.
+    /// The definition of a 3×3 pad-1 conv and its data gradient (winograd.rs's reference, filter gradient dropped).
     fn definition(x: &[f64], w: &[f64], dy: &[f64], g: &Window, c_out: usize) -> [Vec<f64>; 2] {
-        let (h, wd, c) = (g.h, g.w, g.c);
-        let (mut y, mut dx) = (vec![0.0; dy.len()], vec![0.0; x.len()]);
-        for n in 0..g.n {
-            for o in 0..c_out {
-                for oy in 0..h {
-                    for ox in 0..wd {
-                        let out = ((n * c_out + o) * h + oy) * wd + ox;
-                        for ci in 0..c {
-                            for k in 0..9 {
-                                let (iy, ix) = ((oy + k / 3).wrapping_sub(1), (ox + k % 3).wrapping_sub(1));
-                                if iy < h && ix < wd {
-                                    let (xi, wi) = (((n * c + ci) * h + iy) * wd + ix, (o * c + ci) * 9 + k);
-                                    y[out] += w[wi] * x[xi];
-                                    dx[xi] += w[wi] * dy[out];
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let [y, dx, _] = reference(x, w, dy, g, c_out);
         [y, dx]
     }
 
     /// Backward-data as the forward kernel on `dy`, as conv.rs dispatches it.
     fn backward_data<T: Scalar>(dy: &[T], w: &[T], g: &Window, c_out: usize, vector: bool) -> Vec<T> {
         convolve(dy, &rotated(w, g.c, c_out), &Window { c: c_out, ..*g }, g.c, vector)
-    }
-
-    fn max_abs(v: &[f64]) -> f64 {
-        v.iter().fold(0.0, |m, x| m.max(x.abs()))
     }
 
     #[test]
@@ -464,15 +440,8 @@ mod tests {
             let dy = rand(&mut r, g.n * c_out * area);
             let f32s = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
             let (xf, wf, dyf) = (f32s(&x), f32s(&w), f32s(&dy));
-            let err = |got: &[f32], want: &[f64]| {
-                let diff = got.iter().zip(want).fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
-                diff / max_abs(want)
-            };
-            let cols = super::super::conv::unfold(&xf, g).unwrap();
-            let im2col: Vec<f32> = cols
-                .chunks(9 * c * area)
-                .flat_map(|p| super::super::gemm::matmul(&wf, p, Gemm::new(c_out, area, 9 * c, false, false)).unwrap())
-                .collect();
+            let err = relative_error;
+            let im2col = im2col_forward(&xf, &wf, &g, c_out);
             let vector = lanes::avx2_fma();
             let want = chains(&x, &w, &g, c_out);
             let mut direct = vec![err(&convolve(&xf, &wf, &g, c_out, vector), &want)];

@@ -378,7 +378,7 @@ pub(super) fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: &Window, c
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::rng::Rng;
 
@@ -391,7 +391,7 @@ mod tests {
     }
 
     /// The definition of a 3×3 pad-1 conv and both its gradients, one tap at a time.
-    fn direct(x: &[f64], w: &[f64], dy: &[f64], g: &Window, c_out: usize) -> [Vec<f64>; 3] {
+    pub(in super::super) fn definition(x: &[f64], w: &[f64], dy: &[f64], g: &Window, c_out: usize) -> [Vec<f64>; 3] {
         let (h, wd, c) = (g.h, g.w, g.c);
         let (mut y, mut dx, mut dw) = (vec![0.0; dy.len()], vec![0.0; x.len()], vec![0.0; w.len()]);
         for n in 0..g.n {
@@ -421,8 +421,23 @@ mod tests {
         Window { n, c, h, w, kh: 3, kw: 3, stride: 1, pad: 1 }
     }
 
-    fn max_abs(v: &[f64]) -> f64 {
+    pub(in super::super) fn max_abs(v: &[f64]) -> f64 {
         v.iter().fold(0.0, |m, x| m.max(x.abs()))
+    }
+
+    /// Max |f32 − f64| / max |f64|: the f32 error measure of the faster conv paths.
+    pub(in super::super) fn relative_error(got: &[f32], want: &[f64]) -> f64 {
+        let diff = got.iter().zip(want).fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
+        diff / max_abs(want)
+    }
+
+    /// The f32 forward by im2col and one GEMM per image: the baseline those errors are held against.
+    pub(in super::super) fn im2col_forward(x: &[f32], w: &[f32], g: &Window, c_out: usize) -> Vec<f32> {
+        let cols = super::super::conv::unfold(x, *g).unwrap();
+        let area = cols.len() / (g.n * 9 * g.c);
+        cols.chunks(9 * g.c * area)
+            .flat_map(|p| super::super::gemm::matmul(w, p, Gemm::new(c_out, area, 9 * g.c, false, false)).unwrap())
+            .collect()
     }
 
     #[test]
@@ -440,7 +455,7 @@ mod tests {
                 conv2d_backward_data(&dy, &w, &g, c_out).unwrap(),
                 conv2d_backward_filter(&dy, &x, &g, c_out).unwrap(),
             ];
-            for (dir, (got, want)) in got.iter().zip(direct(&x, &w, &dy, &g, c_out)).enumerate() {
+            for (dir, (got, want)) in got.iter().zip(definition(&x, &w, &dy, &g, c_out)).enumerate() {
                 let scale = max_abs(&want);
                 assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-13 * scale), "{g:?} direction {dir}");
             }
@@ -480,19 +495,11 @@ mod tests {
             let g = window(2, c, side, side);
             let (x, w) = (rand(&mut r, g.n * g.image_len()), rand(&mut r, c * 9 * c));
             let dy = rand(&mut r, g.n * c * side * side);
-            let want = direct(&x, &w, &dy, &g, c);
+            let want = definition(&x, &w, &dy, &g, c);
             let f32s = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
             let (xf, wf, dyf) = (f32s(&x), f32s(&w), f32s(&dy));
-            let err = |got: &[f32], want: &[f64]| {
-                let diff = got.iter().zip(want).fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
-                diff / max_abs(want)
-            };
-            let cols = super::super::conv::unfold(&xf, g).unwrap();
-            let area = side * side;
-            let im2col: Vec<f32> = cols
-                .chunks(9 * c * area)
-                .flat_map(|p| super::super::gemm::matmul(&wf, p, Gemm::new(c, area, 9 * c, false, false)).unwrap())
-                .collect();
+            let err = relative_error;
+            let im2col = im2col_forward(&xf, &wf, &g, c);
             let wino = [
                 err(&conv2d(&xf, &wf, &g, c).unwrap(), &want[0]),
                 err(&conv2d_backward_data(&dyf, &wf, &g, c).unwrap(), &want[1]),
