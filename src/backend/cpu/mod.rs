@@ -13,6 +13,7 @@ pub mod lanes;
 pub mod parallel;
 pub mod peaks;
 mod pool;
+mod row_dots;
 mod softmax;
 mod tridiagonal;
 pub mod tridiagonalise;

@@ -15,6 +15,8 @@
 
 use super::conv::{in_image_groups, rotated, Direction};
 use super::gemm::gemm_on_thread;
+use super::lanes;
+use super::row_dots::{add_row_dots, lane_sums, LANES};
 use crate::backend::{Gemm, Window};
 use crate::error::Result;
 use crate::scalar::Scalar;
@@ -23,8 +25,9 @@ use rayon::prelude::*;
 /// Bound on the f32 error, max |f32 − f64 definition| / max |exact|, on the
 /// ResNet stages' shapes, two images (`tests::f32_error_stays_near_im2col`).
 /// Measured, 16c32 / 32c16 / 64c8: forward 2.2e-7 / 2.4e-7 / 3.9e-7,
-/// backward-data 2.0e-7 / 3.0e-7 / 3.1e-7, backward-filter 2.4e-7 / 3.2e-7 /
-/// 2.4e-7; im2col + GEMM forward 4.6e-7 / 7.1e-7 / 8.5e-7.
+/// backward-data 2.0e-7 / 3.0e-7 / 3.1e-7, backward-filter 2.8e-7 / 2.6e-7 /
+/// 1.8e-7 (its GEMMs as [`super::row_dots`]; 2.4e-7 / 3.2e-7 / 2.4e-7 as
+/// GEMMs); im2col + GEMM forward 4.6e-7 / 7.1e-7 / 8.5e-7.
 #[cfg(test)]
 const F32_ERROR: f64 = 1e-6;
 
@@ -355,7 +358,11 @@ pub(super) fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: &Window, c
         return Ok(vec![T::ZERO; pairs * 9]);
     }
     let t = Tiling::new(g);
-    let acc = in_image_groups(g.n, E * pairs, |images, acc| {
+    // Each transform element's GEMM is a block of row dot products, their
+    // lanes kept apart until every image is in (see [`super::row_dots`]).
+    let dots = lanes::avx2_fma();
+    let width = if dots { LANES } else { 1 };
+    let acc = in_image_groups(g.n, E * pairs * width, |images, acc| {
         let mut s = Scratch::default();
         for first in images.clone().step_by(t.images) {
             let count = t.images.min(images.end - first);
@@ -368,12 +375,17 @@ pub(super) fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: &Window, c
             output_transform_adjoint(dy, (g.h, g.w), t, &mut s.m, tiles, &mut s.pad);
             for e in 0..E {
                 let (a, b) = (&s.m[e * c_out * tiles..][..c_out * tiles], &s.v[e * g.c * tiles..][..g.c * tiles]);
-                let gemm = Gemm { beta: 1.0, ..Gemm::new(c_out, g.c, tiles, false, true) };
-                gemm_on_thread(a, b, &mut acc[e * pairs..][..pairs], gemm)?;
+                let acc = &mut acc[e * pairs * width..][..pairs * width];
+                if dots {
+                    add_row_dots(a, b, acc, (c_out, g.c, tiles));
+                } else {
+                    gemm_on_thread(a, b, acc, Gemm { beta: 1.0, ..Gemm::new(c_out, g.c, tiles, false, true) })?;
+                }
             }
         }
         Ok(())
     })?;
+    let acc = if dots { lane_sums(&acc) } else { acc };
     Ok(filter_transform_adjoint(&acc, pairs))
 }
 
