@@ -438,6 +438,17 @@ fn relu() {
 }
 
 #[test]
+fn add_relu() {
+    let mut rng = Rng::new(23, 0);
+    // Sums away from the kink, of both signs, split into two random parts.
+    let sum = values(&away_from_zero(&mut rng, &[4, 5], 0.05));
+    assert!(sum.iter().any(|&v| v < 0.0) && sum.iter().any(|&v| v > 0.0), "add_relu test needs both signs");
+    let b = normal(&mut rng, &[4, 5], 1.0);
+    let a = tensor(&[4, 5], sum.iter().zip(values(&b)).map(|(s, b)| s - b).collect());
+    gradcheck("add_relu", &[a, b], |t, v| t.add_relu(v[0], v[1]));
+}
+
+#[test]
 fn dropout() {
     let (p, seed, stream) = (0.3, 1234, 7);
     let mut rng = Rng::new(21, 0);
@@ -802,10 +813,8 @@ fn residual_block_with_released_intermediates() {
         let r = t.scale_by(n2, v[5])?;
         t.release(n2);
         let s = t.shortcut_a(v[0], 2, 4)?;
-        let sum = t.add(r, s)?;
+        let y = t.add_relu(r, s)?;
         t.release(r);
-        let y = t.relu(sum)?;
-        t.release(sum);
         Ok(y)
     });
 }

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 impl<B: Backend> Tape<B> {
-    fn same_shape(&self, op: &'static str, a: Var, b: Var) -> Result<Vec<usize>> {
+    pub(super) fn same_shape(&self, op: &'static str, a: Var, b: Var) -> Result<Vec<usize>> {
         let (sa, sb) = (self.shape(a), self.shape(b));
         if sa != sb {
             return Err(Error::shape(op, format!("{sa:?} and {sb:?}")));

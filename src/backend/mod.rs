@@ -120,6 +120,11 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     /// `y ← y + alpha·x`, in place (gradient accumulation, running averages).
     fn axpy(&self, y: &mut Self::Buf, alpha: f64, x: &Self::Buf) -> Result<()>;
     fn relu(&self, x: &Self::Buf) -> Result<Self::Buf>;
+    /// `relu(a + b)`, a residual block's output, rounded as [`Backend::add`]
+    /// then [`Backend::relu`]; a device may do it in one pass.
+    fn add_relu(&self, a: &Self::Buf, b: &Self::Buf) -> Result<Self::Buf> {
+        self.relu(&self.add(a, b)?)
+    }
     /// `grad · [y > 0]`, from the ReLU's output `y`.
     fn relu_backward(&self, grad: &Self::Buf, y: &Self::Buf) -> Result<Self::Buf>;
     /// A dropout mask: 0 with probability `p`, else `1/(1-p)`; element i draws

@@ -49,6 +49,15 @@ impl<T: Scalar> Cpu<T> {
     }
 }
 
+#[inline(always)]
+fn relu<T: Scalar>(v: T) -> T {
+    if v > T::ZERO {
+        v
+    } else {
+        T::ZERO
+    }
+}
+
 fn same_len<T>(op: &'static str, a: &[T], b: &[T]) -> Result<()> {
     if a.len() == b.len() {
         Ok(())
@@ -126,7 +135,13 @@ impl<T: Scalar> Backend for Cpu<T> {
     }
 
     fn relu(&self, x: &Vec<T>) -> Result<Vec<T>> {
-        Ok(parallel::map(x, |v| if v > T::ZERO { v } else { T::ZERO }))
+        Ok(parallel::map(x, relu))
+    }
+
+    fn add_relu(&self, a: &Vec<T>, b: &Vec<T>) -> Result<Vec<T>> {
+        same_len("add_relu", a, b)?;
+        // One pass: the sum is never stored, saving a write and a read of it.
+        Ok(parallel::zip(a, b, |x, y| relu(x + y)))
     }
 
     fn relu_backward(&self, grad: &Vec<T>, y: &Vec<T>) -> Result<Vec<T>> {

@@ -134,19 +134,14 @@ impl Block {
             Some(bias) => consume(tape, branch, |t, v| bias.shift(t, store, v))?,
             None => branch,
         };
-        let out = match &self.shortcut {
-            None => branch,
-            Some(s) => {
-                let short = s.forward(tape, store, source, train)?;
-                let sum = tape.add(branch, short)?;
-                tape.release(branch);
-                sum
-            }
+        let Some(shortcut) = &self.shortcut else {
+            return if self.pre_activation { Ok(branch) } else { consume(tape, branch, |t, v| t.relu(v)) };
         };
-        if self.pre_activation {
-            return Ok(out);
-        }
-        consume(tape, out, |t, v| t.relu(v))
+        let short = shortcut.forward(tape, store, source, train)?;
+        // Post-activation: the sum feeds only the ReLU, so it is never stored.
+        let out = if self.pre_activation { tape.add(branch, short)? } else { tape.add_relu(branch, short)? };
+        tape.release(branch);
+        Ok(out)
     }
 
     /// conv → BN → ReLU → … → conv → BN, the last ReLU left to the caller.
