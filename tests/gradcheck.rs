@@ -545,10 +545,31 @@ fn batch_norm_train_feeding_relu() {
     let y = tape.batch_norm_train(vars[0], vars[1], vars[2], BN_EPS).unwrap().y;
     let min_abs = values(tape.value(y)).iter().fold(f64::INFINITY, |m, v| m.min(v.abs()));
     assert!(min_abs > 1e-3, "a pre-activation is {min_abs}, too close to the ReLU kink");
-    gradcheck("relu(batch_norm_train)", &[x, g, b], |t, v| {
+    gradcheck("relu(batch_norm_train)", &[x.clone(), g.clone(), b.clone()], |t, v| {
         let y = t.batch_norm_train(v[0], v[1], v[2], BN_EPS)?.y;
         t.relu(y)
     });
+    // The same pair as one op, and on NCHW input.
+    gradcheck("batch_norm_train_relu", &[x, g.clone(), b.clone()], |t, v| Ok(t.batch_norm_train_relu(v[0], v[1], v[2], BN_EPS)?.y));
+    let x = normal(&mut rng, &[2, 3, 2, 3], 1.0);
+    gradcheck("batch_norm_train_relu (NCHW)", &[x, g, b], |t, v| Ok(t.batch_norm_train_relu(v[0], v[1], v[2], BN_EPS)?.y));
+}
+
+#[test]
+fn batch_norm_train_add_relu() {
+    // A post-activation block's tail: relu(BN(x) + z), z the shortcut. As
+    // above, the test asserts that every sum is off the kink for this seed.
+    let mut rng = Rng::new(39, 0);
+    let (x, z) = (normal(&mut rng, &[2, 3, 2, 3], 1.0), normal(&mut rng, &[2, 3, 2, 3], 1.0));
+    let (g, b) = gamma_beta(&mut rng, 3);
+    let be = backend();
+    let mut tape = Tape::new(&be);
+    let vars: Vec<Var> = [&x, &g, &b, &z].iter().map(|t| tape.leaf((*t).clone())).collect();
+    let y = tape.batch_norm_train(vars[0], vars[1], vars[2], BN_EPS).unwrap().y;
+    let sum = tape.add(y, vars[3]).unwrap();
+    let min_abs = values(tape.value(sum)).iter().fold(f64::INFINITY, |m, v| m.min(v.abs()));
+    assert!(min_abs > 1e-3, "a sum is {min_abs}, too close to the ReLU kink");
+    gradcheck("batch_norm_train_add_relu", &[x, g, b, z], |t, v| Ok(t.batch_norm_train_add_relu(v[0], v[1], v[2], v[3], BN_EPS)?.y));
 }
 
 #[test]

@@ -144,6 +144,35 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         s: ChannelShape,
         eps: f64,
     ) -> Result<(Self::Buf, BatchStats<Self::Buf>)>;
+    /// `relu` of [`Backend::batch_norm_train`]'s output, rounded alike: a
+    /// batch norm feeding a ReLU; a device may do it in one pass.
+    fn batch_norm_train_relu(
+        &self,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        s: ChannelShape,
+        eps: f64,
+    ) -> Result<(Self::Buf, BatchStats<Self::Buf>)> {
+        let (y, stats) = self.batch_norm_train(x, gamma, beta, s, eps)?;
+        Ok((self.relu(&y)?, stats))
+    }
+    /// `relu(batch_norm_train(x) + z)`, rounded alike: a post-activation
+    /// residual block's last batch norm, sum and ReLU; a device may do it in
+    /// one pass.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_train_add_relu(
+        &self,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        z: &Self::Buf,
+        s: ChannelShape,
+        eps: f64,
+    ) -> Result<(Self::Buf, BatchStats<Self::Buf>)> {
+        let (y, stats) = self.batch_norm_train(x, gamma, beta, s, eps)?;
+        Ok((self.add_relu(&y, z)?, stats))
+    }
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_eval(
         &self,

@@ -94,10 +94,10 @@ impl<B: Backend> Model<B> for Mlp<B> {
         let mut h = tape.reshape(x, &[n, d])?;
         for layer in &self.hidden {
             h = layer.linear.forward(tape, &self.store, h)?;
-            if let Some(bn) = &layer.bn {
-                h = bn.forward(tape, &mut self.store, h, train)?;
-            }
-            h = tape.relu(h)?;
+            h = match &layer.bn {
+                Some(bn) => bn.forward_relu(tape, &mut self.store, h, train)?,
+                None => tape.relu(h)?,
+            };
         }
         self.output.forward(tape, &self.store, h)
     }

@@ -92,10 +92,8 @@ impl<B: Backend> Model<B> for Vgg16<B> {
         for stage in &self.stages {
             for (conv, bn) in stage {
                 let c = conv.forward(tape, store, h)?;
-                let n = bn.forward(tape, store, c, train)?;
+                h = bn.forward_relu(tape, store, c, train)?;
                 tape.release(c);
-                h = tape.relu(n)?;
-                tape.release(n);
             }
             h = tape.max_pool2d(h, 2, 2, 0)?;
         }
@@ -103,8 +101,7 @@ impl<B: Backend> Model<B> for Vgg16<B> {
         h = tape.global_avg_pool(h)?;
         for (linear, bn) in &self.hidden {
             let l = linear.forward(tape, store, h)?;
-            let n = bn.forward(tape, store, l, train)?;
-            h = tape.relu(n)?;
+            h = bn.forward_relu(tape, store, l, train)?;
         }
         self.output.forward(tape, store, h)
     }

@@ -117,6 +117,27 @@ fn fold_lanes(mut l: [f64; LANES]) -> f64 {
 /// `out = scale[c]·x + shift[c]`, plus `zscale[c]·z` when `z = (z, zscale)` is given.
 /// Written straight into fresh memory: every element is produced once, so no zero-fill first.
 pub(super) fn channel_affine<T: Scalar>(x: &[T], scale: &[T], shift: &[T], z: Option<(&[T], &[T])>, s: ChannelShape) -> Vec<T> {
+    channel_map(x, scale, shift, z, s, |v| v)
+}
+
+/// `relu(scale[c]·x + shift[c] + z)` in one pass (without `z`: a batch norm
+/// feeding a ReLU; with it, also a residual sum). `z`'s coefficient is one,
+/// so adding it rounds as a separate add would.
+pub(super) fn channel_affine_relu<T: Scalar>(x: &[T], scale: &[T], shift: &[T], z: Option<&[T]>, s: ChannelShape) -> Vec<T> {
+    let ones = vec![T::ONE; s.channels];
+    channel_map(x, scale, shift, z.map(|z| (z, &ones[..])), s, super::relu)
+}
+
+/// [`channel_affine`], each result mapped by `post` before it is stored.
+#[inline(always)]
+fn channel_map<T: Scalar>(
+    x: &[T],
+    scale: &[T],
+    shift: &[T],
+    z: Option<(&[T], &[T])>,
+    s: ChannelShape,
+    post: impl Fn(T) -> T + Sync,
+) -> Vec<T> {
     let mut out = Vec::with_capacity(x.len());
     let (c, inner) = (s.channels, s.inner);
     // A task covers whole `channels × inner` blocks, so a run's channel is known.
@@ -131,10 +152,10 @@ pub(super) fn channel_affine<T: Scalar>(x: &[T], scale: &[T], shift: &[T], z: Op
                 let xs = row.iter_mut().zip(&x[start..start + c]).zip(scale.iter().zip(shift));
                 match z {
                     None => xs.for_each(|((o, &v), (&a, &b))| {
-                        o.write(a * v + b);
+                        o.write(post(a * v + b));
                     }),
                     Some((z, zs)) => xs.zip(z[start..start + c].iter().zip(zs)).for_each(|(((o, &v), (&a, &b)), (&w, &k))| {
-                        o.write(a * v + b + k * w);
+                        o.write(post(a * v + b + k * w));
                     }),
                 }
             }
@@ -147,12 +168,12 @@ pub(super) fn channel_affine<T: Scalar>(x: &[T], scale: &[T], shift: &[T], z: Op
                 let xs = run.iter_mut().zip(&x[start..start + inner]);
                 match z {
                     None => xs.for_each(|(o, &v)| {
-                        o.write(a * v + b);
+                        o.write(post(a * v + b));
                     }),
                     Some((z, zs)) => {
                         let k = zs[ch];
                         xs.zip(&z[start..start + inner]).for_each(|((o, &v), &w)| {
-                            o.write(a * v + b + k * w);
+                            o.write(post(a * v + b + k * w));
                         })
                     }
                 }

@@ -123,8 +123,17 @@ impl Block {
     }
 
     pub fn forward<B: Backend>(&self, tape: &mut Tape<B>, store: &mut ParamStore<B>, x: Var, train: bool, tau: Tau) -> Result<Var> {
+        // Post-activation, unscaled, with a shortcut: the last BN, the sum and
+        // the ReLU are one op, neither the normalised branch nor the sum stored.
+        if let (false, Tau::One, true, Some(shortcut), Some(Some(bn))) =
+            (self.pre_activation, &tau, self.fixup.is_empty(), &self.shortcut, self.bns.last())
+        {
+            let branch = self.branch_post(tape, store, x, train, false)?;
+            let short = shortcut.forward(tape, store, x, train)?;
+            return bn.forward_add_relu(tape, store, branch, short, train);
+        }
         let (branch, source) =
-            if self.pre_activation { self.branch_pre(tape, store, x, train)? } else { (self.branch_post(tape, store, x, train)?, x) };
+            if self.pre_activation { self.branch_pre(tape, store, x, train)? } else { (self.branch_post(tape, store, x, train, true)?, x) };
         let branch = match tau {
             Tau::One => branch,
             Tau::Fixed(t) => consume(tape, branch, |t_, v| t_.scale(v, t))?,
@@ -144,8 +153,9 @@ impl Block {
         Ok(out)
     }
 
-    /// conv → BN → ReLU → … → conv → BN, the last ReLU left to the caller.
-    fn branch_post<B: Backend>(&self, tape: &mut Tape<B>, store: &mut ParamStore<B>, x: Var, train: bool) -> Result<Var> {
+    /// conv → BN → ReLU → … → conv → BN, the last ReLU left to the caller,
+    /// and the last BN too unless `last_bn`.
+    fn branch_post<B: Backend>(&self, tape: &mut Tape<B>, store: &mut ParamStore<B>, x: Var, train: bool, last_bn: bool) -> Result<Var> {
         let mut h = x;
         let last = self.convs.len() - 1;
         for (i, (conv, bn)) in self.convs.iter().zip(&self.bns).enumerate() {
@@ -153,10 +163,20 @@ impl Block {
                 h = self.shift_temp(tape, store, h, x, bias)?;
             }
             h = conv.forward(tape, store, h)?;
-            if let Some(bn) = bn {
-                h = bn.forward(tape, store, h, train)?;
+            let relu = i < last;
+            if !relu && !last_bn {
+                break;
             }
-            if i < last {
+            match bn {
+                // A BN straight into a ReLU is one op (Fixup nets have no BN).
+                Some(bn) if relu && self.fixup.is_empty() => {
+                    h = bn.forward_relu(tape, store, h, train)?;
+                    continue;
+                }
+                Some(bn) => h = bn.forward(tape, store, h, train)?,
+                None => {}
+            }
+            if relu {
                 if let Some(bias) = self.fixup.get(2 * i + 1) {
                     h = consume(tape, h, |t, v| bias.shift(t, store, v))?;
                 }
@@ -172,8 +192,7 @@ impl Block {
         let mut source = x;
         for (i, (conv, bn)) in self.convs.iter().zip(&self.bns).enumerate() {
             if let Some(bn) = bn {
-                let n = bn.forward(tape, store, h, train)?;
-                h = consume(tape, n, |t, v| t.relu(v))?;
+                h = bn.forward_relu(tape, store, h, train)?;
             }
             if i == 0 && self.split_after_preact {
                 source = h;

@@ -269,13 +269,14 @@ impl<B: Backend> Model<B> for ResNet<B> {
         }
         let store = &mut self.store;
         let mut h = self.stem.conv.forward(tape, store, x)?;
-        if let Some(bn) = &self.stem.bn_relu {
-            if let Some(bn) = bn {
-                h = bn.forward(tape, store, h, train)?;
+        match &self.stem.bn_relu {
+            Some(Some(bn)) => h = bn.forward_relu(tape, store, h, train)?,
+            Some(None) => {
+                let a = tape.relu(h)?;
+                tape.release(h);
+                h = a;
             }
-            let a = tape.relu(h)?;
-            tape.release(h);
-            h = a;
+            None => {}
         }
         if self.stem.max_pool {
             h = tape.max_pool2d(h, 3, 2, 1)?;
@@ -289,9 +290,7 @@ impl<B: Backend> Model<B> for ResNet<B> {
             h = block.forward(tape, store, h, train, tau)?;
         }
         if let Some(bn) = &self.head.final_bn {
-            let n = bn.forward(tape, store, h, train)?;
-            h = tape.relu(n)?;
-            tape.release(n);
+            h = bn.forward_relu(tape, store, h, train)?;
         }
         h = tape.global_avg_pool(h)?;
         if let Some(bn) = &self.head.last_bn {
