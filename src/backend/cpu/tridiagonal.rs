@@ -217,6 +217,23 @@ mod tests {
     use crate::rng::Rng;
 
     #[test]
+    fn a_zero_pre_image_takes_the_textbook_step() {
+        // The first sweep's shift is −1 = d[2], so its first step has γ = 0,
+        // p = 0 and c = 0: the form through u = γ/c would divide 0 by 0.
+        let (t, e) = ([0.0, 0.0, -1.0], [1.0, 1.0]);
+        let mut d = t.to_vec();
+        eigenvalues(&mut d, &e).unwrap();
+        d.sort_by(f64::total_cmp);
+        let det = |l: f64| (t[0] - l) * ((t[1] - l) * (t[2] - l) - e[1] * e[1]) - e[0] * e[0] * (t[2] - l);
+        for &l in &d {
+            assert!(det(l).abs() < 1e-12, "{d:?}: det(T − {l}I) = {}", det(l));
+        }
+        // Nonzero off-diagonals: three distinct eigenvalues, summing to the trace.
+        assert!(d[1] - d[0] > 0.1 && d[2] - d[1] > 0.1, "{d:?}");
+        assert!((d.iter().sum::<f64>() - t.iter().sum::<f64>()).abs() < 1e-12, "{d:?}");
+    }
+
+    #[test]
     fn a_pair_gives_each_matrix_its_own_bits() {
         let mut r = Rng::new(41, 0);
         // Unequal sizes (the longer block's steps run alone at the end),
