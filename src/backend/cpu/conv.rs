@@ -103,7 +103,7 @@ fn unfold_band<T: Scalar>(plane: &[T], g: &Window, (oh, ow): (usize, usize), row
                 let (lo, hi) = s.span;
                 if hi > lo {
                     let from = (lo as isize + s.offset) as usize;
-                    row[lo..hi].write_copy_of_slice(&plane[from..from + hi - lo]);
+                    write_copy(&mut row[lo..hi], &plane[from..from + hi - lo]);
                 }
                 clear_outside(row, zero, g, &s);
             }
@@ -125,13 +125,19 @@ fn unfold_band<T: Scalar>(plane: &[T], g: &Window, (oh, ow): (usize, usize), row
                 let src = &plane[iy * g.w..(iy + 1) * g.w];
                 let ix0 = lo * g.stride + kx - g.pad;
                 if g.stride == 1 {
-                    out[lo..hi].write_copy_of_slice(&src[ix0..ix0 + hi - lo]);
+                    write_copy(&mut out[lo..hi], &src[ix0..ix0 + hi - lo]);
                 } else {
                     out[lo..hi].iter_mut().enumerate().for_each(|(j, o)| _ = o.write(src[ix0 + j * g.stride]));
                 }
             }
         }
     }
+}
+
+/// `dst = src` into possibly fresh memory (`write_copy_of_slice` is newer than the MSRV).
+fn write_copy<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
+    debug_assert_eq!(dst.len(), src.len());
+    dst.iter_mut().zip(src).for_each(|(d, &s)| _ = d.write(s));
 }
 
 /// The adjoint of [`unfold_band`]: patch-row gradients (row `r` at
