@@ -14,6 +14,7 @@ use crate::backend::{Gemm, Window};
 use crate::error::Result;
 use crate::scalar::Scalar;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// The directions a convolution runs in.
@@ -70,29 +71,30 @@ fn shift(g: &Window, ky: usize, kx: usize) -> Shift {
     Shift { offset, rows, span: (lo, hi), wrapped }
 }
 
-/// Zeroes what a shifted row must not carry: rows outside the plane, the
-/// span's ends, and the wrapped columns.
-fn clear_outside<T: Scalar>(row: &mut [T], g: &Window, s: &Shift) {
+/// Sets to `zero` what a shifted row must not carry: rows outside the
+/// plane, the span's ends, and the wrapped columns.
+fn clear_outside<U: Copy>(row: &mut [U], zero: U, g: &Window, s: &Shift) {
     let w = g.w;
     let (y0, y1) = s.rows;
-    row[..y0 * w].fill(T::ZERO);
-    row[y1 * w..].fill(T::ZERO);
-    row[y0 * w..s.span.0.max(y0 * w)].fill(T::ZERO);
-    row[s.span.1.min(y1 * w)..y1 * w].fill(T::ZERO);
+    row[..y0 * w].fill(zero);
+    row[y1 * w..].fill(zero);
+    row[y0 * w..s.span.0.max(y0 * w)].fill(zero);
+    row[s.span.1.min(y1 * w)..y1 * w].fill(zero);
     for oy in y0..y1 {
-        row[oy * w + s.wrapped.start..oy * w + s.wrapped.end].fill(T::ZERO);
+        row[oy * w + s.wrapped.start..oy * w + s.wrapped.end].fill(zero);
     }
 }
 
 /// Unfolds channel plane `plane` (`h×w`) into its `kh·kw` patch rows of
 /// `dst`, row `r` at `dst[r·ld..]`, columns `(oy, ox)`; padding reads zero.
-pub(super) fn unfold_plane<T: Scalar>(plane: &[T], g: &Window, out: (usize, usize), dst: &mut [T], ld: usize) {
+/// Writes every element of those rows, so `dst` may be fresh memory.
+pub(super) fn unfold_plane<T: Scalar>(plane: &[T], g: &Window, out: (usize, usize), dst: &mut [MaybeUninit<T>], ld: usize) {
     unfold_band(plane, g, out, 0..out.0, dst, ld)
 }
 
 /// [`unfold_plane`] for output rows `rows` only: columns `(oy − rows.start, ox)`.
-fn unfold_band<T: Scalar>(plane: &[T], g: &Window, (oh, ow): (usize, usize), rows: Range<usize>, dst: &mut [T], ld: usize) {
-    let len = rows.len() * ow;
+fn unfold_band<T: Scalar>(plane: &[T], g: &Window, (oh, ow): (usize, usize), rows: Range<usize>, dst: &mut [MaybeUninit<T>], ld: usize) {
+    let (len, zero) = (rows.len() * ow, MaybeUninit::new(T::ZERO));
     if rows == (0..oh) && same_grid(g, (oh, ow)) {
         for ky in 0..g.kh {
             for kx in 0..g.kw {
@@ -101,9 +103,9 @@ fn unfold_band<T: Scalar>(plane: &[T], g: &Window, (oh, ow): (usize, usize), row
                 let (lo, hi) = s.span;
                 if hi > lo {
                     let from = (lo as isize + s.offset) as usize;
-                    row[lo..hi].copy_from_slice(&plane[from..from + hi - lo]);
+                    write_copy(&mut row[lo..hi], &plane[from..from + hi - lo]);
                 }
-                clear_outside(row, g, &s);
+                clear_outside(row, zero, g, &s);
             }
         }
         return;
@@ -115,21 +117,27 @@ fn unfold_band<T: Scalar>(plane: &[T], g: &Window, (oh, ow): (usize, usize), row
             for (out, oy) in row.chunks_exact_mut(ow).zip(rows.clone()) {
                 let iy = (oy * g.stride + ky).wrapping_sub(g.pad);
                 if iy >= g.h {
-                    out.fill(T::ZERO);
+                    out.fill(zero);
                     continue;
                 }
-                out[..lo].fill(T::ZERO);
-                out[hi..].fill(T::ZERO);
+                out[..lo].fill(zero);
+                out[hi..].fill(zero);
                 let src = &plane[iy * g.w..(iy + 1) * g.w];
                 let ix0 = lo * g.stride + kx - g.pad;
                 if g.stride == 1 {
-                    out[lo..hi].copy_from_slice(&src[ix0..ix0 + hi - lo]);
+                    write_copy(&mut out[lo..hi], &src[ix0..ix0 + hi - lo]);
                 } else {
-                    out[lo..hi].iter_mut().enumerate().for_each(|(j, o)| *o = src[ix0 + j * g.stride]);
+                    out[lo..hi].iter_mut().enumerate().for_each(|(j, o)| _ = o.write(src[ix0 + j * g.stride]));
                 }
             }
         }
     }
+}
+
+/// `dst = src` into possibly fresh memory (`write_copy_of_slice` is newer than the MSRV).
+fn write_copy<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
+    debug_assert_eq!(dst.len(), src.len());
+    dst.iter_mut().zip(src).for_each(|(d, &s)| _ = d.write(s));
 }
 
 /// The adjoint of [`unfold_band`]: patch-row gradients (row `r` at
@@ -142,7 +150,7 @@ fn fold_band<T: Scalar>(src: &mut [T], g: &Window, (oh, ow): (usize, usize), row
             for kx in 0..g.kw {
                 let s = shift(g, ky, kx);
                 let row = &mut src[(ky * g.kw + kx) * len..][..len];
-                clear_outside(row, g, &s);
+                clear_outside(row, T::ZERO, g, &s);
                 let (lo, hi) = s.span;
                 if hi > lo {
                     let from = (lo as isize + s.offset) as usize;
@@ -178,10 +186,14 @@ fn fold_band<T: Scalar>(src: &mut [T], g: &Window, (oh, ow): (usize, usize), row
 /// Output rows `rows` of one image's patch matrix, `c·kh·kw × rows·ow`, into `cols`.
 fn im2col<T: Scalar>(image: &[T], g: &Window, out: (usize, usize), rows: Range<usize>, cols: &mut Vec<T>) {
     let (len, taps) = (rows.len() * out.1, g.kh * g.kw);
-    cols.resize(g.patch_len() * len, T::ZERO);
-    for (c, dst) in cols.chunks_mut(taps * len).enumerate() {
+    let size = g.patch_len() * len;
+    cols.clear();
+    cols.reserve(size);
+    for (c, dst) in cols.spare_capacity_mut()[..size].chunks_mut(taps * len).enumerate() {
         unfold_band(&image[c * g.h * g.w..(c + 1) * g.h * g.w], g, out, rows.clone(), dst, len);
     }
+    // SAFETY: `unfold_band` wrote every element of each channel's rows.
+    unsafe { cols.set_len(size) };
 }
 
 /// The output-row bands an image is unfolded in: the whole image if its

@@ -9,8 +9,8 @@ use crate::scalar::Scalar;
 use rayon::prelude::*;
 
 /// Patch-matrix values the Σx accumulation unfolds at once (32 MiB in f32).
-/// The unfold, zero-fill included, is about a tenth of the patch Σx plus
-/// eigenvalues (perf); 4 MiB chunks, cache-sized for the products, were no
+/// The unfold (then with a zero-fill first) was about a tenth of the patch Σx
+/// plus eigenvalues (perf); 4 MiB chunks, cache-sized for the products, were no
 /// faster on the 8192×576 bench (58–62 ms against 62 ms).
 const PATCH_BUDGET: usize = 1 << 23;
 
@@ -65,19 +65,22 @@ pub fn gram_lower_patches<T: Scalar>(acc: &mut [T], x: &[T], g: Window, alpha: f
         return Ok(());
     }
     let chunk = (PATCH_BUDGET / (k * area)).clamp(1, g.n);
-    let mut cols = Vec::new();
+    let mut cols: Vec<T> = Vec::with_capacity(k * chunk * area);
     for first in (0..g.n).step_by(chunk) {
         let images = chunk.min(g.n - first);
         let ld = images * area;
-        cols.resize(k * ld, T::ZERO);
-        // Channel c owns patch rows c·taps.. of every image: disjoint, so parallel.
-        cols.par_chunks_mut(taps * ld).enumerate().for_each(|(c, rows)| {
+        cols.clear();
+        // Channel c owns patch rows c·taps.. of every image: disjoint, so
+        // parallel; written straight into the buffer's spare capacity.
+        cols.spare_capacity_mut()[..k * ld].par_chunks_mut(taps * ld).enumerate().for_each(|(c, rows)| {
             for t in 0..images {
                 let image = &x[(first + t) * g.image_len()..][..g.image_len()];
                 let plane = &image[c * g.h * g.w..(c + 1) * g.h * g.w];
                 unfold_plane(plane, &g, out, &mut rows[t * area..], ld);
             }
         });
+        // SAFETY: the images' `unfold_plane`s wrote every element of their channel's rows.
+        unsafe { cols.set_len(k * ld) };
         gram_lower_strided(acc, &cols, (ld, k), (1, ld), alpha);
     }
     Ok(())

@@ -146,6 +146,9 @@ fn ql_sweep_pair((da, ea): (&mut [f64], &mut [f64]), (db, eb): (&mut [f64], &mut
     b.finish(db, eb);
 }
 
+/// The smallest c for which a step goes through u = γ/c: √MIN_POSITIVE.
+const SMALL_C: f64 = 1.4916681462400413e-154;
+
 /// The bulge chase of one sweep, up from the bottom. With c, s the cosine
 /// and sine squared of each rotation and γ the rotated diagonal entry minus
 /// the shift, p = γ²/c stands for the squared pre-image of the next entry.
@@ -178,18 +181,27 @@ impl Chase {
             e2[i + 1] = self.s * r;
         }
         let old_c = self.c;
-        // Why 1/c as r/p rather than dividing by c: the three quotients
-        // then depend on r alone and overlap in the divider, where γ²/c
-        // waited for c's division and then γ: one division's latency less
-        // on the step's critical path, the step's cost.
         (self.c, self.s) = (self.p / r, bb / r);
-        let inv_c = r / self.p;
         let old_gamma = self.gamma;
         let alpha = d[i];
-        self.gamma = self.c * (alpha - self.shift) - self.s * old_gamma;
+        // Why through u = γ/c = (α − σ) − b²·γ_old/p: its quotient waits for
+        // p alone, not for r = p + b² and then c, and the next pre-image
+        // γ²/c = c·u² follows it by two products. The step's critical path
+        // (p to the next p) is one division, a subtraction and two products,
+        // where γ = c(α − σ) − sγ_old waited for r's addition, c's division,
+        // a product and a subtraction, and γ²·(1/c) for two products more.
+        // For c below √MIN_POSITIVE the quotient b²/p ≤ 1/c could overflow:
+        // the textbook form then (c = 0 only when γ was 0, and the next
+        // pre-image is e²·c_old).
+        if self.c >= SMALL_C {
+            let u = (alpha - self.shift) - bb * old_gamma / self.p;
+            self.gamma = self.c * u;
+            self.p = self.c * (u * u);
+        } else {
+            self.gamma = self.c * (alpha - self.shift) - self.s * old_gamma;
+            self.p = if self.c != 0.0 { self.gamma * self.gamma / self.c } else { old_c * bb };
+        }
         d[i + 1] = old_gamma + (alpha - self.gamma);
-        // c = 0 only when γ was 0: the next pre-image is then e²·c_old.
-        self.p = if self.c != 0.0 { self.gamma * self.gamma * inv_c } else { old_c * bb };
     }
 
     #[inline(always)]
@@ -203,6 +215,23 @@ impl Chase {
 mod tests {
     use super::*;
     use crate::rng::Rng;
+
+    #[test]
+    fn a_zero_pre_image_takes_the_textbook_step() {
+        // The first sweep's shift is −1 = d[2], so its first step has γ = 0,
+        // p = 0 and c = 0: the form through u = γ/c would divide 0 by 0.
+        let (t, e) = ([0.0, 0.0, -1.0], [1.0, 1.0]);
+        let mut d = t.to_vec();
+        eigenvalues(&mut d, &e).unwrap();
+        d.sort_by(f64::total_cmp);
+        let det = |l: f64| (t[0] - l) * ((t[1] - l) * (t[2] - l) - e[1] * e[1]) - e[0] * e[0] * (t[2] - l);
+        for &l in &d {
+            assert!(det(l).abs() < 1e-12, "{d:?}: det(T − {l}I) = {}", det(l));
+        }
+        // Nonzero off-diagonals: three distinct eigenvalues, summing to the trace.
+        assert!(d[1] - d[0] > 0.1 && d[2] - d[1] > 0.1, "{d:?}");
+        assert!((d.iter().sum::<f64>() - t.iter().sum::<f64>()).abs() < 1e-12, "{d:?}");
+    }
 
     #[test]
     fn a_pair_gives_each_matrix_its_own_bits() {
