@@ -10,7 +10,7 @@ use kappa::backend::{Backend, Window};
 use kappa::rng::Rng;
 
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: kappa::allocator::MiMalloc = kappa::allocator::MiMalloc;
 
 /// (name, input channels, input side, output channels, kernel, stride, pad).
 const SHAPES: [(&str, usize, usize, usize, usize, usize, usize); 7] = [
@@ -24,6 +24,7 @@ const SHAPES: [(&str, usize, usize, usize, usize, usize, usize); 7] = [
 ];
 
 fn conv(c: &mut Criterion) {
+    kappa::allocator::keep_freed_pages();
     let cpu = Cpu::<f32>::new();
     let n = 128;
     let mut g = c.benchmark_group("conv_b128");

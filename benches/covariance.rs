@@ -11,12 +11,13 @@ use kappa::profile::Shape;
 use kappa::rng::Rng;
 
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: kappa::allocator::MiMalloc = kappa::allocator::MiMalloc;
 
 const SHAPES: [Shape; 3] =
     [Shape { n: 1024, c: 256, h: 1, w: 1 }, Shape { n: 1024, c: 784, h: 1, w: 1 }, Shape { n: 128, c: 64, h: 8, w: 8 }];
 
 fn covariance(c: &mut Criterion) {
+    kappa::allocator::keep_freed_pages();
     let cpu = Cpu::<f32>::new();
     let mut g = c.benchmark_group("covariance");
     g.sample_size(10);

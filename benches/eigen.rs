@@ -16,7 +16,7 @@ use kappa::backend::Backend;
 use kappa::rng::Rng;
 
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: kappa::allocator::MiMalloc = kappa::allocator::MiMalloc;
 
 /// XᵀX/rows of a standard normal rows×n X, as a full row-major matrix.
 fn second_moment(rows: usize, n: usize) -> Vec<f64> {
@@ -63,6 +63,7 @@ fn kappa_tridiagonal<E: Element>(m: &[f64], n: usize) -> E {
 }
 
 fn eigen(c: &mut Criterion) {
+    kappa::allocator::keep_freed_pages();
     // One thread, as each solve of the analysis step runs.
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     let (cpu, cpu32) = (Cpu::<f64>::new(), Cpu::<f32>::new());

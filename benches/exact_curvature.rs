@@ -10,7 +10,7 @@ use kappa::data::{self, Batch, LoadOptions, Loader};
 use kappa::train::{TrainConfig, Trainer};
 
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: kappa::allocator::MiMalloc = kappa::allocator::MiMalloc;
 
 fn paper_case<B: Backend>(c: &mut Criterion, be: &B, batch: &Batch, dims: &[usize], classes: usize) {
     let opts = ExactOptions { examples: 1024, kappa_p: vec![50.0, 80.0, 100.0], seed: 0 };
@@ -25,6 +25,7 @@ fn paper_case<B: Backend>(c: &mut Criterion, be: &B, batch: &Batch, dims: &[usiz
 }
 
 fn exact_curvature(c: &mut Criterion) {
+    kappa::allocator::keep_freed_pages();
     let opts = LoadOptions { crop_resize: Some((20, 12)), limit_train: Some(1024), limit_test: Some(1) };
     let split = data::load("synthetic", None, &opts).unwrap();
     let batch = Loader::new(&split.train, 1024, 0, false, false).unwrap().epoch(0).next().unwrap();

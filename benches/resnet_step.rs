@@ -12,9 +12,10 @@ use kappa::rng::Rng;
 use kappa::tensor::Tensor;
 
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: kappa::allocator::MiMalloc = kappa::allocator::MiMalloc;
 
 fn resnet_step(c: &mut Criterion) {
+    kappa::allocator::keep_freed_pages();
     let be = Cpu::<f32>::new();
     let (n, classes) = (128, 10);
     let mut r = Rng::new(0, 0);

@@ -1,6 +1,7 @@
 //! kappa: trains deep networks and measures, while they train, how well
 //! conditioned each layer's optimisation problem is (Huang et al., ECCV 2020).
 
+pub mod allocator;
 pub mod analysis;
 pub mod autograd;
 pub mod backend;
