@@ -59,8 +59,8 @@ impl<B: Backend> Tape<B> {
         let (beta_v, gamma_v) = (self.value(beta).buf(), gv.buf());
         let (y, stats) = match then {
             Then::Nothing => be.batch_norm_train(xv.buf(), gamma_v, beta_v, s, eps)?,
-            Then::Relu => be.batch_norm_train_relu(xv.buf(), gamma_v, beta_v, s, eps)?,
-            Then::AddRelu(z) => be.batch_norm_train_add_relu(xv.buf(), gamma_v, beta_v, self.value(z).buf(), s, eps)?,
+            Then::Relu => be.batch_norm_train_relu(xv.buf(), gamma_v, beta_v, None, s, eps)?,
+            Then::AddRelu(z) => be.batch_norm_train_relu(xv.buf(), gamma_v, beta_v, Some(self.value(z).buf()), s, eps)?,
         };
         let y = Tensor::new(&be, xv.shape(), y)?;
         let relu_out = (!matches!(then, Then::Nothing)).then(|| y.clone());

@@ -144,34 +144,26 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         s: ChannelShape,
         eps: f64,
     ) -> Result<(Self::Buf, BatchStats<Self::Buf>)>;
-    /// `relu` of [`Backend::batch_norm_train`]'s output, rounded alike: a
-    /// batch norm feeding a ReLU; a device may do it in one pass.
+    /// `relu(batch_norm_train(x) + z)`, or `relu(batch_norm_train(x))`
+    /// without `z`, rounded as those ops: a batch norm feeding a ReLU, or a
+    /// post-activation residual block's last batch norm, shortcut sum and
+    /// ReLU. A device may do it in one pass.
+    #[allow(clippy::too_many_arguments)]
     fn batch_norm_train_relu(
         &self,
         x: &Self::Buf,
         gamma: &Self::Buf,
         beta: &Self::Buf,
+        z: Option<&Self::Buf>,
         s: ChannelShape,
         eps: f64,
     ) -> Result<(Self::Buf, BatchStats<Self::Buf>)> {
         let (y, stats) = self.batch_norm_train(x, gamma, beta, s, eps)?;
-        Ok((self.relu(&y)?, stats))
-    }
-    /// `relu(batch_norm_train(x) + z)`, rounded alike: a post-activation
-    /// residual block's last batch norm, sum and ReLU; a device may do it in
-    /// one pass.
-    #[allow(clippy::too_many_arguments)]
-    fn batch_norm_train_add_relu(
-        &self,
-        x: &Self::Buf,
-        gamma: &Self::Buf,
-        beta: &Self::Buf,
-        z: &Self::Buf,
-        s: ChannelShape,
-        eps: f64,
-    ) -> Result<(Self::Buf, BatchStats<Self::Buf>)> {
-        let (y, stats) = self.batch_norm_train(x, gamma, beta, s, eps)?;
-        Ok((self.add_relu(&y, z)?, stats))
+        let y = match z {
+            Some(z) => self.add_relu(&y, z)?,
+            None => self.relu(&y)?,
+        };
+        Ok((y, stats))
     }
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_eval(

@@ -84,12 +84,12 @@ mod tests {
         for s in [ChannelShape { outer: 5, channels: 3, inner: 7001 }, ChannelShape { outer: 6000, channels: 7, inner: 1 }] {
             let mut rand = |len: usize, shift: f64| (0..len).map(|_| (r.normal() + shift) as f32).collect::<Vec<f32>>();
             let (x, z, gamma, beta) = (rand(s.len(), 0.3), rand(s.len(), 0.0), rand(s.channels, 1.0), rand(s.channels, 0.0));
-            let (fused, stats) = be.batch_norm_train_relu(&x, &gamma, &beta, s, 1e-5).unwrap();
+            let (fused, stats) = be.batch_norm_train_relu(&x, &gamma, &beta, None, s, 1e-5).unwrap();
             let (y, parts) = be.batch_norm_train(&x, &gamma, &beta, s, 1e-5).unwrap();
             assert!(fused == be.relu(&y).unwrap() && stats.mean == parts.mean && stats.inv_std == parts.inv_std, "{s:?}");
             assert!(fused.iter().any(|&v| v == 0.0) && fused.iter().any(|&v| v > 0.0), "{s:?}: both sides of the kink");
             assert!(be.add_relu(&x, &z).unwrap() == be.relu(&be.add(&x, &z).unwrap()).unwrap(), "{s:?}");
-            let (fused, stats) = be.batch_norm_train_add_relu(&x, &gamma, &beta, &z, s, 1e-5).unwrap();
+            let (fused, stats) = be.batch_norm_train_relu(&x, &gamma, &beta, Some(&z), s, 1e-5).unwrap();
             assert!(fused == be.add_relu(&y, &z).unwrap() && stats.var == parts.var, "{s:?}");
         }
     }

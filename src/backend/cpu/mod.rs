@@ -191,25 +191,15 @@ impl<T: Scalar> Backend for Cpu<T> {
         x: &Vec<T>,
         gamma: &Vec<T>,
         beta: &Vec<T>,
+        z: Option<&Vec<T>>,
         s: ChannelShape,
         eps: f64,
     ) -> Result<(Vec<T>, BatchStats<Vec<T>>)> {
         check_channels("batch_norm", x, s, &[gamma, beta])?;
-        Ok(batch_norm::batch_norm_train_relu(x, gamma, beta, None, s, eps))
-    }
-
-    fn batch_norm_train_add_relu(
-        &self,
-        x: &Vec<T>,
-        gamma: &Vec<T>,
-        beta: &Vec<T>,
-        z: &Vec<T>,
-        s: ChannelShape,
-        eps: f64,
-    ) -> Result<(Vec<T>, BatchStats<Vec<T>>)> {
-        check_channels("batch_norm", x, s, &[gamma, beta])?;
-        same_len("batch_norm_train_add_relu", x, z)?;
-        Ok(batch_norm::batch_norm_train_relu(x, gamma, beta, Some(z), s, eps))
+        if let Some(z) = z {
+            same_len("batch_norm_train_relu", x, z)?;
+        }
+        Ok(batch_norm::batch_norm_train_relu(x, gamma, beta, z.map(|z| &z[..]), s, eps))
     }
 
     fn batch_norm_eval(
