@@ -61,7 +61,10 @@ impl Shape {
 /// What one Gram update and one eigendecomposition cost, counted.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Counts {
-    /// 2 flops per multiply-add over the lower triangle: rows·K(K+1).
+    /// 2 flops per multiply-add of the method the device uses: over the lower
+    /// triangle, rows·K(K+1), for a dense input and for CUDA's unfolded
+    /// patches; the CPU forms each tap offset's channel products once
+    /// (backend/cpu/patch_gram.rs), 2·N·C² per position pair.
     pub gram_flops: f64,
     /// Minimum traffic: the activation read once, the K×K accumulator read and written.
     pub gram_bytes: f64,
@@ -69,14 +72,25 @@ pub struct Counts {
     pub eig_flops: f64,
 }
 
-pub fn counts(s: Shape) -> Counts {
+pub fn counts(s: Shape, device: Device) -> Counts {
     let (rows, k) = s.matrix();
     let (rows, k) = (rows as f64, k as f64);
-    Counts {
-        gram_flops: rows * k * (k + 1.0),
-        gram_bytes: 4.0 * (s.n * s.c * s.h * s.w) as f64 + 8.0 * k * k,
-        eig_flops: 4.0 * k * k * k / 3.0,
-    }
+    let gram_flops = match (s.is_dense(), device) {
+        (false, Device::Cpu) => 2.0 * (s.n * s.c * s.c * position_pairs(s)) as f64,
+        _ => rows * k * (k + 1.0),
+    };
+    Counts { gram_flops, gram_bytes: 4.0 * (s.n * s.c * s.h * s.w) as f64 + 8.0 * k * k, eig_flops: 4.0 * k * k * k / 3.0 }
+}
+
+/// Position pairs (p, p + d) inside the plane, summed over the tap offsets d
+/// of the lower triangle's tap pairs: dy < 0, or dy = 0 and dx ≤ 0.
+fn position_pairs(s: Shape) -> usize {
+    let reach = KERNEL as isize - 1;
+    let inside = |len: usize, d: isize| len.saturating_sub(d.unsigned_abs());
+    (-reach..=0)
+        .flat_map(|dy| (-reach..=if dy < 0 { reach } else { 0 }).map(move |dx| (dy, dx)))
+        .map(|(dy, dx)| inside(s.h, dy) * inside(s.w, dx))
+        .sum()
 }
 
 /// Seconds per Gram update and per eigendecomposition (medians).
@@ -167,7 +181,7 @@ fn covariance_against(shape: &str, device: &str, repeats: usize, probe: Probe) -
     let s: Shape = shape.parse()?;
     let device: Device = device.parse()?;
     let (rows, k) = s.matrix();
-    let c = counts(s);
+    let c = counts(s, device);
     let timing = match device {
         Device::Cpu => time(&Cpu::<f32>::new(), &WallClock, s, repeats)?,
         #[cfg(feature = "cuda-backend")]
@@ -227,9 +241,14 @@ mod tests {
 
     #[test]
     fn counts_follow_the_lower_triangle() {
-        let c = counts(Shape { n: 10, c: 4, h: 1, w: 1 });
+        let c = counts(Shape { n: 10, c: 4, h: 1, w: 1 }, Device::Cpu);
         assert_eq!(c.gram_flops, 10.0 * 4.0 * 5.0);
         assert_eq!(c.gram_bytes, 160.0 + 128.0);
+        // 3×3 patches of 8×8 planes: the CPU's 13 offsets cover 64 + 56 + 48
+        // pairs at dy = 0 and 7·34 + 6·34 at dy = −1, −2; CUDA unfolds 8192×576.
+        let s = Shape { n: 128, c: 64, h: 8, w: 8 };
+        assert_eq!(counts(s, Device::Cpu).gram_flops, 2.0 * 128.0 * 64.0 * 64.0 * 610.0);
+        assert_eq!(counts(s, Device::Cuda(0)).gram_flops, 8192.0 * 576.0 * 577.0);
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub fn covariance_speed<B: Backend>(
     once()?; // loads the kernels
     let repeats = 5;
     let seconds = clock.seconds(&mut || (0..repeats).try_for_each(|_| once()))? / repeats as f64;
-    let cnt = counts(s);
+    let cnt = counts(s, backend.device());
     let (flops, bytes) = (cnt.gram_flops / seconds, cnt.gram_bytes / seconds);
     // The bound that binds is the one the kernel would hit first at its counts.
     let fraction_of_bound = peaks.map(|p| p.bound_seconds(cnt.gram_flops, cnt.gram_bytes) / seconds);

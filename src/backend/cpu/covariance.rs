@@ -52,9 +52,11 @@ pub(super) fn gram_lower_strided<T: Scalar>(acc: &mut [T], x: &[T], (rows, cols)
     });
 }
 
-/// `acc += alpha·Σ_patches p pᵀ` (lower triangle) over every patch of `x`:
-/// images are unfolded a bounded chunk at a time into a `c·kh·kw × rows`
-/// matrix whose transpose the Gram kernel reads in place.
+/// `acc += alpha·Σ_patches p pᵀ` (lower triangle) over every patch of `x`.
+/// Stride-1 windows sum each tap offset's products once
+/// ([`super::patch_gram`]); the others unfold the images a bounded chunk at
+/// a time into a `c·kh·kw × rows` matrix whose transpose the Gram kernel
+/// reads in place.
 pub fn gram_lower_patches<T: Scalar>(acc: &mut [T], x: &[T], g: Window, alpha: f64) -> Result<()> {
     let out = g.out("gram_lower_patches")?;
     let (area, k, taps) = (out.0 * out.1, g.patch_len(), g.kh * g.kw);
@@ -63,6 +65,9 @@ pub fn gram_lower_patches<T: Scalar>(acc: &mut [T], x: &[T], g: Window, alpha: f
     }
     if g.n == 0 || area == 0 || k == 0 {
         return Ok(());
+    }
+    if g.stride == 1 && taps > 1 {
+        return super::patch_gram::gram_lower_shifted(acc, x, g, alpha);
     }
     let chunk = (PATCH_BUDGET / (k * area)).clamp(1, g.n);
     let mut cols: Vec<T> = Vec::with_capacity(k * chunk * area);

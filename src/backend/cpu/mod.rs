@@ -11,6 +11,7 @@ mod eigen;
 pub mod gemm;
 pub mod lanes;
 pub mod parallel;
+mod patch_gram;
 pub mod peaks;
 mod pool;
 mod row_dots;
