@@ -33,7 +33,7 @@ fn analysis_step(c: &mut Criterion) {
         c.bench_function(&name, |b| {
             b.iter(|| {
                 let mut tape = Tape::new(&be);
-                tape.set_probing(true);
+                tape.set_probes_only();
                 let xv = tape.constant(x.clone());
                 let logits = model.forward(&mut tape, xv, true).unwrap();
                 stream += 1;

@@ -326,6 +326,34 @@ fn conv_layers_take_patches_and_positions_as_samples() {
     }
 }
 
+#[test]
+fn probing_alone_gives_the_same_probes_without_any_parameter_gradient() {
+    let be = Cpu::<f32>::new();
+    let mut rng = Rng::new(4, 4);
+    for (model, bn, depth) in [("mlp", false, 4), ("mlp", true, 4), ("resnet", true, 8)] {
+        let mut cfg = config(bn);
+        (cfg.model, cfg.depth) = (model.into(), depth);
+        let dims = [2, 6, 5];
+        let mut t = Trainer::new(&be, &cfg, &dims, 3).unwrap();
+        let n = 4;
+        let batch = kappa::data::Batch {
+            images: (0..n * 60).map(|_| rng.normal() as f32).collect(),
+            labels: vec![0, 1, 2, 1],
+            dims: vec![n, 2, 6, 5],
+        };
+        let labels = || Labels::Sampled { seed: 9, stream: 1 };
+        let (_, full) = t.gradients(&batch, labels(), true).unwrap();
+        let alone = t.probe_gradients(&batch, labels()).unwrap();
+        assert_eq!(full.probes().len(), alone.probes().len(), "{model} bn={bn}");
+        let bits = |v: Vec<f64>| v.into_iter().map(f64::to_bits).collect::<Vec<_>>();
+        for (a, b) in full.probes().iter().zip(alone.probes()) {
+            assert_eq!(bits(a.x.to_f64s(&be).unwrap()), bits(b.x.to_f64s(&be).unwrap()), "{model} bn={bn} {} x", a.layer);
+            assert_eq!(bits(a.grad_h.to_f64s(&be).unwrap()), bits(b.grad_h.to_f64s(&be).unwrap()), "{model} bn={bn} {} ∇h", a.layer);
+            assert!(full.param(a.weight).is_some() && alone.param(a.weight).is_none(), "{model} bn={bn} {}", a.layer);
+        }
+    }
+}
+
 /// λmax(Σx) of every layer's input of a Plain 20×256 ReLU net at
 /// initialisation under `init`, on 1,024 synthetic digits (f64).
 fn lambda_x_at_init(init: kappa::nn::Init) -> Vec<f64> {

@@ -35,6 +35,7 @@ pub trait Subject<B: Backend> {
     fn model(&self) -> &dyn Model<B>;
     fn model_mut(&mut self) -> &mut dyn Model<B>;
     /// Forward (training mode) and backward on `batch` against `labels`, with
-    /// every layer probed, leaving the parameters as they are.
+    /// every layer probed, leaving the parameters as they are. Only the
+    /// probes are read, so the parameters' gradients may be skipped.
     fn backward(&mut self, batch: &Batch, labels: Labels) -> Result<Gradients<B>>;
 }

@@ -65,11 +65,13 @@ pub struct Tape<B: Backend> {
     params: HashMap<ParamId, Var>,
     probes: Vec<(String, ParamId, Var, Var, Option<Window>)>,
     probing: bool,
+    /// Parameters enter as constants ([`Tape::set_probes_only`]).
+    frozen: bool,
 }
 
 impl<B: Backend> Tape<B> {
     pub fn new(backend: &B) -> Self {
-        Tape { backend: backend.clone(), nodes: Vec::new(), params: HashMap::new(), probes: Vec::new(), probing: false }
+        Tape { backend: backend.clone(), nodes: Vec::new(), params: HashMap::new(), probes: Vec::new(), probing: false, frozen: false }
     }
 
     pub fn backend(&self) -> &B {
@@ -79,6 +81,17 @@ impl<B: Backend> Tape<B> {
     /// Record layer inputs and output-gradients on this tape (costs memory).
     pub fn set_probing(&mut self, on: bool) {
         self.probing = on;
+    }
+
+    /// Probing, for the probes alone: parameters enter as constants and each
+    /// probed output starts the gradient, so backward skips every
+    /// parameter's gradient (a linear or conv layer's weight product) and
+    /// yields no [`Gradients::param`]. The probes' output-gradients are the
+    /// same bits as with [`Tape::set_probing`]: every op forms its input's
+    /// gradient as before. Call before the forward pass.
+    pub fn set_probes_only(&mut self) {
+        self.probing = true;
+        self.frozen = true;
     }
 
     fn push_node(&mut self, value: Tensor<B>, parents: Vec<Var>, backward: Option<BackwardFn<B>>, requires_grad: bool, keep: bool) -> Var {
@@ -101,7 +114,7 @@ impl<B: Backend> Tape<B> {
         if let Some(&v) = self.params.get(&id) {
             return v;
         }
-        let v = self.push_node(store.value(id).clone(), Vec::new(), None, true, true);
+        let v = self.push_node(store.value(id).clone(), Vec::new(), None, !self.frozen, !self.frozen);
         self.params.insert(id, v);
         v
     }
@@ -131,6 +144,8 @@ impl<B: Backend> Tape<B> {
         if self.probing {
             self.nodes[x.0].keep = true;
             self.nodes[h.0].keep = true;
+            // With parameters frozen, nothing before the first probe needs a gradient.
+            self.nodes[h.0].requires_grad |= self.frozen;
             self.probes.push((layer.to_string(), weight, x, h, window));
         }
     }

@@ -86,6 +86,18 @@ impl<B: Backend> Trainer<B> {
     pub fn gradients(&mut self, batch: &Batch, labels: Labels, probe: bool) -> Result<(StepStats, Gradients<B>)> {
         let mut tape = Tape::new(&self.backend);
         tape.set_probing(probe);
+        self.backward_on(tape, batch, labels)
+    }
+
+    /// The probes' inputs and output-gradients alone, without any
+    /// parameter's gradient ([`Tape::set_probes_only`]).
+    pub fn probe_gradients(&mut self, batch: &Batch, labels: Labels) -> Result<Gradients<B>> {
+        let mut tape = Tape::new(&self.backend);
+        tape.set_probes_only();
+        self.backward_on(tape, batch, labels).map(|(_, grads)| grads)
+    }
+
+    fn backward_on(&mut self, mut tape: Tape<B>, batch: &Batch, labels: Labels) -> Result<(StepStats, Gradients<B>)> {
         let x = tape.constant(Tensor::from_f32s(&self.backend, &batch.dims, &batch.images)?);
         let logits = self.model.forward(&mut tape, x, true)?;
         let correct = count_correct(&tape.value(logits).to_f64s(&self.backend)?, &batch.labels);
@@ -151,7 +163,7 @@ impl<B: Backend> Subject<B> for Trainer<B> {
     }
 
     fn backward(&mut self, batch: &Batch, labels: Labels) -> Result<Gradients<B>> {
-        self.gradients(batch, labels, true).map(|(_, grads)| grads)
+        self.probe_gradients(batch, labels)
     }
 }
 
