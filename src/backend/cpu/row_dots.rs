@@ -86,13 +86,20 @@ fn block<T: Scalar, const BR: usize, const BS: usize>(a: &[T], b: &[T], c: &mut 
     let a: [&[T]; BR] = std::array::from_fn(|r| &a[(i + r) * k..][..k]);
     let b: [&[T]; BS] = std::array::from_fn(|s| &b[(j + s) * k..][..k]);
     let at = |r: usize, s: usize| ((i + r) * n + j + s) * L;
-    let mut acc: [[[T; L]; BS]; BR] = std::array::from_fn(|r| std::array::from_fn(|s| c[at(r, s)..][..L].try_into().unwrap()));
+    // Filled by loops, rows read in place: as `array::from_fn` copies these
+    // became an out-of-line SSE copy, 3.8% of a ResNet-20 step (perf).
+    let mut acc = [[[T::ZERO; L]; BS]; BR];
+    for (r, acc) in acc.iter_mut().enumerate() {
+        for (s, lanes) in acc.iter_mut().enumerate() {
+            lanes.copy_from_slice(&c[at(r, s)..][..L]);
+        }
+    }
     let full = k / L * L;
     for p in (0..full).step_by(L) {
-        let av: [[T; L]; BR] = std::array::from_fn(|r| a[r][p..p + L].try_into().unwrap());
-        let bv: [[T; L]; BS] = std::array::from_fn(|s| b[s][p..p + L].try_into().unwrap());
-        for (acc, av) in acc.iter_mut().zip(&av) {
-            for (acc, bv) in acc.iter_mut().zip(&bv) {
+        for (acc, a) in acc.iter_mut().zip(&a) {
+            let av: &[T; L] = a[p..p + L].try_into().unwrap();
+            for (acc, b) in acc.iter_mut().zip(&b) {
+                let bv: &[T; L] = b[p..p + L].try_into().unwrap();
                 for ((s, &x), &y) in acc.iter_mut().zip(av).zip(bv) {
                     *s = x.mul_add(y, *s);
                 }
