@@ -46,19 +46,19 @@ fn check<T>(a: &[T], b: &[T], c_len: usize, g: &Gemm, ld: Leading, exact: bool) 
 
 /// `C = alpha·op(A)·op(B) + beta·C` into an initialised `c`.
 pub fn gemm<T: Scalar>(a: &[T], b: &[T], c: &mut [T], g: Gemm) -> Result<()> {
-    let ld = Leading::dense(&g);
-    check(a, b, c.len(), &g, ld, true)?;
-    // SAFETY: `check` bounds every index; `c` is exclusively borrowed.
-    unsafe { raw(a, b, c.as_mut_ptr(), g, ld, true) };
-    Ok(())
+    dense(a, b, c, g, true)
 }
 
 /// [`gemm`] on the calling thread, for callers that already run one product per core.
 pub fn gemm_on_thread<T: Scalar>(a: &[T], b: &[T], c: &mut [T], g: Gemm) -> Result<()> {
+    dense(a, b, c, g, false)
+}
+
+fn dense<T: Scalar>(a: &[T], b: &[T], c: &mut [T], g: Gemm, may_parallelize: bool) -> Result<()> {
     let ld = Leading::dense(&g);
     check(a, b, c.len(), &g, ld, true)?;
-    // SAFETY: as in `gemm`.
-    unsafe { raw(a, b, c.as_mut_ptr(), g, ld, false) };
+    // SAFETY: `check` bounds every index; `c` is exclusively borrowed.
+    unsafe { raw(a, b, c.as_mut_ptr(), g, ld, may_parallelize) };
     Ok(())
 }
 
