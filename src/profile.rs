@@ -7,6 +7,7 @@
 //! that applies to it: on the CPU, peaks the command measures itself (a large
 //! GEMM, a streaming triad); on CUDA, the device's own figures.
 
+use crate::backend::cpu::patch_gram::position_pairs;
 use crate::backend::cpu::peaks::Probe;
 use crate::backend::cpu::Cpu;
 use crate::backend::{Backend, Device, Peaks, Window};
@@ -76,21 +77,10 @@ pub fn counts(s: Shape, device: Device) -> Counts {
     let (rows, k) = s.matrix();
     let (rows, k) = (rows as f64, k as f64);
     let gram_flops = match (s.is_dense(), device) {
-        (false, Device::Cpu) => 2.0 * (s.n * s.c * s.c * position_pairs(s)) as f64,
+        (false, Device::Cpu) => 2.0 * (s.n * s.c * s.c * position_pairs(&s.window())) as f64,
         _ => rows * k * (k + 1.0),
     };
     Counts { gram_flops, gram_bytes: 4.0 * (s.n * s.c * s.h * s.w) as f64 + 8.0 * k * k, eig_flops: 4.0 * k * k * k / 3.0 }
-}
-
-/// Position pairs (p, p + d) inside the plane, summed over the tap offsets d
-/// of the lower triangle's tap pairs: dy < 0, or dy = 0 and dx ≤ 0.
-fn position_pairs(s: Shape) -> usize {
-    let reach = KERNEL as isize - 1;
-    let inside = |len: usize, d: isize| len.saturating_sub(d.unsigned_abs());
-    (-reach..=0)
-        .flat_map(|dy| (-reach..=if dy < 0 { reach } else { 0 }).map(move |dx| (dy, dx)))
-        .map(|(dy, dx)| inside(s.h, dy) * inside(s.w, dx))
-        .sum()
 }
 
 /// Seconds per Gram update and per eigendecomposition (medians).

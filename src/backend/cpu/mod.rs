@@ -11,7 +11,7 @@ mod eigen;
 pub mod gemm;
 pub mod lanes;
 pub mod parallel;
-mod patch_gram;
+pub mod patch_gram;
 pub mod peaks;
 mod pool;
 mod row_dots;

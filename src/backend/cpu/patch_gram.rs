@@ -124,6 +124,20 @@ fn bucket<T: Scalar>(y: &[T], g: &Window, (dy, dx): (isize, isize), rows: Range<
 }
 
 /// The offsets `(dy, dx)` = tap t' − tap t of the tap pairs t ≥ t' (row-major
+/// tap order: dy < 0, or dy = 0 and dx ≤ 0).
+fn lower_offsets(g: &Window) -> Vec<(isize, isize)> {
+    let (kh, kw) = (g.kh as isize, g.kw as isize);
+    (1 - kh..=0).flat_map(|dy| (1 - kw..=if dy < 0 { kw - 1 } else { 0 }).map(move |dx| (dy, dx))).collect()
+}
+
+/// Position pairs `(p, p + offset)` inside the plane over all offsets: the
+/// products per image and channel pair that [`gram_lower_shifted`] forms.
+pub fn position_pairs(g: &Window) -> usize {
+    let inside = |len: usize, d: isize| len.saturating_sub(d.unsigned_abs());
+    lower_offsets(g).into_iter().map(|(dy, dx)| inside(g.h, dy) * inside(g.w, dx)).sum()
+}
+
+/// The offsets `(dy, dx)` = tap t' − tap t of the tap pairs t ≥ t' (row-major
 /// tap order: dy < 0, or dy = 0 and dx ≤ 0), and where each one's buckets lie.
 struct Offsets {
     list: Vec<(isize, isize)>,
@@ -135,9 +149,7 @@ struct Offsets {
 
 impl Offsets {
     fn new(g: &Window, (oh, ow): (usize, usize)) -> Self {
-        let (kh, kw) = (g.kh as isize, g.kw as isize);
-        let list: Vec<(isize, isize)> =
-            (1 - kh..=0).flat_map(|dy| (1 - kw..=if dy < 0 { kw - 1 } else { 0 }).map(move |dx| (dy, dx))).collect();
+        let list = lower_offsets(g);
         let rows: Vec<Cuts> = list.iter().map(|&(dy, _)| Cuts::new(g.h, g.kh, g.pad, oh, dy)).collect();
         let cols: Vec<Cuts> = list.iter().map(|&(_, dx)| Cuts::new(g.w, g.kw, g.pad, ow, dx)).collect();
         let first_bucket = rows
