@@ -1,5 +1,8 @@
 // CPU twin: src/backend/cpu/covariance.rs (`gram_lower`, `count_positive`,
-// `gram_lower_patches`).
+// `gram_lower_patches`). For stride-1 windows the CPU sums each tap offset's
+// products once (src/backend/cpu/patch_gram.rs) instead of reading patches:
+// the same values in another summation order, so the emulated test compares
+// the two within rounding (1e-5), not bit for bit.
 //
 // acc[i][j] += alpha·Σ_r X[r][i]·X[r][j] for j ≤ i (row-major lower triangle,
 // the Backend trait's convention), accumulated in f32 in place. X is either a
