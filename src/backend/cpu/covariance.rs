@@ -39,13 +39,13 @@ pub fn gram_lower<T: Scalar>(acc: &mut [T], x: &[T], rows: usize, cols: usize, a
 /// (`(1, ld)` reads a `cols × ld` row-major buffer as its transpose).
 /// The caller checks that `acc` holds `cols²` elements and `x` every addressed one.
 pub(super) fn gram_lower_strided<T: Scalar>(acc: &mut [T], x: &[T], (rows, cols): (usize, usize), strides: (usize, usize), alpha: f64) {
-    // Longest block (the first) first, so the short ones fill in at the end.
-    let starts: Vec<usize> = (0..cols).step_by(GRAM_BLOCK).collect();
     let dst = SharedPtr(acc.as_mut_ptr());
     let dst = &dst;
     // One block per task, each product on its own thread: the summation order
-    // depends on the shape alone, never on the thread count.
-    starts.par_iter().with_max_len(1).for_each(|&j| {
+    // depends on the shape alone, never on the thread count. Block b spans
+    // rows 64·b.., so the list runs longest first.
+    super::parallel::longest_first(cols.div_ceil(GRAM_BLOCK), |b| {
+        let j = b * GRAM_BLOCK;
         let span = j..(j + GRAM_BLOCK).min(cols);
         // SAFETY: `acc` holds cols² elements and rows j.., columns `span` are this task's alone.
         unsafe { super::gemm::gram_block(dst.0, x, (rows, cols), strides, j..cols, span, alpha) }

@@ -24,7 +24,6 @@ use super::lanes::Element;
 use super::{tridiagonal, tridiagonalise};
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
-use rayon::prelude::*;
 
 /// A matrix on its way to its eigenvalues: known already (empty, zero or
 /// not finite), or its tridiagonal form and the scale it was divided by.
@@ -99,7 +98,8 @@ fn reduce<E: Element, T: Scalar>(lower: &[T], n: usize, scale: f64) -> (Vec<f64>
 }
 
 /// All matrices at once: equal-sized ones two to a task (see [`solve`]),
-/// each solve sequential inside its task.
+/// each solve sequential inside its task, the tasks longest first
+/// ([`super::parallel::longest_first`]).
 pub fn eigvalsh<T: Scalar>(mats: &[(&Vec<T>, usize)]) -> Result<Vec<Vec<f64>>> {
     // Largest first, so the long solve does not start last. The pairing
     // depends on the sizes alone, and a pair's results on neither.
@@ -112,10 +112,9 @@ pub fn eigvalsh<T: Scalar>(mats: &[(&Vec<T>, usize)]) -> Result<Vec<Vec<f64>>> {
             _ => tasks.push(vec![i]),
         }
     }
-    let solved: Vec<_> =
-        tasks.par_iter().with_max_len(1).map(|task| (task, solve(&task.iter().map(|&i| mats[i]).collect::<Vec<_>>()))).collect();
+    let solved = super::parallel::longest_first(tasks.len(), |t| solve(&tasks[t].iter().map(|&i| mats[i]).collect::<Vec<_>>()));
     let mut out = vec![Vec::new(); mats.len()];
-    for (task, results) in solved {
+    for (task, results) in tasks.iter().zip(solved) {
         for (&i, r) in task.iter().zip(results) {
             out[i] = r?;
         }

@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Elements per parallel task; below this a loop runs on the calling thread.
 pub const CHUNK: usize = 1 << 14;
@@ -52,6 +53,25 @@ pub fn for_each_chunk<T: Send>(data: &mut [T], f: impl Fn(usize, &mut [T]) + Syn
     }
 }
 
+/// `[f(0), …, f(count − 1)]` for tasks the caller lists longest first,
+/// each thread taking the next task as it comes free (greedy longest-first
+/// scheduling). A task's result must not depend on which thread runs it.
+/// Why not `par_iter`: rayon halves the list and a thief takes the later
+/// half, so the short tasks of a longest-first list run together on one
+/// thread while the long ones queue on the other.
+pub fn longest_first<R: Send>(count: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let workers = rayon::current_num_threads().min(count);
+    let done: Vec<Vec<(usize, R)>> = (0..workers)
+        .into_par_iter()
+        .with_max_len(1)
+        .map(|_| std::iter::from_fn(|| Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&t| t < count).map(|t| (t, f(t)))).collect())
+        .collect();
+    let mut results: Vec<(usize, R)> = done.into_iter().flatten().collect();
+    results.sort_by_key(|&(t, _)| t);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
 /// Σ f(range) over fixed chunks of `0..len`, partial sums added in order.
 pub fn sum_chunks(len: usize, f: impl Fn(Range<usize>) -> f64 + Sync) -> f64 {
     if len <= CHUNK {
@@ -59,4 +79,27 @@ pub fn sum_chunks(len: usize, f: impl Fn(Range<usize>) -> f64 + Sync) -> f64 {
     }
     let parts: Vec<f64> = (0..len.div_ceil(CHUNK)).into_par_iter().map(|i| f(i * CHUNK..((i + 1) * CHUNK).min(len))).collect();
     parts.iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_first_runs_every_task_once_and_returns_them_in_order() {
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for count in [0, 1, 2, 7] {
+                let calls = AtomicUsize::new(0);
+                let got = pool.install(|| {
+                    longest_first(count, |t| {
+                        calls.fetch_add(1, Ordering::Relaxed);
+                        t * t
+                    })
+                });
+                assert_eq!(got, (0..count).map(|t| t * t).collect::<Vec<_>>(), "{count} tasks on {threads} threads");
+                assert_eq!(calls.load(Ordering::Relaxed), count, "{count} tasks on {threads} threads");
+            }
+        }
+    }
 }
