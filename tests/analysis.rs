@@ -174,6 +174,12 @@ fn degenerate_spectra_never_fail_and_report_the_right_rank() {
     let mut bad = rank1.clone();
     bad[3 * n] = f64::NAN; // row 3, column 0: in the lower triangle eigvalsh reads
     assert!(be.eigvalsh(&[(&bad, n)]).unwrap()[0].iter().all(|x| x.is_nan()));
+    bad[3 * n] = f64::NEG_INFINITY;
+    assert!(be.eigvalsh(&[(&bad, n)]).unwrap()[0].iter().all(|x| x.is_nan()));
+    // The upper triangle is never read: a NaN there changes nothing.
+    let mut upper = rank1.clone();
+    upper[3] = f64::NAN; // row 0, column 3
+    assert_eq!(be.eigvalsh(&[(&upper, n)]).unwrap(), be.eigvalsh(&[(&rank1, n)]).unwrap());
 }
 
 /// Trains `steps` on the test device with analysis per `analysis` (None: off); returns all parameters.

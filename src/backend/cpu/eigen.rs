@@ -37,20 +37,10 @@ fn prepare<T: Scalar>(lower: &[T], n: usize) -> Result<Solve> {
     if lower.len() != n * n {
         return Err(Error::shape("eigvalsh", format!("{} elements for a {n}×{n} matrix", lower.len())));
     }
-    if lower.chunks(n).enumerate().any(|(i, row)| row[..=i].iter().any(|v| !v.to_f64().is_finite())) {
-        return Ok(Solve::Done(vec![f64::NAN; n]));
-    }
-    // Scale so the entries are O(1): the solver then never sees 1e-30-sized
-    // (or 1e30-sized) numbers, whatever the layer's gradient magnitude.
-    let scale = lower.chunks(n).enumerate().flat_map(|(i, row)| &row[..=i]).fold(0.0, |m: f64, v| m.max(v.to_f64().abs()));
-    if scale == 0.0 {
-        return Ok(Solve::Done(vec![0.0; n]));
-    }
-    let (d, e) = match T::EPSILON > f64::EPSILON {
-        true => reduce::<f32, T>(lower, n, scale),
-        false => reduce::<f64, T>(lower, n, scale),
-    };
-    Ok(Solve::Tridiagonal { d, e, scale })
+    Ok(match T::EPSILON > f64::EPSILON {
+        true => reduce::<f32, T>(lower, n),
+        false => reduce::<f64, T>(lower, n),
+    })
 }
 
 /// Descending eigenvalues from the QL iteration's outcome.
@@ -82,19 +72,58 @@ fn solve<T: Scalar>(mats: &[(&Vec<T>, usize)]) -> Vec<Result<Vec<f64>>> {
         .collect()
 }
 
-/// The diagonal and off-diagonal of `lower / scale` reduced to tridiagonal
-/// form in `E`, widened to f64 for the QL iteration.
-fn reduce<E: Element, T: Scalar>(lower: &[T], n: usize, scale: f64) -> (Vec<f64>, Vec<f64>) {
-    // The lower triangle in column-major order: row-major's, transposed.
-    let mut a = vec![E::ZERO; n * n];
-    for (i, row) in lower.chunks(n).enumerate() {
-        for (j, v) in row[..=i].iter().enumerate() {
-            a[j * n + i] = E::from_f64(v.to_f64() / scale);
-        }
+/// `lower` in column-major order in `E` (the precision it was accumulated
+/// in, so exactly), scaled and reduced to tridiagonal form in `E`, widened
+/// to f64 for the QL iteration.
+fn reduce<E: Element, T: Scalar>(lower: &[T], n: usize) -> Solve {
+    let (mut a, largest) = transpose::<E, T>(lower, n);
+    let Some(scale) = largest else {
+        return Solve::Done(vec![f64::NAN; n]);
+    };
+    if scale == 0.0 {
+        return Solve::Done(vec![0.0; n]);
+    }
+    // Scale so the entries are O(1): the solver then never sees 1e-30-sized
+    // (or 1e30-sized) numbers, whatever the layer's gradient magnitude.
+    for j in 0..n {
+        a[j * n + j..(j + 1) * n].iter_mut().for_each(|v: &mut E| *v = E::from_f64(v.to_f64() / scale));
     }
     let (d, e) = tridiagonalise::tridiagonalise(&mut a, n);
     let widen = |v: Vec<E>| v.into_iter().map(E::to_f64).collect();
-    (widen(d), widen(e))
+    Solve::Tridiagonal { d: widen(d), e: widen(e), scale }
+}
+
+/// Tiles of the transpose: 16 rows of f32 are one cache line each.
+const TILE: usize = 16;
+
+/// The row-major lower triangle `lower` as column-major (its transpose;
+/// the upper triangle zero) and the largest magnitude among its entries,
+/// `None` if one is not finite: one pass over a matrix that is usually
+/// no longer in cache.
+///
+/// Why in tiles: a column of the result is a row of `lower`, so an
+/// untiled copy writes one element per cache line, n apart, and at
+/// n = 256 those lines share a few L1 sets. A tile reads 16 short rows
+/// and writes 16 short columns, a line each.
+fn transpose<E: Element, T: Scalar>(lower: &[T], n: usize) -> (Vec<E>, Option<f64>) {
+    let mut a = vec![E::ZERO; n * n];
+    let (mut largest, mut finite) = (0.0f64, true);
+    for i0 in (0..n).step_by(TILE) {
+        let rows = i0..(i0 + TILE).min(n);
+        for j0 in (0..=i0).step_by(TILE) {
+            for j in j0..(j0 + TILE).min(n) {
+                let column = &mut a[j * n..(j + 1) * n];
+                for i in rows.start.max(j)..rows.end {
+                    let v = lower[i * n + j].to_f64();
+                    let m = v.abs();
+                    finite &= m <= f64::MAX;
+                    largest = if m > largest { m } else { largest };
+                    column[i] = E::from_f64(v);
+                }
+            }
+        }
+    }
+    (a, finite.then_some(largest))
 }
 
 /// All matrices at once: equal-sized ones two to a task (see [`solve`]),
