@@ -2,7 +2,7 @@
 //! tridiagonalisation of [`super::tridiagonalise`], in the precision the
 //! matrix was accumulated in, then the root-free QL iteration of
 //! [`super::tridiagonal`] in f64; a step's solves side by side, equal-sized
-//! ones two to a task.
+//! ones up to four to a task.
 //!
 //! Why an f32 matrix is reduced in f32: the reduction is the solve's bulk
 //! (a memory-bound symv per column, a GEMM per panel), and f32 halves its
@@ -51,23 +51,28 @@ fn finish(mut values: Vec<f64>, scale: f64, converged: std::result::Result<(), t
     Ok(values.into_iter().map(|v| v * scale).collect())
 }
 
-/// Descending eigenvalues of one or two matrices, the QL iterations of two
-/// side by side ([`tridiagonal::eigenvalues_pair`]): each result is the one
-/// it would be alone, bit for bit.
+/// Descending eigenvalues of up to [`tridiagonal::LANES`] matrices, their QL
+/// iterations side by side ([`tridiagonal::eigenvalues_lanes`]): each result
+/// is the one it would be alone, bit for bit.
 fn solve<T: Scalar>(mats: &[(&Vec<T>, usize)]) -> Vec<Result<Vec<f64>>> {
     let mut prepared: Vec<Result<Solve>> = mats.iter().map(|&(m, n)| prepare(m, n)).collect();
-    if let [Ok(Solve::Tridiagonal { d: da, e: ea, scale: sa }), Ok(Solve::Tridiagonal { d: db, e: eb, scale: sb })] = &mut prepared[..] {
-        let [ra, rb] = tridiagonal::eigenvalues_pair((da, ea), (db, eb));
-        return vec![finish(std::mem::take(da), *sa, ra), finish(std::mem::take(db), *sb, rb)];
+    let mut problems = Vec::new();
+    for p in prepared.iter_mut() {
+        if let Ok(Solve::Tridiagonal { d, e, .. }) = p {
+            problems.push((&mut d[..], &e[..]));
+        }
     }
+    // One alone takes the scalar path: a vector with three idle lanes is no faster.
+    let converged: Vec<_> = match problems.len() {
+        1 => problems.into_iter().map(|(d, e)| tridiagonal::eigenvalues(d, e)).collect(),
+        _ => tridiagonal::eigenvalues_lanes(problems),
+    };
+    let mut converged = converged.into_iter();
     prepared
         .into_iter()
         .map(|p| match p? {
             Solve::Done(values) => Ok(values),
-            Solve::Tridiagonal { mut d, e, scale } => {
-                let converged = tridiagonal::eigenvalues(&mut d, &e);
-                finish(d, scale, converged)
-            }
+            Solve::Tridiagonal { d, scale, .. } => finish(d, scale, converged.next().expect("one outcome per tridiagonal")),
         })
         .collect()
 }
@@ -126,18 +131,18 @@ fn transpose<E: Element, T: Scalar>(lower: &[T], n: usize) -> (Vec<E>, Option<f6
     (a, finite.then_some(largest))
 }
 
-/// All matrices at once: equal-sized ones two to a task (see [`solve`]),
-/// each solve sequential inside its task, the tasks longest first
+/// All matrices at once: equal-sized ones up to [`tridiagonal::LANES`] to a
+/// task (see [`solve`]), each task on one thread, the tasks longest first
 /// ([`super::parallel::longest_first`]).
 pub fn eigvalsh<T: Scalar>(mats: &[(&Vec<T>, usize)]) -> Result<Vec<Vec<f64>>> {
-    // Largest first, so the long solve does not start last. The pairing
-    // depends on the sizes alone, and a pair's results on neither.
+    // Largest first, so the long solve does not start last. The grouping
+    // depends on the sizes alone, and a group's results on neither.
     let mut order: Vec<usize> = (0..mats.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(mats[i].1));
     let mut tasks: Vec<Vec<usize>> = Vec::new();
     for i in order {
         match tasks.last_mut() {
-            Some(last) if last.len() == 1 && mats[last[0]].1 == mats[i].1 => last.push(i),
+            Some(last) if last.len() < tridiagonal::LANES && mats[last[0]].1 == mats[i].1 => last.push(i),
             _ => tasks.push(vec![i]),
         }
     }
