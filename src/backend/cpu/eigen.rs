@@ -62,12 +62,7 @@ fn solve<T: Scalar>(mats: &[(&Vec<T>, usize)]) -> Vec<Result<Vec<f64>>> {
             problems.push((&mut d[..], &e[..]));
         }
     }
-    // One alone takes the scalar path: a vector with three idle lanes is no faster.
-    let converged: Vec<_> = match problems.len() {
-        1 => problems.into_iter().map(|(d, e)| tridiagonal::eigenvalues(d, e)).collect(),
-        _ => tridiagonal::eigenvalues_lanes(problems),
-    };
-    let mut converged = converged.into_iter();
+    let mut converged = tridiagonal::eigenvalues_lanes(problems).into_iter();
     prepared
         .into_iter()
         .map(|p| match p? {

@@ -37,12 +37,13 @@ pub const LANES: usize = 4;
 /// next step in the same iteration, their like operations one vector
 /// instruction, so the chains overlap and the divider takes four quotients
 /// at a time. A lane whose sweep ends deflates and starts its next sweep at
-/// once, so the lanes never wait for each other. Without AVX2 the matrices
-/// are solved one after the other.
+/// once, so the lanes never wait for each other. Without AVX2, or for one
+/// matrix alone (three idle lanes are no faster), the matrices are solved
+/// one after the other.
 pub fn eigenvalues_lanes(problems: Vec<(&mut [f64], &[f64])>) -> Vec<Result<(), NoConvergence>> {
     assert!(problems.len() <= LANES, "{} problems for {LANES} lanes", problems.len());
     #[cfg(target_arch = "x86_64")]
-    if super::lanes::avx2_fma() {
+    if problems.len() > 1 && super::lanes::avx2_fma() {
         // SAFETY: both features were just detected.
         return unsafe { avx2::eigenvalues(problems) };
     }
@@ -300,13 +301,11 @@ mod avx2 {
                     c.i = c.i.wrapping_sub(c.stride);
                 }
             }
-            for lane in lanes.iter_mut() {
-                if let Some(sweep) = &mut lane.sweep {
-                    sweep.left -= run;
-                }
-            }
             for (k, lane) in lanes.iter_mut().enumerate() {
-                if let Some(Sweep { l, len, left: 0 }) = lane.sweep {
+                let Some(Sweep { l, len, left }) = &mut lane.sweep else { continue };
+                *left -= run;
+                if *left == 0 {
+                    let (l, len) = (*l, *len);
                     chases.get(k).finish(&mut lane.d[l..], &mut lane.q.e2[l..]);
                     // Zero, as next_block left it (or the slot past the end).
                     lane.q.e2[l + len] = 0.0;
