@@ -43,8 +43,7 @@ impl<B: Backend> Tape<B> {
         }
         let be = self.backend().clone();
         let s = ChannelShape { outer: n, channels: out, inner: 1 };
-        let mut h = be.zeros(n * out)?;
-        be.gemm(xv.buf(), wv.buf(), &mut h, Gemm::new(n, out, k, false, true))?;
+        let mut h = be.matmul(xv.buf(), wv.buf(), Gemm::new(n, out, k, false, true))?;
         if let Some(b) = b {
             let bv = self.value(b);
             if bv.numel() != out {

@@ -6,7 +6,7 @@
 //! (deterministic), maps run in `T`. Padding and narrowing copy whole channels.
 
 use super::super::ChannelShape;
-use super::lanes;
+use super::lanes::{self, wide};
 use super::parallel::CHUNK;
 use crate::scalar::Scalar;
 use rayon::prelude::*;
@@ -22,12 +22,7 @@ pub(super) fn channel_dots<T: Scalar>(a: &[T], b: Option<&[T]>, s: ChannelShape)
         let rows_per_block = (CHUNK / c.max(1)).max(1);
         let block = |(ra, rb): (&[T], &[T])| {
             let (mut sa, mut sab) = (vec![0.0f64; c], vec![0.0f64; c]);
-            for (row_a, row_b) in ra.chunks_exact(c).zip(rb.chunks_exact(c)) {
-                for (((sa, sab), &x), &y) in sa.iter_mut().zip(sab.iter_mut()).zip(row_a).zip(row_b) {
-                    *sa += x.to_f64();
-                    *sab += x.to_f64() * y.to_f64();
-                }
-            }
+            wide!(row_sums(ra, rb, c, &mut sa, &mut sab));
             (sa, sab)
         };
         let parts: Vec<_> = a.par_chunks(rows_per_block * c).zip(b.par_chunks(rows_per_block * c)).map(block).collect();
@@ -47,6 +42,35 @@ pub(super) fn channel_dots<T: Scalar>(a: &[T], b: Option<&[T]>, s: ChannelShape)
                 (fold_lanes(sa), fold_lanes(sab))
             })
             .unzip()
+    }
+}
+
+/// Rows the N×C sums add per visit of an accumulator: each channel's
+/// running sums are loaded and stored once per `ROWS` rows rather than per row.
+const ROWS: usize = 4;
+
+/// `Σ a` and `Σ a·b` per channel over the rows of the row-major N×C blocks
+/// `a` and `b`, added into `sa` and `sab` one row after another, in order.
+#[inline(always)]
+fn row_sums<T: Scalar>(a: &[T], b: &[T], c: usize, sa: &mut [f64], sab: &mut [f64]) {
+    let (quads_a, quads_b) = (a.chunks_exact(ROWS * c), b.chunks_exact(ROWS * c));
+    let (rest_a, rest_b) = (quads_a.remainder(), quads_b.remainder());
+    for (qa, qb) in quads_a.zip(quads_b) {
+        for ch in 0..c {
+            let (mut s, mut q) = (sa[ch], sab[ch]);
+            for r in 0..ROWS {
+                let (x, y) = (qa[r * c + ch].to_f64(), qb[r * c + ch].to_f64());
+                s += x;
+                q += x * y;
+            }
+            (sa[ch], sab[ch]) = (s, q);
+        }
+    }
+    for (row_a, row_b) in rest_a.chunks_exact(c).zip(rest_b.chunks_exact(c)) {
+        for (((s, q), &x), &y) in sa.iter_mut().zip(sab.iter_mut()).zip(row_a).zip(row_b) {
+            *s += x.to_f64();
+            *q += x.to_f64() * y.to_f64();
+        }
     }
 }
 
@@ -145,40 +169,42 @@ fn channel_map<T: Scalar>(
     let per_task = (CHUNK / block.max(1)).max(1) * block;
     let body = |(task, o): (usize, &mut [MaybeUninit<T>])| {
         let base = task * per_task;
-        if inner == 1 {
-            // N×C rows: the coefficients line up with each row.
-            for (r, row) in o.chunks_mut(c).enumerate() {
-                let start = base + r * c;
-                let xs = row.iter_mut().zip(&x[start..start + c]).zip(scale.iter().zip(shift));
-                match z {
-                    None => xs.for_each(|((o, &v), (&a, &b))| {
-                        o.write(post(a * v + b));
-                    }),
-                    Some((z, zs)) => xs.zip(z[start..start + c].iter().zip(zs)).for_each(|(((o, &v), (&a, &b)), (&w, &k))| {
-                        o.write(post(a * v + b + k * w));
-                    }),
-                }
-            }
-        } else {
-            // NCHW: each run of `inner` elements shares one channel's coefficients.
-            for (r, run) in o.chunks_mut(inner).enumerate() {
-                let start = base + r * inner;
-                let ch = (start / inner) % c;
-                let (a, b) = (scale[ch], shift[ch]);
-                let xs = run.iter_mut().zip(&x[start..start + inner]);
-                match z {
-                    None => xs.for_each(|(o, &v)| {
-                        o.write(post(a * v + b));
-                    }),
-                    Some((z, zs)) => {
-                        let k = zs[ch];
-                        xs.zip(&z[start..start + inner]).for_each(|((o, &v), &w)| {
+        wide!({
+            if inner == 1 {
+                // N×C rows: the coefficients line up with each row.
+                for (r, row) in o.chunks_mut(c).enumerate() {
+                    let start = base + r * c;
+                    let xs = row.iter_mut().zip(&x[start..start + c]).zip(scale.iter().zip(shift));
+                    match z {
+                        None => xs.for_each(|((o, &v), (&a, &b))| {
+                            o.write(post(a * v + b));
+                        }),
+                        Some((z, zs)) => xs.zip(z[start..start + c].iter().zip(zs)).for_each(|(((o, &v), (&a, &b)), (&w, &k))| {
                             o.write(post(a * v + b + k * w));
-                        })
+                        }),
+                    }
+                }
+            } else {
+                // NCHW: each run of `inner` elements shares one channel's coefficients.
+                for (r, run) in o.chunks_mut(inner).enumerate() {
+                    let start = base + r * inner;
+                    let ch = (start / inner) % c;
+                    let (a, b) = (scale[ch], shift[ch]);
+                    let xs = run.iter_mut().zip(&x[start..start + inner]);
+                    match z {
+                        None => xs.for_each(|(o, &v)| {
+                            o.write(post(a * v + b));
+                        }),
+                        Some((z, zs)) => {
+                            let k = zs[ch];
+                            xs.zip(&z[start..start + inner]).for_each(|((o, &v), &w)| {
+                                o.write(post(a * v + b + k * w));
+                            })
+                        }
                     }
                 }
             }
-        }
+        })
     };
     let spare = &mut out.spare_capacity_mut()[..x.len()];
     if x.len() > CHUNK {
@@ -229,6 +255,61 @@ pub fn narrow_channels<T: Scalar>(x: &[T], s: ChannelShape, start: usize, len: u
 mod tests {
     use super::*;
     use crate::rng::Rng;
+
+    /// The N×C sums, run in their AVX2 twin, four rows to an accumulator
+    /// visit, in blocks: the bits of a plain row-by-row loop on this (not
+    /// AVX2-compiled) thread. Channel counts below, at and past the vector
+    /// width; row counts with and without a partial group of four.
+    #[test]
+    fn wide_row_sums_are_the_row_by_row_sums() {
+        let mut r = Rng::new(43, 0);
+        for (rows, c) in [(1, 1), (7, 3), (64, 16), (67, 259), (130, 256)] {
+            // Magnitudes 2⁻⁴⁰ to 2⁴⁰: f64 sums of f32 values round, so the order shows.
+            let a: Vec<f32> = (0..rows * c).map(|_| (r.normal() * 2f64.powi(r.below(81) as i32 - 40)) as f32).collect();
+            let b: Vec<f32> = (0..rows * c).map(|_| r.normal() as f32).collect();
+            let (mut sa, mut sab) = (vec![0.0f64; c], vec![0.0f64; c]);
+            for (ra, rb) in a.chunks(c).zip(b.chunks(c)) {
+                for ch in 0..c {
+                    sa[ch] += ra[ch] as f64;
+                    sab[ch] += ra[ch] as f64 * rb[ch] as f64;
+                }
+            }
+            let (mut wa, mut wab) = (vec![0.0f64; c], vec![0.0f64; c]);
+            wide!(row_sums(&a, &b, c, &mut wa, &mut wab));
+            assert!(wa == sa && wab == sab, "{rows}×{c}");
+            // Whole ops, in parallel blocks: each block's sums start at zero.
+            let s = ChannelShape { outer: rows, channels: c, inner: 1 };
+            let per_block = (CHUNK / c).max(1);
+            let (da, dab) = channel_dots(&a, Some(&b), s);
+            let mut expect = (vec![0.0f64; c], vec![0.0f64; c]);
+            for (ba, bb) in a.chunks(per_block * c).zip(b.chunks(per_block * c)) {
+                let (mut pa, mut pab) = (vec![0.0f64; c], vec![0.0f64; c]);
+                row_sums(ba, bb, c, &mut pa, &mut pab);
+                expect.0.iter_mut().zip(pa).for_each(|(e, p)| *e += p);
+                expect.1.iter_mut().zip(pab).for_each(|(e, p)| *e += p);
+            }
+            assert!((da, dab) == expect, "{rows}×{c}: channel_dots");
+        }
+    }
+
+    /// The per-channel maps, run in their AVX2 twin and in parallel, give
+    /// the bits of the formula evaluated one element at a time here.
+    #[test]
+    fn wide_channel_maps_are_the_scalar_formula() {
+        let mut r = Rng::new(47, 0);
+        for s in [ChannelShape { outer: 300, channels: 259, inner: 1 }, ChannelShape { outer: 3, channels: 5, inner: 4099 }] {
+            let mut rand = |len: usize| (0..len).map(|_| r.normal() as f32).collect::<Vec<f32>>();
+            let (x, z, scale, shift, zs) = (rand(s.len()), rand(s.len()), rand(s.channels), rand(s.channels), rand(s.channels));
+            let ch = |i: usize| (i / s.inner) % s.channels;
+            let affine = channel_affine(&x, &scale, &shift, Some((&z, &zs)), s);
+            let relu = channel_affine_relu(&x, &scale, &shift, Some(&z), s);
+            for i in 0..s.len() {
+                let (a, b) = (scale[ch(i)], shift[ch(i)]);
+                assert_eq!(affine[i].to_bits(), (a * x[i] + b + zs[ch(i)] * z[i]).to_bits(), "{s:?} element {i}");
+                assert_eq!(relu[i].to_bits(), (a * x[i] + b + z[i]).max(0.0).to_bits(), "{s:?} element {i}");
+            }
+        }
+    }
 
     #[test]
     fn both_copies_of_the_lane_sums_round_alike() {

@@ -115,6 +115,35 @@ pub fn avx2_fma() -> bool {
     false
 }
 
+/// `body()`, inlined into a twin compiled for AVX2 where the CPU has it, so
+/// its loops vectorise 256 bits wide instead of 128. Only for bodies whose
+/// bits do not depend on the width: element-wise maps, and sums whose order
+/// the code fixes (Rust never contracts a multiply and an add into an FMA,
+/// and never reorders a float sum, at any width). Call it through [`wide!`].
+#[inline(always)]
+pub fn run_wide<R>(body: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_fma() {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<R>(body: impl FnOnce() -> R) -> R {
+            body()
+        }
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { avx2(body) };
+    }
+    body()
+}
+
+/// `run_wide(|| { body })` with the closure marked `#[inline(always)]`:
+/// called from both paths, a large closure is otherwise kept out of line,
+/// where it runs 128 bits wide.
+macro_rules! wide {
+    ($($body:tt)*) => {
+        $crate::backend::cpu::lanes::run_wide(#[inline(always)] || { $($body)* })
+    };
+}
+pub(crate) use wide;
+
 /// The AVX2 lanes over one element type, from its intrinsics.
 macro_rules! impl_avx2 {
     ($lanes:ident, $t:ty, $width:literal, $setzero:ident, $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident) => {

@@ -2,6 +2,7 @@
 //! order of every floating-point sum is independent of thread scheduling and a
 //! seeded run repeats bit for bit.
 
+use super::lanes::wide;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -16,11 +17,14 @@ pub fn build<T: Send, I: Iterator<Item = T>>(len: usize, chunk: usize, f: impl F
     let mut out = Vec::with_capacity(len);
     let fill = |(i, dst): (usize, &mut [MaybeUninit<T>])| {
         let (start, n) = (i * chunk, dst.len());
-        let mut written = 0;
-        for (d, v) in dst.iter_mut().zip(f(start..start + n)) {
-            d.write(v);
-            written += 1;
-        }
+        let written = wide!({
+            let mut written = 0;
+            for (d, v) in dst.iter_mut().zip(f(start..start + n)) {
+                d.write(v);
+                written += 1;
+            }
+            written
+        });
         assert_eq!(written, n, "chunk producer yielded too few elements");
     };
     let spare = &mut out.spare_capacity_mut()[..len];
@@ -47,9 +51,9 @@ pub fn zip<T: Copy + Send + Sync>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync
 /// Runs `f(start, chunk)` over fixed chunks of `data`, in parallel when large.
 pub fn for_each_chunk<T: Send>(data: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
     if data.len() <= CHUNK {
-        f(0, data);
+        wide!(f(0, data));
     } else {
-        data.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| f(i * CHUNK, c));
+        data.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| wide!(f(i * CHUNK, c)));
     }
 }
 
@@ -84,6 +88,22 @@ pub fn sum_chunks(len: usize, f: impl Fn(Range<usize>) -> f64 + Sync) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `map`, `zip` and `for_each_chunk` run their closures in parallel
+    /// chunks, in the AVX2 twin: the bits of a plain loop on this thread.
+    #[test]
+    fn wide_element_wise_passes_are_plain_loops() {
+        let len = 2 * CHUNK + 7;
+        let a: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos()).collect();
+        let f = |x: f32, y: f32| x * 0.1 + y;
+        let plain: Vec<f32> = a.iter().zip(&b).map(|(&x, &y)| f(x, y)).collect();
+        assert!(zip(&a, &b, f) == plain);
+        assert!(map(&a, |x| f(x, 0.3)) == a.iter().map(|&x| f(x, 0.3)).collect::<Vec<_>>());
+        let mut c = b.clone();
+        for_each_chunk(&mut c, |start, c| c.iter_mut().enumerate().for_each(|(i, c)| *c = f(a[start + i], *c)));
+        assert!(c == plain);
+    }
 
     #[test]
     fn longest_first_runs_every_task_once_and_returns_them_in_order() {

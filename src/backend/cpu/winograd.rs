@@ -15,7 +15,7 @@
 
 use super::conv::{in_image_groups, rotated, Direction};
 use super::gemm::gemm_on_thread;
-use super::lanes;
+use super::lanes::{self, wide};
 use super::row_dots::{add_row_dots, lane_sums, LANES};
 use crate::backend::{Gemm, Window};
 use crate::error::Result;
@@ -122,31 +122,6 @@ fn filter_transform_adjoint<T: Scalar>(m: &[T], pairs: usize) -> Vec<T> {
     dw
 }
 
-/// `fn $name(args) { $body(args) }`, with `$body` inlined into a twin
-/// compiled for AVX2 that runs where the CPU has it: the transforms vectorise
-/// 8 f32 wide instead of 4. They only add, subtract and halve, which round
-/// alike at any vector width, so results do not depend on which twin runs.
-macro_rules! vectorised {
-    ($name:ident => $body:ident ($($arg:ident: $ty:ty),*)) => {
-        fn $name<T: Scalar>($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx2") {
-                #[target_feature(enable = "avx2")]
-                unsafe fn avx2<T: Scalar>($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                // SAFETY: the CPU has AVX2.
-                return unsafe { avx2($($arg),*) };
-            }
-            $body($($arg),*)
-        }
-    };
-}
-
-vectorised!(input_transform => input_lanes(x: &[T], hw: (usize, usize), t: Tiling, v: &mut [T], tiles: usize, pad: &mut Vec<T>));
-vectorised!(output_transform => output_lanes(m: &[T], hw: (usize, usize), t: Tiling, tiles: usize, y: &mut [T], tmp: &mut Vec<T>));
-vectorised!(output_transform_adjoint => output_adjoint_lanes(dy: &[T], hw: (usize, usize), t: Tiling, v: &mut [T], tiles: usize, pad: &mut Vec<T>));
-
 /// `out[t] = f(a[t], …)`: the transforms run along a tile row, one
 /// contiguous lane per transform element, so these loops vectorise.
 #[inline(always)]
@@ -191,7 +166,7 @@ fn deinterleave<T: Scalar>(plane: &[T], w: usize, (top, left): (usize, bool), ds
 /// `Bᵀ d B` of every tile of the `h×w` planes of `images` (`[image, c, h, w]`)
 /// into `v[e, c, tile]`, tile `image·th·tw + ty·tw + tx` of `tiles` columns.
 #[inline(always)]
-fn input_lanes<T: Scalar>(images: &[T], (h, w): (usize, usize), t: Tiling, v: &mut [T], tiles: usize, pad: &mut Vec<T>) {
+fn input_transform<T: Scalar>(images: &[T], (h, w): (usize, usize), t: Tiling, v: &mut [T], tiles: usize, pad: &mut Vec<T>) {
     // Padded rows (one zero row above) and columns per parity (one zero column left).
     let (rows, cols, tw) = (2 * t.th + 2, t.tw + 1, t.tw);
     pad.clear();
@@ -231,7 +206,7 @@ fn input_lanes<T: Scalar>(images: &[T], (h, w): (usize, usize), t: Tiling, v: &m
 /// `Aᵀ m A` of every tile of `m[e, c_out, tile]` onto the `h×w` output planes
 /// (`[image, c_out, h, w]`), dropping outputs past the grid.
 #[inline(always)]
-fn output_lanes<T: Scalar>(m: &[T], (h, w): (usize, usize), t: Tiling, tiles: usize, y: &mut [T], tmp: &mut Vec<T>) {
+fn output_transform<T: Scalar>(m: &[T], (h, w): (usize, usize), t: Tiling, tiles: usize, y: &mut [T], tmp: &mut Vec<T>) {
     let tw = t.tw;
     tmp.resize(8 * tw, T::ZERO);
     let channels = m.len() / (E * tiles);
@@ -267,7 +242,7 @@ fn output_lanes<T: Scalar>(m: &[T], (h, w): (usize, usize), t: Tiling, tiles: us
 /// `v[e, c_out, tile]`, with zero gradient past the grid: the adjoint of
 /// [`output_transform`].
 #[inline(always)]
-fn output_adjoint_lanes<T: Scalar>(dy: &[T], (h, w): (usize, usize), t: Tiling, v: &mut [T], tiles: usize, pad: &mut Vec<T>) {
+fn output_transform_adjoint<T: Scalar>(dy: &[T], (h, w): (usize, usize), t: Tiling, v: &mut [T], tiles: usize, pad: &mut Vec<T>) {
     let (rows, tw) = (2 * t.th, t.tw);
     pad.clear();
     pad.resize(2 * rows * tw + 8 * tw, T::ZERO);
@@ -325,12 +300,14 @@ fn convolve<T: Scalar>(x: &[T], u: &[T], g: &Window, c_out: usize) -> Result<Vec
         let tiles = x.len() / (g.c * plane) * t.per_image();
         s.v.resize(E * g.c * tiles, T::ZERO);
         s.m.resize(E * c_out * tiles, T::ZERO);
-        input_transform(x, (g.h, g.w), t, &mut s.v, tiles, &mut s.pad);
+        // The transforms only add, subtract and halve, which round alike at
+        // any vector width: AVX2 runs them 8 f32 wide instead of 4.
+        wide!(input_transform(x, (g.h, g.w), t, &mut s.v, tiles, &mut s.pad));
         for e in 0..E {
             let (u, v) = (&u[e * c_out * g.c..][..c_out * g.c], &s.v[e * g.c * tiles..][..g.c * tiles]);
             gemm_on_thread(u, v, &mut s.m[e * c_out * tiles..][..c_out * tiles], Gemm::new(c_out, tiles, g.c, false, false))?;
         }
-        output_transform(&s.m, (g.h, g.w), t, tiles, y, &mut s.tmp);
+        wide!(output_transform(&s.m, (g.h, g.w), t, tiles, y, &mut s.tmp));
         Ok(())
     })?;
     Ok(y)
@@ -371,8 +348,8 @@ pub(super) fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: &Window, c
             s.m.resize(E * c_out * tiles, T::ZERO);
             let x = &x[first * g.c * plane..][..count * g.c * plane];
             let dy = &dy[first * c_out * plane..][..count * c_out * plane];
-            input_transform(x, (g.h, g.w), t, &mut s.v, tiles, &mut s.pad);
-            output_transform_adjoint(dy, (g.h, g.w), t, &mut s.m, tiles, &mut s.pad);
+            wide!(input_transform(x, (g.h, g.w), t, &mut s.v, tiles, &mut s.pad));
+            wide!(output_transform_adjoint(dy, (g.h, g.w), t, &mut s.m, tiles, &mut s.pad));
             for e in 0..E {
                 let (a, b) = (&s.m[e * c_out * tiles..][..c_out * tiles], &s.v[e * g.c * tiles..][..g.c * tiles]);
                 let acc = &mut acc[e * pairs * width..][..pairs * width];
