@@ -2,7 +2,8 @@
 //! one AVX2 register where the CPU has AVX2 and FMA, an array of fused
 //! multiply-adds otherwise. Both round identically (each lane one fused
 //! multiply-add; sums in the same fixed order), so a kernel's result does
-//! not depend on which one runs.
+//! not depend on which one runs. Loops left to the compiler get the same
+//! AVX2 through [`wide!`], which runs them in a twin compiled for it.
 
 use crate::scalar::Scalar;
 
