@@ -6,7 +6,7 @@
 //! (deterministic), maps run in `T`. Padding and narrowing copy whole channels.
 
 use super::super::ChannelShape;
-use super::lanes::{self, wide};
+use super::lanes::wide;
 use super::parallel::CHUNK;
 use crate::scalar::Scalar;
 use rayon::prelude::*;
@@ -33,12 +33,11 @@ pub(super) fn channel_dots<T: Scalar>(a: &[T], b: Option<&[T]>, s: ChannelShape)
         }
         (sa, sab)
     } else {
-        let vector = lanes::avx2_fma();
         (0..c)
             .into_par_iter()
             .map(|ch| {
                 let runs = (0..s.outer).map(|o| (o * c + ch) * s.inner..(o * c + ch + 1) * s.inner);
-                let (sa, sab) = channel_lanes(a, b, runs, vector);
+                let (sa, sab) = wide!(channel_lanes(a, b, runs));
                 (fold_lanes(sa), fold_lanes(sab))
             })
             .unzip()
@@ -74,30 +73,17 @@ fn row_sums<T: Scalar>(a: &[T], b: &[T], c: usize, sa: &mut [f64], sab: &mut [f6
     }
 }
 
-/// The lanes of `Σ a` and `Σ a·b` over the runs `runs` of one channel, in
-/// the AVX2 copy of [`lane_dots`] when `vector`. Both copies round alike:
-/// Rust never fuses the multiply and the add, so each is the same
-/// conversion, product and sum, 4 lanes to a register instead of 2.
-fn channel_lanes<T: Scalar>(a: &[T], b: &[T], runs: impl Iterator<Item = Range<usize>>, vector: bool) -> ([f64; LANES], [f64; LANES]) {
+/// The lanes of `Σ a` and `Σ a·b` over the runs `runs` of one channel. In
+/// [`wide!`]'s AVX2 twin they round as here: Rust never fuses the multiply
+/// and the add, so each is the same conversion, product and sum, 4 lanes to
+/// a register instead of 2.
+#[inline(always)]
+fn channel_lanes<T: Scalar>(a: &[T], b: &[T], runs: impl Iterator<Item = Range<usize>>) -> ([f64; LANES], [f64; LANES]) {
     let (mut sa, mut sab) = ([0.0; LANES], [0.0; LANES]);
     for r in runs {
-        #[cfg(target_arch = "x86_64")]
-        if vector {
-            // SAFETY: `vector` is only set where the CPU has AVX2 (and FMA).
-            unsafe { lane_dots_avx2(&a[r.clone()], &b[r], &mut sa, &mut sab) };
-            continue;
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = vector;
         lane_dots(&a[r.clone()], &b[r], &mut sa, &mut sab);
     }
     (sa, sab)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn lane_dots_avx2<T: Scalar>(a: &[T], b: &[T], sa: &mut [f64; LANES], sab: &mut [f64; LANES]) {
-    lane_dots(a, b, sa, sab)
 }
 
 /// Independent f64 accumulators per channel sum: one serial chain of adds is
@@ -319,8 +305,8 @@ mod tests {
             let a: Vec<f32> = (0..3 * inner).map(|_| r.normal() as f32).collect();
             let b: Vec<f32> = (0..3 * inner).map(|_| r.normal() as f32).collect();
             let runs = || (0..3).map(|o| o * inner..(o + 1) * inner);
-            let portable = channel_lanes(&a, &b, runs(), false);
-            assert_eq!(channel_lanes(&a, &b, runs(), lanes::avx2_fma()), portable, "{inner}");
+            let portable = channel_lanes(&a, &b, runs());
+            assert_eq!(wide!(channel_lanes(&a, &b, runs())), portable, "{inner}");
         }
     }
 
