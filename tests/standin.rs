@@ -210,6 +210,23 @@ fn peak_memory_counts_the_live_allocations_and_the_standin_reports_no_speed_peak
     assert!(dev.peaks().is_none(), "the stand-in reports no clock rates, so no speed peaks");
 }
 
+/// `kappa profile gpu` reports two peaks per depth, the plain training
+/// steps' (the figure set against PyTorch's) and the analysed steps'.
+#[test]
+fn the_training_and_the_analysed_steps_have_their_own_peaks() {
+    use kappa::speed::{step_speed, Plan};
+    if !under_standin() {
+        return;
+    }
+    let dev = cuda::Cuda::new(0).unwrap();
+    let plan = Plan { depths: vec![8], batch: 2, steps: 1, covariance: vec![], eig_sizes: vec![] };
+    let s = step_speed(&dev, &dev, 8, &plan).unwrap();
+    // At least the model's parameters were live through both.
+    for peak in [s.peak_bytes, s.peak_bytes_analysed] {
+        assert!(peak.unwrap() > 4 * 4_000, "{s:?}");
+    }
+}
+
 #[cfg(feature = "cudnn")]
 mod cudnn {
     use super::*;
