@@ -14,13 +14,13 @@ use rayon::prelude::*;
 /// faster on the 8192×576 bench (58–62 ms against 62 ms).
 const PATCH_BUDGET: usize = 1 << 23;
 
-/// Width of the Gram's column blocks. Block `j` (columns `j..j+64`) is one
-/// product over all rows of X, from its diagonal down to row `d`: the crate
-/// packs each operand once per block instead of twice per 64×64 block pair
-/// (45 products for d = 576, now 9), for the same flops (each diagonal block
-/// is computed whole, as before). Criterion on 2 busy cores, pairs → column
-/// blocks: 8192×576 patch matrix 54–84 → 33–59 ms, dense 1024×784 8.5–11
-/// → 5.2–11 ms; widths 32, 96, 128 and 192 were no faster overall.
+/// Width of the column blocks of a Gram of transposed X. Block `j` (columns
+/// `j..j+64`) is one product over all rows of X, from its diagonal down to
+/// row `d`: the crate packs each operand once per block instead of twice per
+/// 64×64 block pair (45 products for d = 576, now 9), for the same flops
+/// (each diagonal block is computed whole, as before). Criterion on 2 busy
+/// cores, pairs → column blocks: 8192×576 patch matrix 54–84 → 33–59 ms;
+/// widths 32, 96, 128 and 192 were no faster overall.
 const GRAM_BLOCK: usize = 64;
 
 /// A raw pointer the blocks share; each block writes a disjoint region.
@@ -31,14 +31,16 @@ pub fn gram_lower<T: Scalar>(acc: &mut [T], x: &[T], rows: usize, cols: usize, a
     if acc.len() != cols * cols || x.len() != rows * cols {
         return Err(Error::shape("gram_lower", format!("{rows}×{cols} input, accumulator of {}", acc.len())));
     }
-    gram_lower_strided(acc, x, (rows, cols), (cols, 1), alpha);
+    super::gram::gram_lower(acc, x, (rows, cols), cols, alpha);
     Ok(())
 }
 
-/// [`gram_lower`] of an X whose element `(p, i)` sits at `p·rs + i·cs`
-/// (`(1, ld)` reads a `cols × ld` row-major buffer as its transpose).
-/// The caller checks that `acc` holds `cols²` elements and `x` every addressed one.
-pub(super) fn gram_lower_strided<T: Scalar>(acc: &mut [T], x: &[T], (rows, cols): (usize, usize), strides: (usize, usize), alpha: f64) {
+/// [`gram_lower`] of an X stored transposed, its element `(p, i)` at
+/// `p + i·ld` (a `cols × ld` row-major buffer), through the `gemm` crate:
+/// packing that layout for [`super::gram`]'s kernel cost more than the
+/// kernel saved (8192×576, best of 15: 54 against 43 ms). The caller checks
+/// that `acc` holds `cols²` elements and `x` every addressed one.
+pub(super) fn gram_lower_transposed<T: Scalar>(acc: &mut [T], x: &[T], (rows, cols): (usize, usize), ld: usize, alpha: f64) {
     let dst = SharedPtr(acc.as_mut_ptr());
     let dst = &dst;
     // One block per task, each product on its own thread: the summation order
@@ -48,7 +50,7 @@ pub(super) fn gram_lower_strided<T: Scalar>(acc: &mut [T], x: &[T], (rows, cols)
         let j = b * GRAM_BLOCK;
         let span = j..(j + GRAM_BLOCK).min(cols);
         // SAFETY: `acc` holds cols² elements and rows j.., columns `span` are this task's alone.
-        unsafe { super::gemm::gram_block(dst.0, x, (rows, cols), strides, j..cols, span, alpha) }
+        unsafe { super::gemm::gram_block(dst.0, x, (rows, cols), (1, ld), j..cols, span, alpha) }
     });
 }
 
@@ -86,7 +88,7 @@ pub fn gram_lower_patches<T: Scalar>(acc: &mut [T], x: &[T], g: Window, alpha: f
         });
         // SAFETY: the images' `unfold_plane`s wrote every element of their channel's rows.
         unsafe { cols.set_len(k * ld) };
-        gram_lower_strided(acc, &cols, (ld, k), (1, ld), alpha);
+        gram_lower_transposed(acc, &cols, (ld, k), ld, alpha);
     }
     Ok(())
 }
@@ -153,6 +155,9 @@ mod tests {
             let mut got = acc0.clone();
             gram_lower(&mut got, &x, rows, cols, 0.3).unwrap();
             assert_lower(&got, &want, cols, 1e-12, &format!("f64 {rows}×{cols}"));
+            let upper =
+                |m: &[f64]| (0..cols).flat_map(|i| (i + 1..cols).map(move |j| i * cols + j)).map(|k| m[k].to_bits()).collect::<Vec<_>>();
+            assert_eq!(upper(&got), upper(&acc0), "f64 {rows}×{cols}: the upper triangle is left alone");
             // The same problem in f32, against the reference of its (exact) f64 widening.
             let narrow = |v: &[f64]| -> Vec<f32> { v.iter().map(|&v| v as f32).collect() };
             let widen = |v: &[f32]| -> Vec<f64> { v.iter().map(|&v| v as f64).collect() };
@@ -165,7 +170,7 @@ mod tests {
     }
 
     #[test]
-    fn gram_lower_strided_reads_the_transposed_padded_layout() {
+    fn gram_lower_transposed_reads_the_padded_layout() {
         let mut r = Rng::new(12, 0);
         for (rows, cols) in SHAPES {
             // X stored as its transpose, `cols` rows of `ld > rows` elements.
@@ -173,7 +178,7 @@ mod tests {
             let x: Vec<f64> = (0..cols * ld).map(|_| r.normal()).collect();
             let want = reference(&vec![0.0; cols * cols], &x, (rows, cols), (1, ld), 2.0);
             let mut got = vec![0.0; cols * cols];
-            gram_lower_strided(&mut got, &x, (rows, cols), (1, ld), 2.0);
+            gram_lower_transposed(&mut got, &x, (rows, cols), ld, 2.0);
             assert_lower(&got, &want, cols, 1e-12, &format!("strided {rows}×{cols}"));
         }
     }

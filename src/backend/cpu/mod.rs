@@ -9,6 +9,7 @@ mod covariance;
 mod direct;
 mod eigen;
 pub mod gemm;
+mod gram;
 pub mod lanes;
 pub mod parallel;
 pub mod patch_gram;
