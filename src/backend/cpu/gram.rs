@@ -12,7 +12,10 @@
 //! copied (zero-padded). Alternated with the crate's path on the 2-core
 //! host (2026-12-04): 1024×256 1.00–1.07 against 1.21–1.28 ms, 1024×784
 //! 9.1–10.0 against 10.1–10.9 ms (best of 100 calls); the MLP analysis step
-//! 199.7–205.1 against 205.0–213.1 ms (best of 20 steps each, 3 runs).
+//! 199.7–205.1 against 205.0–213.1 ms (best of 20 steps each, 3 runs). In
+//! f64 (gradient checks, f64 runs) 1024×256 is 2.0–2.3 against 2.1–2.5 ms,
+//! but 1024×784 23.0–25.1 against 19.4–22.3 ms, a loss that chunks of 128
+//! rows instead of [`KC`] did not close.
 //!
 //! Each output element is one micro-kernel pass over all n rows in order (the
 //! accumulators carried across [`KC`]-row chunks), then `alpha·sum` is added
