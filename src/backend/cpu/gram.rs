@@ -1,22 +1,27 @@
 //! `acc += alpha·XᵀX` on the lower triangle for an X whose rows are
-//! contiguous, by a register-blocked micro-kernel that reads X in place: the
-//! Gram behind every dense Σx and Σ∇h.
+//! contiguous, by a register-blocked micro-kernel: the Gram behind every
+//! dense Σx and Σ∇h.
 //!
 //! Why not the `gemm` crate, which ran it before: a product fills a whole
 //! rectangle, so the triangle went as one product per 64-column block, its
 //! diagonal block computed whole (at d = 256 a fifth of the flops above the
 //! diagonal), and every product packed its operands again. Here a tile (two
 //! vectors of rows by [`NR`] columns) is computed only where it touches the
-//! lower triangle, and both its operands are read from the rows of X, where
-//! a tile's columns of X lie side by side. Only a last, partial panel is
-//! copied (zero-padded). Alternated with the crate's path on the 2-core
-//! host (2026-12-04): 1024×256 1.00–1.07 against 1.21–1.28 ms, 1024×784
-//! 9.1–10.0 against 10.1–10.9 ms (best of 100 calls); the MLP analysis step
-//! 199.7–205.1 against 205.0–213.1 ms (best of 20 steps each, 3 runs). In
-//! f64 (gradient checks, f64 runs) 1024×256 is 2.0–2.3 against 2.1–2.5 ms,
-//! but 1024×784 23.0–25.1 against 19.4–22.3 ms, a loss that chunks of 128
-//! rows instead of [`KC`] did not close.
+//! lower triangle. A band's rows (the tiles' vector operand, used by every
+//! tile of the band) are copied side by side once per [`KC`]-row chunk; the
+//! columns (each used once per band) are read from the rows of X in place,
+//! where a tile's columns lie side by side. Only a last, partial column
+//! panel is copied (zero-padded).
 //!
+//! Alternated call by call with the crate's path in one binary on the
+//! 2-core host (2026-12-04, best of 300 calls at 256 columns and of 60 at
+//! 784, two runs): f32 1024×256 0.512–0.598 against 0.590–0.752 ms,
+//! 1024×784 4.66–5.39 against 4.99–5.60 ms; f64 1024×256 1.29–1.30 against
+//! 1.47–1.51 ms, 1024×784 10.4–11.7 against 10.2–12.0 ms. Reading the
+//! band's rows in place too, as the kernel first did, was 15–20% slower
+//! than copying them in both precisions (f64 1024×784 13.5–14.3 ms, behind
+//! the crate).
+
 //! Each output element is one micro-kernel pass over all n rows in order (the
 //! accumulators carried across [`KC`]-row chunks), then `alpha·sum` is added
 //! to `acc`, on whichever thread: the result depends on the shape alone,
@@ -133,11 +138,18 @@ unsafe fn band_in<E: Element, T: Scalar, S: Lanes<E>>(acc: *mut T, d: usize, b: 
     let (w, n) = (S::WIDTH, rows.n);
     let (i0, i_end) = (b * 2 * w, ((b + 1) * 2 * w).min(d));
     let mut tiles = vec![[[S::zero(); 2]; NR]; i_end.div_ceil(NR)];
+    let mut panel = vec![E::ZERO; KC * 2 * w];
     for k0 in (0..n).step_by(KC) {
         let k = KC.min(n - k0);
-        let a = rows.at(b, k0);
+        // The band's rows of this chunk, copied side by side: read in place,
+        // at a row stride of 1 KiB (f32, d = 256) they fell into 4 of L1's 64
+        // sets and came from L2 again for every tile.
+        let (a, sa) = rows.at(b, k0);
+        for (p, row) in panel.chunks_exact_mut(2 * w).take(k).enumerate() {
+            row.copy_from_slice(std::slice::from_raw_parts(a.add(p * sa), 2 * w));
+        }
         for (q, tile) in tiles.iter_mut().enumerate() {
-            accumulate::<E, S>(tile, a, cols.at(q, k0), k);
+            accumulate::<E, S>(tile, (panel.as_ptr(), 2 * w), cols.at(q, k0), k);
         }
     }
     let mut sums = [E::ZERO; 16];
