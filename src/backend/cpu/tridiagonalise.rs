@@ -9,7 +9,7 @@
 //! against the trailing matrix as it stood at the panel's start (each
 //! product with it corrected by the panel's earlier reflectors), so a step
 //! only reads the matrix, and the panel's updates land together as one
-//! rank-2·[`PANEL`] GEMM. No reflector is kept: eigenvalues need none.
+//! rank-2·[`PANEL`] update. No reflector is kept: eigenvalues need none.
 //!
 //! One solve runs on one task (the caller runs a step's solves side by
 //! side), in a summation order fixed by the sizes alone, so the result does
@@ -35,8 +35,9 @@ use super::lanes::{self, Element, Lanes};
 /// bound by memory); f32 results move within rounding (see eigen.rs).
 const PANEL: usize = 16;
 
-/// Column blocks of the trailing update, one GEMM each.
-const BLOCK: usize = 64;
+/// Columns of a tile of the trailing update: with two vectors of rows, 12
+/// accumulators, two loads and a broadcast fill 15 of the 16 AVX2 registers.
+const NR: usize = 6;
 
 /// Reduces the symmetric `n × n` matrix whose lower triangle `a` holds in
 /// column-major order (element `(i, j)`, `i ≥ j`, at `a[j·n + i]`; the
@@ -75,7 +76,7 @@ fn reduce<E: Element, S: Lanes<E>>(a: &mut [E], n: usize) -> (Vec<E>, Vec<E>) {
     while k + 1 < n {
         let nb = PANEL.min(n - 1 - k);
         panel::<E, S>(a, n, k, nb, &mut p, &mut d, &mut e, &mut y);
-        trailing_update(a, n, k + nb, nb, &p);
+        trailing_update::<E, S>(a, n, k + nb, nb, &p);
         k += nb;
     }
     d[n - 1] = a[n * n - 1];
@@ -234,43 +235,84 @@ fn dot<E: Element, S: Lanes<E>>(a: &[E], b: &[E]) -> E {
     even.sum() + odd.sum() + tail
 }
 
-/// `A[t.., t..] −= V·Wᵀ + W·Vᵀ` on the lower triangle (and the upper half
-/// of each diagonal block, scratch), as `U·Zᵀ` per column block.
+/// `A[t.., t..] −= V·Wᵀ + W·Vᵀ` on the lower triangle, as `U·Zᵀ` with
+/// U = [V | W] and Z = [W | V], in tiles of two vectors of rows by [`NR`]
+/// columns. Each column panel's tiles are laid from the bottom row up, so
+/// only the top one can be partial, and it is computed whole: the rows it
+/// adds above the panel's first column lie in the upper triangle, scratch.
+/// Each element's sum runs over Z's columns in order and is then taken from
+/// A, so the result depends on the sizes alone.
 ///
-/// Why not [`super::gram`]'s kernel, which skips the diagonal blocks' upper
-/// halves: tried, U and Z read in place and the 16×6 tiles added to A one
-/// element at a time; with an inner dimension of only 32 those adds and the
-/// per-band scratch outweighed the flops saved. One thread, best of 30,
-/// alternated in one binary: 256² 1.63 against 1.38 ms, 784² 40.4 against
-/// 29.8 ms.
+/// Why not the gemm crate, which ran it as one product per 64-column block:
+/// that computed each diagonal block whole, packed its operands per block
+/// and paid a call's setup 4–13 times per panel. One thread, all three
+/// alternated call by call in one binary, best of 400 (256²) and 60 (784²)
+/// over two runs: 256² 0.773–0.788 against 0.798–0.814 ms, 784² 15.35–15.69
+/// against 16.00–16.39 ms. U packed per tile, as the crate packs it, was no
+/// faster (0.769–0.792 and 15.30–15.48 ms). The crate's sums ran in another
+/// order on some shapes: on the 40 matrices of the MLP analysis step every
+/// eigenvalue moved by at most 7e-8·λmax (f32's ε is 1.2e-7), λmax by at
+/// most 5e-12 of itself.
+///
+/// Why not [`super::gram`]'s kernel: its tiles run along A's rows, so it
+/// adds them into this column-major A one element at a time; with an inner
+/// dimension of only 32 those adds outweighed the flops saved (256² 1.63
+/// against the crate's 1.38 ms, 784² 40.4 against 29.8 ms, 2026-12-04).
 #[inline(always)]
-fn trailing_update<E: Element>(a: &mut [E], n: usize, t: usize, nb: usize, p: &[E]) {
-    for j0 in (t..n).step_by(BLOCK) {
-        let (rows, cols) = (n - j0, BLOCK.min(n - j0));
-        // SAFETY: `a` holds n² elements and `p` n·3·nb; the block is
-        // columns j0..j0 + cols, rows j0..n of `a`.
-        unsafe {
-            gemm::gemm(
-                rows,
-                cols,
-                2 * nb,
-                a.as_mut_ptr().add(j0 * n + j0),
-                n as isize,
-                1,
-                true,
-                p.as_ptr().add(j0),
-                n as isize,
-                1,
-                p.as_ptr().add(nb * n + j0),
-                1,
-                n as isize,
-                E::ONE,
-                -E::ONE,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            )
+fn trailing_update<E: Element, S: Lanes<E>>(a: &mut [E], n: usize, t: usize, nb: usize, p: &[E]) {
+    let mr = 2 * S::WIDTH;
+    let mut z = [[E::ZERO; NR]; 2 * PANEL];
+    let z = &mut z[..2 * nb];
+    for j0 in (t..n).step_by(NR) {
+        // The panel's rows of Z, zero-padded to NR columns.
+        let cols = NR.min(n - j0);
+        for (s, zs) in z.iter_mut().enumerate() {
+            zs[..cols].copy_from_slice(&p[(nb + s) * n + j0..][..cols]);
+            zs[cols..].fill(E::ZERO);
+        }
+        let mut end = n;
+        while end > j0 {
+            if end < mr {
+                // A matrix too small for a whole tile above the panel.
+                element_wise(a, n, p, j0..end, j0, cols, z);
+                break;
+            }
+            tile::<E, S>(a, n, p, end - mr, j0, cols, z);
+            end -= mr;
+        }
+    }
+}
+
+/// Rows `i0..i0 + 2w` of columns `j0..j0 + cols`: `A −= U·Zᵀ`, with Z's
+/// rows for these columns in `z`.
+#[inline(always)]
+fn tile<E: Element, S: Lanes<E>>(a: &mut [E], n: usize, p: &[E], i0: usize, j0: usize, cols: usize, z: &[[E; NR]]) {
+    let w = S::WIDTH;
+    let mut acc = [[S::zero(); 2]; NR];
+    for (s, zs) in z.iter().enumerate() {
+        let u = &p[s * n + i0..s * n + i0 + 2 * w];
+        let (u0, u1) = (S::load(u), S::load(&u[w..]));
+        for (c, ac) in acc.iter_mut().enumerate() {
+            let zc = S::splat(zs[c]);
+            ac[0] = u0.mul_add(zc, ac[0]);
+            ac[1] = u1.mul_add(zc, ac[1]);
+        }
+    }
+    let minus = S::splat(-E::ONE);
+    for (c, ac) in acc.iter().enumerate().take(cols) {
+        let (lo, hi) = a[(j0 + c) * n + i0..(j0 + c) * n + i0 + 2 * w].split_at_mut(w);
+        ac[0].mul_add(minus, S::load(lo)).store(lo);
+        ac[1].mul_add(minus, S::load(hi)).store(hi);
+    }
+}
+
+/// [`tile`]'s sums one element at a time, for `rows` of columns `j0..j0 + cols`.
+fn element_wise<E: Element>(a: &mut [E], n: usize, p: &[E], rows: std::ops::Range<usize>, j0: usize, cols: usize, z: &[[E; NR]]) {
+    for c in 0..cols {
+        for i in rows.clone() {
+            let s = z.iter().enumerate().fold(E::ZERO, |s, (q, zs)| p[q * n + i].mul_add(zs[c], s));
+            let x = &mut a[(j0 + c) * n + i];
+            *x = s.mul_add(-E::ONE, *x);
         }
     }
 }
@@ -317,5 +359,45 @@ mod tests {
     #[test]
     fn keeps_trace_and_frobenius_norm_in_f32() {
         keeps_trace_and_frobenius_norm::<f32>();
+    }
+
+    /// The tiles give the bits of the plain formula, `a − Σ_q U(i, q)·Z(j, q)`
+    /// summed in order, on the trailing lower triangle, and leave the columns
+    /// before it alone; in both copies, at sizes with partial tiles and panels.
+    fn tiles_are_the_plain_formula<E: Element>(update: impl Fn(&mut [E], usize, usize, usize, &[E])) {
+        let mut r = Rng::new(17, 0);
+        for (n, t, nb) in [(1, 0, 1), (5, 4, 4), (23, 16, 16), (70, 33, 16), (131, 17, 7)] {
+            let a: Vec<E> = (0..n * n).map(|_| E::from_f64(r.normal())).collect();
+            let p: Vec<E> = (0..n * 3 * PANEL).map(|_| E::from_f64(r.normal())).collect();
+            let mut got = a.clone();
+            update(&mut got, n, t, nb, &p);
+            for j in 0..n {
+                for i in j..n {
+                    let want = if j < t {
+                        a[j * n + i]
+                    } else {
+                        let s = (0..2 * nb).fold(E::ZERO, |s, q| p[q * n + i].mul_add(p[(nb + q) * n + j], s));
+                        s.mul_add(-E::ONE, a[j * n + i])
+                    };
+                    assert_eq!(got[j * n + i].to_f64().to_bits(), want.to_f64().to_bits(), "{n}, t {t}: ({i}, {j})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_trailing_update_is_the_plain_formula() {
+        tiles_are_the_plain_formula::<f64>(trailing_update::<f64, <f64 as Element>::Portable>);
+        tiles_are_the_plain_formula::<f32>(trailing_update::<f32, <f32 as Element>::Portable>);
+        #[cfg(target_arch = "x86_64")]
+        if lanes::avx2_fma() {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2<E: Element>(a: &mut [E], n: usize, t: usize, nb: usize, p: &[E]) {
+                trailing_update::<E, E::Avx2>(a, n, t, nb, p)
+            }
+            // SAFETY: both features were just detected.
+            tiles_are_the_plain_formula::<f64>(|a, n, t, nb, p| unsafe { avx2(a, n, t, nb, p) });
+            tiles_are_the_plain_formula::<f32>(|a, n, t, nb, p| unsafe { avx2(a, n, t, nb, p) });
+        }
     }
 }
