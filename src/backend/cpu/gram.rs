@@ -28,11 +28,8 @@
 //! never on the thread count.
 
 use super::lanes::{self, Element, Lanes};
+use super::microkernel::{self, Tile, NR};
 use crate::scalar::Scalar;
-
-/// Columns of a tile: with two vectors of rows, 12 accumulators, two loads
-/// and a broadcast fill 15 of the 16 AVX2 registers.
-const NR: usize = 6;
 
 /// Rows of X per pass over a band's tiles (a band's rows of 256 rows of X
 /// are 16 KiB of f32).
@@ -57,53 +54,60 @@ fn lower<E: Element, T: Scalar>(acc: &mut [T], x: &[T], (n, d): (usize, usize), 
     if n == 0 || d == 0 {
         return;
     }
-    let mr = 2 * <E::Portable as Lanes<E>>::WIDTH;
-    let (rows, cols) = (Panels::new(x, (n, d), rs, mr), Panels::new(x, (n, d), rs, NR));
+    // X itself for f32 and f64, the only scalars; a widened copy otherwise.
+    let widened: Vec<E>;
+    let x = match as_elements::<E, T>(x) {
+        Some(x) => X { x, n, d, rs },
+        None => {
+            widened = x.iter().map(|v| E::from_f64(v.to_f64())).collect();
+            X { x: &widened, n, d, rs }
+        }
+    };
+    let cols = Columns::new(x);
     let alpha = E::from_f64(alpha);
-    let bands = d.div_ceil(mr);
+    let bands = d.div_ceil(2 * <E::Portable as Lanes<E>>::WIDTH);
     let dst = SharedPtr(acc.as_mut_ptr());
     let dst = &dst;
-    // Band b (rows b·mr..) has a tile per column panel up to its diagonal,
+    // Band b (rows b·2w..) has a tile per column panel up to its diagonal,
     // so the last band is the longest: listed first.
     super::parallel::longest_first(bands, |t| {
         // SAFETY: `acc` holds d² elements and band rows are this task's alone.
-        unsafe { band::<E, T>(dst.0, d, bands - 1 - t, &rows, &cols, alpha) }
+        unsafe { band::<E, T>(dst.0, bands - 1 - t, &cols, alpha) }
     });
 }
 
-/// X's columns in panels `width` wide: read in place, or for a last,
-/// partial panel from a zero-padded copy.
-struct Panels<'a, E> {
-    width: usize,
-    /// X as `E`, its row stride, and how many whole panels are read from it.
-    x: Option<(&'a [E], usize, usize)>,
-    /// The panels from the first one not read in place: rows of `width`.
-    copy: Vec<E>,
+/// X, `n × d`, its element `(p, i)` at `x[p·rs + i]`.
+#[derive(Clone, Copy)]
+struct X<'a, E> {
+    x: &'a [E],
     n: usize,
+    d: usize,
+    rs: usize,
 }
 
-impl<'a, E: Element> Panels<'a, E> {
-    fn new<T: Scalar>(x: &'a [T], (n, d): (usize, usize), rs: usize, width: usize) -> Self {
-        // Always X itself for f32 and f64; a copy of every panel otherwise.
-        let in_place = as_elements::<E, T>(x).map(|x| (x, rs, d / width));
-        let first = in_place.map_or(0, |(_, _, whole)| whole);
-        let mut copy = vec![E::ZERO; (d.div_ceil(width) - first) * n * width];
-        for (q, panel) in copy.chunks_exact_mut(n * width).enumerate() {
-            let c0 = (first + q) * width;
-            let len = width.min(d - c0);
-            for (p, row) in panel.chunks_exact_mut(width).enumerate() {
-                row[..len].iter_mut().zip(&x[p * rs + c0..p * rs + c0 + len]).for_each(|(v, x)| *v = E::from_f64(x.to_f64()));
-            }
+/// X's columns in panels [`NR`] wide, read in place but for a last,
+/// partial panel, read from a zero-padded copy.
+struct Columns<'a, E> {
+    x: X<'a, E>,
+    /// The last panel, rows of [`NR`], when it is partial.
+    partial: Vec<E>,
+}
+
+impl<'a, E: Element> Columns<'a, E> {
+    fn new(x: X<'a, E>) -> Self {
+        let (c0, len) = (x.d / NR * NR, x.d % NR);
+        let mut partial = vec![E::ZERO; if len > 0 { x.n * NR } else { 0 }];
+        for (p, row) in partial.chunks_exact_mut(NR).enumerate() {
+            row[..len].copy_from_slice(&x.x[p * x.rs + c0..][..len]);
         }
-        Panels { width, x: in_place, copy, n }
+        Columns { x, partial }
     }
 
     /// Panel `q` from row `k0` on: its first element and the stride between rows.
     fn at(&self, q: usize, k0: usize) -> (*const E, usize) {
-        match self.x {
-            Some((x, rs, whole)) if q < whole => (x[k0 * rs + q * self.width..].as_ptr(), rs),
-            Some((_, _, whole)) => (self.copy[((q - whole) * self.n + k0) * self.width..].as_ptr(), self.width),
-            None => (self.copy[(q * self.n + k0) * self.width..].as_ptr(), self.width),
+        match q < self.x.d / NR {
+            true => (self.x.x[k0 * self.x.rs + q * NR..].as_ptr(), self.x.rs),
+            false => (self.partial[k0 * NR..].as_ptr(), NR),
         }
     }
 }
@@ -118,44 +122,44 @@ fn as_elements<E: 'static, T: 'static>(x: &[T]) -> Option<&[E]> {
 ///
 /// # Safety
 /// `acc` must point to `d²` elements whose band rows no other thread touches.
-unsafe fn band<E: Element, T: Scalar>(acc: *mut T, d: usize, b: usize, rows: &Panels<E>, cols: &Panels<E>, alpha: E) {
+unsafe fn band<E: Element, T: Scalar>(acc: *mut T, b: usize, cols: &Columns<E>, alpha: E) {
     #[cfg(target_arch = "x86_64")]
     if lanes::avx2_fma() {
-        return band_avx2::<E, T>(acc, d, b, rows, cols, alpha);
+        return band_avx2::<E, T>(acc, b, cols, alpha);
     }
-    band_in::<E, T, E::Portable>(acc, d, b, rows, cols, alpha)
+    band_in::<E, T, E::Portable>(acc, b, cols, alpha)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn band_avx2<E: Element, T: Scalar>(acc: *mut T, d: usize, b: usize, rows: &Panels<E>, cols: &Panels<E>, alpha: E) {
-    band_in::<E, T, E::Avx2>(acc, d, b, rows, cols, alpha)
+unsafe fn band_avx2<E: Element, T: Scalar>(acc: *mut T, b: usize, cols: &Columns<E>, alpha: E) {
+    band_in::<E, T, E::Avx2>(acc, b, cols, alpha)
 }
 
 /// The band's rows are `b·2w..` for `w` lanes; tile `q` its columns `q·NR..`.
 #[inline(always)]
-unsafe fn band_in<E: Element, T: Scalar, S: Lanes<E>>(acc: *mut T, d: usize, b: usize, rows: &Panels<E>, cols: &Panels<E>, alpha: E) {
-    let (w, n) = (S::WIDTH, rows.n);
+unsafe fn band_in<E: Element, T: Scalar, S: Lanes<E>>(acc: *mut T, b: usize, cols: &Columns<E>, alpha: E) {
+    let (w, X { x, n, d, rs }) = (S::WIDTH, cols.x);
     let (i0, i_end) = (b * 2 * w, ((b + 1) * 2 * w).min(d));
-    let mut tiles = vec![[[S::zero(); 2]; NR]; i_end.div_ceil(NR)];
-    let mut panel = vec![E::ZERO; KC * 2 * w];
+    let mut tiles: Vec<Tile<S>> = vec![[[S::zero(); 2]; NR]; i_end.div_ceil(NR)];
+    // Zero-padded past a last, partial band's columns.
+    let mut rows = vec![E::ZERO; KC * 2 * w];
     for k0 in (0..n).step_by(KC) {
         let k = KC.min(n - k0);
         // The band's rows of this chunk, copied side by side: read in place,
         // at a row stride of 1 KiB (f32, d = 256) they fell into 4 of L1's 64
         // sets and came from L2 again for every tile.
-        let (a, sa) = rows.at(b, k0);
-        for (p, row) in panel.chunks_exact_mut(2 * w).take(k).enumerate() {
-            row.copy_from_slice(std::slice::from_raw_parts(a.add(p * sa), 2 * w));
+        for (p, row) in rows.chunks_exact_mut(2 * w).take(k).enumerate() {
+            row[..i_end - i0].copy_from_slice(&x[(k0 + p) * rs + i0..][..i_end - i0]);
         }
-        for (q, tile) in tiles.iter_mut().enumerate() {
-            accumulate::<E, S>(tile, (panel.as_ptr(), 2 * w), cols.at(q, k0), k);
+        for (q, t) in tiles.iter_mut().enumerate() {
+            microkernel::accumulate::<E, S>(t, (rows.as_ptr(), 2 * w), cols.at(q, k0), k);
         }
     }
     let mut sums = [E::ZERO; 16];
-    for (q, tile) in tiles.iter().enumerate() {
-        for (t, [lo, hi]) in tile.iter().enumerate() {
-            let j = q * NR + t;
+    for (q, t) in tiles.iter().enumerate() {
+        for (c, [lo, hi]) in t.iter().enumerate() {
+            let j = q * NR + c;
             if j >= i_end {
                 break;
             }
@@ -168,45 +172,18 @@ unsafe fn band_in<E: Element, T: Scalar, S: Lanes<E>>(acc: *mut T, d: usize, b: 
     }
 }
 
-/// `c += Σ_p a_p ⊗ b_p` over `k` rows of a `2w`-wide and an [`NR`]-wide
-/// panel, each given as its first element and row stride: column t of the
-/// tile in `c[t]`, its rows in lanes.
-///
-/// # Safety
-/// Both panels must hold `k` rows at their strides.
-#[inline(always)]
-unsafe fn accumulate<E: Element, S: Lanes<E>>(c: &mut [[S; 2]; NR], (a, sa): (*const E, usize), (b, sb): (*const E, usize), k: usize) {
-    let w = S::WIDTH;
-    let mut r = *c;
-    for p in 0..k {
-        let (ap, bp) = (std::slice::from_raw_parts(a.add(p * sa), 2 * w), std::slice::from_raw_parts(b.add(p * sb), NR));
-        let (a0, a1) = (S::load(ap), S::load(&ap[w..]));
-        for (t, rt) in r.iter_mut().enumerate() {
-            let bt = S::splat(bp[t]);
-            rt[0] = a0.mul_add(bt, rt[0]);
-            rt[1] = a1.mul_add(bt, rt[1]);
-        }
-    }
-    *c = r;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rng::Rng;
 
     /// Every band of `x`'s Gram through `kernel`, onto a non-zero accumulator.
-    fn all_bands<E: Element>(
-        x: &[E],
-        (n, d): (usize, usize),
-        kernel: unsafe fn(*mut E, usize, usize, &Panels<E>, &Panels<E>, E),
-    ) -> Vec<u64> {
-        let mr = 2 * <E::Portable as Lanes<E>>::WIDTH;
-        let (rows, cols) = (Panels::new(x, (n, d), d, mr), Panels::new(x, (n, d), d, NR));
+    fn all_bands<E: Element>(x: &[E], (n, d): (usize, usize), kernel: unsafe fn(*mut E, usize, &Columns<E>, E)) -> Vec<u64> {
+        let cols = Columns::new(X { x, n, d, rs: d });
         let mut acc = vec![E::from_f64(0.25); d * d];
-        for b in 0..d.div_ceil(mr) {
+        for b in 0..d.div_ceil(2 * <E::Portable as Lanes<E>>::WIDTH) {
             // SAFETY: `acc` holds d² elements; one band at a time.
-            unsafe { kernel(acc.as_mut_ptr(), d, b, &rows, &cols, E::from_f64(0.3)) };
+            unsafe { kernel(acc.as_mut_ptr(), b, &cols, E::from_f64(0.3)) };
         }
         acc.iter().map(|v| v.to_f64().to_bits()).collect()
     }

@@ -11,6 +11,7 @@ mod eigen;
 pub mod gemm;
 mod gram;
 pub mod lanes;
+mod microkernel;
 pub mod parallel;
 pub mod patch_gram;
 pub mod peaks;

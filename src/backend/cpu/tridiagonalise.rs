@@ -25,6 +25,7 @@
 //! A step's symv (tens of µs) is too short for a fork and join per step.
 
 use super::lanes::{self, Element, Lanes};
+use super::microkernel::{self, NR};
 
 /// Reflectors per panel: the inner dimension of the trailing update is twice this.
 /// Why 16 rather than 32: each of a panel's columns is first brought up to
@@ -34,10 +35,6 @@ use super::lanes::{self, Element, Lanes};
 /// 29.4–29.8 ms; 784² unchanged (16.3–17.4 against 16.4–17.7 ms, its symv
 /// bound by memory); f32 results move within rounding (see eigen.rs).
 const PANEL: usize = 16;
-
-/// Columns of a tile of the trailing update: with two vectors of rows, 12
-/// accumulators, two loads and a broadcast fill 15 of the 16 AVX2 registers.
-const NR: usize = 6;
 
 /// Reduces the symmetric `n × n` matrix whose lower triangle `a` holds in
 /// column-major order (element `(i, j)`, `i ≥ j`, at `a[j·n + i]`; the
@@ -289,15 +286,10 @@ fn trailing_update<E: Element, S: Lanes<E>>(a: &mut [E], n: usize, t: usize, nb:
 fn tile<E: Element, S: Lanes<E>>(a: &mut [E], n: usize, p: &[E], i0: usize, j0: usize, cols: usize, z: &[[E; NR]]) {
     let w = S::WIDTH;
     let mut acc = [[S::zero(); 2]; NR];
-    for (s, zs) in z.iter().enumerate() {
-        let u = &p[s * n + i0..s * n + i0 + 2 * w];
-        let (u0, u1) = (S::load(u), S::load(&u[w..]));
-        for (c, ac) in acc.iter_mut().enumerate() {
-            let zc = S::splat(zs[c]);
-            ac[0] = u0.mul_add(zc, ac[0]);
-            ac[1] = u1.mul_add(zc, ac[1]);
-        }
-    }
+    assert!(!z.is_empty() && (z.len() - 1) * n + i0 + 2 * w <= p.len(), "U's rows of the tile");
+    // SAFETY: U's z.len() rows hold the tile's rows at stride n (asserted);
+    // z holds z.len() rows of NR.
+    unsafe { microkernel::accumulate::<E, S>(&mut acc, (p[i0..].as_ptr(), n), (z.as_ptr().cast(), NR), z.len()) };
     let minus = S::splat(-E::ONE);
     for (c, ac) in acc.iter().enumerate().take(cols) {
         let (lo, hi) = a[(j0 + c) * n + i0..(j0 + c) * n + i0 + 2 * w].split_at_mut(w);
