@@ -14,8 +14,8 @@
 //! rounding, the f32 accumulation's own error. Measured (tests/eigen.rs,
 //! f32 path against the f64 path on the same f32 matrix; Grams of 1024
 //! Gaussian, ReLU'd and column-decayed rows over ten decades, and of n/4
-//! ReLU'd rows, n = 10, 256, 576, 784): the largest move is 0.2–1.9
-//! ε₃₂·λmax at n = 10 and 0.5–4.4 ε₃₂·λmax from n = 256 to 784 (c far
+//! ReLU'd rows, n = 10, 256, 576, 784): the largest move is 0.2–2.8
+//! ε₃₂·λmax at n = 10 and 0.06–2.5 ε₃₂·λmax from n = 256 to 784 (c far
 //! below 1: at most 0.008 of n·ε₃₂·λmax there), which is at most 0.12 of
 //! the tolerance at n = 10 and 0.008 from n = 256 on; every rank agrees.
 //! f64 matrices keep the f64 reduction, result for result.

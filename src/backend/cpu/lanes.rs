@@ -62,6 +62,9 @@ pub trait Lanes<E>: Copy {
     fn mul_add(self, b: Self, c: Self) -> Self;
     /// `((l₀ + l₁) + l₂) + …`, left to right.
     fn sum(self) -> E;
+    /// The lanes from `first` on; those before it +0, whatever they held
+    /// (NaN included). `first ≤ WIDTH`.
+    fn keep_from(self, first: usize) -> Self;
 }
 
 /// Portable lanes.
@@ -93,6 +96,10 @@ impl<E: Element, const W: usize> Lanes<E> for Portable<E, W> {
     #[inline(always)]
     fn sum(self) -> E {
         self.0[1..].iter().fold(self.0[0], |s, &v| s + v)
+    }
+    #[inline(always)]
+    fn keep_from(self, first: usize) -> Self {
+        Portable(std::array::from_fn(|l| if l < first { E::ZERO } else { self.0[l] }))
     }
 }
 
@@ -147,7 +154,7 @@ pub(crate) use wide;
 
 /// The AVX2 lanes over one element type, from its intrinsics.
 macro_rules! impl_avx2 {
-    ($lanes:ident, $t:ty, $width:literal, $setzero:ident, $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident) => {
+    ($lanes:ident, $t:ty, $bits:ty, $width:literal, $setzero:ident, $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident, $and:ident) => {
         // SAFETY (every block below): the type is only used once AVX2 and
         // FMA were detected, and loads and stores stay inside the slice
         // (indexing it to `WIDTH` first).
@@ -180,12 +187,28 @@ macro_rules! impl_avx2 {
                 self.store(&mut l);
                 l[1..].iter().fold(l[0], |s, &v| s + v)
             }
+            #[inline(always)]
+            fn keep_from(self, first: usize) -> Self {
+                // Lane l of the mask read from `first` lanes before the
+                // table's middle is all ones exactly when l ≥ first.
+                const MASK: [$bits; 2 * $width] = {
+                    let mut m = [0; 2 * $width];
+                    let mut l = $width;
+                    while l < 2 * $width {
+                        m[l] = <$bits>::MAX;
+                        l += 1;
+                    }
+                    m
+                };
+                let mask = &MASK[$width - first..][..$width];
+                unsafe { $lanes(std::arch::x86_64::$and(self.0, std::arch::x86_64::$loadu(mask.as_ptr().cast()))) }
+            }
         }
     };
 }
 
-impl_avx2!(Avx2F64, f64, 4, _mm256_setzero_pd, _mm256_set1_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fmadd_pd);
-impl_avx2!(Avx2F32, f32, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps);
+impl_avx2!(Avx2F64, f64, u64, 4, _mm256_setzero_pd, _mm256_set1_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fmadd_pd, _mm256_and_pd);
+impl_avx2!(Avx2F32, f32, u32, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps, _mm256_and_ps);
 
 #[cfg(test)]
 mod tests {
@@ -218,5 +241,29 @@ mod tests {
             ([0.1f32, -3.0, 1e-30, 7.0, 0.3, 1e8, -2.5, 1.0 / 7.0], [3.0f32, 1.0 / 3.0, 1e30, -0.7, 0.7, 1e-8, 4.0, 7.0], [1.6e-8f32; 8]);
         assert_eq!(round_alike::<f32>(&a, &b, &c)[0], 0.1f32.mul_add(3.0, 1.6e-8));
         assert_ne!(0.1f32.mul_add(3.0, 1.6e-8), 0.1f32 * 3.0 + 1.6e-8);
+    }
+
+    /// `keep_from` zeroes the lanes before its argument, NaN and -0 included,
+    /// and keeps the rest bit for bit, in both lane kinds.
+    fn keeps_from<E: Element>() {
+        let v: Vec<E> = (0..E::Portable::WIDTH).map(|l| E::from_f64([f64::NAN, -0.0, 1.5, -3.25][l % 4])).collect();
+        let bits = |s: &[E]| s.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
+        for first in 0..=v.len() {
+            let want: Vec<E> = v.iter().enumerate().map(|(l, &x)| if l < first { E::ZERO } else { x }).collect();
+            let mut got = vec![E::ONE; v.len()];
+            E::Portable::load(&v).keep_from(first).store(&mut got);
+            assert_eq!(bits(&got), bits(&want), "portable, from {first}");
+            #[cfg(target_arch = "x86_64")]
+            if avx2_fma() {
+                E::Avx2::load(&v).keep_from(first).store(&mut got);
+                assert_eq!(bits(&got), bits(&want), "AVX2, from {first}");
+            }
+        }
+    }
+
+    #[test]
+    fn keep_from_zeroes_the_lanes_before_it() {
+        keeps_from::<f64>();
+        keeps_from::<f32>();
     }
 }

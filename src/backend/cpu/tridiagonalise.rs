@@ -84,6 +84,10 @@ fn reduce<E: Element, S: Lanes<E>>(a: &mut [E], n: usize) -> (Vec<E>, Vec<E>) {
 /// brought up to date with the panel's earlier reflectors, then reduced by
 /// `H = I − τvvᵀ`, and `w = τA'v − ½τ²(vᵀA'v)v` (A' the trailing matrix as
 /// updated so far) is stored so that `A' − vwᵀ − wvᵀ = HA'H`.
+///
+/// The corrections by earlier reflectors take a pass over the vector each;
+/// four reflectors' dots and updates fused per pass (same bits) gained
+/// nothing at 256² or 784² (2026-12-05): the symv dominates.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn panel<E: Element, S: Lanes<E>>(a: &mut [E], n: usize, k: usize, nb: usize, p: &mut [E], d: &mut [E], e: &mut [E], y: &mut [E]) {
@@ -149,10 +153,23 @@ fn reflector<E: Element, S: Lanes<E>>(x: &mut [E]) -> (E, E) {
 
 /// `y = A·x` for the symmetric `m × m` block whose lower triangle starts at
 /// `a[0]` with column stride `ld`. Each stored entry is read once and used
-/// twice (its row's axpy and its column's dot), four columns at a time.
+/// twice (its row's axpy and its column's dot), four columns at a time,
+/// in whole vectors from the columns' top row (their 4×4 triangle) to
+/// their last: a vector's lanes a column must not take are masked off,
+/// above its diagonal (the upper triangle, scratch: read, never used) and
+/// rows an earlier vector took.
+///
+/// Why: the triangle and the last rows went element by element before;
+/// with the horizontal sums, a third of the reduction's time at 256² by
+/// profile. One thread, alternated call by
+/// call with that version, best of 400 (256²) and 40 (784²), two runs,
+/// 2026-12-05: 256² 0.658–0.663 against 0.766–0.775 ms, 784² 13.1–13.3
+/// against 14.3–14.4 ms. The sums run in another order; f32 eigenvalues
+/// move within rounding (see eigen.rs). Two accumulators per column's dot
+/// (against the FMA latency) gained nothing.
 ///
 /// Why not row blocks across the columns, which spares each column its
-/// horizontal sum, scalar tail and scalar triangle: tried with 16-row
+/// horizontal sum: tried with 16-row
 /// blocks, each column's dot kept as a vector of partial sums and added
 /// across once at the end (and [`dot`]'s tail as one masked vector, which
 /// alone was 2% slower). The whole reduction, alternated with this one in
@@ -165,48 +182,32 @@ fn symv<E: Element, S: Lanes<E>>(a: &[E], ld: usize, m: usize, x: &[E], y: &mut 
     let w = S::WIDTH;
     y.fill(E::ZERO);
     let mut q = 0;
-    while q + 4 <= m {
-        // The 4×4 triangle at the top of the four columns.
-        let mut dots = [E::ZERO; 4];
-        for i in 0..4 {
-            let col = &a[(q + i) * ld + q + i..];
-            y[q + i] = col[0].mul_add(x[q + i], y[q + i]);
-            for r in i + 1..4 {
-                y[q + r] = col[r - i].mul_add(x[q + i], y[q + r]);
-                dots[i] = col[r - i].mul_add(x[q + r], dots[i]);
-            }
-        }
-        // Below it: every row gets the four columns' axpy, every column the row's dot.
-        let below = q + 4..m;
-        let len = below.len() / w * w;
-        let four: [&[E]; 4] = std::array::from_fn(|i| &a[(q + i) * ld + below.start..(q + i) * ld + below.end]);
+    while q + 4 <= m && m - q >= w {
+        // Columns q..q + 4 from row q down, whole vectors from the top; the
+        // rows above a column's diagonal are the upper triangle (scratch).
+        let rows = m - q;
+        let four: [&[E]; 4] = std::array::from_fn(|i| &a[(q + i) * ld + q..(q + i) * ld + m]);
         let xq: [S; 4] = std::array::from_fn(|i| S::splat(x[q + i]));
+        let (xs, ys) = (&x[q..m], &mut y[q..m]);
         let mut acc = [S::zero(); 4];
-        let (top, ys) = y.split_at_mut(below.start);
-        let xs = &x[below.clone()];
-        let chunks = ys[..len].chunks_exact_mut(w).zip(xs[..len].chunks_exact(w));
-        let columns = four[0].chunks_exact(w).zip(four[1].chunks_exact(w)).zip(four[2].chunks_exact(w)).zip(four[3].chunks_exact(w));
-        for ((yc, xc), (((c0, c1), c2), c3)) in chunks.zip(columns) {
-            let xr = S::load(xc);
-            let mut yr = S::load(yc);
-            for (i, c) in [c0, c1, c2, c3].into_iter().enumerate() {
-                let ai = S::load(c);
-                yr = ai.mul_add(xq[i], yr);
-                acc[i] = ai.mul_add(xr, acc[i]);
-            }
-            yr.store(yc);
+        // The top vector: column i's axpy from its diagonal on, its dot
+        // from below the diagonal.
+        four_rows::<E, S>(&four, 0, &xq, xs, ys, &mut acc, |i, v| (v.keep_from(i), v.keep_from(i + 1)));
+        let whole = rows / w;
+        for r0 in (w..whole * w).step_by(w) {
+            four_rows::<E, S>(&four, r0, &xq, xs, ys, &mut acc, |_, v| (v, v));
+        }
+        // A last, partial vector ends at row m, its rows already done masked off.
+        if whole * w < rows {
+            let done = w - rows % w;
+            four_rows::<E, S>(&four, rows - w, &xq, xs, ys, &mut acc, |_, v| (v.keep_from(done), v.keep_from(done)));
         }
         for i in 0..4 {
-            let mut s = acc[i].sum() + dots[i];
-            for r in len..below.len() {
-                ys[r] = four[i][r].mul_add(x[q + i], ys[r]);
-                s = four[i][r].mul_add(xs[r], s);
-            }
-            top[q + i] += s;
+            ys[i] += acc[i].sum();
         }
         q += 4;
     }
-    // The last up to three columns, one at a time.
+    // The last columns, one at a time.
     for q in q..m {
         let col = &a[q * ld + q..q * ld + m];
         let mut s = col[0] * x[q];
@@ -216,6 +217,29 @@ fn symv<E: Element, S: Lanes<E>>(a: &[E], ld: usize, m: usize, x: &[E], y: &mut 
         }
         y[q] += s;
     }
+}
+
+/// One vector of rows `r0..` of four columns: `y`'s rows get the columns'
+/// axpy, each column's dot in `acc` the rows' `x`; `mask(i, column i's
+/// vector)` gives what column i's axpy and dot take of it.
+#[inline(always)]
+fn four_rows<E: Element, S: Lanes<E>>(
+    four: &[&[E]; 4],
+    r0: usize,
+    xq: &[S; 4],
+    x: &[E],
+    y: &mut [E],
+    acc: &mut [S; 4],
+    mask: impl Fn(usize, S) -> (S, S),
+) {
+    let xr = S::load(&x[r0..]);
+    let mut yr = S::load(&y[r0..]);
+    for i in 0..4 {
+        let (axpy, dot) = mask(i, S::load(&four[i][r0..]));
+        yr = axpy.mul_add(xq[i], yr);
+        acc[i] = dot.mul_add(xr, acc[i]);
+    }
+    yr.store(&mut y[r0..]);
 }
 
 /// `Σ aᵢbᵢ` in two lane groups (two chains of FMA latency), added in a fixed order.
@@ -351,6 +375,52 @@ mod tests {
     #[test]
     fn keeps_trace_and_frobenius_norm_in_f32() {
         keeps_trace_and_frobenius_norm::<f32>();
+    }
+
+    /// `symv` is A·x to within the rounding of its sums (|error| ≤ 2mε·Σ|a||x|
+    /// per row) and never reads the upper triangle, here NaN: in both copies,
+    /// which give the same bits, at sizes around whole and partial vectors.
+    #[test]
+    fn symv_is_the_product_and_leaves_the_upper_triangle_alone() {
+        fn check<E: Element>(symv: impl Fn(&[E], usize, usize, &[E], &mut [E]), portable: &[Vec<E>]) -> Vec<Vec<E>> {
+            let mut r = Rng::new(8, 0);
+            let mut got = vec![];
+            for m in [1, 3, 4, 5, 7, 8, 9, 12, 16, 17, 31, 40, 67] {
+                let ld = m + 3;
+                let mut a = vec![E::from_f64(f64::NAN); ld * m];
+                for j in 0..m {
+                    for i in j..m {
+                        a[j * ld + i] = E::from_f64(r.normal());
+                    }
+                }
+                let x: Vec<E> = (0..m).map(|_| E::from_f64(r.normal())).collect();
+                let mut y = vec![E::from_f64(f64::NAN); m];
+                symv(&a, ld, m, &x, &mut y);
+                let at = |i: usize, j: usize| a[i.min(j) * ld + i.max(j)].to_f64();
+                for (i, yi) in y.iter().enumerate() {
+                    let want: f64 = (0..m).map(|j| at(i, j) * x[j].to_f64()).sum();
+                    let bound: f64 = (0..m).map(|j| (at(i, j) * x[j].to_f64()).abs()).sum::<f64>() * 2.0 * m as f64 * E::EPSILON;
+                    assert!((yi.to_f64() - want).abs() <= bound, "m = {m}, row {i}: {} against {want}", yi.to_f64());
+                }
+                if let Some(p) = portable.get(got.len()) {
+                    assert!(y.iter().zip(p).all(|(g, p)| g.to_f64().to_bits() == p.to_f64().to_bits()), "m = {m}: copies differ");
+                }
+                got.push(y);
+            }
+            got
+        }
+        let p64 = check::<f64>(symv::<f64, <f64 as Element>::Portable>, &[]);
+        let p32 = check::<f32>(symv::<f32, <f32 as Element>::Portable>, &[]);
+        #[cfg(target_arch = "x86_64")]
+        if lanes::avx2_fma() {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2<E: Element>(a: &[E], ld: usize, m: usize, x: &[E], y: &mut [E]) {
+                symv::<E, E::Avx2>(a, ld, m, x, y)
+            }
+            // SAFETY: both features were just detected.
+            check::<f64>(|a, ld, m, x, y| unsafe { avx2(a, ld, m, x, y) }, &p64);
+            check::<f32>(|a, ld, m, x, y| unsafe { avx2(a, ld, m, x, y) }, &p32);
+        }
     }
 
     /// The tiles give the bits of the plain formula, `a − Σ_q U(i, q)·Z(j, q)`
