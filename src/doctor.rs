@@ -332,7 +332,7 @@ pub struct FullRuns<'a> {
 /// Every op, and with `full` every model run, of `dev` against the CPU.
 /// Generic over the backend: the tests run it with the CPU on both sides.
 pub fn check_path<B: Backend<Elem = f32>>(dev: &B, label: &str, convolutions: String, full: Option<&FullRuns>) -> PathReport {
-    let ops = compare(dev, 0x6b61_7070_61).unwrap_or_else(|e| {
+    let ops = compare(dev, 0x6b_61_70_70_61).unwrap_or_else(|e| {
         vec![Check { op: "uploading the op inputs (failed)".into(), error: f64::INFINITY, tolerance: 0.0, failure: Some(e.to_string()) }]
     });
     let models = full.map_or_else(Vec::new, |f| check_models(dev, label, f.references, f.root, &f.tolerances));

@@ -63,7 +63,7 @@ impl<B: Backend> Tensor<B> {
     /// Rows and columns when viewed as a matrix whose rows are the first axis.
     pub fn rows_cols(&self) -> (usize, usize) {
         let rows = self.shape.first().copied().unwrap_or(1);
-        (rows, if rows == 0 { 0 } else { self.numel() / rows })
+        (rows, self.numel().checked_div(rows).unwrap_or(0))
     }
 
     /// The per-channel layout of a `[N, C, ...]` tensor: outer N, channels C,

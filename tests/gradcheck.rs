@@ -778,7 +778,7 @@ fn conv2d_large_kernel_stem() {
 fn max_pool2d() {
     let mut rng = Rng::new(74, 0);
     let x = distinct(&mut rng, &[2, 3, 7, 6], 0.01);
-    gradcheck("max_pool2d 3x3 s2 p1", &[x.clone()], |t, v| t.max_pool2d(v[0], 3, 2, 1));
+    gradcheck("max_pool2d 3x3 s2 p1", std::slice::from_ref(&x), |t, v| t.max_pool2d(v[0], 3, 2, 1));
     gradcheck("max_pool2d 2x2 s2", &[x], |t, v| t.max_pool2d(v[0], 2, 2, 0));
 }
 
@@ -786,7 +786,7 @@ fn max_pool2d() {
 fn avg_pool2d() {
     let mut rng = Rng::new(75, 0);
     let x = normal(&mut rng, &[2, 3, 7, 6], 1.0);
-    gradcheck("avg_pool2d 3x3 s2 p1", &[x.clone()], |t, v| t.avg_pool2d(v[0], 3, 2, 1));
+    gradcheck("avg_pool2d 3x3 s2 p1", std::slice::from_ref(&x), |t, v| t.avg_pool2d(v[0], 3, 2, 1));
     gradcheck("avg_pool2d 1x1 s2 (subsample)", &[x], |t, v| t.avg_pool2d(v[0], 1, 2, 0));
 }
 
@@ -801,7 +801,7 @@ fn global_avg_pool() {
 fn type_a_shortcut() {
     let mut rng = Rng::new(77, 0);
     let x = normal(&mut rng, &[2, 4, 5, 6], 1.0);
-    gradcheck("pad_channels", &[x.clone()], |t, v| t.pad_channels(v[0], 1, 3));
+    gradcheck("pad_channels", std::slice::from_ref(&x), |t, v| t.pad_channels(v[0], 1, 3));
     gradcheck("shortcut_a", &[x], |t, v| t.shortcut_a(v[0], 2, 8));
 }
 

@@ -103,11 +103,13 @@ fn crc32c(data: &[u8]) -> u32 {
 
 fn masked(data: &[u8]) -> u32 {
     let c = crc32c(data);
-    ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8)
+    c.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
 /// A protobuf message as (field, wire type, varint or payload) in order.
-fn fields(mut b: &[u8]) -> Vec<(u64, u8, u64, Vec<u8>)> {
+type Fields = Vec<(u64, u8, u64, Vec<u8>)>;
+
+fn fields(mut b: &[u8]) -> Fields {
     fn varint(b: &mut &[u8]) -> u64 {
         let (mut v, mut shift) = (0u64, 0);
         loop {
@@ -149,7 +151,7 @@ fn field(msg: &[(u64, u8, u64, Vec<u8>)], number: u64) -> Option<&(u64, u8, u64,
 }
 
 /// Every event of `dir`'s one event file, checking each record's framing and CRCs.
-fn decode(dir: &Path) -> (Vec<Vec<(u64, u8, u64, Vec<u8>)>>, Scalars, Texts) {
+fn decode(dir: &Path) -> (Vec<Fields>, Scalars, Texts) {
     let files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].file_name().unwrap().to_str().unwrap().starts_with("events.out.tfevents."), "{files:?}");

@@ -11,7 +11,7 @@ pub const EXTRA_BATCHES_SEED: u64 = 0x616e_616c_7973_6973;
 
 /// The fixed examples the exact curvature is measured on are the first batch
 /// in the order of the run's seed XOR this ("exact" in ASCII).
-pub const EXACT_EXAMPLES_SEED: u64 = 0x6578_6163_74;
+pub const EXACT_EXAMPLES_SEED: u64 = 0x65_78_61_63_74;
 
 /// Which labels the output-gradient second moment Σ∇h is taken under.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -87,7 +87,7 @@ impl AnalysisConfig {
 
     /// Whether to analyse the model as it is after `iteration` updates.
     pub fn due(&self, iteration: usize) -> bool {
-        (self.every > 0 && iteration % self.every == 0) || self.at.contains(&iteration)
+        (self.every > 0 && iteration.is_multiple_of(self.every)) || self.at.contains(&iteration)
     }
 
     pub fn validate(&self) -> Result<()> {

@@ -27,7 +27,7 @@ impl<B: Backend> Tape<B> {
     /// zero channels on each side (PyTorch CIFAR ResNets' `planes // 4` padding).
     pub fn shortcut_a(&mut self, x: Var, stride: usize, out_channels: usize) -> Result<Var> {
         let c = self.value(x).channel_shape()?.channels;
-        if out_channels < c || (out_channels - c) % 2 != 0 {
+        if out_channels < c || !(out_channels - c).is_multiple_of(2) {
             return Err(Error::shape("shortcut_a", format!("cannot pad {c} channels evenly to {out_channels}")));
         }
         let sub = if stride == 1 { x } else { self.avg_pool2d(x, 1, stride, 0)? };

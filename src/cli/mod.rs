@@ -752,7 +752,7 @@ mod tests {
     fn the_help_shows_the_presets_values_as_the_defaults() {
         let help = |args: &[&str]| {
             let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-            let err = command(&args).unwrap().try_get_matches_from(&args).err().expect("--help ends the parse");
+            let err = command(&args).unwrap().try_get_matches_from(&args).expect_err("--help ends the parse");
             assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
             err.render().to_string()
         };

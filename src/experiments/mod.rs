@@ -55,11 +55,13 @@ pub enum Plan {
         /// configuration, reported at its best rate (see `sweep`).
         best_of_rates: bool,
     },
-    /// An experiment of its own (no training data to choose) that writes its
-    /// run under the directory and returns what it measured, as text, with
-    /// its claims judged.
-    Script(fn(Scale, &Path) -> Result<(String, Vec<Judged>)>),
+    /// An experiment of its own, with no training data to choose.
+    Script(Script),
 }
+
+/// An experiment of its own: it writes its run under the directory and
+/// returns what it measured, as text, with its claims judged.
+pub type Script = fn(Scale, &Path) -> Result<(String, Vec<Judged>)>;
 
 pub fn all() -> impl Iterator<Item = &'static Experiment> {
     [

@@ -48,7 +48,7 @@ pub fn crc32c(data: &[u8]) -> u32 {
 /// The CRC as TFRecord stores it.
 pub fn masked_crc32c(data: &[u8]) -> u32 {
     let c = crc32c(data);
-    ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8)
+    c.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
 /// Protobuf wire types.

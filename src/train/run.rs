@@ -340,8 +340,8 @@ impl<'a, B: Backend> Run<'a, B> {
                 self.log_step(stats, epoch, lr)?;
                 // An epoch's (or the run's) last step is checkpointed after its evaluation, below.
                 let iterations = self.summary.iterations;
-                let epoch_end = iterations % per_epoch == 0 || iterations == total;
-                if self.opts.checkpoint_every.is_some_and(|n| n > 0 && iterations % n == 0) && !epoch_end {
+                let epoch_end = iterations.is_multiple_of(per_epoch) || iterations == total;
+                if self.opts.checkpoint_every.is_some_and(|n| n > 0 && iterations.is_multiple_of(n)) && !epoch_end {
                     self.save_checkpoint()?;
                 }
             }

@@ -284,7 +284,7 @@ impl<T: Scalar> Backend for Cpu<T> {
     }
 
     fn softmax_xent(&self, logits: &Vec<T>, labels: &[u32], classes: usize) -> Result<(Vec<T>, f64)> {
-        if classes == 0 || logits.len() % classes != 0 {
+        if classes == 0 || !logits.len().is_multiple_of(classes) {
             return Err(Error::shape("softmax_xent", format!("{} logits for {classes} classes", logits.len())));
         }
         super::checks::labels(labels, logits.len() / classes, classes)?;

@@ -39,7 +39,7 @@ pub fn softmax_xent_backward<T: Scalar>(probs: &[T], labels: &[u32], classes: us
 }
 
 pub fn sample_labels<T: Scalar>(logits: &[T], classes: usize, seed: u64, stream: u64) -> Result<Vec<u32>> {
-    if classes == 0 || logits.len() % classes != 0 {
+    if classes == 0 || !logits.len().is_multiple_of(classes) {
         return Err(Error::shape("sample_labels", format!("{} logits for {classes} classes", logits.len())));
     }
     Ok(logits

@@ -100,7 +100,7 @@ mod tests {
     fn column_grids_cover_every_column_once() {
         for (rows, cols) in [(1, 1), (1024, 256), (7, 33), (100_000, 10)] {
             let g = columns(rows, cols);
-            assert_eq!(g.grid.0 as usize * 32 >= cols, true);
+            assert!(g.grid.0 as usize * 32 >= cols);
             assert!((g.grid.0 as usize - 1) * 32 < cols, "{rows}x{cols}: a block with no column");
             assert!(g.grid.1 >= 1 && g.grid.1 <= 256);
         }

@@ -88,7 +88,7 @@ impl ResNetConfig {
     /// Blocks per stage, and whether they are bottlenecks.
     pub fn stages(&self) -> Result<(Vec<usize>, bool)> {
         match self.family {
-            Family::Cifar if self.depth >= 8 && (self.depth - 2) % 6 == 0 => Ok((vec![(self.depth - 2) / 6; 3], false)),
+            Family::Cifar if self.depth >= 8 && (self.depth - 2).is_multiple_of(6) => Ok((vec![(self.depth - 2) / 6; 3], false)),
             Family::Cifar => Err(Error::arg(
                 "--depth",
                 format!("{} is not 6n+2 (n ≥ 1); CIFAR ResNets have depth 20, 32, 44, 56, 110, 230, 1202, 2402, …", self.depth),
