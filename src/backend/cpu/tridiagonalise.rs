@@ -161,22 +161,27 @@ fn reflector<E: Element, S: Lanes<E>>(x: &mut [E]) -> (E, E) {
 ///
 /// Why: the triangle and the last rows went element by element before;
 /// with the horizontal sums, a third of the reduction's time at 256² by
-/// profile. One thread, alternated call by
-/// call with that version, best of 400 (256²) and 40 (784²), two runs,
-/// 2026-12-05: 256² 0.658–0.663 against 0.766–0.775 ms, 784² 13.1–13.3
-/// against 14.3–14.4 ms. The sums run in another order; f32 eigenvalues
-/// move within rounding (see eigen.rs). Two accumulators per column's dot
-/// (against the FMA latency) gained nothing.
+/// profile. The gain measured depends on the build as much as on the code
+/// (2026-12-05, one thread, alternated call by call, best of 400 at 256²
+/// and 40 at 784²). Against the previous version, each a module of one
+/// binary: f32 256² 0.718 against 0.753–0.759 ms, 784² 15.0–15.5 against
+/// 14.3–15.1 ms (2–5% slower), f64 256² 1.24–1.26 against 1.12–1.15 ms
+/// (10% slower; f64 runs only in gradient checks and f64 runs). In
+/// another binary, beside panel changes not kept: f32 256² 0.658–0.663
+/// against 0.766–0.775 ms, 784² 13.1–13.3 against 14.3–14.4 ms. The f32
+/// analysis step, the previous symv behind a switch: 2.5–3% faster. The
+/// sums run in another order; f32 eigenvalues move within rounding (see
+/// eigen.rs). Two accumulators per column's dot (against the FMA latency)
+/// gained nothing.
 ///
 /// Why not row blocks across the columns, which spares each column its
-/// horizontal sum: tried with 16-row
-/// blocks, each column's dot kept as a vector of partial sums and added
-/// across once at the end (and [`dot`]'s tail as one masked vector, which
-/// alone was 2% slower). The whole reduction, alternated with this one in
-/// one binary, best of 19, matrices at four alignments: 256² 1.58–1.66
-/// against 1.61 ms, 784² 30.2–35.7 against 28.9–29.7 ms (at 784² the
-/// matrix outgrows L2, and a block crosses the columns at a stride of n
-/// instead of running down them).
+/// horizontal sum: tried with 16-row blocks, each column's dot kept as a
+/// vector of partial sums and added across once at the end (and [`dot`]'s
+/// tail as one masked vector, which alone was 2% slower). The whole
+/// reduction, alternated with this one in one binary, best of 19, matrices
+/// at four alignments: 256² 1.58–1.66 against 1.61 ms, 784² 30.2–35.7
+/// against 28.9–29.7 ms (at 784² the matrix outgrows L2, and a block
+/// crosses the columns at a stride of n instead of running down them).
 #[inline(always)]
 fn symv<E: Element, S: Lanes<E>>(a: &[E], ld: usize, m: usize, x: &[E], y: &mut [E]) {
     let w = S::WIDTH;
