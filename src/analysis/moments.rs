@@ -10,7 +10,7 @@
 //! `c_out` gradient vectors at every output position.
 
 use crate::autograd::Probe;
-use crate::backend::{Backend, ChannelShape, Window};
+use crate::backend::{Backend, ChannelShape, GramJob, Window};
 use crate::error::{Error, Result};
 use crate::param::ParamId;
 use crate::tensor::Tensor;
@@ -58,15 +58,24 @@ impl<B: Backend> Moment<B> {
         Ok(Moment { dim, count: 0, outer: backend.zeros(dim * dim)?, sum: backend.zeros(dim)? })
     }
 
-    /// Adds the samples of `t`, each scaled by `scale`.
-    fn add(&mut self, backend: &B, t: &Tensor<B>, samples: Samples, scale: f64, centered: bool) -> Result<()> {
+    /// Adds the samples of `t`, each scaled by `scale`: the Gram of a dense
+    /// `t` joins `grams`, for the caller to run with the batch's others.
+    fn add<'a>(
+        &'a mut self,
+        backend: &B,
+        t: &'a Tensor<B>,
+        samples: Samples,
+        scale: f64,
+        centered: bool,
+        grams: &mut Vec<GramJob<'a, B::Buf>>,
+    ) -> Result<()> {
         match samples {
             Samples::Rows { rows } => {
-                backend.gram_lower(&mut self.outer, t.buf(), rows, self.dim, scale * scale)?;
                 if centered {
                     let s = backend.channel_sum(t.buf(), ChannelShape { outer: rows, channels: self.dim, inner: 1 })?;
                     backend.axpy(&mut self.sum, scale, &s)?;
                 }
+                grams.push(GramJob { acc: &mut self.outer, x: t.buf(), rows, cols: self.dim, alpha: scale * scale });
             }
             Samples::Patches(g) => {
                 backend.gram_lower_patches(&mut self.outer, t.buf(), g, scale * scale)?;
@@ -110,6 +119,21 @@ pub struct Moments<B: Backend> {
     layers: Vec<LayerMoments<B>>,
 }
 
+/// How a probe's input and output-gradient are read as samples, and their dimensions.
+fn samples<B: Backend>(conv_stat: ConvStat, p: &Probe<B>) -> Result<((Samples, usize), (Samples, usize))> {
+    let Some(g) = p.window else {
+        let ((n, dx), (_, dg)) = (p.x.rows_cols(), p.grad_h.rows_cols());
+        return Ok(((Samples::Rows { rows: n }, dx), (Samples::Rows { rows: n }, dg)));
+    };
+    let c_out = p.grad_h.channel_shape()?.channels;
+    let x = match conv_stat {
+        ConvStat::Patch => g,
+        ConvStat::Channel => Window { kh: 1, kw: 1, stride: 1, pad: 0, ..g },
+    };
+    let grad = g.pointwise_over_output(c_out)?;
+    Ok(((Samples::Patches(x), x.patch_len()), (Samples::Patches(grad), c_out)))
+}
+
 /// The finished matrices of one layer, lower triangles of `dim × dim`.
 pub struct LayerMatrices<B: Backend> {
     pub layer: String,
@@ -128,26 +152,11 @@ impl<B: Backend> Moments<B> {
         Moments { backend: backend.clone(), centered, conv_stat, layers: Vec::new() }
     }
 
-    /// How a probe's input and output-gradient are read as samples, and their dimensions.
-    fn samples(&self, p: &Probe<B>) -> Result<((Samples, usize), (Samples, usize))> {
-        let Some(g) = p.window else {
-            let ((n, dx), (_, dg)) = (p.x.rows_cols(), p.grad_h.rows_cols());
-            return Ok(((Samples::Rows { rows: n }, dx), (Samples::Rows { rows: n }, dg)));
-        };
-        let c_out = p.grad_h.channel_shape()?.channels;
-        let x = match self.conv_stat {
-            ConvStat::Patch => g,
-            ConvStat::Channel => Window { kh: 1, kw: 1, stride: 1, pad: 0, ..g },
-        };
-        let grad = g.pointwise_over_output(c_out)?;
-        Ok(((Samples::Patches(x), x.patch_len()), (Samples::Patches(grad), c_out)))
-    }
-
     /// Adds one batch's probes (the same layers, in the same order, every batch).
     pub fn add(&mut self, probes: &[Probe<B>]) -> Result<()> {
         if self.layers.is_empty() {
             for p in probes {
-                let ((_, dx), (_, dg)) = self.samples(p)?;
+                let ((_, dx), (_, dg)) = samples(self.conv_stat, p)?;
                 self.layers.push(LayerMoments {
                     layer: p.layer.clone(),
                     weight: p.weight,
@@ -160,13 +169,14 @@ impl<B: Backend> Moments<B> {
             return Err(Error::Backend("analysis batches probed different layers".into()));
         }
         let n = probes.first().map_or(0, |p| p.x.rows_cols().0);
-        for (i, p) in probes.iter().enumerate() {
-            let ((sx, _), (sg, _)) = self.samples(p)?;
-            let l = &mut self.layers[i];
-            l.x.add(&self.backend, &p.x, sx, 1.0, self.centered)?;
-            l.grad.add(&self.backend, &p.grad_h, sg, n as f64, self.centered)?;
+        let (be, centered) = (&self.backend, self.centered);
+        let mut grams = Vec::new();
+        for (p, l) in probes.iter().zip(&mut self.layers) {
+            let ((sx, _), (sg, _)) = samples(self.conv_stat, p)?;
+            l.x.add(be, &p.x, sx, 1.0, centered, &mut grams)?;
+            l.grad.add(be, &p.grad_h, sg, n as f64, centered, &mut grams)?;
         }
-        Ok(())
+        be.gram_lower_many(&mut grams)
     }
 
     pub fn finish(self) -> Result<Vec<LayerMatrices<B>>> {

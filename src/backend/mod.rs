@@ -71,6 +71,16 @@ pub struct BatchStats<Buf> {
     pub inv_std: Buf,
 }
 
+/// One update `acc[cols×cols] += alpha·XᵀX` of [`Backend::gram_lower_many`],
+/// for a row-major `rows×cols` X.
+pub struct GramJob<'a, Buf: ?Sized> {
+    pub acc: &'a mut Buf,
+    pub x: &'a Buf,
+    pub rows: usize,
+    pub cols: usize,
+    pub alpha: f64,
+}
+
 /// SGD with momentum and L2 weight decay, PyTorch's convention:
 /// `v ← μv + (g + λw)`, step along `v` (or `g + λw + μv` with Nesterov).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -233,6 +243,11 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     /// the lower triangle only (row-major, `j ≤ i`): half the work of a GEMM,
     /// and all [`Backend::eigvalsh`] reads.
     fn gram_lower(&self, acc: &mut Self::Buf, x: &Self::Buf, rows: usize, cols: usize, alpha: f64) -> Result<()>;
+    /// [`Backend::gram_lower`] of independent jobs, which a backend may run
+    /// side by side; each result is as if its job ran alone.
+    fn gram_lower_many(&self, jobs: &mut [GramJob<'_, Self::Buf>]) -> Result<()> {
+        jobs.iter_mut().try_for_each(|j| self.gram_lower(j.acc, j.x, j.rows, j.cols, j.alpha))
+    }
     /// [`Backend::gram_lower`] over the patch matrix of an NCHW `x` under
     /// window `g` (rows: image and output position; columns: `c·kh·kw`), a
     /// conv layer's Σx. A 1×1 window over an output-gradient gives Σ∇h.

@@ -3,7 +3,8 @@
 //! NCHW activation), and the positive-entry counts per column.
 
 use super::conv::unfold_plane;
-use crate::backend::Window;
+use super::gram::{self, Job};
+use crate::backend::{GramJob, Window};
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
 use rayon::prelude::*;
@@ -28,10 +29,19 @@ struct SharedPtr<T>(*mut T);
 unsafe impl<T> Sync for SharedPtr<T> {}
 
 pub fn gram_lower<T: Scalar>(acc: &mut [T], x: &[T], rows: usize, cols: usize, alpha: f64) -> Result<()> {
-    if acc.len() != cols * cols || x.len() != rows * cols {
-        return Err(Error::shape("gram_lower", format!("{rows}×{cols} input, accumulator of {}", acc.len())));
+    gram_lower_many(vec![GramJob { acc, x, rows, cols, alpha }])
+}
+
+/// [`gram_lower`] of every job, the jobs' bands spread over the cores together.
+pub fn gram_lower_many<T: Scalar>(jobs: Vec<GramJob<'_, [T]>>) -> Result<()> {
+    let mut checked = Vec::with_capacity(jobs.len());
+    for GramJob { acc, x, rows, cols, alpha } in jobs {
+        if acc.len() != cols * cols || x.len() != rows * cols {
+            return Err(Error::shape("gram_lower", format!("{rows}×{cols} input, accumulator of {}", acc.len())));
+        }
+        checked.push(Job { acc, x, shape: (rows, cols), rs: cols, alpha });
     }
-    super::gram::gram_lower(acc, x, (rows, cols), cols, alpha);
+    gram::gram_lower_many(&mut checked);
     Ok(())
 }
 

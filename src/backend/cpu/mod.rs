@@ -23,7 +23,7 @@ pub mod tridiagonalise;
 mod update;
 mod winograd;
 
-use super::{AdamHyper, Backend, BatchStats, ChannelShape, Device, Gemm, SgdHyper, Window};
+use super::{AdamHyper, Backend, BatchStats, ChannelShape, Device, Gemm, GramJob, SgdHyper, Window};
 use crate::error::{Error, Result};
 use crate::rng;
 use crate::scalar::Scalar;
@@ -298,6 +298,11 @@ impl<T: Scalar> Backend for Cpu<T> {
 
     fn gram_lower(&self, acc: &mut Vec<T>, x: &Vec<T>, rows: usize, cols: usize, alpha: f64) -> Result<()> {
         covariance::gram_lower(acc, x, rows, cols, alpha)
+    }
+
+    fn gram_lower_many(&self, jobs: &mut [GramJob<'_, Vec<T>>]) -> Result<()> {
+        let jobs = jobs.iter_mut().map(|j| GramJob { acc: &mut j.acc[..], x: &j.x[..], rows: j.rows, cols: j.cols, alpha: j.alpha });
+        covariance::gram_lower_many(jobs.collect())
     }
 
     fn gram_lower_patches(&self, acc: &mut Vec<T>, x: &Vec<T>, g: Window, alpha: f64) -> Result<()> {
