@@ -1,8 +1,9 @@
 //! The Σx Gram accumulation and its eigenvalues for the paper's shapes:
 //! dense 1024×256 and 1024×784 inputs, and a 3×3 conv layer's input of
 //! 128×64×8×8 (576 patch columns, read straight from NCHW). With the
-//! CUDA backend and a GPU present, the same on the device, timed by CUDA
-//! events (`kappa profile covariance --device cuda:0` prints the rates).
+//! CUDA backend and a GPU present, the same on the device, as `kappa profile
+//! covariance --device cuda:0` reports it (CUDA events, rates, fractions of
+//! the device's bounds).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use kappa::backend::cpu::Cpu;
@@ -45,12 +46,8 @@ fn covariance(c: &mut Criterion) {
         }
         #[cfg(feature = "cuda-backend")]
         if kappa::backend::cuda::probe(0).is_ok() {
-            let t = kappa::profile::time_cuda(0, s, 10).unwrap();
-            println!(
-                "cuda:0 {rows}x{k}: gram {:.3} ms, eigvalsh {:.3} ms (CUDA events, median of 10)",
-                t.gram_seconds * 1e3,
-                t.eig_seconds * 1e3
-            );
+            // The device's own timing (CUDA events), rates and fractions of its bounds.
+            kappa::profile::covariance(&format!("{},{},{},{}", s.n, s.c, s.h, s.w), "cuda:0", 10).unwrap();
         }
     }
     g.finish();

@@ -268,7 +268,7 @@ impl Backend for Cuda {
         let mut c = if g.k == 0 { self.zeros(g.m * g.n)? } else { Self::wrap(self.alloc::<f32>(g.m * g.n)?) };
         if g.k > 0 {
             self.gemm(a, b, &mut c, g)?;
-        } else if a.0.len() != 0 || b.0.len() != 0 {
+        } else if !a.0.is_empty() || !b.0.is_empty() {
             return Err(Error::shape("gemm", format!("k=0 but |A|={} |B|={}", a.0.len(), b.0.len())));
         }
         Ok(c)
@@ -430,7 +430,7 @@ impl Backend for Cuda {
     }
 
     fn softmax_xent(&self, logits: &CudaBuf, labels: &[u32], classes: usize) -> Result<(CudaBuf, f64)> {
-        if classes == 0 || logits.0.len() % classes != 0 {
+        if classes == 0 || !logits.0.len().is_multiple_of(classes) {
             return Err(Error::shape("softmax_xent", format!("{} logits for {classes} classes", logits.0.len())));
         }
         let rows = logits.0.len() / classes;
@@ -493,7 +493,7 @@ impl Backend for Cuda {
     }
 
     fn sample_labels(&self, logits: &CudaBuf, classes: usize, seed: u64, stream: u64) -> Result<Vec<u32>> {
-        if classes == 0 || logits.0.len() % classes != 0 {
+        if classes == 0 || !logits.0.len().is_multiple_of(classes) {
             return Err(Error::shape("sample_labels", format!("{} logits for {classes} classes", logits.0.len())));
         }
         let rows = logits.0.len() / classes;

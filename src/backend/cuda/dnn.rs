@@ -130,7 +130,7 @@ mod device {
     use cudarc::cudnn::result::{self, CudnnError};
     use cudarc::cudnn::sys;
     use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
-    use std::collections::HashMap;
+    use std::collections::hash_map::{Entry, HashMap};
     use std::ffi::c_void;
     use std::sync::atomic::AtomicBool;
     use std::sync::{Arc, Mutex};
@@ -300,10 +300,10 @@ mod device {
             let State { handle, plans, workspace } = &mut *state;
             dev.ctx.bind_to_thread().map_err(|e| dev.error("cuDNN", e))?;
             let key = [g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, c_out];
-            if !plans.contains_key(&key) {
-                plans.insert(key, Plan::new(handle.0, &g, c_out, self.cap)?);
-            }
-            let plan = plans.get_mut(&key).expect("inserted above");
+            let plan = match plans.entry(key) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => new.insert(Plan::new(handle.0, &g, c_out, self.cap)?),
+            };
             let mut left = std::mem::take(pick(plan));
             let had_any = !left.is_empty();
             let mut errors = Vec::new();
