@@ -39,7 +39,7 @@ pub fn gram_lower_many<T: Scalar>(jobs: Vec<GramJob<'_, [T]>>) -> Result<()> {
         if acc.len() != cols * cols || x.len() != rows * cols {
             return Err(Error::shape("gram_lower", format!("{rows}×{cols} input, accumulator of {}", acc.len())));
         }
-        checked.push(Job { acc, x, shape: (rows, cols), rs: cols, alpha });
+        checked.push(Job { acc, x, shape: (rows, cols), alpha });
     }
     gram::gram_lower_many(&mut checked);
     Ok(())

@@ -41,14 +41,12 @@ struct SharedPtr<T>(*mut T);
 unsafe impl<T> Sync for SharedPtr<T> {}
 
 /// One Gram update: `acc[i·d + j] += alpha·Σ_p X(p, i)·X(p, j)` for
-/// `j ≤ i`, where X is `n × d` (`shape`) with element `(p, i)` at
-/// `x[p·rs + i]`. The caller checks that `rs ≥ d`, that `acc` holds `d²`
-/// elements and `x` every addressed one.
+/// `j ≤ i`, where X is `n × d` (`shape`), row-major. The caller checks
+/// that `acc` holds `d²` elements and `x` `n·d`.
 pub struct Job<'a, T> {
     pub acc: &'a mut [T],
     pub x: &'a [T],
     pub shape: (usize, usize),
-    pub rs: usize,
     pub alpha: f64,
 }
 
@@ -70,7 +68,7 @@ fn many<E: Element, T: Scalar>(jobs: &mut [Job<'_, T>]) {
         .zip(&widened)
         .map(|(j, w)| {
             let x = w.as_deref().or_else(|| as_elements::<E, T>(j.x)).expect("f32 and f64 are read in place");
-            Columns::new(X { x, n: j.shape.0, d: j.shape.1, rs: j.rs })
+            Columns::new(X { x, n: j.shape.0, d: j.shape.1 })
         })
         .collect();
     let dst: Vec<(SharedPtr<T>, E)> = jobs.iter_mut().map(|j| (SharedPtr(j.acc.as_mut_ptr()), E::from_f64(j.alpha))).collect();
@@ -109,13 +107,12 @@ fn tasks<E: Element>(cols: &[Columns<E>], threads: usize) -> Vec<(usize, Range<u
         .collect()
 }
 
-/// X, `n × d`, its element `(p, i)` at `x[p·rs + i]`.
+/// X, `n × d`, row-major.
 #[derive(Clone, Copy)]
 struct X<'a, E> {
     x: &'a [E],
     n: usize,
     d: usize,
-    rs: usize,
 }
 
 /// X's columns in panels [`NR`] wide, read in place but for a last,
@@ -131,7 +128,7 @@ impl<'a, E: Element> Columns<'a, E> {
         let (c0, len) = (x.d / NR * NR, x.d % NR);
         let mut partial = vec![E::ZERO; if len > 0 { x.n * NR } else { 0 }];
         for (p, row) in partial.chunks_exact_mut(NR).enumerate() {
-            row[..len].copy_from_slice(&x.x[p * x.rs + c0..][..len]);
+            row[..len].copy_from_slice(&x.x[p * x.d + c0..][..len]);
         }
         Columns { x, partial }
     }
@@ -139,7 +136,7 @@ impl<'a, E: Element> Columns<'a, E> {
     /// Panel `q` from row `k0` on: its first element and the stride between rows.
     fn at(&self, q: usize, k0: usize) -> (*const E, usize) {
         match q < self.x.d / NR {
-            true => (self.x.x[k0 * self.x.rs + q * NR..].as_ptr(), self.x.rs),
+            true => (self.x.x[k0 * self.x.d + q * NR..].as_ptr(), self.x.d),
             false => (self.partial[k0 * NR..].as_ptr(), NR),
         }
     }
@@ -174,7 +171,7 @@ unsafe fn bands_avx2<E: Element, T: Scalar>(acc: *mut T, bands: Range<usize>, co
 /// the next, so it is read from memory once and from cache by the others.
 #[inline(always)]
 unsafe fn bands_in<E: Element, T: Scalar, S: Lanes<E>>(acc: *mut T, bands: Range<usize>, cols: &Columns<E>, alpha: E) {
-    let (w, X { x, n, d, rs }) = (S::WIDTH, cols.x);
+    let (w, X { x, n, d }) = (S::WIDTH, cols.x);
     let span = |b: usize| b * 2 * w..((b + 1) * 2 * w).min(d);
     let mut tiles: Vec<Vec<Tile<S>>> = bands.clone().map(|b| vec![[[S::zero(); 2]; NR]; span(b).end.div_ceil(NR)]).collect();
     // Zero-padded past a last, partial band's columns.
@@ -187,7 +184,7 @@ unsafe fn bands_in<E: Element, T: Scalar, S: Lanes<E>>(acc: *mut T, bands: Range
             // at a row stride of 1 KiB (f32, d = 256) they fell into 4 of L1's 64
             // sets and came from L2 again for every tile.
             for (p, row) in rows.chunks_exact_mut(2 * w).take(k).enumerate() {
-                row[..i.len()].copy_from_slice(&x[(k0 + p) * rs + i.start..][..i.len()]);
+                row[..i.len()].copy_from_slice(&x[(k0 + p) * d + i.start..][..i.len()]);
             }
             for (q, t) in tiles.iter_mut().enumerate() {
                 microkernel::accumulate::<E, S>(t, (rows.as_ptr(), 2 * w), cols.at(q, k0), k);
@@ -220,7 +217,7 @@ mod tests {
 
     /// Every band of `x`'s Gram through `kernel`, onto a non-zero accumulator.
     fn all_bands<E: Element>(x: &[E], (n, d): (usize, usize), kernel: unsafe fn(*mut E, Range<usize>, &Columns<E>, E)) -> Vec<u64> {
-        let cols = Columns::new(X { x, n, d, rs: d });
+        let cols = Columns::new(X { x, n, d });
         let mut acc = vec![E::from_f64(0.25); d * d];
         for b in 0..d.div_ceil(2 * <E::Portable as Lanes<E>>::WIDTH) {
             // SAFETY: `acc` holds d² elements; one band at a time.
@@ -238,11 +235,8 @@ mod tests {
         let xs: Vec<Vec<f32>> = shapes.iter().map(|&(n, d)| (0..n * d).map(|_| r.normal() as f32).collect()).collect();
         let run = |threads: usize, batch: &[usize]| -> Vec<Vec<u32>> {
             let mut accs: Vec<Vec<f32>> = batch.iter().map(|&j| vec![0.25; shapes[j].1 * shapes[j].1]).collect();
-            let mut jobs: Vec<Job<f32>> = batch
-                .iter()
-                .zip(&mut accs)
-                .map(|(&j, acc)| Job { acc, x: &xs[j], shape: shapes[j], rs: shapes[j].1, alpha: 0.3 })
-                .collect();
+            let mut jobs: Vec<Job<f32>> =
+                batch.iter().zip(&mut accs).map(|(&j, acc)| Job { acc, x: &xs[j], shape: shapes[j], alpha: 0.3 }).collect();
             rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| gram_lower_many(&mut jobs));
             accs.iter().map(|a| a.iter().map(|v| v.to_bits()).collect()).collect()
         };
