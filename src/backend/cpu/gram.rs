@@ -89,9 +89,9 @@ fn many<E: Element, T: Scalar>(jobs: &mut [Job<'_, T>]) {
 /// Measured on the analysis step's 40 Grams (f32, 1024 rows: one of 784
 /// columns, 38 of 256, one of 10) on the 2-core host, the two ways
 /// alternated in one process, best of 80, five runs: 24.3–24.9 ms as one
-/// batch against 25.8–26.1 ms one Gram after another, each cut into bands. Every band a task, the jobs'
-/// bands interleaved by length, was 40% slower: each band read its X from
-/// memory again.
+/// batch against 25.8–26.1 ms one Gram after another, each cut into bands.
+/// Every band a task, the jobs' bands interleaved by length, was 40%
+/// slower: each band read its X from memory again.
 fn tasks<E: Element>(cols: &[Columns<E>], threads: usize) -> Vec<(usize, Range<usize>)> {
     let cost = |c: &Columns<E>| c.x.n * c.x.d * c.x.d;
     let total: usize = cols.iter().map(cost).sum();
