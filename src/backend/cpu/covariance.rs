@@ -3,7 +3,7 @@
 //! NCHW activation), and the positive-entry counts per column.
 
 use super::conv::unfold_plane;
-use super::gram::{self, Job};
+use super::gram;
 use crate::backend::{GramJob, Window};
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
@@ -33,15 +33,11 @@ pub fn gram_lower<T: Scalar>(acc: &mut [T], x: &[T], rows: usize, cols: usize, a
 }
 
 /// [`gram_lower`] of every job, the jobs' bands spread over the cores together.
-pub fn gram_lower_many<T: Scalar>(jobs: Vec<GramJob<'_, [T]>>) -> Result<()> {
-    let mut checked = Vec::with_capacity(jobs.len());
-    for GramJob { acc, x, rows, cols, alpha } in jobs {
-        if acc.len() != cols * cols || x.len() != rows * cols {
-            return Err(Error::shape("gram_lower", format!("{rows}×{cols} input, accumulator of {}", acc.len())));
-        }
-        checked.push(Job { acc, x, shape: (rows, cols), alpha });
+pub fn gram_lower_many<T: Scalar>(mut jobs: Vec<GramJob<'_, [T]>>) -> Result<()> {
+    if let Some(GramJob { acc, rows, cols, .. }) = jobs.iter().find(|j| j.acc.len() != j.cols * j.cols || j.x.len() != j.rows * j.cols) {
+        return Err(Error::shape("gram_lower", format!("{rows}×{cols} input, accumulator of {}", acc.len())));
     }
-    gram::gram_lower_many(&mut checked);
+    gram::gram_lower_many(&mut jobs);
     Ok(())
 }
 

@@ -29,6 +29,7 @@
 
 use super::lanes::{self, Element, Lanes};
 use super::microkernel::{self, Tile, NR};
+use crate::backend::GramJob;
 use crate::scalar::Scalar;
 use std::ops::Range;
 
@@ -40,26 +41,18 @@ const KC: usize = 256;
 struct SharedPtr<T>(*mut T);
 unsafe impl<T> Sync for SharedPtr<T> {}
 
-/// One Gram update: `acc[i·d + j] += alpha·Σ_p X(p, i)·X(p, j)` for
-/// `j ≤ i`, where X is `n × d` (`shape`), row-major. The caller checks
-/// that `acc` holds `d²` elements and `x` `n·d`.
-pub struct Job<'a, T> {
-    pub acc: &'a mut [T],
-    pub x: &'a [T],
-    pub shape: (usize, usize),
-    pub alpha: f64,
-}
-
-/// Runs every job, summed in f32 for an f32 `T`, else in f64, the jobs'
-/// tasks ([`tasks`]) spread over the cores together.
-pub fn gram_lower_many<T: Scalar>(jobs: &mut [Job<'_, T>]) {
+/// Runs every job, `acc[i·d + j] += alpha·Σ_p X(p, i)·X(p, j)` for `j ≤ i`
+/// (X `n × d`, row-major), summed in f32 for an f32 `T`, else in f64, the
+/// jobs' tasks ([`tasks`]) spread over the cores together. The caller
+/// checks that each `acc` holds `d²` elements and each `x` `n·d`.
+pub fn gram_lower_many<T: Scalar>(jobs: &mut [GramJob<'_, [T]>]) {
     match T::EPSILON > f64::EPSILON {
         true => many::<f32, T>(jobs),
         false => many::<f64, T>(jobs),
     }
 }
 
-fn many<E: Element, T: Scalar>(jobs: &mut [Job<'_, T>]) {
+fn many<E: Element, T: Scalar>(jobs: &mut [GramJob<'_, [T]>]) {
     // X itself for f32 and f64, the only scalars; a widened copy otherwise.
     let widened: Vec<Option<Vec<E>>> =
         jobs.iter().map(|j| as_elements::<E, T>(j.x).is_none().then(|| j.x.iter().map(|v| E::from_f64(v.to_f64())).collect())).collect();
@@ -68,7 +61,7 @@ fn many<E: Element, T: Scalar>(jobs: &mut [Job<'_, T>]) {
         .zip(&widened)
         .map(|(j, w)| {
             let x = w.as_deref().or_else(|| as_elements::<E, T>(j.x)).expect("f32 and f64 are read in place");
-            Columns::new(X { x, n: j.shape.0, d: j.shape.1 })
+            Columns::new(X { x, n: j.rows, d: j.cols })
         })
         .collect();
     let dst: Vec<(SharedPtr<T>, E)> = jobs.iter_mut().map(|j| (SharedPtr(j.acc.as_mut_ptr()), E::from_f64(j.alpha))).collect();
@@ -235,8 +228,11 @@ mod tests {
         let xs: Vec<Vec<f32>> = shapes.iter().map(|&(n, d)| (0..n * d).map(|_| r.normal() as f32).collect()).collect();
         let run = |threads: usize, batch: &[usize]| -> Vec<Vec<u32>> {
             let mut accs: Vec<Vec<f32>> = batch.iter().map(|&j| vec![0.25; shapes[j].1 * shapes[j].1]).collect();
-            let mut jobs: Vec<Job<f32>> =
-                batch.iter().zip(&mut accs).map(|(&j, acc)| Job { acc, x: &xs[j], shape: shapes[j], alpha: 0.3 }).collect();
+            let mut jobs: Vec<GramJob<[f32]>> = batch
+                .iter()
+                .zip(&mut accs)
+                .map(|(&j, acc)| GramJob { acc: &mut acc[..], x: &xs[j][..], rows: shapes[j].0, cols: shapes[j].1, alpha: 0.3 })
+                .collect();
             rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| gram_lower_many(&mut jobs));
             accs.iter().map(|a| a.iter().map(|v| v.to_bits()).collect()).collect()
         };
