@@ -3,7 +3,7 @@
 //! a stage, forward only). Each input plane is copied once into a
 //! zero-bordered scratch (at stride 2 with its even and odd columns apart, so
 //! a tap's inputs stay adjacent), and the inner loop has no edge tests; a
-//! block of 4 or 6 output channels ([`block_channels`]) × 16 outputs (one row
+//! block of 4 or 6 output channels ([`channel_blocks`]) × 16 outputs (one row
 //! of 16, or two rows of 8 on narrow planes) is summed in registers over
 //! `(c_in, ky, kx)`, each weight broadcast against a shifted, unaligned input
 //! row. im2col instead writes a
@@ -73,17 +73,18 @@ fn convolve<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize, vector: bool)
     }
     // Written straight into fresh memory: every output is stored once, so no zero-fill first.
     let mut y = Vec::with_capacity(len);
-    let packed = pack(w, g.c, c_out, block_channels(c_out));
+    let blocks = channel_blocks(c_out);
+    let packed = pack(w, g.c, &blocks);
     let images = x.par_chunks(g.image_len()).zip(y.spare_capacity_mut()[..len].par_chunks_mut(c_out * plane));
     images.for_each_init(Vec::new, |pad, (x, y)| {
         #[cfg(target_arch = "x86_64")]
         if vector {
             // SAFETY: `vector` is only set where the CPU has AVX2 and FMA.
-            return unsafe { image_avx2(x, &packed, w, g, y, pad) };
+            return unsafe { image_avx2(x, (&blocks, &packed), w, g, y, pad) };
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = vector;
-        image(x, &packed, w, g, y, pad)
+        image(x, (&blocks, &packed), w, g, y, pad)
     });
     // SAFETY: `channels` stores every row and column of every output plane of every image.
     unsafe { y.set_len(len) };
@@ -95,39 +96,47 @@ fn convolve<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize, vector: bool)
 /// registers unspilled; the 12 chains of the larger block keep the FMA units
 /// busier (64c8, batch 128, 2 threads: 0.95× the time of blocks of 4 in
 /// forward and backward-data, medians of 3 alternated runs at load 1.7–2.3).
-/// A last block that does not fit is recomputed overlapping the one before,
-/// so blocks of 6 only pay where they repeat at most 1/16 of the channels:
-/// 64 channels (66 computed) but not 16 or 32 (18, 36 computed: 1.08–1.16×
-/// the time, single-threaded).
 const OC: usize = 4;
 const OC_WIDE: usize = 6;
 
-/// [`OC_WIDE`] where its overlapping last block repeats at most 1/16 of the channels, else [`OC`].
-fn block_channels(c_out: usize) -> usize {
-    if c_out.div_ceil(OC_WIDE) * OC_WIDE * 16 <= c_out * 17 {
-        OC_WIDE
-    } else {
-        OC
+/// The output-channel blocks as `(first channel, width)`: blocks of
+/// [`OC_WIDE`], then of [`OC`], the last of which may end at the last
+/// channel, overlapping the one before (its channels computed twice); of
+/// the mixes that compute the fewest channels, the one with the most wide
+/// blocks. So an even `c_out` is computed exactly, 16 as 6 + 6 + 4 and 64
+/// as ten 6s + 4. Empty when `c_out < OC`.
+///
+/// Why mixed: with one width per call, 16 and 32 channels went in blocks
+/// of 4 (blocks of 6 would have computed 18 and 36: 1.08–1.16× the time)
+/// and 64 in blocks of 6 (66 computed). Mixed, the ResNet-20 step took
+/// 269–280 against 289–293 ms (criterion medians, old and new binaries
+/// alternated, three pairs, 2026-12-05); the batch-128 convs
+/// (benches/conv.rs, same runs) 16c32 forward / backward-data 4.0–4.4 /
+/// 4.0–4.3 against 4.4–5.0 / 4.5–5.1 ms, 32c16 3.7–3.9 / 3.6–3.8 against
+/// 4.3–4.7 / 4.3–4.4 ms, 64c8 unchanged. Each output is the same chain of
+/// fused multiply-adds whatever its block, so the results are the same bits.
+fn channel_blocks(c_out: usize) -> Vec<(usize, usize)> {
+    if c_out < OC {
+        return Vec::new();
     }
+    let computed = |wide: usize| wide * OC_WIDE + (c_out - wide * OC_WIDE).div_ceil(OC) * OC;
+    let wide = (0..=c_out / OC_WIDE).rev().min_by_key(|&a| computed(a)).expect("a range from 0");
+    let narrow = (c_out - wide * OC_WIDE).div_ceil(OC);
+    let wide_blocks = (0..wide).map(|b| (b * OC_WIDE, OC_WIDE));
+    // The last narrow block ends at the last channel; only it can overlap.
+    let narrow_blocks = (0..narrow).map(move |b| ((wide * OC_WIDE + b * OC).min(c_out - OC), OC));
+    wide_blocks.chain(narrow_blocks).collect()
 }
 
-/// First output channel of each block of `k`: whole blocks, then one more
-/// ending at the last channel (overlapping the one before) where `k` does not
-/// divide `c_out`. None where `c_out < k`.
-fn starts(c_out: usize, k: usize) -> impl Iterator<Item = usize> {
-    let whole = if c_out >= k { c_out / k } else { 0 };
-    let last = (c_out >= k && !c_out.is_multiple_of(k)).then(|| c_out - k);
-    (0..whole).map(move |b| b * k).chain(last)
-}
-
-/// The filters of each block of `k` output channels ([`starts`]) as
-/// `[block, c, k, 9]`, so a block's weights for one input channel are adjacent.
-fn pack<T: Scalar>(w: &[T], c: usize, c_out: usize, k: usize) -> Vec<T> {
-    let mut packed = vec![T::ZERO; starts(c_out, k).count() * k * c * 9];
-    for (start, dst) in starts(c_out, k).zip(packed.chunks_exact_mut(k * c * 9)) {
-        for (ci, dst) in dst.chunks_exact_mut(k * 9).enumerate() {
-            for (o, dst) in dst.chunks_exact_mut(9).enumerate() {
-                dst.copy_from_slice(&w[((start + o) * c + ci) * 9..][..9]);
+/// The filters of each of `blocks` ([`channel_blocks`]) one after another,
+/// a block of `k` channels as `[c, k, 9]`, so a block's weights for one
+/// input channel are adjacent.
+fn pack<T: Scalar>(w: &[T], c: usize, blocks: &[(usize, usize)]) -> Vec<T> {
+    let mut packed = Vec::with_capacity(blocks.iter().map(|&(_, k)| k * c * 9).sum());
+    for &(start, k) in blocks {
+        for ci in 0..c {
+            for o in start..start + k {
+                packed.extend_from_slice(&w[(o * c + ci) * 9..][..9]);
             }
         }
     }
@@ -136,40 +145,37 @@ fn pack<T: Scalar>(w: &[T], c: usize, c_out: usize, k: usize) -> Vec<T> {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn image_avx2<T: Scalar>(x: &[T], packed: &[T], w: &[T], g: &Window, y: &mut [MaybeUninit<T>], pad: &mut Vec<T>) {
-    image(x, packed, w, g, y, pad)
+unsafe fn image_avx2<T: Scalar>(x: &[T], filters: Filters<T>, w: &[T], g: &Window, y: &mut [MaybeUninit<T>], pad: &mut Vec<T>) {
+    image(x, filters, w, g, y, pad)
 }
 
-/// One image: blocks of [`block_channels`] output channels, each one row of
-/// 16 outputs where the output plane is wider than 8, two rows of 8 where it
-/// is not, at stride 1 or 2.
+/// The channel blocks ([`channel_blocks`]) and their packed filters ([`pack`]).
+type Filters<'a, T> = (&'a [(usize, usize)], &'a [T]);
+
+/// One image: blocks of [`OC_WIDE`] or [`OC`] output channels, each one row
+/// of 16 outputs where the output plane is wider than 8, two rows of 8 where
+/// it is not, at stride 1 or 2.
 #[inline(always)]
-fn image<T: Scalar>(x: &[T], packed: &[T], w: &[T], g: &Window, y: &mut [MaybeUninit<T>], pad: &mut Vec<T>) {
-    let (oh, ow) = out_grid(g);
-    let wide = block_channels(y.len() / (oh * ow)) == OC_WIDE;
-    match (g.stride == 2, wide, ow > 8) {
-        (false, false, true) => blocks::<T, 1, OC, 1, 16>(x, packed, w, g, y, pad),
-        (false, false, false) => blocks::<T, 1, OC, 2, 8>(x, packed, w, g, y, pad),
-        (false, true, true) => blocks::<T, 1, OC_WIDE, 1, 16>(x, packed, w, g, y, pad),
-        (false, true, false) => blocks::<T, 1, OC_WIDE, 2, 8>(x, packed, w, g, y, pad),
-        (true, false, true) => blocks::<T, 2, OC, 1, 16>(x, packed, w, g, y, pad),
-        (true, false, false) => blocks::<T, 2, OC, 2, 8>(x, packed, w, g, y, pad),
-        (true, true, true) => blocks::<T, 2, OC_WIDE, 1, 16>(x, packed, w, g, y, pad),
-        (true, true, false) => blocks::<T, 2, OC_WIDE, 2, 8>(x, packed, w, g, y, pad),
+fn image<T: Scalar>(x: &[T], filters: Filters<T>, w: &[T], g: &Window, y: &mut [MaybeUninit<T>], pad: &mut Vec<T>) {
+    match (g.stride == 2, out_grid(g).1 > 8) {
+        (false, true) => blocks::<T, 1, 1, 16>(x, filters, w, g, y, pad),
+        (false, false) => blocks::<T, 1, 2, 8>(x, filters, w, g, y, pad),
+        (true, true) => blocks::<T, 2, 1, 16>(x, filters, w, g, y, pad),
+        (true, false) => blocks::<T, 2, 2, 8>(x, filters, w, g, y, pad),
     }
 }
 
 /// Copies the image's planes into `pad` with a zero border (one row above,
 /// one column left, zeros out to the last block) and sums every `R × W` block
-/// of outputs of every block of `K` channels. At stride 2 each padded row is
+/// of outputs of every block of channels. At stride 2 each padded row is
 /// stored as its even columns, then its odd ones, so the inputs of `W`
 /// adjacent outputs are `W` adjacent elements for every tap as at stride 1:
 /// tap `kx` of output `ox` reads padded column `2·ox + kx`, the even half's
 /// `ox` (kx = 0) or `ox + 1` (kx = 2), or the odd half's `ox` (kx = 1).
 #[inline(always)]
-fn blocks<T: Scalar, const S: usize, const K: usize, const R: usize, const W: usize>(
+fn blocks<T: Scalar, const S: usize, const R: usize, const W: usize>(
     x: &[T],
-    packed: &[T],
+    (blocks, packed): Filters<T>,
     w: &[T],
     g: &Window,
     y: &mut [MaybeUninit<T>],
@@ -206,14 +212,21 @@ fn blocks<T: Scalar, const S: usize, const K: usize, const R: usize, const W: us
     let geometry = Geometry { h: oh, w: ow, c, plane, cols, half };
     let out_plane = oh * ow;
     let c_out = y.len() / out_plane;
-    if c_out < K {
+    if c_out < OC {
         for (o, y) in y.chunks_exact_mut(out_plane).enumerate() {
             channels::<T, S, 1, R, W>(pad, &w[o * c * 9..][..c * 9], &geometry, y);
         }
         return;
     }
-    for (start, wts) in starts(c_out, K).zip(packed.chunks_exact(K * c * 9)) {
-        channels::<T, S, K, R, W>(pad, wts, &geometry, &mut y[start * out_plane..][..K * out_plane]);
+    let mut wts = packed;
+    for &(start, k) in blocks {
+        let (block, rest) = wts.split_at(k * c * 9);
+        wts = rest;
+        let y = &mut y[start * out_plane..][..k * out_plane];
+        match k {
+            OC_WIDE => channels::<T, S, OC_WIDE, R, W>(pad, block, &geometry, y),
+            _ => channels::<T, S, OC, R, W>(pad, block, &geometry, y),
+        }
     }
 }
 
@@ -386,12 +399,33 @@ mod tests {
     }
 
     #[test]
+    fn channel_blocks_cover_every_channel_with_the_fewest_computed() {
+        assert!(channel_blocks(3).is_empty());
+        assert_eq!(channel_blocks(16), [(0, 6), (6, 6), (12, 4)]);
+        assert_eq!(channel_blocks(9), [(0, 6), (5, 4)]);
+        assert_eq!(channel_blocks(64).len(), 11);
+        for c_out in OC..200 {
+            let blocks = channel_blocks(c_out);
+            let mut covered = vec![0; c_out];
+            for &(start, k) in &blocks {
+                assert!([OC, OC_WIDE].contains(&k) && start + k <= c_out, "{c_out}: block {start}+{k}");
+                covered[start..start + k].iter_mut().for_each(|c| *c += 1);
+            }
+            assert!(covered.iter().all(|&c| c >= 1), "{c_out}: a channel left out");
+            let computed: usize = blocks.iter().map(|&(_, k)| k).sum();
+            // Even counts are exact; an odd one repeats at most 3 channels (blocks of 4 alone would).
+            assert!(computed <= c_out + if c_out % 2 == 0 { 0 } else { 3 }, "{c_out}: {computed} computed");
+        }
+    }
+
+    #[test]
     fn every_output_is_one_fused_chain_whatever_the_block() {
         let mut r = Rng::new(34, 0);
         let f32s = |n: usize, r: &mut Rng| (0..n).map(|_| r.normal() as f32).collect::<Vec<f32>>();
-        // Blocks of 4 (16, 9 with an overlapping last block) and of 6 (12, 64
-        // with an overlapping last block), wide and narrow planes, c_out < 4,
-        // stride 1 and 2 (odd and even sides, outputs 8 to 17 wide).
+        // Blocks of 6 and 4 (16, 64), of 6 alone (12), of 6 and an
+        // overlapping 4 (9), of 4 and an overlapping 4 (5), wide and narrow
+        // planes, c_out < 4, stride 1 and 2 (odd and even sides, outputs 8 to
+        // 17 wide).
         let halved = |g: Window| Window { stride: 2, ..g };
         for (g, c_out) in [
             (window(2, 5, 9, 17), 16),
