@@ -73,18 +73,17 @@ fn convolve<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize, vector: bool)
     }
     // Written straight into fresh memory: every output is stored once, so no zero-fill first.
     let mut y = Vec::with_capacity(len);
-    let blocks = channel_blocks(c_out);
-    let packed = pack(w, g.c, &blocks);
+    let filters = Filters::new(w, g.c, c_out);
     let images = x.par_chunks(g.image_len()).zip(y.spare_capacity_mut()[..len].par_chunks_mut(c_out * plane));
     images.for_each_init(Vec::new, |pad, (x, y)| {
         #[cfg(target_arch = "x86_64")]
         if vector {
             // SAFETY: `vector` is only set where the CPU has AVX2 and FMA.
-            return unsafe { image_avx2(x, (&blocks, &packed), w, g, y, pad) };
+            return unsafe { image_avx2(x, &filters, g, y, pad) };
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = vector;
-        image(x, (&blocks, &packed), w, g, y, pad)
+        image(x, &filters, g, y, pad)
     });
     // SAFETY: `channels` stores every row and column of every output plane of every image.
     unsafe { y.set_len(len) };
@@ -104,7 +103,7 @@ const OC_WIDE: usize = 6;
 /// channel, overlapping the one before (its channels computed twice); of
 /// the mixes that compute the fewest channels, the one with the most wide
 /// blocks. So an even `c_out` is computed exactly, 16 as 6 + 6 + 4 and 64
-/// as ten 6s + 4. Empty when `c_out < OC`.
+/// as ten 6s + 4. Single channels when `c_out < OC`.
 ///
 /// Why mixed: with one width per call, 16 and 32 channels went in blocks
 /// of 4 (blocks of 6 would have computed 18 and 36: 1.08–1.16× the time)
@@ -117,7 +116,7 @@ const OC_WIDE: usize = 6;
 /// fused multiply-adds whatever its block, so the results are the same bits.
 fn channel_blocks(c_out: usize) -> Vec<(usize, usize)> {
     if c_out < OC {
-        return Vec::new();
+        return (0..c_out).map(|o| (o, 1)).collect();
     }
     let computed = |wide: usize| wide * OC_WIDE + (c_out - wide * OC_WIDE).div_ceil(OC) * OC;
     let wide = (0..=c_out / OC_WIDE).rev().min_by_key(|&a| computed(a)).expect("a range from 0");
@@ -128,40 +127,46 @@ fn channel_blocks(c_out: usize) -> Vec<(usize, usize)> {
     wide_blocks.chain(narrow_blocks).collect()
 }
 
-/// The filters of each of `blocks` ([`channel_blocks`]) one after another,
-/// a block of `k` channels as `[c, k, 9]`, so a block's weights for one
-/// input channel are adjacent.
-fn pack<T: Scalar>(w: &[T], c: usize, blocks: &[(usize, usize)]) -> Vec<T> {
-    let mut packed = Vec::with_capacity(blocks.iter().map(|&(_, k)| k * c * 9).sum());
-    for &(start, k) in blocks {
-        for ci in 0..c {
-            for o in start..start + k {
-                packed.extend_from_slice(&w[(o * c + ci) * 9..][..9]);
+/// The filters in blocks of output channels ([`channel_blocks`]), one block
+/// after another, a block of `k` channels as `[c, k, 9]`, so a block's
+/// weights for one input channel are adjacent.
+struct Filters<T> {
+    blocks: Vec<(usize, usize)>,
+    packed: Vec<T>,
+}
+
+impl<T: Scalar> Filters<T> {
+    /// Packs `w[c_out, c, 3, 3]`.
+    fn new(w: &[T], c: usize, c_out: usize) -> Self {
+        let blocks = channel_blocks(c_out);
+        let mut packed = Vec::with_capacity(blocks.iter().map(|&(_, k)| k * c * 9).sum());
+        for &(start, k) in &blocks {
+            for ci in 0..c {
+                for o in start..start + k {
+                    packed.extend_from_slice(&w[(o * c + ci) * 9..][..9]);
+                }
             }
         }
+        Filters { blocks, packed }
     }
-    packed
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn image_avx2<T: Scalar>(x: &[T], filters: Filters<T>, w: &[T], g: &Window, y: &mut [MaybeUninit<T>], pad: &mut Vec<T>) {
-    image(x, filters, w, g, y, pad)
+unsafe fn image_avx2<T: Scalar>(x: &[T], filters: &Filters<T>, g: &Window, y: &mut [MaybeUninit<T>], pad: &mut Vec<T>) {
+    image(x, filters, g, y, pad)
 }
 
-/// The channel blocks ([`channel_blocks`]) and their packed filters ([`pack`]).
-type Filters<'a, T> = (&'a [(usize, usize)], &'a [T]);
-
-/// One image: blocks of [`OC_WIDE`] or [`OC`] output channels, each one row
+/// One image: blocks of output channels ([`channel_blocks`]), each one row
 /// of 16 outputs where the output plane is wider than 8, two rows of 8 where
 /// it is not, at stride 1 or 2.
 #[inline(always)]
-fn image<T: Scalar>(x: &[T], filters: Filters<T>, w: &[T], g: &Window, y: &mut [MaybeUninit<T>], pad: &mut Vec<T>) {
+fn image<T: Scalar>(x: &[T], filters: &Filters<T>, g: &Window, y: &mut [MaybeUninit<T>], pad: &mut Vec<T>) {
     match (g.stride == 2, out_grid(g).1 > 8) {
-        (false, true) => blocks::<T, 1, 1, 16>(x, filters, w, g, y, pad),
-        (false, false) => blocks::<T, 1, 2, 8>(x, filters, w, g, y, pad),
-        (true, true) => blocks::<T, 2, 1, 16>(x, filters, w, g, y, pad),
-        (true, false) => blocks::<T, 2, 2, 8>(x, filters, w, g, y, pad),
+        (false, true) => blocks::<T, 1, 1, 16>(x, filters, g, y, pad),
+        (false, false) => blocks::<T, 1, 2, 8>(x, filters, g, y, pad),
+        (true, true) => blocks::<T, 2, 1, 16>(x, filters, g, y, pad),
+        (true, false) => blocks::<T, 2, 2, 8>(x, filters, g, y, pad),
     }
 }
 
@@ -175,8 +180,7 @@ fn image<T: Scalar>(x: &[T], filters: Filters<T>, w: &[T], g: &Window, y: &mut [
 #[inline(always)]
 fn blocks<T: Scalar, const S: usize, const R: usize, const W: usize>(
     x: &[T],
-    (blocks, packed): Filters<T>,
-    w: &[T],
+    filters: &Filters<T>,
     g: &Window,
     y: &mut [MaybeUninit<T>],
     pad: &mut Vec<T>,
@@ -211,21 +215,15 @@ fn blocks<T: Scalar, const S: usize, const R: usize, const W: usize>(
     }
     let geometry = Geometry { h: oh, w: ow, c, plane, cols, half };
     let out_plane = oh * ow;
-    let c_out = y.len() / out_plane;
-    if c_out < OC {
-        for (o, y) in y.chunks_exact_mut(out_plane).enumerate() {
-            channels::<T, S, 1, R, W>(pad, &w[o * c * 9..][..c * 9], &geometry, y);
-        }
-        return;
-    }
-    let mut wts = packed;
-    for &(start, k) in blocks {
+    let mut wts = &filters.packed[..];
+    for &(start, k) in &filters.blocks {
         let (block, rest) = wts.split_at(k * c * 9);
         wts = rest;
         let y = &mut y[start * out_plane..][..k * out_plane];
         match k {
             OC_WIDE => channels::<T, S, OC_WIDE, R, W>(pad, block, &geometry, y),
-            _ => channels::<T, S, OC, R, W>(pad, block, &geometry, y),
+            OC => channels::<T, S, OC, R, W>(pad, block, &geometry, y),
+            _ => channels::<T, S, 1, R, W>(pad, block, &geometry, y),
         }
     }
 }
@@ -400,7 +398,7 @@ mod tests {
 
     #[test]
     fn channel_blocks_cover_every_channel_with_the_fewest_computed() {
-        assert!(channel_blocks(3).is_empty());
+        assert_eq!(channel_blocks(3), [(0, 1), (1, 1), (2, 1)]);
         assert_eq!(channel_blocks(16), [(0, 6), (6, 6), (12, 4)]);
         assert_eq!(channel_blocks(9), [(0, 6), (5, 4)]);
         assert_eq!(channel_blocks(64).len(), 11);
