@@ -14,12 +14,13 @@ use kappa::nn::Init;
 use kappa::rng::Rng;
 use kappa::tensor::Tensor;
 
-// The same allocator, with the same settings, as the `kappa` binary.
+// The same allocator and thread pool, with the same settings, as the `kappa` binary.
 #[global_allocator]
 static ALLOC: kappa::allocator::MiMalloc = kappa::allocator::MiMalloc;
 
 fn analysis_step(c: &mut Criterion) {
     kappa::allocator::keep_freed_pages();
+    kappa::workers::join_pool();
     let be = Cpu::<f32>::new();
     let (n, d, classes) = (1024, 784, 10);
     let mut r = Rng::new(0, 0);

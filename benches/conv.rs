@@ -25,6 +25,7 @@ const SHAPES: [(&str, usize, usize, usize, usize, usize, usize); 7] = [
 
 fn conv(c: &mut Criterion) {
     kappa::allocator::keep_freed_pages();
+    kappa::workers::join_pool();
     let cpu = Cpu::<f32>::new();
     let n = 128;
     let mut g = c.benchmark_group("conv_b128");

@@ -19,6 +19,7 @@ const SHAPES: [Shape; 3] =
 
 fn covariance(c: &mut Criterion) {
     kappa::allocator::keep_freed_pages();
+    kappa::workers::join_pool();
     let cpu = Cpu::<f32>::new();
     let mut g = c.benchmark_group("covariance");
     g.sample_size(10);

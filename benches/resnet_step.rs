@@ -16,6 +16,7 @@ static ALLOC: kappa::allocator::MiMalloc = kappa::allocator::MiMalloc;
 
 fn resnet_step(c: &mut Criterion) {
     kappa::allocator::keep_freed_pages();
+    kappa::workers::join_pool();
     let be = Cpu::<f32>::new();
     let (n, classes) = (128, 10);
     let mut r = Rng::new(0, 0);

@@ -12,12 +12,13 @@ use kappa::optim::{Optimizer, Sgd};
 use kappa::rng::Rng;
 use kappa::tensor::Tensor;
 
-// The same allocator, with the same settings, as the `kappa` binary.
+// The same allocator and thread pool, with the same settings, as the `kappa` binary.
 #[global_allocator]
 static ALLOC: kappa::allocator::MiMalloc = kappa::allocator::MiMalloc;
 
 fn mlp_step(c: &mut Criterion) {
     kappa::allocator::keep_freed_pages();
+    kappa::workers::join_pool();
     let be = Cpu::<f32>::new();
     let (n, d, classes) = (1024, 784, 10);
     let mut r = Rng::new(0, 0);

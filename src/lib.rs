@@ -28,5 +28,6 @@ pub mod scalar;
 pub mod speed;
 pub mod tensor;
 pub mod train;
+pub mod workers;
 
 pub use error::{Error, Result};
