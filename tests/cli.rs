@@ -2,7 +2,7 @@
 //! error with a non-zero exit for each kind of bad input.
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 
 mod common;
 use common::{assert_error, kappa, scratch, stderr};
@@ -182,6 +182,36 @@ fn training_with_analysis_logs_every_layer_and_prints_the_table() {
         assert!(r["weight"]["ratio"].as_f64().unwrap() > 0.0);
     }
     assert_eq!(analysis.iter().filter(|r| r["last"] == true).count(), 3);
+}
+
+/// The same run on 1, 2 and 3 threads writes the same numbers, bit for bit:
+/// every parallel pass cuts its work into fixed chunks, whichever thread
+/// takes them, and from 2 threads up the main thread is one of the workers
+/// (`kappa::workers`). The default MLP's products and passes are large
+/// enough to run in parallel, and the analysis adds the moments and solves.
+#[test]
+fn a_run_writes_the_same_bits_on_any_thread_count() {
+    let dir = scratch("threads");
+    let run = |threads: &str| {
+        let out = dir.join(threads);
+        let o = Command::new(env!("CARGO_BIN_EXE_kappa"))
+            .env("RAYON_NUM_THREADS", threads)
+            .args(["train", "--iterations", "6", "--analyze-every", "3", "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{threads} threads: {}", stderr(&o));
+        let mut records = records(&out);
+        records.iter_mut().for_each(|r| _ = r.as_object_mut().unwrap().remove("examples_per_second"));
+        records
+    };
+    let one = run("1");
+    let mut analysed: Vec<u64> = one.iter().filter(|r| r["kind"] == "analysis").map(|r| r["iteration"].as_u64().unwrap()).collect();
+    analysed.dedup();
+    assert_eq!(analysed, [0, 3, 6]);
+    assert!(one.iter().any(|r| r["kind"] == "train"));
+    for threads in ["2", "3"] {
+        assert!(run(threads) == one, "{threads} threads wrote other numbers than 1");
+    }
 }
 
 #[test]
