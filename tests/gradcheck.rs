@@ -733,7 +733,9 @@ fn conv2d_3x3_padded() {
 }
 
 /// Planes 8 and more wide take the CPU's direct kernel (with AVX2 and FMA);
-/// 5 output channels make its last block of 4 overlap the one before.
+/// 5 output channels make its last block of 4 overlap the one before. Rows
+/// a multiple of 8 wide also take its direct filter gradient: with 5 output
+/// channels, a block of 4 and a single one; with 3, single ones.
 #[test]
 fn conv2d_3x3_padded_on_planes_for_the_direct_kernel() {
     let mut rng = Rng::new(71, 0);
@@ -743,6 +745,9 @@ fn conv2d_3x3_padded_on_planes_for_the_direct_kernel() {
     let x = normal(&mut rng, &[1, 2, 8, 8], 1.0);
     let w = normal(&mut rng, &[3, 2, 3, 3], 0.5);
     gradcheck("conv2d 3x3 s1 p1, 8×8", &[x, w], |t, v| t.conv2d(v[0], v[1], 1, 1));
+    let x = normal(&mut rng, &[2, 2, 3, 16], 1.0);
+    let w = normal(&mut rng, &[5, 2, 3, 3], 0.5);
+    gradcheck("conv2d 3x3 s1 p1, 16 wide", &[x, w], |t, v| t.conv2d(v[0], v[1], 1, 1));
 }
 
 #[test]

@@ -5,9 +5,11 @@
 //! the image already is its patch matrix. The forward and backward-data of
 //! 3×3 same-grid windows, and the forward of 3×3 stride-2 ones, go to
 //! [`super::direct`] where the CPU has AVX2 and FMA, and the filter gradient
-//! of the same-grid ones on large planes to [`super::winograd`].
+//! of the same-grid ones to [`super::direct_filter`] there (rows a multiple of
+//! 8 wide) or, on large planes, to [`super::winograd`].
 
 use super::direct;
+use super::direct_filter;
 use super::gemm::{gemm_on_thread, gemm_on_thread_strided, Leading};
 use super::winograd;
 use crate::backend::{Gemm, Window};
@@ -26,7 +28,7 @@ pub(super) enum Direction {
 }
 
 /// Filter-gradient partial sums: see [`in_image_groups`].
-const FILTER_GROUPS: usize = 8;
+pub(super) const FILTER_GROUPS: usize = 8;
 
 /// A core's L2 on the machines this is tuned on: an image's patch matrix up
 /// to this size is still cached when the GEMM reads it back, so it is
@@ -338,6 +340,12 @@ pub fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: Window, c_out: us
     let out = g.out("conv2d_backward_filter")?;
     let (area, k) = (out.0 * out.1, g.patch_len());
     super::super::checks::conv("conv2d_backward_filter", &g, x.len(), c_out * k, dy.len(), c_out)?;
+    if direct_filter::applies(&g, out) {
+        let direct = direct_filter::conv2d_backward_filter::<f32, T>(dy, x, &g, c_out);
+        if let Some(dw) = direct.or_else(|| direct_filter::conv2d_backward_filter::<f64, T>(dy, x, &g, c_out)) {
+            return dw;
+        }
+    }
     if winograd::applies(&g, out, Direction::Filter) {
         return winograd::conv2d_backward_filter(dy, x, &g, c_out);
     }

@@ -27,7 +27,7 @@
 //! to `acc`, on whichever thread: the result depends on the shape alone,
 //! never on the thread count.
 
-use super::lanes::{self, Element, Lanes};
+use super::lanes::{self, as_elements, Element, Lanes};
 use super::microkernel::{self, Tile, NR};
 use crate::backend::GramJob;
 use crate::scalar::Scalar;
@@ -133,12 +133,6 @@ impl<'a, E: Element> Columns<'a, E> {
             false => (self.partial[k0 * NR..].as_ptr(), NR),
         }
     }
-}
-
-/// `x` as a slice of `E` when `T` is `E`.
-fn as_elements<E: 'static, T: 'static>(x: &[T]) -> Option<&[E]> {
-    // SAFETY: T and E are the same type.
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<E>()).then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) })
 }
 
 /// The tiles of bands `bands`, each from column 0 to its diagonal.

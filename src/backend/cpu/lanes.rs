@@ -115,6 +115,13 @@ pub struct Avx2F64(std::arch::x86_64::__m256d);
 #[derive(Clone, Copy)]
 pub struct Avx2F32(std::arch::x86_64::__m256);
 
+/// `x` as a slice of `E` when `T` is `E`: how a kernel over [`Element`]s
+/// reads a backend's `T` in place.
+pub fn as_elements<E: 'static, T: 'static>(x: &[T]) -> Option<&[E]> {
+    // SAFETY: T and E are the same type.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<E>()).then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) })
+}
+
 /// Whether this CPU runs the AVX2 lanes.
 pub fn avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
