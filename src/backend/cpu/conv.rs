@@ -261,7 +261,9 @@ pub fn conv2d<T: Scalar>(x: &[T], w: &[T], g: Window, c_out: usize) -> Result<Ve
     let out = g.out("conv2d")?;
     super::super::checks::conv("conv2d", &g, x.len(), w.len(), g.n * c_out * out.0 * out.1, c_out)?;
     if direct::applies(&g, out, Direction::Forward) {
-        return Ok(direct::conv2d(x, w, &g, c_out));
+        if let Some(y) = direct::conv2d::<f32, T>(x, w, &g, c_out).or_else(|| direct::conv2d::<f64, T>(x, w, &g, c_out)) {
+            return Ok(y);
+        }
     }
     im2col_forward(x, w, &g, c_out, out)
 }
@@ -305,7 +307,12 @@ pub fn conv2d_backward_data<T: Scalar>(dy: &[T], w: &[T], g: Window, c_out: usiz
     let out = g.out("conv2d_backward_data")?;
     super::super::checks::conv("conv2d_backward_data", &g, g.n * g.image_len(), w.len(), dy.len(), c_out)?;
     if direct::applies(&g, out, Direction::Data) {
-        return Ok(direct::conv2d(dy, &rotated(w, g.c, c_out), &Window { c: c_out, ..g }, g.c));
+        // Backward-data is the forward kernel on dy with the filters rotated.
+        let (flipped, back) = (rotated(w, g.c, c_out), Window { c: c_out, ..g });
+        let dx = direct::conv2d::<f32, T>(dy, &flipped, &back, g.c).or_else(|| direct::conv2d::<f64, T>(dy, &flipped, &back, g.c));
+        if let Some(dx) = dx {
+            return Ok(dx);
+        }
     }
     if winograd::applies(&g, out, Direction::Data) {
         return winograd::conv2d_backward_data(dy, w, &g, c_out);

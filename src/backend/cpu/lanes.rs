@@ -122,6 +122,16 @@ pub fn as_elements<E: 'static, T: 'static>(x: &[T]) -> Option<&[E]> {
     (std::any::TypeId::of::<T>() == std::any::TypeId::of::<E>()).then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) })
 }
 
+/// `v` as a `Vec<T>` when `E` is `T`: how such a kernel hands its result back.
+pub fn into_scalars<T: 'static, E: 'static>(v: Vec<E>) -> Option<Vec<T>> {
+    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<E>() {
+        return None;
+    }
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: T and E are the same type, so the allocation, length and capacity carry over.
+    Some(unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast(), v.len(), v.capacity()) })
+}
+
 /// Whether this CPU runs the AVX2 lanes.
 pub fn avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
