@@ -48,6 +48,22 @@ fn profile_covariance_runs_on_the_cpu_and_refuses_a_missing_gpu() {
 }
 
 #[test]
+fn profile_conv_rates_every_stage_and_direction_and_refuses_a_missing_gpu() {
+    let o = kappa(&["profile", "conv", "--batch-size", "2", "--repeats", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for stage in ["16c32", "32c16", "64c8"] {
+        for direction in ["forward", "backward-data", "backward-filter"] {
+            let line =
+                out.lines().find(|l| l.contains(stage) && l.contains(direction)).unwrap_or_else(|| panic!("{stage} {direction}: {out}"));
+            assert!(line.contains("GFLOP/s") && line.contains("% of the"), "{line}");
+        }
+    }
+    let o = kappa(&["profile", "conv", "--device", "cuda:0"]);
+    assert_clean_failure(&o, &[if cfg!(feature = "cuda-backend") { "CUDA is unavailable" } else { "--features cuda" }]);
+}
+
+#[test]
 fn profile_gpu_measures_every_figure_on_the_cpu_and_names_bad_lists() {
     let dir = std::env::temp_dir().join(format!("kappa-profile-gpu-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

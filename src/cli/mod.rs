@@ -106,6 +106,17 @@ enum ProfileTarget {
         #[arg(long, default_value_t = 5)]
         repeats: usize,
     },
+    /// The CIFAR ResNet stages' 3×3 convs (16c32, 32c16, 64c8) forward, backward-data and backward-filter, against the compute bound
+    Conv {
+        /// cpu, or cuda:N
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        /// Timed repetitions (the median is printed)
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+    },
     /// The GPU acceptance speed figures: CIFAR ResNet training steps with and without analysis every step (img/s, peak memory), Σx accumulation against the device's peaks, eigvalsh
     Gpu {
         /// cpu, or cuda:N
@@ -682,6 +693,9 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         }
         Command::Profile { target: ProfileTarget::Covariance { shape, device, repeats } } => {
             crate::profile::covariance(&shape, &device, repeats)?
+        }
+        Command::Profile { target: ProfileTarget::Conv { device, batch_size, repeats } } => {
+            crate::profile::conv(&device, batch_size.max(1), repeats)?
         }
         Command::Data { action: DataAction::Fetch { name, dir, mirrors } } => {
             let manifest = crate::data::fetch::manifest(&name)?;

@@ -3,14 +3,13 @@
 //! bytes and the achieved rates. N,C,1,1 is a dense layer's N×C input; any
 //! larger H×W is a 3×3, stride-1, pad-1 conv layer's input, whose patch
 //! matrix has N·H·W rows and 9C columns, read straight from NCHW (the
-//! backends' `gram_lower_patches`). Each kernel is rated against the bound
-//! that applies to it: on the CPU, peaks the command measures itself (a large
-//! GEMM, a streaming triad); on CUDA, the device's own figures.
+//! backends' `gram_lower_patches`).
 
+use super::{bounds, median, of_bound};
 use crate::backend::cpu::patch_gram::position_pairs;
 use crate::backend::cpu::peaks::Probe;
 use crate::backend::cpu::Cpu;
-use crate::backend::{Backend, Device, Peaks, Window};
+use crate::backend::{Backend, Device, Window};
 use crate::clock::{Clock, WallClock};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -90,12 +89,7 @@ pub struct Timing {
     pub eig_seconds: f64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn activation<B: Backend>(backend: &B, s: Shape) -> Result<B::Buf> {
+pub(super) fn activation<B: Backend>(backend: &B, s: Shape) -> Result<B::Buf> {
     let mut r = Rng::new(0, 0);
     backend.upload(&(0..s.n * s.c * s.h * s.w).map(|_| B::Elem::from_f64(r.normal())).collect::<Vec<_>>())
 }
@@ -121,44 +115,6 @@ fn time<B: Backend>(backend: &B, clock: &dyn Clock, s: Shape, repeats: usize) ->
         eig.push(clock.seconds(&mut || backend.eigvalsh(&[(&acc, k)]).map(drop))?);
     }
     Ok(Timing { gram_seconds: median(gram), eig_seconds: median(eig) })
-}
-
-/// What the kernels are rated against: the f32 peaks and, where known, the
-/// FLOP/s that bounds the eigen-solve, with the precision it runs in.
-struct Bounds {
-    peaks: Peaks,
-    eig_peak: Option<(f64, &'static str)>,
-    source: String,
-}
-
-fn bounds(device: Device, probe: Probe) -> Result<Option<Bounds>> {
-    match device {
-        Device::Cpu => {
-            let peaks = crate::backend::cpu::peaks::measure(probe)?;
-            let source = format!("measured here: {0}² GEMM and a streaming triad over 3×{1} f32", probe.gemm_side, probe.stream_len);
-            // The CPU reduces an f32 matrix in f32 (backend/cpu/eigen.rs): its
-            // O(n³) part runs against the f32 peak; the f64 QL after it is O(n²).
-            Ok(Some(Bounds { peaks, eig_peak: Some((peaks.fp32_flops, "f32")), source }))
-        }
-        #[cfg(feature = "cuda-backend")]
-        Device::Cuda(i) => Ok(crate::backend::cuda::Cuda::new(i)?.peaks().map(|peaks| Bounds {
-            peaks,
-            // cuSOLVER solves in f64, whose peak the device does not report.
-            eig_peak: None,
-            source: "the device's attributes: FMA lanes × clock, memory clock × bus".into(),
-        })),
-        #[cfg(not(feature = "cuda-backend"))]
-        Device::Cuda(i) => Err(Error::CudaNotCompiled(i)),
-    }
-}
-
-/// "NN% of the compute bound (X GFLOP/s)" or "... of the bandwidth bound (Y GB/s)".
-fn of_bound(p: &Peaks, flops: f64, bytes: f64, seconds: f64) -> String {
-    let fraction = p.bound_seconds(flops, bytes) / seconds;
-    match p.compute_bound(flops, bytes) {
-        true => format!("{:5.1}% of the compute bound ({:.1} GFLOP/s)", 100.0 * fraction, p.fp32_flops / 1e9),
-        false => format!("{:5.1}% of the bandwidth bound ({:.1} GB/s)", 100.0 * fraction, p.bytes_per_second / 1e9),
-    }
 }
 
 /// `kappa profile covariance`: prints counts, times and rates, and each
@@ -239,15 +195,6 @@ mod tests {
         let s = Shape { n: 128, c: 64, h: 8, w: 8 };
         assert_eq!(counts(s, Device::Cpu).gram_flops, 2.0 * 128.0 * 64.0 * 64.0 * 610.0);
         assert_eq!(counts(s, Device::Cuda(0)).gram_flops, 8192.0 * 576.0 * 577.0);
-    }
-
-    #[test]
-    fn fractions_name_the_bound_that_applies() {
-        let p = Peaks { fp32_flops: 1e12, bytes_per_second: 1e11 };
-        // 1e12 flops in 4 s against a 1 s compute bound: 25%.
-        assert_eq!(of_bound(&p, 1e12, 1e10, 4.0), " 25.0% of the compute bound (1000.0 GFLOP/s)");
-        // 1e10 bytes in 0.2 s against a 0.1 s bandwidth bound: 50%.
-        assert_eq!(of_bound(&p, 1e9, 1e10, 0.2), " 50.0% of the bandwidth bound (100.0 GB/s)");
     }
 
     #[test]
