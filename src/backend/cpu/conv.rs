@@ -261,7 +261,7 @@ pub fn conv2d<T: Scalar>(x: &[T], w: &[T], g: Window, c_out: usize) -> Result<Ve
     let out = g.out("conv2d")?;
     super::super::checks::conv("conv2d", &g, x.len(), w.len(), g.n * c_out * out.0 * out.1, c_out)?;
     if direct::applies(&g, out, Direction::Forward) {
-        if let Some(y) = direct::conv2d::<f32, T>(x, w, &g, c_out).or_else(|| direct::conv2d::<f64, T>(x, w, &g, c_out)) {
+        if let Some(y) = direct::conv2d(x, w, &g, c_out) {
             return Ok(y);
         }
     }
@@ -308,9 +308,7 @@ pub fn conv2d_backward_data<T: Scalar>(dy: &[T], w: &[T], g: Window, c_out: usiz
     super::super::checks::conv("conv2d_backward_data", &g, g.n * g.image_len(), w.len(), dy.len(), c_out)?;
     if direct::applies(&g, out, Direction::Data) {
         // Backward-data is the forward kernel on dy with the filters rotated.
-        let (flipped, back) = (rotated(w, g.c, c_out), Window { c: c_out, ..g });
-        let dx = direct::conv2d::<f32, T>(dy, &flipped, &back, g.c).or_else(|| direct::conv2d::<f64, T>(dy, &flipped, &back, g.c));
-        if let Some(dx) = dx {
+        if let Some(dx) = direct::conv2d(dy, &rotated(w, g.c, c_out), &Window { c: c_out, ..g }, g.c) {
             return Ok(dx);
         }
     }
@@ -348,8 +346,7 @@ pub fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: Window, c_out: us
     let (area, k) = (out.0 * out.1, g.patch_len());
     super::super::checks::conv("conv2d_backward_filter", &g, x.len(), c_out * k, dy.len(), c_out)?;
     if direct_filter::applies(&g, out) {
-        let direct = direct_filter::conv2d_backward_filter::<f32, T>(dy, x, &g, c_out);
-        if let Some(dw) = direct.or_else(|| direct_filter::conv2d_backward_filter::<f64, T>(dy, x, &g, c_out)) {
+        if let Some(dw) = direct_filter::conv2d_backward_filter(dy, x, &g, c_out) {
             return dw;
         }
     }

@@ -58,8 +58,14 @@ fn out_grid(g: &Window) -> (usize, usize) {
 }
 
 /// `y[n, c_out, oh, ow]` of a 3×3 pad-1 window of stride 1 or 2 over `x[n, c, h, w]`
-/// with filters `w[c_out, c, 3, 3]`, when `T` is `E`. The caller checks the lengths.
-pub(super) fn conv2d<E: Element, T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize) -> Option<Vec<T>> {
+/// with filters `w[c_out, c, 3, 3]`; None when `T` is neither f32 nor f64.
+/// The caller checks the lengths.
+pub(super) fn conv2d<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize) -> Option<Vec<T>> {
+    in_elements::<f32, T>(x, w, g, c_out).or_else(|| in_elements::<f64, T>(x, w, g, c_out))
+}
+
+/// [`conv2d`] when `T` is `E`, read and handed back in place.
+fn in_elements<E: Element, T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize) -> Option<Vec<T>> {
     let (x, w) = (as_elements::<E, T>(x)?, as_elements::<E, T>(w)?);
     into_scalars(convolve(x, w, g, c_out, lanes::avx2_fma()))
 }

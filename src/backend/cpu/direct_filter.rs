@@ -23,7 +23,7 @@
 //! [`in_image_groups`] adds the groups in order.
 
 use super::conv::in_image_groups;
-use super::lanes::{self, as_elements, Element, Lanes};
+use super::lanes::{self, as_elements, into_scalars, Element, Lanes};
 use crate::backend::Window;
 use crate::error::Result;
 use crate::scalar::Scalar;
@@ -49,12 +49,19 @@ pub(super) fn applies(g: &Window, out: (usize, usize)) -> bool {
 }
 
 /// `∂L/∂w[c_out, c, 3, 3]` of the conv of `x[n, c, h, w]` given `dy[n,
-/// c_out, h, w]`, when `T` is `E`. The caller checks the lengths and
-/// [`applies`].
-pub(super) fn conv2d_backward_filter<E: Element, T: Scalar>(dy: &[T], x: &[T], g: &Window, c_out: usize) -> Option<Result<Vec<T>>> {
+/// c_out, h, w]`; None when `T` is neither f32 nor f64. The caller checks the
+/// lengths and [`applies`].
+pub(super) fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: &Window, c_out: usize) -> Option<Result<Vec<T>>> {
+    in_elements::<f32, T>(dy, x, g, c_out).or_else(|| in_elements::<f64, T>(dy, x, g, c_out))
+}
+
+/// [`conv2d_backward_filter`] when `T` is `E`, read and handed back in place.
+fn in_elements<E: Element, T: Scalar>(dy: &[T], x: &[T], g: &Window, c_out: usize) -> Option<Result<Vec<T>>> {
     let (dy, x) = (as_elements::<E, T>(dy)?, as_elements::<E, T>(x)?);
-    // E is T: the conversion is exact.
-    Some(filter(dy, x, g, c_out, lanes::avx2_fma()).map(|dw| dw.into_iter().map(|v| T::from_f64(v.to_f64())).collect()))
+    match filter(dy, x, g, c_out, lanes::avx2_fma()) {
+        Ok(dw) => into_scalars(dw).map(Ok),
+        Err(e) => Some(Err(e)),
+    }
 }
 
 /// The filter gradient in the AVX2 copy of the kernel when `vector`, else the portable one.
