@@ -61,13 +61,20 @@ fn out_grid(g: &Window) -> (usize, usize) {
 /// with filters `w[c_out, c, 3, 3]`; None when `T` is neither f32 nor f64.
 /// The caller checks the lengths.
 pub(super) fn conv2d<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize) -> Option<Vec<T>> {
-    in_elements::<f32, T>(x, w, g, c_out).or_else(|| in_elements::<f64, T>(x, w, g, c_out))
+    match (as_elements(x), as_elements(w)) {
+        (Some(x), Some(w)) => into_scalars(conv2d_f32(x, w, g, c_out)),
+        _ => into_scalars(conv2d_f64(as_elements(x)?, as_elements(w)?, g, c_out)),
+    }
 }
 
-/// [`conv2d`] when `T` is `E`, read and handed back in place.
-fn in_elements<E: Element, T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize) -> Option<Vec<T>> {
-    let (x, w) = (as_elements::<E, T>(x)?, as_elements::<E, T>(w)?);
-    into_scalars(convolve(x, w, g, c_out, lanes::avx2_fma()))
+// Not generic, so the library compiles each once and every caller runs that
+// machine code (lanes.rs, "One compiled copy").
+fn conv2d_f32(x: &[f32], w: &[f32], g: &Window, c_out: usize) -> Vec<f32> {
+    convolve(x, w, g, c_out, lanes::avx2_fma())
+}
+
+fn conv2d_f64(x: &[f64], w: &[f64], g: &Window, c_out: usize) -> Vec<f64> {
+    convolve(x, w, g, c_out, lanes::avx2_fma())
 }
 
 /// [`conv2d`] in the AVX2 copy of the kernel when `vector`, else the portable one.

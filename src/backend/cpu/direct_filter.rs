@@ -52,16 +52,21 @@ pub(super) fn applies(g: &Window, out: (usize, usize)) -> bool {
 /// c_out, h, w]`; None when `T` is neither f32 nor f64. The caller checks the
 /// lengths and [`applies`].
 pub(super) fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: &Window, c_out: usize) -> Option<Result<Vec<T>>> {
-    in_elements::<f32, T>(dy, x, g, c_out).or_else(|| in_elements::<f64, T>(dy, x, g, c_out))
+    let dw = match (as_elements(dy), as_elements(x)) {
+        (Some(dy), Some(x)) => filter_f32(dy, x, g, c_out).map(into_scalars),
+        _ => filter_f64(as_elements(dy)?, as_elements(x)?, g, c_out).map(into_scalars),
+    };
+    dw.transpose()
 }
 
-/// [`conv2d_backward_filter`] when `T` is `E`, read and handed back in place.
-fn in_elements<E: Element, T: Scalar>(dy: &[T], x: &[T], g: &Window, c_out: usize) -> Option<Result<Vec<T>>> {
-    let (dy, x) = (as_elements::<E, T>(dy)?, as_elements::<E, T>(x)?);
-    match filter(dy, x, g, c_out, lanes::avx2_fma()) {
-        Ok(dw) => into_scalars(dw).map(Ok),
-        Err(e) => Some(Err(e)),
-    }
+// Not generic, so the library compiles each once and every caller runs that
+// machine code (lanes.rs, "One compiled copy").
+fn filter_f32(dy: &[f32], x: &[f32], g: &Window, c_out: usize) -> Result<Vec<f32>> {
+    filter(dy, x, g, c_out, lanes::avx2_fma())
+}
+
+fn filter_f64(dy: &[f64], x: &[f64], g: &Window, c_out: usize) -> Result<Vec<f64>> {
+    filter(dy, x, g, c_out, lanes::avx2_fma())
 }
 
 /// The filter gradient in the AVX2 copy of the kernel when `vector`, else the portable one.

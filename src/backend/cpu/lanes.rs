@@ -4,6 +4,16 @@
 //! multiply-add; sums in the same fixed order), so a kernel's result does
 //! not depend on which one runs. Loops left to the compiler get the same
 //! AVX2 through [`wide!`], which runs them in a twin compiled for it.
+//!
+//! # One compiled copy
+//! A generic kernel is compiled anew in every crate that instantiates it:
+//! the benches call `Cpu<f32>` themselves, so they ran their own copy, and
+//! the binary ran the library's. Once the binary's f32 direct conv tile
+//! came out 128 bits wide, with spills, at 0.6× the speed, while every bench
+//! copy was full width, and the benches could not see it. So the hottest
+//! kernels enter through non-generic f32 and f64 functions (`conv2d_f32`,
+//! `filter_f32`, ...): the library compiles those once, and the binary, the
+//! benches and the integration tests all run that machine code.
 
 use crate::scalar::Scalar;
 
