@@ -1,6 +1,7 @@
 """Reads the logs `scripts/bench` wrote to DIR and prints issue 14's table:
 each workload's PyTorch and kappa figures over the rounds (min–max) and
 kappa's ratio, taken within each round so that drift between rounds cancels.
+Then the binary's conv kernels as a share of the peaks measured in each round.
 
 Run: python3 bench_table.py DIR ROUNDS
 """
@@ -48,6 +49,31 @@ def peak_rss_gib(text):
     return int(m.group(1)) / 2**20 if m else None
 
 
+def profile_rows(text):
+    """`kappa profile conv`'s kernels: {(shape, direction): (GFLOP/s, % of bound, bound kind)}."""
+    pattern = r"^\s+(\d+c\d+)\s+(\S+)\s+[\d.]+ ms\s+\S+ flop\s+\S+ B\s+([\d.]+) GFLOP/s\s+([\d.]+)% of the (\S+) bound"
+    return {(m[1], m[2]): (float(m[3]), float(m[4]), m[5]) for m in re.finditer(pattern, text, re.M)}
+
+
+def print_profile(out, rounds):
+    """The binary's conv kernels as a share of the machine's measured peaks, over the rounds."""
+    paths = [os.path.join(out, f"profile.{r}.txt") for r in range(1, rounds + 1)]
+    texts = [read(p) for p in paths if os.path.exists(p)]
+    runs = [profile_rows(t) for t in texts]
+    if not runs or not all(runs):
+        print(f"\n`kappa profile conv` printed no kernels: see {out}/profile.*.txt")
+        return
+    peaks = [m[1] for t in texts if (m := re.search(r"^\s+peaks: (.*?) \(", t, re.M))]
+    print(f"\nThe binary's 3×3 conv kernels, batch 128, f32 (`kappa profile conv`; peaks measured each round: {'; '.join(peaks)})\n")
+    print("| kernel | GFLOP/s | of the bound |")
+    print("| --- | ---: | ---: |")
+    for key in runs[0]:
+        got = [r[key] for r in runs if key in r]
+        rate = span([g[0] for g in got], lambda v: f"{v:.0f}")
+        share = span([g[1] for g in got], lambda v: f"{v:.0f}%")
+        print(f"| {key[0]} {key[1]} | {rate} | {share} ({got[0][2]}) |")
+
+
 def main():
     out, rounds = sys.argv[1], int(sys.argv[2])
     kappa = [criterion_medians(read(os.path.join(out, f"kappa.{r}.txt"))) for r in range(1, rounds + 1)]
@@ -84,6 +110,7 @@ def main():
                 f"| {k_step:.1f} s/step, peak RSS {k_rss:.1f} GiB | {t_step / k_step:.2f}× the throughput, {k_rss / t_rss:.2f}× the memory "
                 "| ≥ 1.0× throughput, ≤ 1.0× memory |"
             )
+    print_profile(out, rounds)
 
 
 if __name__ == "__main__":
