@@ -521,4 +521,10 @@ fn resume_refuses_what_it_cannot_honour() {
     assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["checkpoint.safetensors", "no checkpoint"]);
     // A fresh run still never writes into an existing one.
     assert_error(&kappa(&["train", "--out", rs, "--iterations", "4"]), &["metrics.jsonl", "already holds"]);
+    // And says so before it reads the data.
+    let missing = dir.join("no-data");
+    assert_error(
+        &kappa(&["train", "--out", rs, "--data", "mnist", "--data-dir", missing.to_str().unwrap()]),
+        &["metrics.jsonl", "already holds"],
+    );
 }

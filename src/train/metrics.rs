@@ -13,16 +13,25 @@ pub struct MetricsLog {
     out: BufWriter<File>,
 }
 
+const TAKEN: &str = "already holds a run's metrics; pick another --out so nothing is overwritten";
+
 impl MetricsLog {
+    /// Fails, naming the file, where `dir` already holds a run's metrics: a
+    /// check before a run reads its data, so a taken `--out` is reported at
+    /// once. [`MetricsLog::create`] still refuses it atomically.
+    pub fn check_free(dir: &Path) -> Result<()> {
+        let path = dir.join("metrics.jsonl");
+        match path.exists() {
+            true => Err(Error::data(&path, TAKEN.to_string())),
+            false => Ok(()),
+        }
+    }
+
     /// Creates `dir/metrics.jsonl`, refusing to touch one that already exists.
     pub fn create(dir: &Path) -> Result<Self> {
         let path = dir.join("metrics.jsonl");
         let file = OpenOptions::new().write(true).create_new(true).open(&path).map_err(|e| {
-            let detail = if e.kind() == std::io::ErrorKind::AlreadyExists {
-                "already holds a run's metrics; pick another --out so nothing is overwritten".to_string()
-            } else {
-                e.to_string()
-            };
+            let detail = if e.kind() == std::io::ErrorKind::AlreadyExists { TAKEN.to_string() } else { e.to_string() };
             Error::data(&path, detail)
         })?;
         Ok(MetricsLog { path, out: BufWriter::new(file) })

@@ -42,6 +42,9 @@ pub fn run(cfg: &TrainConfig) -> Result<Summary> {
 
 pub fn run_with(cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
     cfg.validate()?;
+    if !opts.resume {
+        MetricsLog::check_free(&cfg.out)?;
+    }
     match cfg.device()? {
         Device::Cpu if cfg.dtype == Dtype::F64 => run_on(&Cpu::<f64>::new(), cfg, opts),
         Device::Cpu => run_on(&Cpu::<f32>::new(), cfg, opts),
