@@ -309,6 +309,39 @@ fn plots_without_data_are_skipped_and_said_so() {
     assert!(md.contains("## Alerts\n\nNone."), "{md}");
 }
 
+/// A diverged run's 1e308 and a subnormal 5e-324, in the loss and in λmax,
+/// are plotted within f64's range. They once sent plotters' log-axis tick
+/// search into an endless loop, so the render runs on a thread with a deadline.
+#[test]
+fn values_at_the_edges_of_f64_are_plotted() {
+    let dir = scratch("edges");
+    let run = write_run(&dir, "edges", FakeRun { analysed: true, finished: true, malformed: false, decay: 1.0 });
+    let metrics = run.join("metrics.jsonl");
+    let (mut losses, mut spectra) = ([1e308, 5e-324, 1.7e308].into_iter(), [1.7e308, 5e-324].into_iter());
+    let lines: Vec<String> = read(&metrics)
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            match v["kind"].as_str() {
+                Some("train") => losses.next().into_iter().for_each(|x| v["loss"] = json!(x)),
+                Some("analysis") => spectra.next().into_iter().for_each(|x| v["sigma_x"]["lambda_max"] = json!(x)),
+                _ => {}
+            }
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(&metrics, lines.join("\n") + "\n").unwrap();
+    let out = dir.join("report");
+    let (done, wait) = std::sync::mpsc::channel();
+    let job = (run.clone(), out.clone());
+    std::thread::spawn(move || done.send(render(&[job.0], &job.1, &ReportOptions::default()).map(|s| s.plots.len())));
+    let plots = wait.recv_timeout(std::time::Duration::from_secs(120)).expect("the report still drawing after 2 minutes").unwrap();
+    assert_eq!(plots, 2 * STEMS.len());
+    for stem in ["train_loss", "layer_lambda_max"] {
+        assert!(read(&out.join(format!("{stem}.svg"))).contains("<polyline"), "{stem}.svg draws no line");
+    }
+}
+
 #[test]
 fn a_directory_without_metrics_is_an_error_naming_it() {
     let dir = scratch("missing");

@@ -219,17 +219,26 @@ impl Panel {
 }
 
 /// A log-axis range around the values, at least two decades wide since
-/// plotters labels a log axis at powers of ten only.
+/// plotters labels a log axis at powers of ten only, and inside
+/// 1e±[`DECADES`]: plotters' tick search divides the axis' ends and never
+/// ends when their ratio overflows, as a diverged run's 1e308 loss over a
+/// first loss of 2 or a subnormal λmax made it. Values beyond are clipped at
+/// the frame.
 fn log_range(ys: &[f64]) -> Option<std::ops::Range<f64>> {
     let (lo, hi) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &y| (lo.min(y), hi.max(y)));
     if !lo.is_finite() {
         return None;
     }
-    let (lo, hi) = (lo.log10(), hi.log10());
+    let (lo, hi) = (lo.log10().clamp(-DECADES, DECADES), hi.log10().clamp(-DECADES, DECADES));
     let pad = ((2.0 - (hi - lo)) / 2.0).max(0.0);
     let (lo, hi) = (lo - pad, hi + pad);
-    Some(10f64.powf(lo - 0.08 * (hi - lo))..10f64.powf(hi + 0.08 * (hi - lo)))
+    let (lo, hi) = ((lo - 0.08 * (hi - lo)).max(-DECADES), (hi + 0.08 * (hi - lo)).min(DECADES));
+    Some(10f64.powf(lo)..10f64.powf(hi))
 }
+
+/// The log axis' reach, in decades either side of 1: the ratio of its ends
+/// stays inside f64's range (1e300 at most).
+const DECADES: f64 = 150.0;
 
 /// Tick labels: plain numbers in a readable range, scientific outside it.
 fn tick(v: f64) -> String {
