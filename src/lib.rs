@@ -25,6 +25,7 @@ pub mod report;
 pub mod rng;
 pub mod run_check;
 pub mod scalar;
+pub mod size;
 pub mod speed;
 pub mod tensor;
 pub mod train;

@@ -519,6 +519,12 @@ fn resume_refuses_what_it_cannot_honour() {
     assert_error(&kappa(&["train", "--resume", dir.join("none").to_str().unwrap()]), &["none/config.json", "kappa train"]);
     std::fs::remove_file(checkpoint::checkpoint_path(&r)).unwrap();
     assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["checkpoint.safetensors", "no checkpoint"]);
+    // A saved configuration that the command line would refuse is named as the file's.
+    let config = r.join("config.json");
+    let saved = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, saved.replace("\"batch_size\": 32", "\"batch_size\": 0")).unwrap();
+    assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["config.json", "would refuse", "--batch-size"]);
+    std::fs::write(&config, saved).unwrap();
     // A fresh run still never writes into an existing one.
     assert_error(&kappa(&["train", "--out", rs, "--iterations", "4"]), &["metrics.jsonl", "already holds"]);
     // And says so before it reads the data.

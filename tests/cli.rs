@@ -97,6 +97,28 @@ fn bad_flags_name_the_flag() {
     assert_error(&kappa(&["train", "--schedule", "cosine", "--out", out]), &["--schedule"]);
     assert_error(&kappa(&["train", "--data", "imagenet21k", "--out", out]), &["--data", "imagenet21k"]);
     assert_error(&kappa(&["train", "--device", "tpu", "--out", out]), &["--device", "tpu"]);
+    // Values clap parses but no run can use.
+    assert_error(&kappa(&["train", "--dropout", "nan", "--out", out]), &["--dropout", "[0, 1)"]);
+    assert_error(&kappa(&["train", "--model", "tau-resnet", "--tau", "inf", "--out", out]), &["--tau", "inf"]);
+    assert_error(&kappa(&["train", "--model", "vgg16", "--base-width", "0", "--out", out]), &["--base-width"]);
+    assert_error(&kappa(&["train", "--model", "vgg16", "--out", out]), &["--data", "32×32", "28×28"]);
+    let exact = ["analyze", "--exact", "--depth", "3", "--width", "8", "--examples", "64", "--limit-train", "32", "--out", out];
+    assert_error(&kappa(&exact), &["--examples", "64 examples", "has 32", "--limit-train", "expected 1 to 32"]);
+    assert_error(&kappa(&["profile", "conv", "--batch-size", "0"]), &["--batch-size", "at least 1"]);
+    assert_error(&kappa(&["profile", "covariance", "--repeats", "0"]), &["--repeats", "at least 1"]);
+    // Sizes past memory or usize are errors naming the flags, not overflow panics or allocation aborts.
+    let huge = usize::MAX.to_string();
+    let shape = format!("{huge},2,1,1");
+    for (args, named) in [
+        (&["train", "--width", &huge, "--depth", "3", "--out", out][..], &["--width", "hidden layers' weights"][..]),
+        (&["train", "--depth", "100000000", "--out", out], &["--depth", "hidden layers' weights"]),
+        (&["train", "--crop-resize", "20:100000", "--out", out], &["--crop-resize", "resized images"]),
+        (&["profile", "conv", "--batch-size", &huge], &["--batch-size", "16c32"]),
+        (&["profile", "covariance", "--shape", &shape], &["--shape", "activation"]),
+    ] {
+        assert_error(&kappa(args), &[named, &["would not fit in this machine's", "GiB of memory"]].concat());
+    }
+    assert!(!Path::new(out).exists(), "a refused run wrote {out}");
 }
 
 #[cfg(not(feature = "cuda-backend"))]
@@ -109,8 +131,11 @@ fn cuda_without_the_feature_is_a_typed_error() {
 #[test]
 fn mnist_input_errors_name_the_file() {
     let dir = scratch("mnist");
-    let out = dir.join("run");
-    let run = |data: &Path| small_train(&out, &["--data", "mnist", "--data-dir", data.to_str().unwrap(), "--iterations", "1"]);
+    // Each its own run directory: a taken one is refused before the data are read.
+    let run = |data: &Path| {
+        let out = dir.join("runs").join(data.file_name().unwrap());
+        small_train(&out, &["--data", "mnist", "--data-dir", data.to_str().unwrap(), "--iterations", "1"])
+    };
 
     let missing = dir.join("missing");
     std::fs::create_dir_all(&missing).unwrap();

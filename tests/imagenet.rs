@@ -145,6 +145,22 @@ fn more_than_one_percent_corrupt_fails_naming_a_file() {
     }
 }
 
+/// The budget tolerates one bad file, but not when it is the only one: an
+/// epoch that yields nothing is an error, not a run of no steps.
+#[test]
+fn an_epoch_with_nothing_decodable_fails_naming_a_file() {
+    let dir = TempDir::new("all-corrupt");
+    write(&dir.path().join("n01/only.JPEG"), b"not a JPEG either");
+    let listing = imagenet::scan(dir.path(), None).unwrap();
+    for prefetch in [0, 2] {
+        let source = ImageNet::new("imagenet", listing.clone(), train_transform(), stream(4, prefetch)).unwrap();
+        let mut epoch = source.epoch(0);
+        let err = epoch.next().expect("an error, not an empty epoch").unwrap_err().to_string();
+        assert!(err.contains("only.JPEG") && err.contains("none of the 1 files"), "{err}");
+        assert!(epoch.next().is_none(), "nothing follows the error");
+    }
+}
+
 #[test]
 fn prefetched_batches_equal_the_sequential_ones() {
     let dir = TempDir::new("prefetch");

@@ -362,6 +362,10 @@ fn flags_build_configs_and_bad_values_name_their_flag() {
         (&["--data-std", "0"], "--data-std"),
         (&["--hidden", "30", "--input-dim", "2"], "--hidden"),
         (&["--hidden", "2", "--output-dim", "30"], "--output-dim"),
+        // Sizes past usize or memory.
+        (&["--node-multi", "18446744073709551615"], "student nodes overflow"),
+        (&["--input-dim", "18446744073709551615"], "would not fit in this machine's"),
+        (&["--node-multi", "100000000000"], "would not fit in this machine's"),
     ] {
         let err = recon_flags(flags).unwrap_err().to_string();
         assert!(err.contains(named), "{flags:?}: {err}");
@@ -377,6 +381,8 @@ fn flags_build_configs_and_bad_values_name_their_flag() {
         (&["--sizes", "10"], "--sizes"),
         (&["--sizes", "1,30"], "--sizes"),
         (&["--lr", "inf"], "--lr"),
+        (&["--sizes", "18446744073709551615,3"], "would not fit in this machine's"),
+        (&["--sizes", "3,3,3", "--node-multi", "18446744073709551615"], "student nodes overflow"),
     ] {
         let err = matrix_flags(flags).unwrap_err().to_string();
         assert!(err.contains(named), "{flags:?}: {err}");

@@ -91,6 +91,18 @@ pub fn exact_curvature<B: Backend>(subject: &mut impl Subject<B>, batch: &Batch,
     exact_curvature_of(&backend, subject.model_mut(), batch, opts)
 }
 
+/// Fails, naming `--examples`, unless `examples` is 1 to the `available`
+/// examples of the split they are drawn from.
+pub fn check_examples(examples: usize, available: usize) -> Result<()> {
+    if examples == 0 || examples > available {
+        let detail = format!(
+            "{examples} examples, but the split they are drawn from has {available} (--limit-train caps it); expected 1 to {available}"
+        );
+        return Err(Error::arg("--examples", detail));
+    }
+    Ok(())
+}
+
 /// F and M, full and per layer, on the first `opts.examples` rows of `batch`,
 /// with `iteration` 0. The model must be deterministic in training mode (the
 /// forward pass is replayed per example); its BN running statistics are
@@ -101,9 +113,7 @@ pub fn exact_curvature_of<B: Backend>(
     batch: &Batch,
     opts: &ExactOptions,
 ) -> Result<Vec<ExactRecord>> {
-    if opts.examples == 0 || opts.examples > batch.rows() {
-        return Err(Error::arg("--examples", format!("{} examples from a batch of {}", opts.examples, batch.rows())));
-    }
+    check_examples(opts.examples, batch.rows())?;
     if let Some(p) = opts.kappa_p.iter().find(|p| !(**p > 0.0 && **p <= 100.0)) {
         return Err(Error::arg("--kappa-p", format!("{p} is not a percentage in (0, 100]")));
     }

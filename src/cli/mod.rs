@@ -465,6 +465,14 @@ impl AnalysisArgs {
     }
 }
 
+/// `v`, or an error naming `flag` where it is 0.
+fn at_least_one(flag: &str, v: usize) -> crate::Result<usize> {
+    match v {
+        0 => Err(crate::Error::arg(flag, "must be at least 1")),
+        v => Ok(v),
+    }
+}
+
 fn parse_crop_resize(s: &str) -> Result<(usize, usize), String> {
     let parsed = s.split_once(':').and_then(|(c, o)| Some((c.parse().ok()?, o.parse().ok()?)));
     match parsed {
@@ -684,18 +692,18 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Profile { target: ProfileTarget::Gpu { device, depths, batch_size, steps, eig_sizes, json } } => {
             let plan = crate::speed::Plan {
                 depths: crate::speed::parse_list("--depths", &depths)?,
-                batch: batch_size.max(1),
-                steps: steps.max(1),
+                batch: at_least_one("--batch-size", batch_size)?,
+                steps: at_least_one("--steps", steps)?,
                 eig_sizes: crate::speed::parse_list("--eig-sizes", &eig_sizes)?,
                 ..crate::speed::Plan::full()
             };
             crate::speed::run(&device, &plan, json.as_deref())?
         }
         Command::Profile { target: ProfileTarget::Covariance { shape, device, repeats } } => {
-            crate::profile::covariance(&shape, &device, repeats)?
+            crate::profile::covariance(&shape, &device, at_least_one("--repeats", repeats)?)?
         }
         Command::Profile { target: ProfileTarget::Conv { device, batch_size, repeats } } => {
-            crate::profile::conv(&device, batch_size.max(1), repeats)?
+            crate::profile::conv(&device, at_least_one("--batch-size", batch_size)?, at_least_one("--repeats", repeats)?)?
         }
         Command::Data { action: DataAction::Fetch { name, dir, mirrors } } => {
             let manifest = crate::data::fetch::manifest(&name)?;

@@ -233,6 +233,15 @@ impl Iterator for Epoch {
                 }
             }
         }
+        // Every file reached failed (the 1% budget tolerates one): an epoch
+        // of nothing is an error, not a run that takes no steps.
+        if self.failures > 0 && self.failures == self.seen {
+            let s = &*self.shared;
+            let first = s.failed.lock().unwrap_or_else(|e| e.into_inner()).first().map(|&i| s.files[i].0.clone());
+            let detail = format!("none of the {} files {} epoch {} reached could be decoded", self.seen, s.name, self.epoch);
+            self.failures = 0;
+            return Some(Err(Error::data(first.unwrap_or_default(), detail)));
+        }
         None
     }
 }

@@ -87,10 +87,7 @@ pub fn crop_resize_dataset(ds: &Dataset, crop: usize, out: usize) -> Result<Data
         return Err(Error::arg("--crop-resize", format!("needs images shaped [channels, height, width], {} has {:?}", ds.name, ds.dims)));
     };
     let plan = CropResize::new(height, width, crop, out)?;
-    let total = [ds.len(), channels, out, out]
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| Error::arg("--crop-resize", format!("output size {out} is too large")))?;
+    let total = crate::size::elements(&format!("{}'s resized images", ds.name), &[ds.len(), channels, out, out], "--crop-resize")?;
     let mut images = vec![0f32; total];
     images.par_chunks_mut(out * out).zip(ds.images.par_chunks(height * width)).for_each(|(dst, src)| plan.apply(src, dst));
     Ok(Dataset { name: ds.name.clone(), images, labels: ds.labels.clone(), dims: vec![channels, out, out], classes: ds.classes })

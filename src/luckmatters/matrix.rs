@@ -106,7 +106,7 @@ impl MatrixConfig {
                 format!("{} is not a positive standard deviation (0 only with --perturb)", self.init_std),
             ));
         }
-        Ok(())
+        super::student_fits(&self.sizes, self.node_multi, self.batch_size, "--sizes, --node-multi or --batch-size")
     }
 }
 

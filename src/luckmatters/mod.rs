@@ -21,6 +21,22 @@ use crate::train::MetricsLog;
 use serde::Serialize;
 use std::path::Path;
 
+/// Checks that a student `node_multi` times as wide as the teacher of layer
+/// widths `teacher` (input first), and its data, fit in memory, naming
+/// `flags` where they do not.
+fn student_fits(teacher: &[usize], node_multi: usize, samples: usize, flags: &str) -> Result<()> {
+    let last = teacher.len().saturating_sub(1);
+    let mut widths = Vec::with_capacity(teacher.len());
+    for (i, &w) in teacher.iter().enumerate() {
+        let multi = if i == 0 || i == last { 1 } else { node_multi };
+        widths.push(w.checked_mul(multi).ok_or_else(|| Error::arg(flags, format!("{w} × {multi} student nodes overflow")))?);
+    }
+    for (i, pair) in widths.windows(2).enumerate() {
+        crate::size::elements(&format!("student layer {}'s weights", i + 1), &[pair[1], pair[0].saturating_add(1)], flags)?;
+    }
+    crate::size::elements("the input samples", &[samples, teacher[0]], flags).map(|_| ())
+}
+
 /// Creates `out_dir`, writes `config.json` and opens a fresh `metrics.jsonl`
 /// (refusing a directory that already holds a run's metrics).
 fn open_run(out_dir: &Path, config: &impl Serialize) -> Result<MetricsLog> {

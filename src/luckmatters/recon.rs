@@ -143,7 +143,8 @@ impl ReconConfig {
                 format!("{} evaluation samples, fewer than the {} correlations are measured on", self.eval_samples, self.corr_samples),
             ));
         }
-        Ok(())
+        let samples = self.eval_samples.max(self.batch_size);
+        super::student_fits(&sizes, self.node_multi, samples, "--input-dim, --hidden, --node-multi, --eval-samples or --batch-size")
     }
 }
 

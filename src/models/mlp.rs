@@ -41,6 +41,8 @@ impl<B: Backend> Mlp<B> {
         if config.width == 0 {
             return Err(Error::arg("--width", "must be at least 1"));
         }
+        // All layers together, before the first is allocated.
+        crate::size::elements("the hidden layers' weights", &[config.depth - 1, config.width, config.width], "--depth or --width")?;
         let mut rng = Rng::named(seed, "init");
         let mut store = ParamStore::default();
         let mut hidden = Vec::new();

@@ -1,12 +1,13 @@
 //! A 2-D convolution layer (no bias, as in every ResNet), probed for
 //! conditioning analysis with its window, so Σx is taken over patches.
 
-use super::Init;
+use super::{Init, MODEL_SIZES};
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::param::{ParamId, ParamStore};
 use crate::rng::Rng;
+use crate::size;
 use crate::tensor::Tensor;
 
 pub struct Conv2d {
@@ -38,7 +39,7 @@ impl Conv2d {
         rng: &mut Rng,
     ) -> Result<Self> {
         let ConvSpec { c_in, c_out, k, stride, pad } = spec;
-        let n = c_out * c_in * k * k;
+        let n = size::elements(&format!("{name}.weight"), &[c_out, c_in, k, k], MODEL_SIZES)?;
         let w = Tensor::from_f64s(backend, &[c_out, c_in, k, k], init.sample(rng, c_in * k * k, c_out * k * k, n))?;
         let weight = store.add(format!("{name}.weight"), w, layer);
         Ok(Conv2d { name: name.to_string(), weight, stride, pad })

@@ -1,11 +1,12 @@
 //! A fully connected layer, probed for conditioning analysis.
 
-use super::Init;
+use super::{Init, MODEL_SIZES};
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::param::{ParamId, ParamStore};
 use crate::rng::Rng;
+use crate::size;
 use crate::tensor::Tensor;
 
 pub struct Linear {
@@ -28,7 +29,8 @@ impl Linear {
         layer: usize,
         rng: &mut Rng,
     ) -> Result<Self> {
-        let w = Tensor::from_f64s(backend, &[outputs, inputs], init.sample(rng, inputs, outputs, inputs * outputs))?;
+        let n = size::elements(&format!("{name}.weight"), &[outputs, inputs], MODEL_SIZES)?;
+        let w = Tensor::from_f64s(backend, &[outputs, inputs], init.sample(rng, inputs, outputs, n))?;
         let weight = store.add(format!("{name}.weight"), w, layer);
         let bias = bias
             .then(|| Ok::<_, crate::error::Error>(store.add(format!("{name}.bias"), Tensor::zeros(backend, &[outputs])?, layer)))

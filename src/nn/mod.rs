@@ -11,3 +11,6 @@ pub use conv2d::{Conv2d, ConvSpec};
 pub use init::Init;
 pub use linear::Linear;
 pub use scalar::Scalar;
+
+/// The options a layer's size comes from, named when it would not fit in memory.
+const MODEL_SIZES: &str = "--width, --base-width, --crop-resize or the model";

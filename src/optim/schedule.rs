@@ -40,13 +40,33 @@ impl FromStr for Schedule {
             .split(',')
             .map(|e| e.trim().parse::<usize>().map_err(|_| bad("milestones must be whole epochs")))
             .collect::<Result<Vec<_>>>()?;
-        if milestones.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(bad("milestones must increase"));
+        match problem(&milestones, gamma) {
+            Some(why) => Err(bad(why)),
+            None => Ok(Schedule::Multistep { milestones, gamma }),
         }
-        if !(gamma > 0.0 && gamma.is_finite()) {
-            return Err(bad("gamma must be positive"));
+    }
+}
+
+impl Schedule {
+    /// What [`FromStr`] refuses, checked again in a saved configuration.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Schedule::Multistep { milestones, gamma } => match problem(milestones, *gamma) {
+                Some(why) => Err(Error::arg("--schedule", format!("multistep at epochs {milestones:?} by {gamma}: {why}"))),
+                None => Ok(()),
+            },
+            Schedule::Constant => Ok(()),
         }
-        Ok(Schedule::Multistep { milestones, gamma })
+    }
+}
+
+fn problem(milestones: &[usize], gamma: f64) -> Option<&'static str> {
+    if milestones.windows(2).any(|w| w[0] >= w[1]) {
+        Some("milestones must increase")
+    } else if !(gamma > 0.0 && gamma.is_finite()) {
+        Some("gamma must be positive")
+    } else {
+        None
     }
 }
 
@@ -66,6 +86,12 @@ mod tests {
         assert_eq!("constant".parse::<Schedule>().unwrap().lr(0.3, 99), 0.3);
         for bad in ["step:1", "multistep:", "multistep:5,3", "multistep:a", "multistep:3:-1"] {
             assert!(bad.parse::<Schedule>().unwrap_err().to_string().contains("--schedule"), "{bad}");
+        }
+        // As a saved configuration may hold them, past the parser.
+        assert!(Schedule::Multistep { milestones: vec![1, 2], gamma: 0.5 }.validate().is_ok());
+        for (milestones, gamma, why) in [(vec![2, 1], 0.1, "increase"), (vec![1], -1.0, "positive"), (vec![1], f64::NAN, "positive")] {
+            let e = Schedule::Multistep { milestones, gamma }.validate().unwrap_err().to_string();
+            assert!(e.contains("--schedule") && e.contains(why), "{e}");
         }
     }
 }

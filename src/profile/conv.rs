@@ -51,6 +51,9 @@ pub fn conv(device: &str, batch: usize, repeats: usize) -> Result<()> {
 
 fn conv_against(device: &str, batch: usize, repeats: usize, probe: Probe) -> Result<()> {
     let device: Device = device.parse()?;
+    for (c, side) in STAGES {
+        crate::size::elements(&format!("the {c}c{side} activations"), &[batch, c, side, side], "--batch-size")?;
+    }
     let windows = STAGES.map(|(c, side)| Window { n: batch, c, h: side, w: side, kh: 3, kw: 3, stride: 1, pad: 1 });
     let times = match device {
         Device::Cpu => windows.map(|g| time(&Cpu::<f32>::new(), &WallClock, g, repeats)),

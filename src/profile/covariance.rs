@@ -30,7 +30,13 @@ impl FromStr for Shape {
     fn from_str(s: &str) -> Result<Self> {
         let v: Vec<usize> = s.split(',').map(|p| p.trim().parse().ok().filter(|&d| d > 0)).collect::<Option<_>>().unwrap_or_default();
         match v[..] {
-            [n, c, h, w] => Ok(Shape { n, c, h, w }),
+            [n, c, h, w] => {
+                let shape = Shape { n, c, h, w };
+                crate::size::elements("the activation", &[n, c, h, w], "--shape")?;
+                let k = shape.matrix().1;
+                crate::size::elements("Σx", &[k, k], "--shape")?;
+                Ok(shape)
+            }
             _ => Err(Error::arg("--shape", format!("'{s}' is not N,C,H,W with four positive whole numbers, e.g. 1024,256,1,1"))),
         }
     }

@@ -217,7 +217,10 @@ impl TrainConfig {
             .map_err(|e| Error::data(&path, format!("cannot read it ({e}); expected a run directory written by `kappa train`")))?;
         let saved: Saved = serde_json::from_slice(&text)
             .map_err(|e| Error::data(&path, format!("expected the configuration `kappa train` writes, {{\"train\": {{...}}}}: {e}")))?;
-        Ok(TrainConfig { out: run_dir.to_path_buf(), ..saved.train })
+        let cfg = TrainConfig { out: run_dir.to_path_buf(), ..saved.train };
+        // Named as the file's, not as flags the user never gave.
+        cfg.validate().map_err(|e| Error::data(&path, format!("holds a configuration `kappa train` would refuse: {e}")))?;
+        Ok(cfg)
     }
 
     /// Checks what clap cannot: relations between flags and value ranges.
@@ -251,8 +254,24 @@ impl TrainConfig {
             return Err(Error::arg("--log-every", "must be at least 1"));
         }
         self.pipeline.normalization(&self.data)?;
+        self.schedule.validate()?;
         if self.freeze.contains(&0) {
             return Err(Error::arg("--freeze", "layer 0 does not exist; layers are numbered from 1"));
+        }
+        self.arch.validate()
+    }
+}
+
+impl ArchOptions {
+    fn validate(&self) -> Result<()> {
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::arg("--dropout", format!("{} is not a probability in [0, 1)", self.dropout)));
+        }
+        if let Some(tau) = self.tau.filter(|t| !(t.is_finite() && *t >= 0.0)) {
+            return Err(Error::arg("--tau", format!("{tau} is not a finite τ ≥ 0")));
+        }
+        if self.base_width == Some(0) {
+            return Err(Error::arg("--base-width", "must be at least 1"));
         }
         Ok(())
     }

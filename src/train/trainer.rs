@@ -174,6 +174,13 @@ fn build_model<B: Backend>(backend: &B, cfg: &TrainConfig, dims: &[usize], class
         _ => Err(Error::arg("--model", format!("{} needs images [C, H, W]; the data has examples of shape {dims:?}", cfg.model))),
     };
     if cfg.model == VGG16.0 {
+        // Five halvings must leave at least one pixel.
+        if let &[_, h, w] = dims {
+            if h < 32 || w < 32 {
+                let detail = format!("vgg16 needs images of at least 32×32; {} has {h}×{w} (try --data cifar10)", cfg.data);
+                return Err(Error::arg("--data", detail));
+            }
+        }
         let width = cfg.arch.base_width.unwrap_or(vgg16::WIDTH);
         return Ok(Box::new(Vgg16::new(backend, channels()?, width, classes, cfg.seed)?));
     }
