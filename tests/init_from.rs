@@ -150,6 +150,13 @@ fn init_from_refuses_a_missing_unexpected_or_misshapen_tensor_naming_it() {
         f.tensors.insert("layers.1.weight".into(), HostTensor { shape: vec![16, 8], values: Values::F32(vec![0.5; 128]) });
     });
     refuse(&misshapen, &["layers.1.weight: [16, 8] in the file, [16, 16] in the model"]);
+    let diverged = edited(dir.path(), "diverged", |f| {
+        let w = f.tensors.get_mut("layers.1.weight").unwrap();
+        w.values = Values::F32(
+            w.values.to_f64s().unwrap().iter().enumerate().map(|(i, &v)| if i % 7 == 0 { f32::NAN } else { v as f32 }).collect(),
+        );
+    });
+    refuse(&diverged, &["layers.1.weight holds 37 NaN or infinite values", "expected finite weights"]);
     refuse(&dir.path().join("absent.safetensors"), &["cannot read"]);
 
     // A resumed run keeps its own weights.

@@ -102,6 +102,11 @@ pub fn load_model<B: Backend>(model: &mut dyn Model<B>, backend: &B, file: &Tens
                 ),
             ));
         }
+        // A checkpoint resumes whatever its run held; weights from elsewhere must be usable.
+        let non_finite = t.values.to_f64s().map_or(0, |v| v.iter().filter(|v| !v.is_finite()).count());
+        if precision == Precision::Convert && non_finite > 0 {
+            return Err(Error::data(path, format!("{name} holds {non_finite} NaN or infinite values; expected finite weights")));
+        }
         let tensor = device_tensor(backend, &shape, &t.values)
             .ok_or_else(|| Error::data(path, format!("{name} is {}; expected floating-point values", t.values.dtype())))??;
         loaded.push((slot, tensor));
