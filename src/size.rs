@@ -25,7 +25,7 @@ pub fn elements(what: &str, dims: &[usize], flags: &str) -> Result<usize> {
 
 /// This machine's memory in bytes (`MemTotal` in /proc/meminfo), or the
 /// largest allocation Rust allows where that cannot be read.
-pub fn memory_bytes() -> usize {
+fn memory_bytes() -> usize {
     let kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
         let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
         line.trim_start_matches("MemTotal:").trim().trim_end_matches("kB").trim().parse::<usize>().ok()

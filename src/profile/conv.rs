@@ -1,10 +1,12 @@
 //! `kappa profile conv`: times the 3×3 stride-1 pad-1 convolutions of the
 //! CIFAR ResNet stages (16 channels on 32×32, 32 on 16×16, 64 on 8×8) in
 //! the three directions a training step runs them, with counted flops and
-//! bytes. These run the binary's own copy of the kernels: the benches call
-//! the generic backend and compile theirs in their own crate, and once the
-//! two copies differed (the binary's ran at 0.6× the benches' speed), so
-//! this is how the code the binary trains with is rated.
+//! bytes, in the binary's own copy of the kernels. The direct kernels are
+//! compiled once, in the library, so the benches run the same machine code
+//! (lanes.rs, "One compiled copy"); the im2col and Winograd paths are still
+//! generic, compiled anew in every crate that calls them, and once two such
+//! copies differed (the binary's at 0.6× the benches' speed). So this is
+//! how the code the binary trains with is rated.
 
 use super::covariance::{activation, Shape};
 use super::{bounds, median, of_bound};

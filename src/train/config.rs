@@ -138,13 +138,13 @@ pub struct ArchOptions {
     #[arg(long, value_enum, default_value = "a")]
     pub shortcut: ShortcutKind,
     /// τ of tau-resnet / tau-resnet-nobn [default: 1/√blocks on CIFAR, 2/√(largest stage) on ImageNet]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub tau: Option<f64>,
     /// γ of the BN before the last linear layer: one (the paper) or uniform (the old code's U(0,1))
     #[arg(long, value_enum, default_value = "one")]
     pub lastbn_gamma: LastBnGamma,
     /// Dropout probability before the last linear layer (ImageNet Table A1 uses 0.3)
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     pub dropout: f64,
     /// vgg16's first-stage channels; later stages have 2×, 4×, 8×, 8× and the hidden layers 8× [default: 64]
     #[arg(long)]

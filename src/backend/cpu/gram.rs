@@ -27,10 +27,11 @@
 //! to `acc`, on whichever thread: the result depends on the shape alone,
 //! never on the thread count.
 
-use super::lanes::{self, as_elements, Element, Lanes};
+use super::lanes::{self, Element, Lanes};
 use super::microkernel::{self, Tile, NR};
 use crate::backend::GramJob;
 use crate::scalar::Scalar;
+use std::any::TypeId;
 use std::ops::Range;
 
 /// Rows of X per pass over a band's tiles (a band's rows of 256 rows of X
@@ -42,34 +43,39 @@ struct SharedPtr<T>(*mut T);
 unsafe impl<T> Sync for SharedPtr<T> {}
 
 /// Runs every job, `acc[i·d + j] += alpha·Σ_p X(p, i)·X(p, j)` for `j ≤ i`
-/// (X `n × d`, row-major), summed in f32 for an f32 `T`, else in f64, the
-/// jobs' tasks ([`tasks`]) spread over the cores together. The caller
+/// (X `n × d`, row-major), summed in `T` (f32 or f64, the only scalars),
+/// the jobs' tasks ([`tasks`]) spread over the cores together. The caller
 /// checks that each `acc` holds `d²` elements and each `x` `n·d`.
 pub fn gram_lower_many<T: Scalar>(jobs: &mut [GramJob<'_, [T]>]) {
-    match T::EPSILON > f64::EPSILON {
-        true => many::<f32, T>(jobs),
-        false => many::<f64, T>(jobs),
+    match TypeId::of::<T>() == TypeId::of::<f32>() {
+        // SAFETY: T is f32, so the jobs are GramJobs of f32.
+        true => many_f32(unsafe { &mut *(jobs as *mut [GramJob<'_, [T]>] as *mut [GramJob<'_, [f32]>]) }),
+        false => {
+            assert_eq!(TypeId::of::<T>(), TypeId::of::<f64>(), "f32 and f64 are the only scalars");
+            // SAFETY: T is f64, so the jobs are GramJobs of f64.
+            many_f64(unsafe { &mut *(jobs as *mut [GramJob<'_, [T]>] as *mut [GramJob<'_, [f64]>]) })
+        }
     }
 }
 
-fn many<E: Element, T: Scalar>(jobs: &mut [GramJob<'_, [T]>]) {
-    // X itself for f32 and f64, the only scalars; a widened copy otherwise.
-    let widened: Vec<Option<Vec<E>>> =
-        jobs.iter().map(|j| as_elements::<E, T>(j.x).is_none().then(|| j.x.iter().map(|v| E::from_f64(v.to_f64())).collect())).collect();
-    let cols: Vec<Columns<E>> = jobs
-        .iter()
-        .zip(&widened)
-        .map(|(j, w)| {
-            let x = w.as_deref().or_else(|| as_elements::<E, T>(j.x)).expect("f32 and f64 are read in place");
-            Columns::new(X { x, n: j.rows, d: j.cols })
-        })
-        .collect();
-    let dst: Vec<(SharedPtr<T>, E)> = jobs.iter_mut().map(|j| (SharedPtr(j.acc.as_mut_ptr()), E::from_f64(j.alpha))).collect();
+// Not generic, so the library compiles each once and every caller runs that
+// machine code (lanes.rs, "One compiled copy").
+fn many_f32(jobs: &mut [GramJob<'_, [f32]>]) {
+    many(jobs)
+}
+
+fn many_f64(jobs: &mut [GramJob<'_, [f64]>]) {
+    many(jobs)
+}
+
+fn many<E: Element>(jobs: &mut [GramJob<'_, [E]>]) {
+    let cols: Vec<Columns<E>> = jobs.iter().map(|j| Columns::new(X { x: j.x, n: j.rows, d: j.cols })).collect();
+    let dst: Vec<(SharedPtr<E>, E)> = jobs.iter_mut().map(|j| (SharedPtr(j.acc.as_mut_ptr()), E::from_f64(j.alpha))).collect();
     let tasks = tasks(&cols, rayon::current_num_threads());
     super::parallel::longest_first(tasks.len(), |t| {
         let (j, bands_of_j) = tasks[t].clone();
         // SAFETY: job j's `acc` holds d² elements, and these bands' rows are this task's alone.
-        unsafe { bands::<E, T>(dst[j].0 .0, bands_of_j, &cols[j], dst[j].1) }
+        unsafe { bands::<E>(dst[j].0 .0, bands_of_j, &cols[j], dst[j].1) }
     });
 }
 
@@ -139,25 +145,25 @@ impl<'a, E: Element> Columns<'a, E> {
 ///
 /// # Safety
 /// `acc` must point to `d²` elements whose band rows no other thread touches.
-unsafe fn bands<E: Element, T: Scalar>(acc: *mut T, bands: Range<usize>, cols: &Columns<E>, alpha: E) {
+unsafe fn bands<E: Element>(acc: *mut E, bands: Range<usize>, cols: &Columns<E>, alpha: E) {
     #[cfg(target_arch = "x86_64")]
     if lanes::avx2_fma() {
-        return bands_avx2::<E, T>(acc, bands, cols, alpha);
+        return bands_avx2::<E>(acc, bands, cols, alpha);
     }
-    bands_in::<E, T, E::Portable>(acc, bands, cols, alpha)
+    bands_in::<E, E::Portable>(acc, bands, cols, alpha)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn bands_avx2<E: Element, T: Scalar>(acc: *mut T, bands: Range<usize>, cols: &Columns<E>, alpha: E) {
-    bands_in::<E, T, E::Avx2>(acc, bands, cols, alpha)
+unsafe fn bands_avx2<E: Element>(acc: *mut E, bands: Range<usize>, cols: &Columns<E>, alpha: E) {
+    bands_in::<E, E::Avx2>(acc, bands, cols, alpha)
 }
 
 /// Band b's rows are `b·2w..` for `w` lanes; its tile `q` has columns
 /// `q·NR..`. Each [`KC`]-row chunk of X goes through all the bands before
 /// the next, so it is read from memory once and from cache by the others.
 #[inline(always)]
-unsafe fn bands_in<E: Element, T: Scalar, S: Lanes<E>>(acc: *mut T, bands: Range<usize>, cols: &Columns<E>, alpha: E) {
+unsafe fn bands_in<E: Element, S: Lanes<E>>(acc: *mut E, bands: Range<usize>, cols: &Columns<E>, alpha: E) {
     let (w, X { x, n, d }) = (S::WIDTH, cols.x);
     let span = |b: usize| b * 2 * w..((b + 1) * 2 * w).min(d);
     let mut tiles: Vec<Vec<Tile<S>>> = bands.clone().map(|b| vec![[[S::zero(); 2]; NR]; span(b).end.div_ceil(NR)]).collect();
@@ -190,7 +196,7 @@ unsafe fn bands_in<E: Element, T: Scalar, S: Lanes<E>>(acc: *mut T, bands: Range
                 lo.store(&mut sums[..w]);
                 hi.store(&mut sums[w..2 * w]);
                 for (i, &s) in i.clone().zip(&sums).filter(|&(i, _)| j <= i) {
-                    *acc.add(i * d + j) += T::from_f64((alpha * s).to_f64());
+                    *acc.add(i * d + j) += alpha * s;
                 }
             }
         }
@@ -259,13 +265,13 @@ mod tests {
                 let x: Vec<f64> = (0..n * d).map(|_| r.normal()).collect();
                 let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
                 assert_eq!(
-                    all_bands(&x, (n, d), bands_avx2::<f64, f64>),
-                    all_bands(&x, (n, d), bands_in::<f64, f64, <f64 as Element>::Portable>),
+                    all_bands(&x, (n, d), bands_avx2::<f64>),
+                    all_bands(&x, (n, d), bands_in::<f64, <f64 as Element>::Portable>),
                     "f64 {n}×{d}"
                 );
                 assert_eq!(
-                    all_bands(&x32, (n, d), bands_avx2::<f32, f32>),
-                    all_bands(&x32, (n, d), bands_in::<f32, f32, <f32 as Element>::Portable>),
+                    all_bands(&x32, (n, d), bands_avx2::<f32>),
+                    all_bands(&x32, (n, d), bands_in::<f32, <f32 as Element>::Portable>),
                     "f32 {n}×{d}"
                 );
             }

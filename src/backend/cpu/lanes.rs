@@ -12,8 +12,9 @@
 //! came out 128 bits wide, with spills, at 0.6× the speed, while every bench
 //! copy was full width, and the benches could not see it. So the hottest
 //! kernels enter through non-generic f32 and f64 functions (`conv2d_f32`,
-//! `filter_f32`, ...): the library compiles those once, and the binary, the
-//! benches and the integration tests all run that machine code.
+//! `filter_f32`, the Gram's `many_f32`, `tridiagonalise_f32`, ...): the
+//! library compiles those once, and the binary, the benches and the
+//! integration tests all run that machine code.
 
 use crate::scalar::Scalar;
 
@@ -130,6 +131,13 @@ pub struct Avx2F32(std::arch::x86_64::__m256);
 pub fn as_elements<E: 'static, T: 'static>(x: &[T]) -> Option<&[E]> {
     // SAFETY: T and E are the same type.
     (std::any::TypeId::of::<T>() == std::any::TypeId::of::<E>()).then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) })
+}
+
+/// [`as_elements`] for writing.
+pub fn as_elements_mut<E: 'static, T: 'static>(x: &mut [T]) -> Option<&mut [E]> {
+    // SAFETY: T and E are the same type.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<E>())
+        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast(), x.len()) })
 }
 
 /// `v` as a `Vec<T>` when `E` is `T`: how such a kernel hands its result back.

@@ -24,7 +24,7 @@
 //! update split; under load ~3 the split was 13.5–15.8 ms against 11.4–12.2.
 //! A step's symv (tens of µs) is too short for a fork and join per step.
 
-use super::lanes::{self, Element, Lanes};
+use super::lanes::{self, as_elements_mut, into_scalars, Element, Lanes};
 use super::microkernel::{self, NR};
 
 /// Reflectors per panel: the inner dimension of the trailing update is twice this.
@@ -42,6 +42,30 @@ const PANEL: usize = 16;
 /// `a` is overwritten. The caller checks `a.len() == n²`.
 pub fn tridiagonalise<E: Element>(a: &mut [E], n: usize) -> (Vec<E>, Vec<E>) {
     debug_assert_eq!(a.len(), n * n);
+    match as_elements_mut::<f32, E>(a) {
+        Some(a) => same_type(tridiagonalise_f32(a, n)),
+        None => same_type(tridiagonalise_f64(as_elements_mut(a).expect("f32 and f64 are the only elements"), n)),
+    }
+}
+
+/// A kernel's `(d, e)` in `F` back as `E`, the same type.
+fn same_type<E: 'static, F: 'static>((d, e): (Vec<F>, Vec<F>)) -> (Vec<E>, Vec<E>) {
+    (into_scalars(d).expect("F is E"), into_scalars(e).expect("F is E"))
+}
+
+// Not generic, so the library compiles each once and every caller runs that
+// machine code (lanes.rs, "One compiled copy").
+fn tridiagonalise_f32(a: &mut [f32], n: usize) -> (Vec<f32>, Vec<f32>) {
+    reduce_fastest(a, n)
+}
+
+fn tridiagonalise_f64(a: &mut [f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    reduce_fastest(a, n)
+}
+
+/// The reduction in the AVX2 copy where the CPU has it, else the portable one.
+#[inline(always)]
+fn reduce_fastest<E: Element>(a: &mut [E], n: usize) -> (Vec<E>, Vec<E>) {
     #[cfg(target_arch = "x86_64")]
     if lanes::avx2_fma() {
         // SAFETY: both features were just detected.
