@@ -189,6 +189,37 @@ fn a_checkpoint_of_another_optimiser_or_seed_is_refused() {
 }
 
 #[test]
+fn a_state_that_is_not_finite_is_neither_saved_nor_resumed() {
+    let cfg = config("not-finite", &[]);
+    let be = Cpu::<f32>::new();
+    let mut t = trainer(&be, &cfg);
+    t.step(&batch(0), cfg.lr).unwrap();
+    assert_eq!(t.save_checkpoint(&cfg.out, &cfg, &run_state(1)).unwrap(), checkpoint::Saved::Written);
+    let path = checkpoint::checkpoint_path(&cfg.out);
+    let written = std::fs::read(&path).unwrap();
+    // A NaN weight, which a ReLU can hide from the loss: named, not saved, the last checkpoint kept.
+    let store = t.model_mut().store_mut();
+    let id = store.ids().find(|&id| store.param(id).name == "layers.1.weight").unwrap();
+    let mut values = store.param(id).value.to_f64s(&be).unwrap();
+    values[3] = f64::NAN;
+    let shape = store.param(id).value.shape().to_vec();
+    store.param_mut(id).value = kappa::tensor::Tensor::from_f64s(&be, &shape, values).unwrap();
+    assert_eq!(t.save_checkpoint(&cfg.out, &cfg, &run_state(2)).unwrap(), checkpoint::Saved::NotFinite("layers.1.weight".into()));
+    assert_eq!(std::fs::read(&path).unwrap(), written);
+    // So a checkpoint holding one was changed since kappa wrote it: refused, naming the tensor.
+    for name in ["layers.1.weight", "optimizer.layers.0.weight.momentum_buffer", "bns.0.running_var"] {
+        let mut file = TensorFile::read(&path).unwrap();
+        let Values::F32(v) = &mut file.tensors.get_mut(name).unwrap().values else { panic!("{name} is f32") };
+        v[0] = f32::INFINITY;
+        file.write(&path).unwrap();
+        let err = trainer(&be, &cfg).resume(&cfg.out, &cfg).unwrap_err().to_string();
+        assert!(err.contains("checkpoint.safetensors") && err.contains(name) && err.contains("changed since"), "{err}");
+        std::fs::write(&path, &written).unwrap();
+    }
+    trainer(&be, &cfg).resume(&cfg.out, &cfg).unwrap();
+}
+
+#[test]
 fn a_checkpoint_of_another_architecture_names_the_mismatch() {
     let wide = config("arch-wide", &[]);
     let be = Cpu::<f32>::new();
@@ -512,11 +543,24 @@ fn resume_refuses_what_it_cannot_honour() {
     let r = dir.join("r");
     train(&r, &["--iterations", "4", "--analyze-every", "0"]);
     let rs = r.to_str().unwrap();
+    // The SHA-256 of every file of a run directory, by path (a folder's as "folder").
+    let files = |dir: &Path| -> BTreeMap<String, String> {
+        let digest = |p: &Path| kappa::data::fetch::sha256_file(p).unwrap_or_else(|_| "folder".into());
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).map(|p| (p.display().to_string(), digest(&p))).collect()
+    };
     assert_error(&kappa(&["train", "--resume", rs, "--lr", "0.1"]), &["--resume", "--lr", "config.json"]);
     assert_error(&kappa(&["train", "--resume", rs, "--depth", "3"]), &["--depth"]);
     assert_error(&kappa(&["train", "--resume", rs]), &["--iterations", "4 of its 4"]);
     assert_error(&kappa(&["train", "--resume", rs, "--iterations", "3"]), &["--iterations", "4 of its 3"]);
     assert_error(&kappa(&["train", "--resume", dir.join("none").to_str().unwrap()]), &["none/config.json", "kappa train"]);
+    // A resume refused for want of its spectra folder leaves the run's files as they were.
+    let spectral = dir.join("spectral");
+    train(&spectral, &["--iterations", "4", "--analyze-every", "2", "--save-spectra"]);
+    std::fs::remove_dir_all(spectral.join("spectra")).unwrap();
+    std::fs::write(spectral.join("spectra"), "not a folder").unwrap();
+    let before = files(&spectral);
+    assert_error(&kappa(&["train", "--resume", spectral.to_str().unwrap(), "--iterations", "8"]), &["spectra"]);
+    assert_eq!(files(&spectral), before);
     std::fs::remove_file(checkpoint::checkpoint_path(&r)).unwrap();
     assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["checkpoint.safetensors", "no checkpoint"]);
     // A saved configuration that the command line would refuse is named as the file's.
@@ -524,9 +568,20 @@ fn resume_refuses_what_it_cannot_honour() {
     let saved = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, saved.replace("\"batch_size\": 32", "\"batch_size\": 0")).unwrap();
     assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["config.json", "would refuse", "--batch-size"]);
+    // Also where the value is refused only as the model or the data are built.
+    std::fs::write(&config, saved.replace("\"depth\": 3", "\"depth\": 1")).unwrap();
+    assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["config.json", "would refuse", "--depth"]);
+    std::fs::write(&config, saved.replace("\"limit_train\": 256", "\"limit_train\": 0")).unwrap();
+    assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["config.json", "would refuse", "--limit-train"]);
     std::fs::write(&config, saved).unwrap();
     // A fresh run still never writes into an existing one.
     assert_error(&kappa(&["train", "--out", rs, "--iterations", "4"]), &["metrics.jsonl", "already holds"]);
+    // Nor into one that lost its metrics: its other files are refused as well.
+    std::fs::rename(r.join("metrics.jsonl"), dir.join("metrics.jsonl")).unwrap();
+    let before = files(&r);
+    assert_error(&kappa(&["train", "--out", rs, "--iterations", "4"]), &["config.json", "already holds"]);
+    assert_eq!(files(&r), before);
+    std::fs::rename(dir.join("metrics.jsonl"), r.join("metrics.jsonl")).unwrap();
     // And says so before it reads the data.
     let missing = dir.join("no-data");
     assert_error(

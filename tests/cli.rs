@@ -173,6 +173,15 @@ fn mnist_input_errors_name_the_file() {
     std::fs::create_dir_all(&labels).unwrap();
     write_mnist(&labels, 40, 12);
     assert_error(&run(&labels), &["train-labels-idx1-ubyte", "12"]);
+
+    // Test images of another size than the training images (here 20×20, the same 40 examples).
+    let sizes = dir.join("sizes");
+    std::fs::create_dir_all(&sizes).unwrap();
+    write_mnist(&sizes, 40, 3);
+    let mut img = [be32(2051), be32(40), be32(20), be32(20)].concat();
+    img.extend((0..40 * 400).map(|i| (i % 251) as u8));
+    std::fs::write(sizes.join("t10k-images-idx3-ubyte"), img).unwrap();
+    assert_error(&run(&sizes), &["t10k-images-idx3-ubyte", "20×20", "28×28"]);
 }
 
 #[test]

@@ -348,9 +348,11 @@ fn a_directory_without_metrics_is_an_error_naming_it() {
     let empty = dir.join("not-a-run");
     std::fs::create_dir_all(&empty).unwrap();
     let good = write_run(&dir, "plain", FakeRun { analysed: true, finished: true, malformed: false, decay: 0.1 });
-    for bad in [empty, dir.join("absent")] {
+    let file = dir.join("a-file");
+    std::fs::write(&file, "not a run").unwrap();
+    for (bad, why) in [(empty, "has no metrics.jsonl"), (dir.join("absent"), "does not exist"), (file, "a file, not a directory")] {
         let err = render(&[good.clone(), bad.clone()], &dir.join("report"), &ReportOptions::default()).unwrap_err().to_string();
-        assert!(err.contains(&bad.display().to_string()) && err.contains("metrics.jsonl"), "{err}");
+        assert!(err.contains(&bad.display().to_string()) && err.contains("metrics.jsonl") && err.contains(why), "{err}");
     }
     assert!(!dir.join("report").exists(), "nothing is written when a run cannot be read");
 }

@@ -45,6 +45,11 @@ impl Values {
         self.len() == 0
     }
 
+    /// How many values are NaN or infinite (none of an integer tensor).
+    pub fn non_finite(&self) -> usize {
+        self.to_f64s().map_or(0, |v| v.iter().filter(|x| !x.is_finite()).count())
+    }
+
     /// Floating-point values widened (exactly) to f64; `None` for integers.
     pub fn to_f64s(&self) -> Option<Vec<f64>> {
         match self {

@@ -25,6 +25,22 @@ pub enum Precision {
     Convert,
 }
 
+impl Precision {
+    /// Why a file's NaN or infinite value is refused.
+    pub fn finite_why(self) -> &'static str {
+        match self {
+            Precision::Exact => NOT_WRITTEN_SO,
+            Precision::Convert => "expected finite weights",
+        }
+    }
+}
+
+/// Why a checkpoint holding a NaN or infinite value was not written by kappa
+/// as it stands: a run whose state turns non-finite stops as diverged instead
+/// of saving it.
+pub const NOT_WRITTEN_SO: &str =
+    "kappa never saves such a checkpoint (a run whose state turns non-finite stops as diverged), so the file was changed since";
+
 /// Every parameter and buffer of `model`, plus an i64 `num_batches_tracked`
 /// per BN layer so PyTorch's strict `load_state_dict` accepts the file.
 pub fn model_tensors<B: Backend>(model: &dyn Model<B>, backend: &B, batches_tracked: u64) -> Result<Vec<(String, HostTensor)>> {
@@ -102,10 +118,9 @@ pub fn load_model<B: Backend>(model: &mut dyn Model<B>, backend: &B, file: &Tens
                 ),
             ));
         }
-        // A checkpoint resumes whatever its run held; weights from elsewhere must be usable.
-        let non_finite = t.values.to_f64s().map_or(0, |v| v.iter().filter(|v| !v.is_finite()).count());
-        if precision == Precision::Convert && non_finite > 0 {
-            return Err(Error::data(path, format!("{name} holds {non_finite} NaN or infinite values; expected finite weights")));
+        let non_finite = t.values.non_finite();
+        if non_finite > 0 {
+            return Err(Error::data(path, format!("{name} holds {non_finite} NaN or infinite values; {}", precision.finite_why())));
         }
         let tensor = device_tensor(backend, &shape, &t.values)
             .ok_or_else(|| Error::data(path, format!("{name} is {}; expected floating-point values", t.values.dtype())))??;

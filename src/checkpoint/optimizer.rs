@@ -3,6 +3,7 @@
 
 use super::convert::{device_tensor, host_tensor, run_dtype};
 use super::file::{HostTensor, TensorFile, Values};
+use super::model::NOT_WRITTEN_SO;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::optim::{Optimizer, OptimizerState};
@@ -73,6 +74,9 @@ pub fn load_optimizer<B: Backend>(
         }
         if t.values.dtype() != run_dtype::<B>() {
             return Err(bad(format!("{name} is {} but the run computes in {}", t.values.dtype(), run_dtype::<B>())));
+        }
+        if t.values.non_finite() > 0 {
+            return Err(bad(format!("{name} holds {} NaN or infinite values; {NOT_WRITTEN_SO}", t.values.non_finite())));
         }
         let buf = device_tensor(backend, shape, &t.values).ok_or_else(|| bad(format!("{name} is not floating point")))??;
         slots.entry(id).or_insert_with(|| vec![None; names.len()])[k] = Some(buf.buf().clone());

@@ -20,9 +20,21 @@ pub fn checkpoint_path(run_dir: &Path) -> PathBuf {
     run_dir.join(CHECKPOINT_FILE)
 }
 
+/// Whether [`save`] wrote the checkpoint.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Saved {
+    Written,
+    /// Not written, as this tensor of the model or the optimiser holds NaN
+    /// or infinite values: the run has diverged (a ReLU can hide a NaN
+    /// weight from the loss), and a checkpoint of it could only resume as
+    /// garbage. The previous checkpoint stays.
+    NotFinite(String),
+}
+
 /// Writes `RUN_DIR/checkpoint.safetensors`: the model and the optimiser as
 /// they stand, where the run stood, and its `identity`, the (key, value)
-/// pairs of the run's configuration a resumed run must agree with.
+/// pairs of the run's configuration a resumed run must agree with; unless
+/// a value is not finite ([`Saved::NotFinite`]).
 pub fn save<B: Backend>(
     run_dir: &Path,
     be: &B,
@@ -30,16 +42,20 @@ pub fn save<B: Backend>(
     optimizer: &dyn Optimizer<B>,
     identity: &[(&str, String)],
     state: &RunState,
-) -> Result<()> {
+) -> Result<Saved> {
     let mut file = TensorFile::default();
     file.tensors.extend(model_tensors(model, be, state.iteration as u64)?);
     file.tensors.extend(optimizer_tensors(optimizer, model.store(), be)?);
+    if let Some(name) = file.tensors.iter().find(|(_, t)| t.values.non_finite() > 0).map(|(name, _)| name) {
+        return Ok(Saved::NotFinite(name.clone()));
+    }
     file.metadata.insert("format".into(), FORMAT.into());
     file.metadata.insert("format_version".into(), FORMAT_VERSION.into());
     file.metadata.insert("model".into(), model.describe());
     file.metadata.extend(identity.iter().map(|(k, v)| (k.to_string(), v.clone())));
     state.to_metadata(&mut file.metadata);
-    file.write(&checkpoint_path(run_dir))
+    file.write(&checkpoint_path(run_dir))?;
+    Ok(Saved::Written)
 }
 
 /// Loads `RUN_DIR/checkpoint.safetensors` into a model and optimiser built

@@ -195,7 +195,15 @@ pub fn read_pair(name: &str, images: &Path, labels: &Path, classes: usize) -> Re
 }
 
 /// Loads MNIST's train and test sets from the canonical files in `dir`.
+/// The test images must have the training images' size: a model takes one.
 pub fn load_mnist(dir: &Path) -> Result<Split> {
     let set = |images: &str, labels: &str| read_pair("mnist", &locate(dir, images)?, &locate(dir, labels)?, 10);
-    Ok(Split { train: set(MNIST_TRAIN_IMAGES, MNIST_TRAIN_LABELS)?, test: set(MNIST_TEST_IMAGES, MNIST_TEST_LABELS)? })
+    let (train, test) = (set(MNIST_TRAIN_IMAGES, MNIST_TRAIN_LABELS)?, set(MNIST_TEST_IMAGES, MNIST_TEST_LABELS)?);
+    if test.dims != train.dims {
+        let side = |d: &[usize]| format!("{}×{}", d[1], d[2]);
+        let detail =
+            format!("holds {} images, but the training images are {}; expected the same size", side(&test.dims), side(&train.dims));
+        return Err(Error::data(locate(dir, MNIST_TEST_IMAGES)?, detail));
+    }
+    Ok(Split { train, test })
 }

@@ -58,7 +58,11 @@ impl Run {
     pub fn load(dir: &Path) -> Result<Run> {
         let metrics = dir.join("metrics.jsonl");
         if !metrics.is_file() {
-            let why = if dir.is_dir() { "it has no metrics.jsonl" } else { "it does not exist" };
+            let why = match (dir.is_dir(), dir.exists()) {
+                (true, _) => "it has no metrics.jsonl",
+                (false, true) => "it is a file, not a directory",
+                (false, false) => "it does not exist",
+            };
             return Err(Error::data(dir, format!("expected a run directory written by `kappa train` (with metrics.jsonl), but {why}")));
         }
         let bytes = std::fs::read(&metrics).map_err(|e| Error::data(&metrics, e.to_string()))?;

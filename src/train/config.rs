@@ -218,9 +218,19 @@ impl TrainConfig {
         let saved: Saved = serde_json::from_slice(&text)
             .map_err(|e| Error::data(&path, format!("expected the configuration `kappa train` writes, {{\"train\": {{...}}}}: {e}")))?;
         let cfg = TrainConfig { out: run_dir.to_path_buf(), ..saved.train };
-        // Named as the file's, not as flags the user never gave.
-        cfg.validate().map_err(|e| Error::data(&path, format!("holds a configuration `kappa train` would refuse: {e}")))?;
+        cfg.validate().map_err(|e| Self::saved_error(run_dir, e))?;
         Ok(cfg)
+    }
+
+    /// An argument error of the configuration a run directory holds, named as
+    /// its `config.json`'s, not as flags the user never gave.
+    pub fn saved_error(run_dir: &Path, e: Error) -> Error {
+        match e {
+            e @ Error::Argument { .. } => {
+                Error::data(run_dir.join("config.json"), format!("holds a configuration `kappa train` would refuse: {e}"))
+            }
+            e => e,
+        }
     }
 
     /// Checks what clap cannot: relations between flags and value ranges.

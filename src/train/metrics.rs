@@ -1,6 +1,7 @@
 //! The run directory's `metrics.jsonl` (one JSON object per record, flushed as
 //! written so a crash loses nothing) and its `summary.json`.
 
+use crate::checkpoint::CHECKPOINT_FILE;
 use crate::error::{Error, Result};
 use crate::record::Headline;
 use serde::Serialize;
@@ -13,17 +14,22 @@ pub struct MetricsLog {
     out: BufWriter<File>,
 }
 
-const TAKEN: &str = "already holds a run's metrics; pick another --out so nothing is overwritten";
+const TAKEN: &str = "already holds part of a run; pick another --out so nothing is overwritten";
+
+/// What a run writes besides its metrics: a fresh run refuses a directory
+/// holding any of them too, or it would overwrite the one there (or mix its
+/// spectra with that run's).
+const RUN_FILES: [&str; 4] = ["config.json", CHECKPOINT_FILE, "summary.json", "spectra"];
 
 impl MetricsLog {
-    /// Fails, naming the file, where `dir` already holds a run's metrics: a
-    /// check before a run reads its data, so a taken `--out` is reported at
-    /// once. [`MetricsLog::create`] still refuses it atomically.
+    /// Fails, naming the file, where `dir` already holds a run's metrics or
+    /// any other file a run writes: a check before a run reads its data, so a
+    /// taken `--out` is reported at once. [`MetricsLog::create`] still
+    /// refuses a taken `metrics.jsonl` atomically.
     pub fn check_free(dir: &Path) -> Result<()> {
-        let path = dir.join("metrics.jsonl");
-        match path.exists() {
-            true => Err(Error::data(&path, TAKEN.to_string())),
-            false => Ok(()),
+        match std::iter::once("metrics.jsonl").chain(RUN_FILES).map(|f| dir.join(f)).find(|p| p.exists()) {
+            Some(path) => Err(Error::data(&path, TAKEN.to_string())),
+            None => Ok(()),
         }
     }
 

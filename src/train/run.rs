@@ -8,7 +8,7 @@ use crate::analysis::exact::{self, ExactOptions};
 use crate::analysis::{Analyzer, Labels, LayerRecord, Mode, TrainingBatch, EXACT_EXAMPLES_SEED, EXTRA_BATCHES_SEED};
 use crate::backend::cpu::Cpu;
 use crate::backend::{Backend, Device};
-use crate::checkpoint::{self, RunState, Window};
+use crate::checkpoint::{self, RunState, Saved, Window};
 use crate::data::{self, Batch, BatchSource, ImageNetOptions, LoadOptions, OpenOptions, Sources};
 use crate::error::{Error, Result};
 use crate::files;
@@ -164,8 +164,10 @@ pub fn open_data(cfg: &TrainConfig) -> Result<Sources> {
 /// [`run_with`] on a backend the caller opened (the doctor runs one
 /// configuration on two): prepares the run, trains it, and finishes it.
 pub fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> Result<Summary> {
-    let sources = open_data(cfg)?;
-    let mut trainer = Trainer::new(backend, cfg, sources.train.example_dims(), sources.train.classes())?;
+    // A resumed run's data and model come from its config.json.
+    let saved = |e| if opts.resume { TrainConfig::saved_error(&cfg.out, e) } else { e };
+    let sources = open_data(cfg).map_err(saved)?;
+    let mut trainer = Trainer::new(backend, cfg, sources.train.example_dims(), sources.train.classes()).map_err(saved)?;
     if let Some(weights) = &opts.weights {
         checkpoint::load_weights(weights, trainer.model_mut(), backend)?;
     }
@@ -249,16 +251,9 @@ impl<'a, B: Backend> Run<'a, B> {
             println!("TensorBoard events: {} (tensorboard --logdir {})", b.path().display(), dir.display());
         }
         std::fs::create_dir_all(&cfg.out).map_err(|e| Error::data(&cfg.out, format!("cannot create the run directory: {e}")))?;
-        let mut log = match resumed {
-            Some(_) => MetricsLog::append(&cfg.out)?,
-            None => MetricsLog::create(&cfg.out)?,
-        };
-        write_config(cfg, opts, &trainer, resumed.is_some())?;
-        let start_at = resumed.as_ref().map_or(0, |s| s.iteration);
-        if resumed.is_some() {
-            // Records after this one supersede those of iterations from here on.
-            log.write(&Record::Resume(ResumeRecord { iteration: start_at, epoch: start_at / per_epoch, iterations: total }))?;
-        }
+        // What can still refuse a resumed run (its spectra folder, its alerts'
+        // state) comes before the run's files are touched, so a refused resume
+        // leaves them as they were.
         let mut analysis = match cfg.analysis.enabled() || !cfg.analysis.exact_at.is_empty() {
             true => Some(Analysis {
                 analyzer: Analyzer::new(cfg.analysis.clone(), cfg.seed, Some(cfg.out.clone()))?,
@@ -272,6 +267,16 @@ impl<'a, B: Backend> Run<'a, B> {
                 Error::data(checkpoint::checkpoint_path(&cfg.out), format!("metadata alerts: expected the alerts' JSON state: {e}"))
             })?;
             a.analyzer.restore_alerts(alerts);
+        }
+        let mut log = match resumed {
+            Some(_) => MetricsLog::append(&cfg.out)?,
+            None => MetricsLog::create(&cfg.out)?,
+        };
+        write_config(cfg, opts, &trainer, resumed.is_some())?;
+        let start_at = resumed.as_ref().map_or(0, |s| s.iteration);
+        if resumed.is_some() {
+            // Records after this one supersede those of iterations from here on.
+            log.write(&Record::Resume(ResumeRecord { iteration: start_at, epoch: start_at / per_epoch, iterations: total }))?;
         }
 
         let bar = ProgressBar::new(total as u64);
@@ -331,32 +336,50 @@ impl<'a, B: Backend> Run<'a, B> {
                 summary.iterations += 1;
                 self.seen += stats.examples;
                 if !stats.loss.is_finite() {
-                    summary.diverged = true;
-                    summary.diverged_at = Some(summary.iterations);
-                    summary.epochs = epoch + 1;
-                    let record = TrainRecord {
-                        iteration: summary.iterations,
-                        epoch: Some(epoch),
-                        loss: None,
-                        lr: Some(lr),
-                        diverged: true,
-                        ..Default::default()
-                    };
-                    return self.out.write(&Record::Train(record));
+                    return self.diverge(epoch, lr);
                 }
                 self.log_step(stats, epoch, lr)?;
                 // An epoch's (or the run's) last step is checkpointed after its evaluation, below.
                 let iterations = self.summary.iterations;
                 let epoch_end = iterations.is_multiple_of(per_epoch) || iterations == total;
                 if self.opts.checkpoint_every.is_some_and(|n| n > 0 && iterations.is_multiple_of(n)) && !epoch_end {
-                    self.save_checkpoint()?;
+                    if let Some(tensor) = self.save_checkpoint()? {
+                        return self.diverge_in_state(epoch, lr, &tensor);
+                    }
                 }
             }
             self.summary.epochs = epoch + 1;
             self.evaluate(epoch, lr)?;
-            self.save_checkpoint()?;
+            if let Some(tensor) = self.save_checkpoint()? {
+                return self.diverge_in_state(epoch, lr, &tensor);
+            }
         }
         Ok(())
+    }
+
+    /// Records that the run diverged at the current iteration, and its epoch.
+    fn diverge(&mut self, epoch: usize, lr: f64) -> Result<()> {
+        let summary = &mut self.summary;
+        summary.diverged = true;
+        summary.diverged_at = Some(summary.iterations);
+        summary.epochs = epoch + 1;
+        let record = TrainRecord {
+            iteration: summary.iterations,
+            epoch: Some(epoch),
+            loss: None,
+            lr: Some(lr),
+            diverged: true,
+            ..Default::default()
+        };
+        self.out.write(&Record::Train(record))
+    }
+
+    /// [`Run::diverge`] for a state that is no longer finite though the loss
+    /// is (a ReLU can hide a NaN weight): found as a checkpoint was due.
+    fn diverge_in_state(&mut self, epoch: usize, lr: f64, tensor: &str) -> Result<()> {
+        let at = self.summary.iterations;
+        self.out.say(&format!("diverged at iteration {at}: {tensor} holds NaN or infinite values; the last checkpoint is kept"));
+        self.diverge(epoch, lr)
     }
 
     /// Adds a finite step to the training window, and writes the window's
@@ -418,10 +441,11 @@ impl<'a, B: Backend> Run<'a, B> {
         Ok(())
     }
 
-    /// Writes the checkpoint of the run as it stands, when checkpoints are on.
-    fn save_checkpoint(&mut self) -> Result<()> {
+    /// Writes the checkpoint of the run as it stands, when checkpoints are on;
+    /// a tensor of a state no longer finite is named instead ([`Saved::NotFinite`]).
+    fn save_checkpoint(&mut self) -> Result<Option<String>> {
         if self.opts.checkpoint_every.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         let alerts = self.analysis.as_ref().map(|a| a.analyzer.alerts_state()).unwrap_or_default();
         let state = RunState {
@@ -432,16 +456,23 @@ impl<'a, B: Backend> Run<'a, B> {
             forwards: self.trainer.model().forwards(),
             alerts: serde_json::to_string(&alerts).map_err(|e| Error::Backend(format!("alerts state: {e}")))?,
         };
-        self.trainer.save_checkpoint(&self.cfg.out, self.cfg, &state)?;
-        self.saved_at = Some(self.summary.iterations);
-        Ok(())
+        match self.trainer.save_checkpoint(&self.cfg.out, self.cfg, &state)? {
+            Saved::Written => {
+                self.saved_at = Some(self.summary.iterations);
+                Ok(None)
+            }
+            Saved::NotFinite(tensor) => Ok(Some(tensor)),
+        }
     }
 
     /// The last checkpoint and analysis, the summary, and the conditioning table.
     fn finish(mut self) -> Result<Summary> {
         // A run of no steps; before the final analysis, which a resumed run repeats.
         if !self.summary.diverged && self.saved_at != Some(self.summary.iterations) {
-            self.save_checkpoint()?;
+            if let Some(tensor) = self.save_checkpoint()? {
+                let epoch = self.summary.epochs.saturating_sub(1);
+                self.diverge_in_state(epoch, self.cfg.schedule.lr(self.cfg.lr, epoch), &tensor)?;
+            }
         }
         // The state after the last update has no step of its own to ride on.
         let summary = &mut self.summary;

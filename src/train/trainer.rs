@@ -5,7 +5,7 @@ use super::config::{OptimizerKind, TrainConfig};
 use crate::analysis::{Labels, Subject};
 use crate::autograd::{Gradients, Tape};
 use crate::backend::Backend;
-use crate::checkpoint::{self, RunState};
+use crate::checkpoint::{self, RunState, Saved};
 use crate::data::{Batch, BatchSource};
 use crate::error::{Error, Result};
 use crate::models::{vgg16, Family, Mlp, MlpConfig, Model, ResNet, ResNetConfig, Variant, Vgg16, VGG16};
@@ -70,7 +70,7 @@ impl<B: Backend> Trainer<B> {
     }
 
     /// Writes `RUN_DIR/checkpoint.safetensors` for the trainer as it stands.
-    pub fn save_checkpoint(&self, run_dir: &Path, cfg: &TrainConfig, state: &RunState) -> Result<()> {
+    pub fn save_checkpoint(&self, run_dir: &Path, cfg: &TrainConfig, state: &RunState) -> Result<Saved> {
         checkpoint::save(run_dir, &self.backend, self.model(), self.optimizer(), &cfg.checkpoint_identity(), state)
     }
 
