@@ -559,10 +559,13 @@ fn resume_refuses_what_it_cannot_honour() {
     std::fs::remove_dir_all(spectral.join("spectra")).unwrap();
     std::fs::write(spectral.join("spectra"), "not a folder").unwrap();
     let before = files(&spectral);
-    assert_error(&kappa(&["train", "--resume", spectral.to_str().unwrap(), "--iterations", "8"]), &["spectra"]);
+    assert_error(&kappa(&["train", "--resume", spectral.to_str().unwrap(), "--iterations", "8"]), &["spectra", "expected a folder"]);
     assert_eq!(files(&spectral), before);
     std::fs::remove_file(checkpoint::checkpoint_path(&r)).unwrap();
     assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["checkpoint.safetensors", "no checkpoint"]);
+    std::fs::create_dir(checkpoint::checkpoint_path(&r)).unwrap();
+    assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["checkpoint.safetensors", "is not a file"]);
+    std::fs::remove_dir(checkpoint::checkpoint_path(&r)).unwrap();
     // A saved configuration that the command line would refuse is named as the file's.
     let config = r.join("config.json");
     let saved = std::fs::read_to_string(&config).unwrap();

@@ -38,7 +38,8 @@ impl Analyzer {
         let spectra_dir = match (&run_dir, config.save_spectra) {
             (Some(dir), true) => {
                 let d = dir.join("spectra");
-                std::fs::create_dir_all(&d).map_err(|e| Error::data(&d, e.to_string()))?;
+                let why = |e| format!("cannot make the folder --save-spectra writes to ({e}); expected a folder or nothing there");
+                std::fs::create_dir_all(&d).map_err(|e| Error::data(&d, why(e)))?;
                 Some(d)
             }
             _ => None,

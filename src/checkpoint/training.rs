@@ -70,7 +70,11 @@ pub fn resume<B: Backend>(
 ) -> Result<RunState> {
     let path = checkpoint_path(run_dir);
     if !path.is_file() {
-        return Err(Error::data(&path, "no checkpoint to resume from (kappa writes one at every epoch end and with --checkpoint-every N)"));
+        let why = match path.exists() {
+            true => "is not a file; expected the checkpoint kappa writes",
+            false => "no checkpoint to resume from (kappa writes one at every epoch end and with --checkpoint-every N)",
+        };
+        return Err(Error::data(&path, why));
     }
     let file = TensorFile::read(&path)?;
     let meta = |key: &str| file.metadata.get(key).map(String::as_str);
