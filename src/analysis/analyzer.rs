@@ -17,6 +17,9 @@ use crate::error::{Error, Result};
 use crate::scalar::Scalar;
 use std::path::PathBuf;
 
+/// The run directory's folder of `--save-spectra` files.
+pub const SPECTRA_DIR: &str = "spectra";
+
 pub struct Analyzer {
     config: AnalysisConfig,
     seed: u64,
@@ -37,7 +40,7 @@ impl Analyzer {
         config.validate()?;
         let spectra_dir = match (&run_dir, config.save_spectra) {
             (Some(dir), true) => {
-                let d = dir.join("spectra");
+                let d = dir.join(SPECTRA_DIR);
                 let why = |e| format!("cannot make the folder --save-spectra writes to ({e}); expected a folder or nothing there");
                 std::fs::create_dir_all(&d).map_err(|e| Error::data(&d, why(e)))?;
                 Some(d)

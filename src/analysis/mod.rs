@@ -17,7 +17,7 @@ mod subject;
 mod table;
 
 pub use alerts::AlertsState;
-pub use analyzer::{Analyzer, TrainingBatch};
+pub use analyzer::{Analyzer, TrainingBatch, SPECTRA_DIR};
 pub use config::{AnalysisConfig, Mode, EXACT_EXAMPLES_SEED, EXTRA_BATCHES_SEED};
 pub use diagnostics::{NeuronStats, WeightStats};
 pub use moments::{ConvStat, LayerMatrices, Moments};

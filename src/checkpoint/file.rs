@@ -47,7 +47,13 @@ impl Values {
 
     /// How many values are NaN or infinite (none of an integer tensor).
     pub fn non_finite(&self) -> usize {
-        self.to_f64s().map_or(0, |v| v.iter().filter(|x| !x.is_finite()).count())
+        match self {
+            Values::F16(v) => v.iter().filter(|x| !x.is_finite()).count(),
+            Values::BF16(v) => v.iter().filter(|x| !x.is_finite()).count(),
+            Values::F32(v) => v.iter().filter(|x| !x.is_finite()).count(),
+            Values::F64(v) => v.iter().filter(|x| !x.is_finite()).count(),
+            Values::I64(_) => 0,
+        }
     }
 
     /// Floating-point values widened (exactly) to f64; `None` for integers.

@@ -75,8 +75,9 @@ pub fn load_optimizer<B: Backend>(
         if t.values.dtype() != run_dtype::<B>() {
             return Err(bad(format!("{name} is {} but the run computes in {}", t.values.dtype(), run_dtype::<B>())));
         }
-        if t.values.non_finite() > 0 {
-            return Err(bad(format!("{name} holds {} NaN or infinite values; {NOT_WRITTEN_SO}", t.values.non_finite())));
+        let non_finite = t.values.non_finite();
+        if non_finite > 0 {
+            return Err(bad(format!("{name} holds {non_finite} NaN or infinite values; {NOT_WRITTEN_SO}")));
         }
         let buf = device_tensor(backend, shape, &t.values).ok_or_else(|| bad(format!("{name} is not floating point")))??;
         slots.entry(id).or_insert_with(|| vec![None; names.len()])[k] = Some(buf.buf().clone());

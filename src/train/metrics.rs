@@ -1,6 +1,7 @@
 //! The run directory's `metrics.jsonl` (one JSON object per record, flushed as
 //! written so a crash loses nothing) and its `summary.json`.
 
+use crate::analysis::SPECTRA_DIR;
 use crate::checkpoint::CHECKPOINT_FILE;
 use crate::error::{Error, Result};
 use crate::record::Headline;
@@ -16,10 +17,9 @@ pub struct MetricsLog {
 
 const TAKEN: &str = "already holds part of a run; pick another --out so nothing is overwritten";
 
-/// What a run writes besides its metrics: a fresh run refuses a directory
-/// holding any of them too, or it would overwrite the one there (or mix its
-/// spectra with that run's).
-const RUN_FILES: [&str; 4] = ["config.json", CHECKPOINT_FILE, "summary.json", "spectra"];
+/// What a run writes: a fresh run refuses a directory holding any of them,
+/// or it would overwrite the run there (or mix its spectra with that run's).
+const RUN_FILES: [&str; 5] = ["metrics.jsonl", "config.json", CHECKPOINT_FILE, "summary.json", SPECTRA_DIR];
 
 impl MetricsLog {
     /// Fails, naming the file, where `dir` already holds a run's metrics or
@@ -27,7 +27,7 @@ impl MetricsLog {
     /// taken `--out` is reported at once. [`MetricsLog::create`] still
     /// refuses a taken `metrics.jsonl` atomically.
     pub fn check_free(dir: &Path) -> Result<()> {
-        match std::iter::once("metrics.jsonl").chain(RUN_FILES).map(|f| dir.join(f)).find(|p| p.exists()) {
+        match RUN_FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
             Some(path) => Err(Error::data(&path, TAKEN.to_string())),
             None => Ok(()),
         }
