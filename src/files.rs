@@ -1,9 +1,35 @@
-//! Small file utilities shared by the layers that write run directories.
+//! Small file utilities shared by the layers that read the files a user names
+//! and write run directories.
 
 use crate::error::{Error, Result};
 use std::fs::File;
-use std::io::Write;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+
+/// What is wrong with `path` as a file to read, when it exists but is not a
+/// regular file; `None` when it is one or does not exist.
+pub fn not_a_file(path: &Path) -> Option<&'static str> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.is_dir() {
+        Some("is a directory, not a file")
+    } else if !meta.is_file() {
+        Some("is not a regular file but a device, pipe or socket")
+    } else {
+        None
+    }
+}
+
+/// `std::fs::read` for a path a user names: a device such as `/dev/zero` is
+/// refused rather than read until memory runs out, and a pipe rather than
+/// waited on.
+pub fn read_file(path: &Path) -> io::Result<Vec<u8>> {
+    if let Some(problem) = not_a_file(path) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, problem));
+    }
+    let mut bytes = Vec::new();
+    File::open(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
 
 /// `NAME.tmp` next to `path`.
 pub fn tmp_path(path: &Path) -> PathBuf {

@@ -163,6 +163,10 @@ fn missing_file_names_both_places_and_the_fetch_command() {
     let err = load("cifar10", Some(dir.path()), &LoadOptions::default()).unwrap_err().to_string();
     assert!(err.contains("data_batch_5.bin") && err.contains("cifar-10-batches-bin") && err.contains("kappa data fetch cifar10"), "{err}");
     assert!(cifar::locate(dir.path(), Cifar::Ten, "test_batch.bin").unwrap().ends_with("cifar-10-batches-bin/test_batch.bin"));
+    // A directory where the batch should be is named as one, not as missing.
+    std::fs::create_dir(dir.path().join("cifar-10-batches-bin/data_batch_5.bin")).unwrap();
+    let err = load("cifar10", Some(dir.path()), &LoadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("data_batch_5.bin") && err.contains("is a directory, not a file") && !err.contains("not found"), "{err}");
 }
 
 #[test]

@@ -101,9 +101,10 @@ fn bad_flags_name_the_flag() {
     assert_error(&kappa(&["train", "--dropout", "nan", "--out", out]), &["--dropout", "[0, 1)"]);
     assert_error(&kappa(&["train", "--model", "tau-resnet", "--tau", "inf", "--out", out]), &["--tau", "inf"]);
     assert_error(&kappa(&["train", "--model", "vgg16", "--base-width", "0", "--out", out]), &["--base-width"]);
-    // A negative number is read as the flag's value, so the flag's own check names it.
+    // A negative number, with a negative exponent too, is read as the flag's value, so the flag's own check names it.
     for flag in ["--lr", "--momentum", "--weight-decay", "--tau", "--dropout"] {
         assert_error(&kappa(&["train", "--model", "tau-resnet", flag, "-1", "--out", out]), &[flag, "-1 is not"]);
+        assert_error(&kappa(&["train", "--model", "tau-resnet", flag, "-1e-3", "--out", out]), &[flag, "-0.001 is not"]);
     }
     assert_error(&kappa(&["train", "--model", "vgg16", "--out", out]), &["--data", "32×32", "28×28"]);
     let exact = ["analyze", "--exact", "--depth", "3", "--width", "8", "--examples", "64", "--limit-train", "32", "--out", out];

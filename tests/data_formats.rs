@@ -170,6 +170,10 @@ fn missing_file_is_reported() {
     std::fs::remove_file(dir.path().join("t10k-labels-idx1-ubyte.gz")).unwrap();
     let err = err_of(load("mnist", Some(dir.path()), &LoadOptions::default()));
     assert_names(&err, &dir.path().join("t10k-labels-idx1-ubyte"), &["not found"]);
+    // A directory in its place is named as one, not as missing.
+    std::fs::create_dir(dir.path().join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    let err = err_of(load("mnist", Some(dir.path()), &LoadOptions::default()));
+    assert_names(&err, &dir.path().join("t10k-labels-idx1-ubyte.gz"), &["is a directory, not a file", "IDX"]);
 }
 
 #[test]

@@ -158,10 +158,43 @@ fn init_from_refuses_a_missing_unexpected_or_misshapen_tensor_naming_it() {
     });
     refuse(&diverged, &["layers.1.weight holds 37 NaN or infinite values", "expected finite weights"]);
     refuse(&dir.path().join("absent.safetensors"), &["cannot read"]);
+    refuse(dir.path(), &["is a directory, not a file"]);
+    // A device is refused, not read until memory runs out.
+    refuse(Path::new("/dev/zero"), &["not a regular file"]);
 
     // A resumed run keeps its own weights.
     let run = dir.path().join("run");
     train(&run, &["--iterations", "2"]);
     let o = kappa(&["train", "--resume", run.to_str().unwrap(), "--iterations", "4", "--init-from", missing.to_str().unwrap()]);
     assert_error(&o, &["--resume", "--init-from"]);
+}
+
+/// A state that leaves f32's range while the loss stays finite: BN's shift of
+/// −1e30 silences every ReLU before `layers.1`, whose weights at f32::MAX then
+/// meet only zeros, until weight decay 5 at lr 1 scales them by −4. The run
+/// records its divergence at that step instead of checkpointing the state.
+#[test]
+fn a_state_gone_non_finite_under_a_finite_loss_is_recorded_as_divergence() {
+    let dir = TempDir::new("state-diverges");
+    let fill = |f: &mut TensorFile, name: &str, v: f32| {
+        let t = f.tensors.get_mut(name).unwrap();
+        t.values = Values::F32(vec![v; t.values.len()]);
+    };
+    let silent = edited(dir.path(), "silent", |f| {
+        fill(f, "bns.0.bias", -1e30);
+        fill(f, "layers.1.weight", f32::MAX);
+    });
+    let run = dir.path().join("run");
+    let mut args = vec!["train", "--out", run.to_str().unwrap(), "--init-from", silent.to_str().unwrap()];
+    args.extend_from_slice(SMALL);
+    args.extend_from_slice(&["--iterations", "1", "--lr", "1", "--weight-decay", "5"]);
+    let o = kappa(&args);
+    let said = String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("diverged at iteration 1") && said.contains("holds NaN or infinite values"), "{said}");
+    let trained: Vec<Value> = records(&run).into_iter().filter(|r| r["kind"] == "train").collect();
+    assert!(trained[0]["loss"].as_f64().is_some_and(f64::is_finite), "the step's own loss was finite: {trained:?}");
+    let summary = json(&run.join("summary.json"));
+    assert_eq!((&summary["diverged"], &summary["diverged_at"]), (&Value::from(true), &Value::from(1)));
+    assert!(!checkpoint::checkpoint_path(&run).exists(), "no checkpoint holds the non-finite state");
 }

@@ -4,7 +4,7 @@
 //! mid-write leaves the previous file whole.
 
 use crate::error::{Error, Result};
-use crate::files::write_atomic;
+use crate::files::{read_file, write_atomic};
 use safetensors::{Dtype, SafeTensors, View};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -127,7 +127,7 @@ pub struct TensorFile {
 
 impl TensorFile {
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
+        let bytes = read_file(path).map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
         Self::from_bytes(&bytes).map_err(|detail| Error::data(path, detail))
     }
 

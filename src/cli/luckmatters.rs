@@ -22,7 +22,7 @@ pub struct ReconArgs {
     #[arg(long, value_enum)]
     pub loss: Option<ReconLoss>,
     /// Start the student at the teacher plus N(0, σ²) noise
-    #[arg(long, value_name = "SIGMA", allow_negative_numbers = true)]
+    #[arg(long, value_name = "SIGMA", allow_hyphen_values = true)]
     pub perturb: Option<f64>,
     /// Rescale every student row (with its bias) to unit norm after every step
     #[arg(long)]
@@ -31,7 +31,7 @@ pub struct ReconArgs {
     #[arg(long)]
     pub epochs: Option<usize>,
     /// [default: 0.05]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<f64>,
     /// [default: 64]
     #[arg(long)]
@@ -52,7 +52,7 @@ pub struct ReconArgs {
     #[arg(long)]
     pub input_dim: Option<usize>,
     /// Standard deviation of every input coordinate [default: 10]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     pub data_std: Option<f64>,
     /// Teacher hidden widths, bottom first [default: 10,15,20,25]
     #[arg(long, value_delimiter = ',')]
@@ -110,10 +110,10 @@ pub struct MatrixArgs {
     #[arg(long)]
     pub no_perturb: bool,
     /// Standard deviation of the initial weights (the noise on the teacher) [default: 0.1]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     pub init_std: Option<f64>,
     /// [default: 0.05]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<f64>,
     /// [default: 64]
     #[arg(long)]

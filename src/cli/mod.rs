@@ -326,16 +326,16 @@ struct TrainArgs {
     #[arg(long, value_enum, default_value = "sgd")]
     optimizer: OptimizerKind,
     /// Learning rate (before the schedule)
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.05)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0.05)]
     lr: f64,
     /// SGD momentum
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0.9)]
     momentum: f64,
     /// Nesterov momentum (`--nesterov false` turns off a preset's)
     #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = ArgAction::Set)]
     nesterov: bool,
     /// L2 weight decay on every parameter
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0.0)]
     weight_decay: f64,
     /// constant, or multistep:E1,E2[:gamma] (multiply by gamma, default 0.1, at those epochs)
     #[arg(long, default_value = "constant")]

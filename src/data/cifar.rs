@@ -8,6 +8,7 @@
 
 use super::{Dataset, Split};
 use crate::error::{Error, Result};
+use crate::files::not_a_file;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -82,6 +83,9 @@ pub fn locate(dir: &Path, set: Cifar, file: &str) -> Result<PathBuf> {
     let nested = dir.join(set.folder()).join(file);
     if nested.is_file() {
         return Ok(nested);
+    }
+    if let Some((path, problem)) = [&flat, &nested].into_iter().find_map(|p| Some((p, not_a_file(p)?))) {
+        return Err(Error::data(path, format!("{problem}; expected {}'s file {file}", set.name())));
     }
     Err(Error::data(
         flat,

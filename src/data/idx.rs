@@ -7,6 +7,7 @@
 
 use super::{Dataset, Split};
 use crate::error::{Error, Result};
+use crate::files::not_a_file;
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
 use std::io::{self, Read};
@@ -171,6 +172,9 @@ pub fn locate(dir: &Path, name: &str) -> Result<PathBuf> {
     let gz = dir.join(format!("{name}.gz"));
     if gz.is_file() {
         return Ok(gz);
+    }
+    if let Some((path, problem)) = [&raw, &gz].into_iter().find_map(|p| Some((p, not_a_file(p)?))) {
+        return Err(Error::data(path, format!("{problem}; expected the MNIST-format IDX file {name} or {name}.gz")));
     }
     Err(Error::data(raw, format!("not found (nor {name}.gz); download MNIST with `kappa data fetch mnist --dir {}`", dir.display())))
 }

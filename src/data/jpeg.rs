@@ -2,6 +2,7 @@
 //! files occur in ImageNet), with zune-jpeg.
 
 use crate::error::{Error, Result};
+use crate::files::read_file;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use zune_jpeg::errors::DecodeErrors;
@@ -70,6 +71,6 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Rgb8> {
 
 /// Reads and decodes a JPEG file.
 pub fn read(path: &Path) -> Result<Rgb8> {
-    let bytes = std::fs::read(path).map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
+    let bytes = read_file(path).map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
     decode(path, &bytes)
 }

@@ -8,6 +8,7 @@ use super::markdown::{self, Rendered};
 use super::read::Run;
 use super::About;
 use crate::error::{Error, Result};
+use crate::files::read_file;
 use std::fmt::Write;
 
 /// The page of a report: `preface` (markdown) comes first, `seed_table` is
@@ -49,7 +50,7 @@ pub fn report(
     body.push_str("<h2>Configuration</h2>\n");
     for run in runs {
         let config = run.dir.join("config.json");
-        let text = match std::fs::read(&config) {
+        let text = match read_file(&config) {
             Ok(bytes) => {
                 let value: serde_json::Value = serde_json::from_slice(&bytes)
                     .map_err(|e| Error::data(&config, format!("expected the run configuration (a JSON object): {e}")))?;

@@ -6,6 +6,7 @@
 use crate::analysis::exact::ExactRecord;
 use crate::analysis::{Alert, LayerRecord, Mode};
 use crate::error::{Error, Result};
+use crate::files::read_file;
 use crate::record::{EvalRecord, Headline, Record, TrainRecord};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -65,7 +66,7 @@ impl Run {
             };
             return Err(Error::data(dir, format!("expected a run directory written by `kappa train` (with metrics.jsonl), but {why}")));
         }
-        let bytes = std::fs::read(&metrics).map_err(|e| Error::data(&metrics, e.to_string()))?;
+        let bytes = read_file(&metrics).map_err(|e| Error::data(&metrics, e.to_string()))?;
         let config: Option<Config> = read_json(&dir.join("config.json"), "the run configuration written by `kappa train`")?;
         let summary: Option<Summary> = read_json(&dir.join("summary.json"), "the run summary written by `kappa train`")?;
         let train = config.as_ref().and_then(|c| c.train.clone());
@@ -149,7 +150,7 @@ impl Run {
 
 /// Parses an optional JSON file: absent is `None`, unreadable is an error.
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, expected: &str) -> Result<Option<T>> {
-    let text = match std::fs::read(path) {
+    let text = match read_file(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::data(path, e.to_string())),

@@ -4,6 +4,7 @@ use crate::analysis::AnalysisConfig;
 use crate::backend::Device;
 use crate::data::{ImageNetOptions, Normalize, Padding};
 use crate::error::{Error, Result};
+use crate::files::read_file;
 use crate::models::{Family, LastBnGamma, ShortcutKind};
 use crate::nn::Init;
 use crate::optim::Schedule;
@@ -138,13 +139,13 @@ pub struct ArchOptions {
     #[arg(long, value_enum, default_value = "a")]
     pub shortcut: ShortcutKind,
     /// τ of tau-resnet / tau-resnet-nobn [default: 1/√blocks on CIFAR, 2/√(largest stage) on ImageNet]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     pub tau: Option<f64>,
     /// γ of the BN before the last linear layer: one (the paper) or uniform (the old code's U(0,1))
     #[arg(long, value_enum, default_value = "one")]
     pub lastbn_gamma: LastBnGamma,
     /// Dropout probability before the last linear layer (ImageNet Table A1 uses 0.3)
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0.0)]
     pub dropout: f64,
     /// vgg16's first-stage channels; later stages have 2×, 4×, 8×, 8× and the hidden layers 8× [default: 64]
     #[arg(long)]
@@ -213,7 +214,7 @@ impl TrainConfig {
             train: TrainConfig,
         }
         let path = run_dir.join("config.json");
-        let text = std::fs::read(&path)
+        let text = read_file(&path)
             .map_err(|e| Error::data(&path, format!("cannot read it ({e}); expected a run directory written by `kappa train`")))?;
         let saved: Saved = serde_json::from_slice(&text)
             .map_err(|e| Error::data(&path, format!("expected the configuration `kappa train` writes, {{\"train\": {{...}}}}: {e}")))?;
