@@ -4,6 +4,7 @@
 
 use super::conv::unfold_plane;
 use super::gram;
+use super::parallel::SharedPtr;
 use crate::backend::{GramJob, Window};
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
@@ -23,10 +24,6 @@ const PATCH_BUDGET: usize = 1 << 23;
 /// cores, pairs → column blocks: 8192×576 patch matrix 54–84 → 33–59 ms;
 /// widths 32, 96, 128 and 192 were no faster overall.
 const GRAM_BLOCK: usize = 64;
-
-/// A raw pointer the blocks share; each block writes a disjoint region.
-struct SharedPtr<T>(*mut T);
-unsafe impl<T> Sync for SharedPtr<T> {}
 
 pub fn gram_lower<T: Scalar>(acc: &mut [T], x: &[T], rows: usize, cols: usize, alpha: f64) -> Result<()> {
     gram_lower_many(vec![GramJob { acc, x, rows, cols, alpha }])

@@ -1,11 +1,21 @@
 //! Row-major GEMM through the `gemm` crate (packed SIMD micro-kernels, rayon).
 
 use super::super::Gemm;
+use super::parallel::SharedPtr;
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
+use rayon::prelude::*;
 
 /// Products smaller than this many multiply-adds run on one thread.
 const PARALLEL_FLOPS: usize = 1 << 18;
+
+/// Rows of C a thread must get for a product to be cut into row blocks of
+/// C, one single-threaded product per thread, instead of threaded by the
+/// crate. On the 2-core host the crate's own split ran the MLP's X·Wᵀ
+/// (1024×256×256) at 185 GFLOP/s and dYᵀ·X (256×256×1024) at 193, row
+/// halves at 211 and 211 (dY·W: 225 both ways). Below this many rows a
+/// thread's copy of op(B) costs more than its share of the product.
+const ROWS_PER_THREAD: usize = 128;
 
 /// Row strides of A, B and C as stored (row-major), for operands that are
 /// column blocks of wider matrices.
@@ -99,30 +109,46 @@ unsafe fn raw<T: Scalar>(a: &[T], b: &[T], c: *mut T, g: Gemm, ld: Leading, may_
     // Strides of op(A) (m×k) and op(B) (k×n) over row-major storage.
     let (a_rs, a_cs) = if trans_a { (1, ld.a as isize) } else { (ld.a as isize, 1) };
     let (b_rs, b_cs) = if trans_b { (1, ld.b as isize) } else { (ld.b as isize, 1) };
-    let threads = if may_parallelize && m * n * k >= PARALLEL_FLOPS { rayon::current_num_threads() } else { 1 };
-    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // The crate's convention: dst = alpha·dst + beta·lhs·rhs.
-    gemm::gemm(
-        m,
-        n,
-        k,
-        c,
-        1,
-        ld.c as isize,
-        beta != 0.0,
-        a.as_ptr(),
-        a_cs,
-        a_rs,
-        b.as_ptr(),
-        b_cs,
-        b_rs,
-        T::from_f64(beta),
-        T::from_f64(alpha),
-        false,
-        false,
-        false,
-        parallelism,
-    );
+    let product = |a: *const T, c: *mut T, m: usize, parallelism| {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            1,
+            ld.c as isize,
+            beta != 0.0,
+            a,
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            T::from_f64(beta),
+            T::from_f64(alpha),
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    };
+    let threads = if may_parallelize && m * n * k >= PARALLEL_FLOPS { rayon::current_num_threads() } else { 1 };
+    let rows = m.div_ceil(threads);
+    if threads == 1 {
+        product(a.as_ptr(), c, m, gemm::Parallelism::None);
+    } else if rows >= ROWS_PER_THREAD {
+        // The crate blocks k by k and the cache sizes alone, so each element
+        // of C is summed in the same order however its rows are cut.
+        let (a, c) = (SharedPtr(a.as_ptr().cast_mut()), SharedPtr(c));
+        let (a, c) = (&a, &c);
+        (0..m.div_ceil(rows)).into_par_iter().for_each(|t| {
+            let first = t * rows;
+            product(a.0.offset(first as isize * a_rs), c.0.add(first * ld.c), rows.min(m - first), gemm::Parallelism::None)
+        });
+    } else {
+        product(a.as_ptr(), c, m, gemm::Parallelism::Rayon(threads));
+    }
 }
 
 /// A block of `acc += alpha·XᵀX`: rows `rows_of` and columns
@@ -244,6 +270,34 @@ mod tests {
                     }
                 }
                 assert!(gemm_on_thread_strided(&a[..(a_rows - 1) * ld.a + a_cols - 1], &b, &mut got, g, ld).is_err());
+            }
+        }
+    }
+
+    /// A product cut into row blocks of C, one per thread, holds the bits of
+    /// the same product on one thread: each transpose, and row counts that
+    /// the thread counts do not divide.
+    #[test]
+    fn row_blocks_hold_the_bits_of_one_thread() {
+        let mut r = Rng::new(7, 0);
+        let (m, n, k) = (1000, 40, 300);
+        let on = |threads: usize, a: &[f32], b: &[f32], c: &mut [f32], g: Gemm| {
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| gemm(a, b, c, g)).unwrap()
+        };
+        for ta in [false, true] {
+            for tb in [false, true] {
+                let a: Vec<f32> = (0..m * k).map(|_| r.normal() as f32).collect();
+                let b: Vec<f32> = (0..k * n).map(|_| r.normal() as f32).collect();
+                let c0: Vec<f32> = (0..m * n).map(|_| r.normal() as f32).collect();
+                let g = Gemm { m, n, k, trans_a: ta, trans_b: tb, alpha: 0.7, beta: 0.5 };
+                let mut one = c0.clone();
+                on(1, &a, &b, &mut one, g);
+                for threads in [2, 3, 7] {
+                    assert!(m.div_ceil(threads) >= ROWS_PER_THREAD, "{threads} threads take the row blocks");
+                    let mut cut = c0.clone();
+                    on(threads, &a, &b, &mut cut, g);
+                    assert!(cut.iter().zip(&one).all(|(x, y)| x.to_bits() == y.to_bits()), "{ta} {tb}, {threads} threads");
+                }
             }
         }
     }

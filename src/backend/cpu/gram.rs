@@ -29,6 +29,7 @@
 
 use super::lanes::{self, Element, Lanes};
 use super::microkernel::{self, Tile, NR};
+use super::parallel::SharedPtr;
 use crate::backend::GramJob;
 use crate::scalar::Scalar;
 use std::any::TypeId;
@@ -37,10 +38,6 @@ use std::ops::Range;
 /// Rows of X per pass over a band's tiles (a band's rows of 256 rows of X
 /// are 16 KiB of f32).
 const KC: usize = 256;
-
-/// A raw pointer the bands share; each band writes its own rows of `acc`.
-struct SharedPtr<T>(*mut T);
-unsafe impl<T> Sync for SharedPtr<T> {}
 
 /// Runs every job, `acc[i·d + j] += alpha·Σ_p X(p, i)·X(p, j)` for `j ≤ i`
 /// (X `n × d`, row-major), summed in `T` (f32 or f64, the only scalars),

@@ -8,6 +8,10 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// A raw pointer that parallel tasks share, each writing a region of its own.
+pub struct SharedPtr<T>(pub *mut T);
+unsafe impl<T> Sync for SharedPtr<T> {}
+
 /// Elements per parallel task; below this a loop runs on the calling thread.
 pub const CHUNK: usize = 1 << 14;
 
