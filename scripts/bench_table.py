@@ -94,23 +94,47 @@ def main():
             rate = lambda v: f"{v:.0f} img/s"
             ratio = span([t / k for t, k in pairs], lambda v: f"{v:.2f}×")
             print(f"| {label} | {span([128 / t for t, _ in pairs], rate)} | {span([128 / k for _, k in pairs], rate)} | {ratio} the img/s | {target} |")
-    k1202, t1202 = os.path.join(out, "kappa.1202.txt"), os.path.join(out, "torch.1202.txt")
-    if os.path.exists(k1202) and os.path.exists(t1202):
-        ktext, ttext = read(k1202), read(t1202)
-        records = [json.loads(l) for l in ktext.splitlines() if l.startswith("{")]
-        k_step = 128 / records[-1]["examples_per_second"] if records else None
-        m = re.search(r"([\d.]+) s/step", ttext)
-        t_step = float(m.group(1)) if m else None
-        k_rss, t_rss = peak_rss_gib(ktext), peak_rss_gib(ttext)
-        if None in (k_step, t_step, k_rss, t_rss):
-            print(f"| CIFAR ResNet-1202 training step, batch 128 (3 steps) | failed: see {t1202} and {k1202} | | | |")
-        else:
-            print(
-                f"| CIFAR ResNet-1202 training step, batch 128 (3 steps, `/usr/bin/time -v`) | {t_step:.1f} s/step, peak RSS {t_rss:.1f} GiB "
-                f"| {k_step:.1f} s/step, peak RSS {k_rss:.1f} GiB | {t_step / k_step:.2f}× the throughput, {k_rss / t_rss:.2f}× the memory "
-                "| ≥ 1.0× throughput, ≤ 1.0× memory |"
-            )
+    print_1202(out, rounds)
     print_profile(out, rounds)
+
+
+def resnet1202_round(out, r):
+    """(kappa s/step, kappa GiB, PyTorch s/step, PyTorch GiB) of round r, the
+    steps over all steps and over those after the first; None where a side failed."""
+    k1202, t1202 = os.path.join(out, f"kappa.1202.{r}.txt"), os.path.join(out, f"torch.1202.{r}.txt")
+    if not (os.path.exists(k1202) and os.path.exists(t1202)):
+        return None
+    ktext, ttext = read(k1202), read(t1202)
+    # Each record's rate counts the examples since the run began: its elapsed time is iteration·128/rate.
+    elapsed = [r["iteration"] * 128 / r["examples_per_second"] for r in map(json.loads, re.findall(r"^\{.*\}$", ktext, re.M))]
+    k_step = (elapsed[-1] / len(elapsed), (elapsed[-1] - elapsed[0]) / (len(elapsed) - 1)) if len(elapsed) > 1 else None
+    m = re.search(r"([\d.]+) s/step, ([\d.]+) s/step after the first", ttext)
+    t_step = (float(m.group(1)), float(m.group(2))) if m else None
+    figures = (k_step, peak_rss_gib(ktext), t_step, peak_rss_gib(ttext))
+    return None if None in figures else figures
+
+
+def print_1202(out, rounds):
+    paths = [os.path.join(out, f"kappa.1202.{r}.txt") for r in range(1, rounds + 1)]
+    if not any(os.path.exists(p) for p in paths):
+        return
+    got = [resnet1202_round(out, r) for r in range(1, rounds + 1)]
+    if None in got:
+        print(f"| CIFAR ResNet-1202 training step, batch 128 (3 steps) | failed: see {out}/torch.1202.*.txt and kappa.1202.*.txt | | | |")
+        return
+    step = lambda v: f"{v:.1f}"
+    gib = lambda v: f"{v:.1f} GiB"
+    times = lambda v: f"{v:.2f}×"
+    # (all steps, after the first) of one side: "21.8 (16.0 after the first) s/step".
+    steps = lambda side: f"{span([g[side][0] for g in got], step)} ({span([g[side][1] for g in got], step)} after the first) s/step"
+    ratio = lambda i: span([g[2][i] / g[0][i] for g in got], times)
+    print(
+        f"| CIFAR ResNet-1202 training step, batch 128 (3 steps, `/usr/bin/time -v`) "
+        f"| {steps(2)}, peak RSS {span([g[3] for g in got], gib)} "
+        f"| {steps(0)}, peak RSS {span([g[1] for g in got], gib)} "
+        f"| {ratio(0)} ({ratio(1)} after the first) the throughput, {span([g[1] / g[3] for g in got], times)} the memory "
+        "| ≥ 1.0× throughput, ≤ 1.0× memory |"
+    )
 
 
 if __name__ == "__main__":
