@@ -339,10 +339,23 @@ pub fn check_path<B: Backend<Elem = f32>>(dev: &B, label: &str, convolutions: St
     PathReport { label: label.into(), convolutions, ops, models }
 }
 
-/// Writes the doctor's JSON to `path`.
+/// Refuses, before anything is measured, a `--json` path that cannot be a
+/// file: a directory, or one in a folder that does not exist.
+pub fn check_json_path(path: &Path) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(Error::arg("--json", format!("{}: the folder {} does not exist", path.display(), dir.display())));
+    }
+    if path.is_dir() {
+        return Err(Error::arg("--json", format!("{} is a directory; expected the path of a file to write", path.display())));
+    }
+    Ok(())
+}
+
+/// Writes the figures' JSON to `path` (`--json`).
 pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::data(path, e.to_string()))?;
-    std::fs::write(path, text + "\n").map_err(|e| Error::data(path, format!("cannot write the doctor's JSON: {e}")))
+    std::fs::write(path, text + "\n").map_err(|e| Error::data(path, format!("cannot write the --json file: {e}")))
 }
 
 /// The verdict over every path: Ok, or one error naming what failed.
@@ -383,6 +396,7 @@ pub fn full_run_size(standin: bool) -> RunSize {
 /// convolution path; with `json` writes every figure there (also when some
 /// fail). An error when CUDA is unusable or anything mismatches.
 pub fn run(device: &str, full: bool, json: Option<&Path>) -> Result<()> {
+    json.map(check_json_path).transpose()?;
     let ordinal = match device.parse::<Device>()? {
         Device::Cuda(i) => i,
         Device::Cpu => return Err(Error::arg("--device", "the doctor checks a CUDA device against the CPU: pass cuda or cuda:N")),

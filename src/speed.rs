@@ -41,6 +41,18 @@ impl Plan {
             eig_sizes: vec![256, 576, 1152, 2304, 4608],
         }
     }
+
+    /// Refuses, before anything is measured, a depth no CIFAR ResNet has and
+    /// an eigen-solve too large for this machine's memory, naming the flag.
+    pub fn check(&self) -> Result<()> {
+        if let Some(d) = self.depths.iter().find(|&&d| d < 8 || (d - 2) % 6 != 0) {
+            return Err(Error::arg("--depths", format!("{d} is not 6n+2 (n ≥ 1); CIFAR ResNets have depth 20, 32, 44, 56, 110, 1202, …")));
+        }
+        for &n in &self.eig_sizes {
+            crate::size::elements("an eigen-solve's matrix", &[n, n], "--eig-sizes")?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -222,6 +234,8 @@ pub fn any_failed(v: &serde_json::Value) -> bool {
 /// `kappa profile gpu`: measures `plan` on `device`, prints every figure and
 /// writes them to `json`; an error when any part failed.
 pub fn run(device: &str, plan: &Plan, json: Option<&Path>) -> Result<()> {
+    plan.check()?;
+    json.map(crate::doctor::check_json_path).transpose()?;
     let (mut value, label) = match device.parse::<Device>()? {
         Device::Cpu => (measure(&crate::backend::cpu::Cpu::<f32>::new(), &WallClock, plan, None), "cpu".to_string()),
         #[cfg(feature = "cuda-backend")]
@@ -263,6 +277,20 @@ mod tests {
         for bad in ["", "20,,56", "x", "0"] {
             assert!(parse_list("--depths", bad).unwrap_err().to_string().contains("--depths"), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_plan_that_cannot_run_is_refused_before_anything_is_measured() {
+        let plan = Plan::full();
+        plan.check().unwrap();
+        for depths in [vec![20, 21], vec![2]] {
+            let e = Plan { depths, ..plan.clone() }.check().unwrap_err().to_string();
+            assert!(e.contains("--depths") && e.contains("6n+2"), "{e}");
+        }
+        let e = Plan { eig_sizes: vec![256, 1 << 20], ..plan.clone() }.check().unwrap_err().to_string();
+        assert!(e.contains("--eig-sizes") && e.contains("would not fit"), "{e}");
+        let e = run("cpu", &plan, Some(Path::new("no-such-folder/x.json"))).unwrap_err().to_string();
+        assert!(e.contains("--json") && e.contains("does not exist"), "{e}");
     }
 
     #[test]

@@ -120,6 +120,7 @@ fn bad_flags_name_the_flag() {
         (&["train", "--crop-resize", "20:100000", "--out", out], &["--crop-resize", "resized images"]),
         (&["profile", "conv", "--batch-size", &huge], &["--batch-size", "16c32"]),
         (&["profile", "covariance", "--shape", &shape], &["--shape", "activation"]),
+        (&["profile", "gpu", "--eig-sizes", "100000000"], &["--eig-sizes", "eigen-solve"]),
     ] {
         assert_error(&kappa(args), &[named, &["would not fit in this machine's", "GiB of memory"]].concat());
     }

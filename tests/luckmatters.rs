@@ -366,6 +366,8 @@ fn flags_build_configs_and_bad_values_name_their_flag() {
         (&["--node-multi", "18446744073709551615"], "student nodes overflow"),
         (&["--input-dim", "18446744073709551615"], "would not fit in this machine's"),
         (&["--node-multi", "100000000000"], "would not fit in this machine's"),
+        (&["--train-samples", "1000000000000"], "--train-samples"),
+        (&["--loss", "ce", "--output-dim", "1"], "--output-dim"),
     ] {
         let err = recon_flags(flags).unwrap_err().to_string();
         assert!(err.contains(named), "{flags:?}: {err}");
@@ -382,6 +384,8 @@ fn flags_build_configs_and_bad_values_name_their_flag() {
         (&["--sizes", "1,30"], "--sizes"),
         (&["--lr", "inf"], "--lr"),
         (&["--sizes", "18446744073709551615,3"], "would not fit in this machine's"),
+        (&["--eval-samples", "1000000000000"], "--eval-samples"),
+        (&["--eval-samples", "100000000"], "the widest layer's activations"),
         (&["--sizes", "3,3,3", "--node-multi", "18446744073709551615"], "student nodes overflow"),
     ] {
         let err = matrix_flags(flags).unwrap_err().to_string();

@@ -354,6 +354,13 @@ fn a_directory_without_metrics_is_an_error_naming_it() {
         let err = render(&[good.clone(), bad.clone()], &dir.join("report"), &ReportOptions::default()).unwrap_err().to_string();
         assert!(err.contains(&bad.display().to_string()) && err.contains("metrics.jsonl") && err.contains(why), "{err}");
     }
+    let odd = dir.join("odd-metrics");
+    std::fs::create_dir_all(odd.join("metrics.jsonl")).unwrap();
+    let err = render(std::slice::from_ref(&odd), &dir.join("report"), &ReportOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("its metrics.jsonl is a directory, not a file"), "{err}");
+    // One run given twice would count as two seeds.
+    let err = render(&[good.clone(), good.join(".")], &dir.join("report"), &ReportOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("the same run directory") && err.contains(&good.display().to_string()), "{err}");
     assert!(!dir.join("report").exists(), "nothing is written when a run cannot be read");
 }
 

@@ -106,7 +106,8 @@ impl MatrixConfig {
                 format!("{} is not a positive standard deviation (0 only with --perturb)", self.init_std),
             ));
         }
-        super::student_fits(&self.sizes, self.node_multi, self.batch_size, "--sizes, --node-multi or --batch-size")
+        let samples = self.eval_samples.max(self.batch_size);
+        super::student_fits(&self.sizes, self.node_multi, samples, "--sizes, --node-multi, --eval-samples or --batch-size")
     }
 }
 

@@ -22,8 +22,9 @@ use serde::Serialize;
 use std::path::Path;
 
 /// Checks that a student `node_multi` times as wide as the teacher of layer
-/// widths `teacher` (input first), and its data, fit in memory, naming
-/// `flags` where they do not.
+/// widths `teacher` (input first), its data and its activations on them fit
+/// in memory, `samples` the most examples any one pass holds, naming `flags`
+/// where they do not.
 fn student_fits(teacher: &[usize], node_multi: usize, samples: usize, flags: &str) -> Result<()> {
     let last = teacher.len().saturating_sub(1);
     let mut widths = Vec::with_capacity(teacher.len());
@@ -34,7 +35,9 @@ fn student_fits(teacher: &[usize], node_multi: usize, samples: usize, flags: &st
     for (i, pair) in widths.windows(2).enumerate() {
         crate::size::elements(&format!("student layer {}'s weights", i + 1), &[pair[1], pair[0].saturating_add(1)], flags)?;
     }
-    crate::size::elements("the input samples", &[samples, teacher[0]], flags).map(|_| ())
+    crate::size::elements("the input samples", &[samples, teacher[0]], flags)?;
+    let widest = widths.iter().copied().max().unwrap_or(0);
+    crate::size::elements("the widest layer's activations", &[samples, widest], flags).map(|_| ())
 }
 
 /// Creates `out_dir`, writes `config.json` and opens a fresh `metrics.jsonl`

@@ -110,6 +110,9 @@ impl ReconConfig {
         positive("--epochs", self.epochs)?;
         positive("--batch-size", self.batch_size)?;
         positive("--train-samples", self.train_samples)?;
+        if self.loss == ReconLoss::Ce && self.output_dim < 2 {
+            return Err(Error::arg("--output-dim", "--loss ce takes the teacher's argmax as the label: it needs at least 2 outputs"));
+        }
         if self.hidden.is_empty() || self.hidden.contains(&0) {
             return Err(Error::arg("--hidden", format!("{:?}: need at least one hidden layer, none of width 0", self.hidden)));
         }
@@ -143,8 +146,9 @@ impl ReconConfig {
                 format!("{} evaluation samples, fewer than the {} correlations are measured on", self.eval_samples, self.corr_samples),
             ));
         }
-        let samples = self.eval_samples.max(self.batch_size);
-        super::student_fits(&sizes, self.node_multi, samples, "--input-dim, --hidden, --node-multi, --eval-samples or --batch-size")
+        let samples = self.eval_samples.max(self.batch_size).max(self.train_samples);
+        let flags = "--input-dim, --hidden, --node-multi, --train-samples, --eval-samples or --batch-size";
+        super::student_fits(&sizes, self.node_multi, samples, flags)
     }
 }
 

@@ -96,6 +96,15 @@ pub fn render(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Repo
     if opts.html && !opts.formats.contains(&Format::Svg) {
         return Err(Error::arg("formats", "the HTML page inlines the SVG plots: include the svg format"));
     }
+    // One directory given twice (`a`, `./a/`) would count as two seeds.
+    let mut seen = std::collections::HashMap::new();
+    for dir in runs {
+        let resolved = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+        if let Some(first) = seen.insert(resolved, dir) {
+            let detail = format!("{} and {} are the same run directory; give each run once", first.display(), dir.display());
+            return Err(Error::arg("runs", detail));
+        }
+    }
     let mut runs = runs.iter().map(|dir| read::Run::load(dir)).collect::<Result<Vec<_>>>()?;
     // Series are told apart by run name: two directories of the same name
     // (runs/a/bn, runs/b/bn) are labelled by their full paths instead.

@@ -6,7 +6,7 @@
 use crate::analysis::exact::ExactRecord;
 use crate::analysis::{Alert, LayerRecord, Mode};
 use crate::error::{Error, Result};
-use crate::files::read_file;
+use crate::files::{not_a_file, read_file};
 use crate::record::{EvalRecord, Headline, Record, TrainRecord};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -60,9 +60,11 @@ impl Run {
         let metrics = dir.join("metrics.jsonl");
         if !metrics.is_file() {
             let why = match (dir.is_dir(), dir.exists()) {
-                (true, _) => "it has no metrics.jsonl",
-                (false, true) => "it is a file, not a directory",
-                (false, false) => "it does not exist",
+                (true, _) => {
+                    not_a_file(&metrics).map_or("it has no metrics.jsonl".into(), |problem| format!("its metrics.jsonl {problem}"))
+                }
+                (false, true) => "it is a file, not a directory".into(),
+                (false, false) => "it does not exist".into(),
             };
             return Err(Error::data(dir, format!("expected a run directory written by `kappa train` (with metrics.jsonl), but {why}")));
         }

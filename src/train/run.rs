@@ -233,6 +233,16 @@ impl<'a, B: Backend> Run<'a, B> {
         if per_epoch == 0 {
             return Err(Error::data(cfg.data_dir.clone().unwrap_or_else(|| cfg.data.clone().into()), "the training split has no examples"));
         }
+        // The extra batches are one pass over the split at most, so a small
+        // split caps them; said once here, as each record's sample count shows it.
+        let extra_per_epoch = loader.len().div_ceil(batch_size);
+        if cfg.analysis.enabled() && cfg.analysis.batches - 1 > extra_per_epoch {
+            println!(
+                "--analysis-batches {}: the training split holds {} examples, {extra_per_epoch} batches of {batch_size}, so each analysis sees the training batch and those {extra_per_epoch}",
+                cfg.analysis.batches,
+                loader.len()
+            );
+        }
         let total = cfg.iterations.unwrap_or(cfg.epochs.unwrap_or(1) * per_epoch);
         if let Some(state) = &resumed {
             if state.batches_per_epoch != per_epoch {
@@ -429,11 +439,14 @@ impl<'a, B: Backend> Run<'a, B> {
         }))?;
         (summary.headline.test_loss, summary.headline.test_accuracy, summary.headline.test_top5_accuracy) =
             (Some(eval.loss), Some(eval.accuracy), Some(eval.top5_accuracy));
+        // An epoch shorter than --log-every has logged no training window yet.
+        let (train_loss, train_acc) = match (summary.headline.train_loss, summary.headline.train_accuracy) {
+            (Some(loss), Some(acc)) => (format!("{loss:.4}"), format!("{:5.2}%", 100.0 * acc)),
+            _ => ("-".into(), "-".into()),
+        };
         self.out.say(&format!(
-            "epoch {:>3}  train loss {:.4} acc {:5.2}%  test loss {:.4} top-1 error {:5.2}% top-5 error {:5.2}%  lr {lr:.3e}",
+            "epoch {:>3}  train loss {train_loss} acc {train_acc}  test loss {:.4} top-1 error {:5.2}% top-5 error {:5.2}%  lr {lr:.3e}",
             epoch + 1,
-            summary.headline.train_loss.unwrap_or(f64::NAN),
-            100.0 * summary.headline.train_accuracy.unwrap_or(f64::NAN),
             eval.loss,
             100.0 * (1.0 - eval.accuracy),
             100.0 * (1.0 - eval.top5_accuracy)
