@@ -297,6 +297,11 @@ fn reproduce_lists_presets_and_rejects_unknown_names() {
         assert!(list.contains(name), "{list}");
     }
     assert_error(&kappa(&["reproduce", "fig99"]), &["fig99", "fig3", "figA13"]);
+    // fig1 is computed in f64: the device is the flag at fault, before anything trains.
+    let out = scratch("fig1-on-cuda").join("out");
+    let o = kappa(&["reproduce", "fig1", "--allow-synthetic", "--device", "cuda:0", "--out", out.to_str().unwrap()]);
+    assert_error(&o, &["--device", "fig1", "f64", "CPU only"]);
+    assert!(!out.join("plain").exists(), "a refused preset trains nothing");
 }
 
 #[test]

@@ -16,9 +16,10 @@ mod tables;
 mod tau;
 
 use crate::analysis::AnalysisConfig;
+use crate::backend::Device;
 use crate::error::{Error, Result};
 use crate::report::read::Run;
-use crate::train::{self, Summary, TrainConfig};
+use crate::train::{self, Dtype, Summary, TrainConfig};
 use claims::{Claim, Evidence, Judged};
 use std::path::{Path, PathBuf};
 
@@ -215,8 +216,16 @@ pub fn train_all(experiment: &Experiment, scale: Scale, data: &DataChoice, out: 
     let Plan::Runs { runs, claims, best_of_rates, .. } = experiment.plan else {
         return Err(Error::arg("NAME", format!("{} is a script, not training runs", experiment.name)));
     };
+    let runs = runs(scale, data);
+    // Before any run trains: the preset chose f64, the user chose the device.
+    if let Some((name, _)) = runs.iter().find(|(_, c)| c.dtype == Dtype::F64) {
+        if device.parse::<Device>()? != Device::Cpu {
+            let detail = format!("{} ({name}) computes in f64, which runs on the CPU only; expected --device cpu", experiment.name);
+            return Err(Error::arg("--device", detail));
+        }
+    }
     let mut trained = Vec::new();
-    for (name, mut cfg) in runs(scale, data) {
+    for (name, mut cfg) in runs {
         cfg.out = out.join(&name);
         cfg.device = device.to_string();
         println!("== {} / {name}", experiment.name);
