@@ -83,6 +83,11 @@ fn an_existing_run_is_never_overwritten() {
     let o = small_train(&out, &["--iterations", "2"]);
     assert_error(&o, &["metrics.jsonl", "--out"]);
     assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(), "precious\n");
+    // An --out that names a file is said to be one, and the file is left alone.
+    let file = dir.join("a-file");
+    std::fs::write(&file, "precious\n").unwrap();
+    assert_error(&small_train(&file, &["--iterations", "2"]), &["a-file", "is a file, not a directory", "--out"]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious\n");
 }
 
 #[test]
@@ -100,6 +105,7 @@ fn bad_flags_name_the_flag() {
     // Values clap parses but no run can use.
     assert_error(&kappa(&["train", "--dropout", "nan", "--out", out]), &["--dropout", "[0, 1)"]);
     assert_error(&kappa(&["train", "--model", "tau-resnet", "--tau", "inf", "--out", out]), &["--tau", "inf"]);
+    assert_error(&kappa(&["train", "--tau", "0.5", "--out", out]), &["--tau", "tau-resnet", "--model is mlp"]);
     assert_error(&kappa(&["train", "--model", "vgg16", "--base-width", "0", "--out", out]), &["--base-width"]);
     // A negative number, with a negative exponent too, is read as the flag's value, so the flag's own check names it.
     for flag in ["--lr", "--momentum", "--weight-decay", "--tau", "--dropout"] {

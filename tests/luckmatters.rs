@@ -281,6 +281,20 @@ fn matrix_ci_switches_off_unmatched_nodes() {
     assert!(first[20..40].iter().filter(|&&n| n > 0.1).count() >= 10, "{first:?}");
 }
 
+/// A step that leaves f64's range stops the run and is said, rather than
+/// normalised into columns of zeros that look like a result.
+#[test]
+fn matrix_divergence_is_recorded_and_stops_the_run() {
+    let cfg = MatrixConfig { iterations: 10, log_every: 5, lr: 1e300, ..MatrixConfig::ci() };
+    let dir = out_dir("matrix-diverges");
+    let o = matrix::run(&cfg, &dir).unwrap();
+    assert_eq!((o.diverged_at, o.iterations), (Some(1), 0), "{}", o.summary());
+    assert!(o.summary().contains("DIVERGED at iteration 1"), "{}", o.summary());
+    assert!(o.row_norms.iter().flatten().all(|n| n.is_finite() && *n > 0.0), "the figures are those before it: {}", o.summary());
+    let recs = records(&dir);
+    assert_eq!((recs.len(), &recs[1]["kind"], &recs[1]["iteration"]), (2, &serde_json::json!("diverged"), &serde_json::json!(1)));
+}
+
 #[derive(Parser)]
 struct ReconCli {
     #[command(flatten)]

@@ -125,8 +125,15 @@ mod tests {
     #[test]
     fn row_norm_claims_read_the_medians() {
         let split = |aligned: Vec<f64>, others: Vec<f64>| matrix::RowNormSplit { layer: 1, aligned, others, bias: 0.0 };
-        let outcome =
-            |splits| matrix::MatrixOutcome { iterations: 1, eval_loss: 0.0, corr_mean: vec![], row_norms: vec![], splits, seconds: 0.0 };
+        let outcome = |splits| matrix::MatrixOutcome {
+            iterations: 1,
+            diverged_at: None,
+            eval_loss: 0.0,
+            corr_mean: vec![],
+            row_norms: vec![],
+            splits,
+            seconds: 0.0,
+        };
         let words = |o: &matrix::MatrixOutcome| matrix_claims(o).iter().map(|j| j.verdict.word()).collect::<Vec<_>>();
         // One large duplicated row among the others does not move the median.
         assert_eq!(words(&outcome(vec![split(vec![1.2, 1.4, 1.3], vec![1e-4, 2e-4, 3.0])])), ["agrees", "agrees"]);

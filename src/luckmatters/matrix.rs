@@ -228,7 +228,10 @@ pub struct RowNormSplit {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MatrixOutcome {
+    /// Iterations done: all asked for, or up to the one that diverged.
     pub iterations: usize,
+    /// The iteration whose step left f64's range, after which the run stopped.
+    pub diverged_at: Option<usize>,
     pub eval_loss: f64,
     /// Per hidden layer: mean over teacher nodes of the best correlation.
     pub corr_mean: Vec<f64>,
@@ -251,8 +254,9 @@ impl MatrixOutcome {
                 _ => "-".to_string(),
             }
         };
+        let diverged = self.diverged_at.map_or(String::new(), |at| format!(", DIVERGED at iteration {at} (figures before it)"));
         let mut s = format!(
-            "matrix: {} iterations in {:.1}s, eval loss {:.4e}, corr mean {:?}\n",
+            "matrix: {} iterations in {:.1}s{diverged}, eval loss {:.4e}, corr mean {:?}\n",
             self.iterations, self.seconds, self.eval_loss, self.corr_mean
         );
         for sp in &self.splits {
@@ -317,12 +321,22 @@ pub fn run(cfg: &MatrixConfig, out_dir: &Path) -> Result<MatrixOutcome> {
     let mut data = Rng::named(cfg.seed, "luckmatters/matrix-train");
     let mut last = measure(&eval_x, &ws, &teacher, 0, 0.0);
     log.write(&last)?;
+    let mut diverged_at = None;
     for it in 1..=cfg.iterations {
         let x = samples(&mut data, cfg.batch_size, d);
         let deltas = if cfg.per_sample { per_sample_step(&x, &ws, &teacher) } else { closed_form_step(&x, &ws, &teacher) };
         for (w, dw) in ws.iter_mut().zip(&deltas) {
             w.axpy(cfg.lr, dw);
+            // A step past f64's range shows as a column norm that overflows,
+            // which the projection would then turn into a column of zeros.
+            if w.col_norms().iter().any(|n| !n.is_finite()) {
+                diverged_at = Some(it);
+            }
             w.unit_cols();
+        }
+        if let Some(at) = diverged_at {
+            log.write(&serde_json::json!({ "kind": "diverged", "iteration": at }))?;
+            break;
         }
         if it % cfg.log_every == 0 || it == cfg.iterations {
             last = measure(&eval_x, &ws, &teacher, it, start.elapsed().as_secs_f64());
@@ -346,7 +360,8 @@ pub fn run(cfg: &MatrixConfig, out_dir: &Path) -> Result<MatrixOutcome> {
         })
         .collect();
     Ok(MatrixOutcome {
-        iterations: cfg.iterations,
+        iterations: diverged_at.map_or(cfg.iterations, |at| at - 1),
+        diverged_at,
         eval_loss: last.eval_loss,
         corr_mean: last.corr_mean,
         row_norms: last.row_norms,

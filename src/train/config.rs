@@ -269,7 +269,12 @@ impl TrainConfig {
         if self.freeze.contains(&0) {
             return Err(Error::arg("--freeze", "layer 0 does not exist; layers are numbered from 1"));
         }
-        self.arch.validate()
+        self.arch.validate()?;
+        if self.arch.tau.is_some() && !self.model.starts_with("tau-") {
+            let detail = format!("τ scales the residual branches of tau-resnet and tau-resnet-nobn, and --model is {}", self.model);
+            return Err(Error::arg("--tau", detail));
+        }
+        Ok(())
     }
 }
 

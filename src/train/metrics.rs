@@ -27,6 +27,9 @@ impl MetricsLog {
     /// taken `--out` is reported at once. [`MetricsLog::create`] still
     /// refuses a taken `metrics.jsonl` atomically.
     pub fn check_free(dir: &Path) -> Result<()> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::data(dir, "is a file, not a directory: expected a folder for the run (--out)"));
+        }
         match RUN_FILES.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
             Some(path) => Err(Error::data(&path, TAKEN.to_string())),
             None => Ok(()),
