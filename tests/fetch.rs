@@ -244,6 +244,10 @@ fn no_mirrors_is_an_argument_error() {
     let dir = TempDir::new("no-mirrors");
     let err = fetch(&[remote("a.bin", b"x")], &[], &dir.0, |_, _, _| {}).unwrap_err().to_string();
     assert!(err.contains("mirror"), "{err}");
+    for bad in ["file:///tmp", "", "example.org/mnist"] {
+        let err = fetch(&[remote("a.bin", b"x")], &[bad.to_string()], &dir.0, |_, _, _| {}).unwrap_err().to_string();
+        assert!(err.contains("--mirror") && err.contains("http:// or https://"), "{bad}: {err}");
+    }
 }
 
 /// A gzipped tarball of `(path, contents)` entries.

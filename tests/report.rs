@@ -350,7 +350,7 @@ fn a_directory_without_metrics_is_an_error_naming_it() {
     let good = write_run(&dir, "plain", FakeRun { analysed: true, finished: true, malformed: false, decay: 0.1 });
     let file = dir.join("a-file");
     std::fs::write(&file, "not a run").unwrap();
-    for (bad, why) in [(empty, "has no metrics.jsonl"), (dir.join("absent"), "does not exist"), (file, "a file, not a directory")] {
+    for (bad, why) in [(empty, "has no metrics.jsonl"), (dir.join("absent"), "does not exist"), (file.clone(), "a file, not a directory")] {
         let err = render(&[good.clone(), bad.clone()], &dir.join("report"), &ReportOptions::default()).unwrap_err().to_string();
         assert!(err.contains(&bad.display().to_string()) && err.contains("metrics.jsonl") && err.contains(why), "{err}");
     }
@@ -361,6 +361,9 @@ fn a_directory_without_metrics_is_an_error_naming_it() {
     // One run given twice would count as two seeds.
     let err = render(&[good.clone(), good.join(".")], &dir.join("report"), &ReportOptions::default()).unwrap_err().to_string();
     assert!(err.contains("the same run directory") && err.contains(&good.display().to_string()), "{err}");
+    let err = render(std::slice::from_ref(&good), &file, &ReportOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("a-file") && err.contains("is a file, not a directory"), "{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a run");
     assert!(!dir.join("report").exists(), "nothing is written when a run cannot be read");
 }
 

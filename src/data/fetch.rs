@@ -165,10 +165,14 @@ pub fn fetch(files: &[Remote], mirrors: &[String], dir: &Path, mut progress: imp
     files.iter().map(|remote| fetch_one(&agent, remote, mirrors, dir, &mut progress)).collect()
 }
 
-/// Checks there is a mirror, creates `dir` and builds the HTTP agent.
+/// Checks there is a mirror and that each is an http(s) URL, creates `dir`
+/// and builds the HTTP agent.
 fn prepare(mirrors: &[String], dir: &Path) -> Result<ureq::Agent> {
     if mirrors.is_empty() {
         return Err(Error::arg("--mirror", "no mirror to download from"));
+    }
+    if let Some(m) = mirrors.iter().find(|m| !(m.starts_with("http://") || m.starts_with("https://"))) {
+        return Err(Error::arg("--mirror", format!("'{}' is not an http:// or https:// URL", m.escape_debug())));
     }
     fs::create_dir_all(dir).map_err(|e| Error::data(dir, format!("cannot create directory: {e}")))?;
     Ok(ureq::Agent::config_builder()

@@ -114,7 +114,7 @@ pub fn render(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Repo
             run.name = run.dir.display().to_string();
         }
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::data(out, format!("cannot create the report directory: {e}")))?;
+    create_report_dir(out)?;
 
     let plots = figures::build(&runs, &opts.iterations);
     let mut rendered = vec![];
@@ -159,10 +159,18 @@ pub fn render(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Repo
     })
 }
 
+/// Creates the report's folder `out`, naming a file that stands in its way.
+fn create_report_dir(out: &Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::data(out, "is a file, not a directory: expected a folder for the report (--out)"));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::data(out, format!("cannot create the report directory: {e}")))
+}
+
 /// Writes `out/report.html` for an experiment that measures a text rather
 /// than training runs (the LuckMatters scripts), headed by `preface` (markdown).
 pub fn measured_page(out: &Path, about: &About, measured: &str, preface: &str) -> Result<PathBuf> {
-    std::fs::create_dir_all(out).map_err(|e| Error::data(out, format!("cannot create the report directory: {e}")))?;
+    create_report_dir(out)?;
     let page = out.join("report.html");
     std::fs::write(&page, html::measured(about, measured, preface)).map_err(|e| Error::data(&page, e.to_string()))?;
     Ok(page)
