@@ -95,8 +95,9 @@ impl Mat {
         ss.into_iter().map(f64::sqrt).collect()
     }
 
-    /// Scales every non-zero column to unit norm.
-    pub fn unit_cols(&mut self) {
+    /// Scales every non-zero column to unit norm; false when a norm
+    /// overflowed f64, which leaves that column zeros.
+    pub fn unit_cols(&mut self) -> bool {
         let norms = self.col_norms();
         for r in 0..self.rows {
             self.data[r * self.cols..(r + 1) * self.cols].iter_mut().zip(&norms).for_each(|(v, &n)| {
@@ -105,5 +106,6 @@ impl Mat {
                 }
             });
         }
+        norms.iter().all(|n| n.is_finite())
     }
 }

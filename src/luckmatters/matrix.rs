@@ -327,12 +327,10 @@ pub fn run(cfg: &MatrixConfig, out_dir: &Path) -> Result<MatrixOutcome> {
         let deltas = if cfg.per_sample { per_sample_step(&x, &ws, &teacher) } else { closed_form_step(&x, &ws, &teacher) };
         for (w, dw) in ws.iter_mut().zip(&deltas) {
             w.axpy(cfg.lr, dw);
-            // A step past f64's range shows as a column norm that overflows,
-            // which the projection would then turn into a column of zeros.
-            if w.col_norms().iter().any(|n| !n.is_finite()) {
+            // A step past f64's range shows as a column norm that overflows.
+            if !w.unit_cols() {
                 diverged_at = Some(it);
             }
-            w.unit_cols();
         }
         if let Some(at) = diverged_at {
             log.write(&serde_json::json!({ "kind": "diverged", "iteration": at }))?;
