@@ -103,7 +103,7 @@ fn bad_flags_name_the_flag() {
     assert_error(&kappa(&["train", "--data", "imagenet21k", "--out", out]), &["--data", "imagenet21k"]);
     assert_error(&kappa(&["train", "--device", "tpu", "--out", out]), &["--device", "tpu"]);
     // Values clap parses but no run can use.
-    assert_error(&kappa(&["train", "--dropout", "nan", "--out", out]), &["--dropout", "[0, 1)"]);
+    assert_error(&kappa(&["train", "--model", "resnet", "--dropout", "nan", "--out", out]), &["--dropout", "[0, 1)"]);
     assert_error(&kappa(&["train", "--model", "tau-resnet", "--tau", "inf", "--out", out]), &["--tau", "inf"]);
     assert_error(&kappa(&["train", "--tau", "0.5", "--out", out]), &["--tau", "tau-resnet", "--model is mlp"]);
     assert_error(&kappa(&["train", "--model", "vgg16", "--base-width", "0", "--out", out]), &["--base-width"]);
@@ -371,6 +371,48 @@ fn report_renders_a_run() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("run"), "{md}");
     assert_error(&kappa(&["report", dir.join("nothing").to_str().unwrap()]), &["nothing"]);
+}
+
+/// A flag the model does not read was recorded in config.json and ignored;
+/// it is refused, naming the flag and the model, before anything is written.
+#[test]
+fn flags_the_model_does_not_read_are_refused() {
+    let dir = scratch("unread-flags");
+    let out = dir.join("run");
+    let out = out.to_str().unwrap();
+    let cases: [(&[&str], &[&str]); 10] = [
+        (&["--model", "vgg16", "--depth", "19"], &["--depth", "--model vgg16 does not read it", "fixed"]),
+        (&["--model", "resnet", "--width", "512"], &["--width", "--model resnet does not read it"]),
+        (&["--model", "resnet", "--bn"], &["--bn", "--model resnet"]),
+        (&["--model", "preresnet", "--init", "lecun"], &["--init", "--model preresnet"]),
+        (&["--base-width", "8"], &["--base-width", "--model mlp"]),
+        (&["--model", "vgg16", "--family", "cifar"], &["--family", "--model vgg16"]),
+        (&["--model", "vgg", "--shortcut", "b"], &["--shortcut", "--model vgg does not read it"]),
+        (&["--model", "resnet", "--family", "imagenet", "--shortcut", "a"], &["--shortcut", "on the imagenet layout", "always projects"]),
+        (&["--model", "resnet", "--lastbn-gamma", "uniform"], &["--lastbn-gamma", "*-lastbn"]),
+        (&["--dropout", "0.3"], &["--dropout", "--model mlp"]),
+    ];
+    for (flags, needles) in cases {
+        for command in ["train", "analyze"] {
+            assert_error(&kappa(&[&[command][..], flags, &["--out", out]].concat()), needles);
+            assert!(!dir.join("run").exists(), "{command} {flags:?} wrote its run directory");
+        }
+    }
+    // The same flags where the model reads them are taken (an analysis at initialisation each).
+    for (i, flags) in [
+        &["--model", "resnet", "--shortcut", "b", "--dropout", "0.1", "--depth", "8"][..],
+        &["--model", "resnet-lastbn", "--lastbn-gamma", "uniform", "--depth", "8"],
+        &["--bn", "--init", "lecun", "--width", "8", "--depth", "3"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let out = dir.join(format!("read-{i}"));
+        let data: &[&str] = if flags[0] == "--model" { &["--data", "synthetic-cifar"] } else { &[] };
+        let o =
+            kappa(&[&["analyze", "--limit-train", "64", "--batch-size", "32", "--out", out.to_str().unwrap()][..], data, flags].concat());
+        assert!(o.status.success(), "{flags:?}: {}", stderr(&o));
+    }
 }
 
 #[test]

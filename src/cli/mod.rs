@@ -645,12 +645,16 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => {
-            let (cfg, opts) = args.into_run(&given_flags(matches, "train"))?;
+            let given = given_flags(matches, "train");
+            let (cfg, opts) = args.into_run(&given)?;
+            cfg.check_flags_apply(&given)?;
             let summary = crate::train::run_with(&cfg, &opts)?;
             println!("{}", summary.line());
         }
         Command::Analyze(args) => {
-            let (cfg, opts) = args.into_run(&given_flags(matches, "analyze"));
+            let given = given_flags(matches, "analyze");
+            let (cfg, opts) = args.into_run(&given);
+            cfg.check_flags_apply(&given)?;
             let summary = crate::train::run_with(&cfg, &opts)?;
             println!("{}", summary.line());
         }

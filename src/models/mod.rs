@@ -31,12 +31,12 @@ pub trait Model<B: Backend> {
 }
 
 /// The MLP's name and options; the ResNet family's names are in [`VARIANTS`].
-const MLP: (&str, &str) = (
+pub const MLP: (&str, &str) = (
     "mlp",
     "multilayer perceptron: --depth linear layers (≥ 2) of --width units, ReLU; --bn puts batch norm between each hidden linear and its ReLU; --init he|lecun|xavier|uniform-fan-in",
 );
 pub const VGG16: (&str, &str) =
-    ("vgg16", "VGG-16 with batch norm for 32×32 images: 13 convs in 5 max-pooled stages, two 512-unit BN layers, the classifier; --base-width (default 64) scales every layer; --depth is ignored");
+    ("vgg16", "VGG-16 with batch norm for 32×32 images: 13 convs in 5 max-pooled stages, two 512-unit BN layers, the classifier; --base-width (default 64) scales every layer; its depth is fixed, so it takes no --depth");
 
 /// Every model the command line accepts: name and a one-line description.
 pub fn models() -> Vec<(&'static str, String)> {

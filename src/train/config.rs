@@ -5,7 +5,7 @@ use crate::backend::Device;
 use crate::data::{ImageNetOptions, Normalize, Padding};
 use crate::error::{Error, Result};
 use crate::files::read_file;
-use crate::models::{Family, LastBnGamma, ShortcutKind};
+use crate::models::{Family, LastBnGamma, ShortcutKind, Variant, MLP, VGG16};
 use crate::nn::Init;
 use crate::optim::Schedule;
 use serde::{Deserialize, Serialize};
@@ -275,6 +275,52 @@ impl TrainConfig {
             return Err(Error::arg("--tau", detail));
         }
         Ok(())
+    }
+}
+
+impl TrainConfig {
+    /// The conv nets' layout: `--family`, else ImageNet's for ImageNet data and CIFAR's otherwise.
+    pub fn family(&self) -> Family {
+        self.arch.family.unwrap_or(if self.data == "imagenet" { Family::Imagenet } else { Family::Cifar })
+    }
+
+    /// Refuses a flag given on the command line (`given`, clap's ids) that
+    /// `--model` does not read. Such a flag was recorded in config.json and
+    /// ignored, so the run was not the one asked for (`--width 512` on a
+    /// ResNet, `--shortcut b` on a VGG). Defaults cannot be told from given
+    /// values here, hence the ids.
+    pub fn check_flags_apply(&self, given: &[String]) -> Result<()> {
+        crate::models::check_name(&self.model)?;
+        let (mlp, vgg16, variant) = (self.model == MLP.0, self.model == VGG16.0, Variant::from_name(&self.model));
+        let conv = variant.is_some();
+        let cifar_shortcuts = variant.is_some_and(Variant::shortcuts) && self.family() == Family::Cifar;
+        let readers: [(&str, bool, &str); 9] = [
+            ("depth", !vgg16, "sizes the MLP and the ResNet family (vgg16's depth is fixed)"),
+            ("width", mlp, "is the MLP's hidden width (vgg16 takes --base-width)"),
+            ("bn", mlp, "puts BN into the MLP (a conv net's name says whether it has BN)"),
+            ("init", mlp, "initialises the MLP (the conv nets keep their papers' schemes)"),
+            ("base_width", vgg16, "scales vgg16's layers"),
+            ("family", conv, "picks the ResNet family's layout"),
+            (
+                "shortcut",
+                cifar_shortcuts,
+                "picks the shortcut of the CIFAR layout's models with shortcuts (the ImageNet layout always projects)",
+            ),
+            ("lastbn_gamma", variant.is_some_and(Variant::last_bn), "sets γ of the BN before the last linear layer of the *-lastbn models"),
+            ("dropout", conv, "is the dropout before the ResNet family's last linear layer"),
+        ];
+        match readers.iter().find(|(id, reads, _)| !reads && given.iter().any(|g| g == id)) {
+            Some((id, _, what)) => {
+                let layout = if *id == "shortcut" && variant.is_some_and(Variant::shortcuts) {
+                    format!(" on the {:?} layout", self.family()).to_lowercase()
+                } else {
+                    String::new()
+                };
+                let detail = format!("--model {}{layout} does not read it; it {what}", self.model);
+                Err(Error::arg(format!("--{}", id.replace('_', "-")), detail))
+            }
+            None => Ok(()),
+        }
     }
 }
 

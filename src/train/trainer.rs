@@ -8,7 +8,7 @@ use crate::backend::Backend;
 use crate::checkpoint::{self, RunState, Saved};
 use crate::data::{Batch, BatchSource};
 use crate::error::{Error, Result};
-use crate::models::{vgg16, Family, Mlp, MlpConfig, Model, ResNet, ResNetConfig, Variant, Vgg16, VGG16};
+use crate::models::{vgg16, Mlp, MlpConfig, Model, ResNet, ResNetConfig, Variant, Vgg16, VGG16};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::tensor::Tensor;
 use std::path::Path;
@@ -191,7 +191,7 @@ fn build_model<B: Backend>(backend: &B, cfg: &TrainConfig, dims: &[usize], class
     };
     let in_channels = channels()?;
     let a = &cfg.arch;
-    let family = a.family.unwrap_or(if cfg.data == "imagenet" { Family::Imagenet } else { Family::Cifar });
+    let family = cfg.family();
     let config = ResNetConfig {
         in_channels,
         shortcut: a.shortcut,
