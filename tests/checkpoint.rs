@@ -188,6 +188,37 @@ fn a_checkpoint_of_another_optimiser_or_seed_is_refused() {
     })
 }
 
+/// After a step every parameter not frozen has its momentum buffer, so one
+/// missing is refused, naming it, rather than restarted at zero; a frozen
+/// parameter has none, and neither does any before the first step.
+#[test]
+fn a_missing_optimiser_buffer_is_refused_unless_its_parameter_is_frozen() {
+    let be = Cpu::<f32>::new();
+    let buffer = "optimizer.output.bias.momentum_buffer";
+    for (name, extra, iteration) in
+        [("buffer-missing", &[][..], 1), ("buffer-frozen", &["--freeze", "3"][..], 1), ("buffer-unstepped", &[][..], 0)]
+    {
+        let cfg = config(name, extra);
+        let mut t = trainer(&be, &cfg);
+        if iteration > 0 {
+            t.step(&batch(0), cfg.lr).unwrap();
+        }
+        t.save_checkpoint(&cfg.out, &cfg, &run_state(iteration)).unwrap();
+        let path = checkpoint::checkpoint_path(&cfg.out);
+        let mut file = TensorFile::read(&path).unwrap();
+        let had = file.tensors.remove(buffer).is_some();
+        assert_eq!(had, name == "buffer-missing", "{name}: {buffer} written");
+        file.write(&path).unwrap();
+        match trainer(&be, &cfg).resume(&cfg.out, &cfg) {
+            Ok(_) => assert!(name != "buffer-missing", "{name}: resumed without {buffer}"),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(name == "buffer-missing" && e.contains(buffer) && e.contains("is missing"), "{name}: {e}");
+            }
+        }
+    }
+}
+
 #[test]
 fn a_state_that_is_not_finite_is_neither_saved_nor_resumed() {
     let cfg = config("not-finite", &[]);

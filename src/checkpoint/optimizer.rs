@@ -36,13 +36,19 @@ pub fn optimizer_tensors<B: Backend>(
 }
 
 /// Replaces the optimiser's state with the file's `optimizer.*` entries,
-/// each checked against the parameter it belongs to.
+/// each checked against the parameter it belongs to. Once the run has
+/// `stepped`, every parameter not frozen must have its entries: each
+/// receives a gradient every step, and the optimiser makes a parameter's
+/// state at its first update, so a missing one would restart that
+/// parameter's momentum (or Adam's moments) in a run meant to go on bit for
+/// bit. A frozen parameter has none.
 pub fn load_optimizer<B: Backend>(
     optimizer: &mut dyn Optimizer<B>,
     store: &ParamStore<B>,
     backend: &B,
     file: &TensorFile,
     path: &Path,
+    stepped: bool,
 ) -> Result<()> {
     let bad = |detail: String| Error::data(path, detail);
     let names = optimizer.slot_names();
@@ -86,6 +92,10 @@ pub fn load_optimizer<B: Backend>(
     if counts_steps != step.is_some() {
         let why = if counts_steps { "missing: this optimiser counts its steps" } else { "unexpected: this optimiser counts no steps" };
         return Err(bad(format!("{STEP} {why}")));
+    }
+    if let Some(id) = store.ids().find(|id| stepped && !names.is_empty() && !store.param(*id).frozen && !slots.contains_key(id)) {
+        let detail = format!("{PREFIX}{}.{} is missing; after a step every parameter not frozen has it", store.param(id).name, names[0]);
+        return Err(bad(detail));
     }
     let mut state = OptimizerState { slots: BTreeMap::new(), step };
     for (id, bufs) in slots {

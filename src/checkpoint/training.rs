@@ -92,8 +92,8 @@ pub fn resume<B: Backend>(
         }
     }
     load_model(&mut *model, be, &file, &path, Precision::Exact)?;
-    load_optimizer(optimizer, model.store(), be, &file, &path)?;
     let state = RunState::from_metadata(&file.metadata, &path)?;
+    load_optimizer(optimizer, model.store(), be, &file, &path, state.iteration > 0)?;
     model.set_forwards(state.forwards);
     Ok(state)
 }
