@@ -113,6 +113,12 @@ fn bad_flags_name_the_flag() {
         assert_error(&kappa(&["train", "--model", "tau-resnet", flag, "-1e-3", "--out", out]), &[flag, "-0.001 is not"]);
     }
     assert_error(&kappa(&["train", "--model", "vgg16", "--out", out]), &["--data", "32×32", "28×28"]);
+    // An analysis the run would never reach, before anything is written.
+    let late = ["train", "--iterations", "10", "--analyze-at", "5,20,11", "--out", out];
+    assert_error(&kappa(&late), &["--analyze-at", "iteration 11 is past the run's end at iteration 10", "--iterations 10"]);
+    let late = ["train", "--epochs", "2", "--limit-train", "256", "--batch-size", "32", "--analyze-at", "17", "--out", out];
+    assert_error(&kappa(&late), &["--analyze-at", "iteration 17", "end at iteration 16 (2 epochs of 8 batches)"]);
+    assert!(!Path::new(out).exists(), "a refused run wrote its directory");
     let exact = ["analyze", "--exact", "--depth", "3", "--width", "8", "--examples", "64", "--limit-train", "32", "--out", out];
     assert_error(&kappa(&exact), &["--examples", "64 examples", "has 32", "--limit-train", "expected 1 to 32"]);
     assert_error(&kappa(&["profile", "conv", "--batch-size", "0"]), &["--batch-size", "at least 1"]);

@@ -407,7 +407,7 @@ struct AnalysisArgs {
     /// Analyse every N iterations, the initialisation (iteration 0) included; 0 turns it off
     #[arg(long, default_value_t = 50)]
     analyze_every: usize,
-    /// Also analyse at these iterations, e.g. 0,1,2,3 (paper Fig. A11)
+    /// Also analyse at these iterations, e.g. 0,1,2,3 (paper Fig. A11); each at most the run's last
     #[arg(long, value_delimiter = ',')]
     analyze_at: Vec<usize>,
     /// empirical: true labels, reusing the training backward; fisher: labels sampled from the model's softmax

@@ -244,6 +244,17 @@ impl<'a, B: Backend> Run<'a, B> {
             );
         }
         let total = cfg.iterations.unwrap_or(cfg.epochs.unwrap_or(1) * per_epoch);
+        if let Some(&late) = cfg.analysis.at.iter().filter(|&&at| at > total).min() {
+            let length = match cfg.iterations {
+                Some(n) => format!("--iterations {n}"),
+                None => match cfg.epochs.unwrap_or(1) {
+                    1 => format!("1 epoch of {per_epoch} batches"),
+                    n => format!("{n} epochs of {per_epoch} batches"),
+                },
+            };
+            let detail = format!("iteration {late} is past the run's end at iteration {total} ({length}), so it would never be analysed");
+            return Err(Error::arg("--analyze-at", detail));
+        }
         if let Some(state) = &resumed {
             if state.batches_per_epoch != per_epoch {
                 let detail = format!("taken with {} batches per epoch, but the data now gives {per_epoch}", state.batches_per_epoch);
