@@ -118,6 +118,12 @@ fn bad_flags_name_the_flag() {
     assert_error(&kappa(&late), &["--analyze-at", "iteration 11 is past the run's end at iteration 10", "--iterations 10"]);
     let late = ["train", "--epochs", "2", "--limit-train", "256", "--batch-size", "32", "--analyze-at", "17", "--out", out];
     assert_error(&kappa(&late), &["--analyze-at", "iteration 17", "end at iteration 16 (2 epochs of 8 batches)"]);
+    // Flags that would measure nothing.
+    assert_error(
+        &kappa(&["train", "--analyze-every", "0", "--save-spectra", "--out", out]),
+        &["--save-spectra", "no analysis is scheduled"],
+    );
+    assert_error(&kappa(&["analyze", "--examples", "64", "--out", out]), &["--examples", "only --exact"]);
     assert!(!Path::new(out).exists(), "a refused run wrote its directory");
     let exact = ["analyze", "--exact", "--depth", "3", "--width", "8", "--examples", "64", "--limit-train", "32", "--out", out];
     assert_error(&kappa(&exact), &["--examples", "64 examples", "has 32", "--limit-train", "expected 1 to 32"]);

@@ -103,6 +103,12 @@ impl AnalysisConfig {
         if !(self.domination_threshold > 0.0 && self.domination_threshold.is_finite()) {
             return Err(Error::arg("--domination-threshold", "must be a positive number"));
         }
+        if self.save_spectra && !self.enabled() {
+            return Err(Error::arg(
+                "--save-spectra",
+                "no analysis is scheduled (--analyze-every 0 and no --analyze-at), so there are no spectra to save",
+            ));
+        }
         Ok(())
     }
 }

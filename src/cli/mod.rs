@@ -226,7 +226,10 @@ impl AnalyzeArgs {
     /// A run that analyses the model once: at initialisation (or the loaded
     /// weights), or after the length given on the command line (`given`), as
     /// a preset's epochs do not count; the exact curvature too with `--exact`.
-    fn into_run(self, given: &[String]) -> (TrainConfig, RunOptions) {
+    fn into_run(self, given: &[String]) -> crate::Result<(TrainConfig, RunOptions)> {
+        if !self.exact && given.iter().any(|g| g == "examples") {
+            return Err(crate::Error::arg("--examples", "sizes the exact curvature, which only --exact measures"));
+        }
         let explicit = ["iterations", "epochs"].iter().any(|f| given.iter().any(|g| g == f));
         let dtype = self.train.dtype.unwrap_or(if self.exact { Dtype::F64 } else { Dtype::F32 });
         let mut cfg = self.train.into_config();
@@ -239,7 +242,7 @@ impl AnalyzeArgs {
         if self.exact {
             (cfg.analysis.exact_at, cfg.analysis.exact_examples) = (vec![at], self.examples);
         }
-        (cfg, RunOptions { weights: self.weights, ..Default::default() })
+        Ok((cfg, RunOptions { weights: self.weights, ..Default::default() }))
     }
 }
 
@@ -653,7 +656,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         }
         Command::Analyze(args) => {
             let given = given_flags(matches, "analyze");
-            let (cfg, opts) = args.into_run(&given);
+            let (cfg, opts) = args.into_run(&given)?;
             cfg.check_flags_apply(&given)?;
             let summary = crate::train::run_with(&cfg, &opts)?;
             println!("{}", summary.line());
