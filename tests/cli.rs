@@ -99,7 +99,9 @@ fn bad_flags_name_the_flag() {
     assert_error(&kappa(&["train", "--lr", "fast", "--out", out]), &["--lr", "fast"]);
     assert_error(&kappa(&["train", "--depth", "x", "--out", out]), &["--depth"]);
     assert_error(&kappa(&["train", "--freeze", "2,99", "--out", out]), &["--freeze", "99"]);
-    assert_error(&kappa(&["train", "--schedule", "cosine", "--out", out]), &["--schedule"]);
+    let schedule = kappa(&["train", "--schedule", "cosine", "--out", out]);
+    assert_error(&schedule, &["--schedule", "unknown schedule", "multistep:E1,E2[:gamma]"]);
+    assert_eq!(stderr(&schedule).matches("--schedule").count(), 1, "{}", stderr(&schedule));
     assert_error(&kappa(&["train", "--data", "imagenet21k", "--out", out]), &["--data", "imagenet21k"]);
     assert_error(&kappa(&["train", "--device", "tpu", "--out", out]), &["--device", "tpu"]);
     // Values clap parses but no run can use.

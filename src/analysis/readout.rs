@@ -138,6 +138,9 @@ mod tests {
     fn percentages_sort_by_value_not_text() {
         let s = Spectrum::from_descending(&[3.0, 2.0, 1.0], f64::EPSILON, &[100.0, 50.0, 12.5, 80.0]);
         assert_eq!(percent_keys(&[view(&s)]), ["12.5", "50", "80", "100"]);
+        // A tiny p keys as its shortest digits, not as 300 zeros.
+        let s = Spectrum::from_descending(&[3.0, 2.0, 1.0], f64::EPSILON, &[1e-300, 0.5]);
+        assert_eq!(percent_keys(&[view(&s)]), ["1e-300", "0.5"]);
     }
 
     #[test]

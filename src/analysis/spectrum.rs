@@ -77,10 +77,12 @@ pub fn kappa_index(p: f64, dim: usize) -> usize {
 
 /// `50` for 50.0, `12.5` for 12.5: how κ_p keys read in JSON.
 pub fn percent_key(p: f64) -> String {
+    // Debug, not Display: the shortest digits that read back as `p`, with an
+    // exponent where Display would write 1e-300 as 300 zeros (as 12.5, 0.5 alike).
     if p.fract() == 0.0 {
         format!("{}", p as i64)
     } else {
-        format!("{p}")
+        format!("{p:?}")
     }
 }
 

@@ -341,7 +341,7 @@ struct TrainArgs {
     #[arg(long, allow_hyphen_values = true, default_value_t = 0.0)]
     weight_decay: f64,
     /// constant, or multistep:E1,E2[:gamma] (multiply by gamma, default 0.1, at those epochs)
-    #[arg(long, default_value = "constant")]
+    #[arg(long, default_value = "constant", value_parser = parse_schedule)]
     schedule: Schedule,
     /// Epochs to train [default: 6]
     #[arg(long, conflicts_with = "iterations")]
@@ -474,6 +474,14 @@ fn at_least_one(flag: &str, v: usize) -> crate::Result<usize> {
         0 => Err(crate::Error::arg(flag, "must be at least 1")),
         v => Ok(v),
     }
+}
+
+/// A schedule, its error without the flag's name, which clap's message already gives.
+fn parse_schedule(s: &str) -> Result<Schedule, String> {
+    s.parse().map_err(|e| match e {
+        crate::Error::Argument { detail, .. } => detail,
+        e => e.to_string(),
+    })
 }
 
 fn parse_crop_resize(s: &str) -> Result<(usize, usize), String> {
