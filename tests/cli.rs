@@ -322,6 +322,13 @@ fn reproduce_lists_presets_and_rejects_unknown_names() {
     let o = kappa(&["reproduce", "fig1", "--allow-synthetic", "--device", "cuda:0", "--out", out.to_str().unwrap()]);
     assert_error(&o, &["--device", "fig1", "f64", "CPU only"]);
     assert!(!out.join("plain").exists(), "a refused preset trains nothing");
+    // The LuckMatters scripts make their own data on the host: a flag they would ignore is named.
+    for (flag, value) in [("--device", Some("cuda:0")), ("--data-dir", Some("data")), ("--allow-synthetic", None)] {
+        let out = scratch("luckmatters-flags").join("out");
+        let args = [&["reproduce", "luckmatters-matrix", flag][..], value.as_slice(), &["--out", out.to_str().unwrap()]].concat();
+        assert_error(&kappa(&args), &[flag, "luckmatters-matrix is a script"]);
+        assert!(!out.exists(), "{flag}: a refused script wrote its directory");
+    }
 }
 
 #[test]

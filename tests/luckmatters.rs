@@ -140,7 +140,7 @@ fn assert_descent_direction(delta: &Mat, grad: &Mat) {
 fn closed_form_step_is_the_negative_gradient_where_it_is_exact() {
     let cfg = MatrixConfig { sizes: vec![3, 4, 5], node_multi: 2, perturb: false, init_std: 1.0, seed: 9, ..MatrixConfig::default() };
     let ts = matrix::teacher_weights(cfg.seed, &cfg.sizes).unwrap();
-    let mut ws = matrix::student_weights(&cfg, &ts);
+    let mut ws = matrix::student_weights(&cfg, &ts).unwrap();
     assert_eq!((ws[0].rows, ws[0].cols, ws[1].rows, ws[1].cols), (4, 8, 9, 5));
     assert!(ts.iter().chain(&ws).all(|w| w.col_norms().iter().all(|n| close(*n, 1.0, 1e-12))));
     let mut rng = Rng::new(3, 1);
@@ -293,6 +293,13 @@ fn matrix_divergence_is_recorded_and_stops_the_run() {
     assert!(o.row_norms.iter().flatten().all(|n| n.is_finite() && *n > 0.0), "the figures are those before it: {}", o.summary());
     let recs = records(&dir);
     assert_eq!((recs.len(), &recs[1]["kind"], &recs[1]["iteration"]), (2, &serde_json::json!("diverged"), &serde_json::json!(1)));
+
+    // A student whose initial columns overflow f64 cannot start: named, nothing written.
+    let cfg = MatrixConfig { perturb: false, init_std: 1e300, ..MatrixConfig::ci() };
+    let dir = out_dir("matrix-init-overflows");
+    let err = matrix::run(&cfg, &dir).unwrap_err().to_string();
+    assert!(err.contains("--init-std") && err.contains("past f64's range"), "{err}");
+    assert!(!dir.exists(), "{} was written", dir.display());
 }
 
 #[derive(Parser)]

@@ -590,6 +590,13 @@ fn reproduce(args: ReproduceArgs) -> anyhow::Result<()> {
     let needs = match preset.plan {
         experiments::Plan::Runs { needs, .. } => needs,
         experiments::Plan::Script(script) => {
+            // A script builds its own data and runs on the host.
+            let unread =
+                [("--device", args.device != "cpu"), ("--data-dir", args.data_dir.is_some()), ("--allow-synthetic", args.allow_synthetic)];
+            if let Some((flag, _)) = unread.iter().find(|(_, given)| *given) {
+                let detail = format!("{} is a script that makes its own data and runs on the host; it does not read {flag}", preset.name);
+                return Err(crate::Error::arg(*flag, detail).into());
+            }
             let (measured, judged) = script(args.scale, &out)?;
             let page = crate::report::measured_page(&out, &about, &measured, &experiments::claims::markdown(&judged))?;
             println!("\n{} ({scale} scale)\n{measured}expected (paper): {}", preset.name, preset.expected);

@@ -128,8 +128,10 @@ pub fn teacher_weights(seed: u64, sizes: &[usize]) -> Result<Vec<Mat>> {
 }
 
 /// The student's matrices: every hidden width times `node_multi`, N(0, init_std²)
-/// entries, the teacher added into the leading block with `perturb`, unit-norm columns.
-pub fn student_weights(cfg: &MatrixConfig, teacher: &[Mat]) -> Vec<Mat> {
+/// entries, the teacher added into the leading block with `perturb`, unit-norm
+/// columns; an error naming `--init-std` where a column's norm leaves f64's
+/// range (its entries ~1e154 or more), which would normalise it to zeros.
+pub fn student_weights(cfg: &MatrixConfig, teacher: &[Mat]) -> Result<Vec<Mat>> {
     let mut rng = Rng::named(cfg.seed, "luckmatters/matrix-student");
     let layers = teacher.len();
     teacher
@@ -147,8 +149,13 @@ pub fn student_weights(cfg: &MatrixConfig, teacher: &[Mat]) -> Vec<Mat> {
                     w.data[n_in * n_out + c] += t.at(t.rows - 1, c);
                 }
             }
-            w.unit_cols();
-            w
+            match w.unit_cols() {
+                true => Ok(w),
+                false => {
+                    let detail = format!("{}: a column of the initial student has a norm past f64's range", cfg.init_std);
+                    Err(Error::arg("--init-std", detail))
+                }
+            }
         })
         .collect()
 }
@@ -313,9 +320,10 @@ fn measure(x: &Mat, student: &[Mat], teacher: &[Mat], iteration: usize, seconds:
 pub fn run(cfg: &MatrixConfig, out_dir: &Path) -> Result<MatrixOutcome> {
     cfg.validate()?;
     let start = Instant::now();
-    let mut log = super::open_run(out_dir, cfg)?;
+    // Before the run directory, so an initialisation that cannot be made leaves nothing written.
     let teacher = teacher_weights(cfg.seed, &cfg.sizes)?;
-    let mut ws = student_weights(cfg, &teacher);
+    let mut ws = student_weights(cfg, &teacher)?;
+    let mut log = super::open_run(out_dir, cfg)?;
     let d = cfg.sizes[0];
     let eval_x = samples(&mut Rng::named(cfg.seed, "luckmatters/matrix-eval"), cfg.eval_samples, d);
     let mut data = Rng::named(cfg.seed, "luckmatters/matrix-train");

@@ -148,12 +148,12 @@ fn top1_error(runs: &[Run]) -> Figure {
                     _ => epochs.push((epoch, error, 1)),
                 }
             }
-            curve(epochs.into_iter().map(|(e, sum, n)| ((e + 1) as f64, sum / n as f64)).collect())
+            curve(epochs.into_iter().map(|(e, sum, n)| (e as f64 + 1.0, sum / n as f64)).collect())
         })
         .collect();
     let test = runs
         .iter()
-        .map(|run| curve(run.eval.iter().filter_map(|e| Some(((e.epoch? + 1) as f64, 1.0 - e.test_accuracy?))).collect()))
+        .map(|run| curve(run.eval.iter().filter_map(|e| Some((e.epoch? as f64 + 1.0, 1.0 - e.test_accuracy?))).collect()))
         .collect();
     Figure {
         stem: "top1_error",

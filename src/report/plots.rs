@@ -149,7 +149,7 @@ impl Panel {
             // Asking for at most one label per unit over a range padded by ½
             // makes plotters' 1-2-5 tick steps land on whole numbers only.
             XAxis::Layer | XAxis::Epoch => {
-                let labels = ((hi - lo) as usize + 1).min(12);
+                let labels = ((hi - lo) as usize).saturating_add(1).min(12);
                 let desc = if matches!(self.x, XAxis::Layer) { "layer index" } else { "epoch" };
                 self.chart(area, (lo - 0.5..hi + 0.5, labels), y, desc, &|v| format!("{v:.0}"))
             }
