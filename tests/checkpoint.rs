@@ -607,6 +607,9 @@ fn resume_refuses_what_it_cannot_honour() {
     assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["config.json", "would refuse", "--depth"]);
     std::fs::write(&config, saved.replace("\"limit_train\": 256", "\"limit_train\": 0")).unwrap();
     assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["config.json", "would refuse", "--limit-train"]);
+    // JSON that is not an object is named as such, not by serde's reading of a struct from an array.
+    std::fs::write(&config, "[]").unwrap();
+    assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["config.json", "holds an array, not an object"]);
     std::fs::write(&config, saved).unwrap();
     // A fresh run still never writes into an existing one.
     assert_error(&kappa(&["train", "--out", rs, "--iterations", "4"]), &["metrics.jsonl", "already holds"]);

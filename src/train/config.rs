@@ -216,8 +216,22 @@ impl TrainConfig {
         let path = run_dir.join("config.json");
         let text = read_file(&path)
             .map_err(|e| Error::data(&path, format!("cannot read it ({e}); expected a run directory written by `kappa train`")))?;
-        let saved: Saved = serde_json::from_slice(&text)
-            .map_err(|e| Error::data(&path, format!("expected the configuration `kappa train` writes, {{\"train\": {{...}}}}: {e}")))?;
+        let expected = |e: &dyn std::fmt::Display| {
+            Error::data(&path, format!("expected the configuration `kappa train` writes, {{\"train\": {{...}}}}: {e}"))
+        };
+        // An object first: serde would read a struct from an array too, and then speak of its length.
+        let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| expected(&e))?;
+        if !value.is_object() {
+            let kind = match value {
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::Bool(_) => "a boolean",
+                _ => "null",
+            };
+            return Err(expected(&format!("it holds {kind}, not an object")));
+        }
+        let saved: Saved = serde_json::from_value(value).map_err(|e| expected(&e))?;
         let cfg = TrainConfig { out: run_dir.to_path_buf(), ..saved.train };
         cfg.validate().map_err(|e| Self::saved_error(run_dir, e))?;
         Ok(cfg)
