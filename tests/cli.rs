@@ -394,14 +394,15 @@ fn report_renders_a_run() {
     assert_error(&kappa(&["report", dir.join("nothing").to_str().unwrap()]), &["nothing"]);
 }
 
-/// A flag the model does not read was recorded in config.json and ignored;
-/// it is refused, naming the flag and the model, before anything is written.
+/// A flag the model or the data pipeline does not read was recorded in
+/// config.json and ignored; it is refused, naming the flag and the model or
+/// data, before anything is written.
 #[test]
 fn flags_the_model_does_not_read_are_refused() {
     let dir = scratch("unread-flags");
     let out = dir.join("run");
     let out = out.to_str().unwrap();
-    let cases: [(&[&str], &[&str]); 10] = [
+    let cases: [(&[&str], &[&str]); 13] = [
         (&["--model", "vgg16", "--depth", "19"], &["--depth", "--model vgg16 does not read it", "fixed"]),
         (&["--model", "resnet", "--width", "512"], &["--width", "--model resnet does not read it"]),
         (&["--model", "resnet", "--bn"], &["--bn", "--model resnet"]),
@@ -412,6 +413,9 @@ fn flags_the_model_does_not_read_are_refused() {
         (&["--model", "resnet", "--family", "imagenet", "--shortcut", "a"], &["--shortcut", "on the imagenet layout", "always projects"]),
         (&["--model", "resnet", "--lastbn-gamma", "uniform"], &["--lastbn-gamma", "*-lastbn"]),
         (&["--dropout", "0.3"], &["--dropout", "--model mlp"]),
+        (&["--padding", "reflect"], &["--padding", "without --augment"]),
+        (&["--crop-size", "160"], &["--crop-size", "--data synthetic does not read it"]),
+        (&["--resize", "180"], &["--resize", "ImageNet's crops"]),
     ];
     for (flags, needles) in cases {
         for command in ["train", "analyze"] {

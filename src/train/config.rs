@@ -299,7 +299,7 @@ impl TrainConfig {
     }
 
     /// Refuses a flag given on the command line (`given`, clap's ids) that
-    /// `--model` does not read. Such a flag was recorded in config.json and
+    /// `--model`, or the data pipeline, does not read. Such a flag was recorded in config.json and
     /// ignored, so the run was not the one asked for (`--width 512` on a
     /// ResNet, `--shortcut b` on a VGG). Defaults cannot be told from given
     /// values here, hence the ids.
@@ -333,8 +333,25 @@ impl TrainConfig {
                 let detail = format!("--model {}{layout} does not read it; it {what}", self.model);
                 Err(Error::arg(format!("--{}", id.replace('_', "-")), detail))
             }
-            None => Ok(()),
+            None => self.check_data_flags_apply(given),
         }
+    }
+
+    /// [`Self::check_flags_apply`] for the data pipeline's flags.
+    fn check_data_flags_apply(&self, given: &[String]) -> Result<()> {
+        let imagenet = self.data == "imagenet";
+        let unread = match () {
+            _ if !imagenet && given.iter().any(|g| g == "crop_size" || g == "resize") => {
+                let flag = if given.iter().any(|g| g == "crop_size") { "--crop-size" } else { "--resize" };
+                Some((flag, format!("--data {} does not read it; it sizes ImageNet's crops", self.data)))
+            }
+            _ if given.iter().any(|g| g == "padding") && (imagenet || !self.pipeline.augment) => {
+                let why = if imagenet { "ImageNet's augmentation crops without padding" } else { "without --augment no crop is padded" };
+                Some(("--padding", format!("it fills the pad of --augment's random crop, and {why}")))
+            }
+            _ => None,
+        };
+        unread.map_or(Ok(()), |(flag, detail)| Err(Error::arg(flag, detail)))
     }
 }
 
