@@ -299,10 +299,10 @@ impl TrainConfig {
     }
 
     /// Refuses a flag given on the command line (`given`, clap's ids) that
-    /// `--model`, or the data pipeline, does not read. Such a flag was recorded in config.json and
-    /// ignored, so the run was not the one asked for (`--width 512` on a
-    /// ResNet, `--shortcut b` on a VGG). Defaults cannot be told from given
-    /// values here, hence the ids.
+    /// `--model`, or the data pipeline, does not read. Such a flag was
+    /// recorded in config.json and ignored, so the run was not the one asked
+    /// for (`--width 512` on a ResNet, `--shortcut b` on a VGG). Defaults
+    /// cannot be told from given values here, hence the ids.
     pub fn check_flags_apply(&self, given: &[String]) -> Result<()> {
         crate::models::check_name(&self.model)?;
         let (mlp, vgg16, variant) = (self.model == MLP.0, self.model == VGG16.0, Variant::from_name(&self.model));
