@@ -72,6 +72,15 @@ fn divergence_is_a_result_not_a_crash() {
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["diverged"], true);
     assert_eq!(summary["diverged_at"], iteration);
+
+    // Weights grown past what a forward pass survives, after a step whose
+    // training loss (taken before the update) was finite: the test loss says so.
+    let out = dir.join("test-loss");
+    let o = small_train(&out, &["--weight-decay", "1e30", "--iterations", "1", "--analyze-every", "0"]);
+    assert!(o.status.success(), "diverging must exit 0: {}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("diverged at iteration 1: the test loss is NaN"), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!((&summary["diverged"], &summary["diverged_at"]), (&serde_json::json!(true), &serde_json::json!(1)));
 }
 
 #[test]
@@ -120,6 +129,10 @@ fn bad_flags_name_the_flag() {
     assert_error(&kappa(&late), &["--analyze-at", "iteration 11 is past the run's end at iteration 10", "--iterations 10"]);
     let late = ["train", "--epochs", "2", "--limit-train", "256", "--batch-size", "32", "--analyze-at", "17", "--out", out];
     assert_error(&kappa(&late), &["--analyze-at", "iteration 17", "end at iteration 16 (2 epochs of 8 batches)"]);
+    // Batch norm over vectors needs two examples a batch, the last one included.
+    assert_error(&kappa(&["train", "--bn", "--batch-size", "1", "--out", out]), &["--batch-size", "one example leaves all zeros"]);
+    let short = ["train", "--bn", "--limit-train", "65", "--batch-size", "32", "--out", out];
+    assert_error(&kappa(&short), &["--batch-size", "65 examples in batches of 32", "--drop-last"]);
     // Flags that would measure nothing.
     assert_error(
         &kappa(&["train", "--analyze-every", "0", "--save-spectra", "--out", out]),

@@ -157,6 +157,12 @@ fn init_from_refuses_a_missing_unexpected_or_misshapen_tensor_naming_it() {
         );
     });
     refuse(&diverged, &["layers.1.weight holds 37 NaN or infinite values", "expected finite weights"]);
+    // F64 values that f32 cannot hold are finite in the file, infinite in the run.
+    let wide = edited(dir.path(), "wide", |f| {
+        let w = f.tensors.get_mut("layers.1.weight").unwrap();
+        w.values = Values::F64(w.values.to_f64s().unwrap().iter().enumerate().map(|(i, &v)| if i < 3 { 1e300 } else { v }).collect());
+    });
+    refuse(&wide, &["layers.1.weight holds 3 values past F32's range", "expected finite weights"]);
     refuse(&dir.path().join("absent.safetensors"), &["cannot read"]);
     refuse(dir.path(), &["is a directory, not a file"]);
     // A device is refused, not read until memory runs out.

@@ -373,6 +373,7 @@ fn flags_build_configs_and_bad_values_name_their_flag() {
     };
     assert_eq!((c, out), (want, PathBuf::from("r")));
     for (flags, named) in [
+        (&["--bn", "--batch-size", "1"][..], "one example leaves all zeros"),
         (&["--lr", "-1"][..], "--lr"),
         (&["--node-multi", "0"], "--node-multi"),
         (&["--eval-samples", "100"], "--eval-samples"),

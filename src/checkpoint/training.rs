@@ -1,7 +1,7 @@
 //! A run directory's checkpoint: the model, the optimiser and the run state
 //! in one safetensors file, replaced atomically each time.
 
-use super::file::TensorFile;
+use super::file::{HostTensor, TensorFile};
 use super::model::{load_model, model_tensors, Precision};
 use super::optimizer::{load_optimizer, optimizer_tensors};
 use super::run_state::RunState;
@@ -35,6 +35,29 @@ pub enum Saved {
 /// they stand, where the run stood, and its `identity`, the (key, value)
 /// pairs of the run's configuration a resumed run must agree with; unless
 /// a value is not finite ([`Saved::NotFinite`]).
+/// The model's and the optimiser's tensors, as a checkpoint holds them.
+fn state_tensors<B: Backend>(
+    be: &B,
+    model: &dyn Model<B>,
+    optimizer: &dyn Optimizer<B>,
+    batches_tracked: u64,
+) -> Result<Vec<(String, HostTensor)>> {
+    let mut tensors = model_tensors(model, be, batches_tracked)?;
+    tensors.extend(optimizer_tensors(optimizer, model.store(), be)?);
+    Ok(tensors)
+}
+
+fn first_non_finite<'a>(tensors: impl IntoIterator<Item = (&'a String, &'a HostTensor)>) -> Option<String> {
+    tensors.into_iter().find(|(_, t)| t.values.non_finite() > 0).map(|(name, _)| name.clone())
+}
+
+/// The first tensor of the model's or the optimiser's state that holds a NaN
+/// or infinite value, as [`save`] would name it, without writing anything.
+pub fn non_finite_state<B: Backend>(be: &B, model: &dyn Model<B>, optimizer: &dyn Optimizer<B>) -> Result<Option<String>> {
+    let tensors = state_tensors(be, model, optimizer, 0)?;
+    Ok(first_non_finite(tensors.iter().map(|(n, t)| (n, t))))
+}
+
 pub fn save<B: Backend>(
     run_dir: &Path,
     be: &B,
@@ -44,10 +67,9 @@ pub fn save<B: Backend>(
     state: &RunState,
 ) -> Result<Saved> {
     let mut file = TensorFile::default();
-    file.tensors.extend(model_tensors(model, be, state.iteration as u64)?);
-    file.tensors.extend(optimizer_tensors(optimizer, model.store(), be)?);
-    if let Some(name) = file.tensors.iter().find(|(_, t)| t.values.non_finite() > 0).map(|(name, _)| name) {
-        return Ok(Saved::NotFinite(name.clone()));
+    file.tensors.extend(state_tensors(be, model, optimizer, state.iteration as u64)?);
+    if let Some(name) = first_non_finite(&file.tensors) {
+        return Ok(Saved::NotFinite(name));
     }
     file.metadata.insert("format".into(), FORMAT.into());
     file.metadata.insert("format_version".into(), FORMAT_VERSION.into());

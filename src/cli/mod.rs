@@ -304,7 +304,7 @@ struct TrainArgs {
     /// uniform-fan-in: U(±1/√fan_in) weights and zero biases, Torch7's nn.Linear weight scale and so the
     /// paper's "random" init; its variance 1/(3·fan_in) makes each ReLU layer keep a sixth of its input's
     /// second moment, which is why the paper's Plain nets reach λmax near 1e-5
-    #[arg(long, default_value = "he")]
+    #[arg(long, default_value = "he", value_parser = flag_value::<Init>)]
     init: Init,
     /// A training recipe whose settings become the defaults (flags given still win):
     /// fb-cifar, lca-cifar, tau-cifar, fb-imagenet, lca-imagenet
@@ -341,7 +341,7 @@ struct TrainArgs {
     #[arg(long, allow_hyphen_values = true, default_value_t = 0.0)]
     weight_decay: f64,
     /// constant, or multistep:E1,E2[:gamma] (multiply by gamma, default 0.1, at those epochs)
-    #[arg(long, default_value = "constant", value_parser = parse_schedule)]
+    #[arg(long, default_value = "constant", value_parser = flag_value::<Schedule>)]
     schedule: Schedule,
     /// Epochs to train [default: 6]
     #[arg(long, conflicts_with = "iterations")]
@@ -476,8 +476,9 @@ fn at_least_one(flag: &str, v: usize) -> crate::Result<usize> {
     }
 }
 
-/// A schedule, its error without the flag's name, which clap's message already gives.
-fn parse_schedule(s: &str) -> Result<Schedule, String> {
+/// A flag's value through its `FromStr`, the error without the flag's name,
+/// which clap's message already gives.
+fn flag_value<T: std::str::FromStr<Err = crate::Error>>(s: &str) -> Result<T, String> {
     s.parse().map_err(|e| match e {
         crate::Error::Argument { detail, .. } => detail,
         e => e.to_string(),

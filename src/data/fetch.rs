@@ -130,7 +130,7 @@ pub fn manifest(name: &str) -> Result<Manifest> {
         "mnist" => Ok(Manifest { download: Download::Files(MNIST), mirrors: MNIST_MIRRORS }),
         "cifar10" => Ok(Manifest { download: Download::Archive(&CIFAR10), mirrors: CIFAR_MIRRORS }),
         "cifar100" => Ok(Manifest { download: Download::Archive(&CIFAR100), mirrors: CIFAR_MIRRORS }),
-        other => Err(Error::arg("DATASET", format!("cannot fetch `{other}`; downloadable datasets: mnist, cifar10, cifar100"))),
+        other => Err(Error::arg("NAME", format!("cannot fetch `{other}`; downloadable datasets: mnist, cifar10, cifar100"))),
     }
 }
 

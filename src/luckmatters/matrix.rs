@@ -103,7 +103,10 @@ impl MatrixConfig {
         if !(self.init_std.is_finite() && (self.init_std > 0.0 || self.perturb && self.init_std == 0.0)) {
             return Err(Error::arg(
                 "--init-std",
-                format!("{} is not a positive standard deviation (0 only with --perturb)", self.init_std),
+                format!(
+                    "{} is not a positive standard deviation (0 only without --no-perturb, the student then being the teacher)",
+                    self.init_std
+                ),
             ));
         }
         let samples = self.eval_samples.max(self.batch_size);

@@ -109,6 +109,9 @@ impl ReconConfig {
         positive("--node-multi", self.node_multi)?;
         positive("--epochs", self.epochs)?;
         positive("--batch-size", self.batch_size)?;
+        if self.bn && self.batch_size == 1 {
+            return Err(Error::arg("--batch-size", "1: --bn normalises each unit over the batch, which one example leaves all zeros"));
+        }
         positive("--train-samples", self.train_samples)?;
         if self.loss == ReconLoss::Ce && self.output_dim < 2 {
             return Err(Error::arg("--output-dim", "--loss ce takes the teacher's argmax as the label: it needs at least 2 outputs"));

@@ -33,7 +33,7 @@ pub trait Model<B: Backend> {
 /// The MLP's name and options; the ResNet family's names are in [`VARIANTS`].
 pub const MLP: (&str, &str) = (
     "mlp",
-    "multilayer perceptron: --depth linear layers (≥ 2) of --width units, ReLU; --bn puts batch norm between each hidden linear and its ReLU; --init he|lecun|xavier|uniform-fan-in",
+    "multilayer perceptron: --depth linear layers (≥ 2) of --width units, ReLU; --bn puts batch norm between each hidden linear and its ReLU; --init he|lecun|xavier|he-fan-out|uniform-fan-in",
 );
 pub const VGG16: (&str, &str) =
     ("vgg16", "VGG-16 with batch norm for 32×32 images: 13 convs in 5 max-pooled stages, two 512-unit BN layers, the classifier; --base-width (default 64) scales every layer; its depth is fixed, so it takes no --depth");

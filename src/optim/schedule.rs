@@ -32,9 +32,10 @@ impl FromStr for Schedule {
             return Ok(Schedule::Constant);
         }
         let rest = s.strip_prefix("multistep:").ok_or_else(|| bad("unknown schedule"))?;
-        let (epochs, gamma) = match rest.split_once(':') {
-            Some((e, g)) => (e, g.parse::<f64>().map_err(|_| bad("gamma is not a number"))?),
-            None => (rest, 0.1),
+        let (epochs, gamma) = match rest.split(':').collect::<Vec<_>>()[..] {
+            [e] => (e, 0.1),
+            [e, g] => (e, g.parse::<f64>().map_err(|_| bad("gamma is not a number"))?),
+            _ => return Err(bad("more than milestones and gamma")),
         };
         let milestones = epochs
             .split(',')

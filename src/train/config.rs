@@ -257,6 +257,12 @@ impl TrainConfig {
         if self.batch_size == 0 {
             return Err(Error::arg("--batch-size", "must be at least 1"));
         }
+        if self.batch_size == 1 && self.bn_over_examples() {
+            return Err(Error::arg(
+                "--batch-size",
+                format!("1: {} normalises each unit over the batch, which one example leaves all zeros", self.model),
+            ));
+        }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::arg("--lr", format!("{} is not a positive learning rate", self.lr)));
         }
@@ -293,6 +299,14 @@ impl TrainConfig {
 }
 
 impl TrainConfig {
+    /// Whether the model has a batch norm over a batch of examples alone (a
+    /// BN over vectors: the MLP's, vgg16's hidden layers', the *-lastbn
+    /// models' last), which a batch of one example leaves all zeros; a conv
+    /// net's BN also averages over the image's positions.
+    pub fn bn_over_examples(&self) -> bool {
+        (self.model == MLP.0 && self.bn) || self.model == VGG16.0 || Variant::from_name(&self.model).is_some_and(Variant::last_bn)
+    }
+
     /// The conv nets' layout: `--family`, else ImageNet's for ImageNet data and CIFAR's otherwise.
     pub fn family(&self) -> Family {
         self.arch.family.unwrap_or(if self.data == "imagenet" { Family::Imagenet } else { Family::Cifar })

@@ -233,6 +233,14 @@ impl<'a, B: Backend> Run<'a, B> {
         if per_epoch == 0 {
             return Err(Error::data(cfg.data_dir.clone().unwrap_or_else(|| cfg.data.clone().into()), "the training split has no examples"));
         }
+        if cfg.bn_over_examples() && !cfg.pipeline.drop_last && loader.len() % batch_size == 1 {
+            let detail = format!(
+                "{} examples in batches of {batch_size} leave a last batch of one, which {}'s batch norm would normalise to zeros; add --drop-last or change --batch-size",
+                loader.len(),
+                cfg.model
+            );
+            return Err(Error::arg("--batch-size", detail));
+        }
         // The extra batches are one pass over the split at most, so a small
         // split caps them; said once here, as each record's sample count shows it.
         let extra_per_epoch = loader.len().div_ceil(batch_size);
@@ -370,7 +378,17 @@ impl<'a, B: Backend> Run<'a, B> {
                 }
             }
             self.summary.epochs = epoch + 1;
-            self.evaluate(epoch, lr)?;
+            // Weights can grow past what a forward pass survives while the
+            // training loss, taken before the update, was still finite.
+            let test_loss = self.evaluate(epoch, lr)?;
+            if !test_loss.is_finite() {
+                if let Some(tensor) = self.trainer.non_finite_state()? {
+                    return self.diverge_in_state(epoch, lr, &tensor);
+                }
+                let at = self.summary.iterations;
+                self.out.say(&format!("diverged at iteration {at}: the test loss is {test_loss}; the last checkpoint is kept"));
+                return self.diverge(epoch, lr);
+            }
             if let Some(tensor) = self.save_checkpoint()? {
                 return self.diverge_in_state(epoch, lr, &tensor);
             }
@@ -436,8 +454,8 @@ impl<'a, B: Backend> Run<'a, B> {
         Ok(())
     }
 
-    /// Evaluates on the test split after `epoch`, trained at `lr`.
-    fn evaluate(&mut self, epoch: usize, lr: f64) -> Result<()> {
+    /// Evaluates on the test split after `epoch`, trained at `lr`; returns the test loss.
+    fn evaluate(&mut self, epoch: usize, lr: f64) -> Result<f64> {
         let summary = &mut self.summary;
         let eval = self.trainer.evaluate(self.test)?;
         self.out.write(&Record::Eval(EvalRecord {
@@ -462,7 +480,7 @@ impl<'a, B: Backend> Run<'a, B> {
             100.0 * (1.0 - eval.accuracy),
             100.0 * (1.0 - eval.top5_accuracy)
         ));
-        Ok(())
+        Ok(eval.loss)
     }
 
     /// Writes the checkpoint of the run as it stands, when checkpoints are on;

@@ -74,6 +74,11 @@ impl<B: Backend> Trainer<B> {
         checkpoint::save(run_dir, &self.backend, self.model(), self.optimizer(), &cfg.checkpoint_identity(), state)
     }
 
+    /// The first tensor of the state that holds a NaN or infinite value, if any.
+    pub fn non_finite_state(&self) -> Result<Option<String>> {
+        checkpoint::non_finite_state(&self.backend, self.model(), self.optimizer())
+    }
+
     /// Loads `RUN_DIR/checkpoint.safetensors` into this trainer, built from
     /// the run's configuration, and returns where the run stood.
     pub fn resume(&mut self, run_dir: &Path, cfg: &TrainConfig) -> Result<RunState> {
