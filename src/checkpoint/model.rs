@@ -125,7 +125,8 @@ pub fn load_model<B: Backend>(model: &mut dyn Model<B>, backend: &B, file: &Tens
         let tensor = device_tensor(backend, &shape, &t.values)
             .ok_or_else(|| Error::data(path, format!("{name} is {}; expected floating-point values", t.values.dtype())))??;
         // F64 values past f32's range are finite in the file but infinite in an f32 run.
-        let overflowed = tensor.to_f64s(backend)?.iter().filter(|v| !v.is_finite()).count();
+        let narrowed = t.values.dtype() != run_dtype::<B>();
+        let overflowed = if narrowed { tensor.to_f64s(backend)?.iter().filter(|v| !v.is_finite()).count() } else { 0 };
         if overflowed > 0 {
             let detail = format!("{name} holds {overflowed} values past {}'s range; {}", run_dtype::<B>(), precision.finite_why());
             return Err(Error::data(path, detail));

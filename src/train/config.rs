@@ -322,50 +322,42 @@ impl TrainConfig {
         let (mlp, vgg16, variant) = (self.model == MLP.0, self.model == VGG16.0, Variant::from_name(&self.model));
         let conv = variant.is_some();
         let cifar_shortcuts = variant.is_some_and(Variant::shortcuts) && self.family() == Family::Cifar;
-        let readers: [(&str, bool, &str); 9] = [
-            ("depth", !vgg16, "sizes the MLP and the ResNet family (vgg16's depth is fixed)"),
-            ("width", mlp, "is the MLP's hidden width (vgg16 takes --base-width)"),
-            ("bn", mlp, "puts BN into the MLP (a conv net's name says whether it has BN)"),
-            ("init", mlp, "initialises the MLP (the conv nets keep their papers' schemes)"),
-            ("base_width", vgg16, "scales vgg16's layers"),
-            ("family", conv, "picks the ResNet family's layout"),
+        let layout = match variant.is_some_and(Variant::shortcuts) {
+            true => format!(" on the {:?} layout", self.family()).to_lowercase(),
+            false => String::new(),
+        };
+        let unread = |layout: &str, what: &str| format!("--model {}{layout} does not read it; it {what}", self.model);
+        let model = |what: &str| unread("", what);
+        let imagenet = self.data == "imagenet";
+        let crops = format!("--data {} does not read it; it sizes ImageNet's crops", self.data);
+        let padded = if imagenet { "ImageNet's augmentation crops without padding" } else { "without --augment no crop is padded" };
+        // Each flag's id, whether the run reads it, and why not where it does not.
+        let readers = [
+            ("depth", !vgg16, model("sizes the MLP and the ResNet family (vgg16's depth is fixed)")),
+            ("width", mlp, model("is the MLP's hidden width (vgg16 takes --base-width)")),
+            ("bn", mlp, model("puts BN into the MLP (a conv net's name says whether it has BN)")),
+            ("init", mlp, model("initialises the MLP (the conv nets keep their papers' schemes)")),
+            ("base_width", vgg16, model("scales vgg16's layers")),
+            ("family", conv, model("picks the ResNet family's layout")),
             (
                 "shortcut",
                 cifar_shortcuts,
-                "picks the shortcut of the CIFAR layout's models with shortcuts (the ImageNet layout always projects)",
+                unread(&layout, "picks the shortcut of the CIFAR layout's models with shortcuts (the ImageNet layout always projects)"),
             ),
-            ("lastbn_gamma", variant.is_some_and(Variant::last_bn), "sets γ of the BN before the last linear layer of the *-lastbn models"),
-            ("dropout", conv, "is the dropout before the ResNet family's last linear layer"),
+            (
+                "lastbn_gamma",
+                variant.is_some_and(Variant::last_bn),
+                model("sets γ of the BN before the last linear layer of the *-lastbn models"),
+            ),
+            ("dropout", conv, model("is the dropout before the ResNet family's last linear layer")),
+            ("crop_size", imagenet, crops.clone()),
+            ("resize", imagenet, crops),
+            ("padding", self.pipeline.augment && !imagenet, format!("it fills the pad of --augment's random crop, and {padded}")),
         ];
-        match readers.iter().find(|(id, reads, _)| !reads && given.iter().any(|g| g == id)) {
-            Some((id, _, what)) => {
-                let layout = if *id == "shortcut" && variant.is_some_and(Variant::shortcuts) {
-                    format!(" on the {:?} layout", self.family()).to_lowercase()
-                } else {
-                    String::new()
-                };
-                let detail = format!("--model {}{layout} does not read it; it {what}", self.model);
-                Err(Error::arg(format!("--{}", id.replace('_', "-")), detail))
-            }
-            None => self.check_data_flags_apply(given),
+        match readers.into_iter().find(|(id, reads, _)| !reads && given.iter().any(|g| g == id)) {
+            Some((id, _, detail)) => Err(Error::arg(format!("--{}", id.replace('_', "-")), detail)),
+            None => Ok(()),
         }
-    }
-
-    /// [`Self::check_flags_apply`] for the data pipeline's flags.
-    fn check_data_flags_apply(&self, given: &[String]) -> Result<()> {
-        let imagenet = self.data == "imagenet";
-        let unread = match () {
-            _ if !imagenet && given.iter().any(|g| g == "crop_size" || g == "resize") => {
-                let flag = if given.iter().any(|g| g == "crop_size") { "--crop-size" } else { "--resize" };
-                Some((flag, format!("--data {} does not read it; it sizes ImageNet's crops", self.data)))
-            }
-            _ if given.iter().any(|g| g == "padding") && (imagenet || !self.pipeline.augment) => {
-                let why = if imagenet { "ImageNet's augmentation crops without padding" } else { "without --augment no crop is padded" };
-                Some(("--padding", format!("it fills the pad of --augment's random crop, and {why}")))
-            }
-            _ => None,
-        };
-        unread.map_or(Ok(()), |(flag, detail)| Err(Error::arg(flag, detail)))
     }
 }
 
