@@ -53,6 +53,30 @@ fn a_run_writes_config_metrics_and_summary() {
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["iterations"], 16);
     assert_eq!(summary["diverged"], false);
+    assert!(!stdout.contains("--batch-size"), "{stdout}");
+
+    // A batch larger than the split is kept as given, and the run says what each step sees.
+    let wide = dir.join("wide");
+    let o = kappa(&[
+        "train",
+        "--depth",
+        "3",
+        "--width",
+        "16",
+        "--limit-train",
+        "256",
+        "--batch-size",
+        "1000",
+        "--iterations",
+        "1",
+        "--out",
+        wide.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && stdout.contains("--batch-size 1000: the training split holds 256 examples, so each step sees those 256"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -108,6 +132,8 @@ fn bad_flags_name_the_flag() {
     assert_error(&kappa(&["train", "--lr", "fast", "--out", out]), &["--lr", "fast"]);
     assert_error(&kappa(&["train", "--depth", "x", "--out", out]), &["--depth"]);
     assert_error(&kappa(&["train", "--freeze", "2,99", "--out", out]), &["--freeze", "99"]);
+    let frozen = ["train", "--depth", "3", "--width", "8", "--freeze", "3,1,2", "--out", out];
+    assert_error(&kappa(&frozen), &["--freeze", "every layer of mlp 3×8", "no parameter would train"]);
     let schedule = kappa(&["train", "--schedule", "cosine", "--out", out]);
     assert_error(&schedule, &["--schedule", "unknown schedule", "multistep:E1,E2[:gamma]"]);
     assert_eq!(stderr(&schedule).matches("--schedule").count(), 1, "{}", stderr(&schedule));

@@ -175,6 +175,28 @@ fn init_from_refuses_a_missing_unexpected_or_misshapen_tensor_naming_it() {
     assert_error(&o, &["--resume", "--init-from"]);
 }
 
+/// Finite weights whose logits overflow: every gradient, so every Σ∇h,
+/// holds NaN, and its κ's read NaN (not ∞, "rank deficient"), the weight
+/// gradients' σmax NaN (not 0, "weight domination").
+#[test]
+fn an_analysis_of_overflowing_activations_reads_nan() {
+    let dir = TempDir::new("analysis-overflows");
+    let loud = edited(dir.path(), "loud", |f| {
+        let t = f.tensors.get_mut("output.weight").unwrap();
+        t.values = Values::F32(vec![1e38; t.values.len()]);
+    });
+    let run = dir.path().join("run");
+    let args = ["analyze", "--depth", "3", "--width", "16", "--bn", "--limit-train", "256", "--batch-size", "32"];
+    let o = kappa(&[&args[..], &["--weights", loud.to_str().unwrap(), "--out", run.to_str().unwrap()]].concat());
+    let said = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("κ = NaN in ") && said.contains("not finite"), "{said}");
+    assert!(!said.contains("weight-domination"), "{said}");
+    let analysed: Vec<Value> = records(&run).into_iter().filter(|r| r["kind"] == "analysis").collect();
+    let output = analysed.iter().find(|r| r["layer"] == "output").expect("the output layer is analysed");
+    assert!(output["sigma_grad"]["lambda_max"].is_null() && output["weight"]["ratio"].is_null(), "{output}");
+}
+
 /// A state that leaves f32's range while the loss stays finite: BN's shift of
 /// −1e30 silences every ReLU before `layers.1`, whose weights at f32::MAX then
 /// meet only zeros, until weight decay 5 at lr 1 scales them by −4. The run

@@ -23,8 +23,11 @@ pub struct WeightStats {
 
 impl WeightStats {
     /// From the largest eigenvalues of the Gram matrices of W and ∂L/∂W.
+    /// A NaN eigenvalue (a matrix that was not finite) stays NaN rather than
+    /// reading as σ = 0, which would raise a false weight-domination alert.
     pub fn from_gram_eigenvalues(w_max: f64, g_max: f64, frobenius: f64) -> Self {
-        let (sigma_max, grad_sigma_max) = (w_max.max(0.0).sqrt(), g_max.max(0.0).sqrt());
+        let sigma = |lambda: f64| if lambda.is_nan() { lambda } else { lambda.max(0.0).sqrt() };
+        let (sigma_max, grad_sigma_max) = (sigma(w_max), sigma(g_max));
         WeightStats { sigma_max, grad_sigma_max, ratio: grad_sigma_max / sigma_max, frobenius }
     }
 }

@@ -58,11 +58,20 @@ impl KappaView<'_> {
         self.lambda_max.zip(self.tolerance).filter(|(_, tol)| *tol > 0.0).map(|(max, tol)| max / tol)
     }
 
-    /// κ_p for the key `p`: `-` when not measured, `∞`, or the value by
-    /// `show`, marked when at the precision's limit.
+    /// Whether κ has no value at all: λmax is NaN (the matrix held a value
+    /// that was not finite, or the log lacks it), so a missing κ cannot be
+    /// read as an infinite one.
+    fn undefined(&self) -> bool {
+        self.lambda_max.is_none()
+    }
+
+    /// κ_p for the key `p`: `-` when not measured, `∞`, `NaN` when
+    /// [`Self::undefined`], or the value by `show`, marked when at the
+    /// precision's limit.
     pub fn cell(&self, p: &str, show: impl Fn(f64) -> String) -> String {
         match self.kappa.get(p) {
             None => "-".into(),
+            Some(None) if self.undefined() => "NaN".into(),
             Some(None) => "∞".into(),
             Some(Some(k)) if self.at_limit(*k) => format!("{}{LIMIT_MARK}", show(*k)),
             Some(Some(k)) => show(*k),
@@ -93,8 +102,15 @@ pub fn notes(views: &[KappaView], show: impl Fn(f64) -> String) -> Vec<String> {
             "{LIMIT_MARK} at the precision's limit: λ_(p·d) is within {RESOLVED_ABOVE_TOLERANCE}× the rank tolerance max(d, √n)·ε·λmax, so κ_p reflects rounding, not the network (κ can reach at most 1/(max(d, √n)·ε): {range} in those matrices)"
         ));
     }
+    let undefined = views.iter().filter(|v| v.undefined() && v.kappa.values().any(Option::is_none)).count();
+    if undefined > 0 {
+        lines.push(format!(
+            "κ = NaN in {undefined} of {} matrices: λmax is NaN, so the matrix held a value that was not finite (an activation or gradient overflowed) and has no spectrum",
+            views.len()
+        ));
+    }
     let full: Vec<&KappaView> = views.iter().filter(|v| v.kappa.contains_key("100")).collect();
-    let infinite: Vec<&&KappaView> = full.iter().filter(|v| v.kappa["100"].is_none()).collect();
+    let infinite: Vec<&&KappaView> = full.iter().filter(|v| v.kappa["100"].is_none() && !v.undefined()).collect();
     if !infinite.is_empty() {
         let narrow = infinite.iter().filter(|v| v.samples.zip(v.dim).is_some_and(|(n, d)| n < d)).count();
         let known = infinite.iter().all(|v| v.samples.is_some() && v.dim.is_some());
@@ -166,5 +182,18 @@ mod tests {
         let n = notes(&[view(&limited)], show);
         assert_eq!(n.len(), 1, "{n:?}");
         assert!(n[0].starts_with(LIMIT_MARK) && n[0].contains(&format!(": {} in those", show(1.0 / (2.0 * eps)))), "{}", n[0]);
+    }
+
+    #[test]
+    fn a_matrix_that_was_not_finite_has_nan_kappas_not_infinite_ones() {
+        let ps = [50.0, 100.0];
+        let nan = Spectrum::of_second_moment(&[f64::NAN; 4], f32::EPSILON as f64, 100, &ps);
+        let silent = Spectrum::of_second_moment(&[2.0, 1.0, 0.0, 0.0], f32::EPSILON as f64, 100, &ps);
+        let v = view(&nan);
+        assert_eq!((v.cell("50", |k| k.to_string()), v.cell("100", |k| k.to_string())), ("NaN".into(), "NaN".into()));
+        let n = notes(&[view(&nan), view(&silent)], |k| format!("{k:.1e}"));
+        assert_eq!(n.len(), 2, "{n:?}");
+        assert!(n[0].starts_with("κ = NaN in 1 of 2 matrices") && n[0].contains("not finite"), "{}", n[0]);
+        assert!(n[1].starts_with("κ_100 = ∞ in 1 of 2 matrices"), "{}", n[1]);
     }
 }

@@ -241,6 +241,15 @@ impl<'a, B: Backend> Run<'a, B> {
             );
             return Err(Error::arg("--batch-size", detail));
         }
+        // Recorded as given, so a recipe's batch size survives a smoke test
+        // on a few examples; said once here, as the steps see fewer.
+        if batch_size > loader.len() {
+            println!(
+                "--batch-size {batch_size}: the training split holds {} examples, so each step sees those {}",
+                loader.len(),
+                loader.len()
+            );
+        }
         // The extra batches are one pass over the split at most, so a small
         // split caps them; said once here, as each record's sample count shows it.
         let extra_per_epoch = loader.len().div_ceil(batch_size);

@@ -46,6 +46,13 @@ impl<B: Backend> Trainer<B> {
             return Err(Error::arg("--freeze", format!("layer {bad} does not exist; {} has layers 1..={layers}", model.describe())));
         }
         model.store_mut().freeze_layers(&cfg.freeze);
+        if !cfg.freeze.is_empty() && model.store().params().iter().all(|p| p.frozen) {
+            let detail = format!(
+                "it freezes every layer of {}, so no parameter would train (kappa analyze analyses fixed weights)",
+                model.describe()
+            );
+            return Err(Error::arg("--freeze", detail));
+        }
         let optimizer: Box<dyn Optimizer<B>> = match cfg.optimizer {
             OptimizerKind::Sgd | OptimizerKind::Gd => Box::new(Sgd::new(backend, cfg.momentum, cfg.weight_decay, cfg.nesterov)),
             OptimizerKind::Adam => Box::new(Adam::new(backend, cfg.weight_decay)),
