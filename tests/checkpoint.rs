@@ -610,6 +610,12 @@ fn resume_refuses_what_it_cannot_honour() {
     // JSON that is not an object is named as such, not by serde's reading of a struct from an array.
     std::fs::write(&config, "[]").unwrap();
     assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["config.json", "holds an array, not an object"]);
+    // A key no setting reads (a misspelt edit) is named, at any depth, not skipped.
+    for (from, to, key) in [("\"lr\":", "\"lrr\":", "train.lrr"), ("\"drop_last\":", "\"droplast\":", "train.pipeline.droplast")] {
+        assert!(saved.contains(from), "{saved}");
+        std::fs::write(&config, saved.replacen(from, to, 1)).unwrap();
+        assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["config.json", &format!("a key {key} that no setting")]);
+    }
     std::fs::write(&config, saved).unwrap();
     // A fresh run still never writes into an existing one.
     assert_error(&kappa(&["train", "--out", rs, "--iterations", "4"]), &["metrics.jsonl", "already holds"]);

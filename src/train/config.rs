@@ -191,6 +191,17 @@ impl Default for TrainConfig {
     }
 }
 
+/// The first key of `given` that `known` (the defaults, as JSON) lacks, as a
+/// dotted path below `path`. Values that are not objects in both (an
+/// option unset by default, an enum) are left to serde's own checks.
+fn unknown_key(given: &serde_json::Value, known: &serde_json::Value, path: &str) -> Option<String> {
+    let (serde_json::Value::Object(given), serde_json::Value::Object(known)) = (given, known) else { return None };
+    given.iter().find_map(|(key, value)| match known.get(key) {
+        None => Some(format!("{path}.{key}")),
+        Some(default) => unknown_key(value, default, &format!("{path}.{key}")),
+    })
+}
+
 impl TrainConfig {
     pub fn device(&self) -> Result<Device> {
         self.device.parse()
@@ -230,6 +241,11 @@ impl TrainConfig {
                 _ => "null",
             };
             return Err(expected(&format!("it holds {kind}, not an object")));
+        }
+        // serde skips a key no field reads: a hand-edited "lrr" would resume at the old rate.
+        let known = serde_json::json!({ "train": TrainConfig::default() });
+        if let Some(key) = unknown_key(&value["train"], &known["train"], "train") {
+            return Err(expected(&format!("it has a key {key} that no setting of this kappa reads")));
         }
         let saved: Saved = serde_json::from_value(value).map_err(|e| expected(&e))?;
         let cfg = TrainConfig { out: run_dir.to_path_buf(), ..saved.train };
