@@ -57,21 +57,8 @@ fn a_run_writes_config_metrics_and_summary() {
 
     // A batch larger than the split is kept as given, and the run says what each step sees.
     let wide = dir.join("wide");
-    let o = kappa(&[
-        "train",
-        "--depth",
-        "3",
-        "--width",
-        "16",
-        "--limit-train",
-        "256",
-        "--batch-size",
-        "1000",
-        "--iterations",
-        "1",
-        "--out",
-        wide.to_str().unwrap(),
-    ]);
+    let args = ["train", "--depth", "3", "--width", "16", "--limit-train", "256", "--batch-size", "1000", "--iterations", "1", "--out"];
+    let o = kappa(&[&args[..], &[wide.to_str().unwrap()]].concat());
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success() && stdout.contains("--batch-size 1000: the training split holds 256 examples, so each step sees those 256"),
@@ -105,6 +92,9 @@ fn divergence_is_a_result_not_a_crash() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("diverged at iteration 1: the test loss is NaN"), "{}", stderr(&o));
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!((&summary["diverged"], &summary["diverged_at"]), (&serde_json::json!(true), &serde_json::json!(1)));
+    // It diverged before its first checkpoint, and a resume says so.
+    let resumed = kappa(&["train", "--resume", out.to_str().unwrap(), "--iterations", "2"]);
+    assert_error(&resumed, &["checkpoint.safetensors", "no checkpoint to resume from: the run diverged at iteration 1, before its first"]);
 }
 
 #[test]

@@ -80,6 +80,14 @@ pub fn save<B: Backend>(
     Ok(Saved::Written)
 }
 
+/// The iteration a run diverged at, as its `summary.json` says (none when
+/// the file is missing, unreadable or says otherwise).
+fn diverged_at(run_dir: &Path) -> Option<u64> {
+    let text = std::fs::read(run_dir.join("summary.json")).ok()?;
+    let summary: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    (summary["diverged"] == true).then(|| summary["diverged_at"].as_u64()).flatten()
+}
+
 /// Loads `RUN_DIR/checkpoint.safetensors` into a model and optimiser built
 /// from the run's configuration, whose `identity` the checkpoint must share,
 /// and returns where the run stood.
@@ -92,9 +100,10 @@ pub fn resume<B: Backend>(
 ) -> Result<RunState> {
     let path = checkpoint_path(run_dir);
     if !path.is_file() {
-        let why = match path.exists() {
-            true => "is not a file; expected the checkpoint kappa writes",
-            false => "no checkpoint to resume from (kappa writes one at every epoch end and with --checkpoint-every N)",
+        let why = match (path.exists(), diverged_at(run_dir)) {
+            (true, _) => "is not a file; expected the checkpoint kappa writes".into(),
+            (false, Some(at)) => format!("no checkpoint to resume from: the run diverged at iteration {at}, before its first checkpoint"),
+            (false, None) => "no checkpoint to resume from (kappa writes one at every epoch end and with --checkpoint-every N)".into(),
         };
         return Err(Error::data(&path, why));
     }
