@@ -222,6 +222,10 @@ fn every_mirror_failing_names_the_file_and_each_failure() {
     assert!(err.contains("/one/a.bin") && err.contains("/two/a.bin") && err.contains("404"), "{err}");
     assert!(!err.contains('\n'), "one line: {err}");
     assert!(listing(&dir.0).is_empty());
+    // Folders the fetch created are removed again; the one it was given already existed and stays.
+    let fresh = dir.0.join("new").join("mnist");
+    fetch(&[remote("a.bin", b"x")], &mirrors, &fresh, |_, _, _| {}).unwrap_err();
+    assert!(dir.0.is_dir() && !dir.0.join("new").exists(), "{:?}", listing(&dir.0));
 }
 
 #[test]
@@ -244,9 +248,11 @@ fn no_mirrors_is_an_argument_error() {
     let dir = TempDir::new("no-mirrors");
     let err = fetch(&[remote("a.bin", b"x")], &[], &dir.0, |_, _, _| {}).unwrap_err().to_string();
     assert!(err.contains("mirror"), "{err}");
-    for bad in ["file:///tmp", "", "example.org/mnist"] {
-        let err = fetch(&[remote("a.bin", b"x")], &[bad.to_string()], &dir.0, |_, _, _| {}).unwrap_err().to_string();
+    for bad in ["file:///tmp", "", "example.org/mnist", "http://[::1/", "http:///mnist"] {
+        let target = dir.0.join("target");
+        let err = fetch(&[remote("a.bin", b"x")], &[bad.to_string()], &target, |_, _, _| {}).unwrap_err().to_string();
         assert!(err.contains("--mirror") && err.contains("http:// or https://"), "{bad}: {err}");
+        assert!(!target.exists(), "{bad}: a refused mirror creates nothing");
     }
 }
 

@@ -161,25 +161,45 @@ enum Failure {
 /// complete, for a file already present); `total` is the server's
 /// Content-Length, else the manifest's size.
 pub fn fetch(files: &[Remote], mirrors: &[String], dir: &Path, mut progress: impl FnMut(&str, u64, Option<u64>)) -> Result<Vec<PathBuf>> {
-    let agent = prepare(mirrors, dir)?;
-    files.iter().map(|remote| fetch_one(&agent, remote, mirrors, dir, &mut progress)).collect()
+    let agent = prepare(mirrors)?;
+    in_dir(dir, || files.iter().map(|remote| fetch_one(&agent, remote, mirrors, dir, &mut progress)).collect())
 }
 
-/// Checks there is a mirror and that each is an http(s) URL, creates `dir`
+/// Checks there is a mirror and that each is an http(s) URL with a host,
 /// and builds the HTTP agent.
-fn prepare(mirrors: &[String], dir: &Path) -> Result<ureq::Agent> {
+fn prepare(mirrors: &[String]) -> Result<ureq::Agent> {
     if mirrors.is_empty() {
         return Err(Error::arg("--mirror", "no mirror to download from"));
     }
-    if let Some(m) = mirrors.iter().find(|m| !(m.starts_with("http://") || m.starts_with("https://"))) {
-        return Err(Error::arg("--mirror", format!("'{}' is not an http:// or https:// URL", m.escape_debug())));
+    for m in mirrors {
+        let bad = |why: String| Error::arg("--mirror", format!("'{}' is not an http:// or https:// URL: {why}", m.escape_debug()));
+        if !(m.starts_with("http://") || m.starts_with("https://")) {
+            return Err(bad("it names another scheme".into()));
+        }
+        let uri: ureq::http::Uri = m.parse().map_err(|e| bad(format!("{e}")))?;
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(bad("it names no host".into()));
+        }
     }
-    fs::create_dir_all(dir).map_err(|e| Error::data(dir, format!("cannot create directory: {e}")))?;
     Ok(ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_per_read(Some(Duration::from_secs(60)))
         .build()
         .into())
+}
+
+/// Runs `body` with `dir` created if missing. Where `body` fails, the
+/// folders this created are removed again if still empty (never one that
+/// holds a file), so a failed download leaves no trace behind.
+fn in_dir<T>(dir: &Path, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    let created: Vec<&Path> = dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).collect();
+    fs::create_dir_all(dir).map_err(|e| Error::data(dir, format!("cannot create directory: {e}")))?;
+    let result = body();
+    if result.is_err() {
+        // Deepest first; `remove_dir` refuses a folder that is not empty.
+        created.iter().try_for_each(fs::remove_dir).ok();
+    }
+    result
 }
 
 /// Downloads `archive`'s tarball into `dir` as [`fetch`] does, extracts its
@@ -204,8 +224,8 @@ pub fn fetch_archive(
         progress(archive.remote.file, archive.remote.bytes, Some(archive.remote.bytes));
         return Ok(paths);
     }
-    let agent = prepare(mirrors, dir)?;
-    let tarball = fetch_one(&agent, &archive.remote, mirrors, dir, &mut progress)?;
+    let agent = prepare(mirrors)?;
+    let tarball = in_dir(dir, || fetch_one(&agent, &archive.remote, mirrors, dir, &mut progress))?;
     let part = dir.join(format!(".{}.part", archive.folder));
     let extracted = extract(&tarball, archive, &part).and_then(|()| replace_dir(&part, &target));
     if extracted.is_err() {
