@@ -347,6 +347,14 @@ fn a_file_built_by_hand_to_the_spec_loads_into_an_mlp() {
     std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
     let err = checkpoint::load_weights(&path, t.model_mut(), &be).unwrap_err().to_string();
     assert!(err.contains("mlp.safetensors") && err.contains("not a safetensors file"), "{err}");
+    // A shape whose bytes the offsets do not span names the tensor.
+    let header = "{\"layers.0.weight\":{\"dtype\":\"F32\",\"shape\":[4,3],\"data_offsets\":[0,16]}}";
+    std::fs::write(&path, [&(header.len() as u64).to_le_bytes()[..], header.as_bytes(), &[0; 16]].concat()).unwrap();
+    let err = checkpoint::load_weights(&path, t.model_mut(), &be).unwrap_err().to_string();
+    assert!(
+        err.contains("mlp.safetensors: tensor layers.0.weight of shape [4, 3] in F32 needs 48 bytes, but its data_offsets span 16"),
+        "{err}"
+    );
     let u16_file = bytes.windows(5).position(|w| w == b"\"F16\"").map(|i| [&bytes[..i], b"\"U16\"", &bytes[i + 5..]].concat()).unwrap();
     std::fs::write(&path, u16_file).unwrap();
     let err = checkpoint::load_weights(&path, t.model_mut(), &be).unwrap_err().to_string();

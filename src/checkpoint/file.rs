@@ -125,6 +125,31 @@ pub struct TensorFile {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// The first tensor whose shape and dtype disagree with the bytes its
+/// `data_offsets` span, said with its name, from the header read as plain
+/// JSON; `None` if the header does not parse or every tensor fits.
+fn misfit_tensor(bytes: &[u8]) -> Option<String> {
+    let len = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header: serde_json::Value = serde_json::from_slice(bytes.get(8..8usize.checked_add(len)?)?).ok()?;
+    header.as_object()?.iter().filter(|(name, _)| *name != "__metadata__").find_map(|(name, info)| {
+        let dtype = info["dtype"].as_str()?;
+        let width: u64 = match dtype {
+            "F16" | "BF16" => 2,
+            "F32" => 4,
+            "F64" | "I64" => 8,
+            _ => return None,
+        };
+        let shape: Vec<u64> = info["shape"].as_array()?.iter().map(serde_json::Value::as_u64).collect::<Option<_>>()?;
+        let offsets: Vec<u64> = info["data_offsets"].as_array()?.iter().map(serde_json::Value::as_u64).collect::<Option<_>>()?;
+        let spanned = offsets.get(1)?.checked_sub(*offsets.first()?)?;
+        let needed = shape.iter().try_fold(width, |n, &d| n.checked_mul(d));
+        (needed != Some(spanned)).then(|| {
+            let needed = needed.map_or("more bytes than a u64 counts".into(), |n| format!("{n} bytes"));
+            format!("tensor {} of shape {shape:?} in {dtype} needs {needed}, but its data_offsets span {spanned}", name.escape_debug())
+        })
+    })
+}
+
 impl TensorFile {
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = read_file(path).map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
@@ -137,7 +162,11 @@ impl TensorFile {
             let detail = e.to_string();
             format!("not a safetensors file (8-byte little-endian header length, JSON header, tensor data): {}", detail.escape_debug())
         };
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(not_safetensors)?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| match misfit_tensor(bytes) {
+            // The crate's message for this names no tensor.
+            Some(detail) if matches!(e, safetensors::SafeTensorError::TensorInvalidInfo) => detail,
+            _ => not_safetensors(e),
+        })?;
         let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
         let st = SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
         let mut tensors = BTreeMap::new();
