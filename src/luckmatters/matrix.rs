@@ -80,8 +80,13 @@ impl MatrixConfig {
 
     /// Checks every field, naming the command-line flag that sets it.
     pub fn validate(&self) -> Result<()> {
-        if self.sizes.len() < 2 || self.sizes.contains(&0) {
-            return Err(Error::arg("--sizes", format!("{:?}: need an input and at least one layer, none of width 0", self.sizes)));
+        // Only hidden nodes are matched to the teacher's: without one the run measures nothing.
+        if self.sizes.len() < 3 || self.sizes.contains(&0) {
+            let detail = format!(
+                "{:?}: need an input, at least one hidden layer (whose nodes the run matches) and an output, none of width 0",
+                self.sizes
+            );
+            return Err(Error::arg("--sizes", detail));
         }
         if let Some(p) = self.sizes.windows(2).find(|p| !separable(p[1], p[0])) {
             return Err(Error::arg("--sizes", format!("a teacher layer of {} nodes on {} inputs cannot have distinct rows", p[1], p[0])));
