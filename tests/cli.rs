@@ -53,15 +53,20 @@ fn a_run_writes_config_metrics_and_summary() {
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["iterations"], 16);
     assert_eq!(summary["diverged"], false);
-    assert!(!stdout.contains("--batch-size"), "{stdout}");
+    assert!(!stdout.contains("--batch-size") && !stdout.contains("--schedule"), "{stdout}");
 
     // A batch larger than the split is kept as given, and the run says what each step sees.
     let wide = dir.join("wide");
-    let args = ["train", "--depth", "3", "--width", "16", "--limit-train", "256", "--batch-size", "1000", "--iterations", "1", "--out"];
-    let o = kappa(&[&args[..], &[wide.to_str().unwrap()]].concat());
+    let args = ["train", "--depth", "3", "--width", "16", "--limit-train", "256", "--batch-size", "1000", "--iterations", "2"];
+    let o = kappa(&[&args[..], &["--schedule", "multistep:1,4", "--out", wide.to_str().unwrap()]].concat());
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success() && stdout.contains("--batch-size 1000: the training split holds 256 examples, so each step sees those 256"),
+        "{stdout}"
+    );
+    // So is a schedule's milestone the run never reaches.
+    assert!(
+        stdout.contains("--schedule: the run's epochs are 0–1 as milestones count them, so it never reaches the drop at epoch 4"),
         "{stdout}"
     );
 }

@@ -21,6 +21,14 @@ impl Schedule {
             Schedule::Multistep { milestones, gamma } => base * gamma.powi(milestones.iter().filter(|&&m| epoch >= m).count() as i32),
         }
     }
+
+    /// The milestones a run whose last epoch (0-based) is `last_epoch` never reaches.
+    pub fn unreached(&self, last_epoch: usize) -> &[usize] {
+        match self {
+            Schedule::Constant => &[],
+            Schedule::Multistep { milestones, .. } => &milestones[milestones.partition_point(|&m| m <= last_epoch)..],
+        }
+    }
 }
 
 impl FromStr for Schedule {
@@ -74,6 +82,13 @@ fn problem(milestones: &[usize], gamma: f64) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milestones_past_the_last_epoch_are_unreached() {
+        let s: Schedule = "multistep:2,5,9".parse().unwrap();
+        assert_eq!((s.unreached(9), s.unreached(5), s.unreached(4), s.unreached(0)), (&[][..], &[9][..], &[5, 9][..], &[2, 5, 9][..]));
+        assert!(Schedule::Constant.unreached(0).is_empty());
+    }
 
     #[test]
     fn multistep_decays_at_milestones() {

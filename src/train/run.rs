@@ -272,6 +272,15 @@ impl<'a, B: Backend> Run<'a, B> {
             let detail = format!("iteration {late} is past the run's end at iteration {total} ({length}), so it would never be analysed");
             return Err(Error::arg("--analyze-at", detail));
         }
+        // Said, not refused: a recipe's schedule in a short smoke run is common.
+        let last_epoch = total.saturating_sub(1) / per_epoch;
+        let unreached = cfg.schedule.unreached(last_epoch);
+        if !unreached.is_empty() {
+            let epochs = unreached.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            println!(
+                "--schedule: the run's epochs are 0–{last_epoch} as milestones count them, so it never reaches the drop at epoch {epochs}"
+            );
+        }
         if let Some(state) = &resumed {
             if state.batches_per_epoch != per_epoch {
                 let detail = format!("taken with {} batches per epoch, but the data now gives {per_epoch}", state.batches_per_epoch);
