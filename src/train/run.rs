@@ -277,9 +277,8 @@ impl<'a, B: Backend> Run<'a, B> {
         let unreached = cfg.schedule.unreached(last_epoch);
         if !unreached.is_empty() {
             let epochs = unreached.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-            println!(
-                "--schedule: the run's epochs are 0–{last_epoch} as milestones count them, so it never reaches the drop at epoch {epochs}"
-            );
+            let drops = if unreached.len() == 1 { "drop at epoch" } else { "drops at epochs" };
+            println!("--schedule: the run's epochs are 0–{last_epoch} as milestones count them, so it never reaches the {drops} {epochs}");
         }
         if let Some(state) = &resumed {
             if state.batches_per_epoch != per_epoch {
