@@ -145,6 +145,9 @@ fn bad_flags_name_the_flag() {
         assert_error(&kappa(&["train", "--model", "tau-resnet", flag, "-1e-3", "--out", out]), &[flag, "-0.001 is not"]);
     }
     assert_error(&kappa(&["train", "--model", "vgg16", "--out", out]), &["--data", "32×32", "28×28"]);
+    // A recipe's crops and normalisation are for its own kind of images.
+    let mixed = ["train", "--preset", "fb-imagenet", "--data", "synthetic-cifar", "--depth", "20", "--out", out];
+    assert_error(&kappa(&mixed), &["--data", "synthetic-cifar does not fit --preset fb-imagenet", "fb-cifar, lca-cifar, tau-cifar"]);
     // An analysis the run would never reach, before anything is written.
     let late = ["train", "--iterations", "10", "--analyze-at", "5,20,11", "--out", out];
     assert_error(&kappa(&late), &["--analyze-at", "iteration 11 is past the run's end at iteration 10", "--iterations 10"]);

@@ -332,9 +332,13 @@ impl TrainConfig {
     /// `--model`, or the data pipeline, does not read. Such a flag was
     /// recorded in config.json and ignored, so the run was not the one asked
     /// for (`--width 512` on a ResNet, `--shortcut b` on a VGG). Defaults
-    /// cannot be told from given values here, hence the ids.
+    /// cannot be told from given values here, hence the ids. A `--preset`
+    /// made for another kind of images than `--data` is refused too.
     pub fn check_flags_apply(&self, given: &[String]) -> Result<()> {
         crate::models::check_name(&self.model)?;
+        if let Some(preset) = &self.preset {
+            super::recipe::find(preset)?.check_data(&self.data)?;
+        }
         let (mlp, vgg16, variant) = (self.model == MLP.0, self.model == VGG16.0, Variant::from_name(&self.model));
         let conv = variant.is_some();
         let cifar_shortcuts = variant.is_some_and(Variant::shortcuts) && self.family() == Family::Cifar;

@@ -25,6 +25,41 @@ impl Recipe {
         }
         merged
     }
+
+    /// Refuses `data` outside the family of images this recipe was made for:
+    /// an ImageNet recipe crops 224 pixels and normalises by ImageNet's
+    /// statistics, a CIFAR one pads 32×32 images and normalises by CIFAR's,
+    /// and neither sets the other's part, so they would mix.
+    pub fn check_data(&self, data: &str) -> Result<()> {
+        if self.made_for(data) {
+            return Ok(());
+        }
+        let fitting: Vec<&str> = RECIPES.iter().filter(|r| r.made_for(data)).map(|r| r.name).collect();
+        let instead = match fitting.as_slice() {
+            [] => format!("no preset is made for {data}"),
+            names => format!("presets for {data}: {}", names.join(", ")),
+        };
+        let own = self.defaults().into_iter().find(|&(flag, _)| flag == "data").map_or("", |(_, v)| v);
+        let detail = format!(
+            "{data} does not fit --preset {}, a recipe for {own}'s images, whose settings would mix with another set's; {instead}",
+            self.name
+        );
+        Err(Error::arg("--data", detail))
+    }
+
+    /// Whether `data` is of the family this recipe's own dataset is.
+    fn made_for(&self, data: &str) -> bool {
+        self.defaults().iter().any(|&(flag, v)| flag == "data" && family(v) == family(data))
+    }
+}
+
+/// Datasets whose images share a shape and a recipe.
+fn family(data: &str) -> &str {
+    match data {
+        "cifar10" | "cifar100" | "synthetic-cifar" => "cifar10",
+        "synthetic" => "mnist",
+        other => other,
+    }
 }
 
 /// fb.resnet.torch's CIFAR recipe (He et al. 2016's schedule).
