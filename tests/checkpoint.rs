@@ -619,7 +619,11 @@ fn resume_refuses_what_it_cannot_honour() {
     std::fs::write(&config, "[]").unwrap();
     assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["config.json", "holds an array, not an object"]);
     // A key no setting reads (a misspelt edit) is named, at any depth, not skipped.
-    for (from, to, key) in [("\"lr\":", "\"lrr\":", "train.lrr"), ("\"drop_last\":", "\"droplast\":", "train.pipeline.droplast")] {
+    for (from, to, key) in [
+        ("\"lr\":", "\"lrr\": 0.5, \"lr\":", "train.lrr"),
+        ("\"drop_last\":", "\"droplast\":", "train.pipeline.droplast"),
+        ("\"kind\": \"constant\"", "\"kind\": \"constant\", \"gama\": 0.1", "train.schedule.gama"),
+    ] {
         assert!(saved.contains(from), "{saved}");
         std::fs::write(&config, saved.replacen(from, to, 1)).unwrap();
         assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["config.json", &format!("a key {key} that no setting")]);

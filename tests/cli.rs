@@ -69,6 +69,11 @@ fn a_run_writes_config_metrics_and_summary() {
         stdout.contains("--schedule: the run's epochs are 0–1 as milestones count them, so it never reaches the drop at epoch 4"),
         "{stdout}"
     );
+    // A resumed run whose log was emptied goes on, and says what its log now lacks.
+    std::fs::write(wide.join("metrics.jsonl"), "").unwrap();
+    let o = kappa(&["train", "--resume", wide.to_str().unwrap(), "--iterations", "3"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && stdout.contains("metrics.jsonl: empty, though the checkpoint was taken at iteration 2"), "{stdout}");
 }
 
 #[test]

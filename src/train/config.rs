@@ -191,9 +191,9 @@ impl Default for TrainConfig {
     }
 }
 
-/// The first key of `given` that `known` (the defaults, as JSON) lacks, as a
-/// dotted path below `path`. Values that are not objects in both (an
-/// option unset by default, an enum) are left to serde's own checks.
+/// The first key of `given` that `known` (the configuration read from it,
+/// written back as JSON) lacks, as a dotted path below `path`. Values that
+/// are not objects in both are left to serde's own checks.
 fn unknown_key(given: &serde_json::Value, known: &serde_json::Value, path: &str) -> Option<String> {
     let (serde_json::Value::Object(given), serde_json::Value::Object(known)) = (given, known) else { return None };
     given.iter().find_map(|(key, value)| match known.get(key) {
@@ -242,12 +242,13 @@ impl TrainConfig {
             };
             return Err(expected(&format!("it holds {kind}, not an object")));
         }
-        // serde skips a key no field reads: a hand-edited "lrr" would resume at the old rate.
-        let known = serde_json::json!({ "train": TrainConfig::default() });
-        if let Some(key) = unknown_key(&value["train"], &known["train"], "train") {
+        let saved: Saved = serde_json::from_value(value.clone()).map_err(|e| expected(&e))?;
+        // serde skips a key no field reads: a hand-edited "lrr" would resume
+        // at the old rate. What was read, written back, has every key it read.
+        let known = serde_json::to_value(&saved.train).map_err(|e| expected(&e))?;
+        if let Some(key) = unknown_key(&value["train"], &known, "train") {
             return Err(expected(&format!("it has a key {key} that no setting of this kappa reads")));
         }
-        let saved: Saved = serde_json::from_value(value).map_err(|e| expected(&e))?;
         let cfg = TrainConfig { out: run_dir.to_path_buf(), ..saved.train };
         cfg.validate().map_err(|e| Self::saved_error(run_dir, e))?;
         Ok(cfg)

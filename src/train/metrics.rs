@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 pub struct MetricsLog {
     path: PathBuf,
     out: BufWriter<File>,
+    /// Whether the file held anything when opened.
+    held: bool,
 }
 
 const TAKEN: &str = "already holds part of a run; pick another --out so nothing is overwritten";
@@ -43,7 +45,7 @@ impl MetricsLog {
             let detail = if e.kind() == std::io::ErrorKind::AlreadyExists { TAKEN.to_string() } else { e.to_string() };
             Error::data(&path, detail)
         })?;
-        Ok(MetricsLog { path, out: BufWriter::new(file) })
+        Ok(MetricsLog { path, out: BufWriter::new(file), held: false })
     }
 
     /// Opens a run's existing `dir/metrics.jsonl` to continue it. A line cut
@@ -63,7 +65,13 @@ impl MetricsLog {
                 file.write_all(b"\n").map_err(io)?;
             }
         }
-        Ok(MetricsLog { path, out: BufWriter::new(file) })
+        Ok(MetricsLog { path, out: BufWriter::new(file), held: len > 0 })
+    }
+
+    /// The file's path, and whether it held anything when opened (a resumed
+    /// run's log that was emptied holds none of the run so far).
+    pub fn opened(&self) -> (&Path, bool) {
+        (&self.path, self.held)
     }
 
     pub fn write(&mut self, record: &impl Serialize) -> Result<()> {

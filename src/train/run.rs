@@ -323,6 +323,14 @@ impl<'a, B: Backend> Run<'a, B> {
         if resumed.is_some() {
             // Records after this one supersede those of iterations from here on.
             log.write(&Record::Resume(ResumeRecord { iteration: start_at, epoch: start_at / per_epoch, iterations: total }))?;
+            if let (path, false) = log.opened() {
+                if start_at > 0 {
+                    println!(
+                        "{}: empty, though the checkpoint was taken at iteration {start_at}; the log holds only what follows",
+                        path.display()
+                    );
+                }
+            }
         }
 
         let bar = ProgressBar::new(total as u64);
