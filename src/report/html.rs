@@ -94,8 +94,7 @@ fn alerts(body: &mut String, runs: &[Run]) {
     } else {
         let _ = writeln!(body, "<ul>\n{}\n</ul>", items.join("\n"));
     }
-    let warnings: Vec<String> =
-        runs.iter().filter(|r| !r.malformed.is_empty()).map(|r| format!("<li>{}</li>", escape(&super::malformed_warning(r)))).collect();
+    let warnings: Vec<String> = runs.iter().flat_map(super::warnings).map(|w| format!("<li>{}</li>", escape(&w))).collect();
     if !warnings.is_empty() {
         let _ = writeln!(body, "<h2>Warnings</h2>\n<ul>\n{}\n</ul>", warnings.join("\n"));
     }

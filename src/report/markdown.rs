@@ -141,13 +141,13 @@ fn alerts(md: &mut String, runs: &[Run]) {
 }
 
 fn warnings(md: &mut String, runs: &[Run]) {
-    let bad: Vec<&Run> = runs.iter().filter(|r| !r.malformed.is_empty()).collect();
-    if bad.is_empty() {
+    let said: Vec<String> = runs.iter().flat_map(super::warnings).collect();
+    if said.is_empty() {
         return;
     }
     md.push_str("## Warnings\n\n");
-    for run in bad {
-        let _ = writeln!(md, "- {}", super::malformed_warning(run));
+    for warning in said {
+        let _ = writeln!(md, "- {warning}");
     }
     md.push('\n');
 }

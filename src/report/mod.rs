@@ -154,7 +154,7 @@ pub fn render(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Repo
             .filter(|r| r.files.is_empty())
             .map(|r| format!("{}: the runs have no {}", r.plot.figure.title, r.plot.needs))
             .collect(),
-        warnings: runs.iter().filter(|r| !r.malformed.is_empty()).map(malformed_warning).collect(),
+        warnings: runs.iter().flat_map(warnings).collect(),
         malformed_lines: runs.iter().map(|r| r.malformed.len()).sum(),
     })
 }
@@ -176,10 +176,20 @@ pub fn measured_page(out: &Path, about: &About, measured: &str, preface: &str) -
     Ok(page)
 }
 
-/// "<dir>/metrics.jsonl: skipped N malformed lines (line 3: ...)".
-fn malformed_warning(run: &read::Run) -> String {
-    let n = run.malformed.len();
-    let first = run.malformed.first().map(String::as_str).unwrap_or_default();
-    let more = if n > 1 { format!("; {} more", n - 1) } else { String::new() };
-    format!("{}: skipped {n} malformed line{} ({first}{more})", run.dir.join("metrics.jsonl").display(), if n == 1 { "" } else { "s" })
+/// What a run's log held that the report set aside: "<dir>/metrics.jsonl:
+/// skipped N malformed lines (line 3: ...)", and likewise for records
+/// repeated without a resume record between.
+fn warnings(run: &read::Run) -> Vec<String> {
+    let path = run.dir.join("metrics.jsonl");
+    let say = |lines: &[String], what: String| {
+        let more = if lines.len() > 1 { format!("; {} more", lines.len() - 1) } else { String::new() };
+        lines.first().map(|first| format!("{}: {what} ({first}{more})", path.display()))
+    };
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let repeated =
+        format!("{} repeating an earlier one with no resume record between; the later kept", count(run.repeated.len(), "record"));
+    [say(&run.malformed, format!("skipped {}", count(run.malformed.len(), "malformed line"))), say(&run.repeated, repeated)]
+        .into_iter()
+        .flatten()
+        .collect()
 }

@@ -32,6 +32,9 @@ pub struct Run {
     pub exact: Vec<ExactRecord>,
     /// One entry per metrics line that could not be read: "line N: why".
     pub malformed: Vec<String>,
+    /// One entry per record that repeats an earlier one with no resume
+    /// record between (a log pasted in twice): "line N: what". The later is kept.
+    pub repeated: Vec<String>,
 }
 
 /// `summary.json`, every field optional so a partial one still reports.
@@ -91,6 +94,7 @@ impl Run {
             alerts: vec![],
             exact: vec![],
             malformed: vec![],
+            repeated: vec![],
         };
         for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
             run.add_line(n + 1, line);
@@ -103,14 +107,24 @@ impl Run {
             return;
         }
         match serde_json::from_slice::<Record>(line) {
-            Ok(Record::Train(r)) => self.train.push(r),
-            Ok(Record::Eval(r)) => self.eval.push(r),
+            Ok(Record::Train(r)) => {
+                let what = format!("line {number}: the training record of iteration {}", r.iteration);
+                supersede(&mut self.train, r, |a, b| a.iteration == b.iteration, &mut self.repeated, what);
+            }
+            Ok(Record::Eval(r)) => {
+                let what = format!("line {number}: the evaluation at iteration {}", r.iteration);
+                supersede(&mut self.eval, r, |a, b| a.iteration == b.iteration, &mut self.repeated, what);
+            }
             Ok(Record::Summary(r)) => {
                 if r.diverged {
                     self.diverged_at = r.iteration.or(self.diverged_at);
                 }
             }
-            Ok(Record::Analysis(r)) => self.analysis.push(*r),
+            Ok(Record::Analysis(r)) => {
+                let what = format!("line {number}: the analysis of {} at iteration {}", r.layer.escape_debug(), r.iteration);
+                let same = |a: &LayerRecord, b: &LayerRecord| (a.iteration, a.mode, &a.layer) == (b.iteration, b.mode, &b.layer);
+                supersede(&mut self.analysis, *r, same, &mut self.repeated, what);
+            }
             Ok(Record::Alert(r)) => self.alerts.push(r),
             Ok(Record::Exact(r)) => self.exact.push(*r),
             Ok(Record::Resume(r)) => self.resume_at(r.iteration),
@@ -147,6 +161,19 @@ impl Run {
             false => self.name.clone(),
         };
         groups.into_iter().map(|(mode, records)| (label(mode), records)).collect()
+    }
+}
+
+/// Adds `record` to `list`, or puts it in the place of an earlier record
+/// `same` as it, saying so in `repeated` (`what`): the later one stands, as
+/// it would after a resume, and the order of iterations is kept.
+fn supersede<T>(list: &mut Vec<T>, record: T, same: impl Fn(&T, &T) -> bool, repeated: &mut Vec<String>, what: String) {
+    match list.iter().position(|earlier| same(earlier, &record)) {
+        Some(i) => {
+            list[i] = record;
+            repeated.push(what);
+        }
+        None => list.push(record),
     }
 }
 
@@ -190,7 +217,15 @@ mod tests {
         let run = Run::load(&dir).unwrap();
         assert_eq!(run.train.iter().map(|r| r.iteration).collect::<Vec<_>>(), vec![5, 10, 15]);
         assert_eq!(run.analysis.iter().map(|r| r.iteration).collect::<Vec<_>>(), vec![8, 12]);
-        assert!(run.malformed.is_empty(), "{:?}", run.malformed);
+        assert!(run.malformed.is_empty() && run.repeated.is_empty(), "{:?} {:?}", run.malformed, run.repeated);
+
+        // The same records again with no resume record between: the later stand, and it is said.
+        std::fs::write(dir.join("metrics.jsonl"), [&lines[..5], &lines[..2], &[analysis(8).replace("\"l\"", "\"m\"")]].concat().join("\n"))
+            .unwrap();
+        let run = Run::load(&dir).unwrap();
+        assert_eq!(run.train.iter().map(|r| r.iteration).collect::<Vec<_>>(), vec![5, 10, 15]);
+        assert_eq!(run.analysis.iter().map(|r| (r.iteration, r.layer.as_str())).collect::<Vec<_>>(), vec![(8, "l"), (12, "l"), (8, "m")]);
+        assert_eq!(run.repeated, ["line 6: the training record of iteration 5", "line 7: the analysis of l at iteration 8"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
