@@ -250,6 +250,11 @@ fn chosen_iterations_select_the_per_layer_series() {
     assert!(!out.join("train_loss.png").exists());
     let svg = read(&out.join("layer_lambda_max.svg"));
     assert!(texts(&svg).contains(&"plain @ 100") && !texts(&svg).contains(&"plain @ 0"), "iteration 90 should show only iteration 100");
+    // And it is said, for each run that analysed (the partial run did not).
+    let said = |run: &str| format!("--iterations 90: {run} has no analysis there; its series show the nearest, iteration 100");
+    assert_eq!(summary.snapped, [said("plain"), said("bn")]);
+    let exact = ReportOptions { iterations: vec![0, 100], ..opts };
+    assert!(render(&three_runs(&dir.join("exact")), &dir.join("exact-report"), &exact).unwrap().snapped.is_empty());
 }
 
 #[test]

@@ -684,6 +684,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             for w in &summary.warnings {
                 eprintln!("warning: {w}");
             }
+            summary.snapped.iter().for_each(|line| println!("{line}"));
             let tables: Vec<String> = summary.tables.iter().map(|t| t.display().to_string()).collect();
             println!(
                 "wrote {} and {} plots{}",

@@ -24,18 +24,47 @@ pub fn build(runs: &[Run], iterations: &[usize]) -> Vec<Plot> {
     ]
 }
 
-/// The analysis iterations to show: the requested ones (each snapped to the
-/// nearest analysed iteration), or the first, middle and last.
-fn chosen_iterations(records: &[&LayerRecord], wanted: &[usize]) -> Vec<usize> {
+/// The iterations `records` analysed, ascending, each once.
+fn analysed(records: &[&LayerRecord]) -> Vec<usize> {
     let mut available: Vec<usize> = records.iter().map(|a| a.iteration).collect();
     available.sort_unstable();
     available.dedup();
+    available
+}
+
+/// The analysed iteration nearest `wanted` (the earlier on a tie).
+fn nearest(available: &[usize], wanted: usize) -> Option<usize> {
+    available.iter().copied().min_by_key(|&a| a.abs_diff(wanted))
+}
+
+/// Each requested iteration that a run (and mode) did not analyse, with
+/// the nearest one its series show instead, said in a line.
+pub fn snapped(runs: &[Run], wanted: &[usize]) -> Vec<String> {
+    let mut said = vec![];
+    for run in runs {
+        for (label, records) in run.analysis_by_mode() {
+            let available = analysed(&records);
+            for near in wanted.iter().filter_map(|&w| nearest(&available, w).filter(|&a| a != w).map(|a| (w, a))) {
+                said.push(format!(
+                    "--iterations {}: {label} has no analysis there; its series show the nearest, iteration {}",
+                    near.0, near.1
+                ));
+            }
+        }
+    }
+    said
+}
+
+/// The analysis iterations to show: the requested ones (each snapped to the
+/// nearest analysed iteration), or the first, middle and last.
+fn chosen_iterations(records: &[&LayerRecord], wanted: &[usize]) -> Vec<usize> {
+    let available = analysed(records);
     let mut chosen: Vec<usize> = if available.is_empty() {
         vec![]
     } else if wanted.is_empty() {
         vec![available[0], available[available.len() / 2], available[available.len() - 1]]
     } else {
-        wanted.iter().filter_map(|&w| available.iter().copied().min_by_key(|&a| a.abs_diff(w))).collect()
+        wanted.iter().filter_map(|&w| nearest(&available, w)).collect()
     };
     chosen.sort_unstable();
     chosen.dedup();

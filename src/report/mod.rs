@@ -79,8 +79,12 @@ pub struct ReportSummary {
     pub plots: Vec<PathBuf>,
     /// Plots left out for lack of data, with what they need.
     pub skipped: Vec<String>,
-    /// One line per run whose metrics had unreadable lines (which were skipped).
+    /// One line per run whose metrics had unreadable lines (which were
+    /// skipped) or repeated records.
     pub warnings: Vec<String>,
+    /// One line per `--iterations` value a run did not analyse, with the
+    /// nearest iteration its series show instead.
+    pub snapped: Vec<String>,
     /// How many metrics lines were skipped, over all runs.
     pub malformed_lines: usize,
 }
@@ -155,6 +159,7 @@ pub fn render(runs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Repo
             .map(|r| format!("{}: the runs have no {}", r.plot.figure.title, r.plot.needs))
             .collect(),
         warnings: runs.iter().flat_map(warnings).collect(),
+        snapped: figures::snapped(&runs, &opts.iterations),
         malformed_lines: runs.iter().map(|r| r.malformed.len()).sum(),
     })
 }
