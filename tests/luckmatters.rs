@@ -374,6 +374,7 @@ fn flags_build_configs_and_bad_values_name_their_flag() {
     assert_eq!((c, out), (want, PathBuf::from("r")));
     for (flags, named) in [
         (&["--bn", "--batch-size", "1"][..], "one example leaves all zeros"),
+        (&["--bn", "--batch-size", "64", "--train-samples", "129"], "129 samples in batches of 64 leave a last batch of one"),
         (&["--lr", "-1"][..], "--lr"),
         (&["--node-multi", "0"], "--node-multi"),
         (&["--eval-samples", "100"], "--eval-samples"),

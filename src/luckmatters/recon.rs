@@ -113,6 +113,13 @@ impl ReconConfig {
             return Err(Error::arg("--batch-size", "1: --bn normalises each unit over the batch, which one example leaves all zeros"));
         }
         positive("--train-samples", self.train_samples)?;
+        if self.bn && self.train_samples % self.batch_size == 1 {
+            let detail = format!(
+                "{} samples in batches of {} leave a last batch of one, which --bn would normalise to zeros; change --train-samples or --batch-size",
+                self.train_samples, self.batch_size
+            );
+            return Err(Error::arg("--train-samples", detail));
+        }
         if self.loss == ReconLoss::Ce && self.output_dim < 2 {
             return Err(Error::arg("--output-dim", "--loss ce takes the teacher's argmax as the label: it needs at least 2 outputs"));
         }
