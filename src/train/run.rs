@@ -217,6 +217,76 @@ struct Run<'a, B: Backend> {
     start: Instant,
 }
 
+/// The training batches an epoch holds, checked against what the model and
+/// the analysis need of them before anything is written; what the split
+/// leaves unused is said once.
+fn batches_per_epoch(cfg: &TrainConfig, loader: &dyn BatchSource, batch_size: usize) -> Result<usize> {
+    let per_epoch = loader.batches_per_epoch();
+    if per_epoch == 0 {
+        return Err(Error::data(cfg.data_dir.clone().unwrap_or_else(|| cfg.data.clone().into()), "the training split has no examples"));
+    }
+    if cfg.bn_over_examples() && !cfg.pipeline.drop_last && loader.len() % batch_size == 1 {
+        let detail = format!(
+            "{} examples in batches of {batch_size} leave a last batch of one, which {}'s batch norm would normalise to zeros; add --drop-last or change --batch-size",
+            loader.len(),
+            cfg.model
+        );
+        return Err(Error::arg("--batch-size", detail));
+    }
+    // Recorded as given, so a recipe's batch size survives a smoke test
+    // on a few examples; said once here, as the steps see fewer.
+    if batch_size > loader.len() {
+        println!("--batch-size {batch_size}: the training split holds {} examples, so each step sees those {}", loader.len(), loader.len());
+    }
+    // The extra batches are one pass over the split at most, so a small
+    // split caps them; said once here, as each record's sample count shows it.
+    let extra_per_epoch = loader.len().div_ceil(batch_size);
+    if cfg.analysis.enabled() && cfg.analysis.batches - 1 > extra_per_epoch {
+        println!(
+            "--analysis-batches {}: the training split holds {} examples, {extra_per_epoch} batches of {batch_size}, so each analysis sees the training batch and those {extra_per_epoch}",
+            cfg.analysis.batches,
+            loader.len()
+        );
+    }
+    Ok(per_epoch)
+}
+
+/// The run's length in iterations, checked against the analyses asked for
+/// and a resumed run's checkpoint; a schedule's drop it never reaches is said.
+fn length(cfg: &TrainConfig, per_epoch: usize, resumed: Option<&RunState>) -> Result<usize> {
+    let total = cfg.iterations.unwrap_or(cfg.epochs.unwrap_or(1) * per_epoch);
+    if let Some(&late) = cfg.analysis.at.iter().filter(|&&at| at > total).min() {
+        let length = match cfg.iterations {
+            Some(n) => format!("--iterations {n}"),
+            None => match cfg.epochs.unwrap_or(1) {
+                1 => format!("1 epoch of {per_epoch} batches"),
+                n => format!("{n} epochs of {per_epoch} batches"),
+            },
+        };
+        let detail = format!("iteration {late} is past the run's end at iteration {total} ({length}), so it would never be analysed");
+        return Err(Error::arg("--analyze-at", detail));
+    }
+    // Said, not refused: a recipe's schedule in a short smoke run is common.
+    let last_epoch = total.saturating_sub(1) / per_epoch;
+    let unreached = cfg.schedule.unreached(last_epoch);
+    if !unreached.is_empty() {
+        let epochs = unreached.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let drops = if unreached.len() == 1 { "drop at epoch" } else { "drops at epochs" };
+        println!("--schedule: the run's epochs are 0–{last_epoch} as milestones count them, so it never reaches the {drops} {epochs}");
+    }
+    if let Some(state) = resumed {
+        if state.batches_per_epoch != per_epoch {
+            let detail = format!("taken with {} batches per epoch, but the data now gives {per_epoch}", state.batches_per_epoch);
+            return Err(Error::data(checkpoint::checkpoint_path(&cfg.out), detail));
+        }
+        if state.iteration >= total {
+            let detail = format!("the run has done {} of its {total} iterations; ask for more to continue it", state.iteration);
+            return Err(Error::arg(if cfg.iterations.is_some() { "--iterations" } else { "--epochs" }, detail));
+        }
+    }
+    Ok(total)
+}
+
 impl<'a, B: Backend> Run<'a, B> {
     /// Checks a resumed run against its data, opens the run directory and
     /// its log, writes config.json, and sets up the analysis and the summary.
@@ -229,67 +299,8 @@ impl<'a, B: Backend> Run<'a, B> {
         loader: &'a dyn BatchSource,
         batch_size: usize,
     ) -> Result<Self> {
-        let per_epoch = loader.batches_per_epoch();
-        if per_epoch == 0 {
-            return Err(Error::data(cfg.data_dir.clone().unwrap_or_else(|| cfg.data.clone().into()), "the training split has no examples"));
-        }
-        if cfg.bn_over_examples() && !cfg.pipeline.drop_last && loader.len() % batch_size == 1 {
-            let detail = format!(
-                "{} examples in batches of {batch_size} leave a last batch of one, which {}'s batch norm would normalise to zeros; add --drop-last or change --batch-size",
-                loader.len(),
-                cfg.model
-            );
-            return Err(Error::arg("--batch-size", detail));
-        }
-        // Recorded as given, so a recipe's batch size survives a smoke test
-        // on a few examples; said once here, as the steps see fewer.
-        if batch_size > loader.len() {
-            println!(
-                "--batch-size {batch_size}: the training split holds {} examples, so each step sees those {}",
-                loader.len(),
-                loader.len()
-            );
-        }
-        // The extra batches are one pass over the split at most, so a small
-        // split caps them; said once here, as each record's sample count shows it.
-        let extra_per_epoch = loader.len().div_ceil(batch_size);
-        if cfg.analysis.enabled() && cfg.analysis.batches - 1 > extra_per_epoch {
-            println!(
-                "--analysis-batches {}: the training split holds {} examples, {extra_per_epoch} batches of {batch_size}, so each analysis sees the training batch and those {extra_per_epoch}",
-                cfg.analysis.batches,
-                loader.len()
-            );
-        }
-        let total = cfg.iterations.unwrap_or(cfg.epochs.unwrap_or(1) * per_epoch);
-        if let Some(&late) = cfg.analysis.at.iter().filter(|&&at| at > total).min() {
-            let length = match cfg.iterations {
-                Some(n) => format!("--iterations {n}"),
-                None => match cfg.epochs.unwrap_or(1) {
-                    1 => format!("1 epoch of {per_epoch} batches"),
-                    n => format!("{n} epochs of {per_epoch} batches"),
-                },
-            };
-            let detail = format!("iteration {late} is past the run's end at iteration {total} ({length}), so it would never be analysed");
-            return Err(Error::arg("--analyze-at", detail));
-        }
-        // Said, not refused: a recipe's schedule in a short smoke run is common.
-        let last_epoch = total.saturating_sub(1) / per_epoch;
-        let unreached = cfg.schedule.unreached(last_epoch);
-        if !unreached.is_empty() {
-            let epochs = unreached.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-            let drops = if unreached.len() == 1 { "drop at epoch" } else { "drops at epochs" };
-            println!("--schedule: the run's epochs are 0–{last_epoch} as milestones count them, so it never reaches the {drops} {epochs}");
-        }
-        if let Some(state) = &resumed {
-            if state.batches_per_epoch != per_epoch {
-                let detail = format!("taken with {} batches per epoch, but the data now gives {per_epoch}", state.batches_per_epoch);
-                return Err(Error::data(checkpoint::checkpoint_path(&cfg.out), detail));
-            }
-            if state.iteration >= total {
-                let detail = format!("the run has done {} of its {total} iterations; ask for more to continue it", state.iteration);
-                return Err(Error::arg(if cfg.iterations.is_some() { "--iterations" } else { "--epochs" }, detail));
-            }
-        }
+        let per_epoch = batches_per_epoch(cfg, loader, batch_size)?;
+        let total = length(cfg, per_epoch, resumed.as_ref())?;
 
         // Before the run directory, so a TensorBoard folder that cannot be made leaves nothing half-written.
         let board = opts.tensorboard.as_deref().map(Board::create).transpose()?;
