@@ -256,6 +256,14 @@ fn a_checkpoint_of_another_architecture_names_the_mismatch() {
     let be = Cpu::<f32>::new();
     trainer(&be, &wide).save_checkpoint(&wide.out, &wide, &run_state(0)).unwrap();
     let path = checkpoint::checkpoint_path(&wide.out);
+    // The checkpoint's settings name the first one changed, before any tensor is read.
+    let narrow = TrainConfig { width: 8, ..wide.clone() };
+    let err = trainer(&be, &narrow).resume(&wide.out, &narrow).unwrap_err().to_string();
+    assert!(err.contains("config.json: train.width is 8, but") && err.contains("checkpoint.safetensors was taken with 16"), "{err}");
+    // Without them (a checkpoint from before they were written), the tensors name the mismatch.
+    let mut file = TensorFile::read(&path).unwrap();
+    assert!(file.metadata.remove(checkpoint::SETTINGS).is_some());
+    file.write(&path).unwrap();
     let expect = |cfg: &TrainConfig, needles: &[&str]| {
         for exact in [true, false] {
             let mut t = trainer(&be, cfg);
@@ -269,7 +277,6 @@ fn a_checkpoint_of_another_architecture_names_the_mismatch() {
             }
         }
     };
-    let narrow = TrainConfig { width: 8, ..wide.clone() };
     expect(
         &narrow,
         &["checkpoint.safetensors", "first mismatching tensor is layers.0.weight: [16, 784] in the file, [8, 784] in the model"],

@@ -69,6 +69,14 @@ fn a_run_writes_config_metrics_and_summary() {
         stdout.contains("--schedule: the run's epochs are 0–1 as milestones count them, so it never reaches the drop at epoch 4"),
         "{stdout}"
     );
+    // A setting edited in config.json since the checkpoint is refused, naming it, and nothing is written.
+    let config = std::fs::read_to_string(wide.join("config.json")).unwrap();
+    std::fs::write(wide.join("config.json"), config.replacen("\"lr\": 0.05", "\"lr\": 1.0", 1)).unwrap();
+    let log = std::fs::read_to_string(wide.join("metrics.jsonl")).unwrap();
+    let refused = kappa(&["train", "--resume", wide.to_str().unwrap(), "--iterations", "3"]);
+    assert_error(&refused, &["config.json", "train.lr is 1.0, but", "checkpoint.safetensors was taken with 0.05"]);
+    assert_eq!(std::fs::read_to_string(wide.join("metrics.jsonl")).unwrap(), log);
+    std::fs::write(wide.join("config.json"), config).unwrap();
     // A resumed run whose log was emptied goes on, and says what its log now lacks.
     std::fs::write(wide.join("metrics.jsonl"), "").unwrap();
     let o = kappa(&["train", "--resume", wide.to_str().unwrap(), "--iterations", "3"]);

@@ -17,4 +17,4 @@ pub use file::{HostTensor, TensorFile, Values};
 pub use model::{load_model, load_weights, model_tensors, Precision};
 pub use optimizer::{load_optimizer, optimizer_tensors};
 pub use run_state::{RunState, Window};
-pub use training::{checkpoint_path, non_finite_state, resume, save, Saved, CHECKPOINT_FILE};
+pub use training::{checkpoint_path, non_finite_state, resume, save, Saved, CHECKPOINT_FILE, SETTINGS};

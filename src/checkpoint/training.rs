@@ -31,10 +31,10 @@ pub enum Saved {
     NotFinite(String),
 }
 
-/// Writes `RUN_DIR/checkpoint.safetensors`: the model and the optimiser as
-/// they stand, where the run stood, and its `identity`, the (key, value)
-/// pairs of the run's configuration a resumed run must agree with; unless
-/// a value is not finite ([`Saved::NotFinite`]).
+/// The identity key whose value is the run's settings as a JSON object;
+/// checkpoints written before it lack it, and resume without the check.
+pub const SETTINGS: &str = "settings";
+
 /// The model's and the optimiser's tensors, as a checkpoint holds them.
 fn state_tensors<B: Backend>(
     be: &B,
@@ -58,6 +58,10 @@ pub fn non_finite_state<B: Backend>(be: &B, model: &dyn Model<B>, optimizer: &dy
     Ok(first_non_finite(tensors.iter().map(|(n, t)| (n, t))))
 }
 
+/// Writes `RUN_DIR/checkpoint.safetensors`: the model and the optimiser as
+/// they stand, where the run stood, and its `identity`, the (key, value)
+/// pairs of the run's configuration a resumed run must agree with; unless
+/// a value is not finite ([`Saved::NotFinite`]).
 pub fn save<B: Backend>(
     run_dir: &Path,
     be: &B,
@@ -78,6 +82,32 @@ pub fn save<B: Backend>(
     state.to_metadata(&mut file.metadata);
     file.write(&checkpoint_path(run_dir))?;
     Ok(Saved::Written)
+}
+
+/// Why the settings `checkpoint` was taken under (`then`, JSON) and the
+/// run's config.json (`now`) disagree: the first setting that differs, as
+/// a dotted path with both values.
+fn changed_setting(then: &str, now: &str, checkpoint: &Path) -> String {
+    let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap_or_default();
+    let why = match first_difference(&parse(then), &parse(now), "train") {
+        Some((key, then, now)) => format!("{key} is {now}, but {} was taken with {then}", checkpoint.display()),
+        None => format!("its settings are not the ones {} was taken with", checkpoint.display()),
+    };
+    format!("{why}; a resumed run goes on as checkpointed (only --epochs, --iterations, --checkpoint-every and --tensorboard change)")
+}
+
+/// The first key below `path` whose value differs between `a` and `b`,
+/// with both values (`null` where one lacks it).
+fn first_difference(a: &serde_json::Value, b: &serde_json::Value, path: &str) -> Option<(String, serde_json::Value, serde_json::Value)> {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))).find_map(|key| {
+            let (xa, yb) = (x.get(key).unwrap_or(&Value::Null), y.get(key).unwrap_or(&Value::Null));
+            first_difference(xa, yb, &format!("{path}.{key}"))
+        }),
+        _ if a != b => Some((path.to_string(), a.clone(), b.clone())),
+        _ => None,
+    }
 }
 
 /// The iteration a run diverged at, as its `summary.json` says (none when
@@ -117,9 +147,16 @@ pub fn resume<B: Backend>(
         return Err(Error::data(&path, format!("checkpoint format version {found}; this kappa reads version {FORMAT_VERSION}")));
     }
     for (key, expected) in identity {
-        if meta(key) != Some(expected.as_str()) {
-            let found = meta(key).unwrap_or("nothing").escape_debug();
-            return Err(Error::data(&path, format!("metadata {key} is {found} but the run's config.json says {expected}")));
+        match meta(key) {
+            Some(found) if found == expected => {}
+            None if *key == SETTINGS => {}
+            Some(found) if *key == SETTINGS => {
+                return Err(Error::data(run_dir.join("config.json"), changed_setting(found, expected, &path)))
+            }
+            found => {
+                let found = found.unwrap_or("nothing").escape_debug();
+                return Err(Error::data(&path, format!("metadata {key} is {found} but the run's config.json says {expected}")));
+            }
         }
     }
     load_model(&mut *model, be, &file, &path, Precision::Exact)?;

@@ -202,18 +202,32 @@ fn unknown_key(given: &serde_json::Value, known: &serde_json::Value, path: &str)
     })
 }
 
+/// Settings a resumed run may hold other than its checkpoint's: its length
+/// (`--epochs`, `--iterations`), and where the run, its data and its device
+/// are now (a moved folder, a dataset elsewhere, the same run on a GPU).
+const RESUMABLE: [&str; 5] = ["epochs", "iterations", "out", "data_dir", "device"];
+
 impl TrainConfig {
     pub fn device(&self) -> Result<Device> {
         self.device.parse()
     }
 
-    /// What a checkpoint's metadata must agree with this configuration on to resume it.
-    pub fn checkpoint_identity(&self) -> [(&'static str, String); 3] {
+    /// What a checkpoint's metadata must agree with this configuration on to
+    /// resume it: the dtype, optimiser and seed by name, and every setting
+    /// but those a resumed run may change ([`RESUMABLE`]) as one JSON object,
+    /// so a config.json edited between checkpoint and resume is refused
+    /// rather than recorded as what the whole run used.
+    pub fn checkpoint_identity(&self) -> [(&'static str, String); 4] {
         let name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let mut settings = serde_json::to_value(self).unwrap_or_default();
+        if let Some(fields) = settings.as_object_mut() {
+            fields.retain(|key, _| !RESUMABLE.contains(&key.as_str()));
+        }
         [
             ("dtype", name(serde_json::json!(self.dtype))),
             ("optimizer", name(serde_json::json!(self.optimizer))),
             ("seed", self.seed.to_string()),
+            (crate::checkpoint::SETTINGS, settings.to_string()),
         ]
     }
 
