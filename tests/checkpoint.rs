@@ -625,6 +625,9 @@ fn resume_refuses_what_it_cannot_honour() {
     // JSON that is not an object is named as such, not by serde's reading of a struct from an array.
     std::fs::write(&config, "[]").unwrap();
     assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["config.json", "holds an array, not an object"]);
+    // A value of the wrong type is placed by line and column.
+    std::fs::write(&config, saved.replace("\"depth\": 3", "\"depth\": \"3\"")).unwrap();
+    assert_error(&kappa(&["train", "--resume", rs, "--iterations", "8"]), &["config.json", "expected usize at line"]);
     // A key no setting reads (a misspelt edit) is named, at any depth, not skipped.
     for (from, to, key) in [
         ("\"lr\":", "\"lrr\": 0.5, \"lr\":", "train.lrr"),

@@ -140,6 +140,7 @@ fn bad_flags_name_the_flag() {
     assert_error(&kappa(&["train", "--lr", "fast", "--out", out]), &["--lr", "fast"]);
     assert_error(&kappa(&["train", "--depth", "x", "--out", out]), &["--depth"]);
     assert_error(&kappa(&["train", "--freeze", "2,99", "--out", out]), &["--freeze", "99"]);
+    assert_error(&kappa(&["train", "--freeze", "2,1,2", "--out", out]), &["--freeze", "layer 2 is given twice"]);
     let frozen = ["train", "--depth", "3", "--width", "8", "--freeze", "3,1,2", "--out", out];
     assert_error(&kappa(&frozen), &["--freeze", "every layer of mlp 3×8", "no parameter would train"]);
     let schedule = kappa(&["train", "--schedule", "cosine", "--out", out]);

@@ -248,7 +248,9 @@ fn no_mirrors_is_an_argument_error() {
     let dir = TempDir::new("no-mirrors");
     let err = fetch(&[remote("a.bin", b"x")], &[], &dir.0, |_, _, _| {}).unwrap_err().to_string();
     assert!(err.contains("mirror"), "{err}");
-    for bad in ["file:///tmp", "", "example.org/mnist", "http://[::1/", "http:///mnist"] {
+    for bad in
+        ["file:///tmp", "", "example.org/mnist", "http://[::1/", "http:///mnist", "http://127.0.0.1:99999/", "http://h/?x=1", "http://h/#f"]
+    {
         let target = dir.0.join("target");
         let err = fetch(&[remote("a.bin", b"x")], &[bad.to_string()], &target, |_, _, _| {}).unwrap_err().to_string();
         assert!(err.contains("--mirror") && err.contains("http:// or https://"), "{bad}: {err}");

@@ -229,6 +229,19 @@ fn a_student_started_at_the_teacher_matches_it_and_runs_are_deterministic() {
     assert!(err.contains("metrics.jsonl"), "{err}");
 }
 
+/// A batch larger than the training samples is kept as given and said once, as `kappa train` says it.
+#[test]
+fn a_recon_batch_larger_than_its_samples_is_said() {
+    let dir = out_dir("recon-wide-batch");
+    let args = ["luckmatters", "recon", "--epochs", "1", "--train-samples", "10", "--batch-size", "64", "--out"];
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kappa")).args(args).arg(&dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && stdout.contains("--batch-size 64: there are 10 training samples, so each step sees those 10"),
+        "{stdout}"
+    );
+}
+
 /// The published effect: the lowest layer's teacher nodes are all matched
 /// (correlation ≈0.999) within a few epochs, and the second layer follows.
 #[test]

@@ -174,11 +174,20 @@ fn prepare(mirrors: &[String]) -> Result<ureq::Agent> {
     for m in mirrors {
         let bad = |why: String| Error::arg("--mirror", format!("'{}' is not an http:// or https:// URL: {why}", m.escape_debug()));
         if !(m.starts_with("http://") || m.starts_with("https://")) {
-            return Err(bad("it names another scheme".into()));
+            return Err(bad("it does not start with either".into()));
         }
         let uri: ureq::http::Uri = m.parse().map_err(|e| bad(format!("{e}")))?;
         if uri.host().is_none_or(str::is_empty) {
             return Err(bad("it names no host".into()));
+        }
+        // `Uri` reads a port past u16 as none at all, so look for its colon after the host.
+        let host_port = uri.authority().map_or("", |a| a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h));
+        if host_port.rsplit_once(']').map_or(host_port, |(_, p)| p).contains(':') && uri.port_u16().is_none() {
+            return Err(bad("its port is not a number from 0 to 65535".into()));
+        }
+        // The file's name is appended to the base, which a query or fragment would swallow.
+        if uri.query().is_some() || m.contains('#') {
+            return Err(bad("a base URL to append file names to takes no query or fragment".into()));
         }
     }
     Ok(ureq::Agent::config_builder()

@@ -222,6 +222,13 @@ struct EpochRecord<'a> {
 /// `metrics.jsonl` (one record per epoch, epoch 0 before training) to `out_dir`.
 pub fn run(cfg: &ReconConfig, out_dir: &Path) -> Result<ReconOutcome> {
     cfg.validate()?;
+    // Kept as given, as `kappa train` keeps it, and said once.
+    if cfg.batch_size > cfg.train_samples {
+        println!(
+            "--batch-size {}: there are {} training samples, so each step sees those {}",
+            cfg.batch_size, cfg.train_samples, cfg.train_samples
+        );
+    }
     run_on(&Cpu::<f32>::new(), cfg, out_dir)
 }
 

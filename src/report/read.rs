@@ -99,6 +99,9 @@ impl Run {
         for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
             run.add_line(n + 1, line);
         }
+        // A log whose lines were reordered by hand would draw its curves back and forth.
+        run.train.sort_by_key(|r| r.iteration);
+        run.eval.sort_by_key(|r| r.iteration);
         Ok(run)
     }
 
@@ -226,6 +229,10 @@ mod tests {
         assert_eq!(run.train.iter().map(|r| r.iteration).collect::<Vec<_>>(), vec![5, 10, 15]);
         assert_eq!(run.analysis.iter().map(|r| (r.iteration, r.layer.as_str())).collect::<Vec<_>>(), vec![(8, "l"), (12, "l"), (8, "m")]);
         assert_eq!(run.repeated, ["line 6: the training record of iteration 5", "line 7: the analysis of l at iteration 8"]);
+
+        // Lines reordered by hand are read in the order of their iterations.
+        std::fs::write(dir.join("metrics.jsonl"), [train(15), train(5), train(10)].join("\n")).unwrap();
+        assert_eq!(Run::load(&dir).unwrap().train.iter().map(|r| r.iteration).collect::<Vec<_>>(), vec![5, 10, 15]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -256,7 +256,8 @@ impl TrainConfig {
             };
             return Err(expected(&format!("it holds {kind}, not an object")));
         }
-        let saved: Saved = serde_json::from_value(value.clone()).map_err(|e| expected(&e))?;
+        // From the text, so serde's error says the line and column of the value at fault.
+        let saved: Saved = serde_json::from_slice(&text).map_err(|e| expected(&e))?;
         // serde skips a key no field reads: a hand-edited "lrr" would resume
         // at the old rate. What was read, written back, has every key it read.
         let known = serde_json::to_value(&saved.train).map_err(|e| expected(&e))?;
@@ -319,6 +320,9 @@ impl TrainConfig {
         self.schedule.validate()?;
         if self.freeze.contains(&0) {
             return Err(Error::arg("--freeze", "layer 0 does not exist; layers are numbered from 1"));
+        }
+        if let Some(twice) = self.freeze.iter().enumerate().find_map(|(i, l)| self.freeze[..i].contains(l).then_some(l)) {
+            return Err(Error::arg("--freeze", format!("layer {twice} is given twice")));
         }
         self.arch.validate()?;
         if self.arch.tau.is_some() && !self.model.starts_with("tau-") {
