@@ -353,7 +353,7 @@ fn a_file_built_by_hand_to_the_spec_loads_into_an_mlp() {
     // Damaged files fail with the path and what was expected.
     std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
     let err = checkpoint::load_weights(&path, t.model_mut(), &be).unwrap_err().to_string();
-    assert!(err.contains("mlp.safetensors") && err.contains("not a safetensors file"), "{err}");
+    assert!(err.contains("mlp.safetensors") && err.contains("data ends at byte 88, but the file holds 87 bytes after its header"), "{err}");
     // A shape whose bytes the offsets do not span names the tensor.
     let header = "{\"layers.0.weight\":{\"dtype\":\"F32\",\"shape\":[4,3],\"data_offsets\":[0,16]}}";
     std::fs::write(&path, [&(header.len() as u64).to_le_bytes()[..], header.as_bytes(), &[0; 16]].concat()).unwrap();
@@ -362,6 +362,11 @@ fn a_file_built_by_hand_to_the_spec_loads_into_an_mlp() {
         err.contains("mlp.safetensors: tensor layers.0.weight of shape [4, 3] in F32 needs 48 bytes, but its data_offsets span 16"),
         "{err}"
     );
+    let header =
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}";
+    std::fs::write(&path, [&(header.len() as u64).to_le_bytes()[..], header.as_bytes(), &[0; 12]].concat()).unwrap();
+    let err = checkpoint::load_weights(&path, t.model_mut(), &be).unwrap_err().to_string();
+    assert!(err.contains("tensor b's data starts at byte 4, overlapping the tensor before it, which ends at 8"), "{err}");
     let u16_file = bytes.windows(5).position(|w| w == b"\"F16\"").map(|i| [&bytes[..i], b"\"U16\"", &bytes[i + 5..]].concat()).unwrap();
     std::fs::write(&path, u16_file).unwrap();
     let err = checkpoint::load_weights(&path, t.model_mut(), &be).unwrap_err().to_string();

@@ -125,13 +125,37 @@ pub struct TensorFile {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// The first tensor whose shape and dtype disagree with the bytes its
-/// `data_offsets` span, said with its name, from the header read as plain
-/// JSON; `None` if the header does not parse or every tensor fits.
-fn misfit_tensor(bytes: &[u8]) -> Option<String> {
+/// What is wrong with a safetensors header the crate refused, said with
+/// the tensor's name where the crate's own message names none: the first
+/// tensor whose bytes do not follow the previous tensor's (the format lays
+/// them back to back), else the first whose shape and dtype disagree with
+/// the bytes its `data_offsets` span, else data that ends elsewhere than
+/// the last tensor. `None` if the header does not parse
+/// as JSON or none of these is wrong.
+fn header_problem(bytes: &[u8]) -> Option<String> {
     let len = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
-    let header: serde_json::Value = serde_json::from_slice(bytes.get(8..8usize.checked_add(len)?)?).ok()?;
-    header.as_object()?.iter().filter(|(name, _)| *name != "__metadata__").find_map(|(name, info)| {
+    let data = bytes.len().checked_sub(8usize.checked_add(len)?)? as u64;
+    let header: serde_json::Value = serde_json::from_slice(bytes.get(8..8 + len)?).ok()?;
+    let tensors: Vec<(&String, &serde_json::Value)> = header.as_object()?.iter().filter(|(name, _)| *name != "__metadata__").collect();
+    let offsets = |info: &serde_json::Value| -> Option<(u64, u64)> {
+        let pair: Vec<u64> = info["data_offsets"].as_array()?.iter().map(serde_json::Value::as_u64).collect::<Option<_>>()?;
+        Some((*pair.first()?, *pair.get(1)?))
+    };
+    // The crate's order: where each tensor's bytes lie, then how many it needs, then the file's end.
+    let mut spans: Vec<(u64, u64, &String)> = tensors.iter().filter_map(|&(name, info)| offsets(info).map(|(s, e)| (s, e, name))).collect();
+    spans.sort();
+    let mut end = 0;
+    for (start, stop, name) in spans {
+        if start != end {
+            let why = if start < end { "overlapping the tensor before it" } else { "leaving a gap after the tensor before it" };
+            return Some(format!(
+                "tensor {}'s data starts at byte {start}, {why}, which ends at {end}; expected the tensors back to back",
+                name.escape_debug()
+            ));
+        }
+        end = stop;
+    }
+    let misfit = tensors.iter().find_map(|&(name, info)| {
         let dtype = info["dtype"].as_str()?;
         let width: u64 = match dtype {
             "F16" | "BF16" => 2,
@@ -140,13 +164,16 @@ fn misfit_tensor(bytes: &[u8]) -> Option<String> {
             _ => return None,
         };
         let shape: Vec<u64> = info["shape"].as_array()?.iter().map(serde_json::Value::as_u64).collect::<Option<_>>()?;
-        let offsets: Vec<u64> = info["data_offsets"].as_array()?.iter().map(serde_json::Value::as_u64).collect::<Option<_>>()?;
-        let spanned = offsets.get(1)?.checked_sub(*offsets.first()?)?;
+        let (start, end) = offsets(info)?;
+        let spanned = end.checked_sub(start)?;
         let needed = shape.iter().try_fold(width, |n, &d| n.checked_mul(d));
         (needed != Some(spanned)).then(|| {
             let needed = needed.map_or("more bytes than a u64 counts".into(), |n| format!("{n} bytes"));
             format!("tensor {} of shape {shape:?} in {dtype} needs {needed}, but its data_offsets span {spanned}", name.escape_debug())
         })
+    });
+    misfit.or_else(|| {
+        (end != data).then(|| format!("the tensors' data ends at byte {end}, but the file holds {data} bytes after its header"))
     })
 }
 
@@ -162,11 +189,7 @@ impl TensorFile {
             let detail = e.to_string();
             format!("not a safetensors file (8-byte little-endian header length, JSON header, tensor data): {}", detail.escape_debug())
         };
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| match misfit_tensor(bytes) {
-            // The crate's message for this names no tensor.
-            Some(detail) if matches!(e, safetensors::SafeTensorError::TensorInvalidInfo) => detail,
-            _ => not_safetensors(e),
-        })?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| header_problem(bytes).unwrap_or_else(|| not_safetensors(e)))?;
         let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
         let st = SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
         let mut tensors = BTreeMap::new();
