@@ -84,16 +84,21 @@ pub fn save<B: Backend>(
     Ok(Saved::Written)
 }
 
-/// Why the settings `checkpoint` was taken under (`then`, JSON) and the
-/// run's config.json (`now`) disagree: the first setting that differs, as
-/// a dotted path with both values.
-fn changed_setting(then: &str, now: &str, checkpoint: &Path) -> String {
-    let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap_or_default();
-    let why = match first_difference(&parse(then), &parse(now), "train") {
-        Some((key, then, now)) => format!("{key} is {now}, but {} was taken with {then}", checkpoint.display()),
-        None => format!("its settings are not the ones {} was taken with", checkpoint.display()),
+/// Why the identity entry `key` that `checkpoint` was taken with (`then`,
+/// none if it lacks it) and the run's config.json (`now`) disagree. An
+/// entry holding a JSON object (the settings, config.json's `train`) is
+/// named by its first setting that differs, as a dotted path.
+fn changed_setting(key: &str, then: Option<&str>, now: &str, checkpoint: &Path) -> String {
+    let object = |text: &str| serde_json::from_str::<serde_json::Value>(text).ok().filter(serde_json::Value::is_object);
+    let differs = match (then.and_then(object), object(now)) {
+        (Some(then), Some(now)) => first_difference(&then, &now, "train").map(|(key, then, now)| (key, then.to_string(), now.to_string())),
+        _ => None,
     };
-    format!("{why}; a resumed run goes on as checkpointed (only --epochs, --iterations, --checkpoint-every and --tensorboard change)")
+    let (key, then, now) = differs.unwrap_or_else(|| (key.into(), then.unwrap_or("nothing").escape_debug().to_string(), now.into()));
+    format!(
+        "{key} is {now}, but {} was taken with {then}; a resumed run goes on as checkpointed (only --epochs, --iterations, --checkpoint-every and --tensorboard change)",
+        checkpoint.display()
+    )
 }
 
 /// The first key below `path` whose value differs between `a` and `b`,
@@ -149,14 +154,9 @@ pub fn resume<B: Backend>(
     for (key, expected) in identity {
         match meta(key) {
             Some(found) if found == expected => {}
+            // The one entry checkpoints from before it lack: they resume unchecked on it.
             None if *key == SETTINGS => {}
-            Some(found) if *key == SETTINGS => {
-                return Err(Error::data(run_dir.join("config.json"), changed_setting(found, expected, &path)))
-            }
-            found => {
-                let found = found.unwrap_or("nothing").escape_debug();
-                return Err(Error::data(&path, format!("metadata {key} is {found} but the run's config.json says {expected}")));
-            }
+            found => return Err(Error::data(run_dir.join("config.json"), changed_setting(key, found, expected, &path))),
         }
     }
     load_model(&mut *model, be, &file, &path, Precision::Exact)?;
