@@ -112,11 +112,11 @@ impl Run {
         match serde_json::from_slice::<Record>(line) {
             Ok(Record::Train(r)) => {
                 let what = format!("line {number}: the training record of iteration {}", r.iteration);
-                supersede(&mut self.train, r, |a, b| a.iteration == b.iteration, &mut self.repeated, what);
+                supersede(&mut self.train, r, |r| r.iteration, |a, b| a.iteration == b.iteration, &mut self.repeated, what);
             }
             Ok(Record::Eval(r)) => {
                 let what = format!("line {number}: the evaluation at iteration {}", r.iteration);
-                supersede(&mut self.eval, r, |a, b| a.iteration == b.iteration, &mut self.repeated, what);
+                supersede(&mut self.eval, r, |r| r.iteration, |a, b| a.iteration == b.iteration, &mut self.repeated, what);
             }
             Ok(Record::Summary(r)) => {
                 if r.diverged {
@@ -126,7 +126,7 @@ impl Run {
             Ok(Record::Analysis(r)) => {
                 let what = format!("line {number}: the analysis of {} at iteration {}", r.layer.escape_debug(), r.iteration);
                 let same = |a: &LayerRecord, b: &LayerRecord| (a.iteration, a.mode, &a.layer) == (b.iteration, b.mode, &b.layer);
-                supersede(&mut self.analysis, *r, same, &mut self.repeated, what);
+                supersede(&mut self.analysis, *r, |r| r.iteration, same, &mut self.repeated, what);
             }
             Ok(Record::Alert(r)) => self.alerts.push(r),
             Ok(Record::Exact(r)) => self.exact.push(*r),
@@ -170,10 +170,23 @@ impl Run {
 /// Adds `record` to `list`, or puts it in the place of an earlier record
 /// `same` as it, saying so in `repeated` (`what`): the later one stands, as
 /// it would after a resume, and the order of iterations is kept.
-fn supersede<T>(list: &mut Vec<T>, record: T, same: impl Fn(&T, &T) -> bool, repeated: &mut Vec<String>, what: String) {
-    match list.iter().position(|earlier| same(earlier, &record)) {
+///
+/// The search runs back from the end over records of `record`'s iteration
+/// (`at`) or later only: in a log in iteration order, as kappa writes it,
+/// those are the records of this iteration, so reading a long log stays
+/// linear in its length. (A pasted-in second copy is found all the same.)
+fn supersede<T>(
+    list: &mut Vec<T>,
+    record: T,
+    at: fn(&T) -> usize,
+    same: impl Fn(&T, &T) -> bool,
+    repeated: &mut Vec<String>,
+    what: String,
+) {
+    let start = list.len() - list.iter().rev().take_while(|earlier| at(earlier) >= at(&record)).count();
+    match list[start..].iter().position(|earlier| same(earlier, &record)) {
         Some(i) => {
-            list[i] = record;
+            list[start + i] = record;
             repeated.push(what);
         }
         None => list.push(record),
