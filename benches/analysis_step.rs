@@ -19,7 +19,7 @@ use kappa::tensor::Tensor;
 static ALLOC: kappa::allocator::MiMalloc = kappa::allocator::MiMalloc;
 
 fn analysis_step(c: &mut Criterion) {
-    kappa::allocator::keep_freed_pages();
+    kappa::allocator::configure();
     kappa::workers::join_pool();
     let be = Cpu::<f32>::new();
     let (n, d, classes) = (1024, 784, 10);

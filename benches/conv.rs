@@ -24,7 +24,7 @@ const SHAPES: [(&str, usize, usize, usize, usize, usize, usize); 7] = [
 ];
 
 fn conv(c: &mut Criterion) {
-    kappa::allocator::keep_freed_pages();
+    kappa::allocator::configure();
     kappa::workers::join_pool();
     let cpu = Cpu::<f32>::new();
     let n = 128;

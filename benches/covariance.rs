@@ -18,7 +18,7 @@ const SHAPES: [Shape; 3] =
     [Shape { n: 1024, c: 256, h: 1, w: 1 }, Shape { n: 1024, c: 784, h: 1, w: 1 }, Shape { n: 128, c: 64, h: 8, w: 8 }];
 
 fn covariance(c: &mut Criterion) {
-    kappa::allocator::keep_freed_pages();
+    kappa::allocator::configure();
     kappa::workers::join_pool();
     let cpu = Cpu::<f32>::new();
     let mut g = c.benchmark_group("covariance");

@@ -63,7 +63,7 @@ fn kappa_tridiagonal<E: Element>(m: &[f64], n: usize) -> E {
 }
 
 fn eigen(c: &mut Criterion) {
-    kappa::allocator::keep_freed_pages();
+    kappa::allocator::configure();
     kappa::workers::join_pool();
     // One thread, as each solve of the analysis step runs.
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();

@@ -25,7 +25,7 @@ fn paper_case<B: Backend>(c: &mut Criterion, be: &B, batch: &Batch, dims: &[usiz
 }
 
 fn exact_curvature(c: &mut Criterion) {
-    kappa::allocator::keep_freed_pages();
+    kappa::allocator::configure();
     kappa::workers::join_pool();
     let opts = LoadOptions { crop_resize: Some((20, 12)), limit_train: Some(1024), limit_test: Some(1) };
     let split = data::load("synthetic", None, &opts).unwrap();

@@ -15,7 +15,7 @@ use kappa::tensor::Tensor;
 static ALLOC: kappa::allocator::MiMalloc = kappa::allocator::MiMalloc;
 
 fn resnet_step(c: &mut Criterion) {
-    kappa::allocator::keep_freed_pages();
+    kappa::allocator::configure();
     kappa::workers::join_pool();
     let be = Cpu::<f32>::new();
     let (n, classes) = (128, 10);

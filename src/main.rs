@@ -4,7 +4,7 @@
 static ALLOC: kappa::allocator::MiMalloc = kappa::allocator::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    kappa::allocator::keep_freed_pages();
+    kappa::allocator::configure();
     kappa::workers::join_pool();
     kappa::cli::main()
 }
