@@ -14,7 +14,7 @@
 //! host memory. Three ResNet-1202 steps at batch 128 spent 34–72 s in the
 //! kernel with them and 10–13 s without (53 s on the session's first run),
 //! their first step took 36–64 s against 19–23 s, and the peak resident size
-//! was 13.5 GiB against 12.0. The steps after the first, and the criterion
+//! was 12.8 GiB against 11.4. The steps after the first, and the criterion
 //! benches, ran within their noise either way, so 4 KiB pages cost no speed.
 
 use std::os::raw::{c_int, c_long};
