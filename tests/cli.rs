@@ -193,8 +193,19 @@ fn bad_flags_name_the_flag() {
         (&["profile", "covariance", "--shape", &shape], &["--shape", "activation"]),
         (&["profile", "gpu", "--eig-sizes", "100000000"], &["--eig-sizes", "eigen-solve"]),
     ] {
-        assert_error(&kappa(args), &[named, &["would not fit in this machine's", "GiB of memory"]].concat());
+        assert_error(&kappa(args), &[named, &["would not fit in", "GiB of"]].concat());
     }
+    // A limit below the machine's memory binds: here `ulimit -v` at 4 GB.
+    let in_4gb = |args: &[&str]| {
+        let limited = ["-c", "ulimit -v 4000000 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_kappa")];
+        Command::new("sh").args(limited).args(args).output().unwrap()
+    };
+    // A 30000² hidden layer (7.2 GB as f64) outgrows it, though the machine may not.
+    let wide = in_4gb(&["train", "--width", "30000", "--depth", "2", "--out", out]);
+    assert_error(&wide, &["--width", "hidden layers' weights", "GiB of address space `ulimit -v` allows"]);
+    // Each 12000² layer fits, but training two of them beside Adam's two slots does not.
+    let adam = in_4gb(&["train", "--width", "12000", "--depth", "4", "--optimizer", "adam", "--out", out]);
+    assert_error(&adam, &["--depth, --width", "training mlp 4×12000", "2 optimiser slots", "`ulimit -v` allows"]);
     assert!(!Path::new(out).exists(), "a refused run wrote {out}");
 }
 

@@ -10,6 +10,7 @@ use crate::data::{Batch, BatchSource};
 use crate::error::{Error, Result};
 use crate::models::{vgg16, Mlp, MlpConfig, Model, ResNet, ResNetConfig, Variant, Vgg16, VGG16};
 use crate::optim::{Adam, Optimizer, Sgd};
+use crate::size;
 use crate::tensor::Tensor;
 use std::path::Path;
 
@@ -57,6 +58,13 @@ impl<B: Backend> Trainer<B> {
             OptimizerKind::Sgd | OptimizerKind::Gd => Box::new(Sgd::new(backend, cfg.momentum, cfg.weight_decay, cfg.nesterov)),
             OptimizerKind::Adam => Box::new(Adam::new(backend, cfg.weight_decay)),
         };
+        // Training keeps a gradient and the optimiser's slots beside each weight;
+        // refused here, before the first step would abort in the allocator.
+        let weights = model.store().params().iter().map(|p| p.value.numel()).sum::<usize>();
+        let slots = optimizer.slot_names().len();
+        let what = format!("training {} with a gradient and {slots} optimiser slots beside each weight", model.describe());
+        let copies = (2 + slots) * std::mem::size_of::<B::Elem>();
+        size::bytes(&what, weights.checked_mul(copies), "--depth, --width, --base-width or the model")?;
         Ok(Trainer { backend: backend.clone(), model, optimizer })
     }
 
