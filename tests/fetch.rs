@@ -258,6 +258,16 @@ fn no_mirrors_is_an_argument_error() {
     }
 }
 
+#[test]
+fn a_mirror_password_is_never_shown() {
+    let dir = TempDir::new("mirror-password");
+    // Port 1 on the loopback refuses the connection at once.
+    for mirror in ["http://ann:s3cret@127.0.0.1:1/m/", "ftp://ann:s3cret@example.org/m/"] {
+        let err = fetch(&[remote("a.bin", b"x")], &[mirror.to_string()], &dir.0, |_, _, _| {}).unwrap_err().to_string();
+        assert!(err.contains("ann:***@") && !err.contains("s3cret"), "{err}");
+    }
+}
+
 /// A gzipped tarball of `(path, contents)` entries.
 fn tarball(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));

@@ -172,7 +172,7 @@ fn prepare(mirrors: &[String]) -> Result<ureq::Agent> {
         return Err(Error::arg("--mirror", "no mirror to download from"));
     }
     for m in mirrors {
-        let bad = |why: String| Error::arg("--mirror", format!("'{}' is not an http:// or https:// URL: {why}", m.escape_debug()));
+        let bad = |why: String| Error::arg("--mirror", format!("'{}' is not an http:// or https:// URL: {why}", shown(m).escape_debug()));
         if !(m.starts_with("http://") || m.starts_with("https://")) {
             return Err(bad("it does not start with either".into()));
         }
@@ -321,14 +321,15 @@ fn fetch_one(
     let mut failures = Vec::new();
     for mirror in mirrors {
         let url = format!("{}/{}", mirror.trim_end_matches('/'), remote.file);
-        match download(agent, &url, remote, &part, progress) {
+        let shown_url = shown(&url);
+        match download(agent, &url, &shown_url, remote, &part, progress) {
             Ok(actual) if actual == expected => {
                 return fs::rename(&part, &target).map(|()| target.clone()).map_err(|e| {
                     let _ = fs::remove_file(&part);
                     Error::data(&target, format!("cannot move the verified download into place: {e}"))
                 });
             }
-            Ok(actual) => failures.push(format!("{url}: sha256 mismatch (expected {expected}, actual {actual})")),
+            Ok(actual) => failures.push(format!("{shown_url}: sha256 mismatch (expected {expected}, actual {actual})")),
             Err(Failure::Remote(why)) => failures.push(why),
             Err(Failure::Local(err)) => {
                 let _ = fs::remove_file(&part);
@@ -341,16 +342,32 @@ fn fetch_one(
     Err(Error::data(&target, format!("download failed from every mirror: {}", failures.join("; "))))
 }
 
+/// `url` with the password of its user info, if any, replaced by `***`, as
+/// errors and messages show it.
+fn shown(url: &str) -> std::borrow::Cow<'_, str> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let authority = &url[start..url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i)];
+    match authority.rsplit_once('@').and_then(|(info, _)| info.split_once(':')) {
+        Some((user, password)) => {
+            let from = start + user.len() + 1;
+            format!("{}***{}", &url[..from], &url[from + password.len()..]).into()
+        }
+        None => url.into(),
+    }
+}
+
 /// Streams `url` into `part`, hashing as it goes; returns the hex digest.
+/// Failures name it as `shown`, without its password.
 fn download(
     agent: &ureq::Agent,
     url: &str,
+    shown: &str,
     remote: &Remote,
     part: &Path,
     progress: &mut impl FnMut(&str, u64, Option<u64>),
 ) -> std::result::Result<String, Failure> {
     // Ask for the bytes as stored: a transparently decompressed .gz would not verify.
-    let mut response = agent.get(url).header("Accept-Encoding", "identity").call().map_err(|e| Failure::Remote(format!("{url}: {e}")))?;
+    let mut response = agent.get(url).header("Accept-Encoding", "identity").call().map_err(|e| Failure::Remote(format!("{shown}: {e}")))?;
     let body = response.body_mut();
     let total = body.content_length().or(Some(remote.bytes));
     // One byte past the expected size is enough to fail the checksum, and
@@ -366,7 +383,7 @@ fn download(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Failure::Remote(format!("{url}: {e}"))),
+            Err(e) => return Err(Failure::Remote(format!("{shown}: {e}"))),
         };
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(local)?;
@@ -385,6 +402,15 @@ mod tests {
     fn digest_of_known_input() {
         // SHA-256("abc") from FIPS 180-2.
         assert_eq!(hex(&Sha256::digest(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn a_mirror_is_shown_without_its_password() {
+        assert_eq!(shown("http://ann:s3cret@host:8080/data/a.bin"), "http://ann:***@host:8080/data/a.bin");
+        assert_eq!(shown("https://ann:p@ss:w@rd@host/"), "https://ann:***@host/");
+        assert_eq!(shown("http://ann@host/a:b@c"), "http://ann@host/a:b@c");
+        assert_eq!(shown("http://host:80/x"), "http://host:80/x");
+        assert_eq!(shown("ftp://u:pw@h/"), "ftp://u:***@h/");
     }
 
     #[test]
