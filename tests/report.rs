@@ -359,6 +359,12 @@ fn a_directory_without_metrics_is_an_error_naming_it() {
         let err = render(&[good.clone(), bad.clone()], &dir.join("report"), &ReportOptions::default()).unwrap_err().to_string();
         assert!(err.contains(&bad.display().to_string()) && err.contains("metrics.jsonl") && err.contains(why), "{err}");
     }
+    // A luckmatters run's log shares the name but none of the kinds.
+    let luckmatters = dir.join("luckmatters");
+    std::fs::create_dir_all(&luckmatters).unwrap();
+    std::fs::write(luckmatters.join("metrics.jsonl"), "{\"kind\":\"recon\",\"epoch\":0,\"eval_loss\":3.3,\"corr\":[]}\n").unwrap();
+    let err = render(std::slice::from_ref(&luckmatters), &dir.join("report"), &ReportOptions::default()).unwrap_err().to_string();
+    assert!(err.contains(&luckmatters.display().to_string()) && err.contains("`kappa luckmatters` records (\"recon\")"), "{err}");
     let odd = dir.join("odd-metrics");
     std::fs::create_dir_all(odd.join("metrics.jsonl")).unwrap();
     let err = render(std::slice::from_ref(&odd), &dir.join("report"), &ReportOptions::default()).unwrap_err().to_string();

@@ -37,6 +37,17 @@ pub struct Run {
     pub repeated: Vec<String>,
 }
 
+/// The kind of the first record `kappa luckmatters` wrote to this log
+/// ("recon" or "matrix"), if any: its own kinds, under the same file name.
+fn luckmatters_kind(metrics: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Kind {
+        kind: String,
+    }
+    let kinds = metrics.split(|&b| b == b'\n').filter_map(|line| serde_json::from_slice::<Kind>(line).ok());
+    kinds.map(|k| k.kind).find(|k| k == "recon" || k == "matrix")
+}
+
 /// `summary.json`, every field optional so a partial one still reports.
 #[derive(Debug, Default, Deserialize)]
 pub struct Summary {
@@ -98,6 +109,14 @@ impl Run {
         };
         for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
             run.add_line(n + 1, line);
+        }
+        let nothing_read = run.train.is_empty() && run.eval.is_empty() && run.analysis.is_empty() && run.exact.is_empty();
+        if let Some(kind) = luckmatters_kind(&bytes).filter(|_| nothing_read) {
+            let detail = format!(
+                "expected a run directory written by `kappa train` or `kappa analyze`, but its metrics.jsonl holds \
+                 `kappa luckmatters` records (\"{kind}\"), which the report does not read; that command prints its own summary"
+            );
+            return Err(Error::data(dir, detail));
         }
         // A log whose lines were reordered by hand would draw its curves back and forth.
         run.train.sort_by_key(|r| r.iteration);
