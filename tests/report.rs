@@ -385,6 +385,9 @@ fn a_malformed_summary_is_an_error_naming_it() {
     std::fs::write(run.join("summary.json"), "[1, 2").unwrap();
     let err = render(std::slice::from_ref(&run), &dir.join("report"), &ReportOptions::default()).unwrap_err().to_string();
     assert!(err.contains(&run.join("summary.json").display().to_string()) && err.contains("run summary"), "{err}");
+    std::fs::write(run.join("summary.json"), "{}").unwrap();
+    let err = render(std::slice::from_ref(&run), &dir.join("report"), &ReportOptions::default()).unwrap_err().to_string();
+    assert!(err.contains(&run.join("summary.json").display().to_string()) && err.contains("none of the run summary's fields"), "{err}");
 }
 
 /// A CIFAR run of `model` at `depth` and `seed`: finished with `error` (%),

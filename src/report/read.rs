@@ -84,7 +84,15 @@ impl Run {
         }
         let bytes = read_file(&metrics).map_err(|e| Error::data(&metrics, e.to_string()))?;
         let config: Option<Config> = read_json(&dir.join("config.json"), "the run configuration written by `kappa train`")?;
-        let summary: Option<Summary> = read_json(&dir.join("summary.json"), "the run summary written by `kappa train`")?;
+        let summary_path = dir.join("summary.json");
+        let summary: Option<Summary> = read_json(&summary_path, "the run summary written by `kappa train`")?;
+        // Every field is optional so a partial summary still reports, but one
+        // with none of them would read as a finished run with no results.
+        if let Some(Summary { model: None, data: None, iterations: None, seconds: None, .. }) = summary {
+            let detail = "holds none of the run summary's fields (model, data, iterations, seconds); expected the summary \
+                          `kappa train` writes, or no file while the run is unfinished";
+            return Err(Error::data(&summary_path, detail));
+        }
         let train = config.as_ref().and_then(|c| c.train.clone());
         let (model, data) = match (&summary, config) {
             (Some(s), _) if s.model.is_some() => (s.model.clone(), s.data.clone()),
