@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;
-use common::{assert_error, kappa, scratch, stderr};
+use common::{assert_error, kappa, scratch, stderr, succeed};
 
 fn be32(v: u32) -> [u8; 4] {
     v.to_be_bytes()
@@ -82,6 +82,23 @@ fn a_run_writes_config_metrics_and_summary() {
     let o = kappa(&["train", "--resume", wide.to_str().unwrap(), "--iterations", "3"]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success() && stdout.contains("metrics.jsonl: empty, though the checkpoint was taken at iteration 2"), "{stdout}");
+}
+
+#[test]
+fn a_resumed_runs_refusals_name_its_config_json_not_flags_never_given() {
+    let out = scratch("resume-analyses").join("run");
+    let run = out.to_str().unwrap();
+    let args = ["train", "--depth", "3", "--width", "8", "--limit-train", "256", "--batch-size", "64", "--iterations", "6"];
+    succeed(&[&args[..], &["--analyze-at", "5", "--checkpoint-every", "2", "--out", run]].concat());
+    let o = kappa(&["train", "--resume", run, "--iterations", "3"]);
+    assert_error(&o, &["--iterations", "config.json analyses iteration 5", "past the run's end at iteration 3"]);
+    assert!(!stderr(&o).contains("--analyze-at"), "{}", stderr(&o));
+    // A preset edited into config.json is the file's error, not --preset's.
+    let config = out.join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replacen("\"preset\": null", "\"preset\": \"bogus\"", 1)).unwrap();
+    let o = kappa(&["train", "--resume", run, "--iterations", "8"]);
+    assert_error(&o, &["config.json: holds a configuration `kappa train` would refuse", "unknown preset 'bogus'"]);
 }
 
 #[test]

@@ -666,7 +666,9 @@ fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Train(args) => {
             let given = given_flags(matches, "train");
             let (cfg, opts) = args.into_run(&given)?;
-            cfg.check_flags_apply(&given)?;
+            // A resumed run's settings come from its config.json, not from flags.
+            let saved = |e| if opts.resume { crate::train::TrainConfig::saved_error(&cfg.out, e) } else { e };
+            cfg.check_flags_apply(&given).map_err(saved)?;
             let summary = crate::train::run_with(&cfg, &opts)?;
             println!("{}", summary.line());
         }
