@@ -357,7 +357,8 @@ fn shown(url: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Streams `url` into `part`, hashing as it goes; returns the hex digest.
-/// Failures name it as `shown`, without its password.
+/// Failures name it as `shown`, without its password, even where the HTTP
+/// client's own message quotes it.
 fn download(
     agent: &ureq::Agent,
     url: &str,
@@ -367,7 +368,11 @@ fn download(
     progress: &mut impl FnMut(&str, u64, Option<u64>),
 ) -> std::result::Result<String, Failure> {
     // Ask for the bytes as stored: a transparently decompressed .gz would not verify.
-    let mut response = agent.get(url).header("Accept-Encoding", "identity").call().map_err(|e| Failure::Remote(format!("{shown}: {e}")))?;
+    let mut response = agent
+        .get(url)
+        .header("Accept-Encoding", "identity")
+        .call()
+        .map_err(|e| Failure::Remote(format!("{shown}: {}", e.to_string().replace(url, shown))))?;
     let body = response.body_mut();
     let total = body.content_length().or(Some(remote.bytes));
     // One byte past the expected size is enough to fail the checksum, and
