@@ -12,13 +12,12 @@ use crate::error::{Error, Result};
 /// each. `what` names the array, `flags` the options that set its size.
 pub fn elements(what: &str, dims: &[usize], flags: &str) -> Result<usize> {
     let n = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-    let limit = Limit::least();
-    match n {
-        Some(n) if n <= limit.bytes / 8 => Ok(n),
-        _ => {
+    match exceeded(n.and_then(|n| n.checked_mul(8))) {
+        // Within the limit, so the count did not overflow.
+        None => Ok(n.unwrap_or_default()),
+        Some(limit) => {
             let shape = dims.iter().map(usize::to_string).collect::<Vec<_>>().join("×");
-            let detail = format!("{what} of {shape} elements would not fit in {limit}; expected smaller sizes");
-            Err(Error::arg(flags, detail))
+            Err(Error::arg(flags, format!("{what} of {shape} elements would not fit in {limit}; expected smaller sizes")))
         }
     }
 }
@@ -27,14 +26,19 @@ pub fn elements(what: &str, dims: &[usize], flags: &str) -> Result<usize> {
 /// the memory this process may use. `what` names what needs them, `flags`
 /// the options that set their size.
 pub fn bytes(what: &str, bytes: Option<usize>, flags: &str) -> Result<()> {
-    let limit = Limit::least();
-    match bytes {
-        Some(b) if b <= limit.bytes => Ok(()),
-        _ => {
+    match exceeded(bytes) {
+        None => Ok(()),
+        Some(limit) => {
             let need = bytes.map_or("more bytes than a usize counts".to_string(), |b| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64));
             Err(Error::arg(flags, format!("{what} needs at least {need}, more than {limit}; expected smaller sizes")))
         }
     }
+}
+
+/// The limit `bytes` (`None`: past counting) exceeds, if any.
+fn exceeded(bytes: Option<usize>) -> Option<Limit> {
+    let limit = Limit::least();
+    (bytes.is_none_or(|b| b > limit.bytes)).then_some(limit)
 }
 
 /// A bound on the memory this process may use, and what sets it.

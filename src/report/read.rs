@@ -119,7 +119,8 @@ impl Run {
             run.add_line(n + 1, line);
         }
         let nothing_read = run.train.is_empty() && run.eval.is_empty() && run.analysis.is_empty() && run.exact.is_empty();
-        if let Some(kind) = luckmatters_kind(&bytes).filter(|_| nothing_read) {
+        // Only a log with none of kappa train's records is read again for luckmatters' kinds.
+        if let Some(kind) = nothing_read.then(|| luckmatters_kind(&bytes)).flatten() {
             let detail = format!(
                 "expected a run directory written by `kappa train` or `kappa analyze`, but its metrics.jsonl holds \
                  `kappa luckmatters` records (\"{kind}\"), which the report does not read; that command prints its own summary"

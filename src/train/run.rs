@@ -265,13 +265,12 @@ fn length(cfg: &TrainConfig, per_epoch: usize, resumed: Option<&RunState>) -> Re
         };
         let past = format!("past the run's end at iteration {total} ({length}), so it would never be analysed");
         // A resumed run's analyses come from its config.json: the length given now is what clashes.
-        return Err(match (resumed, cfg.iterations) {
-            (None, _) => Error::arg("--analyze-at", format!("iteration {late} is {past}")),
-            (Some(_), given) => Error::arg(
-                if given.is_some() { "--iterations" } else { "--epochs" },
-                format!("the run's config.json analyses iteration {late}, {past}; expected a run of at least {late} iterations"),
-            ),
-        });
+        if resumed.is_none() {
+            return Err(Error::arg("--analyze-at", format!("iteration {late} is {past}")));
+        }
+        let flag = if cfg.iterations.is_some() { "--iterations" } else { "--epochs" };
+        let detail = format!("the run's config.json analyses iteration {late}, {past}; expected a run of at least {late} iterations");
+        return Err(Error::arg(flag, detail));
     }
     // Said, not refused: a recipe's schedule in a short smoke run is common.
     let last_epoch = total.saturating_sub(1) / per_epoch;
