@@ -498,3 +498,18 @@ fn runs_written_in_todays_format_load_and_every_field_reads_back() {
     let diverged = Run::load(&todays_format("diverged")).unwrap();
     assert_eq!((diverged.diverged_at, diverged.train.last().map(|t| (t.loss, t.diverged))), (Some(2), Some((None, true))));
 }
+
+#[test]
+fn a_log_of_negative_losses_is_skipped_as_off_the_log_axis() {
+    let dir = scratch("negative-loss");
+    let run = write_run(&dir, "negative", FakeRun { analysed: false, finished: false, malformed: false, decay: 1.0 });
+    let log = run.join("metrics.jsonl");
+    let text = read(&log);
+    assert!(text.contains("\"loss\":"), "{text}");
+    std::fs::write(&log, text.replace("\"loss\":", "\"loss\":-")).unwrap();
+    let out = dir.join("report");
+    let summary = render(&[run], &out, &ReportOptions::default()).unwrap();
+    assert!(!out.join("train_loss.svg").exists());
+    let md = read(&summary.markdown);
+    assert!(md.contains("Skipped: the runs have no train records with a positive finite loss (the axis is logarithmic)."), "{md}");
+}

@@ -17,7 +17,7 @@ pub fn build(runs: &[Run], iterations: &[usize]) -> Vec<Plot> {
     vec![
         Plot { figure: layer_lambda(runs, iterations), needs: "analysis records" },
         Plot { figure: layer_kappa(runs, iterations), needs: "analysis records with κ_p values" },
-        Plot { figure: train_loss(runs), needs: "train records with a finite loss" },
+        Plot { figure: train_loss(runs), needs: "train records with a positive finite loss (the axis is logarithmic)" },
         Plot { figure: last_layer(runs), needs: "analysis records of the last linear layer" },
         Plot { figure: exact_bars(runs), needs: "exact-curvature records" },
         Plot { figure: top1_error(runs), needs: "records of two epochs or more" },
