@@ -105,11 +105,15 @@ fn one_step_from_a_python_state_dict_matches_the_step_from_a_checkpoint_of_the_s
     assert_eq!(config["weights"], sd_path.to_str().unwrap());
     assert_eq!(config["weights_sha256"], sha256.as_str());
 
-    // Resumed, the run still names them; its curves may start going to TensorBoard.
+    // Resumed, the run still names them, and keeps a note added to the file; its curves may start going to TensorBoard.
+    let mut noted = config.clone();
+    noted["notes"] = Value::from("lr from the sweep of 12-05");
+    std::fs::write(a.join("config.json"), noted.to_string()).unwrap();
     let tb = dir.path().join("tb");
     succeed(&["train", "--resume", a.to_str().unwrap(), "--iterations", "2", "--tensorboard", tb.to_str().unwrap()]);
     let config = json(&a.join("config.json"));
     assert_eq!((&config["weights_sha256"], &config["train"]["iterations"]), (&Value::from(sha256.as_str()), &Value::from(2)));
+    assert_eq!(config["notes"], "lr from the sweep of 12-05");
     assert_eq!(std::fs::read_dir(&tb).unwrap().count(), 1, "one event file");
 }
 

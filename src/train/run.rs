@@ -580,19 +580,21 @@ impl<'a, B: Backend> Run<'a, B> {
 }
 
 /// Writes config.json: the configuration, the model, and the weights the run
-/// started from (a resumed run keeps those its first leg named). Atomic, as a
+/// started from. A resumed run keeps what its first leg's file held beside
+/// those (the weights it named, a key a researcher added). Atomic, as a
 /// resumed run replaces it (with its new length).
 fn write_config<B: Backend>(cfg: &TrainConfig, opts: &RunOptions, trainer: &Trainer<B>, resumed: bool) -> Result<()> {
     let config_path = cfg.out.join("config.json");
     let mut config = json!({ "train": cfg, "model": trainer.model().describe() });
+    if resumed {
+        let first: serde_json::Value = std::fs::read(&config_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        for (key, value) in first.as_object().into_iter().flatten().filter(|(k, _)| !["train", "model"].contains(&k.as_str())) {
+            config[key] = value.clone();
+        }
+    }
     if let Some(weights) = &opts.weights {
         config["weights"] = json!(weights);
         config["weights_sha256"] = json!(data::fetch::sha256_file(weights)?);
-    } else if resumed {
-        let first: serde_json::Value = std::fs::read(&config_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        for key in ["weights", "weights_sha256"].into_iter().filter(|k| !first[k].is_null()) {
-            config[key] = first[key].clone();
-        }
     }
     let config_json = serde_json::to_string_pretty(&config).map_err(|e| Error::data(&config_path, e.to_string()))?;
     files::write_atomic(&config_path, (config_json + "\n").as_bytes())
