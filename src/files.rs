@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// What is wrong with `path` as a file to read, when it exists but is not a
@@ -41,10 +41,17 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 /// Writes `bytes` to [`tmp_path`], flushes it to disk and renames it over
 /// `path`, so `path` holds either its old contents or the new ones, never a part.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |out| out.write_all(bytes))
+}
+
+/// [`write_atomic`] of what `write` writes, through a buffer: for a file
+/// written in parts that are never all in memory at once.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<()> {
     let tmp = tmp_path(path);
-    let written = File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
+    let written = File::create(&tmp).and_then(|f| {
+        let mut out = BufWriter::with_capacity(1 << 20, f);
+        write(&mut out)?;
+        out.into_inner().map_err(io::IntoInnerError::into_error)?.sync_all()
     });
     if let Err(e) = written {
         // Best effort: a half-written temporary is of no use to anyone.

@@ -60,10 +60,13 @@ fn bits(values: &BTreeMap<String, Vec<f64>>) -> BTreeMap<String, Vec<u64>> {
 }
 
 fn run_state(iteration: usize) -> RunState {
+    // A window the run could have logged: no more steps than it has taken.
+    let steps = iteration.min(2);
+    let loss = if steps == 0 { 0.0 } else { 2.0 / 3.0 };
     RunState {
         iteration,
         batches_per_epoch: 8,
-        window: Window { loss: 2.0 / 3.0, correct: 17, examples: 64, steps: 2 },
+        window: Window { loss, correct: 17.min(32 * steps), examples: 32 * steps, steps },
         headline: kappa::record::Headline {
             train_loss: Some(0.1 + 0.2),
             train_accuracy: None,
@@ -367,6 +370,16 @@ fn a_file_built_by_hand_to_the_spec_loads_into_an_mlp() {
     std::fs::write(&path, [&(header.len() as u64).to_le_bytes()[..], header.as_bytes(), &[0; 12]].concat()).unwrap();
     let err = checkpoint::load_weights(&path, t.model_mut(), &be).unwrap_err().to_string();
     assert!(err.contains("tensor b's data starts at byte 4, overlapping the tensor before it, which ends at 8"), "{err}");
+    // A name given twice is named, whether or not the crate would take the file.
+    for second in ["[4,8]", "[0,4]"] {
+        let header = format!(
+            "{{\"a\":{{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}},\"a\":{{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":{second}}}}}"
+        );
+        let data = if second == "[4,8]" { 8 } else { 4 };
+        std::fs::write(&path, [&(header.len() as u64).to_le_bytes()[..], header.as_bytes(), &vec![0; data]].concat()).unwrap();
+        let err = checkpoint::load_weights(&path, t.model_mut(), &be).unwrap_err().to_string();
+        assert!(err.contains("mlp.safetensors: the header names tensor a twice; expected each name once"), "{err}");
+    }
     let u16_file = bytes.windows(5).position(|w| w == b"\"F16\"").map(|i| [&bytes[..i], b"\"U16\"", &bytes[i + 5..]].concat()).unwrap();
     std::fs::write(&path, u16_file).unwrap();
     let err = checkpoint::load_weights(&path, t.model_mut(), &be).unwrap_err().to_string();

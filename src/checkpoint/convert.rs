@@ -18,11 +18,13 @@ pub fn run_dtype<B: Backend>() -> Dtype {
 }
 
 /// A buffer's values on the host; f32 widened to f64 and back is exact.
+/// Each conversion maps a type to one of its own size, so the collect
+/// reuses the download's allocation: a checkpoint holds one host copy.
 pub fn host_tensor<B: Backend>(backend: &B, shape: &[usize], buf: &B::Buf) -> Result<HostTensor> {
-    let v: Vec<f64> = backend.download(buf)?.into_iter().map(Scalar::to_f64).collect();
+    let v = backend.download(buf)?;
     let values = match run_dtype::<B>() {
-        Dtype::F64 => Values::F64(v),
-        _ => Values::F32(v.into_iter().map(|x| x as f32).collect()),
+        Dtype::F64 => Values::F64(v.into_iter().map(Scalar::to_f64).collect()),
+        _ => Values::F32(v.into_iter().map(|x| x.to_f64() as f32).collect()),
     };
     Ok(HostTensor { shape: shape.to_vec(), values })
 }

@@ -4,10 +4,10 @@
 //! mid-write leaves the previous file whole.
 
 use crate::error::{Error, Result};
-use crate::files::{read_file, write_atomic};
-use safetensors::{Dtype, SafeTensors, View};
-use std::borrow::Cow;
+use crate::files::{read_file, write_atomic_with};
+use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::Path;
 
 /// One tensor's values in the file's element type.
@@ -100,20 +100,9 @@ pub struct HostTensor {
     pub values: Values,
 }
 
-impl View for &HostTensor {
-    fn dtype(&self) -> Dtype {
-        self.values.dtype()
-    }
-
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(self.values.to_le_bytes())
-    }
-
-    fn data_len(&self) -> usize {
+impl HostTensor {
+    /// The bytes its values take in the file.
+    fn byte_len(&self) -> usize {
         self.values.len() * self.values.dtype().bitsize() / 8
     }
 }
@@ -123,6 +112,38 @@ impl View for &HostTensor {
 pub struct TensorFile {
     pub tensors: BTreeMap<String, HostTensor>,
     pub metadata: BTreeMap<String, String>,
+}
+
+/// The first name a safetensors header gives twice. JSON allows it, and
+/// both serde_json's map and the crate's keep one of the two entries, so
+/// the other's tensor would vanish or its bytes read as a gap. `None` where
+/// the header is not a JSON object of that shape: the crate says why.
+fn repeated_name(bytes: &[u8]) -> Option<String> {
+    struct FirstRepeat(Option<String>);
+    impl<'de> serde::Deserialize<'de> for FirstRepeat {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            struct Keys;
+            impl<'de> serde::de::Visitor<'de> for Keys {
+                type Value = FirstRepeat;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> std::result::Result<FirstRepeat, M::Error> {
+                    let mut seen = std::collections::HashSet::new();
+                    while let Some(name) = map.next_key::<String>()? {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        if !seen.insert(name.clone()) {
+                            return Ok(FirstRepeat(Some(name)));
+                        }
+                    }
+                    Ok(FirstRepeat(None))
+                }
+            }
+            d.deserialize_map(Keys)
+        }
+    }
+    let len = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    serde_json::from_slice::<FirstRepeat>(bytes.get(8..8usize.checked_add(len)?)?).ok()?.0
 }
 
 /// What is wrong with a safetensors header the crate refused, said with
@@ -189,6 +210,9 @@ impl TensorFile {
             let detail = e.to_string();
             format!("not a safetensors file (8-byte little-endian header length, JSON header, tensor data): {}", detail.escape_debug())
         };
+        if let Some(name) = repeated_name(bytes) {
+            return Err(format!("the header names tensor {} twice; expected each name once", name.escape_debug()));
+        }
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| header_problem(bytes).unwrap_or_else(|| not_safetensors(e)))?;
         let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
         let st = SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
@@ -202,18 +226,33 @@ impl TensorFile {
         Ok(TensorFile { tensors, metadata })
     }
 
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+    /// Writes the file atomically (see [`write_atomic_with`]), a tensor at a
+    /// time, so a checkpoint never holds all its bytes in one buffer beside
+    /// the tensors.
+    pub fn write(&self, path: &Path) -> Result<()> {
         for (name, t) in &self.tensors {
             if t.values.len() != t.shape.iter().product::<usize>() {
                 return Err(Error::shape("safetensors", format!("{name}: shape {:?} but {} values", t.shape, t.values.len())));
             }
         }
-        let metadata = self.metadata.clone().into_iter().collect();
-        safetensors::serialize(&self.tensors, Some(metadata)).map_err(|e| Error::shape("safetensors", e.to_string()))
+        write_atomic_with(path, |out| self.write_to(out))
     }
 
-    /// Writes the file atomically (see [`write_atomic`]).
-    pub fn write(&self, path: &Path) -> Result<()> {
-        write_atomic(path, &self.to_bytes()?)
+    /// The header (padded with spaces to 8 bytes, as the crate pads its
+    /// own), then each tensor's bytes, in name order.
+    fn write_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let mut header = serde_json::Map::new();
+        header.insert("__metadata__".into(), serde_json::json!(self.metadata));
+        let mut offset = 0usize;
+        for (name, t) in &self.tensors {
+            let end = offset + t.byte_len();
+            header.insert(name.clone(), serde_json::json!({ "dtype": t.values.dtype(), "shape": t.shape, "data_offsets": [offset, end] }));
+            offset = end;
+        }
+        let mut text = serde_json::Value::Object(header).to_string();
+        text.extend(std::iter::repeat_n(' ', text.len().next_multiple_of(8) - text.len()));
+        out.write_all(&(text.len() as u64).to_le_bytes())?;
+        out.write_all(text.as_bytes())?;
+        self.tensors.values().try_for_each(|t| out.write_all(&t.values.to_le_bytes()))
     }
 }

@@ -87,6 +87,23 @@ impl RunState {
             forwards: count("model_forwards")? as u64,
             alerts: required("alerts")?.clone(),
         };
+        // A window the run could have logged: each step saw one example or more, and none of them twice.
+        let w = &state.window;
+        let empty = w.steps == 0;
+        if w.steps > state.iteration
+            || w.steps > w.examples
+            || empty != (w.examples == 0)
+            || (empty && w.loss != 0.0)
+            || w.correct > w.examples
+        {
+            let detail = format!(
+                "metadata window_steps = {}, window_examples = {}, window_correct = {} and window_loss = {} at iteration {} are not a \
+                 window of training steps; expected at most `iteration` steps, each of one example or more, at most as many correct \
+                 as examples, and no loss without a step",
+                w.steps, w.examples, w.correct, w.loss, state.iteration
+            );
+            return Err(Error::data(path, detail));
+        }
         let (epoch, batch) = state.position();
         if (count("epoch")?, count("batch_in_epoch")?) != (epoch, batch) {
             return Err(Error::data(path, "metadata epoch and batch_in_epoch disagree with iteration and batches_per_epoch"));
@@ -97,4 +114,30 @@ impl RunState {
 
 fn parse<T: FromStr>(value: &str, key: &str, expected: &str, path: &Path) -> Result<T> {
     value.parse().map_err(|_| Error::data(path, format!("metadata {key} = '{}' is not {expected}", value.escape_debug())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_round_trips_and_a_window_no_run_logs_is_refused() {
+        let state = RunState {
+            iteration: 12,
+            batches_per_epoch: 8,
+            window: Window { loss: 6.25, correct: 300, examples: 512, steps: 4 },
+            alerts: "{}".into(),
+            ..RunState::default()
+        };
+        let mut meta = BTreeMap::new();
+        state.to_metadata(&mut meta);
+        let path = Path::new("run/checkpoint.safetensors");
+        assert_eq!(RunState::from_metadata(&meta, path).unwrap(), state);
+        for (key, value) in [("window_steps", "13"), ("window_steps", "0"), ("window_examples", "3"), ("window_correct", "513")] {
+            let mut edited = meta.clone();
+            edited.insert(key.into(), value.into());
+            let err = RunState::from_metadata(&edited, path).unwrap_err().to_string();
+            assert!(err.contains("run/checkpoint.safetensors") && err.contains("are not a window of training steps"), "{key}: {err}");
+        }
+    }
 }

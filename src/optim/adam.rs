@@ -48,12 +48,12 @@ impl<B: Backend> Optimizer<B> for Adam<B> {
         &["exp_avg", "exp_avg_sq"]
     }
 
-    fn state(&self) -> OptimizerState<B> {
-        let slots = self.moments.iter().map(|(&id, (m, v))| (id, vec![m.clone(), v.clone()])).collect();
+    fn state(&self) -> OptimizerState<&B::Buf> {
+        let slots = self.moments.iter().map(|(&id, (m, v))| (id, vec![m, v])).collect();
         OptimizerState { slots, step: Some(self.step) }
     }
 
-    fn set_state(&mut self, state: OptimizerState<B>) -> Result<()> {
+    fn set_state(&mut self, state: OptimizerState<B::Buf>) -> Result<()> {
         self.step = state.step.ok_or_else(|| Error::shape("adam state", "no step count (the bias correction needs it)"))?;
         self.moments.clear();
         for (id, bufs) in state.slots {

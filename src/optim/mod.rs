@@ -20,9 +20,9 @@ pub trait Optimizer<B: Backend> {
     fn step(&mut self, store: &mut ParamStore<B>, grads: &Gradients<B>, lr: f64) -> Result<()>;
     /// The per-parameter state buffers, by PyTorch's names for them.
     fn slot_names(&self) -> &'static [&'static str];
-    fn state(&self) -> OptimizerState<B>;
+    fn state(&self) -> OptimizerState<&B::Buf>;
     /// Replaces the state; every parameter's buffers must follow [`Optimizer::slot_names`].
-    fn set_state(&mut self, state: OptimizerState<B>) -> Result<()>;
+    fn set_state(&mut self, state: OptimizerState<B::Buf>) -> Result<()>;
 }
 
 /// The gradient a parameter's update uses: `g` times the parameter's `grad_scale`.

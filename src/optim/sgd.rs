@@ -46,11 +46,11 @@ impl<B: Backend> Optimizer<B> for Sgd<B> {
         &["momentum_buffer"]
     }
 
-    fn state(&self) -> OptimizerState<B> {
-        OptimizerState { slots: self.velocity.iter().map(|(&id, v)| (id, vec![v.clone()])).collect(), step: None }
+    fn state(&self) -> OptimizerState<&B::Buf> {
+        OptimizerState { slots: self.velocity.iter().map(|(&id, v)| (id, vec![v])).collect(), step: None }
     }
 
-    fn set_state(&mut self, state: OptimizerState<B>) -> Result<()> {
+    fn set_state(&mut self, state: OptimizerState<B::Buf>) -> Result<()> {
         self.velocity.clear();
         for (id, bufs) in state.slots {
             let [v]: [B::Buf; 1] = bufs
