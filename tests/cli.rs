@@ -226,7 +226,13 @@ fn bad_flags_name_the_flag() {
     // Each 12000² layer fits, but training two of them beside Adam's two slots does not.
     let adam = in_4gb(&["train", "--width", "12000", "--depth", "4", "--optimizer", "adam", "--out", out]);
     assert_error(&adam, &["--depth, --width", "training mlp 4×12000", "2 optimiser slots", "needs at least"]);
-    assert!(named_limit(&wide) && named_limit(&adam), "{}\n{}", stderr(&wide), stderr(&adam));
+    // A 13000² layer and its neighbours train in 2 GiB, but an analysis holds four 13000² moments beside them.
+    let analysed = in_4gb(&["train", "--width", "13000", "--depth", "3", "--out", out]);
+    assert_error(&analysed, &["--analyze-every 0", "training mlp 3×13000", "analysing its 3 layers' Σx and Σ∇h", "needs at least 4.5 GiB"]);
+    // Without the analysis they train, but a checkpoint copies each weight and Adam's two slots beside them.
+    let checkpointed = in_4gb(&["train", "--width", "13000", "--depth", "3", "--optimizer", "adam", "--analyze-every", "0", "--out", out]);
+    assert_error(&checkpointed, &["checkpointing mlp 3×13000", "2 optimiser slots", "copy of them all", "needs at least 4.6 GiB"]);
+    assert!([&wide, &adam, &analysed, &checkpointed].iter().all(|o| named_limit(o)), "{}\n{}", stderr(&wide), stderr(&adam));
     assert!(!Path::new(out).exists(), "a refused run wrote {out}");
 }
 

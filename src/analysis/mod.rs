@@ -20,7 +20,7 @@ pub use alerts::AlertsState;
 pub use analyzer::{Analyzer, TrainingBatch, SPECTRA_DIR};
 pub use config::{AnalysisConfig, Mode, EXACT_EXAMPLES_SEED, EXTRA_BATCHES_SEED};
 pub use diagnostics::{NeuronStats, WeightStats};
-pub use moments::{ConvStat, LayerMatrices, Moments};
+pub use moments::{matrix_elements, ConvStat, LayerMatrices, Moments};
 pub use record::{Alert, LayerRecord};
 pub use spectrum::{Kronecker, Spectrum};
 pub use subject::{Labels, Subject};

@@ -134,6 +134,20 @@ fn samples<B: Backend>(conv_stat: ConvStat, p: &Probe<B>) -> Result<((Samples, u
     Ok(((Samples::Patches(x), x.patch_len()), (Samples::Patches(grad), c_out)))
 }
 
+/// The elements of the Σx and Σ∇h an analysis holds for a layer whose
+/// weight has `shape` (`[out, in]`, or `[c_out, c_in, kh, kw]`), as
+/// [`samples`] reads its probe; 0 for a shape no probed layer has (a BN
+/// scale, a bias), `None` past counting.
+pub fn matrix_elements(shape: &[usize], conv_stat: ConvStat) -> Option<usize> {
+    let (dx, dg) = match (shape, conv_stat) {
+        (&[out, inputs], _) => (inputs, out),
+        (&[c_out, c_in, kh, kw], ConvStat::Patch) => (c_in.checked_mul(kh)?.checked_mul(kw)?, c_out),
+        (&[c_out, c_in, _, _], ConvStat::Channel) => (c_in, c_out),
+        _ => return Some(0),
+    };
+    dx.checked_mul(dx)?.checked_add(dg.checked_mul(dg)?)
+}
+
 /// The finished matrices of one layer, lower triangles of `dim × dim`.
 pub struct LayerMatrices<B: Backend> {
     pub layer: String,
@@ -198,5 +212,19 @@ impl<B: Backend> Moments<B> {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_elements_are_the_dims_the_probes_are_read_at() {
+        assert_eq!(matrix_elements(&[10, 784], ConvStat::Patch), Some(784 * 784 + 10 * 10));
+        assert_eq!(matrix_elements(&[64, 16, 3, 3], ConvStat::Patch), Some(144 * 144 + 64 * 64));
+        assert_eq!(matrix_elements(&[64, 16, 3, 3], ConvStat::Channel), Some(16 * 16 + 64 * 64));
+        assert_eq!(matrix_elements(&[64], ConvStat::Patch), Some(0));
+        assert_eq!(matrix_elements(&[1, usize::MAX / 2], ConvStat::Patch), None);
     }
 }

@@ -2,7 +2,7 @@
 //! tests and experiments drive directly.
 
 use super::config::{OptimizerKind, TrainConfig};
-use crate::analysis::{Labels, Subject};
+use crate::analysis::{matrix_elements, AnalysisConfig, Labels, Subject};
 use crate::autograd::{Gradients, Tape};
 use crate::backend::Backend;
 use crate::checkpoint::{self, RunState, Saved};
@@ -37,6 +37,39 @@ pub struct Trainer<B: Backend> {
     optimizer: Box<dyn Optimizer<B>>,
 }
 
+/// The memory a run of `model` needs at the least (`None`: past counting),
+/// and what needs it, at whichever of two moments needs more. A step keeps a
+/// gradient and the optimiser's `slots` beside each weight, and an analysis
+/// every layer's Σx and Σ∇h besides. A checkpoint keeps a host copy of each
+/// weight and slot beside them, and one tensor's bytes on their way to disk.
+/// Activations are not counted.
+fn least_memory<B: Backend>(model: &dyn Model<B>, slots: usize, analysis: &AnalysisConfig) -> (String, Option<usize>) {
+    let params = model.store().params();
+    let weights = params.iter().map(|p| p.value.numel()).sum::<usize>();
+    let largest = params.iter().map(|p| p.value.numel()).max().unwrap_or(0);
+    let slots_named = if slots == 1 { "1 optimiser slot".to_string() } else { format!("{slots} optimiser slots") };
+    let mut step = format!("training {} with a gradient and {slots_named} beside each weight", model.describe());
+    let mut step_elements = weights.checked_mul(2 + slots);
+    if analysis.enabled() {
+        let layers = params.iter().filter(|p| matches!(p.value.shape().len(), 2 | 4)).count();
+        step += &format!(", and analysing its {layers} layers' Σx and Σ∇h,");
+        let matrices = params.iter().try_fold(0usize, |n, p| n.checked_add(matrix_elements(p.value.shape(), analysis.conv_stat)?));
+        step_elements = step_elements.zip(matrices).and_then(|(e, m)| e.checked_add(m));
+    }
+    let checkpoint_elements = weights.checked_mul(2 * (1 + slots)).and_then(|e| e.checked_add(largest));
+    let bytes = |elements: Option<usize>| elements.and_then(|e| e.checked_mul(std::mem::size_of::<B::Elem>()));
+    match (step_elements, checkpoint_elements) {
+        (Some(s), Some(c)) if c > s => (
+            format!(
+                "checkpointing {} with {slots_named} beside each weight, and a copy of them all on their way to disk,",
+                model.describe()
+            ),
+            bytes(Some(c)),
+        ),
+        _ => (step, bytes(step_elements)),
+    }
+}
+
 impl<B: Backend> Trainer<B> {
     /// A trainer for examples of shape `dims` (e.g. `[3, 32, 32]`) in `classes` classes.
     pub fn new(backend: &B, cfg: &TrainConfig, dims: &[usize], classes: usize) -> Result<Self> {
@@ -58,13 +91,14 @@ impl<B: Backend> Trainer<B> {
             OptimizerKind::Sgd | OptimizerKind::Gd => Box::new(Sgd::new(backend, cfg.momentum, cfg.weight_decay, cfg.nesterov)),
             OptimizerKind::Adam => Box::new(Adam::new(backend, cfg.weight_decay)),
         };
-        // Training keeps a gradient and the optimiser's slots beside each weight;
-        // refused here, before the first step would abort in the allocator.
-        let weights = model.store().params().iter().map(|p| p.value.numel()).sum::<usize>();
-        let slots = optimizer.slot_names().len();
-        let what = format!("training {} with a gradient and {slots} optimiser slots beside each weight", model.describe());
-        let copies = (2 + slots) * std::mem::size_of::<B::Elem>();
-        size::bytes(&what, weights.checked_mul(copies), "--depth, --width, --base-width or the model")?;
+        // Refused here, before a step, an analysis or a checkpoint would abort in the allocator.
+        let (what, bytes) = least_memory(model.as_ref(), optimizer.slot_names().len(), &cfg.analysis);
+        let flags = if cfg.analysis.enabled() {
+            "--depth, --width, --base-width or the model (or --analyze-every 0 and no --analyze-at)"
+        } else {
+            "--depth, --width, --base-width or the model"
+        };
+        size::bytes(&what, bytes, flags)?;
         Ok(Trainer { backend: backend.clone(), model, optimizer })
     }
 
