@@ -672,3 +672,28 @@ fn resume_refuses_what_it_cannot_honour() {
         &["metrics.jsonl", "already holds"],
     );
 }
+
+#[test]
+fn a_checkpoint_kappa_streams_to_disk_is_read_by_pythons_safetensors() {
+    let Some(py) = safetensors_python() else { return };
+    let run = scratch("python-reads").join("run");
+    let mut args = vec!["train", "--optimizer", "adam", "--iterations", "3", "--out", run.to_str().unwrap()];
+    args.extend_from_slice(SMALL);
+    succeed(&args);
+    let path = checkpoint::checkpoint_path(&run);
+    let script = r#"
+import sys
+from safetensors import safe_open
+with safe_open(sys.argv[1], "np") as f:
+    print(len(f.keys()), f.metadata()["iteration"], int(f.get_tensor("optimizer.step")), repr(float(f.get_tensor("layers.0.weight").astype("float64").sum())))
+"#;
+    let o = Command::new(&py).args(["-c", script, path.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let file = TensorFile::read(&path).unwrap();
+    let sum: f64 = file.tensors["layers.0.weight"].values.to_f64s().unwrap().iter().sum();
+    let python = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let fields: Vec<&str> = python.split(' ').collect();
+    assert_eq!(fields[..3], [file.tensors.len().to_string().as_str(), "3", "3"], "{python}");
+    let python_sum: f64 = fields[3].parse().unwrap();
+    assert!((python_sum - sum).abs() <= 1e-9 * sum.abs().max(1.0), "{python_sum} vs {sum}");
+}

@@ -229,10 +229,7 @@ fn bad_flags_name_the_flag() {
     // A 13000² layer and its neighbours train in 2 GiB, but an analysis holds four 13000² moments beside them.
     let analysed = in_4gb(&["train", "--width", "13000", "--depth", "3", "--out", out]);
     assert_error(&analysed, &["--analyze-every 0", "training mlp 3×13000", "analysing its 3 layers' Σx and Σ∇h", "needs at least 4.5 GiB"]);
-    // Without the analysis they train, but a checkpoint copies each weight and Adam's two slots beside them.
-    let checkpointed = in_4gb(&["train", "--width", "13000", "--depth", "3", "--optimizer", "adam", "--analyze-every", "0", "--out", out]);
-    assert_error(&checkpointed, &["checkpointing mlp 3×13000", "2 optimiser slots", "copy of them all", "needs at least 4.6 GiB"]);
-    assert!([&wide, &adam, &analysed, &checkpointed].iter().all(|o| named_limit(o)), "{}\n{}", stderr(&wide), stderr(&adam));
+    assert!([&wide, &adam, &analysed].iter().all(|o| named_limit(o)), "{}\n{}", stderr(&wide), stderr(&adam));
     assert!(!Path::new(out).exists(), "a refused run wrote {out}");
 }
 

@@ -1,12 +1,13 @@
 //! Between device buffers and host tensors, in the backend's element type, so
 //! a checkpoint holds exactly the values the run computed with.
 
-use super::file::{HostTensor, Values};
+use super::file::{Entry, HostTensor, Values};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::scalar::Scalar;
 use crate::tensor::Tensor;
 use safetensors::Dtype;
+use std::borrow::Cow;
 
 /// The file dtype of the backend's element type (F32 or F64).
 pub fn run_dtype<B: Backend>() -> Dtype {
@@ -27,6 +28,37 @@ pub fn host_tensor<B: Backend>(backend: &B, shape: &[usize], buf: &B::Buf) -> Re
         _ => Values::F32(v.into_iter().map(|x| x.to_f64() as f32).collect()),
     };
     Ok(HostTensor { shape: shape.to_vec(), values })
+}
+
+/// A tensor as a checkpoint stores it: a buffer of the backend, brought to
+/// the host only when it is read or written, one at a time; or a value made
+/// on the host (an i64 count).
+pub enum Stored<'a, B: Backend> {
+    Device { backend: &'a B, shape: &'a [usize], buf: &'a B::Buf },
+    Host(HostTensor),
+}
+
+impl<B: Backend> Entry for Stored<'_, B> {
+    fn shape(&self) -> &[usize] {
+        match self {
+            Stored::Device { shape, .. } => shape,
+            Stored::Host(t) => &t.shape,
+        }
+    }
+
+    fn dtype(&self) -> Dtype {
+        match self {
+            Stored::Device { .. } => run_dtype::<B>(),
+            Stored::Host(t) => t.values.dtype(),
+        }
+    }
+
+    fn values(&self) -> Result<Cow<'_, Values>> {
+        match self {
+            Stored::Device { backend, shape, buf } => Ok(Cow::Owned(host_tensor(*backend, shape, buf)?.values)),
+            Stored::Host(t) => Ok(Cow::Borrowed(&t.values)),
+        }
+    }
 }
 
 /// Float values to a device tensor of `shape`, rounded to the backend's type

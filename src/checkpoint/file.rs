@@ -6,6 +6,7 @@
 use crate::error::{Error, Result};
 use crate::files::{read_file, write_atomic_with};
 use safetensors::{Dtype, SafeTensors};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -67,13 +68,18 @@ impl Values {
         }
     }
 
-    fn to_le_bytes(&self) -> Vec<u8> {
+    /// Writes the values little-endian, 8192 at a time, so no copy of them
+    /// all as bytes is ever made.
+    fn write_le(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        fn chunked<T, const N: usize>(v: &[T], le: fn(&T) -> [u8; N], out: &mut dyn Write) -> std::io::Result<()> {
+            v.chunks(8192).try_for_each(|chunk| out.write_all(&chunk.iter().flat_map(le).collect::<Vec<u8>>()))
+        }
         match self {
-            Values::F16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            Values::BF16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            Values::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            Values::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            Values::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Values::F16(v) => chunked(v, |x| x.to_le_bytes(), out),
+            Values::BF16(v) => chunked(v, |x| x.to_le_bytes(), out),
+            Values::F32(v) => chunked(v, |x| x.to_le_bytes(), out),
+            Values::F64(v) => chunked(v, |x| x.to_le_bytes(), out),
+            Values::I64(v) => chunked(v, |x| x.to_le_bytes(), out),
         }
     }
 
@@ -100,10 +106,26 @@ pub struct HostTensor {
     pub values: Values,
 }
 
-impl HostTensor {
-    /// The bytes its values take in the file.
-    fn byte_len(&self) -> usize {
-        self.values.len() * self.values.dtype().bitsize() / 8
+/// A tensor a file is written from: its shape and dtype up front, for the
+/// header, and its values only when the writer comes to it, so a file can be
+/// written from tensors that are not all on the host at once.
+pub trait Entry {
+    fn shape(&self) -> &[usize];
+    fn dtype(&self) -> Dtype;
+    fn values(&self) -> Result<Cow<'_, Values>>;
+}
+
+impl Entry for HostTensor {
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn dtype(&self) -> Dtype {
+        self.values.dtype()
+    }
+
+    fn values(&self) -> Result<Cow<'_, Values>> {
+        Ok(Cow::Borrowed(&self.values))
     }
 }
 
@@ -226,33 +248,50 @@ impl TensorFile {
         Ok(TensorFile { tensors, metadata })
     }
 
-    /// Writes the file atomically (see [`write_atomic_with`]), a tensor at a
-    /// time, so a checkpoint never holds all its bytes in one buffer beside
-    /// the tensors.
-    pub fn write(&self, path: &Path) -> Result<()> {
-        for (name, t) in &self.tensors {
-            if t.values.len() != t.shape.iter().product::<usize>() {
-                return Err(Error::shape("safetensors", format!("{name}: shape {:?} but {} values", t.shape, t.values.len())));
-            }
-        }
-        write_atomic_with(path, |out| self.write_to(out))
+    /// The file's bytes, as [`TensorFile::write`] writes them.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        write_to(&mut bytes, &self.metadata, &self.tensors).map_err(|e| Error::shape("safetensors", e.to_string()))?;
+        Ok(bytes)
     }
 
-    /// The header (padded with spaces to 8 bytes, as the crate pads its
-    /// own), then each tensor's bytes, in name order.
-    fn write_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let mut header = serde_json::Map::new();
-        header.insert("__metadata__".into(), serde_json::json!(self.metadata));
-        let mut offset = 0usize;
-        for (name, t) in &self.tensors {
-            let end = offset + t.byte_len();
-            header.insert(name.clone(), serde_json::json!({ "dtype": t.values.dtype(), "shape": t.shape, "data_offsets": [offset, end] }));
-            offset = end;
-        }
-        let mut text = serde_json::Value::Object(header).to_string();
-        text.extend(std::iter::repeat_n(' ', text.len().next_multiple_of(8) - text.len()));
-        out.write_all(&(text.len() as u64).to_le_bytes())?;
-        out.write_all(text.as_bytes())?;
-        self.tensors.values().try_for_each(|t| out.write_all(&t.values.to_le_bytes()))
+    /// Writes the file atomically (see [`write`]).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        write(path, &self.metadata, &self.tensors)
     }
+}
+
+/// Writes `tensors` and `metadata` as a safetensors file, atomically (see
+/// [`write_atomic_with`]) and a tensor at a time (see [`write_to`]).
+pub fn write<E: Entry>(path: &Path, metadata: &BTreeMap<String, String>, tensors: &BTreeMap<String, E>) -> Result<()> {
+    write_atomic_with(path, |out| write_to(out, metadata, tensors))
+}
+
+/// The header (padded with spaces to 8 bytes, as the crate pads its own),
+/// then each tensor's bytes in name order, fetched one tensor at a time. So
+/// writing holds one tensor's values beyond what the caller holds, never
+/// the whole file.
+fn write_to<E: Entry>(out: &mut dyn Write, metadata: &BTreeMap<String, String>, tensors: &BTreeMap<String, E>) -> std::io::Result<()> {
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!(metadata));
+    let mut offset = 0usize;
+    for (name, t) in tensors {
+        let end = offset + t.shape().iter().product::<usize>() * t.dtype().bitsize() / 8;
+        header.insert(name.clone(), serde_json::json!({ "dtype": t.dtype(), "shape": t.shape(), "data_offsets": [offset, end] }));
+        offset = end;
+    }
+    let mut text = serde_json::Value::Object(header).to_string();
+    text.extend(std::iter::repeat_n(' ', text.len().next_multiple_of(8) - text.len()));
+    out.write_all(&(text.len() as u64).to_le_bytes())?;
+    out.write_all(text.as_bytes())?;
+    for (name, t) in tensors {
+        let values = t.values().map_err(std::io::Error::other)?;
+        if values.len() != t.shape().iter().product::<usize>() || values.dtype() != t.dtype() {
+            let detail =
+                format!("tensor {name} of shape {:?} in {} came as {} values in {}", t.shape(), t.dtype(), values.len(), values.dtype());
+            return Err(std::io::Error::other(detail));
+        }
+        values.write_le(out)?;
+    }
+    Ok(())
 }

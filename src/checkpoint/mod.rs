@@ -13,8 +13,9 @@ mod run_state;
 mod training;
 
 pub use crate::files::tmp_path;
-pub use file::{HostTensor, TensorFile, Values};
+pub use convert::Stored;
+pub use file::{Entry, HostTensor, TensorFile, Values};
 pub use model::{load_model, load_weights, model_tensors, Precision};
-pub use optimizer::{load_optimizer, optimizer_tensors};
+pub use optimizer::load_optimizer;
 pub use run_state::{RunState, Window};
 pub use training::{checkpoint_path, non_finite_state, resume, save, Saved, CHECKPOINT_FILE, SETTINGS};

@@ -1,7 +1,7 @@
 //! A model's parameters and buffers under their PyTorch names, and loading
 //! them back with every name and shape checked.
 
-use super::convert::{device_tensor, host_tensor, run_dtype};
+use super::convert::{device_tensor, run_dtype, Stored};
 use super::file::{HostTensor, TensorFile, Values};
 use super::optimizer::PREFIX as OPTIMIZER_PREFIX;
 use crate::backend::Backend;
@@ -43,20 +43,20 @@ pub const NOT_WRITTEN_SO: &str =
 
 /// Every parameter and buffer of `model`, plus an i64 `num_batches_tracked`
 /// per BN layer so PyTorch's strict `load_state_dict` accepts the file.
-pub fn model_tensors<B: Backend>(model: &dyn Model<B>, backend: &B, batches_tracked: u64) -> Result<Vec<(String, HostTensor)>> {
+pub fn model_tensors<'a, B: Backend>(model: &'a dyn Model<B>, backend: &'a B, batches_tracked: u64) -> Vec<(String, Stored<'a, B>)> {
     let store = model.store();
     let mut out = Vec::new();
     for p in store.params() {
-        out.push((p.name.clone(), host_tensor(backend, p.value.shape(), p.value.buf())?));
+        out.push((p.name.clone(), Stored::Device { backend, shape: p.value.shape(), buf: p.value.buf() }));
     }
     for (name, t) in store.buffers() {
-        out.push((name.clone(), host_tensor(backend, t.shape(), t.buf())?));
+        out.push((name.clone(), Stored::Device { backend, shape: t.shape(), buf: t.buf() }));
         if let Some(bn) = name.strip_suffix(RUNNING_MEAN) {
             let count = i64::try_from(batches_tracked).unwrap_or(i64::MAX);
-            out.push((format!("{bn}{BATCHES_TRACKED}"), HostTensor { shape: vec![], values: Values::I64(vec![count]) }));
+            out.push((format!("{bn}{BATCHES_TRACKED}"), Stored::Host(HostTensor { shape: vec![], values: Values::I64(vec![count]) })));
         }
     }
-    Ok(out)
+    out
 }
 
 /// Loads a safetensors state dict (e.g. PyTorch's

@@ -1,7 +1,7 @@
 //! Optimiser state as tensors: `optimizer.<parameter>.<slot>` (PyTorch's slot
 //! names: `momentum_buffer`, `exp_avg`, `exp_avg_sq`) and `optimizer.step`.
 
-use super::convert::{device_tensor, host_tensor, run_dtype};
+use super::convert::{device_tensor, run_dtype, Stored};
 use super::file::{HostTensor, TensorFile, Values};
 use super::model::NOT_WRITTEN_SO;
 use crate::backend::Backend;
@@ -15,24 +15,26 @@ use std::path::Path;
 pub const PREFIX: &str = "optimizer.";
 const STEP: &str = "optimizer.step";
 
-pub fn optimizer_tensors<B: Backend>(
-    optimizer: &dyn Optimizer<B>,
-    store: &ParamStore<B>,
-    backend: &B,
-) -> Result<Vec<(String, HostTensor)>> {
+/// Every slot of every parameter the optimiser keeps state for, and its
+/// step count where it keeps one.
+pub fn optimizer_tensors<'a, B: Backend>(
+    optimizer: &'a dyn Optimizer<B>,
+    store: &'a ParamStore<B>,
+    backend: &'a B,
+) -> Vec<(String, Stored<'a, B>)> {
     let state = optimizer.state();
     let mut out = Vec::new();
-    for (id, bufs) in &state.slots {
-        let p = store.param(*id);
+    for (id, bufs) in state.slots {
+        let p = store.param(id);
         for (slot, buf) in optimizer.slot_names().iter().zip(bufs) {
-            out.push((format!("{PREFIX}{}.{slot}", p.name), host_tensor(backend, p.value.shape(), buf)?));
+            out.push((format!("{PREFIX}{}.{slot}", p.name), Stored::Device { backend, shape: p.value.shape(), buf }));
         }
     }
     if let Some(step) = state.step {
         let step = i64::try_from(step).unwrap_or(i64::MAX);
-        out.push((STEP.to_string(), HostTensor { shape: vec![], values: Values::I64(vec![step]) }));
+        out.push((STEP.to_string(), Stored::Host(HostTensor { shape: vec![], values: Values::I64(vec![step]) })));
     }
-    Ok(out)
+    out
 }
 
 /// Replaces the optimiser's state with the file's `optimizer.*` entries,

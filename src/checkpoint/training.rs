@@ -1,7 +1,8 @@
 //! A run directory's checkpoint: the model, the optimiser and the run state
 //! in one safetensors file, replaced atomically each time.
 
-use super::file::{HostTensor, TensorFile};
+use super::convert::Stored;
+use super::file::{self, Entry, TensorFile};
 use super::model::{load_model, model_tensors, Precision};
 use super::optimizer::{load_optimizer, optimizer_tensors};
 use super::run_state::RunState;
@@ -9,6 +10,7 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::models::Model;
 use crate::optim::Optimizer;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -36,32 +38,41 @@ pub enum Saved {
 pub const SETTINGS: &str = "settings";
 
 /// The model's and the optimiser's tensors, as a checkpoint holds them.
-fn state_tensors<B: Backend>(
-    be: &B,
-    model: &dyn Model<B>,
-    optimizer: &dyn Optimizer<B>,
+fn state_tensors<'a, B: Backend>(
+    be: &'a B,
+    model: &'a dyn Model<B>,
+    optimizer: &'a dyn Optimizer<B>,
     batches_tracked: u64,
-) -> Result<Vec<(String, HostTensor)>> {
-    let mut tensors = model_tensors(model, be, batches_tracked)?;
-    tensors.extend(optimizer_tensors(optimizer, model.store(), be)?);
-    Ok(tensors)
+) -> Vec<(String, Stored<'a, B>)> {
+    let mut tensors = model_tensors(model, be, batches_tracked);
+    tensors.extend(optimizer_tensors(optimizer, model.store(), be));
+    tensors
 }
 
-fn first_non_finite<'a>(tensors: impl IntoIterator<Item = (&'a String, &'a HostTensor)>) -> Option<String> {
-    tensors.into_iter().find(|(_, t)| t.values.non_finite() > 0).map(|(name, _)| name.clone())
+/// The first of `tensors` holding a NaN or infinite value, each brought to
+/// the host in its turn.
+fn first_non_finite<'a, B: Backend + 'a>(tensors: impl IntoIterator<Item = (&'a String, &'a Stored<'a, B>)>) -> Result<Option<String>> {
+    for (name, t) in tensors {
+        if t.values()?.non_finite() > 0 {
+            return Ok(Some(name.clone()));
+        }
+    }
+    Ok(None)
 }
 
 /// The first tensor of the model's or the optimiser's state that holds a NaN
 /// or infinite value, as [`save`] would name it, without writing anything.
 pub fn non_finite_state<B: Backend>(be: &B, model: &dyn Model<B>, optimizer: &dyn Optimizer<B>) -> Result<Option<String>> {
-    let tensors = state_tensors(be, model, optimizer, 0)?;
-    Ok(first_non_finite(tensors.iter().map(|(n, t)| (n, t))))
+    let tensors = state_tensors(be, model, optimizer, 0);
+    first_non_finite(tensors.iter().map(|(n, t)| (n, t)))
 }
 
 /// Writes `RUN_DIR/checkpoint.safetensors`: the model and the optimiser as
 /// they stand, where the run stood, and its `identity`, the (key, value)
 /// pairs of the run's configuration a resumed run must agree with; unless
-/// a value is not finite ([`Saved::NotFinite`]).
+/// a value is not finite ([`Saved::NotFinite`]). Each tensor comes to the
+/// host twice, once to be checked and once to be written, so the host
+/// never holds more than one of them.
 pub fn save<B: Backend>(
     run_dir: &Path,
     be: &B,
@@ -70,17 +81,17 @@ pub fn save<B: Backend>(
     identity: &[(&str, String)],
     state: &RunState,
 ) -> Result<Saved> {
-    let mut file = TensorFile::default();
-    file.tensors.extend(state_tensors(be, model, optimizer, state.iteration as u64)?);
-    if let Some(name) = first_non_finite(&file.tensors) {
+    let tensors: BTreeMap<String, Stored<B>> = state_tensors(be, model, optimizer, state.iteration as u64).into_iter().collect();
+    if let Some(name) = first_non_finite(&tensors)? {
         return Ok(Saved::NotFinite(name));
     }
-    file.metadata.insert("format".into(), FORMAT.into());
-    file.metadata.insert("format_version".into(), FORMAT_VERSION.into());
-    file.metadata.insert("model".into(), model.describe());
-    file.metadata.extend(identity.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    state.to_metadata(&mut file.metadata);
-    file.write(&checkpoint_path(run_dir))?;
+    let mut metadata = BTreeMap::new();
+    metadata.insert("format".into(), FORMAT.into());
+    metadata.insert("format_version".into(), FORMAT_VERSION.into());
+    metadata.insert("model".into(), model.describe());
+    metadata.extend(identity.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    state.to_metadata(&mut metadata);
+    file::write(&checkpoint_path(run_dir), &metadata, &tensors)?;
     Ok(Saved::Written)
 }
 

@@ -38,36 +38,23 @@ pub struct Trainer<B: Backend> {
 }
 
 /// The memory a run of `model` needs at the least (`None`: past counting),
-/// and what needs it, at whichever of two moments needs more. A step keeps a
-/// gradient and the optimiser's `slots` beside each weight, and an analysis
-/// every layer's Σx and Σ∇h besides. A checkpoint keeps a host copy of each
-/// weight and slot beside them, and one tensor's bytes on their way to disk.
-/// Activations are not counted.
+/// and what needs it. A step keeps a gradient and the optimiser's `slots`
+/// beside each weight, and an analysis every layer's Σx and Σ∇h besides.
+/// A checkpoint needs less: it brings one tensor at a time to the host,
+/// beside the weights and slots. Activations are not counted.
 fn least_memory<B: Backend>(model: &dyn Model<B>, slots: usize, analysis: &AnalysisConfig) -> (String, Option<usize>) {
     let params = model.store().params();
     let weights = params.iter().map(|p| p.value.numel()).sum::<usize>();
-    let largest = params.iter().map(|p| p.value.numel()).max().unwrap_or(0);
     let slots_named = if slots == 1 { "1 optimiser slot".to_string() } else { format!("{slots} optimiser slots") };
-    let mut step = format!("training {} with a gradient and {slots_named} beside each weight", model.describe());
-    let mut step_elements = weights.checked_mul(2 + slots);
+    let mut what = format!("training {} with a gradient and {slots_named} beside each weight", model.describe());
+    let mut elements = weights.checked_mul(2 + slots);
     if analysis.enabled() {
         let layers = params.iter().filter(|p| matches!(p.value.shape().len(), 2 | 4)).count();
-        step += &format!(", and analysing its {layers} layers' Σx and Σ∇h,");
+        what += &format!(", and analysing its {layers} layers' Σx and Σ∇h,");
         let matrices = params.iter().try_fold(0usize, |n, p| n.checked_add(matrix_elements(p.value.shape(), analysis.conv_stat)?));
-        step_elements = step_elements.zip(matrices).and_then(|(e, m)| e.checked_add(m));
+        elements = elements.zip(matrices).and_then(|(e, m)| e.checked_add(m));
     }
-    let checkpoint_elements = weights.checked_mul(2 * (1 + slots)).and_then(|e| e.checked_add(largest));
-    let bytes = |elements: Option<usize>| elements.and_then(|e| e.checked_mul(std::mem::size_of::<B::Elem>()));
-    match (step_elements, checkpoint_elements) {
-        (Some(s), Some(c)) if c > s => (
-            format!(
-                "checkpointing {} with {slots_named} beside each weight, and a copy of them all on their way to disk,",
-                model.describe()
-            ),
-            bytes(Some(c)),
-        ),
-        _ => (step, bytes(step_elements)),
-    }
+    (what, elements.and_then(|e| e.checked_mul(std::mem::size_of::<B::Elem>())))
 }
 
 impl<B: Backend> Trainer<B> {

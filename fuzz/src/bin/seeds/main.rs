@@ -7,7 +7,7 @@ mod hooks;
 use flate2::write::GzEncoder;
 use image::codecs::jpeg::JpegEncoder;
 use image::ColorType;
-use kappa::checkpoint::{self, RunState, TensorFile, Values};
+use kappa::checkpoint::{self, Entry, HostTensor, RunState, TensorFile, Values};
 use kappa::data::cifar::{Cifar, PIXELS};
 use kappa::data::idx::{IMAGES_MAGIC, LABELS_MAGIC};
 use kappa_fuzz::tiny;
@@ -54,13 +54,11 @@ fn jpeg(width: u32, height: u32, color: ColorType) -> Vec<u8> {
 /// The small model's state dict with every float tensor stored as `dtype`.
 fn state_dict(convert: impl Fn(&[f64]) -> Values) -> Vec<u8> {
     let trainer = tiny::trainer(&tiny::config(Path::new("unused")));
-    let tensors = checkpoint::model_tensors(trainer.model(), trainer.backend(), 3).expect("the model's tensors");
     let mut file = TensorFile::default();
-    for (name, mut t) in tensors {
-        if let Some(v) = t.values.to_f64s() {
-            t.values = convert(&v);
-        }
-        file.tensors.insert(name, t);
+    for (name, t) in checkpoint::model_tensors(trainer.model(), trainer.backend(), 3) {
+        let values = t.values().expect("the model's tensors");
+        let values = values.to_f64s().map_or_else(|| values.into_owned(), |v| convert(&v));
+        file.tensors.insert(name, HostTensor { shape: t.shape().to_vec(), values });
     }
     file.to_bytes().expect("serialise the state dict")
 }
