@@ -268,23 +268,27 @@ pub fn write<E: Entry>(path: &Path, metadata: &BTreeMap<String, String>, tensors
 }
 
 /// The header (padded with spaces to 8 bytes, as the crate pads its own),
-/// then each tensor's bytes in name order, fetched one tensor at a time. So
-/// writing holds one tensor's values beyond what the caller holds, never
-/// the whole file.
+/// then each tensor's bytes, fetched one tensor at a time. So writing holds
+/// one tensor's values beyond what the caller holds, never the whole file.
+/// Widest dtype first, then by name, as the crate lays them out: each
+/// value then starts at a multiple of its width, which readers that map
+/// the file in place need.
 fn write_to<E: Entry>(out: &mut dyn Write, metadata: &BTreeMap<String, String>, tensors: &BTreeMap<String, E>) -> std::io::Result<()> {
+    let mut order: Vec<(&String, &E)> = tensors.iter().collect();
+    order.sort_by_key(|(name, t)| (std::cmp::Reverse(t.dtype().bitsize()), *name));
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), serde_json::json!(metadata));
     let mut offset = 0usize;
-    for (name, t) in tensors {
+    for (name, t) in &order {
         let end = offset + t.shape().iter().product::<usize>() * t.dtype().bitsize() / 8;
-        header.insert(name.clone(), serde_json::json!({ "dtype": t.dtype(), "shape": t.shape(), "data_offsets": [offset, end] }));
+        header.insert((*name).clone(), serde_json::json!({ "dtype": t.dtype(), "shape": t.shape(), "data_offsets": [offset, end] }));
         offset = end;
     }
     let mut text = serde_json::Value::Object(header).to_string();
     text.extend(std::iter::repeat_n(' ', text.len().next_multiple_of(8) - text.len()));
     out.write_all(&(text.len() as u64).to_le_bytes())?;
     out.write_all(text.as_bytes())?;
-    for (name, t) in tensors {
+    for (name, t) in order {
         let values = t.values().map_err(std::io::Error::other)?;
         if values.len() != t.shape().iter().product::<usize>() || values.dtype() != t.dtype() {
             let detail =
