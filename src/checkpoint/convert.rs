@@ -64,5 +64,5 @@ impl<B: Backend> Entry for Stored<'_, B> {
 /// Float values to a device tensor of `shape`, rounded to the backend's type
 /// when the file's is wider; `None` for integer values.
 pub fn device_tensor<B: Backend>(backend: &B, shape: &[usize], values: &Values) -> Option<Result<Tensor<B>>> {
-    values.to_f64s().map(|v| Tensor::from_f64s(backend, shape, v))
+    values.iter_f64().map(|v| Tensor::from_f64s(backend, shape, v))
 }

@@ -59,11 +59,17 @@ impl Values {
 
     /// Floating-point values widened (exactly) to f64; `None` for integers.
     pub fn to_f64s(&self) -> Option<Vec<f64>> {
+        self.iter_f64().map(Iterator::collect)
+    }
+
+    /// [`Values::to_f64s`] one value at a time, so a caller converting them
+    /// onward never holds a widened copy of them all.
+    pub fn iter_f64(&self) -> Option<Box<dyn Iterator<Item = f64> + '_>> {
         match self {
-            Values::F16(v) => Some(v.iter().map(|x| x.to_f64()).collect()),
-            Values::BF16(v) => Some(v.iter().map(|x| x.to_f64()).collect()),
-            Values::F32(v) => Some(v.iter().map(|&x| x as f64).collect()),
-            Values::F64(v) => Some(v.clone()),
+            Values::F16(v) => Some(Box::new(v.iter().map(|x| x.to_f64()))),
+            Values::BF16(v) => Some(Box::new(v.iter().map(|x| x.to_f64()))),
+            Values::F32(v) => Some(Box::new(v.iter().map(|&x| x as f64))),
+            Values::F64(v) => Some(Box::new(v.iter().copied())),
             Values::I64(_) => None,
         }
     }
