@@ -5,6 +5,11 @@
 //! not depend on which one runs. Loops left to the compiler get the same
 //! AVX2 through [`wide!`], which runs them in a twin compiled for it.
 //!
+//! AVX-512 lanes (twice as many) serve only kernels whose lanes never meet,
+//! each holding a sum of its own (the Gram): there the width cannot change
+//! a bit. A kernel that adds its lanes together (a dot product's
+//! [`Lanes::sum`]) would sum in another order on them, so it keeps to AVX2.
+//!
 //! # One compiled copy
 //! A generic kernel is compiled anew in every crate that instantiates it:
 //! the benches call `Cpu<f32>` themselves, so they ran their own copy, and
@@ -25,6 +30,9 @@ pub trait Element: Scalar {
     /// Lanes in one AVX2 register.
     #[cfg(target_arch = "x86_64")]
     type Avx2: Lanes<Self>;
+    /// Lanes in one AVX-512 register.
+    #[cfg(target_arch = "x86_64")]
+    type Avx512: Lanes<Self>;
     /// Below this a vector's largest entry is small enough that the squares
     /// of entries ε times smaller near underflow (√MIN_POSITIVE / ε is 7e-139
     /// in f64 and 9e-13 in f32, so both leave a wide margin).
@@ -35,11 +43,13 @@ pub trait Element: Scalar {
 }
 
 macro_rules! impl_element {
-    ($t:ty, $width:literal, $avx2:ident, $tiny:literal) => {
+    ($t:ty, $width:literal, $avx2:ident, $avx512:ident, $tiny:literal) => {
         impl Element for $t {
             type Portable = Portable<$t, $width>;
             #[cfg(target_arch = "x86_64")]
             type Avx2 = $avx2;
+            #[cfg(target_arch = "x86_64")]
+            type Avx512 = $avx512;
             const TINY: Self = $tiny;
             #[inline(always)]
             fn abs(self) -> Self {
@@ -57,8 +67,8 @@ macro_rules! impl_element {
     };
 }
 
-impl_element!(f64, 4, Avx2F64, 1e-100);
-impl_element!(f32, 8, Avx2F32, 1e-10);
+impl_element!(f64, 4, Avx2F64, Avx512F64, 1e-100);
+impl_element!(f32, 8, Avx2F32, Avx512F32, 1e-10);
 
 /// Lane-wise operations on [`Lanes::WIDTH`] elements.
 pub trait Lanes<E>: Copy {
@@ -150,6 +160,14 @@ pub fn into_scalars<T: 'static, E: 'static>(v: Vec<E>) -> Option<Vec<T>> {
     Some(unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast(), v.len(), v.capacity()) })
 }
 
+/// Whether this CPU runs the AVX-512 lanes.
+pub fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Whether this CPU runs the AVX2 lanes.
 pub fn avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -187,12 +205,27 @@ macro_rules! wide {
 }
 pub(crate) use wide;
 
-/// The AVX2 lanes over one element type, from its intrinsics.
-macro_rules! impl_avx2 {
-    ($lanes:ident, $t:ty, $bits:ty, $width:literal, $setzero:ident, $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident, $and:ident) => {
-        // SAFETY (every block below): the type is only used once AVX2 and
-        // FMA were detected, and loads and stores stay inside the slice
-        // (indexing it to `WIDTH` first).
+/// Eight f64 lanes of AVX-512. Only code running after [`avx512`] returned
+/// true may use them (or [`Avx512F32`]).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub struct Avx512F64(std::arch::x86_64::__m512d);
+
+/// Sixteen f32 lanes of AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub struct Avx512F32(std::arch::x86_64::__m512);
+
+/// The lanes of one register type over one element type, from its
+/// intrinsics; `keep_from` is the one operation whose intrinsics differ
+/// in kind between AVX2 (an AND with a mask read from a table) and
+/// AVX-512 (a mask register).
+macro_rules! impl_simd {
+    ($lanes:ident, $t:ty, $width:literal, $setzero:ident, $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident,
+     keep_from($v:ident, $first:ident) $keep:block) => {
+        // SAFETY (every block below): the type is only used once its
+        // features were detected, and loads and stores stay inside the
+        // slice (indexing it to `WIDTH` first).
         #[cfg(target_arch = "x86_64")]
         impl Lanes<$t> for $lanes {
             const WIDTH: usize = $width;
@@ -224,81 +257,133 @@ macro_rules! impl_avx2 {
             }
             #[inline(always)]
             fn keep_from(self, first: usize) -> Self {
-                // Lane l of the mask read from `first` lanes before the
-                // table's middle is all ones exactly when l ≥ first.
-                const MASK: [$bits; 2 * $width] = {
-                    let mut m = [0; 2 * $width];
-                    let mut l = $width;
-                    while l < 2 * $width {
-                        m[l] = <$bits>::MAX;
-                        l += 1;
-                    }
-                    m
-                };
-                let mask = &MASK[$width - first..][..$width];
-                unsafe { $lanes(std::arch::x86_64::$and(self.0, std::arch::x86_64::$loadu(mask.as_ptr().cast()))) }
+                let ($v, $first) = (self.0, first);
+                $lanes($keep)
             }
         }
     };
 }
 
+/// The AVX2 lanes: lane l of the mask read from `first` lanes before the
+/// table's middle is all ones exactly when l ≥ first.
+macro_rules! impl_avx2 {
+    ($lanes:ident, $t:ty, $bits:ty, $width:literal, $setzero:ident, $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident, $and:ident) => {
+        impl_simd!($lanes, $t, $width, $setzero, $set1, $loadu, $storeu, $fmadd, keep_from(v, first) {
+            const MASK: [$bits; 2 * $width] = {
+                let mut m = [0; 2 * $width];
+                let mut l = $width;
+                while l < 2 * $width {
+                    m[l] = <$bits>::MAX;
+                    l += 1;
+                }
+                m
+            };
+            let mask = &MASK[$width - first..][..$width];
+            unsafe { std::arch::x86_64::$and(v, std::arch::x86_64::$loadu(mask.as_ptr().cast())) }
+        });
+    };
+}
+
+/// The AVX-512 lanes: a mask register with bit l set exactly when l ≥ first.
+macro_rules! impl_avx512 {
+    ($lanes:ident, $t:ty, $mask:ty, $width:literal, $setzero:ident, $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident, $maskz_mov:ident) => {
+        impl_simd!($lanes, $t, $width, $setzero, $set1, $loadu, $storeu, $fmadd, keep_from(v, first) {
+            let keep = (((1u32 << $width) - 1) & !((1u32 << first) - 1)) as $mask;
+            unsafe { std::arch::x86_64::$maskz_mov(keep, v) }
+        });
+    };
+}
+
 impl_avx2!(Avx2F64, f64, u64, 4, _mm256_setzero_pd, _mm256_set1_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fmadd_pd, _mm256_and_pd);
 impl_avx2!(Avx2F32, f32, u32, 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps, _mm256_and_ps);
+impl_avx512!(
+    Avx512F64,
+    f64,
+    u8,
+    8,
+    _mm512_setzero_pd,
+    _mm512_set1_pd,
+    _mm512_loadu_pd,
+    _mm512_storeu_pd,
+    _mm512_fmadd_pd,
+    _mm512_maskz_mov_pd
+);
+impl_avx512!(
+    Avx512F32,
+    f32,
+    u16,
+    16,
+    _mm512_setzero_ps,
+    _mm512_set1_ps,
+    _mm512_loadu_ps,
+    _mm512_storeu_ps,
+    _mm512_fmadd_ps,
+    _mm512_maskz_mov_ps
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Both lane kinds of `E` give the same bits for `a·b + c` and its sum.
-    fn round_alike<E: Element>(a: &[E], b: &[E], c: &[E]) -> Vec<E> {
-        let s = E::Portable::load(a).mul_add(E::Portable::load(b), E::Portable::load(c));
-        let mut got = vec![E::ZERO; a.len()];
-        s.store(&mut got);
-        #[cfg(target_arch = "x86_64")]
-        if avx2_fma() {
-            let mut v = vec![E::ZERO; a.len()];
-            E::Avx2::load(a).mul_add(E::Avx2::load(b), E::Avx2::load(c)).store(&mut v);
-            assert_eq!(
-                v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>(),
-                got.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>()
-            );
-            assert_eq!(E::Avx2::load(&v).sum().to_f64().to_bits(), s.sum().to_f64().to_bits());
-        }
-        got
+    fn bits<E: Element>(s: &[E]) -> Vec<u64> {
+        s.iter().map(|x| x.to_f64().to_bits()).collect()
     }
 
-    #[test]
-    fn both_lane_kinds_round_alike() {
-        let (a, b, c) = ([0.1, -3.0, 1e-300, 7.0], [3.0, 1.0 / 3.0, 1e300, -0.7], [1e-17, 1.0, -1.0, 4.9]);
-        // A fused multiply-add: 0.1·3 + 1e-17 differs from its two-rounding value.
-        assert_eq!(round_alike::<f64>(&a, &b, &c)[0], 0.1f64.mul_add(3.0, 1e-17));
-        let (a, b, c) =
-            ([0.1f32, -3.0, 1e-30, 7.0, 0.3, 1e8, -2.5, 1.0 / 7.0], [3.0f32, 1.0 / 3.0, 1e30, -0.7, 0.7, 1e-8, 4.0, 7.0], [1.6e-8f32; 8]);
-        assert_eq!(round_alike::<f32>(&a, &b, &c)[0], 0.1f32.mul_add(3.0, 1.6e-8));
-        assert_ne!(0.1f32.mul_add(3.0, 1.6e-8), 0.1f32 * 3.0 + 1.6e-8);
-    }
+    /// `S` computes `a·b + c` as one fused multiply-add per lane, sums its
+    /// lanes left to right, and `keep_from` zeroes the lanes before its
+    /// argument (NaN and -0 included) and keeps the rest bit for bit: what
+    /// every lane type of `E` must do for them all to round alike. The
+    /// inputs repeat to fill the lanes.
+    fn behaves_as_the_scalars<E: Element, S: Lanes<E>>(a: &[f64], b: &[f64], c: &[f64]) {
+        let fill = |v: &[f64]| -> Vec<E> { (0..S::WIDTH).map(|l| E::from_f64(v[l % v.len()])).collect() };
+        let (a, b, c) = (fill(a), fill(b), fill(c));
+        let mut got = vec![E::ZERO; S::WIDTH];
+        let r = S::load(&a).mul_add(S::load(&b), S::load(&c));
+        r.store(&mut got);
+        let want: Vec<E> = (0..S::WIDTH).map(|l| a[l].mul_add(b[l], c[l])).collect();
+        assert_eq!(bits(&got), bits(&want), "{} lanes of a·b + c", S::WIDTH);
+        assert_eq!(r.sum().to_f64().to_bits(), want[1..].iter().fold(want[0], |s, &v| s + v).to_f64().to_bits());
 
-    /// `keep_from` zeroes the lanes before its argument, NaN and -0 included,
-    /// and keeps the rest bit for bit, in both lane kinds.
-    fn keeps_from<E: Element>() {
-        let v: Vec<E> = (0..E::Portable::WIDTH).map(|l| E::from_f64([f64::NAN, -0.0, 1.5, -3.25][l % 4])).collect();
-        let bits = |s: &[E]| s.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
-        for first in 0..=v.len() {
+        let v: Vec<E> = (0..S::WIDTH).map(|l| E::from_f64([f64::NAN, -0.0, 1.5, -3.25][l % 4])).collect();
+        for first in 0..=S::WIDTH {
             let want: Vec<E> = v.iter().enumerate().map(|(l, &x)| if l < first { E::ZERO } else { x }).collect();
-            let mut got = vec![E::ONE; v.len()];
-            E::Portable::load(&v).keep_from(first).store(&mut got);
-            assert_eq!(bits(&got), bits(&want), "portable, from {first}");
-            #[cfg(target_arch = "x86_64")]
+            S::load(&v).keep_from(first).store(&mut got);
+            assert_eq!(bits(&got), bits(&want), "{} lanes, kept from {first}", S::WIDTH);
+        }
+    }
+
+    /// Every lane type of `E` this CPU runs.
+    fn every_lane_type<E: Element>(a: &[f64], b: &[f64], c: &[f64]) {
+        behaves_as_the_scalars::<E, E::Portable>(a, b, c);
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2_lanes<E: Element>(a: &[f64], b: &[f64], c: &[f64]) {
+                behaves_as_the_scalars::<E, E::Avx2>(a, b, c)
+            }
+            #[target_feature(enable = "avx512f")]
+            unsafe fn avx512_lanes<E: Element>(a: &[f64], b: &[f64], c: &[f64]) {
+                behaves_as_the_scalars::<E, E::Avx512>(a, b, c)
+            }
+            // SAFETY: each runs only where the CPU has its features.
             if avx2_fma() {
-                E::Avx2::load(&v).keep_from(first).store(&mut got);
-                assert_eq!(bits(&got), bits(&want), "AVX2, from {first}");
+                unsafe { avx2_lanes::<E>(a, b, c) }
+            }
+            if avx512() {
+                unsafe { avx512_lanes::<E>(a, b, c) }
             }
         }
     }
 
     #[test]
-    fn keep_from_zeroes_the_lanes_before_it() {
-        keeps_from::<f64>();
-        keeps_from::<f32>();
+    fn every_lane_type_rounds_as_the_scalars() {
+        // Lane 0 tells a fused multiply-add from a rounded product and sum:
+        // 0.1·10 rounds to 1 in either precision, so the two-rounding value is 0.
+        let (a, b, c) =
+            ([0.1, -3.0, 1e-30, 7.0, 0.3, 1e8, -2.5, 1.0 / 7.0], [10.0, 1.0 / 3.0, 1e30, -0.7, 0.7, 1e-8, 4.0, 7.0], [-1.0, 1.6e-8]);
+        assert_ne!(0.1f64.mul_add(10.0, -1.0), 0.1 * 10.0 - 1.0);
+        assert_ne!(0.1f32.mul_add(10.0, -1.0), 0.1f32 * 10.0 - 1.0);
+        every_lane_type::<f64>(&a, &b, &c);
+        every_lane_type::<f32>(&a, &b, &c);
     }
 }
