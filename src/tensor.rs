@@ -37,7 +37,7 @@ impl<B: Backend> Tensor<B> {
     /// From host values of any float type, converted to the backend's element type.
     pub fn from_f64s(backend: &B, shape: &[usize], data: impl IntoIterator<Item = f64>) -> Result<Self> {
         let host: Vec<B::Elem> = data.into_iter().map(B::Elem::from_f64).collect();
-        Tensor::new(backend, shape, backend.upload(&host)?)
+        Tensor::new(backend, shape, backend.upload_owned(host)?)
     }
 
     pub fn from_f32s(backend: &B, shape: &[usize], data: &[f32]) -> Result<Self> {
@@ -77,6 +77,11 @@ impl<B: Backend> Tensor<B> {
 
     pub fn buf(&self) -> &B::Buf {
         &self.buf
+    }
+
+    /// The buffer, copied only if another tensor shares it.
+    pub fn into_buf(self) -> B::Buf {
+        Arc::unwrap_or_clone(self.buf)
     }
 
     /// Mutable access, copying the buffer first if another tensor shares it.

@@ -352,6 +352,10 @@ fn a_file_built_by_hand_to_the_spec_loads_into_an_mlp() {
     checkpoint::load_weights(&path, t.model_mut(), &be).unwrap();
     let out_bias = t.model().store().params().iter().find(|p| p.name == "output.bias").unwrap().value.to_f64s(&be).unwrap();
     assert_eq!(out_bias, vec![0.1, -1e-3]);
+    // Each tensor leaves the file as it goes to the device, so the host never holds the model twice.
+    let mut file = TensorFile::read(&path).unwrap();
+    checkpoint::load_model(t.model_mut(), &be, &mut file, &path, checkpoint::Precision::Convert).unwrap();
+    assert!(file.tensors.is_empty(), "left in the file: {:?}", file.tensors.keys().collect::<Vec<_>>());
 
     // Damaged files fail with the path and what was expected.
     std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
@@ -389,6 +393,12 @@ fn a_file_built_by_hand_to_the_spec_loads_into_an_mlp() {
     );
     let err = checkpoint::load_weights(&dir.join("absent.safetensors"), t.model_mut(), &be).unwrap_err().to_string();
     assert!(err.contains("absent.safetensors") && err.contains("cannot read"), "{err}");
+    // The file is read through a memory map, which a directory or an empty file does not fool.
+    let err = checkpoint::load_weights(&dir, t.model_mut(), &be).unwrap_err().to_string();
+    assert!(err.contains("hand") && err.contains("cannot read: is a directory, not a file"), "{err}");
+    std::fs::write(&path, b"").unwrap();
+    let err = checkpoint::load_weights(&path, t.model_mut(), &be).unwrap_err().to_string();
+    assert!(err.contains("mlp.safetensors") && err.contains("not a safetensors file"), "{err}");
 }
 
 #[test]

@@ -116,6 +116,11 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         self.full(len, 0.0)
     }
     fn upload(&self, host: &[Self::Elem]) -> Result<Self::Buf>;
+    /// [`Backend::upload`] of values the caller is done with: a backend
+    /// whose buffers live on the host keeps them as they are, uncopied.
+    fn upload_owned(&self, host: Vec<Self::Elem>) -> Result<Self::Buf> {
+        self.upload(&host)
+    }
     fn download(&self, buf: &Self::Buf) -> Result<Vec<Self::Elem>>;
 
     // ---- dense linear algebra ----

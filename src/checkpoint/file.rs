@@ -4,7 +4,7 @@
 //! mid-write leaves the previous file whole.
 
 use crate::error::{Error, Result};
-use crate::files::{read_file, write_atomic_with};
+use crate::files::{not_a_file, write_atomic_with};
 use safetensors::{Dtype, SafeTensors};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -142,6 +142,19 @@ pub struct TensorFile {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// Hands the pages under `data`, a part of `map`, back to the kernel, so a
+/// tensor's bytes leave the process's memory once its values are parsed.
+fn release(map: &memmap2::Mmap, data: &[u8]) {
+    #[cfg(unix)]
+    {
+        let offset = data.as_ptr() as usize - map.as_ptr() as usize;
+        // SAFETY: the map is read-only and backed by the file, so dropping
+        // its pages changes nothing it reads: a later read maps the file's
+        // bytes in again. Failing, the pages only stay resident.
+        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, data.len()) };
+    }
+}
+
 /// The first name a safetensors header gives twice. JSON allows it, and
 /// both serde_json's map and the crate's keep one of the two entries, so
 /// the other's tensor would vanish or its bytes read as a gap. `None` where
@@ -227,12 +240,26 @@ fn header_problem(bytes: &[u8]) -> Option<String> {
 }
 
 impl TensorFile {
+    /// Reads the file through a memory map, handing each tensor's pages back
+    /// once its values are parsed: the host holds the values and one
+    /// tensor's bytes, never a copy of the whole file beside them.
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = read_file(path).map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
-        Self::from_bytes(&bytes).map_err(|detail| Error::data(path, detail))
+        let cannot = |e: std::io::Error| Error::data(path, format!("cannot read: {e}"));
+        if let Some(problem) = not_a_file(path) {
+            return Err(cannot(std::io::Error::new(std::io::ErrorKind::InvalidInput, problem)));
+        }
+        let file = std::fs::File::open(path).map_err(cannot)?;
+        // SAFETY: the map is read-only and dropped before returning. Another
+        // process truncating the file meanwhile could fault, which no reader
+        // of a shared file can prevent; kappa replaces its checkpoints by
+        // renaming, never in place.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(cannot)?;
+        Self::parse(&map, |data| release(&map, data)).map_err(|detail| Error::data(path, detail))
     }
 
-    fn from_bytes(bytes: &[u8]) -> std::result::Result<Self, String> {
+    /// Parses a safetensors file's bytes, calling `parsed` with each
+    /// tensor's data once its values are read from them.
+    fn parse(bytes: &[u8], mut parsed: impl FnMut(&[u8])) -> std::result::Result<Self, String> {
         let not_safetensors = |e: safetensors::SafeTensorError| {
             // The crate's messages quote tensor names from the file, which may hold newlines.
             let detail = e.to_string();
@@ -249,6 +276,7 @@ impl TensorFile {
             let values = Values::from_le_bytes(view.dtype(), view.data()).ok_or_else(|| {
                 format!("tensor {} is {}; kappa reads F16, BF16, F32, F64 and I64 tensors", name.escape_debug(), view.dtype())
             })?;
+            parsed(view.data());
             tensors.insert(name, HostTensor { shape: view.shape().to_vec(), values });
         }
         Ok(TensorFile { tensors, metadata })

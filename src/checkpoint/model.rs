@@ -62,7 +62,7 @@ pub fn model_tensors<'a, B: Backend>(model: &'a dyn Model<B>, backend: &'a B, ba
 /// Loads a safetensors state dict (e.g. PyTorch's
 /// `safetensors.torch.save_file(model.state_dict(), path)`) into `model`.
 pub fn load_weights<B: Backend>(path: &Path, model: &mut dyn Model<B>, backend: &B) -> Result<()> {
-    load_model(model, backend, &TensorFile::read(path)?, path, Precision::Convert)
+    load_model(model, backend, &mut TensorFile::read(path)?, path, Precision::Convert)
 }
 
 enum Slot {
@@ -73,7 +73,15 @@ enum Slot {
 /// Replaces every parameter and buffer of `model` with the file's. Every one
 /// must be there with its shape; besides them the file may hold only
 /// `num_batches_tracked` of the model's BN layers and optimiser state.
-pub fn load_model<B: Backend>(model: &mut dyn Model<B>, backend: &B, file: &TensorFile, path: &Path, precision: Precision) -> Result<()> {
+/// Each tensor leaves `file` as it goes to the device, so the host never
+/// holds the model twice.
+pub fn load_model<B: Backend>(
+    model: &mut dyn Model<B>,
+    backend: &B,
+    file: &mut TensorFile,
+    path: &Path,
+    precision: Precision,
+) -> Result<()> {
     let store = model.store();
     let mut expected: Vec<(String, Vec<usize>, Slot)> =
         store.ids().map(|id| (store.param(id).name.clone(), store.value(id).shape().to_vec(), Slot::Param(id))).collect();
@@ -107,7 +115,7 @@ pub fn load_model<B: Backend>(model: &mut dyn Model<B>, backend: &B, file: &Tens
 
     let mut loaded = Vec::with_capacity(expected.len());
     for (name, shape, slot) in expected {
-        let t = &file.tensors[&name];
+        let t = file.tensors.remove(&name).expect("every expected tensor was found above");
         if precision == Precision::Exact && t.values.dtype() != run_dtype::<B>() {
             return Err(Error::data(
                 path,

@@ -48,7 +48,7 @@ pub fn load_optimizer<B: Backend>(
     optimizer: &mut dyn Optimizer<B>,
     store: &ParamStore<B>,
     backend: &B,
-    file: &TensorFile,
+    file: TensorFile,
     path: &Path,
     stepped: bool,
 ) -> Result<()> {
@@ -57,7 +57,8 @@ pub fn load_optimizer<B: Backend>(
     let ids: HashMap<&str, ParamId> = store.ids().map(|id| (store.param(id).name.as_str(), id)).collect();
     let mut slots: BTreeMap<ParamId, Vec<Option<B::Buf>>> = BTreeMap::new();
     let mut step = None;
-    for (name, t) in file.tensors.iter().filter(|(n, _)| n.starts_with(PREFIX)) {
+    // Each tensor is dropped once it is on the device, so the host never holds the state twice.
+    for (name, t) in file.tensors.into_iter().filter(|(n, _)| n.starts_with(PREFIX)) {
         if name == STEP {
             step = match (&t.values, t.shape.as_slice()) {
                 (Values::I64(v), []) => v.first().and_then(|&s| u64::try_from(s).ok()),
@@ -88,7 +89,7 @@ pub fn load_optimizer<B: Backend>(
             return Err(bad(format!("{name} holds {non_finite} NaN or infinite values; {NOT_WRITTEN_SO}")));
         }
         let buf = device_tensor(backend, shape, &t.values).ok_or_else(|| bad(format!("{name} is not floating point")))??;
-        slots.entry(id).or_insert_with(|| vec![None; names.len()])[k] = Some(buf.buf().clone());
+        slots.entry(id).or_insert_with(|| vec![None; names.len()])[k] = Some(buf.into_buf());
     }
     let counts_steps = optimizer.state().step.is_some();
     if counts_steps != step.is_some() {

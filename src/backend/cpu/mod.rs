@@ -94,6 +94,10 @@ impl<T: Scalar> Backend for Cpu<T> {
         Ok(host.to_vec())
     }
 
+    fn upload_owned(&self, host: Vec<T>) -> Result<Vec<T>> {
+        Ok(host)
+    }
+
     fn download(&self, buf: &Vec<T>) -> Result<Vec<T>> {
         Ok(buf.clone())
     }
@@ -335,5 +339,20 @@ impl<T: Scalar> Backend for Cpu<T> {
         same_len("adam_step", param, v)?;
         update::adam(param, grad, m, v, h);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values the caller is done with become the buffer as they are: a
+    /// model's weights, drawn on the host, are never copied to be uploaded.
+    #[test]
+    fn upload_owned_keeps_the_allocation() {
+        let host: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        let at = host.as_ptr();
+        let buf = Cpu::<f32>::new().upload_owned(host).unwrap();
+        assert_eq!((buf.as_ptr(), buf.len(), buf[999]), (at, 1000, 999.0));
     }
 }
