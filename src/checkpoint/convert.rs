@@ -42,21 +42,21 @@ impl<B: Backend> Entry for Stored<'_, B> {
     fn shape(&self) -> &[usize] {
         match self {
             Stored::Device { shape, .. } => shape,
-            Stored::Host(t) => &t.shape,
+            Stored::Host(t) => t.shape(),
         }
     }
 
     fn dtype(&self) -> Dtype {
         match self {
             Stored::Device { .. } => run_dtype::<B>(),
-            Stored::Host(t) => t.values.dtype(),
+            Stored::Host(t) => t.dtype(),
         }
     }
 
     fn values(&self) -> Result<Cow<'_, Values>> {
         match self {
             Stored::Device { backend, shape, buf } => Ok(Cow::Owned(host_tensor(*backend, shape, buf)?.values)),
-            Stored::Host(t) => Ok(Cow::Borrowed(&t.values)),
+            Stored::Host(t) => t.values(),
         }
     }
 }
