@@ -9,7 +9,8 @@ use safetensors::{Dtype, SafeTensors};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 
 /// One tensor's values in the file's element type.
 #[derive(Clone, Debug, PartialEq)]
@@ -142,19 +143,6 @@ pub struct TensorFile {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// Hands the pages under `data`, a part of `map`, back to the kernel, so a
-/// tensor's bytes leave the process's memory once its values are parsed.
-fn release(map: &memmap2::Mmap, data: &[u8]) {
-    #[cfg(unix)]
-    {
-        let offset = data.as_ptr() as usize - map.as_ptr() as usize;
-        // SAFETY: the map is read-only and backed by the file, so dropping
-        // its pages changes nothing it reads: a later read maps the file's
-        // bytes in again. Failing, the pages only stay resident.
-        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, data.len()) };
-    }
-}
-
 /// The first name a safetensors header gives twice. JSON allows it, and
 /// both serde_json's map and the crate's keep one of the two entries, so
 /// the other's tensor would vanish or its bytes read as a gap. `None` where
@@ -240,46 +228,14 @@ fn header_problem(bytes: &[u8]) -> Option<String> {
 }
 
 impl TensorFile {
-    /// Reads the file through a memory map, handing each tensor's pages back
-    /// once its values are parsed: the host holds the values and one
-    /// tensor's bytes, never a copy of the whole file beside them.
+    /// Every tensor of the file at `path`, parsed ([`MappedFile`] for one at a time).
     pub fn read(path: &Path) -> Result<Self> {
-        let cannot = |e: std::io::Error| Error::data(path, format!("cannot read: {e}"));
-        if let Some(problem) = not_a_file(path) {
-            return Err(cannot(std::io::Error::new(std::io::ErrorKind::InvalidInput, problem)));
-        }
-        let file = std::fs::File::open(path).map_err(cannot)?;
-        // SAFETY: the map is read-only and dropped before returning. Another
-        // process truncating the file meanwhile could fault, which no reader
-        // of a shared file can prevent; kappa replaces its checkpoints by
-        // renaming, never in place.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(cannot)?;
-        Self::parse(&map, |data| release(&map, data)).map_err(|detail| Error::data(path, detail))
-    }
-
-    /// Parses a safetensors file's bytes, calling `parsed` with each
-    /// tensor's data once its values are read from them.
-    fn parse(bytes: &[u8], mut parsed: impl FnMut(&[u8])) -> std::result::Result<Self, String> {
-        let not_safetensors = |e: safetensors::SafeTensorError| {
-            // The crate's messages quote tensor names from the file, which may hold newlines.
-            let detail = e.to_string();
-            format!("not a safetensors file (8-byte little-endian header length, JSON header, tensor data): {}", detail.escape_debug())
-        };
-        if let Some(name) = repeated_name(bytes) {
-            return Err(format!("the header names tensor {} twice; expected each name once", name.escape_debug()));
-        }
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| header_problem(bytes).unwrap_or_else(|| not_safetensors(e)))?;
-        let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
-        let st = SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
+        let mut file = MappedFile::open(path)?;
         let mut tensors = BTreeMap::new();
-        for (name, view) in st.tensors() {
-            let values = Values::from_le_bytes(view.dtype(), view.data()).ok_or_else(|| {
-                format!("tensor {} is {}; kappa reads F16, BF16, F32, F64 and I64 tensors", name.escape_debug(), view.dtype())
-            })?;
-            parsed(view.data());
-            tensors.insert(name, HostTensor { shape: view.shape().to_vec(), values });
+        while let Some((name, tensor)) = file.take_first() {
+            tensors.insert(name, tensor?);
         }
-        Ok(TensorFile { tensors, metadata })
+        Ok(TensorFile { tensors, metadata: file.metadata })
     }
 
     /// The file's bytes, as [`TensorFile::write`] writes them.
@@ -293,6 +249,107 @@ impl TensorFile {
     pub fn write(&self, path: &Path) -> Result<()> {
         write(path, &self.metadata, &self.tensors)
     }
+}
+
+/// A safetensors file memory-mapped, its header checked when opened and
+/// each tensor parsed only when taken, its pages then handed back: a reader
+/// that goes a tensor at a time never holds the file's values all at once.
+pub struct MappedFile {
+    path: PathBuf,
+    map: memmap2::Mmap,
+    pub metadata: BTreeMap<String, String>,
+    /// The tensors not yet taken.
+    entries: BTreeMap<String, (Dtype, Vec<usize>, Range<usize>)>,
+}
+
+impl MappedFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        let cannot = |e: std::io::Error| Error::data(path, format!("cannot read: {e}"));
+        if let Some(problem) = not_a_file(path) {
+            return Err(cannot(std::io::Error::new(std::io::ErrorKind::InvalidInput, problem)));
+        }
+        let file = std::fs::File::open(path).map_err(cannot)?;
+        // SAFETY: the map is read-only. Another process truncating the file
+        // while it is mapped could fault, which no reader of a shared file
+        // can prevent; kappa replaces its checkpoints by renaming, never in place.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(cannot)?;
+        let (metadata, entries) = header(&map).map_err(|detail| Error::data(path, detail))?;
+        Ok(MappedFile { path: path.to_path_buf(), map, metadata, entries })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The tensors not yet taken, by name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.entries.get(name).map(|(_, shape, _)| &shape[..])
+    }
+
+    /// Tensor `name`'s values, parsed from the map, whose pages under them
+    /// then go back to the kernel; `None` if the file has no such tensor
+    /// (or it was taken already).
+    pub fn take(&mut self, name: &str) -> Option<Result<HostTensor>> {
+        let entry = self.entries.remove(name)?;
+        Some(self.parse(name, entry))
+    }
+
+    /// [`MappedFile::take`] of the first tensor left, by name.
+    pub fn take_first(&mut self) -> Option<(String, Result<HostTensor>)> {
+        let (name, entry) = self.entries.pop_first()?;
+        let tensor = self.parse(&name, entry);
+        Some((name, tensor))
+    }
+
+    fn parse(&self, name: &str, (dtype, shape, bytes): (Dtype, Vec<usize>, Range<usize>)) -> Result<HostTensor> {
+        let values = Values::from_le_bytes(dtype, &self.map[bytes.clone()]).ok_or_else(|| {
+            Error::data(&self.path, format!("tensor {} is {dtype}; kappa reads F16, BF16, F32, F64 and I64 tensors", name.escape_debug()))
+        });
+        release(&self.map, bytes);
+        Ok(HostTensor { shape, values: values? })
+    }
+}
+
+/// Hands the pages under `bytes` of `map` back to the kernel, so a tensor's
+/// bytes leave the process's memory once its values are parsed.
+fn release(map: &memmap2::Mmap, bytes: Range<usize>) {
+    #[cfg(unix)]
+    // SAFETY: the map is read-only and backed by the file, so dropping its
+    // pages changes nothing it reads: a later read maps the file's bytes in
+    // again. Failing, the pages only stay resident.
+    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, bytes.start, bytes.len()) };
+}
+
+/// A file's metadata, and each tensor's dtype, shape and bytes by name.
+type Header = (BTreeMap<String, String>, BTreeMap<String, (Dtype, Vec<usize>, Range<usize>)>);
+
+/// The header of a safetensors file's bytes, checked as the crate checks
+/// it, with kappa's own words for what it finds wrong.
+fn header(bytes: &[u8]) -> std::result::Result<Header, String> {
+    let not_safetensors = |e: safetensors::SafeTensorError| {
+        // The crate's messages quote tensor names from the file, which may hold newlines.
+        let detail = e.to_string();
+        format!("not a safetensors file (8-byte little-endian header length, JSON header, tensor data): {}", detail.escape_debug())
+    };
+    if let Some(name) = repeated_name(bytes) {
+        return Err(format!("the header names tensor {} twice; expected each name once", name.escape_debug()));
+    }
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| header_problem(bytes).unwrap_or_else(|| not_safetensors(e)))?;
+    let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let st = SafeTensors::deserialize(bytes).map_err(not_safetensors)?;
+    let entries = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let start = view.data().as_ptr() as usize - bytes.as_ptr() as usize;
+            (name, (view.dtype(), view.shape().to_vec(), start..start + view.data().len()))
+        })
+        .collect();
+    Ok((metadata, entries))
 }
 
 /// Writes `tensors` and `metadata` as a safetensors file, atomically (see

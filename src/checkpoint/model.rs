@@ -2,7 +2,7 @@
 //! them back with every name and shape checked.
 
 use super::convert::{device_tensor, run_dtype, Stored};
-use super::file::{HostTensor, TensorFile, Values};
+use super::file::{HostTensor, MappedFile, Values};
 use super::optimizer::PREFIX as OPTIMIZER_PREFIX;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -62,7 +62,7 @@ pub fn model_tensors<'a, B: Backend>(model: &'a dyn Model<B>, backend: &'a B, ba
 /// Loads a safetensors state dict (e.g. PyTorch's
 /// `safetensors.torch.save_file(model.state_dict(), path)`) into `model`.
 pub fn load_weights<B: Backend>(path: &Path, model: &mut dyn Model<B>, backend: &B) -> Result<()> {
-    load_model(model, backend, &mut TensorFile::read(path)?, path, Precision::Convert)
+    load_model(model, backend, &mut MappedFile::open(path)?, Precision::Convert)
 }
 
 enum Slot {
@@ -73,15 +73,10 @@ enum Slot {
 /// Replaces every parameter and buffer of `model` with the file's. Every one
 /// must be there with its shape; besides them the file may hold only
 /// `num_batches_tracked` of the model's BN layers and optimiser state.
-/// Each tensor leaves `file` as it goes to the device, so the host never
-/// holds the model twice.
-pub fn load_model<B: Backend>(
-    model: &mut dyn Model<B>,
-    backend: &B,
-    file: &mut TensorFile,
-    path: &Path,
-    precision: Precision,
-) -> Result<()> {
+/// Each tensor is parsed from `file` when its turn comes and dropped once
+/// on the device, so the host never holds the model twice.
+pub fn load_model<B: Backend>(model: &mut dyn Model<B>, backend: &B, file: &mut MappedFile, precision: Precision) -> Result<()> {
+    let path = &file.path().to_path_buf();
     let store = model.store();
     let mut expected: Vec<(String, Vec<usize>, Slot)> =
         store.ids().map(|id| (store.param(id).name.clone(), store.value(id).shape().to_vec(), Slot::Param(id))).collect();
@@ -90,22 +85,17 @@ pub fn load_model<B: Backend>(
         store.buffers().iter().filter_map(|(name, _)| name.strip_suffix(RUNNING_MEAN)).map(|bn| format!("{bn}{BATCHES_TRACKED}")).collect();
 
     let mut problems = Vec::new();
-    let mismatch =
-        expected.iter().find_map(|(name, shape, _)| file.tensors.get(name).filter(|t| &t.shape != shape).map(|t| (name, shape, &t.shape)));
+    let mismatch = expected.iter().find_map(|(name, shape, _)| file.shape(name).filter(|s| s != shape).map(|s| (name, shape, s)));
     if let Some((name, model_shape, file_shape)) = mismatch {
         problems.push(format!("the first mismatching tensor is {name}: {file_shape:?} in the file, {model_shape:?} in the model"));
     }
-    let missing: Vec<&str> = expected.iter().map(|(n, _, _)| n.as_str()).filter(|n| !file.tensors.contains_key(*n)).collect();
+    let missing: Vec<&str> = expected.iter().map(|(n, _, _)| n.as_str()).filter(|n| file.shape(n).is_none()).collect();
     if !missing.is_empty() {
         problems.push(format!("missing {}", list(&missing)));
     }
     let known: BTreeSet<&str> = expected.iter().map(|(n, _, _)| n.as_str()).collect();
-    let unexpected: Vec<&str> = file
-        .tensors
-        .keys()
-        .map(String::as_str)
-        .filter(|n| !known.contains(n) && !tolerated.contains(*n) && !n.starts_with(OPTIMIZER_PREFIX))
-        .collect();
+    let unexpected: Vec<&str> =
+        file.names().filter(|n| !known.contains(n) && !tolerated.contains(*n) && !n.starts_with(OPTIMIZER_PREFIX)).collect();
     if !unexpected.is_empty() {
         problems.push(format!("unexpected {}", list(&unexpected)));
     }
@@ -115,7 +105,7 @@ pub fn load_model<B: Backend>(
 
     let mut loaded = Vec::with_capacity(expected.len());
     for (name, shape, slot) in expected {
-        let t = file.tensors.remove(&name).expect("every expected tensor was found above");
+        let t = file.take(&name).expect("every expected tensor was found above")?;
         if precision == Precision::Exact && t.values.dtype() != run_dtype::<B>() {
             return Err(Error::data(
                 path,

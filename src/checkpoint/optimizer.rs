@@ -2,14 +2,13 @@
 //! names: `momentum_buffer`, `exp_avg`, `exp_avg_sq`) and `optimizer.step`.
 
 use super::convert::{device_tensor, run_dtype, Stored};
-use super::file::{HostTensor, TensorFile, Values};
+use super::file::{HostTensor, MappedFile, Values};
 use super::model::NOT_WRITTEN_SO;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::optim::{Optimizer, OptimizerState};
 use crate::param::{ParamId, ParamStore};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 /// Keeps optimiser entries apart from the model's, whose names never start so.
 pub const PREFIX: &str = "optimizer.";
@@ -48,17 +47,20 @@ pub fn load_optimizer<B: Backend>(
     optimizer: &mut dyn Optimizer<B>,
     store: &ParamStore<B>,
     backend: &B,
-    file: TensorFile,
-    path: &Path,
+    file: &mut MappedFile,
     stepped: bool,
 ) -> Result<()> {
+    let path = &file.path().to_path_buf();
     let bad = |detail: String| Error::data(path, detail);
     let names = optimizer.slot_names();
     let ids: HashMap<&str, ParamId> = store.ids().map(|id| (store.param(id).name.as_str(), id)).collect();
     let mut slots: BTreeMap<ParamId, Vec<Option<B::Buf>>> = BTreeMap::new();
     let mut step = None;
-    // Each tensor is dropped once it is on the device, so the host never holds the state twice.
-    for (name, t) in file.tensors.into_iter().filter(|(n, _)| n.starts_with(PREFIX)) {
+    // Each tensor is parsed when its turn comes and dropped once on the
+    // device, so the host never holds the state twice.
+    let entries: Vec<String> = file.names().filter(|n| n.starts_with(PREFIX)).map(str::to_string).collect();
+    for name in entries {
+        let t = file.take(&name).expect("a name the file lists")?;
         if name == STEP {
             step = match (&t.values, t.shape.as_slice()) {
                 (Values::I64(v), []) => v.first().and_then(|&s| u64::try_from(s).ok()),

@@ -2,7 +2,7 @@
 //! in one safetensors file, replaced atomically each time.
 
 use super::convert::Stored;
-use super::file::{self, Entry, TensorFile};
+use super::file::{self, Entry, MappedFile};
 use super::model::{load_model, model_tensors, Precision};
 use super::optimizer::{load_optimizer, optimizer_tensors};
 use super::run_state::RunState;
@@ -153,7 +153,7 @@ pub fn resume<B: Backend>(
         };
         return Err(Error::data(&path, why));
     }
-    let mut file = TensorFile::read(&path)?;
+    let mut file = MappedFile::open(&path)?;
     let meta = |key: &str| file.metadata.get(key).map(String::as_str);
     if meta("format") != Some(FORMAT) {
         return Err(Error::data(&path, format!("not a kappa checkpoint: expected metadata format = {FORMAT}")));
@@ -170,9 +170,9 @@ pub fn resume<B: Backend>(
             found => return Err(Error::data(run_dir.join("config.json"), changed_setting(key, found, expected, &path))),
         }
     }
-    load_model(&mut *model, be, &mut file, &path, Precision::Exact)?;
+    load_model(&mut *model, be, &mut file, Precision::Exact)?;
     let state = RunState::from_metadata(&file.metadata, &path)?;
-    load_optimizer(optimizer, model.store(), be, file, &path, state.iteration > 0)?;
+    load_optimizer(optimizer, model.store(), be, &mut file, state.iteration > 0)?;
     model.set_forwards(state.forwards);
     Ok(state)
 }
