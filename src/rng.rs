@@ -43,6 +43,13 @@ impl Rng {
         Rng::new(seed, stream)
     }
 
+    /// Moves on `draws` 64-bit draws, as if they had been taken: a copy
+    /// moved on to where a part of a sequence starts draws that part's
+    /// numbers, so the parts can be drawn side by side.
+    pub fn skip(&mut self, draws: u64) {
+        self.counter += draws;
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         let v = hash3(self.seed, self.stream, self.counter);
         self.counter += 1;

@@ -8,7 +8,6 @@ use crate::error::Result;
 use crate::param::{ParamId, ParamStore};
 use crate::rng::Rng;
 use crate::size;
-use crate::tensor::Tensor;
 
 pub struct Conv2d {
     pub name: String,
@@ -39,8 +38,8 @@ impl Conv2d {
         rng: &mut Rng,
     ) -> Result<Self> {
         let ConvSpec { c_in, c_out, k, stride, pad } = spec;
-        let n = size::elements(&format!("{name}.weight"), &[c_out, c_in, k, k], MODEL_SIZES)?;
-        let w = Tensor::from_f64s(backend, &[c_out, c_in, k, k], init.sample(rng, c_in * k * k, c_out * k * k, n))?;
+        size::elements(&format!("{name}.weight"), &[c_out, c_in, k, k], MODEL_SIZES)?;
+        let w = init.weights(backend, &[c_out, c_in, k, k], rng, c_in * k * k, c_out * k * k)?;
         let weight = store.add(format!("{name}.weight"), w, layer);
         Ok(Conv2d { name: name.to_string(), weight, stride, pad })
     }

@@ -29,8 +29,8 @@ impl Linear {
         layer: usize,
         rng: &mut Rng,
     ) -> Result<Self> {
-        let n = size::elements(&format!("{name}.weight"), &[outputs, inputs], MODEL_SIZES)?;
-        let w = Tensor::from_f64s(backend, &[outputs, inputs], init.sample(rng, inputs, outputs, n))?;
+        size::elements(&format!("{name}.weight"), &[outputs, inputs], MODEL_SIZES)?;
+        let w = init.weights(backend, &[outputs, inputs], rng, inputs, outputs)?;
         let weight = store.add(format!("{name}.weight"), w, layer);
         let bias = bias
             .then(|| Ok::<_, crate::error::Error>(store.add(format!("{name}.bias"), Tensor::zeros(backend, &[outputs])?, layer)))
