@@ -259,7 +259,7 @@ pub struct MappedFile {
     map: memmap2::Mmap,
     pub metadata: BTreeMap<String, String>,
     /// The tensors not yet taken.
-    entries: BTreeMap<String, (Dtype, Vec<usize>, Range<usize>)>,
+    entries: BTreeMap<String, Place>,
 }
 
 impl MappedFile {
@@ -305,7 +305,7 @@ impl MappedFile {
         Some((name, tensor))
     }
 
-    fn parse(&self, name: &str, (dtype, shape, bytes): (Dtype, Vec<usize>, Range<usize>)) -> Result<HostTensor> {
+    fn parse(&self, name: &str, (dtype, shape, bytes): Place) -> Result<HostTensor> {
         let values = Values::from_le_bytes(dtype, &self.map[bytes.clone()]).ok_or_else(|| {
             Error::data(&self.path, format!("tensor {} is {dtype}; kappa reads F16, BF16, F32, F64 and I64 tensors", name.escape_debug()))
         });
@@ -324,8 +324,11 @@ fn release(map: &memmap2::Mmap, bytes: Range<usize>) {
     let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, bytes.start, bytes.len()) };
 }
 
-/// A file's metadata, and each tensor's dtype, shape and bytes by name.
-type Header = (BTreeMap<String, String>, BTreeMap<String, (Dtype, Vec<usize>, Range<usize>)>);
+/// Where a tensor lies in a mapped file: its dtype, shape and bytes.
+type Place = (Dtype, Vec<usize>, Range<usize>);
+
+/// A file's metadata, and each tensor's place by name.
+type Header = (BTreeMap<String, String>, BTreeMap<String, Place>);
 
 /// The header of a safetensors file's bytes, checked as the crate checks
 /// it, with kappa's own words for what it finds wrong.

@@ -235,7 +235,7 @@ unsafe fn bands_in<E: Element, S: Lanes<E>>(acc: *mut E, bands: Range<usize>, co
             }
         }
     }
-    let mut sums = [E::ZERO; 32];
+    let mut sums = vec![E::ZERO; 2 * w];
     for (b, tiles) in bands.zip(&tiles) {
         let i = span(b);
         for (q, t) in tiles.iter().enumerate() {
