@@ -388,10 +388,7 @@ fn a_file_built_by_hand_to_the_spec_loads_into_an_mlp() {
     let u16_file = bytes.windows(5).position(|w| w == b"\"F16\"").map(|i| [&bytes[..i], b"\"U16\"", &bytes[i + 5..]].concat()).unwrap();
     std::fs::write(&path, u16_file).unwrap();
     let err = checkpoint::load_weights(&path, t.model_mut(), &be).unwrap_err().to_string();
-    assert!(
-        err.contains("mlp.safetensors") && err.contains("layers.0.bias is U16") && err.contains("F16, BF16, F32, F64 and I64"),
-        "{err}"
-    );
+    assert!(err.contains("mlp.safetensors: layers.0.bias is U16; expected floating-point values (F16, BF16, F32 or F64)"), "{err}");
     let err = checkpoint::load_weights(&dir.join("absent.safetensors"), t.model_mut(), &be).unwrap_err().to_string();
     assert!(err.contains("absent.safetensors") && err.contains("cannot read"), "{err}");
     // The file is read through a memory map, which a directory or an empty file does not fool.
@@ -400,6 +397,84 @@ fn a_file_built_by_hand_to_the_spec_loads_into_an_mlp() {
     std::fs::write(&path, b"").unwrap();
     let err = checkpoint::load_weights(&path, t.model_mut(), &be).unwrap_err().to_string();
     assert!(err.contains("mlp.safetensors") && err.contains("not a safetensors file"), "{err}");
+}
+
+/// A mapped file's values are read in place, from any offset, in every
+/// float type; an integer tensor is refused by name.
+#[test]
+fn floats_are_read_in_place_from_any_offset() {
+    let dir = scratch("floats");
+    let path = dir.join("mlp.safetensors");
+    let (bytes, values) = hand_written();
+    std::fs::write(&path, &bytes).unwrap();
+    let file = checkpoint::MappedFile::open(&path).unwrap();
+    for (name, want) in &values {
+        let floats = file.floats(name).unwrap().unwrap();
+        assert_eq!(floats.unfit::<f32>(), (0, 0), "{name}");
+        for start in [0, 1, want.len() - 1] {
+            let mut got = vec![f64::NAN; want.len() - start];
+            floats.read_into(start, &mut got);
+            // Each value is exact in its tensor's type.
+            assert_eq!(got, want[start..], "{name} from {start}");
+        }
+    }
+    // Not-finite values are counted, and so are finite ones past the run's type.
+    let odd = [f64::NAN, 1e300, -f64::INFINITY, 2.0, -1e39];
+    let mut t = TensorFile::default();
+    t.tensors.insert("w".into(), HostTensor { shape: vec![5], values: Values::F64(odd.to_vec()) });
+    t.tensors.insert("count".into(), HostTensor { shape: vec![], values: Values::I64(vec![3]) });
+    t.write(&path).unwrap();
+    let file = checkpoint::MappedFile::open(&path).unwrap();
+    let w = file.floats("w").unwrap().unwrap();
+    assert_eq!((w.unfit::<f32>(), w.unfit::<f64>()), ((2, 2), (2, 0)));
+    let err = file.floats("count").unwrap().err().unwrap().to_string();
+    assert!(err.contains("mlp.safetensors: count is I64; expected floating-point values"), "{err}");
+    assert!(file.floats("absent").is_none());
+}
+
+/// Every tensor is checked before any is written into the model, so a file
+/// refused for its last tensor leaves the model as it was.
+#[test]
+fn a_refused_file_leaves_the_model_as_it_was() {
+    let cfg = config("refused-whole", &[]);
+    let be = Cpu::<f32>::new();
+    let mut t = trainer(&be, &cfg);
+    t.step(&batch(0), cfg.lr).unwrap();
+    t.save_checkpoint(&cfg.out, &cfg, &run_state(1)).unwrap();
+    let path = checkpoint::checkpoint_path(&cfg.out);
+    let mut file = TensorFile::read(&path).unwrap();
+    let last = file.tensors.keys().rfind(|n| !n.starts_with("optimizer.")).unwrap().clone();
+    let w = file.tensors.get_mut(&last).unwrap();
+    w.values = Values::F32(w.values.to_f64s().unwrap().iter().map(|_| f32::NAN).collect());
+    file.write(&path).unwrap();
+    let mut fresh = trainer(&be, &cfg);
+    let before = bits(&everything(&fresh));
+    let err = fresh.resume(&cfg.out, &cfg).unwrap_err().to_string();
+    assert!(err.contains(&format!("{last} holds")) && err.contains("NaN or infinite"), "{err}");
+    assert_eq!(bits(&everything(&fresh)), before);
+    assert_ne!(bits(&everything(&t)), before, "the file's other tensors differ from the fresh model's");
+}
+
+/// `Backend::overwrite` fills a buffer in place, a chunk at a time on a
+/// device with memory of its own: here past the CUDA backend's 2²² f32
+/// staging chunk, so every chunk lands where it belongs.
+#[test]
+fn a_buffer_is_overwritten_in_place_chunk_by_chunk() {
+    on_test_device!(be => {
+        let n = (1 << 22) * 2 + 3;
+        let value = |i: usize| (kappa::rng::hash3(5, 0, i as u64) % 4096) as f32;
+        let mut buf = be.zeros(n).unwrap();
+        let mut covered = 0;
+        be.overwrite(&mut buf, &mut |start, chunk| {
+            assert_eq!(start, covered, "chunks in order, back to back");
+            chunk.iter_mut().enumerate().for_each(|(i, v)| *v = value(start + i));
+            covered += chunk.len();
+        })
+        .unwrap();
+        assert_eq!(covered, n);
+        let got = be.download(&buf).unwrap();
+        assert!(got.iter().enumerate().all(|(i, &v)| v == value(i)), "a value landed in the wrong place");
+    })
 }
 
 #[test]

@@ -122,6 +122,10 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         self.upload(&host)
     }
     fn download(&self, buf: &Self::Buf) -> Result<Vec<Self::Elem>>;
+    /// Overwrites `buf` with the values `fill(start, chunk)` writes into
+    /// consecutive chunks of it, in place: a device with memory of its own
+    /// stages one chunk at a time, so the host never holds the buffer whole.
+    fn overwrite(&self, buf: &mut Self::Buf, fill: &mut dyn FnMut(usize, &mut [Self::Elem])) -> Result<()>;
 
     // ---- dense linear algebra ----
     /// `C = alpha·op(A)·op(B) + beta·C`, accumulating into an existing `c`.

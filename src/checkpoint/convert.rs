@@ -5,7 +5,6 @@ use super::file::{Entry, HostTensor, Values};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::scalar::Scalar;
-use crate::tensor::Tensor;
 use safetensors::Dtype;
 use std::borrow::Cow;
 
@@ -59,10 +58,4 @@ impl<B: Backend> Entry for Stored<'_, B> {
             Stored::Host(t) => t.values(),
         }
     }
-}
-
-/// Float values to a device tensor of `shape`, rounded to the backend's type
-/// when the file's is wider; `None` for integer values.
-pub fn device_tensor<B: Backend>(backend: &B, shape: &[usize], values: &Values) -> Option<Result<Tensor<B>>> {
-    values.iter_f64().map(|v| Tensor::from_f64s(backend, shape, v))
 }

@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::files::{not_a_file, write_atomic_with};
+use crate::scalar::Scalar;
 use safetensors::{Dtype, SafeTensors};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -290,6 +291,29 @@ impl MappedFile {
         self.entries.get(name).map(|(_, shape, _)| &shape[..])
     }
 
+    pub fn dtype(&self, name: &str) -> Option<Dtype> {
+        self.entries.get(name).map(|(dtype, _, _)| *dtype)
+    }
+
+    /// Tensor `name`'s float values, read where they lie in the map
+    /// ([`Floats`]); `None` if the file has no such tensor (or it was taken
+    /// already), an error naming the file if its values are not floating point.
+    pub fn floats(&self, name: &str) -> Option<Result<Floats<'_>>> {
+        let (dtype, _, bytes) = self.entries.get(name)?;
+        Some(match dtype {
+            Dtype::F16 | Dtype::BF16 | Dtype::F32 | Dtype::F64 => Ok(Floats { map: &self.map, dtype: *dtype, bytes: bytes.clone() }),
+            _ => Err(Error::data(
+                &self.path,
+                format!("{} is {dtype}; expected floating-point values (F16, BF16, F32 or F64)", name.escape_debug()),
+            )),
+        })
+    }
+
+    /// Forgets tensor `name`, as if it were taken: read through [`MappedFile::floats`].
+    pub fn forget(&mut self, name: &str) {
+        self.entries.remove(name);
+    }
+
     /// Tensor `name`'s values, parsed from the map, whose pages under them
     /// then go back to the kernel; `None` if the file has no such tensor
     /// (or it was taken already).
@@ -311,6 +335,68 @@ impl MappedFile {
         });
         release(&self.map, bytes);
         Ok(HostTensor { shape, values: values? })
+    }
+}
+
+/// A float tensor's values where they lie in a [`MappedFile`], read in
+/// place: a loader writes them straight into its own buffers, so no host
+/// copy of the tensor is made. Its pages go back to the kernel when it is
+/// dropped, as a taken tensor's do.
+pub struct Floats<'a> {
+    map: &'a memmap2::Mmap,
+    dtype: Dtype,
+    bytes: Range<usize>,
+}
+
+impl Floats<'_> {
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    /// How many values are NaN or infinite, and how many more turn infinite
+    /// rounded to `T` (an f64 past f32's range).
+    pub fn unfit<T: Scalar>(&self) -> (usize, usize) {
+        let (mut non_finite, mut overflowed) = (0, 0);
+        self.each(0..self.len(), |v| {
+            non_finite += usize::from(!v.is_finite());
+            overflowed += usize::from(v.is_finite() && !T::from_f64(v).to_f64().is_finite());
+        });
+        (non_finite, overflowed)
+    }
+
+    /// Values `start..start + out.len()`, rounded to `T`, into `out`.
+    pub fn read_into<T: Scalar>(&self, start: usize, out: &mut [T]) {
+        let mut i = 0;
+        self.each(start..start + out.len(), |v| {
+            out[i] = T::from_f64(v);
+            i += 1;
+        });
+    }
+
+    fn len(&self) -> usize {
+        self.bytes.len() / (self.dtype.bitsize() / 8)
+    }
+
+    /// `f` of values `range`, widened (exactly) to f64, in order: the dtype
+    /// is matched once, not per value.
+    fn each(&self, range: Range<usize>, mut f: impl FnMut(f64)) {
+        let width = self.dtype.bitsize() / 8;
+        let bytes = &self.map[self.bytes.start + range.start * width..self.bytes.start + range.end * width];
+        fn le<const N: usize>(c: &[u8]) -> [u8; N] {
+            c.try_into().expect("chunks of N bytes")
+        }
+        match self.dtype {
+            Dtype::F16 => bytes.chunks_exact(2).for_each(|c| f(half::f16::from_le_bytes(le(c)).to_f64())),
+            Dtype::BF16 => bytes.chunks_exact(2).for_each(|c| f(half::bf16::from_le_bytes(le(c)).to_f64())),
+            Dtype::F32 => bytes.chunks_exact(4).for_each(|c| f(f32::from_le_bytes(le(c)) as f64)),
+            _ => bytes.chunks_exact(8).for_each(|c| f(f64::from_le_bytes(le(c)))),
+        }
+    }
+}
+
+impl Drop for Floats<'_> {
+    fn drop(&mut self) {
+        release(self.map, self.bytes.clone());
     }
 }
 

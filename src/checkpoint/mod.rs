@@ -14,7 +14,7 @@ mod training;
 
 pub use crate::files::tmp_path;
 pub use convert::Stored;
-pub use file::{Entry, HostTensor, MappedFile, TensorFile, Values};
+pub use file::{Entry, Floats, HostTensor, MappedFile, TensorFile, Values};
 pub use model::{load_model, load_weights, model_tensors, Precision};
 pub use optimizer::load_optimizer;
 pub use run_state::{RunState, Window};

@@ -1,7 +1,7 @@
 //! A model's parameters and buffers under their PyTorch names, and loading
 //! them back with every name and shape checked.
 
-use super::convert::{device_tensor, run_dtype, Stored};
+use super::convert::{run_dtype, Stored};
 use super::file::{HostTensor, MappedFile, Values};
 use super::optimizer::PREFIX as OPTIMIZER_PREFIX;
 use crate::backend::Backend;
@@ -73,8 +73,8 @@ enum Slot {
 /// Replaces every parameter and buffer of `model` with the file's. Every one
 /// must be there with its shape; besides them the file may hold only
 /// `num_batches_tracked` of the model's BN layers and optimiser state.
-/// Each tensor is parsed from `file` when its turn comes and dropped once
-/// on the device, so the host never holds the model twice.
+/// Each tensor is read where it lies in `file`, straight into the model's
+/// own buffer, so loading holds no second copy of the model on the host.
 pub fn load_model<B: Backend>(model: &mut dyn Model<B>, backend: &B, file: &mut MappedFile, precision: Precision) -> Result<()> {
     let path = &file.path().to_path_buf();
     let store = model.store();
@@ -103,40 +103,40 @@ pub fn load_model<B: Backend>(model: &mut dyn Model<B>, backend: &B, file: &mut 
         return Err(Error::data(path, format!("does not fit the model ({}): {}", model.describe(), problems.join("; "))));
     }
 
-    let mut loaded = Vec::with_capacity(expected.len());
-    for (name, shape, slot) in expected {
-        let t = file.take(&name).expect("every expected tensor was found above")?;
-        if precision == Precision::Exact && t.values.dtype() != run_dtype::<B>() {
-            return Err(Error::data(
-                path,
-                format!(
-                    "{name} is {} but the run computes in {}; a checkpoint resumes in its own dtype",
-                    t.values.dtype(),
-                    run_dtype::<B>()
-                ),
-            ));
-        }
-        let non_finite = t.values.non_finite();
-        if non_finite > 0 {
-            return Err(Error::data(path, format!("{name} holds {non_finite} NaN or infinite values; {}", precision.finite_why())));
-        }
-        let tensor = device_tensor(backend, &shape, &t.values)
-            .ok_or_else(|| Error::data(path, format!("{name} is {}; expected floating-point values", t.values.dtype())))??;
-        // F64 values past f32's range are finite in the file but infinite in an f32 run.
-        let narrowed = t.values.dtype() != run_dtype::<B>();
-        let overflowed = if narrowed { tensor.to_f64s(backend)?.iter().filter(|v| !v.is_finite()).count() } else { 0 };
-        if overflowed > 0 {
-            let detail = format!("{name} holds {overflowed} values past {}'s range; {}", run_dtype::<B>(), precision.finite_why());
-            return Err(Error::data(path, detail));
-        }
-        loaded.push((slot, tensor));
+    // Every tensor is checked before any is written, so a file refused leaves the model as it was.
+    for (name, _, _) in &expected {
+        check::<B>(file, name, precision)?;
     }
     let store = model.store_mut();
-    for (slot, tensor) in loaded {
-        match slot {
-            Slot::Param(id) => store.param_mut(id).value = tensor,
-            Slot::Buffer(id) => *store.buffer_mut(id) = tensor,
-        }
+    for (name, _, slot) in expected {
+        let tensor = match slot {
+            Slot::Param(id) => &mut store.param_mut(id).value,
+            Slot::Buffer(id) => store.buffer_mut(id),
+        };
+        let values = file.floats(&name).expect("every expected tensor was checked above")?;
+        backend.overwrite(tensor.buf_mut(), &mut |start, chunk| values.read_into(start, chunk))?;
+        drop(values);
+        file.forget(&name);
+    }
+    Ok(())
+}
+
+/// Refuses tensor `name` of `file` unless its values load into a `B` run
+/// at `precision`: floating point, the run's own dtype where exact, finite,
+/// and finite still in the run's type.
+fn check<B: Backend>(file: &MappedFile, name: &str, precision: Precision) -> Result<()> {
+    let refuse = |detail: String| Err(Error::data(file.path(), detail));
+    let dtype = file.dtype(name).expect("every expected tensor was found above");
+    if precision == Precision::Exact && dtype != run_dtype::<B>() {
+        return refuse(format!("{name} is {dtype} but the run computes in {}; a checkpoint resumes in its own dtype", run_dtype::<B>()));
+    }
+    let (non_finite, overflowed) = file.floats(name).expect("found above")?.unfit::<B::Elem>();
+    if non_finite > 0 {
+        return refuse(format!("{name} holds {non_finite} NaN or infinite values; {}", precision.finite_why()));
+    }
+    // F64 values past f32's range are finite in the file but infinite in an f32 run.
+    if overflowed > 0 {
+        return refuse(format!("{name} holds {overflowed} values past {}'s range; {}", run_dtype::<B>(), precision.finite_why()));
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Optimiser state as tensors: `optimizer.<parameter>.<slot>` (PyTorch's slot
 //! names: `momentum_buffer`, `exp_avg`, `exp_avg_sq`) and `optimizer.step`.
 
-use super::convert::{device_tensor, run_dtype, Stored};
+use super::convert::{run_dtype, Stored};
 use super::file::{HostTensor, MappedFile, Values};
 use super::model::NOT_WRITTEN_SO;
 use crate::backend::Backend;
@@ -56,12 +56,12 @@ pub fn load_optimizer<B: Backend>(
     let ids: HashMap<&str, ParamId> = store.ids().map(|id| (store.param(id).name.as_str(), id)).collect();
     let mut slots: BTreeMap<ParamId, Vec<Option<B::Buf>>> = BTreeMap::new();
     let mut step = None;
-    // Each tensor is parsed when its turn comes and dropped once on the
-    // device, so the host never holds the state twice.
+    // Each slot is read where it lies in the file, straight into its own
+    // buffer, so the host never holds a second copy of the state.
     let entries: Vec<String> = file.names().filter(|n| n.starts_with(PREFIX)).map(str::to_string).collect();
     for name in entries {
-        let t = file.take(&name).expect("a name the file lists")?;
         if name == STEP {
+            let t = file.take(&name).expect("a name the file lists")?;
             step = match (&t.values, t.shape.as_slice()) {
                 (Values::I64(v), []) => v.first().and_then(|&s| u64::try_from(s).ok()),
                 _ => None,
@@ -80,18 +80,24 @@ pub fn load_optimizer<B: Backend>(
             )));
         };
         let shape = store.value(id).shape();
-        if t.shape != shape {
-            return Err(bad(format!("{name} is {:?} in the file but its parameter is {shape:?}", t.shape)));
+        let file_shape = file.shape(&name).expect("a name the file lists");
+        if file_shape != shape {
+            return Err(bad(format!("{name} is {file_shape:?} in the file but its parameter is {shape:?}")));
         }
-        if t.values.dtype() != run_dtype::<B>() {
-            return Err(bad(format!("{name} is {} but the run computes in {}", t.values.dtype(), run_dtype::<B>())));
+        let dtype = file.dtype(&name).expect("a name the file lists");
+        if dtype != run_dtype::<B>() {
+            return Err(bad(format!("{name} is {dtype} but the run computes in {}", run_dtype::<B>())));
         }
-        let non_finite = t.values.non_finite();
+        let values = file.floats(&name).expect("a name the file lists")?;
+        let (non_finite, _) = values.unfit::<B::Elem>();
         if non_finite > 0 {
             return Err(bad(format!("{name} holds {non_finite} NaN or infinite values; {NOT_WRITTEN_SO}")));
         }
-        let buf = device_tensor(backend, shape, &t.values).ok_or_else(|| bad(format!("{name} is not floating point")))??;
-        slots.entry(id).or_insert_with(|| vec![None; names.len()])[k] = Some(buf.into_buf());
+        let mut buf = backend.zeros(shape.iter().product())?;
+        backend.overwrite(&mut buf, &mut |start, chunk| values.read_into(start, chunk))?;
+        drop(values);
+        file.forget(&name);
+        slots.entry(id).or_insert_with(|| vec![None; names.len()])[k] = Some(buf);
     }
     let counts_steps = optimizer.state().step.is_some();
     if counts_steps != step.is_some() {

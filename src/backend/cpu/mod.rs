@@ -102,6 +102,11 @@ impl<T: Scalar> Backend for Cpu<T> {
         Ok(buf.clone())
     }
 
+    fn overwrite(&self, buf: &mut Vec<T>, fill: &mut dyn FnMut(usize, &mut [T])) -> Result<()> {
+        fill(0, buf);
+        Ok(())
+    }
+
     fn gemm(&self, a: &Vec<T>, b: &Vec<T>, c: &mut Vec<T>, g: Gemm) -> Result<()> {
         gemm::gemm(a, b, c, g)
     }

@@ -253,6 +253,26 @@ impl Backend for Cuda {
         self.download_as(&buf.0)
     }
 
+    fn overwrite(&self, buf: &mut CudaBuf, fill: &mut dyn FnMut(usize, &mut [f32])) -> Result<()> {
+        // 16 MiB of staging: a copy that size is bound by the bus, not the call.
+        const CHUNK: usize = 1 << 22;
+        let len = buf.0.len();
+        if len == 0 {
+            return Ok(());
+        }
+        let dst = self.make_mut(buf)?;
+        let mut host = vec![0f32; CHUNK.min(len)];
+        for start in (0..len).step_by(CHUNK) {
+            let chunk = &mut host[..CHUNK.min(len - start)];
+            fill(start, chunk);
+            let mut view = dst.slice_mut(start..start + chunk.len());
+            self.dev.stream.memcpy_htod(&*chunk, &mut view).map_err(|e| self.dev.error("upload", e))?;
+            // The next chunk refills the staging buffer only once this copy has read it.
+            self.synchronize()?;
+        }
+        Ok(())
+    }
+
     fn gemm(&self, a: &CudaBuf, b: &CudaBuf, c: &mut CudaBuf, g: Gemm) -> Result<()> {
         let Gemm { m, n, k, .. } = g;
         // Checked before make_mut, so a mismatch never copies a shared C.
