@@ -1,13 +1,12 @@
 """Reads the logs `scripts/bench` wrote to DIR and prints issue 14's table:
-each workload's PyTorch and kappa figures over the rounds (min–max) and
-kappa's ratio, taken within each round so that drift between rounds cancels.
+each workload's PyTorch and kappa figures over the rounds (min–max; each a
+median: the anchor's of its runs, criterion's of its samples) and kappa's ratio, taken within each round so that drift between rounds cancels.
 Then the binary's conv kernels as a share of the peaks measured in each round.
 
 Run: python3 bench_table.py DIR ROUNDS
 """
 import json, os, re, sys
 
-UNIT = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 # (row label, kappa criterion id, anchor name, "time" or "rate", target)
 ROWS = [
@@ -22,11 +21,17 @@ ROWS = [
 ]
 
 
-def criterion_medians(text):
-    """Criterion's middle estimate per bench id, in seconds."""
+def criterion_medians(folder):
+    """The median time per bench id, in seconds, from the criterion estimates
+    `scripts/bench` kept of one round. The anchor reports medians too, so the
+    two sides are the same statistic: criterion's printed time estimates the
+    mean, which one slow sample among twenty moves."""
     found = {}
-    for m in re.finditer(r"^(\S+)\s+time:\s+\[\S+ \S+ (\S+) (\S+) \S+ \S+\]", text, re.M):
-        found[m.group(1)] = float(m.group(2)) * UNIT[m.group(3)]
+    for root, _, files in os.walk(folder):
+        if "estimates.json" in files and os.path.basename(root) == "new":
+            bench_id = os.path.relpath(os.path.dirname(root), folder).replace(os.sep, "/")
+            with open(os.path.join(root, "estimates.json"), encoding="utf-8") as f:
+                found[bench_id] = json.load(f)["median"]["point_estimate"] * 1e-9
     return found
 
 
@@ -76,7 +81,7 @@ def print_profile(out, rounds):
 
 def main():
     out, rounds = sys.argv[1], int(sys.argv[2])
-    kappa = [criterion_medians(read(os.path.join(out, f"kappa.{r}.txt"))) for r in range(1, rounds + 1)]
+    kappa = [criterion_medians(os.path.join(out, f"criterion.{r}")) for r in range(1, rounds + 1)]
     torch = [anchor_seconds(read(os.path.join(out, f"torch.{r}.txt"))) for r in range(1, rounds + 1)]
     print("| workload | PyTorch | kappa | kappa vs PyTorch | target |")
     print("| --- | ---: | ---: | ---: | --- |")
