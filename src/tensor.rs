@@ -79,6 +79,11 @@ impl<B: Backend> Tensor<B> {
         &self.buf
     }
 
+    /// Where the buffer lives: tensors that share one (clones, reshapes) give the same address.
+    pub fn buffer_address(&self) -> usize {
+        Arc::as_ptr(&self.buf) as *const () as usize
+    }
+
     /// The buffer, copied only if another tensor shares it.
     pub fn into_buf(self) -> B::Buf {
         Arc::unwrap_or_clone(self.buf)

@@ -204,3 +204,21 @@ fn a_diverging_step_reports_a_non_finite_loss_and_leaves_weights_alone() {
     }
     assert!(diverged.is_some(), "lr 1e9 never produced a non-finite loss");
 }
+
+/// What a forward pass keeps, as the memory check counts it: each value an
+/// op made that the tape holds, a buffer two values share once, and no
+/// constant or value the tape has released.
+#[test]
+fn a_tape_counts_the_values_its_operations_hold_once() {
+    let be = Cpu::<f32>::new();
+    let mut tape = Tape::new(&be);
+    let x = tape.constant(Tensor::zeros(&be, &[2, 3]).unwrap());
+    assert_eq!(tape.held_elements(), 0, "a constant is the caller's");
+    let y = tape.relu(x).unwrap();
+    let flat = tape.reshape(y, &[6]).unwrap();
+    assert_eq!(tape.held_elements(), 6, "a reshape shares its input's buffer");
+    let z = tape.relu(flat).unwrap();
+    assert_eq!(tape.held_elements(), 12);
+    tape.release(z);
+    assert_eq!(tape.held_elements(), 6);
+}

@@ -160,6 +160,16 @@ impl<B: Backend> Tape<B> {
         }
     }
 
+    /// Elements of the values this tape's operations made that it still
+    /// holds, each buffer once: what a forward pass keeps for backward, at
+    /// the least (a backward rule may hold values the tape has released, and
+    /// backward makes gradients besides).
+    pub fn held_elements(&self) -> usize {
+        let mut seen = std::collections::HashSet::new();
+        let made = self.nodes.iter().filter(|n| !n.parents.is_empty());
+        made.filter_map(|n| n.value.as_ref()).filter(|v| seen.insert(v.buffer_address())).map(Tensor::numel).sum()
+    }
+
     /// Back-propagates from `root` (seeded with ones), releasing each node's
     /// saved tensors as soon as its backward rule has run.
     pub fn backward(&mut self, root: Var) -> Result<Gradients<B>> {

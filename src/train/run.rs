@@ -184,8 +184,9 @@ pub fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> 
         Some(all) => (&**all, sources.train.len()),
         None => (&*sources.train, cfg.batch_size),
     };
+    // Before the run directory is made, so a refused run writes nothing.
+    trainer.check_memory(sources.train.example_dims(), batch_size.min(loader.len()), cfg)?;
     if !cfg.analysis.exact_at.is_empty() {
-        // Before the run directory is made, so a refused run writes nothing.
         exact::check_examples(cfg.analysis.exact_examples, loader.len())?;
     }
     let mut run = Run::prepare(cfg, opts, trainer, resumed, &sources, loader, batch_size)?;

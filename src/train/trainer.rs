@@ -4,7 +4,7 @@
 use super::config::{OptimizerKind, TrainConfig};
 use crate::analysis::{matrix_elements, AnalysisConfig, Labels, Subject};
 use crate::autograd::{Gradients, Tape};
-use crate::backend::Backend;
+use crate::backend::{Backend, Device};
 use crate::checkpoint::{self, RunState, Saved};
 use crate::data::{Batch, BatchSource};
 use crate::error::{Error, Result};
@@ -41,7 +41,8 @@ pub struct Trainer<B: Backend> {
 /// and what needs it. A step keeps a gradient and the optimiser's `slots`
 /// beside each weight, and an analysis every layer's Σx and Σ∇h besides.
 /// A checkpoint needs less: it brings one tensor at a time to the host,
-/// beside the weights and slots. Activations are not counted.
+/// beside the weights and slots. [`Trainer::check_memory`] adds the
+/// activations once the batch is known.
 fn least_memory<B: Backend>(model: &dyn Model<B>, slots: usize, analysis: &AnalysisConfig) -> (String, Option<usize>) {
     let params = model.store().params();
     let weights = params.iter().map(|p| p.value.numel()).sum::<usize>();
@@ -87,6 +88,34 @@ impl<B: Backend> Trainer<B> {
         };
         size::bytes(&what, bytes, flags)?;
         Ok(Trainer { backend: backend.clone(), model, optimizer })
+    }
+
+    /// Refuses steps on `batch` examples of shape `dims` that could not fit
+    /// in the memory this process may use: what [`least_memory`] counts,
+    /// plus the activations of `batch` examples, counted in one example's
+    /// forward pass ([`Tape::held_elements`]: a lower bound). The pass is in
+    /// eval mode, so it moves no BN average and draws no dropout mask. A run
+    /// its machine cannot hold stops here, naming the flags that size it,
+    /// rather than being killed in its first step. On a device with memory
+    /// of its own the activations live there, out of the host's limits, and
+    /// running out is an error the device reports: nothing is checked.
+    pub fn check_memory(&mut self, dims: &[usize], batch: usize, cfg: &TrainConfig) -> Result<()> {
+        if self.backend.device() != Device::Cpu {
+            return Ok(());
+        }
+        let mut tape = Tape::new(&self.backend);
+        let one = tape.constant(Tensor::zeros(&self.backend, &[&[1], dims].concat())?);
+        self.model.forward(&mut tape, one, false)?;
+        let per_example = tape.held_elements();
+        drop(tape);
+        let (what, state) = least_memory(self.model.as_ref(), self.optimizer.slot_names().len(), &cfg.analysis);
+        let activations = per_example.checked_mul(batch).and_then(|e| e.checked_mul(std::mem::size_of::<B::Elem>()));
+        let what = format!("{what} plus the activations of {batch} examples ({per_example} values each, at the least)");
+        let flags = match cfg.optimizer {
+            OptimizerKind::Gd => "--limit-train (full-batch descent steps on every example), --depth, --width, --base-width or the model",
+            _ => "--batch-size, --depth, --width, --base-width or the model",
+        };
+        size::bytes(&what, state.zip(activations).and_then(|(s, a)| s.checked_add(a)), flags)
     }
 
     pub fn model(&self) -> &dyn Model<B> {
