@@ -230,11 +230,17 @@ fn bad_flags_name_the_flag() {
     let analysed = in_4gb(&["train", "--width", "13000", "--depth", "3", "--out", out]);
     assert_error(&analysed, &["--analyze-every 0", "training mlp 3×13000", "analysing its 3 layers' Σx and Σ∇h", "needs at least 4.5 GiB"]);
     // A step's activations count too: ResNet-20's on the 12,000 synthetic examples at once.
-    let resnet = ["train", "--model", "resnet", "--depth", "20", "--data", "synthetic-cifar", "--analyze-every", "0", "--out", out];
-    let batch = in_4gb(&[&resnet[..], &["--batch-size", "12000"]].concat());
-    assert_error(&batch, &["--batch-size, --depth", "training resnet-20", "plus the activations of 12000 examples", "needs at least"]);
+    let resnet = ["train", "--model", "resnet", "--depth", "20", "--data", "synthetic-cifar", "--out", out];
+    let batch = in_4gb(&[&resnet[..], &["--batch-size", "12000", "--analyze-every", "0"]].concat());
+    assert_error(
+        &batch,
+        &["--batch-size, --depth", "or the model:", "training resnet-20", "plus the activations of 12000 examples", "needs at least"],
+    );
+    // Analysed, the flags say how to turn the analysis off too.
     let full = in_4gb(&[&resnet[..], &["--optimizer", "gd"]].concat());
-    assert_error(&full, &["--limit-train (full-batch descent steps on every example)", "the activations of 12000 examples"]);
+    let flags =
+        "--limit-train (full-batch descent steps on every example), --depth, --width, --base-width or the model (or --analyze-every 0";
+    assert_error(&full, &[flags, "the activations of 12000 examples"]);
     assert!([&wide, &adam, &analysed, &batch, &full].iter().all(|o| named_limit(o)), "{}\n{}", stderr(&wide), stderr(&adam));
     assert!(!Path::new(out).exists(), "a refused run wrote {out}");
 }

@@ -58,6 +58,17 @@ fn least_memory<B: Backend>(model: &dyn Model<B>, slots: usize, analysis: &Analy
     (what, elements.and_then(|e| e.checked_mul(std::mem::size_of::<B::Elem>())))
 }
 
+/// The flags that size what [`least_memory`] counts, after `batch`, the
+/// flag that sizes a step's batch where its activations count too.
+fn sizing_flags(cfg: &TrainConfig, batch: Option<&str>) -> String {
+    let mut flags = batch.map_or(String::new(), |b| format!("{b}, "));
+    flags += "--depth, --width, --base-width or the model";
+    if cfg.analysis.enabled() {
+        flags += " (or --analyze-every 0 and no --analyze-at)";
+    }
+    flags
+}
+
 impl<B: Backend> Trainer<B> {
     /// A trainer for examples of shape `dims` (e.g. `[3, 32, 32]`) in `classes` classes.
     pub fn new(backend: &B, cfg: &TrainConfig, dims: &[usize], classes: usize) -> Result<Self> {
@@ -81,12 +92,7 @@ impl<B: Backend> Trainer<B> {
         };
         // Refused here, before a step, an analysis or a checkpoint would abort in the allocator.
         let (what, bytes) = least_memory(model.as_ref(), optimizer.slot_names().len(), &cfg.analysis);
-        let flags = if cfg.analysis.enabled() {
-            "--depth, --width, --base-width or the model (or --analyze-every 0 and no --analyze-at)"
-        } else {
-            "--depth, --width, --base-width or the model"
-        };
-        size::bytes(&what, bytes, flags)?;
+        size::bytes(&what, bytes, &sizing_flags(cfg, None))?;
         Ok(Trainer { backend: backend.clone(), model, optimizer })
     }
 
@@ -111,11 +117,11 @@ impl<B: Backend> Trainer<B> {
         let (what, state) = least_memory(self.model.as_ref(), self.optimizer.slot_names().len(), &cfg.analysis);
         let activations = per_example.checked_mul(batch).and_then(|e| e.checked_mul(std::mem::size_of::<B::Elem>()));
         let what = format!("{what} plus the activations of {batch} examples ({per_example} values each, at the least)");
-        let flags = match cfg.optimizer {
-            OptimizerKind::Gd => "--limit-train (full-batch descent steps on every example), --depth, --width, --base-width or the model",
-            _ => "--batch-size, --depth, --width, --base-width or the model",
+        let batch_flag = match cfg.optimizer {
+            OptimizerKind::Gd => "--limit-train (full-batch descent steps on every example)",
+            _ => "--batch-size",
         };
-        size::bytes(&what, state.zip(activations).and_then(|(s, a)| s.checked_add(a)), flags)
+        size::bytes(&what, state.zip(activations).and_then(|(s, a)| s.checked_add(a)), &sizing_flags(cfg, Some(batch_flag)))
     }
 
     pub fn model(&self) -> &dyn Model<B> {
