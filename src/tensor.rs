@@ -80,7 +80,7 @@ impl<B: Backend> Tensor<B> {
     }
 
     /// Where the buffer lives: tensors that share one (clones, reshapes) give the same address.
-    pub fn buffer_address(&self) -> usize {
+    pub(crate) fn buffer_address(&self) -> usize {
         Arc::as_ptr(&self.buf) as *const () as usize
     }
 

@@ -1,7 +1,7 @@
 //! Between device buffers and host tensors, in the backend's element type, so
 //! a checkpoint holds exactly the values the run computed with.
 
-use super::file::{Entry, HostTensor, Values};
+use super::file::{Entry, Floats, HostTensor, Values};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::scalar::Scalar;
@@ -58,4 +58,10 @@ impl<B: Backend> Entry for Stored<'_, B> {
             Stored::Host(t) => t.values(),
         }
     }
+}
+
+/// Overwrites `buf` with `values`, read where they lie in their file and
+/// rounded to the backend's type; their pages go back once read.
+pub fn overwrite_from<B: Backend>(backend: &B, buf: &mut B::Buf, values: Floats) -> Result<()> {
+    backend.overwrite(buf, &mut |start, chunk| values.read_into(start, chunk))
 }

@@ -349,10 +349,6 @@ pub struct Floats<'a> {
 }
 
 impl Floats<'_> {
-    pub fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-
     /// How many values are NaN or infinite, and how many more turn infinite
     /// rounded to `T` (an f64 past f32's range).
     pub fn unfit<T: Scalar>(&self) -> (usize, usize) {

@@ -1,7 +1,7 @@
 //! A model's parameters and buffers under their PyTorch names, and loading
 //! them back with every name and shape checked.
 
-use super::convert::{run_dtype, Stored};
+use super::convert::{overwrite_from, run_dtype, Stored};
 use super::file::{HostTensor, MappedFile, Values};
 use super::optimizer::PREFIX as OPTIMIZER_PREFIX;
 use crate::backend::Backend;
@@ -114,8 +114,7 @@ pub fn load_model<B: Backend>(model: &mut dyn Model<B>, backend: &B, file: &mut 
             Slot::Buffer(id) => store.buffer_mut(id),
         };
         let values = file.floats(&name).expect("every expected tensor was checked above")?;
-        backend.overwrite(tensor.buf_mut(), &mut |start, chunk| values.read_into(start, chunk))?;
-        drop(values);
+        overwrite_from(backend, tensor.buf_mut(), values)?;
         file.forget(&name);
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! Optimiser state as tensors: `optimizer.<parameter>.<slot>` (PyTorch's slot
 //! names: `momentum_buffer`, `exp_avg`, `exp_avg_sq`) and `optimizer.step`.
 
-use super::convert::{run_dtype, Stored};
+use super::convert::{overwrite_from, run_dtype, Stored};
 use super::file::{HostTensor, MappedFile, Values};
 use super::model::NOT_WRITTEN_SO;
 use crate::backend::Backend;
@@ -94,8 +94,7 @@ pub fn load_optimizer<B: Backend>(
             return Err(bad(format!("{name} holds {non_finite} NaN or infinite values; {NOT_WRITTEN_SO}")));
         }
         let mut buf = backend.zeros(shape.iter().product())?;
-        backend.overwrite(&mut buf, &mut |start, chunk| values.read_into(start, chunk))?;
-        drop(values);
+        overwrite_from(backend, &mut buf, values)?;
         file.forget(&name);
         slots.entry(id).or_insert_with(|| vec![None; names.len()])[k] = Some(buf);
     }
