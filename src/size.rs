@@ -1,7 +1,8 @@
 //! Sizes the command line asks for, checked before anything is allocated: a
 //! product of dimensions that overflows, or that could not fit in the
-//! memory this process may use, is an error naming what asked for it and the
-//! flags that set it, not an overflow panic or an allocation abort.
+//! memory this process may use (or, for values on a device, the device's
+//! own), is an error naming what asked for it and the flags that set it, not
+//! an overflow panic or an allocation abort.
 
 use std::path::Path;
 
@@ -12,7 +13,7 @@ use crate::error::{Error, Result};
 /// each. `what` names the array, `flags` the options that set its size.
 pub fn elements(what: &str, dims: &[usize], flags: &str) -> Result<usize> {
     let n = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-    match exceeded(n.and_then(|n| n.checked_mul(8))) {
+    match exceeded(n.and_then(|n| n.checked_mul(8)), Limit::least()) {
         // Within the limit, so the count did not overflow.
         None => Ok(n.unwrap_or_default()),
         Some(limit) => {
@@ -22,11 +23,21 @@ pub fn elements(what: &str, dims: &[usize], flags: &str) -> Result<usize> {
     }
 }
 
+/// Where the values being counted live.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Memory {
+    /// The host's: bound by the least of the limits that can be read here.
+    Host,
+    /// The memory of a device's own, `bytes` of it, on the device `name`
+    /// (as `--device` gives it): the host's limits do not bind it.
+    Device { name: String, bytes: usize },
+}
+
 /// Checks that `bytes` (`None` where counting them overflowed) could fit in
-/// the memory this process may use. `what` names what needs them, `flags`
-/// the options that set their size.
-pub fn bytes(what: &str, bytes: Option<usize>, flags: &str) -> Result<()> {
-    match exceeded(bytes) {
+/// `memory`. `what` names what needs them, `flags` the options that set
+/// their size.
+pub fn bytes(memory: &Memory, what: &str, bytes: Option<usize>, flags: &str) -> Result<()> {
+    match exceeded(bytes, Limit::of(memory)) {
         None => Ok(()),
         Some(limit) => {
             let need = bytes.map_or("more bytes than a usize counts".to_string(), |b| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64));
@@ -35,20 +46,19 @@ pub fn bytes(what: &str, bytes: Option<usize>, flags: &str) -> Result<()> {
     }
 }
 
-/// The limit `bytes` (`None`: past counting) exceeds, if any.
-fn exceeded(bytes: Option<usize>) -> Option<Limit> {
-    let limit = Limit::least();
-    (bytes.is_none_or(|b| b > limit.bytes)).then_some(limit)
+/// `limit`, if `bytes` (`None`: past counting) exceed it.
+fn exceeded(bytes: Option<usize>, limit: Limit) -> Option<Limit> {
+    bytes.is_none_or(|b| b > limit.bytes).then_some(limit)
 }
 
 /// A bound on the memory this process may use, and what sets it.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 struct Limit {
     bytes: usize,
     source: Source,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 enum Source {
     /// `MemTotal` in /proc/meminfo.
     Machine,
@@ -58,9 +68,18 @@ enum Source {
     AddressSpace,
     /// None could be read: the largest allocation Rust allows.
     Unknown,
+    /// The memory of the device named.
+    Device(String),
 }
 
 impl Limit {
+    fn of(memory: &Memory) -> Limit {
+        match memory {
+            Memory::Host => Limit::least(),
+            Memory::Device { name, bytes } => Limit { bytes: *bytes, source: Source::Device(name.clone()) },
+        }
+    }
+
     /// The least of the limits that can be read here.
     fn least() -> Limit {
         let of = |source| move |bytes| Limit { bytes, source };
@@ -79,11 +98,12 @@ impl Limit {
 impl std::fmt::Display for Limit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let gib = self.bytes as f64 / (1u64 << 30) as f64;
-        match self.source {
+        match &self.source {
             Source::Machine => write!(f, "this machine's {gib:.1} GiB of memory"),
             Source::Cgroup => write!(f, "the {gib:.1} GiB of memory this process's cgroup allows"),
             Source::AddressSpace => write!(f, "the {gib:.1} GiB of address space `ulimit -v` allows"),
             Source::Unknown => write!(f, "the {gib:.1} GiB Rust can allocate"),
+            Source::Device(name) => write!(f, "{name}'s {gib:.1} GiB of memory"),
         }
     }
 }
@@ -159,12 +179,17 @@ mod tests {
 
     #[test]
     fn bytes_past_the_limit_are_errors_naming_the_flags() {
-        assert!(bytes("a model", Some(1 << 20), "--width").is_ok());
+        assert!(bytes(&Memory::Host, "a model", Some(1 << 20), "--width").is_ok());
         let limit = Limit::least().bytes;
         for need in [Some(limit + 1), None] {
-            let e = bytes("a model", need, "--width").unwrap_err().to_string();
+            let e = bytes(&Memory::Host, "a model", need, "--width").unwrap_err().to_string();
             assert!(e.contains("--width") && e.contains("a model needs at least") && e.contains(", more than "), "{e}");
         }
+        // A device's own memory binds alone, above or below the host's.
+        let device = |bytes| Memory::Device { name: "cuda:1".into(), bytes };
+        assert!(bytes(&device(limit + 2), "a model", Some(limit + 1), "--width").is_ok());
+        let e = bytes(&device(3 << 30), "a model", Some((3 << 30) + 1), "--width").unwrap_err().to_string();
+        assert!(e.contains("a model needs at least 3.0 GiB, more than cuda:1's 3.0 GiB of memory"), "{e}");
     }
 
     #[test]

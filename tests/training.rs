@@ -222,3 +222,25 @@ fn a_tape_counts_the_values_its_operations_hold_once() {
     tape.release(z);
     assert_eq!(tape.held_elements(), 6);
 }
+
+/// A batch is sized against the memory the run's values live in: a
+/// device's own (the stand-in's 16 GiB on `cuda:0`), or else the host's.
+#[test]
+fn a_batch_is_sized_against_the_memory_of_its_device() {
+    let (cfg, split) = (config(1), synthetic());
+    let dims = &split.train.dims;
+    let named = on_test_device!(be => {
+        let mut t = Trainer::new(be, &cfg, dims, split.train.classes).unwrap();
+        t.check_memory(dims, 64, &cfg).unwrap();
+        let e = t.check_memory(dims, 1 << 40, &cfg).unwrap_err().to_string();
+        assert!(e.contains("--batch-size") && e.contains("plus the activations of 1099511627776 examples"), "{e}");
+        e
+    });
+    let limits = match common::test_device() {
+        kappa::backend::Device::Cpu => {
+            ["this machine's", "cgroup allows", "`ulimit -v` allows", "Rust can allocate"].map(String::from).to_vec()
+        }
+        d => vec![format!("{d}'s ")],
+    };
+    assert!(limits.iter().any(|l| named.contains(l.as_str())), "{named} names none of {limits:?}");
+}

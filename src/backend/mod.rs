@@ -108,6 +108,11 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     type Buf: Clone + Debug + Send + Sync;
 
     fn device(&self) -> Device;
+    /// The bytes of memory of its own the device has, where its buffers
+    /// live; `None` for one whose buffers live in the host's memory.
+    fn own_memory(&self) -> Option<usize> {
+        None
+    }
 
     // ---- memory ----
     fn len(&self, buf: &Self::Buf) -> usize;

@@ -4,7 +4,7 @@
 use super::config::{OptimizerKind, TrainConfig};
 use crate::analysis::{matrix_elements, AnalysisConfig, Labels, Subject};
 use crate::autograd::{Gradients, Tape};
-use crate::backend::{Backend, Device};
+use crate::backend::Backend;
 use crate::checkpoint::{self, RunState, Saved};
 use crate::data::{Batch, BatchSource};
 use crate::error::{Error, Result};
@@ -58,6 +58,15 @@ fn least_memory<B: Backend>(model: &dyn Model<B>, slots: usize, analysis: &Analy
     (what, elements.and_then(|e| e.checked_mul(std::mem::size_of::<B::Elem>())))
 }
 
+/// Where a run's weights, gradients, slots, analysis matrices and
+/// activations live: a device's own memory, or else the host's.
+fn memory<B: Backend>(backend: &B) -> size::Memory {
+    match backend.own_memory() {
+        Some(bytes) => size::Memory::Device { name: backend.device().to_string(), bytes },
+        None => size::Memory::Host,
+    }
+}
+
 /// The flags that size what [`least_memory`] counts, after `batch`, the
 /// flag that sizes a step's batch where its activations count too.
 fn sizing_flags(cfg: &TrainConfig, batch: Option<&str>) -> String {
@@ -92,23 +101,19 @@ impl<B: Backend> Trainer<B> {
         };
         // Refused here, before a step, an analysis or a checkpoint would abort in the allocator.
         let (what, bytes) = least_memory(model.as_ref(), optimizer.slot_names().len(), &cfg.analysis);
-        size::bytes(&what, bytes, &sizing_flags(cfg, None))?;
+        size::bytes(&memory(backend), &what, bytes, &sizing_flags(cfg, None))?;
         Ok(Trainer { backend: backend.clone(), model, optimizer })
     }
 
     /// Refuses steps on `batch` examples of shape `dims` that could not fit
-    /// in the memory this process may use: what [`least_memory`] counts,
-    /// plus the activations of `batch` examples, counted in one example's
-    /// forward pass ([`Tape::held_elements`]: a lower bound). The pass is in
-    /// eval mode, so it moves no BN average and draws no dropout mask. A run
-    /// its machine cannot hold stops here, naming the flags that size it,
-    /// rather than being killed in its first step. On a device with memory
-    /// of its own the activations live there, out of the host's limits, and
-    /// running out is an error the device reports: nothing is checked.
+    /// in the memory the run's values live in ([`memory`]): what
+    /// [`least_memory`] counts, plus the activations of `batch` examples,
+    /// counted in one example's forward pass ([`Tape::held_elements`]: a
+    /// lower bound). The pass is in eval mode, so it moves no BN average and
+    /// draws no dropout mask. A run its machine cannot hold stops here,
+    /// naming the flags that size it, rather than being killed in its first
+    /// step.
     pub fn check_memory(&mut self, dims: &[usize], batch: usize, cfg: &TrainConfig) -> Result<()> {
-        if self.backend.device() != Device::Cpu {
-            return Ok(());
-        }
         let mut tape = Tape::new(&self.backend);
         let one = tape.constant(Tensor::zeros(&self.backend, &[&[1], dims].concat())?);
         self.model.forward(&mut tape, one, false)?;
@@ -121,7 +126,8 @@ impl<B: Backend> Trainer<B> {
             OptimizerKind::Gd => "--limit-train (full-batch descent steps on every example)",
             _ => "--batch-size",
         };
-        size::bytes(&what, state.zip(activations).and_then(|(s, a)| s.checked_add(a)), &sizing_flags(cfg, Some(batch_flag)))
+        let bytes = state.zip(activations).and_then(|(s, a)| s.checked_add(a));
+        size::bytes(&memory(&self.backend), &what, bytes, &sizing_flags(cfg, Some(batch_flag)))
     }
 
     pub fn model(&self) -> &dyn Model<B> {

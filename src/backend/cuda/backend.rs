@@ -229,6 +229,10 @@ impl Backend for Cuda {
         DeviceName::Cuda(self.dev.info.ordinal)
     }
 
+    fn own_memory(&self) -> Option<usize> {
+        Some(self.dev.info.total_mem)
+    }
+
     fn len(&self, buf: &CudaBuf) -> usize {
         buf.0.len()
     }
