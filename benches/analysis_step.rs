@@ -10,7 +10,7 @@ use kappa::autograd::Tape;
 use kappa::backend::cpu::Cpu;
 use kappa::backend::Backend;
 use kappa::models::{Mlp, MlpConfig, Model};
-use kappa::nn::Init;
+use kappa::nn::{Init, Weights};
 use kappa::rng::Rng;
 use kappa::tensor::Tensor;
 
@@ -28,7 +28,7 @@ fn analysis_step(c: &mut Criterion) {
     for bn in [false, true] {
         // The anchor's init: PyTorch's default Linear init is LeCun-uniform-like; LeCun here.
         let cfg = MlpConfig { inputs: d, depth: 20, width: 256, classes, bn, init: Init::Lecun, bn_momentum: 0.1 };
-        let mut model = Mlp::new(&be, cfg, 0).unwrap();
+        let mut model = Mlp::new(&be, cfg, 0, Weights::Drawn).unwrap();
         let name = format!("mlp20x256_b1024_analysis_{}", if bn { "bn" } else { "plain" });
         let mut stream = 0;
         c.bench_function(&name, |b| {

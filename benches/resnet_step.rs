@@ -7,6 +7,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kappa::autograd::Tape;
 use kappa::backend::cpu::Cpu;
 use kappa::models::{Family, Model, ResNet, ResNetConfig, Variant};
+use kappa::nn::Weights;
 use kappa::optim::{Optimizer, Sgd};
 use kappa::rng::Rng;
 use kappa::tensor::Tensor;
@@ -30,7 +31,7 @@ fn resnet_step(c: &mut Criterion) {
     g.sample_size(10).throughput(Throughput::Elements(n as u64));
     for depth in depths {
         let config = ResNetConfig::new(Variant::Resnet, Family::Cifar, depth, classes);
-        let mut model = ResNet::new(&be, config, 0).unwrap();
+        let mut model = ResNet::new(&be, config, 0, Weights::Drawn).unwrap();
         let mut opt = Sgd::new(&be, 0.9, 1e-4, false);
         g.bench_function(format!("resnet{depth}"), |b| {
             b.iter(|| {

@@ -7,7 +7,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use kappa::autograd::Tape;
 use kappa::backend::cpu::Cpu;
 use kappa::models::{Mlp, MlpConfig, Model};
-use kappa::nn::Init;
+use kappa::nn::{Init, Weights};
 use kappa::optim::{Optimizer, Sgd};
 use kappa::rng::Rng;
 use kappa::tensor::Tensor;
@@ -27,7 +27,7 @@ fn mlp_step(c: &mut Criterion) {
     let x = Tensor::from_f64s(&be, &[n, d], x).unwrap();
     for bn in [false, true] {
         let cfg = MlpConfig { inputs: d, depth: 20, width: 256, classes, bn, init: Init::He, bn_momentum: 0.1 };
-        let mut model = Mlp::new(&be, cfg, 0).unwrap();
+        let mut model = Mlp::new(&be, cfg, 0, Weights::Drawn).unwrap();
         let mut opt = Sgd::new(&be, 0.9, 0.0, false);
         let name = format!("mlp20x256_b1024_step_{}", if bn { "bn" } else { "plain" });
         c.bench_function(&name, |b| {

@@ -8,7 +8,7 @@ use kappa::backend::cpu::Cpu;
 use kappa::backend::Backend;
 use kappa::data::Batch;
 use kappa::models::Model;
-use kappa::nn::{Init, Linear};
+use kappa::nn::{Draws, Init, Linear};
 use kappa::param::ParamStore;
 use kappa::rng::Rng;
 use kappa::tensor::Tensor;
@@ -71,7 +71,8 @@ impl LinearSoftmax {
     fn zero(inputs: usize, classes: usize) -> Self {
         let be = B::new();
         let mut store = ParamStore::default();
-        let linear = Linear::new(&mut store, &be, "linear", inputs, classes, true, Init::Lecun, 1, &mut Rng::new(0, 0)).unwrap();
+        let linear =
+            Linear::new(&mut store, &be, "linear", inputs, classes, true, Init::Lecun, 1, &mut Draws::from_rng(Rng::new(0, 0))).unwrap();
         store.param_mut(linear.weight).value = Tensor::zeros(&be, &[classes, inputs]).unwrap();
         LinearSoftmax { linear, store }
     }

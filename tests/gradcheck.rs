@@ -33,7 +33,7 @@
 use kappa::autograd::{Tape, Var};
 use kappa::backend::cpu::Cpu;
 use kappa::models::{Family, Mlp, MlpConfig, Model, ResNet, ResNetConfig, ShortcutKind, Variant};
-use kappa::nn::Init;
+use kappa::nn::{Init, Weights};
 use kappa::rng::Rng;
 use kappa::tensor::Tensor;
 
@@ -854,7 +854,7 @@ fn mlp_config(bn: bool) -> MlpConfig {
 /// An MLP whose biases, γ and β are random (the initialiser leaves them 0 and 1).
 fn random_mlp(bn: bool, seed: u64) -> Mlp<B> {
     let be = backend();
-    let mut model = Mlp::new(&be, mlp_config(bn), seed).expect("mlp");
+    let mut model = Mlp::new(&be, mlp_config(bn), seed, Weights::Drawn).expect("mlp");
     let mut rng = Rng::new(seed, 99);
     let ids: Vec<_> = model.store().ids().collect();
     for id in ids {
@@ -986,7 +986,7 @@ fn plain_mlp() {
 /// biases and scalars, on 6×6 images.
 fn random_resnet(variant: Variant, shortcut: ShortcutKind, seed: u64) -> ResNet<B> {
     let config = ResNetConfig { in_channels: 2, shortcut, ..ResNetConfig::new(variant, Family::Cifar, 8, 3) };
-    let mut model = ResNet::new(&backend(), config, seed).expect("resnet");
+    let mut model = ResNet::new(&backend(), config, seed, Weights::Drawn).expect("resnet");
     let mut rng = Rng::new(seed, 98);
     let ids: Vec<_> = model.store().ids().collect();
     for id in ids {

@@ -4,12 +4,13 @@
 use kappa::autograd::Tape;
 use kappa::backend::cpu::Cpu;
 use kappa::models::{Family, Model, ResNet, ResNetConfig, ShortcutKind, Variant, Vgg16, VARIANTS};
+use kappa::nn::Weights;
 use kappa::tensor::Tensor;
 
 type B = Cpu<f32>;
 
 fn params(variant: Variant, family: Family, depth: usize, classes: usize) -> usize {
-    ResNet::<B>::new(&Cpu::new(), ResNetConfig::new(variant, family, depth, classes), 0).unwrap().store().count()
+    ResNet::<B>::new(&Cpu::new(), ResNetConfig::new(variant, family, depth, classes), 0, Weights::Zero).unwrap().store().count()
 }
 
 #[test]
@@ -27,6 +28,7 @@ fn parameter_totals_match_the_published_ones() {
         &Cpu::new(),
         ResNetConfig { shortcut: ShortcutKind::B, ..ResNetConfig::new(Variant::Resnet, Family::Cifar, 20, 10) },
         0,
+        Weights::Zero,
     );
     assert_eq!(b.unwrap().store().count(), 269_722 + 2752);
     assert_eq!(params(Variant::Resnet, Family::Imagenet, 18, 1000), 11_689_512);
@@ -43,7 +45,7 @@ fn parameter_totals_match_the_published_ones() {
 #[test]
 fn vgg16_has_sixteen_weight_layers_and_the_bn_vgg16_parameter_count() {
     let be = Cpu::<f32>::new();
-    let mut m = Vgg16::<B>::new(&be, 3, 64, 10, 0).unwrap();
+    let mut m = Vgg16::<B>::new(&be, 3, 64, 10, 0, Weights::Drawn).unwrap();
     assert_eq!(m.store().layers(), 16);
     // Convs 14,710,464 weights + their BNs 2 × 4,224; two 512×512 hidden layers
     // with BN, no bias; 512×10 + 10 classifier.
@@ -63,19 +65,19 @@ fn vgg16_has_sixteen_weight_layers_and_the_bn_vgg16_parameter_count() {
     let err = m.forward(&mut tape, small, false).err().unwrap().to_string();
     assert!(err.contains("vgg16") && err.contains("H ≥ 32"), "{err}");
     // A quarter of the width: every conv a sixteenth of the weights, BNs a quarter.
-    let narrow = Vgg16::<B>::new(&be, 3, 16, 10, 0).unwrap().store().count();
+    let narrow = Vgg16::<B>::new(&be, 3, 16, 10, 0, Weights::Zero).unwrap().store().count();
     let convs16: usize = [(3, 16), (16, 16), (16, 32), (32, 32), (32, 64), (64, 64), (64, 64)]
         .iter()
         .chain(&[(64, 128), (128, 128), (128, 128), (128, 128), (128, 128), (128, 128)])
         .map(|&(i, o)| 9 * i * o + 2 * o)
         .sum();
     assert_eq!(narrow, convs16 + 2 * (128 * 128 + 2 * 128) + 128 * 10 + 10);
-    assert!(Vgg16::<B>::new(&be, 3, 0, 10, 0).err().unwrap().to_string().contains("--base-width"));
+    assert!(Vgg16::<B>::new(&be, 3, 0, 10, 0, Weights::Zero).err().unwrap().to_string().contains("--base-width"));
 }
 
 #[test]
 fn names_follow_torchvision() {
-    let m = ResNet::<B>::new(&Cpu::new(), ResNetConfig::new(Variant::Resnet, Family::Imagenet, 18, 1000), 0).unwrap();
+    let m = ResNet::<B>::new(&Cpu::new(), ResNetConfig::new(Variant::Resnet, Family::Imagenet, 18, 1000), 0, Weights::Zero).unwrap();
     let names: Vec<&str> = m.store().params().iter().map(|p| p.name.as_str()).collect();
     for want in [
         "conv1.weight",
@@ -99,11 +101,11 @@ fn names_follow_torchvision() {
 #[test]
 fn layers_count_convs_and_the_last_linear() {
     // depth = weight layers on the main path: 6n+2 convs and fc.
-    let m = ResNet::<B>::new(&Cpu::new(), ResNetConfig::new(Variant::Resnet, Family::Cifar, 20, 10), 0).unwrap();
+    let m = ResNet::<B>::new(&Cpu::new(), ResNetConfig::new(Variant::Resnet, Family::Cifar, 20, 10), 0, Weights::Drawn).unwrap();
     assert_eq!(m.store().layers(), 20);
     let fc = m.store().params().iter().find(|p| p.name == "fc.weight").unwrap();
     assert_eq!(fc.layer, 20);
-    let tau = ResNet::<B>::new(&Cpu::new(), ResNetConfig::new(Variant::TauResnetNobn, Family::Cifar, 20, 10), 0).unwrap();
+    let tau = ResNet::<B>::new(&Cpu::new(), ResNetConfig::new(Variant::TauResnetNobn, Family::Cifar, 20, 10), 0, Weights::Drawn).unwrap();
     let t = tau.store().params().iter().find(|p| p.name == "tau").unwrap();
     assert!((t.value.scalar(&Cpu::new()).unwrap() - 1.0 / 3.0).abs() < 1e-7, "τ = 1/√9 blocks");
     assert_eq!((t.lr_scale, t.grad_scale), (0.1, 1.0 / 9.0));
@@ -114,7 +116,10 @@ fn layers_count_convs_and_the_last_linear() {
 #[test]
 fn bad_depths_are_argument_errors() {
     for (family, depth) in [(Family::Cifar, 21), (Family::Cifar, 2), (Family::Imagenet, 20)] {
-        let err = ResNet::<B>::new(&Cpu::new(), ResNetConfig::new(Variant::Resnet, family, depth, 10), 0).err().unwrap().to_string();
+        let err = ResNet::<B>::new(&Cpu::new(), ResNetConfig::new(Variant::Resnet, family, depth, 10), 0, Weights::Zero)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("--depth") && err.contains(&depth.to_string()), "{err}");
     }
 }
@@ -124,7 +129,7 @@ fn every_variant_maps_images_to_logits() {
     let be = Cpu::<f32>::new();
     for &(variant, name, _) in VARIANTS {
         assert_eq!(Variant::from_name(name), Some(variant));
-        let mut m = ResNet::<B>::new(&be, ResNetConfig::new(variant, Family::Cifar, 8, 7), 1).unwrap();
+        let mut m = ResNet::<B>::new(&be, ResNetConfig::new(variant, Family::Cifar, 8, 7), 1, Weights::Drawn).unwrap();
         for train in [true, false] {
             let mut tape = Tape::new(&be);
             let x = tape.constant(Tensor::full(&be, &[2, 3, 12, 12], 0.5).unwrap());

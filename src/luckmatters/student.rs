@@ -6,7 +6,7 @@ use super::teacher::{Activations, Dense, Teacher};
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::nn::{BatchNorm, Init, Linear};
+use crate::nn::{BatchNorm, Draws, Init, Linear};
 use crate::param::ParamStore;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -32,12 +32,12 @@ impl<B: Backend> Student<B> {
         if sizes.len() < 2 || sizes.contains(&0) {
             return Err(Error::arg("student", format!("layer sizes {sizes:?}: need at least an input and an output, none zero")));
         }
-        let mut rng = Rng::named(seed, "luckmatters/student");
+        let mut draws = Draws::from_rng(Rng::named(seed, "luckmatters/student"));
         let mut store = ParamStore::default();
         let mut linear = |store: &mut ParamStore<B>, name: &str, inputs: usize, outputs: usize, layer: usize| -> Result<Linear> {
-            let l = Linear::new(store, backend, name, inputs, outputs, true, Init::UniformFanIn, layer, &mut rng)?;
+            let l = Linear::new(store, backend, name, inputs, outputs, true, Init::UniformFanIn, layer, &mut draws)?;
             let a = 1.0 / (inputs as f64).sqrt();
-            let b: Vec<f64> = (0..outputs).map(|_| rng.uniform_in(-a, a)).collect();
+            let b = draws.uniform(outputs, -a, a);
             if let Some(id) = l.bias {
                 store.param_mut(id).value = Tensor::from_f64s(backend, &[outputs], b)?;
             }

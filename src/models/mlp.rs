@@ -5,9 +5,8 @@ use super::Model;
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::nn::{BatchNorm, Init, Linear};
+use crate::nn::{BatchNorm, Draws, Init, Linear, Weights};
 use crate::param::ParamStore;
-use crate::rng::Rng;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MlpConfig {
@@ -34,7 +33,8 @@ pub struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
-    pub fn new(backend: &B, config: MlpConfig, seed: u64) -> Result<Self> {
+    /// The net with its weights drawn from `seed`, or zero (see [`Weights`]).
+    pub fn new(backend: &B, config: MlpConfig, seed: u64, weights: Weights) -> Result<Self> {
         if config.depth < 2 {
             return Err(Error::arg("--depth", format!("{} linear layers; an MLP needs at least 2", config.depth)));
         }
@@ -43,14 +43,23 @@ impl<B: Backend> Mlp<B> {
         }
         // All layers together, before the first is allocated.
         crate::size::elements("the hidden layers' weights", &[config.depth - 1, config.width, config.width], "--depth or --width")?;
-        let mut rng = Rng::named(seed, "init");
+        let mut draws = Draws::new(seed, weights);
         let mut store = ParamStore::default();
         let mut hidden = Vec::new();
         let mut fan_in = config.inputs;
         for k in 1..config.depth {
             // With BN the bias is redundant (β plays its part), as in the paper's nets.
-            let linear =
-                Linear::new(&mut store, backend, &format!("layers.{}", k - 1), fan_in, config.width, !config.bn, config.init, k, &mut rng)?;
+            let linear = Linear::new(
+                &mut store,
+                backend,
+                &format!("layers.{}", k - 1),
+                fan_in,
+                config.width,
+                !config.bn,
+                config.init,
+                k,
+                &mut draws,
+            )?;
             let bn = config
                 .bn
                 .then(|| BatchNorm::new(&mut store, backend, &format!("bns.{}", k - 1), config.width, k, config.bn_momentum))
@@ -58,7 +67,7 @@ impl<B: Backend> Mlp<B> {
             hidden.push(Hidden { linear, bn });
             fan_in = config.width;
         }
-        let output = Linear::new(&mut store, backend, "output", fan_in, config.classes, true, config.init, config.depth, &mut rng)?;
+        let output = Linear::new(&mut store, backend, "output", fan_in, config.classes, true, config.init, config.depth, &mut draws)?;
         Ok(Mlp { config, hidden, output, store })
     }
 

@@ -7,9 +7,8 @@ use super::Model;
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::nn::{BatchNorm, Conv2d, ConvSpec, Init, Linear};
+use crate::nn::{BatchNorm, Conv2d, ConvSpec, Draws, Init, Linear, Weights};
 use crate::param::ParamStore;
-use crate::rng::Rng;
 
 /// The published first-stage width.
 pub const WIDTH: usize = 64;
@@ -29,12 +28,13 @@ pub struct Vgg16<B: Backend> {
 }
 
 impl<B: Backend> Vgg16<B> {
-    /// The net with `width` first-stage channels (the published 64 gives 512 at the top).
-    pub fn new(backend: &B, in_channels: usize, width: usize, classes: usize, seed: u64) -> Result<Self> {
+    /// The net with `width` first-stage channels (the published 64 gives 512 at
+    /// the top), its weights drawn from `seed` or zero (see [`Weights`]).
+    pub fn new(backend: &B, in_channels: usize, width: usize, classes: usize, seed: u64, weights: Weights) -> Result<Self> {
         if width == 0 {
             return Err(Error::arg("--base-width", "must be at least 1"));
         }
-        let mut rng = Rng::named(seed, "init");
+        let mut draws = Draws::new(seed, weights);
         let mut store = ParamStore::default();
         let mut layer = 0;
         let mut c_in = in_channels;
@@ -46,7 +46,7 @@ impl<B: Backend> Vgg16<B> {
                 layer += 1;
                 let name = format!("features.{s}.{i}");
                 let spec = ConvSpec { c_in, c_out, k: 3, stride: 1, pad: 1 };
-                let conv = Conv2d::new(&mut store, backend, &format!("{name}.conv"), spec, Init::HeFanOut, layer, &mut rng)?;
+                let conv = Conv2d::new(&mut store, backend, &format!("{name}.conv"), spec, Init::HeFanOut, layer, &mut draws)?;
                 let bn = BatchNorm::new(&mut store, backend, &format!("{name}.bn"), c_out, layer, 0.1)?;
                 convs.push((conv, bn));
                 c_in = c_out;
@@ -58,12 +58,12 @@ impl<B: Backend> Vgg16<B> {
             layer += 1;
             let name = format!("classifier.{i}");
             // BN follows, so a bias would only duplicate its β.
-            let linear = Linear::new(&mut store, backend, &name, c_in, HIDDEN * width, false, Init::UniformFanIn, layer, &mut rng)?;
+            let linear = Linear::new(&mut store, backend, &name, c_in, HIDDEN * width, false, Init::UniformFanIn, layer, &mut draws)?;
             hidden.push((linear, BatchNorm::new(&mut store, backend, &format!("{name}.bn"), HIDDEN * width, layer, 0.1)?));
             c_in = HIDDEN * width;
         }
         layer += 1;
-        let output = Linear::new(&mut store, backend, "classifier.out", c_in, classes, true, Init::UniformFanIn, layer, &mut rng)?;
+        let output = Linear::new(&mut store, backend, "classifier.out", c_in, classes, true, Init::UniformFanIn, layer, &mut draws)?;
         Ok(Vgg16 { in_channels, width, stages, hidden, output, store })
     }
 }

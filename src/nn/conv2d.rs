@@ -1,12 +1,11 @@
 //! A 2-D convolution layer (no bias, as in every ResNet), probed for
 //! conditioning analysis with its window, so Σx is taken over patches.
 
-use super::{Init, MODEL_SIZES};
+use super::{Draws, Init, MODEL_SIZES};
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::param::{ParamId, ParamStore};
-use crate::rng::Rng;
 use crate::size;
 
 pub struct Conv2d {
@@ -35,11 +34,11 @@ impl Conv2d {
         spec: ConvSpec,
         init: Init,
         layer: usize,
-        rng: &mut Rng,
+        draws: &mut Draws,
     ) -> Result<Self> {
         let ConvSpec { c_in, c_out, k, stride, pad } = spec;
         size::elements(&format!("{name}.weight"), &[c_out, c_in, k, k], MODEL_SIZES)?;
-        let w = init.weights(backend, &[c_out, c_in, k, k], rng, c_in * k * k, c_out * k * k)?;
+        let w = init.weights(backend, &[c_out, c_in, k, k], draws, c_in * k * k, c_out * k * k)?;
         let weight = store.add(format!("{name}.weight"), w, layer);
         Ok(Conv2d { name: name.to_string(), weight, stride, pad })
     }

@@ -1,11 +1,10 @@
 //! A fully connected layer, probed for conditioning analysis.
 
-use super::{Init, MODEL_SIZES};
+use super::{Draws, Init, MODEL_SIZES};
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::param::{ParamId, ParamStore};
-use crate::rng::Rng;
 use crate::size;
 use crate::tensor::Tensor;
 
@@ -27,10 +26,10 @@ impl Linear {
         bias: bool,
         init: Init,
         layer: usize,
-        rng: &mut Rng,
+        draws: &mut Draws,
     ) -> Result<Self> {
         size::elements(&format!("{name}.weight"), &[outputs, inputs], MODEL_SIZES)?;
-        let w = init.weights(backend, &[outputs, inputs], rng, inputs, outputs)?;
+        let w = init.weights(backend, &[outputs, inputs], draws, inputs, outputs)?;
         let weight = store.add(format!("{name}.weight"), w, layer);
         let bias = bias
             .then(|| Ok::<_, crate::error::Error>(store.add(format!("{name}.bias"), Tensor::zeros(backend, &[outputs])?, layer)))

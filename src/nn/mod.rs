@@ -8,7 +8,7 @@ mod scalar;
 
 pub use batch_norm::BatchNorm;
 pub use conv2d::{Conv2d, ConvSpec};
-pub use init::Init;
+pub use init::{Draws, Init, Weights};
 pub use linear::Linear;
 pub use scalar::Scalar;
 

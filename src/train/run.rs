@@ -167,7 +167,13 @@ pub fn run_on<B: Backend>(backend: &B, cfg: &TrainConfig, opts: &RunOptions) -> 
     // A resumed run's data and model come from its config.json.
     let saved = |e| if opts.resume { TrainConfig::saved_error(&cfg.out, e) } else { e };
     let sources = open_data(cfg).map_err(saved)?;
-    let mut trainer = Trainer::new(backend, cfg, sources.train.example_dims(), sources.train.classes()).map_err(saved)?;
+    let (dims, classes) = (sources.train.example_dims(), sources.train.classes());
+    // Weights a checkpoint will overwrite are not drawn.
+    let trainer = match opts.resume || opts.weights.is_some() {
+        true => Trainer::to_load(backend, cfg, dims, classes),
+        false => Trainer::new(backend, cfg, dims, classes),
+    };
+    let mut trainer = trainer.map_err(saved)?;
     if let Some(weights) = &opts.weights {
         checkpoint::load_weights(weights, trainer.model_mut(), backend)?;
     }

@@ -9,6 +9,7 @@ use crate::checkpoint::{self, RunState, Saved};
 use crate::data::{Batch, BatchSource};
 use crate::error::{Error, Result};
 use crate::models::{vgg16, Mlp, MlpConfig, Model, ResNet, ResNetConfig, Variant, Vgg16, VGG16};
+use crate::nn::Weights;
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::size;
 use crate::tensor::Tensor;
@@ -81,8 +82,18 @@ fn sizing_flags(cfg: &TrainConfig, batch: Option<&str>) -> String {
 impl<B: Backend> Trainer<B> {
     /// A trainer for examples of shape `dims` (e.g. `[3, 32, 32]`) in `classes` classes.
     pub fn new(backend: &B, cfg: &TrainConfig, dims: &[usize], classes: usize) -> Result<Self> {
+        Trainer::with_weights(backend, cfg, dims, classes, Weights::Drawn)
+    }
+
+    /// [`Trainer::new`] with every weight zero, for a checkpoint to
+    /// overwrite every tensor: a resumed run, or one `--init-from` starts.
+    pub fn to_load(backend: &B, cfg: &TrainConfig, dims: &[usize], classes: usize) -> Result<Self> {
+        Trainer::with_weights(backend, cfg, dims, classes, Weights::Zero)
+    }
+
+    fn with_weights(backend: &B, cfg: &TrainConfig, dims: &[usize], classes: usize, weights: Weights) -> Result<Self> {
         cfg.validate()?;
-        let mut model = build_model(backend, cfg, dims, classes)?;
+        let mut model = build_model(backend, cfg, dims, classes, weights)?;
         let layers = model.store().layers();
         if let Some(&bad) = cfg.freeze.iter().find(|&&l| l > layers) {
             return Err(Error::arg("--freeze", format!("layer {bad} does not exist; {} has layers 1..={layers}", model.describe())));
@@ -250,7 +261,7 @@ impl<B: Backend> Subject<B> for Trainer<B> {
 }
 
 /// The model `cfg` names, for examples of shape `dims`.
-fn build_model<B: Backend>(backend: &B, cfg: &TrainConfig, dims: &[usize], classes: usize) -> Result<Box<dyn Model<B>>> {
+fn build_model<B: Backend>(backend: &B, cfg: &TrainConfig, dims: &[usize], classes: usize, weights: Weights) -> Result<Box<dyn Model<B>>> {
     let channels = || match dims {
         &[c, _, _] => Ok(c),
         _ => Err(Error::arg("--model", format!("{} needs images [C, H, W]; the data has examples of shape {dims:?}", cfg.model))),
@@ -264,12 +275,12 @@ fn build_model<B: Backend>(backend: &B, cfg: &TrainConfig, dims: &[usize], class
             }
         }
         let width = cfg.arch.base_width.unwrap_or(vgg16::WIDTH);
-        return Ok(Box::new(Vgg16::new(backend, channels()?, width, classes, cfg.seed)?));
+        return Ok(Box::new(Vgg16::new(backend, channels()?, width, classes, cfg.seed, weights)?));
     }
     let Some(variant) = Variant::from_name(&cfg.model) else {
         let inputs = dims.iter().product();
         let mlp = MlpConfig { inputs, depth: cfg.depth, width: cfg.width, classes, bn: cfg.bn, init: cfg.init, bn_momentum: 0.1 };
-        return Ok(Box::new(Mlp::new(backend, mlp, cfg.seed)?));
+        return Ok(Box::new(Mlp::new(backend, mlp, cfg.seed, weights)?));
     };
     let in_channels = channels()?;
     let a = &cfg.arch;
@@ -282,7 +293,7 @@ fn build_model<B: Backend>(backend: &B, cfg: &TrainConfig, dims: &[usize], class
         dropout: a.dropout,
         ..ResNetConfig::new(variant, family, cfg.depth, classes)
     };
-    Ok(Box::new(ResNet::new(backend, config, cfg.seed)?))
+    Ok(Box::new(ResNet::new(backend, config, cfg.seed, weights)?))
 }
 
 /// Rows of `logits` whose arg-max is the label.

@@ -14,9 +14,8 @@ use super::Model;
 use crate::autograd::{Tape, Var};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::nn::{BatchNorm, Conv2d, ConvSpec, Init, Linear, Scalar};
+use crate::nn::{BatchNorm, Conv2d, ConvSpec, Draws, Init, Linear, Scalar, Weights};
 use crate::param::ParamStore;
-use crate::rng::Rng;
 use crate::tensor::Tensor;
 use block::{Block, BlockSpec, Tau};
 use serde::{Deserialize, Serialize};
@@ -123,7 +122,7 @@ impl ResNetConfig {
 pub(super) struct Builder<'a, B: Backend> {
     store: ParamStore<B>,
     backend: &'a B,
-    rng: Rng,
+    draws: Draws,
     layer: usize,
     config: &'a ResNetConfig,
 }
@@ -131,7 +130,7 @@ pub(super) struct Builder<'a, B: Backend> {
 impl<B: Backend> Builder<'_, B> {
     fn conv(&mut self, name: &str, spec: ConvSpec) -> Result<Conv2d> {
         self.layer += 1;
-        Conv2d::new(&mut self.store, self.backend, name, spec, Init::HeFanOut, self.layer, &mut self.rng)
+        Conv2d::new(&mut self.store, self.backend, name, spec, Init::HeFanOut, self.layer, &mut self.draws)
     }
 
     /// A BN of the current layer, or (`ahead` = 1) of the conv it precedes.
@@ -175,14 +174,16 @@ pub struct ResNet<B: Backend> {
 }
 
 impl<B: Backend> ResNet<B> {
-    pub fn new(backend: &B, config: ResNetConfig, seed: u64) -> Result<Self> {
+    /// The net with its weights drawn from `seed`, or zero (see [`Weights`]);
+    /// `seed` also seeds its dropout masks.
+    pub fn new(backend: &B, config: ResNetConfig, seed: u64, weights: Weights) -> Result<Self> {
         let (stages, bottleneck) = config.stages()?;
         if !(0.0..1.0).contains(&config.dropout) {
             return Err(Error::arg("--dropout", format!("{} is not in [0, 1)", config.dropout)));
         }
         let v = config.variant;
         let tau_value = config.tau_value()?;
-        let mut b = Builder { store: ParamStore::default(), backend, rng: Rng::named(seed, "init"), layer: 0, config: &config };
+        let mut b = Builder { store: ParamStore::default(), backend, draws: Draws::new(seed, weights), layer: 0, config: &config };
         let (stem_width, widths): (usize, Vec<usize>) = match config.family {
             Family::Cifar => (16, vec![16, 32, 64]),
             Family::Imagenet => (64, vec![64, 128, 256, 512]),
@@ -221,11 +222,11 @@ impl<B: Backend> ResNet<B> {
         let final_bn = v.final_bn().then(|| b.bn("final_bn", c_in, 0)).transpose()?;
         let last_bn = v.last_bn().then(|| b.bn("last_bn", c_in, 0)).transpose()?;
         if let (Some(bn), LastBnGamma::Uniform) = (&last_bn, config.lastbn_gamma) {
-            let gamma: Vec<f64> = (0..c_in).map(|_| b.rng.uniform_in(0.0, 1.0)).collect();
+            let gamma = b.draws.uniform(c_in, 0.0, 1.0);
             b.store.param_mut(bn.gamma).value = Tensor::from_f64s(backend, &[c_in], gamma)?;
         }
         b.layer += 1;
-        let fc = Linear::new(&mut b.store, backend, "fc", c_in, config.classes, true, Init::UniformFanIn, b.layer, &mut b.rng)?;
+        let fc = Linear::new(&mut b.store, backend, "fc", c_in, config.classes, true, Init::UniformFanIn, b.layer, &mut b.draws)?;
         let store = b.store;
         let tau = (v == Variant::TauResnet).then_some(tau_value);
         Ok(ResNet { config, stem, blocks, head: Head { final_bn, last_bn, fc }, tau, shared_tau, forwards: 0, seed, store })
