@@ -12,7 +12,7 @@ fuzz_target!(|bytes: &[u8]| {
     cap::input(bytes.len());
     let path = scratch::file(checkpoint::CHECKPOINT_FILE, bytes);
     let cfg = tiny::config(scratch::dir());
-    let mut trainer = tiny::trainer(&cfg);
+    let mut trainer = tiny::to_load(&cfg);
     if let Some(state) = named(trainer.resume(scratch::dir(), &cfg), &path) {
         let (epoch, batch) = state.position();
         assert_eq!(epoch * state.batches_per_epoch.max(1) + batch, state.iteration);

@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|bytes: &[u8]| {
     cap::input(bytes.len());
     let path = scratch::file("state_dict.safetensors", bytes);
-    let mut trainer = tiny::trainer(&tiny::config(scratch::dir()));
+    let mut trainer = tiny::to_load(&tiny::config(scratch::dir()));
     let backend = *trainer.backend();
     named(checkpoint::load_weights(&path, trainer.model_mut(), &backend), &path);
 });

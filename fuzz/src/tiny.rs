@@ -23,6 +23,11 @@ pub fn trainer(cfg: &TrainConfig) -> Trainer<Backend> {
     Trainer::new(&Cpu::new(), cfg, &DIMS, CLASSES).expect("the small run's configuration is valid")
 }
 
+/// The trainer a file loads into, as `kappa train` builds it for one: no weights drawn.
+pub fn to_load(cfg: &TrainConfig) -> Trainer<Backend> {
+    Trainer::to_load(&Cpu::new(), cfg, &DIMS, CLASSES).expect("the small run's configuration is valid")
+}
+
 /// A fixed batch of four examples, for the seed generator's training step.
 pub fn batch() -> Batch {
     let images = (0..4 * DIMS[0]).map(|i| (i % 7) as f32 / 7.0).collect();

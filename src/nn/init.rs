@@ -108,15 +108,15 @@ impl Init {
         let Some(rng) = &mut draws.0 else {
             return Tensor::zeros(backend, shape);
         };
-        let draws = if self.law(fan_in, fan_out).0 { 2 } else { 1 };
+        let per_weight = if self.law(fan_in, fan_out).0 { 2 } else { 1 };
         let mut host = vec![B::Elem::ZERO; shape.iter().product()];
         host.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
             let mut r = rng.clone();
-            r.skip((c * CHUNK) as u64 * draws);
+            r.skip((c * CHUNK) as u64 * per_weight);
             let len = chunk.len();
             chunk.iter_mut().zip(self.sample(&mut r, fan_in, fan_out, len)).for_each(|(w, v)| *w = B::Elem::from_f64(v));
         });
-        rng.skip(host.len() as u64 * draws);
+        rng.skip(host.len() as u64 * per_weight);
         Tensor::new(backend, shape, backend.upload_owned(host)?)
     }
 }
