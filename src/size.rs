@@ -28,8 +28,8 @@ pub fn elements(what: &str, dims: &[usize], flags: &str) -> Result<usize> {
 pub enum Memory {
     /// The host's: bound by the least of the limits that can be read here.
     Host,
-    /// The memory of a device's own, `bytes` of it, on the device `name`
-    /// (as `--device` gives it): the host's limits do not bind it.
+    /// A device's own memory, `bytes` of it, on the device `name` (as
+    /// `--device` gives it): the host's limits do not bind it.
     Device { name: String, bytes: usize },
 }
 
