@@ -190,6 +190,25 @@ fn a_missing_cublas_is_named_with_what_to_install() {
     assert!(!ok && out.contains(&wanted) && out.contains("pip install"), "{out}");
 }
 
+/// A run its device cannot hold is refused before it starts, against the
+/// device's own memory (the stand-in's 16 GiB), not the host's, and writes
+/// nothing.
+#[test]
+fn a_run_the_device_cannot_hold_is_refused_naming_the_device() {
+    if !under_standin() {
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("kappa-standin-too-big-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let args = ["train", "--device", "cuda:0", "--model", "resnet", "--depth", "110", "--data", "synthetic-cifar", "--batch-size", "5000"];
+    let (ok, said) = kappa_with(&[&args[..], &["--out", out.to_str().unwrap()]].concat(), &[]);
+    assert!(
+        !ok && said.contains("plus the activations of 5000 examples") && said.contains("more than cuda:0's 16.0 GiB of memory"),
+        "{said}"
+    );
+    assert!(!out.exists(), "a refused run wrote {}", out.display());
+}
+
 /// The peak-memory and timing calls `kappa profile gpu` makes, on the stand-in.
 #[test]
 fn peak_memory_counts_the_live_allocations_and_the_standin_reports_no_speed_peaks() {
