@@ -4,15 +4,16 @@
 //! zero-bordered scratch (at stride 2 with its even and odd columns apart, so
 //! a tap's inputs stay adjacent), and the inner loop has no edge tests; a
 //! block of 4 or 6 output channels ([`channel_blocks`]) × 16 outputs (one row
-//! of 16, or two rows of 8 on narrow planes) is summed in registers over
-//! `(c_in, ky, kx)`, each weight broadcast against a shifted, unaligned input
-//! row. im2col instead writes a
+//! of 16, or two rows of 8 on narrow planes; with AVX-512, 32 outputs, as
+//! one row of 32 or two of 16, on planes wider than 8: [`Path`]) is summed
+//! in registers over `(c_in, ky, kx)`, each weight broadcast against a
+//! shifted, unaligned input row. im2col instead writes a
 //! `9·c_in`-row patch matrix per image and reads it back: 576 KiB per image
 //! at 16 channels on 32×32, more than L2.
 //!
 //! Every output is one chain of fused multiply-adds in the order `(c_in, ky,
 //! kx)`, whatever the block shape, the task split or the thread count, and
-//! the portable and AVX2 copies of the kernel round alike.
+//! the portable, AVX2 and AVX-512 copies of the kernel round alike.
 //!
 //! Backward-data is the same kernel on `dy` with the filters rotated 180° and
 //! their channels swapped ([`super::conv::rotated`]).
@@ -70,15 +71,44 @@ pub(super) fn conv2d<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize) -> O
 // Not generic, so the library compiles each once and every caller runs that
 // machine code (lanes.rs, "One compiled copy").
 fn conv2d_f32(x: &[f32], w: &[f32], g: &Window, c_out: usize) -> Vec<f32> {
-    convolve(x, w, g, c_out, lanes::avx2_fma())
+    convolve(x, w, g, c_out, Path::widest())
 }
 
 fn conv2d_f64(x: &[f64], w: &[f64], g: &Window, c_out: usize) -> Vec<f64> {
-    convolve(x, w, g, c_out, lanes::avx2_fma())
+    convolve(x, w, g, c_out, Path::widest())
 }
 
-/// [`conv2d`] in the AVX2 copy of the kernel when `vector`, else the portable one.
-fn convolve<E: Element>(x: &[E], w: &[E], g: &Window, c_out: usize, vector: bool) -> Vec<E> {
+/// The copy of the kernel a call runs. AVX-512's takes blocks of 32
+/// outputs, so it runs planes wider than 8 and leaves narrower ones to
+/// AVX2's blocks of 16.
+///
+/// Why AVX-512: a core with two 512-bit FMA units (the 2-core Intel Xeon
+/// host of 2026-12-06, 366–410 GFLOP/s measured) gets at most half its
+/// peak from AVX2, where the AVX2 kernels ran at 35–42%. `kappa profile
+/// conv` (batch 128, medians of 7, old and new binaries alternated twice):
+/// 16c32 forward 4.27–4.34 → 2.11–2.38 ms, backward-data 4.19–4.26 →
+/// 1.92–2.38 ms; 32c16 forward 3.70–3.77 → 2.16–2.18 ms, backward-data
+/// 3.76–3.92 → 2.17–2.18 ms. Each output is the same chain of fused
+/// multiply-adds, so the bits do not change.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Path {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+impl Path {
+    fn widest() -> Path {
+        match (lanes::avx512(), lanes::avx2_fma()) {
+            (true, _) => Path::Avx512,
+            (false, true) => Path::Avx2,
+            (false, false) => Path::Portable,
+        }
+    }
+}
+
+/// [`conv2d`] in `path`'s copy of the kernel.
+fn convolve<E: Element>(x: &[E], w: &[E], g: &Window, c_out: usize, path: Path) -> Vec<E> {
     let (oh, ow) = out_grid(g);
     let plane = oh * ow;
     let len = g.n * c_out * plane;
@@ -89,15 +119,15 @@ fn convolve<E: Element>(x: &[E], w: &[E], g: &Window, c_out: usize, vector: bool
     let mut y = Vec::with_capacity(len);
     let filters = Filters::new(w, g.c, c_out);
     let images = x.par_chunks(g.image_len()).zip(y.spare_capacity_mut()[..len].par_chunks_mut(c_out * plane));
-    images.for_each_init(Vec::new, |pad, (x, y)| {
+    let wide = out_grid(g).1 > 8;
+    images.for_each_init(Vec::new, |pad, (x, y)| match path {
+        // SAFETY: `path` is only AVX-512 where the CPU has it (and AVX2 and FMA).
         #[cfg(target_arch = "x86_64")]
-        if vector {
-            // SAFETY: `vector` is only set where the CPU has AVX2 and FMA.
-            return unsafe { image_avx2(x, &filters, g, y, pad) };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = vector;
-        image::<E, E::Portable>(x, &filters, g, y, pad)
+        Path::Avx512 if wide => unsafe { image_avx512(x, &filters, g, y, pad) },
+        // SAFETY: `path` is only AVX2 or AVX-512 where the CPU has AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 | Path::Avx512 => unsafe { image_avx2(x, &filters, g, y, pad) },
+        _ => image::<E, E::Portable, 16>(x, &filters, g, y, pad),
     });
     // SAFETY: `channels` stores every row and column of every output plane of every image.
     unsafe { y.set_len(len) };
@@ -168,32 +198,38 @@ impl<T: Element> Filters<T> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn image_avx2<E: Element>(x: &[E], filters: &Filters<E>, g: &Window, y: &mut [MaybeUninit<E>], pad: &mut Vec<E>) {
-    image::<E, E::Avx2>(x, filters, g, y, pad)
+    image::<E, E::Avx2, 16>(x, filters, g, y, pad)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn image_avx512<E: Element>(x: &[E], filters: &Filters<E>, g: &Window, y: &mut [MaybeUninit<E>], pad: &mut Vec<E>) {
+    image::<E, E::Avx512, 32>(x, filters, g, y, pad)
 }
 
 /// One image: blocks of output channels ([`channel_blocks`]), each one row
-/// of 16 outputs where the output plane is wider than 8, two rows of 8 where
-/// it is not, at stride 1 or 2.
+/// of `B` outputs where the output plane is wider than `B / 2`, two rows of
+/// `B / 2` where it is not, at stride 1 or 2.
 #[inline(always)]
-fn image<E: Element, V: Lanes<E>>(x: &[E], filters: &Filters<E>, g: &Window, y: &mut [MaybeUninit<E>], pad: &mut Vec<E>) {
-    match (g.stride == 2, out_grid(g).1 > 8) {
-        (false, true) => rows::<E, V, 1, 1>(x, filters, g, y, pad),
-        (false, false) => rows::<E, V, 1, 2>(x, filters, g, y, pad),
-        (true, true) => rows::<E, V, 2, 1>(x, filters, g, y, pad),
-        (true, false) => rows::<E, V, 2, 2>(x, filters, g, y, pad),
+fn image<E: Element, V: Lanes<E>, const B: usize>(x: &[E], filters: &Filters<E>, g: &Window, y: &mut [MaybeUninit<E>], pad: &mut Vec<E>) {
+    match (g.stride == 2, out_grid(g).1 > B / 2) {
+        (false, true) => rows::<E, V, 1, 1, B>(x, filters, g, y, pad),
+        (false, false) => rows::<E, V, 1, 2, B>(x, filters, g, y, pad),
+        (true, true) => rows::<E, V, 2, 1, B>(x, filters, g, y, pad),
+        (true, false) => rows::<E, V, 2, 2, B>(x, filters, g, y, pad),
     }
 }
 
-/// [`blocks`] of `R` rows of `16 / R` outputs, each row `N` vectors of `V`.
+/// [`blocks`] of `R` rows of `B / R` outputs, each row `N` vectors of `V`.
 #[inline(always)]
-fn rows<E: Element, V: Lanes<E>, const S: usize, const R: usize>(
+fn rows<E: Element, V: Lanes<E>, const S: usize, const R: usize, const B: usize>(
     x: &[E],
     filters: &Filters<E>,
     g: &Window,
     y: &mut [MaybeUninit<E>],
     pad: &mut Vec<E>,
 ) {
-    match 16 / R / V::WIDTH {
+    match B / R / V::WIDTH {
         1 => blocks::<E, V, S, R, 1>(x, filters, g, y, pad),
         2 => blocks::<E, V, S, R, 2>(x, filters, g, y, pad),
         _ => blocks::<E, V, S, R, 4>(x, filters, g, y, pad),
@@ -296,7 +332,7 @@ fn channels<E: Element, V: Lanes<E>, const S: usize, const K: usize, const R: us
 ) {
     let width = N * V::WIDTH;
     let mut acc = [[[V::zero(); N]; R]; K];
-    let mut row = [E::ZERO; 16];
+    let mut row = [E::ZERO; 32];
     for y0 in (0..g.h).step_by(R) {
         for x0 in (0..g.w).step_by(width) {
             tile::<E, V, S, K, R, N>(&pad[S * y0 * g.cols + x0..], wts, g, &mut acc);
@@ -375,8 +411,16 @@ mod tests {
     }
 
     /// Backward-data as the forward kernel on `dy`, as conv.rs dispatches it.
-    fn backward_data<E: Element>(dy: &[E], w: &[E], g: &Window, c_out: usize, vector: bool) -> Vec<E> {
-        convolve(dy, &rotated(w, g.c, c_out), &Window { c: c_out, ..*g }, g.c, vector)
+    fn backward_data<E: Element>(dy: &[E], w: &[E], g: &Window, c_out: usize, path: Path) -> Vec<E> {
+        convolve(dy, &rotated(w, g.c, c_out), &Window { c: c_out, ..*g }, g.c, path)
+    }
+
+    /// Every copy of the kernel this CPU runs.
+    fn paths() -> Vec<Path> {
+        [(true, Path::Portable), (lanes::avx2_fma(), Path::Avx2), (lanes::avx512(), Path::Avx512)]
+            .into_iter()
+            .filter_map(|(has, p)| has.then_some(p))
+            .collect()
     }
 
     #[test]
@@ -398,11 +442,11 @@ mod tests {
             (window(40, 3, 3, 5), 4),
             (window(2, 16, 16, 16), 8),
         ];
-        for vector in [false, lanes::avx2_fma()] {
+        for path in paths() {
             for (g, c_out) in cases {
                 let (x, w) = (rand(&mut r, g.n * g.image_len()), rand(&mut r, c_out * 9 * g.c));
                 let dy = rand(&mut r, g.n * c_out * g.h * g.w);
-                let got = [convolve(&x, &w, &g, c_out, vector), backward_data(&dy, &w, &g, c_out, vector)];
+                let got = [convolve(&x, &w, &g, c_out, path), backward_data(&dy, &w, &g, c_out, path)];
                 for (dir, (got, want)) in got.iter().zip(definition(&x, &w, &dy, &g, c_out)).enumerate() {
                     // Both are sums of at most 9·16 products in f64: each within
                     // 144·2⁻⁵³·Σ|terms| ≈ 2e-14·Σ|terms| of the exact sum.
@@ -474,14 +518,14 @@ mod tests {
         ] {
             let (x, w) = (f32s(g.n * g.image_len(), &mut r), f32s(c_out * 9 * g.c, &mut r));
             let want = chains(&x, &w, &g, c_out);
-            for vector in [false, lanes::avx2_fma()] {
-                assert!(convolve(&x, &w, &g, c_out, vector) == want, "{g:?} → {c_out}, vector {vector}");
+            for path in paths() {
+                assert!(convolve(&x, &w, &g, c_out, path) == want, "{g:?} → {c_out}, {path:?}");
             }
         }
     }
 
     #[test]
-    fn both_copies_round_alike_and_the_thread_count_does_not_matter() {
+    fn every_copy_rounds_alike_and_the_thread_count_does_not_matter() {
         let mut r = Rng::new(32, 0);
         let f32s = |n: usize, r: &mut Rng| (0..n).map(|_| r.normal() as f32).collect::<Vec<f32>>();
         let cases = [
@@ -492,14 +536,16 @@ mod tests {
         ];
         for (g, c_out) in cases {
             let (x, w) = (f32s(g.n * g.image_len(), &mut r), f32s(c_out * 9 * g.c, &mut r));
-            let run = |threads, vector| {
+            let run = |threads, path| {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                pool.install(|| convolve(&x, &w, &g, c_out, vector))
+                pool.install(|| convolve(&x, &w, &g, c_out, path))
             };
-            let one = run(1, false);
-            assert!(run(1, lanes::avx2_fma()) == one, "{g:?}: portable and AVX2 copies");
+            let one = run(1, Path::Portable);
+            for path in paths() {
+                assert!(run(1, path) == one, "{g:?}: the portable and {path:?} copies");
+            }
             for threads in [2, 3] {
-                assert!(run(threads, lanes::avx2_fma()) == one, "{g:?}: {threads} threads");
+                assert!(run(threads, Path::widest()) == one, "{g:?}: {threads} threads");
             }
         }
     }
@@ -519,12 +565,12 @@ mod tests {
             let (xf, wf, dyf) = (f32s(&x), f32s(&w), f32s(&dy));
             let err = relative_error;
             let im2col = im2col_forward(&xf, &wf, &g, c_out);
-            let vector = lanes::avx2_fma();
+            let path = Path::widest();
             let want = chains(&x, &w, &g, c_out);
-            let mut direct = vec![err(&convolve(&xf, &wf, &g, c_out, vector), &want)];
+            let mut direct = vec![err(&convolve(&xf, &wf, &g, c_out, path), &want)];
             if stride == 1 {
                 let [_, dx] = definition(&x, &w, &dy, &g, c_out);
-                direct.push(err(&backward_data(&dyf, &wf, &g, c_out, vector), &dx));
+                direct.push(err(&backward_data(&dyf, &wf, &g, c_out, path), &dx));
             }
             let base = err(&im2col, &want);
             let shown: Vec<String> = direct.iter().map(|e| format!("{e:.2e}")).collect();
