@@ -5,7 +5,8 @@
 //! a tap's inputs stay adjacent), and the inner loop has no edge tests; a
 //! block of 4 or 6 output channels ([`channel_blocks`]) × 16 outputs (one row
 //! of 16, or two rows of 8 on narrow planes; with AVX-512, 32 outputs, as
-//! one row of 32 or two of 16, on planes wider than 8: [`Path`]) is summed
+//! one row of 32 or two of 16, on planes wider than 8, and four rows of 8
+//! on narrower f32 planes at stride 1: [`Path`]) is summed
 //! in registers over `(c_in, ky, kx)`, each weight broadcast against a
 //! shifted, unaligned input row. im2col instead writes a
 //! `9·c_in`-row patch matrix per image and reads it back: 576 KiB per image
@@ -79,8 +80,8 @@ fn conv2d_f64(x: &[f64], w: &[f64], g: &Window, c_out: usize) -> Vec<f64> {
 }
 
 /// The copy of the kernel a call runs. AVX-512's takes blocks of 32
-/// outputs, so it runs planes wider than 8 and leaves narrower ones to
-/// AVX2's blocks of 16.
+/// outputs on planes wider than 8; on narrower ones, f32 at stride 1 takes
+/// [`pairs`] (two rows of 8 a vector), and the rest AVX2's blocks of 16.
 ///
 /// Why AVX-512: a core with two 512-bit FMA units (the 2-core Intel Xeon
 /// host of 2026-12-06, 366–410 GFLOP/s measured) gets at most half its
@@ -88,8 +89,10 @@ fn conv2d_f64(x: &[f64], w: &[f64], g: &Window, c_out: usize) -> Vec<f64> {
 /// conv` (batch 128, medians of 7, old and new binaries alternated twice):
 /// 16c32 forward 4.27–4.34 → 2.11–2.38 ms, backward-data 4.19–4.26 →
 /// 1.92–2.38 ms; 32c16 forward 3.70–3.77 → 2.16–2.18 ms, backward-data
-/// 3.76–3.92 → 2.17–2.18 ms. Each output is the same chain of fused
-/// multiply-adds, so the bits do not change.
+/// 3.76–3.92 → 2.17–2.18 ms. With [`pairs`] (two runs each way, same
+/// host): 64c8 forward 4.00–4.22 → 2.45–2.88 ms, backward-data 3.84–3.86 →
+/// 2.86–3.08 ms. Each output is the same chain of fused multiply-adds, so
+/// the bits do not change.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Path {
     Portable,
@@ -120,10 +123,15 @@ fn convolve<E: Element>(x: &[E], w: &[E], g: &Window, c_out: usize, path: Path) 
     let filters = Filters::new(w, g.c, c_out);
     let images = x.par_chunks(g.image_len()).zip(y.spare_capacity_mut()[..len].par_chunks_mut(c_out * plane));
     let wide = out_grid(g).1 > 8;
+    // Two rows of 8 fill one vector of 16 lanes: f32's on AVX-512.
+    let paired = g.stride == 1 && <E::Avx512 as Lanes<E>>::WIDTH == 16;
     images.for_each_init(Vec::new, |pad, (x, y)| match path {
         // SAFETY: `path` is only AVX-512 where the CPU has it (and AVX2 and FMA).
         #[cfg(target_arch = "x86_64")]
         Path::Avx512 if wide => unsafe { image_avx512(x, &filters, g, y, pad) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512 if paired => unsafe { pairs_avx512(x, &filters, g, y, pad) },
         // SAFETY: `path` is only AVX2 or AVX-512 where the CPU has AVX2 and FMA.
         #[cfg(target_arch = "x86_64")]
         Path::Avx2 | Path::Avx512 => unsafe { image_avx2(x, &filters, g, y, pad) },
@@ -205,6 +213,96 @@ unsafe fn image_avx2<E: Element>(x: &[E], filters: &Filters<E>, g: &Window, y: &
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn image_avx512<E: Element>(x: &[E], filters: &Filters<E>, g: &Window, y: &mut [MaybeUninit<E>], pad: &mut Vec<E>) {
     image::<E, E::Avx512, 32>(x, filters, g, y, pad)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn pairs_avx512<E: Element>(x: &[E], filters: &Filters<E>, g: &Window, y: &mut [MaybeUninit<E>], pad: &mut Vec<E>) {
+    pairs::<E, E::Avx512>(x, filters, g, y, pad)
+}
+
+/// Output rows per block of [`pairs`]: two vectors of two rows each.
+const PAIRED_ROWS: usize = 4;
+
+/// One image of stride-1 planes at most 8 wide, on 16 lanes that each
+/// vector fills with two output rows of 8. Each padded plane is copied once
+/// per column tap: row `r` of copy `kx` holds padded columns `kx..kx + 8`
+/// of padded row `r`, so for every tap the inputs of two adjacent output
+/// rows are 16 adjacent values, one load. Blocks of output channels
+/// ([`channel_blocks`]) × [`PAIRED_ROWS`] rows; each output is the chain of
+/// fused multiply-adds in `(c_in, ky, kx)` order the other copies take.
+///
+#[inline(always)]
+fn pairs<E: Element, V: Lanes<E>>(x: &[E], filters: &Filters<E>, g: &Window, y: &mut [MaybeUninit<E>], pad: &mut Vec<E>) {
+    debug_assert!(V::WIDTH == 16 && g.stride == 1 && g.w <= 8);
+    let (h, wd, c) = (g.h, g.w, g.c);
+    let rows = h.div_ceil(PAIRED_ROWS) * PAIRED_ROWS + 2;
+    let copy = rows * 8;
+    let plane = 3 * copy;
+    // Every image writes the same interior cells, so the zeroed border stays zero.
+    if pad.len() != c * plane {
+        pad.clear();
+        pad.resize(c * plane, E::ZERO);
+    }
+    for (src, dst) in x.chunks_exact(h * wd).zip(pad.chunks_exact_mut(plane)) {
+        for (kx, dst) in dst.chunks_exact_mut(copy).enumerate() {
+            for (s, d) in src.chunks_exact(wd).zip(dst[8..].chunks_exact_mut(8)) {
+                // Padded column kx + j is input column kx + j − 1.
+                for (j, d) in d.iter_mut().enumerate() {
+                    if let Some(&v) = (kx + j).checked_sub(1).and_then(|col| s.get(col)) {
+                        *d = v;
+                    }
+                }
+            }
+        }
+    }
+    let mut wts = &filters.packed[..];
+    for &(start, k) in &filters.blocks {
+        let (block, rest) = wts.split_at(k * c * 9);
+        wts = rest;
+        let y = &mut y[start * h * wd..][..k * h * wd];
+        match k {
+            OC_WIDE => paired_channels::<E, V, OC_WIDE>(pad, block, g, plane, y),
+            OC => paired_channels::<E, V, OC>(pad, block, g, plane, y),
+            _ => paired_channels::<E, V, 1>(pad, block, g, plane, y),
+        }
+    }
+}
+
+/// The `K` output planes `y` of filters `wts[c, K, 9]` from [`pairs`]'s
+/// copies (`plane` values a channel), [`PAIRED_ROWS`] rows at a time.
+#[inline(always)]
+fn paired_channels<E: Element, V: Lanes<E>, const K: usize>(pad: &[E], wts: &[E], g: &Window, plane: usize, y: &mut [MaybeUninit<E>]) {
+    let (h, wd) = (g.h, g.w);
+    let copy = plane / 3;
+    let mut row = [E::ZERO; 16];
+    for y0 in (0..h).step_by(PAIRED_ROWS) {
+        let mut acc = [[V::zero(); 2]; K];
+        for (ci, wc) in wts.chunks_exact(K * 9).enumerate().take(g.c) {
+            let p = &pad[ci * plane..][..plane];
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    let at = |q: usize| V::load(&p[kx * copy + (y0 + 2 * q + ky) * 8..][..16]);
+                    let v = [at(0), at(1)];
+                    for (o, acc) in acc.iter_mut().enumerate() {
+                        let wv = V::splat(wc[o * 9 + ky * 3 + kx]);
+                        for (a, &v) in acc.iter_mut().zip(&v) {
+                            *a = wv.mul_add(v, *a);
+                        }
+                    }
+                }
+            }
+        }
+        for (o, acc) in acc.iter().enumerate() {
+            for (q, v) in acc.iter().enumerate() {
+                v.store(&mut row);
+                for (half, r) in (y0 + 2 * q..h).take(2).enumerate() {
+                    let dst = &mut y[(o * h + r) * wd..][..wd];
+                    dst.iter_mut().zip(&row[half * 8..]).for_each(|(d, &v)| _ = d.write(v));
+                }
+            }
+        }
+    }
 }
 
 /// One image: blocks of output channels ([`channel_blocks`]), each one row
