@@ -201,6 +201,15 @@ impl<T: Element> Filters<T> {
         }
         Filters { blocks, packed }
     }
+
+    /// Each block as `(first channel, width, its weights [c, width, 9])`.
+    fn each(&self, c: usize) -> impl Iterator<Item = (usize, usize, &[T])> {
+        self.blocks.iter().scan(&self.packed[..], move |rest, &(start, k)| {
+            let (block, tail) = rest.split_at(k * c * 9);
+            *rest = tail;
+            Some((start, k, block))
+        })
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -231,7 +240,6 @@ const PAIRED_ROWS: usize = 4;
 /// rows are 16 adjacent values, one load. Blocks of output channels
 /// ([`channel_blocks`]) × [`PAIRED_ROWS`] rows; each output is the chain of
 /// fused multiply-adds in `(c_in, ky, kx)` order the other copies take.
-///
 #[inline(always)]
 fn pairs<E: Element, V: Lanes<E>>(x: &[E], filters: &Filters<E>, g: &Window, y: &mut [MaybeUninit<E>], pad: &mut Vec<E>) {
     debug_assert!(V::WIDTH == 16 && g.stride == 1 && g.w <= 8);
@@ -256,10 +264,7 @@ fn pairs<E: Element, V: Lanes<E>>(x: &[E], filters: &Filters<E>, g: &Window, y: 
             }
         }
     }
-    let mut wts = &filters.packed[..];
-    for &(start, k) in &filters.blocks {
-        let (block, rest) = wts.split_at(k * c * 9);
-        wts = rest;
+    for (start, k, block) in filters.each(c) {
         let y = &mut y[start * h * wd..][..k * h * wd];
         match k {
             OC_WIDE => paired_channels::<E, V, OC_WIDE>(pad, block, g, plane, y),
@@ -380,10 +385,7 @@ fn blocks<E: Element, V: Lanes<E>, const S: usize, const R: usize, const N: usiz
     }
     let geometry = Geometry { h: oh, w: ow, c, plane, cols, half };
     let out_plane = oh * ow;
-    let mut wts = &filters.packed[..];
-    for &(start, k) in &filters.blocks {
-        let (block, rest) = wts.split_at(k * c * 9);
-        wts = rest;
+    for (start, k, block) in filters.each(c) {
         let y = &mut y[start * out_plane..][..k * out_plane];
         match k {
             OC_WIDE => channels::<E, V, S, OC_WIDE, R, N>(pad, block, &geometry, y),
