@@ -20,7 +20,7 @@
 //! their channels swapped ([`super::conv::rotated`]).
 
 use super::conv::Direction;
-use super::lanes::{self, as_elements, into_scalars, Element, Lanes};
+use super::lanes::{self, as_elements, into_scalars, Element, Lanes, Path};
 use crate::backend::Window;
 use crate::scalar::Scalar;
 use rayon::prelude::*;
@@ -79,7 +79,7 @@ fn conv2d_f64(x: &[f64], w: &[f64], g: &Window, c_out: usize) -> Vec<f64> {
     convolve(x, w, g, c_out, Path::widest())
 }
 
-/// The copy of the kernel a call runs. AVX-512's takes blocks of 32
+/// [`conv2d`] in `path`'s copy of the kernel. AVX-512's takes blocks of 32
 /// outputs on planes wider than 8; on narrower ones, f32 at stride 1 takes
 /// [`pairs`] (two rows of 8 a vector), and the rest AVX2's blocks of 16.
 ///
@@ -93,24 +93,6 @@ fn conv2d_f64(x: &[f64], w: &[f64], g: &Window, c_out: usize) -> Vec<f64> {
 /// host): 64c8 forward 4.00–4.22 → 2.45–2.88 ms, backward-data 3.84–3.86 →
 /// 2.86–3.08 ms. Each output is the same chain of fused multiply-adds, so
 /// the bits do not change.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Path {
-    Portable,
-    Avx2,
-    Avx512,
-}
-
-impl Path {
-    fn widest() -> Path {
-        match (lanes::avx512(), lanes::avx2_fma()) {
-            (true, _) => Path::Avx512,
-            (false, true) => Path::Avx2,
-            (false, false) => Path::Portable,
-        }
-    }
-}
-
-/// [`conv2d`] in `path`'s copy of the kernel.
 fn convolve<E: Element>(x: &[E], w: &[E], g: &Window, c_out: usize, path: Path) -> Vec<E> {
     let (oh, ow) = out_grid(g);
     let plane = oh * ow;
@@ -515,14 +497,6 @@ mod tests {
         convolve(dy, &rotated(w, g.c, c_out), &Window { c: c_out, ..*g }, g.c, path)
     }
 
-    /// Every copy of the kernel this CPU runs.
-    fn paths() -> Vec<Path> {
-        [(true, Path::Portable), (lanes::avx2_fma(), Path::Avx2), (lanes::avx512(), Path::Avx512)]
-            .into_iter()
-            .filter_map(|(has, p)| has.then_some(p))
-            .collect()
-    }
-
     #[test]
     fn forward_and_backward_data_match_the_definition_in_f64() {
         let mut r = Rng::new(31, 0);
@@ -542,7 +516,7 @@ mod tests {
             (window(40, 3, 3, 5), 4),
             (window(2, 16, 16, 16), 8),
         ];
-        for path in paths() {
+        for path in Path::all() {
             for (g, c_out) in cases {
                 let (x, w) = (rand(&mut r, g.n * g.image_len()), rand(&mut r, c_out * 9 * g.c));
                 let dy = rand(&mut r, g.n * c_out * g.h * g.w);
@@ -618,7 +592,7 @@ mod tests {
         ] {
             let (x, w) = (f32s(g.n * g.image_len(), &mut r), f32s(c_out * 9 * g.c, &mut r));
             let want = chains(&x, &w, &g, c_out);
-            for path in paths() {
+            for path in Path::all() {
                 assert!(convolve(&x, &w, &g, c_out, path) == want, "{g:?} → {c_out}, {path:?}");
             }
         }
@@ -641,7 +615,7 @@ mod tests {
                 pool.install(|| convolve(&x, &w, &g, c_out, path))
             };
             let one = run(1, Path::Portable);
-            for path in paths() {
+            for path in Path::all() {
                 assert!(run(1, path) == one, "{g:?}: the portable and {path:?} copies");
             }
             for threads in [2, 3] {

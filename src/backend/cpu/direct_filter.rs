@@ -4,45 +4,50 @@
 //! Winograd transforms:
 //! `dw[o, c, ky, kx] = Σ_{n, oy, ox} dy[n, o, oy, ox] · x_pad[n, c, oy + ky, ox + kx]`.
 //!
-//! A block of [`OC`] output channels × the 3 taps of one filter row keeps 12
-//! accumulators in registers, one vector of positions each: per vector of
-//! outputs, 4 loads of `dy`, 3 shifted loads of `x` and 12 fused
-//! multiply-adds. Each block runs over the positions of a chunk of images
-//! ([`POSITIONS`]), so the `dy` rows it rereads for every input channel and
-//! filter row stay in L1 (16 KiB for 4 channels in f32); the lanes are then
-//! added left to right into the image group's partial sum.
+//! A vector's lanes are output channels: each image's `dy` is transposed to
+//! `[position, o]` ([`super::transpose`]), and at each position a vector of
+//! `dy` meets each input of the window, broadcast, in one fused
+//! multiply-add per accumulator. With AVX-512 a block is one vector of
+//! output channels × 3 input channels × all 9 taps, 27 accumulators, each
+//! broadcast folded into its multiply-add; with AVX2's 16 registers, two
+//! vectors × 2 input channels × the 3 taps of one filter row, 12
+//! accumulators, each broadcast serving two multiply-adds.
 //!
-//! The lanes are [`Lanes`] rather than arrays left to the compiler: from
-//! arrays, LLVM built the three overlapping loads of `x` out of one load
-//! and shuffles, and the kernel ran at a third of the forward conv's rate.
+//! No lane is ever added to another, so the vector width cannot change a
+//! bit. The kernel this replaced put positions in the lanes: every output
+//! ended in a sum across them, so its summation order was AVX2's 8 lanes
+//! and it could not take AVX-512. `kappa profile conv` (batch 128, f32,
+//! medians of 7, old and new binaries alternated twice, the 2-core Intel
+//! Xeon host with AVX-512, 2026-12-07): 16c32 3.07–3.08 → 1.84–1.90 ms,
+//! 32c16 3.04–3.25 → 1.71–1.75 ms, 64c8 3.13 → 1.85–1.89 ms. Its AVX2
+//! copy, forced on the same host, runs 5–13% slower than the old kernel
+//! did (3.18–3.33 against 3.02–3.10 ms; 64c8 3.54 against 3.13 ms).
 //!
-//! Every output sums in one order whatever the thread count or the copy of
-//! the kernel: lane `l` takes, image after image of a chunk, the positions
-//! `≡ l (mod lanes)` in row-major order with fused multiply-adds; a chunk's
-//! lanes go into the partial left to right, chunk after chunk; and
-//! [`in_image_groups`] adds the groups in order.
+//! Every output sums in one order whatever the vector width, the block or
+//! the thread count: over each band of at most [`BAND`] positions (whole
+//! rows of one image, or where planes are smaller, the whole planes of
+//! consecutive images), one chain of fused multiply-adds in row-major order
+//! from zero, image after image; the bands added into the image group's
+//! partial in order; and [`in_image_groups`] adds the groups in order.
 
 use super::conv::in_image_groups;
-use super::lanes::{self, as_elements, into_scalars, Element, Lanes};
+use super::lanes::{self, as_elements, into_scalars, Element, Lanes, Path, Portable};
+use super::transpose::transpose;
 use crate::backend::Window;
 use crate::error::Result;
 use crate::scalar::Scalar;
+use std::ops::Range;
 
-/// Output channels per register block.
-const OC: usize = 4;
-
-/// Positions a block sums over before reducing its lanes: whole images, at
-/// least one.
-const POSITIONS: usize = 1024;
+/// Positions of one chain of multiply-adds: whole rows, at least one. Short
+/// chains bound the f32 error (`F32_ERROR`), and a band's `dy` (16 KiB for
+/// 16 channels in f32) stays in L1 while every input channel passes over it.
+const BAND: usize = 256;
 
 /// Whether window `g` with output grid `out` takes this path: 3×3, pad 1,
-/// stride 1, output grid = input grid, rows a whole number of vectors of
-/// either element type, on CPUs with AVX2 and FMA (the portable copy calls a
-/// software `fma` per multiply-add). benches/conv.rs (batch 128, f32, 2
-/// cores, criterion medians, old and new binaries alternated three times,
-/// 2026-12-05): 16c32 3.81–3.91 against 4.78–6.06 ms (Winograd), 32c16
-/// 3.94–4.13 against 4.62–6.50 ms (Winograd), 64c8 4.40–4.78 against
-/// 5.89–6.32 ms (im2col + GEMM).
+/// stride 1, output grid = input grid, on CPUs with AVX2 and FMA (the
+/// portable copy calls a software `fma` per multiply-add). Rows a multiple
+/// of 8 wide: the kernel takes any width, but only those were measured
+/// against [`super::winograd`] and im2col.
 pub(super) fn applies(g: &Window, out: (usize, usize)) -> bool {
     let same = g.kh == 3 && g.kw == 3 && g.pad == 1 && g.stride == 1 && out == (g.h, g.w);
     same && g.w.is_multiple_of(8) && lanes::avx2_fma()
@@ -62,61 +67,56 @@ pub(super) fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: &Window, c
 // Not generic, so the library compiles each once and every caller runs that
 // machine code (lanes.rs, "One compiled copy").
 fn filter_f32(dy: &[f32], x: &[f32], g: &Window, c_out: usize) -> Result<Vec<f32>> {
-    filter(dy, x, g, c_out, lanes::avx2_fma())
+    filter(dy, x, g, c_out, Path::widest())
 }
 
 fn filter_f64(dy: &[f64], x: &[f64], g: &Window, c_out: usize) -> Result<Vec<f64>> {
-    filter(dy, x, g, c_out, lanes::avx2_fma())
+    filter(dy, x, g, c_out, Path::widest())
 }
 
-/// The filter gradient in the AVX2 copy of the kernel when `vector`, else the portable one.
-fn filter<E: Element>(dy: &[E], x: &[E], g: &Window, c_out: usize, vector: bool) -> Result<Vec<E>> {
-    let plane = g.h * g.w;
-    let chunk = POSITIONS.div_ceil(plane.max(1));
-    in_image_groups(g.n, c_out * g.c * 9, |images, dw| {
-        let (mut pad, mut packed) = (Vec::new(), Vec::new());
-        for first in images.clone().step_by(chunk) {
-            let count = chunk.min(images.end - first);
+/// The filter gradient in `path`'s copy of the kernel.
+fn filter<E: Element>(dy: &[E], x: &[E], g: &Window, c_out: usize, path: Path) -> Result<Vec<E>> {
+    let (plane, taps) = (g.h * g.w, g.c * 9);
+    in_image_groups(g.n, c_out * taps, |images, dw| {
+        let (mut pad, mut dy_t) = (Vec::new(), Vec::new());
+        // The group's partial as `[(c, ky, kx), o]`, so a block's lanes are adjacent.
+        let mut part = vec![E::ZERO; taps * c_out];
+        let per_chunk = (BAND / plane.max(1)).max(1);
+        for first in images.clone().step_by(per_chunk) {
+            let count = per_chunk.min(images.end - first);
             pad_images(&x[first * g.image_len()..][..count * g.image_len()], g, &mut pad);
-            let dy = &dy[first * c_out * plane..][..count * c_out * plane];
-            let (dy, strides) = if count > 1 {
-                pack_channels(dy, (count, c_out, plane), &mut packed);
-                (&packed[..], (count * plane, plane))
-            } else {
-                (dy, (plane, c_out * plane))
-            };
-            let job = Chunk { dy, strides, pad: &pad, g, c_out, count };
-            #[cfg(target_arch = "x86_64")]
-            if vector {
-                // SAFETY: `vector` is only set where the CPU has AVX2 and FMA.
-                unsafe { chunk_avx2(&job, dw) };
-                continue;
+            transpose_images(&dy[first * c_out * plane..][..count * c_out * plane], (c_out, plane), &mut dy_t);
+            let chunk = Chunk { dy: &dy_t, pad: &pad, g, c_out, count };
+            match path {
+                // SAFETY: `path` is only AVX-512 where the CPU has it (and AVX2 and FMA).
+                #[cfg(target_arch = "x86_64")]
+                Path::Avx512 => unsafe { chunk_avx512(&chunk, &mut part) },
+                // SAFETY: `path` is only AVX2 where the CPU has AVX2 and FMA.
+                #[cfg(target_arch = "x86_64")]
+                Path::Avx2 => unsafe { chunk_avx2(&chunk, &mut part) },
+                _ => chunk.add_into::<E::Portable, 1, 1, 3>(&mut part),
             }
-            #[cfg(not(target_arch = "x86_64"))]
-            let _ = vector;
-            job.add_into::<E::Portable>(dw);
+        }
+        for (o, dw) in dw.chunks_exact_mut(taps).enumerate() {
+            for (t, d) in dw.iter_mut().enumerate() {
+                *d = part[t * c_out + o];
+            }
         }
         Ok(())
     })
 }
 
-/// `dy[image, o, plane]` of `count` images as `[o, image, plane]` in
-/// `packed`: a block's channels then lie in one run (16 KiB at 4 channels),
-/// where in place one channel's planes of successive images lie `c_out`
-/// planes apart, 16 KiB at 64 channels on 8×8, so all fall in the same few
-/// L1 sets. 64c8, alternated in one binary: 4.39–4.57 against 4.62–4.92 ms.
-fn pack_channels<E: Element>(dy: &[E], (count, c_out, plane): (usize, usize, usize), packed: &mut Vec<E>) {
-    packed.clear();
-    for o in 0..c_out {
-        for i in 0..count {
-            packed.extend_from_slice(&dy[(i * c_out + o) * plane..][..plane]);
-        }
+/// `dy[image, o, p]` of a chunk's images as `[image, p, o]`.
+fn transpose_images<E: Element>(dy: &[E], (c_out, plane): (usize, usize), dy_t: &mut Vec<E>) {
+    dy_t.resize(dy.len(), E::ZERO);
+    for (dy, dy_t) in dy.chunks_exact(c_out * plane).zip(dy_t.chunks_exact_mut(c_out * plane)) {
+        transpose(dy, (c_out, plane), dy_t);
     }
 }
 
-/// Copies the images' planes into `pad`, `[image, c, h + 2, w + 2]`, with a
-/// zero border. Every chunk writes the same interior cells, so the border
-/// zeroed when `pad` first grew stays zero.
+/// The images' planes into `pad`, `[image, c, h + 2, w + 2]`, with a zero
+/// border. Every chunk writes the same interior cells, so the border zeroed
+/// when `pad` first grew stays zero.
 fn pad_images<E: Element>(x: &[E], g: &Window, pad: &mut Vec<E>) {
     let cols = g.w + 2;
     let padded = (g.h + 2) * cols;
@@ -132,16 +132,22 @@ fn pad_images<E: Element>(x: &[E], g: &Window, pad: &mut Vec<E>) {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn chunk_avx2<E: Element>(job: &Chunk<E>, dw: &mut [E]) {
-    job.add_into::<E::Avx2>(dw)
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn chunk_avx512<E: Element>(chunk: &Chunk<E>, part: &mut [E]) {
+    chunk.add_into::<E::Avx512, 1, 3, 3>(part)
 }
 
-/// A chunk of images: their `dy` and padded `x`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn chunk_avx2<E: Element>(chunk: &Chunk<E>, part: &mut [E]) {
+    chunk.add_into::<E::Avx2, 2, 2, 1>(part)
+}
+
+/// A chunk of images: their transposed `dy` and padded `x`. Several only
+/// when each image's plane is smaller than a band, so that a band is
+/// [`BAND`] positions whatever the plane.
 struct Chunk<'a, E> {
     dy: &'a [E],
-    /// Between `dy`'s planes: of one image's channels, of one channel's images.
-    strides: (usize, usize),
     pad: &'a [E],
     g: &'a Window,
     c_out: usize,
@@ -149,76 +155,116 @@ struct Chunk<'a, E> {
 }
 
 impl<E: Element> Chunk<'_, E> {
-    /// Adds the chunk's filter gradient into `dw`: blocks of [`OC`] output
-    /// channels, then the last channels one at a time.
+    /// Adds the chunk's filter gradient into `part`, band by band: blocks
+    /// of `OB` vectors of output channels × `CI` input channels × `KY`
+    /// filter rows, then the output channels left over a vector at a time,
+    /// then one at a time.
     #[inline(always)]
-    fn add_into<V: Lanes<E>>(&self, dw: &mut [E]) {
-        let blocks = self.c_out / OC * OC;
-        for o in (0..blocks).step_by(OC) {
-            self.block::<V, OC>(o, dw);
-        }
-        for o in blocks..self.c_out {
-            self.block::<V, 1>(o, dw);
+    fn add_into<V: Lanes<E>, const OB: usize, const CI: usize, const KY: usize>(&self, part: &mut [E]) {
+        let (h, w, n) = (self.g.h, self.g.w, V::WIDTH);
+        let rows = (BAND / w).max(1);
+        let (wide, narrow) = (self.c_out / (OB * n) * OB * n, self.c_out / n * n);
+        for y0 in (0..h).step_by(rows) {
+            let band = y0..(y0 + rows).min(h);
+            for o in (0..wide).step_by(OB * n) {
+                self.channels::<V, OB, CI, KY>(o, band.clone(), part);
+            }
+            for o in (wide..narrow).step_by(n) {
+                self.channels::<V, 1, CI, KY>(o, band.clone(), part);
+            }
+            for o in narrow..self.c_out {
+                self.channels::<Portable<E, 1>, 1, 1, 3>(o, band.clone(), part);
+            }
         }
     }
 
-    /// Output channels `o0..o0 + K`, every input channel and filter row.
+    /// Output channels `o0..o0 + OB·V::WIDTH`, every input channel and filter row.
     #[inline(always)]
-    fn block<V: Lanes<E>, const K: usize>(&self, o0: usize, dw: &mut [E]) {
-        let (g, plane) = (self.g, self.g.h * self.g.w);
-        let (cols, c) = (g.w + 2, g.c);
-        let padded = (g.h + 2) * cols;
-        for ci in 0..c {
-            for ky in 0..3 {
-                let mut acc = [[V::zero(); 3]; K];
-                for image in 0..self.count {
-                    let (channel, stride) = self.strides;
-                    let d = std::array::from_fn(|o| self.dy[(o0 + o) * channel + image * stride..][..plane].as_ptr());
-                    let x = &self.pad[(image * c + ci) * padded + ky * cols..][..g.h * cols];
-                    // The ResNet stages' widths as constants, so the row loop
-                    // unrolls: 0.92–0.97× the time, alternated in one binary.
-                    // SAFETY: `x` holds `h` padded rows, each of `d` a plane, and `applies` made `w` a multiple of the lanes.
-                    unsafe {
-                        match g.w {
-                            8 => add_plane::<E, V, K>(&mut acc, d, x.as_ptr(), (g.h, 8)),
-                            16 => add_plane::<E, V, K>(&mut acc, d, x.as_ptr(), (g.h, 16)),
-                            32 => add_plane::<E, V, K>(&mut acc, d, x.as_ptr(), (g.h, 32)),
-                            w => add_plane::<E, V, K>(&mut acc, d, x.as_ptr(), (g.h, w)),
-                        }
-                    };
+    fn channels<V: Lanes<E>, const OB: usize, const CI: usize, const KY: usize>(&self, o0: usize, band: Range<usize>, part: &mut [E]) {
+        let deep = self.g.c / CI * CI;
+        for ky in (0..3).step_by(KY) {
+            for c in (0..deep).step_by(CI) {
+                self.block::<V, OB, CI, KY>([o0, c, ky], band.clone(), part);
+            }
+            for c in deep..self.g.c {
+                self.block::<V, OB, 1, KY>([o0, c, ky], band.clone(), part);
+            }
+        }
+    }
+
+    /// Output channels from `o0` × input channels from `c0` × filter rows
+    /// from `ky0` over rows `band`, added into `part`.
+    #[inline(always)]
+    fn block<V: Lanes<E>, const OB: usize, const CI: usize, const KY: usize>(
+        &self,
+        [o0, c0, ky0]: [usize; 3],
+        band: Range<usize>,
+        part: &mut [E],
+    ) {
+        // The wider ResNet stages' widths as constants, so the row loop
+        // unrolls. Not 8: unrolled there, AVX2's block spilled registers
+        // (64c8 4.3 against 3.5 ms), for a gain of 3–7% on AVX-512.
+        let acc = match self.g.w {
+            16 => self.chains::<V, OB, CI, KY, 16>([o0, c0, ky0], band),
+            32 => self.chains::<V, OB, CI, KY, 32>([o0, c0, ky0], band),
+            _ => self.chains::<V, OB, CI, KY, 0>([o0, c0, ky0], band),
+        };
+        for (b, acc) in acc.iter().enumerate() {
+            for (i, acc) in acc.iter().enumerate() {
+                for (t, a) in acc.iter().flatten().enumerate() {
+                    let mut lanes = [E::ZERO; 16];
+                    a.store(&mut lanes);
+                    let at = ((c0 + i) * 9 + ky0 * 3 + t) * self.c_out + o0 + b * V::WIDTH;
+                    part[at..][..V::WIDTH].iter_mut().zip(lanes).for_each(|(p, l)| *p += l);
                 }
-                for (o, acc) in acc.iter().enumerate() {
-                    let dw = &mut dw[((o0 + o) * c + ci) * 9 + ky * 3..][..3];
-                    for (d, a) in dw.iter_mut().zip(acc) {
-                        *d += a.sum();
+            }
+        }
+    }
+
+    /// The chains of [`Chunk::block`] over rows `W` wide (0: `g.w`), each
+    /// from zero: `acc[b][i][r][kx]` for output vector `b`, input channel
+    /// `c0 + i`, filter row `ky0 + r`.
+    #[inline(always)]
+    #[allow(clippy::type_complexity)]
+    fn chains<V: Lanes<E>, const OB: usize, const CI: usize, const KY: usize, const W: usize>(
+        &self,
+        [o0, c0, ky0]: [usize; 3],
+        band: Range<usize>,
+    ) -> [[[[V; 3]; KY]; CI]; OB] {
+        let (g, n) = (self.g, V::WIDTH);
+        let w = if W == 0 { g.w } else { W };
+        let (cols, rows) = (w + 2, band.len());
+        let c_out = self.c_out;
+        let mut acc = [[[[V::zero(); 3]; KY]; CI]; OB];
+        for image in 0..self.count {
+            // The band's `dy` and each channel's padded rows, checked once here.
+            let dy = &self.dy[(image * g.h + band.start) * w * c_out + o0..][..(rows * w - 1) * c_out + OB * n];
+            let pad: [&[E]; CI] = std::array::from_fn(|i| {
+                &self.pad[((image * g.c + c0 + i) * (g.h + 2) + band.start + ky0) * cols..][..(rows - 1 + KY) * cols]
+            });
+            for row in 0..rows {
+                let d = dy[row * w * c_out..].as_ptr();
+                let x: [*const E; CI] = std::array::from_fn(|i| pad[i][row * cols..].as_ptr());
+                for ox in 0..w {
+                    // SAFETY: `d` holds the row's `w` runs of `OB` vectors,
+                    // `c_out` apart, and each of `x` the `KY` padded rows.
+                    unsafe {
+                        let d: [V; OB] = std::array::from_fn(|b| V::load(std::slice::from_raw_parts(d.add(ox * c_out + b * n), n)));
+                        for (i, x) in x.iter().enumerate() {
+                            for r in 0..KY {
+                                for kx in 0..3 {
+                                    let v = V::splat(*x.add(r * cols + ox + kx));
+                                    for (acc, d) in acc.iter_mut().zip(&d) {
+                                        acc[i][r][kx] = d.mul_add(v, acc[i][r][kx]);
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }
         }
-    }
-}
-
-/// Adds `d[o][oy, ox] · x[oy, ox + kx]` over an `h × w` plane into
-/// `acc[o][kx]`, a vector of positions at a time, `x`'s rows `w + 2` apart.
-///
-/// # Safety
-/// `x` must hold `h` rows of `w + 2` elements and each of `d` `h·w`, `w` a
-/// multiple of the lanes.
-#[inline(always)]
-unsafe fn add_plane<E: Element, V: Lanes<E>, const K: usize>(acc: &mut [[V; 3]; K], d: [*const E; K], x: *const E, (h, w): (usize, usize)) {
-    let n = V::WIDTH;
-    let load = |p: *const E| V::load(std::slice::from_raw_parts(p, n));
-    for oy in 0..h {
-        let (x, d) = (x.add(oy * (w + 2)), d.map(|d| d.add(oy * w)));
-        for x0 in (0..w).step_by(n) {
-            let taps: [V; 3] = std::array::from_fn(|kx| load(x.add(x0 + kx)));
-            for (acc, d) in acc.iter_mut().zip(d) {
-                let d = load(d.add(x0));
-                for (a, &t) in acc.iter_mut().zip(&taps) {
-                    *a = d.mul_add(t, *a);
-                }
-            }
-        }
+        acc
     }
 }
 
@@ -247,18 +293,20 @@ mod tests {
         v.iter().map(|&a| a as f32).collect()
     }
 
-    /// The shapes the tests run: blocks of 4 and single channels past them
-    /// (6, 5, 9 outputs) and fewer than a block (1, 3); rows of one, two and
-    /// three f32 vectors; one chunk per group (8×8 and 4×8 planes), several
-    /// chunks per group (32×32: one image each), groups of unequal size (n =
-    /// 20 in groups of 3), a single image, single-row planes.
+    /// The shapes the tests run. Output channels: 21 and 40 (whole blocks,
+    /// then a vector left over or single channels), 9 (a vector and one),
+    /// fewer than a vector (1, 3, 4, 5). Input channels: 5 (blocks of 3 or
+    /// 2, then the rest one at a time) and 1 to 4. Planes: several images a
+    /// chunk (4×8, 5×16, 3×24, 8×8), one image in four bands (32×32), a
+    /// single row. Groups of unequal size (n = 20 in groups of 3), a single
+    /// image.
     fn cases() -> [(Window, usize); 6] {
         [
-            (window(3, 5, 4, 8), 6),
+            (window(3, 5, 4, 8), 21),
             (window(20, 3, 5, 16), 5),
             (window(9, 2, 32, 32), 9),
             (window(1, 1, 1, 8), 1),
-            (window(2, 4, 3, 24), 3),
+            (window(2, 4, 3, 24), 40),
             (window(17, 3, 8, 8), 4),
         ]
     }
@@ -273,17 +321,16 @@ mod tests {
             // Sums of at most 20·5·16 products of normals, each within about
             // 1600·2⁻⁵³ of the exact sum relative to Σ|terms| (≈ 1600·0.64).
             let scale = max_abs(&want);
-            for vector in [false, lanes::avx2_fma()] {
-                let got = filter(&dy, &x, &g, c_out, vector).unwrap();
-                assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-12 * scale), "{g:?} → {c_out}, vector {vector}");
+            for path in Path::all() {
+                let got = filter(&dy, &x, &g, c_out, path).unwrap();
+                assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-12 * scale), "{g:?} → {c_out}, {path:?}");
             }
         }
     }
 
     /// Each output by the documented order, one scalar fused multiply-add at a time.
     fn documented(dy: &[f32], x: &[f32], g: &Window, c_out: usize) -> Vec<f32> {
-        let (plane, lanes) = (g.h * g.w, 8);
-        let chunk = POSITIONS.div_ceil(plane);
+        let (plane, rows) = (g.h * g.w, (BAND / g.w).max(1));
         let per_group = g.n.div_ceil(FILTER_GROUPS.min(g.n));
         let mut dw = vec![0.0f32; c_out * g.c * 9];
         for (i, dw) in dw.iter_mut().enumerate() {
@@ -291,17 +338,21 @@ mod tests {
             let mut total = None;
             for group in (0..g.n).step_by(per_group) {
                 let mut partial = 0.0f32;
-                for first in (group..(group + per_group).min(g.n)).step_by(chunk) {
-                    let mut lane = vec![0.0f32; lanes];
-                    for n in first..(first + chunk).min(group + per_group).min(g.n) {
-                        for p in 0..plane {
-                            let (oy, ox) = (p / g.w, p % g.w);
-                            let (iy, ix) = ((oy + ky).wrapping_sub(1), (ox + kx).wrapping_sub(1));
-                            let v = if iy < g.h && ix < g.w { x[((n * g.c + ci) * g.h + iy) * g.w + ix] } else { 0.0 };
-                            lane[p % lanes] = dy[(n * c_out + o) * plane + p].mul_add(v, lane[p % lanes]);
+                let end = (group + per_group).min(g.n);
+                for first in (group..end).step_by((BAND / plane).max(1)) {
+                    let images = first..(first + (BAND / plane).max(1)).min(end);
+                    for y0 in (0..g.h).step_by(rows) {
+                        let mut chain = 0.0f32;
+                        for n in images.clone() {
+                            for p in y0 * g.w..((y0 + rows) * g.w).min(plane) {
+                                let (oy, ox) = (p / g.w, p % g.w);
+                                let (iy, ix) = ((oy + ky).wrapping_sub(1), (ox + kx).wrapping_sub(1));
+                                let v = if iy < g.h && ix < g.w { x[((n * g.c + ci) * g.h + iy) * g.w + ix] } else { 0.0 };
+                                chain = dy[(n * c_out + o) * plane + p].mul_add(v, chain);
+                            }
                         }
+                        partial += chain;
                     }
-                    partial += lane[1..].iter().fold(lane[0], |s, &v| s + v);
                 }
                 total = Some(total.map_or(partial, |t: f32| t + partial));
             }
@@ -311,16 +362,16 @@ mod tests {
     }
 
     #[test]
-    fn every_output_sums_in_the_documented_order_on_any_thread_count() {
+    fn every_output_sums_in_the_documented_order_on_any_copy_and_thread_count() {
         let mut r = Rng::new(42, 0);
         for (g, c_out) in cases() {
             let (x, dy) = (f32s(&normals(&mut r, g.n * g.image_len())), f32s(&normals(&mut r, g.n * c_out * g.h * g.w)));
             let want = documented(&dy, &x, &g, c_out);
             for threads in [1, 2, 3] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                for vector in [false, lanes::avx2_fma()] {
-                    let got = pool.install(|| filter(&dy, &x, &g, c_out, vector).unwrap());
-                    assert!(got == want, "{g:?} → {c_out}: {threads} threads, vector {vector}");
+                for path in Path::all() {
+                    let got = pool.install(|| filter(&dy, &x, &g, c_out, path).unwrap());
+                    assert!(got == want, "{g:?} → {c_out}: {threads} threads, {path:?}");
                 }
             }
         }
@@ -337,7 +388,7 @@ mod tests {
             let dy = normals(&mut r, g.n * c * side * side);
             let [_, _, want] = definition(&x, &w, &dy, &g, c);
             let (xf, dyf) = (f32s(&x), f32s(&dy));
-            let direct = relative_error(&filter(&dyf, &xf, &g, c, lanes::avx2_fma()).unwrap(), &want);
+            let direct = relative_error(&filter(&dyf, &xf, &g, c, Path::widest()).unwrap(), &want);
             let wino = relative_error(&winograd::conv2d_backward_filter(&dyf, &xf, &g, c).unwrap(), &want);
             eprintln!("{c}c{side}: direct filter {direct:.2e}, Winograd {wino:.2e}");
             assert!(direct < F32_ERROR, "{c}c{side}: {direct:e} vs Winograd {wino:e}");

@@ -6,8 +6,8 @@
 //! AVX2 through [`wide!`], which runs them in a twin compiled for it.
 //!
 //! AVX-512 lanes (twice as many) serve only kernels whose lanes never meet,
-//! each holding a sum of its own (the Gram): there the width cannot change
-//! a bit. A kernel that adds its lanes together (a dot product's
+//! each holding a sum of its own (the Gram, the direct conv and its filter
+//! gradient): there the width cannot change a bit. A kernel that adds its lanes together (a dot product's
 //! [`Lanes::sum`]) would sum in another order on them, so it keeps to AVX2.
 //!
 //! # One compiled copy
@@ -174,6 +174,35 @@ pub fn avx2_fma() -> bool {
     return is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
     #[cfg(not(target_arch = "x86_64"))]
     false
+}
+
+/// The copy of a kernel a call runs. A kernel's copies round alike, so the
+/// choice is one of speed alone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Path {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+impl Path {
+    /// The widest copy this CPU runs.
+    pub fn widest() -> Path {
+        match (avx512(), avx2_fma()) {
+            (true, _) => Path::Avx512,
+            (false, true) => Path::Avx2,
+            (false, false) => Path::Portable,
+        }
+    }
+
+    /// Every copy this CPU runs, for tests that check they round alike.
+    #[cfg(test)]
+    pub fn all() -> Vec<Path> {
+        [(true, Path::Portable), (avx2_fma(), Path::Avx2), (avx512(), Path::Avx512)]
+            .into_iter()
+            .filter_map(|(has, p)| has.then_some(p))
+            .collect()
+    }
 }
 
 /// `body()`, inlined into a twin compiled for AVX2 where the CPU has it, so

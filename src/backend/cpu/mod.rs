@@ -19,6 +19,7 @@ pub mod peaks;
 mod pool;
 mod row_dots;
 mod softmax;
+mod transpose;
 mod tridiagonal;
 pub mod tridiagonalise;
 mod update;
