@@ -5,8 +5,8 @@
 //! the image already is its patch matrix. The forward and backward-data of
 //! 3×3 same-grid windows, and the forward of 3×3 stride-2 ones, go to
 //! [`super::direct`] where the CPU has AVX2 and FMA, and the filter gradient
-//! of the same-grid ones to [`super::direct_filter`] there (rows a multiple of
-//! 8 wide) or, on large planes, to [`super::winograd`].
+//! of the same-grid ones to [`super::direct_filter`] there (rows at least 8
+//! wide) or, on large planes, to [`super::winograd`].
 
 use super::direct;
 use super::direct_filter;

@@ -47,8 +47,8 @@ const TILES: usize = 256;
 /// flops they save. Backward-data 0.96 / 1.2 / 0.95: 32×32 planes only, and
 /// only on CPUs without AVX2 and FMA, where [`super::direct`] does not take it.
 /// Backward-filter 0.68 / 0.9 / 0.98: planes of 16×16 and up, where
-/// [`super::direct_filter`] does not take them first (rows not a multiple of
-/// 8 wide, or no AVX2 and FMA).
+/// [`super::direct_filter`] does not take them first (rows narrower than 8,
+/// or no AVX2 and FMA).
 pub(super) fn applies(g: &Window, out: (usize, usize), d: Direction) -> bool {
     let plane = g.h * g.w;
     let fits = g.kh == 3 && g.kw == 3 && g.stride == 1 && out == (g.h, g.w);
