@@ -38,7 +38,8 @@ use crate::error::Result;
 use crate::scalar::Scalar;
 use std::ops::Range;
 
-/// Positions of one chain of multiply-adds: whole rows, at least one. Short
+/// Positions of one chain of multiply-adds, at most: whole rows of one
+/// image (at least one), or the whole planes of consecutive images. Short
 /// chains bound the f32 error (`F32_ERROR`), and a band's `dy` (16 KiB for
 /// 16 channels in f32) stays in L1 while every input channel passes over it.
 const BAND: usize = 256;
@@ -49,8 +50,8 @@ const BAND: usize = 256;
 /// multiply-add). Against Winograd (28×28) and im2col + GEMM (the rest),
 /// f32, medians of 7, two alternated runs on the Intel host: 128c28 (16
 /// images) 22.7 → 10.5 ms, 256c14 (32) 28.6 → 26.7 ms, 32c12 (128) 2.0–2.1
-/// → 1.0 ms, 64c20 (16) 4.4 → 1.5 ms; but 512c7 (64) 81 → 87–89 ms, rows
-/// of 7 too short for the row loop to pay for itself.
+/// → 1.0 ms, 64c20 (16) 4.4 → 1.5 ms; but 512c7 (64) 81 → 87–89 ms, so
+/// rows of 7 stay on im2col + GEMM.
 pub(super) fn applies(g: &Window, out: (usize, usize)) -> bool {
     let same = g.kh == 3 && g.kw == 3 && g.pad == 1 && g.stride == 1 && out == (g.h, g.w);
     same && g.w >= 8 && lanes::avx2_fma()
@@ -206,7 +207,7 @@ impl<E: Element> Chunk<'_, E> {
     ) {
         // The wider ResNet stages' widths as constants, so the row loop
         // unrolls. Not 8: unrolled there, AVX2's block spilled registers
-        // (64c8 4.3 against 3.5 ms), for a gain of 3–7% on AVX-512.
+        // (64c8 4.3 against 3.5 ms), more than the 3–7% AVX-512 gained.
         let acc = match self.g.w {
             16 => self.chains::<V, OB, CI, KY, 16>([o0, c0, ky0], band),
             32 => self.chains::<V, OB, CI, KY, 32>([o0, c0, ky0], band),
