@@ -101,11 +101,7 @@ fn filter<E: Element>(dy: &[E], x: &[E], g: &Window, c_out: usize, path: Path) -
                 _ => chunk.add_into::<E::Portable, 1, 1, 3>(&mut part),
             }
         }
-        for (o, dw) in dw.chunks_exact_mut(taps).enumerate() {
-            for (t, d) in dw.iter_mut().enumerate() {
-                *d = part[t * c_out + o];
-            }
-        }
+        transpose(&part, (taps, c_out), dw);
         Ok(())
     })
 }

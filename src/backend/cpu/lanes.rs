@@ -7,8 +7,9 @@
 //!
 //! AVX-512 lanes (twice as many) serve only kernels whose lanes never meet,
 //! each holding a sum of its own (the Gram, the direct conv and its filter
-//! gradient): there the width cannot change a bit. A kernel that adds its lanes together (a dot product's
-//! [`Lanes::sum`]) would sum in another order on them, so it keeps to AVX2.
+//! gradient): there the width cannot change a bit. A kernel that adds its
+//! lanes together (a dot product's [`Lanes::sum`]) would sum in another
+//! order on them, so it keeps to AVX2.
 //!
 //! # One compiled copy
 //! A generic kernel is compiled anew in every crate that instantiates it:
