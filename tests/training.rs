@@ -5,7 +5,8 @@ use kappa::autograd::Tape;
 use kappa::backend::cpu::Cpu;
 use kappa::backend::{Backend, Gemm};
 use kappa::data::{self, Batch, LoadOptions, Loader};
-use kappa::nn::BatchNorm;
+use kappa::models::{Mlp, MlpConfig, Model};
+use kappa::nn::{BatchNorm, Init, Weights};
 use kappa::optim::{Adam, Optimizer, Sgd};
 use kappa::param::ParamStore;
 use kappa::tensor::Tensor;
@@ -221,6 +222,26 @@ fn a_tape_counts_the_values_its_operations_hold_once() {
     assert_eq!(tape.held_elements(), 12);
     tape.release(z);
     assert_eq!(tape.held_elements(), 6);
+}
+
+/// A plain MLP's training forward keeps each hidden layer's ReLU output
+/// for backward and lets its pre-activation go; a probing tape keeps that
+/// too, for the probe's output-gradient.
+#[test]
+fn an_mlp_forward_keeps_only_what_backward_or_a_probe_reads() {
+    let be = Cpu::<f32>::new();
+    let (n, d, width, classes) = (4, 5, 6, 2);
+    let cfg = MlpConfig { inputs: d, depth: 3, width, classes, bn: false, init: Init::He, bn_momentum: 0.1 };
+    let mut model = Mlp::new(&be, cfg, 0, Weights::Drawn).unwrap();
+    for probing in [false, true] {
+        let mut tape = Tape::new(&be);
+        tape.set_probing(probing);
+        let x = tape.constant(Tensor::zeros(&be, &[n, d]).unwrap());
+        model.forward(&mut tape, x, true).unwrap();
+        // The input's reshape (sharing its buffer), two hidden layers, the logits.
+        let hidden = if probing { 2 } else { 1 };
+        assert_eq!(tape.held_elements(), n * d + 2 * hidden * n * width + n * classes, "probing {probing}");
+    }
 }
 
 /// A batch is sized against the memory the run's values live in: a

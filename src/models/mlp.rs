@@ -104,11 +104,15 @@ impl<B: Backend> Model<B> for Mlp<B> {
         }
         let mut h = tape.reshape(x, &[n, d])?;
         for layer in &self.hidden {
-            h = layer.linear.forward(tape, &self.store, h)?;
+            let z = layer.linear.forward(tape, &self.store, h)?;
             h = match &layer.bn {
-                Some(bn) => bn.forward_relu(tape, &mut self.store, h, train)?,
-                None => tape.relu(h)?,
+                Some(bn) => bn.forward_relu(tape, &mut self.store, z, train)?,
+                None => tape.relu(z)?,
             };
+            // No backward rule reads the pre-activation (a probe keeps its
+            // own), so its buffer goes back to the allocator while still in
+            // cache, for the next layer's product.
+            tape.release(z);
         }
         self.output.forward(tape, &self.store, h)
     }
