@@ -238,9 +238,10 @@ fn an_mlp_forward_keeps_only_what_backward_or_a_probe_reads() {
         tape.set_probing(probing);
         let x = tape.constant(Tensor::zeros(&be, &[n, d]).unwrap());
         model.forward(&mut tape, x, true).unwrap();
-        // The input's reshape (sharing its buffer), two hidden layers, the logits.
-        let hidden = if probing { 2 } else { 1 };
-        assert_eq!(tape.held_elements(), n * d + 2 * hidden * n * width + n * classes, "probing {probing}");
+        // The input's reshape (sharing its buffer); per hidden layer (two)
+        // the ReLU's output and, probing, the pre-activation; the logits.
+        let per_layer = if probing { 2 } else { 1 };
+        assert_eq!(tape.held_elements(), n * d + 2 * per_layer * n * width + n * classes, "probing {probing}");
     }
 }
 
