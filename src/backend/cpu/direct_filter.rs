@@ -300,8 +300,8 @@ mod tests {
     /// fewer than a vector (1, 3, 4, 5). Input channels: 5 (blocks of 3 or
     /// 2, then the rest one at a time) and 1 to 4. Planes: several images a
     /// chunk (4×8, 5×16, 3×13, 8×8), one image in four bands (32×32), a
-    /// single row; rows of the widths unrolled (16, 32) and others. Groups of unequal size (n = 20 in groups of 3), a single
-    /// image.
+    /// single row; rows of the widths unrolled (16, 32) and others. Groups
+    /// of unequal size (n = 20 in groups of 3), a single image.
     fn cases() -> [(Window, usize); 6] {
         [
             (window(3, 5, 4, 8), 21),
