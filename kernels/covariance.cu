@@ -1,17 +1,14 @@
-// CPU twin: src/backend/cpu/covariance.rs (`gram_lower`, `count_positive`,
-// `gram_lower_patches`). For stride-1 windows the CPU sums each tap offset's
-// products once (src/backend/cpu/patch_gram.rs) instead of reading patches:
-// the same values in another summation order, so the emulated test compares
-// the two within rounding (1e-5), not bit for bit.
+// CPU twin: src/backend/cpu/covariance.rs (`gram_lower`, `count_positive`).
+// A conv layer's patch Σx does not come here: the CUDA backend unfolds the
+// patches (im2col.cu) and hands them to cuBLAS SYRK (src/backend/cuda/conv.rs).
 //
 // acc[i][j] += alpha·Σ_r X[r][i]·X[r][j] for j ≤ i (row-major lower triangle,
-// the Backend trait's convention), accumulated in f32 in place. X is either a
-// row-major rows×cols matrix (Σx of a dense layer, Σ∇h of any layer) or the
-// patch matrix of an NCHW activation, read straight from the activation
-// without an im2col buffer. One block computes a 64×64 output tile of the
-// lower triangle: 16×16 threads, 4×4 outputs each, X staged through shared
-// memory 16 rows at a time. blockIdx.y splits the rows; with more than one
-// split the tiles meet through atomics.
+// the Backend trait's convention), accumulated in f32 in place, for a
+// row-major rows×cols X (a dense layer's Σx and Σ∇h). One
+// block computes a 64×64 output tile of the lower triangle: 16×16 threads,
+// 4×4 outputs each, X staged through shared memory 16 rows at a time.
+// blockIdx.y splits the rows; with more than one split the tiles meet
+// through atomics.
 #include "common.cuh"
 
 #define GRAM_TILE 64
@@ -27,11 +24,7 @@ __device__ __forceinline__ void tile_pair(unsigned t, unsigned* bi, unsigned* bj
     *bj = t - i * (i + 1) / 2;
 }
 
-// `load(r, c)` returns X[r][c] for r < rows, c < cols. `rows_fastest` picks
-// which index consecutive threads walk when staging, so that global loads
-// coalesce for the layout at hand.
-template <class Load>
-__device__ void gram_tile(Load load, bool rows_fastest, size_t rows, size_t cols, float* __restrict__ acc, float alpha) {
+extern "C" __global__ void gram_lower_rows(float* __restrict__ acc, const float* __restrict__ x, size_t rows, size_t cols, float alpha) {
     __shared__ float xi[GRAM_K][GRAM_TILE + 1];
     __shared__ float xj[GRAM_K][GRAM_TILE + 1];
     unsigned bi, bj;
@@ -41,11 +34,11 @@ __device__ void gram_tile(Load load, bool rows_fastest, size_t rows, size_t cols
     float sum[4][4] = {};
     for (size_t r0 = (size_t)blockIdx.y * GRAM_K; r0 < rows; r0 += (size_t)gridDim.y * GRAM_K) {
         for (unsigned e = tid; e < GRAM_K * GRAM_TILE; e += GRAM_THREADS * GRAM_THREADS) {
-            const unsigned k = rows_fastest ? e % GRAM_K : e / GRAM_TILE;
-            const unsigned c = rows_fastest ? e / GRAM_K : e % GRAM_TILE;
+            // Consecutive threads take consecutive columns of one row, so loads coalesce.
+            const unsigned k = e / GRAM_TILE, c = e % GRAM_TILE;
             const size_t r = r0 + k;
-            xi[k][c] = r < rows && i0 + c < cols ? load(r, i0 + c) : 0.0f;
-            xj[k][c] = r < rows && j0 + c < cols ? load(r, j0 + c) : 0.0f;
+            xi[k][c] = r < rows && i0 + c < cols ? x[r * cols + i0 + c] : 0.0f;
+            xj[k][c] = r < rows && j0 + c < cols ? x[r * cols + j0 + c] : 0.0f;
         }
         __syncthreads();
         for (unsigned k = 0; k < GRAM_K; ++k) {
@@ -69,37 +62,6 @@ __device__ void gram_tile(Load load, bool rows_fastest, size_t rows, size_t cols
                     atomicAdd(&acc[i * cols + j], alpha * sum[p][q]);
             }
         }
-}
-
-struct RowMajor {
-    const float* x;
-    size_t cols;
-    __device__ float operator()(size_t r, size_t c) const { return x[r * cols + c]; }
-};
-
-// Row r = (image b, output y, output x), column c = (channel, ky, kx) of a
-// kh×kw window with the given stride and zero padding.
-struct Patches {
-    const float* x;
-    size_t channels, h, w, kh, kw, stride, pad, oh, ow;
-    __device__ float operator()(size_t r, size_t c) const {
-        const size_t ox = r % ow, oy = (r / ow) % oh, b = r / (ow * oh);
-        const size_t kx = c % kw, ky = (c / kw) % kh, ch = c / (kw * kh);
-        const long long iy = (long long)(oy * stride + ky) - (long long)pad;
-        const long long ix = (long long)(ox * stride + kx) - (long long)pad;
-        if (iy < 0 || ix < 0 || iy >= (long long)h || ix >= (long long)w) return 0.0f;
-        return x[((b * channels + ch) * h + (size_t)iy) * w + (size_t)ix];
-    }
-};
-
-extern "C" __global__ void gram_lower_rows(float* __restrict__ acc, const float* __restrict__ x, size_t rows, size_t cols, float alpha) {
-    gram_tile(RowMajor{x, cols}, false, rows, cols, acc, alpha);
-}
-
-extern "C" __global__ void gram_lower_patches(float* __restrict__ acc, const float* __restrict__ x, size_t n, size_t channels, size_t h,
-                                              size_t w, size_t kh, size_t kw, size_t stride, size_t pad, size_t oh, size_t ow, float alpha) {
-    const Patches load{x, channels, h, w, kh, kw, stride, pad, oh, ow};
-    gram_tile(load, true, n * oh * ow, channels * kh * kw, acc, alpha);
 }
 
 // counts[c] += #{r : x[r][c] > 0} for a row-major rows×cols matrix; block

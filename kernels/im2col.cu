@@ -5,10 +5,15 @@
 // c·kh·kw × oh·ow block.
 #include "common.cuh"
 
-// Consecutive threads walk output positions, so reads of x and writes of
-// cols both run along image rows.
+// Patch entry (image b, row, position pos) goes to
+// cols[b·image_stride + row·row_stride + pos]. The convolutions take one
+// block per image (image_stride = k·area, row_stride = area); the patch Gram
+// takes one k × n·area matrix (image_stride = area, row_stride = n·area), so
+// that a single SYRK sums over every image. Consecutive threads walk output
+// positions, so reads of x and writes of cols both run along image rows.
 extern "C" __global__ void im2col(const float* __restrict__ x, size_t n, size_t channels, size_t h, size_t w, size_t kh, size_t kw,
-                                  size_t stride, size_t pad, size_t oh, size_t ow, float* __restrict__ cols) {
+                                  size_t stride, size_t pad, size_t oh, size_t ow, size_t image_stride, size_t row_stride,
+                                  float* __restrict__ cols) {
     const size_t area = oh * ow, k = channels * kh * kw, total = n * k * area;
     for (size_t e = grid_start(); e < total; e += grid_stride()) {
         const size_t pos = e % area, row = (e / area) % k, b = e / (area * k);
@@ -17,7 +22,7 @@ extern "C" __global__ void im2col(const float* __restrict__ x, size_t n, size_t 
         const long long iy = (long long)(oy * stride + ky) - (long long)pad;
         const long long ix = (long long)(ox * stride + kx) - (long long)pad;
         const bool inside = iy >= 0 && ix >= 0 && iy < (long long)h && ix < (long long)w;
-        cols[e] = inside ? x[((b * channels + ch) * h + (size_t)iy) * w + (size_t)ix] : 0.0f;
+        cols[b * image_stride + row * row_stride + pos] = inside ? x[((b * channels + ch) * h + (size_t)iy) * w + (size_t)ix] : 0.0f;
     }
 }
 

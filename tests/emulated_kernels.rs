@@ -338,29 +338,6 @@ const CONVS: [Window; 4] = [
 ];
 
 #[test]
-fn gram_lower_patches_matches_the_cpu() {
-    let m = module("covariance");
-    let k: unsafe extern "C" fn(Ptr, Ptr, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, f32) =
-        m.kernel("gram_lower_patches");
-    let mut r = Rng::new(7, 0);
-    for (g, splits) in CONVS.into_iter().zip([1u32, 2, 3, 2]) {
-        let x = normal(&mut r, g.n * g.image_len());
-        let (oh, ow) = g.out("test").unwrap();
-        let cols = g.patch_len();
-        let acc0 = start_acc(&mut r, cols);
-        let tiles = cols.div_ceil(64);
-        let mut acc = acc0.clone();
-        let (pa, px) = (ptr(&mut acc), cptr(&x));
-        m.launch(((tiles * (tiles + 1) / 2) as u32, splits, 1), (16, 16, 1), || unsafe {
-            k(pa, px, g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, oh, ow, 2.0)
-        });
-        let mut want = acc0.clone();
-        cpu().gram_lower_patches(&mut want, &x, g, 2.0).unwrap();
-        assert_lower(&format!("patch gram {g:?}"), &acc, &want, cols, 1e-5);
-    }
-}
-
-#[test]
 fn count_positive_matches_the_cpu() {
     let m = module("covariance");
     let k: unsafe extern "C" fn(Ptr, usize, usize, Ptr) = m.kernel("count_positive");
@@ -424,17 +401,27 @@ fn eigvalsh_preparation_matches_the_cpu_scaling() {
 #[test]
 fn im2col_and_col2im_match_the_cpu_unfolding() {
     let m = module("im2col");
-    type Unfold = unsafe extern "C" fn(Ptr, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, Ptr);
-    let (fwd, adj): (Unfold, Unfold) = (m.kernel("im2col"), m.kernel("col2im"));
+    type Unfold = unsafe extern "C" fn(Ptr, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, Ptr);
+    type Fold = unsafe extern "C" fn(Ptr, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, Ptr);
+    let (fwd, adj): (Unfold, Fold) = (m.kernel("im2col"), m.kernel("col2im"));
     let mut r = Rng::new(11, 0);
     for g in CONVS {
         let (oh, ow) = g.out("test").unwrap();
-        let k = g.patch_len();
+        let (k, area) = (g.patch_len(), oh * ow);
         let x = normal(&mut r, g.n * g.image_len());
-        let mut cols = poisoned(g.n * k * oh * ow, f32::NAN);
-        let (px, pc) = (cptr(&x), ptr(&mut cols));
-        m.launch(GRID, BLOCK, || unsafe { fwd(px, g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, oh, ow, pc) });
-        assert_close("im2col", &cols, &cpu().im2col(&x, g).unwrap(), 0.0);
+        let want = cpu().im2col(&x, g).unwrap();
+        // A block per image (the convolutions), then rows across the images (the patch Gram).
+        for (image_stride, row_stride) in [(k * area, area), (area, g.n * area)] {
+            let mut cols = poisoned(g.n * k * area, f32::NAN);
+            let (px, pc) = (cptr(&x), ptr(&mut cols));
+            m.launch(GRID, BLOCK, || unsafe {
+                fwd(px, g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, oh, ow, image_stride, row_stride, pc)
+            });
+            let placed: Vec<f32> =
+                (0..g.n * k * area).map(|e| cols[e / (k * area) * image_stride + e / area % k * row_stride + e % area]).collect();
+            assert_close(&format!("im2col, strides {image_stride}, {row_stride}"), &placed, &want, 0.0);
+        }
+        let cols = want;
 
         let dcols = normal(&mut r, cols.len());
         let mut dx = poisoned(x.len(), f32::NAN);

@@ -253,9 +253,10 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     // (Σx, Σ∇h and the weights'), their eigenvalues, ReLU activity and the
     // Fisher's sampled labels. Training never calls them; a new backend can
     // train before it has them.
-    /// `acc[cols×cols] += alpha·XᵀX` for a row-major `rows×cols` X, writing
-    /// the lower triangle only (row-major, `j ≤ i`): half the work of a GEMM,
-    /// and all [`Backend::eigvalsh`] reads.
+    /// `acc[cols×cols] += alpha·XᵀX` for a row-major `rows×cols` X, on the
+    /// lower triangle (row-major, `j ≤ i`): half the work of a GEMM, and all
+    /// [`Backend::eigvalsh`] reads. Entries above the diagonal mean nothing
+    /// (a blocked kernel may write those inside its diagonal blocks).
     fn gram_lower(&self, acc: &mut Self::Buf, x: &Self::Buf, rows: usize, cols: usize, alpha: f64) -> Result<()>;
     /// [`Backend::gram_lower`] of independent jobs, which a backend may run
     /// side by side; each result is as if its job ran alone.

@@ -6,9 +6,10 @@
 //! accumulating into `dw`. A pointwise window skips the unfolding. With the
 //! `cudnn` feature cuDNN runs the three instead (src/backend/cuda/dnn.rs), and
 //! this path remains for shapes where no cuDNN algorithm fits its workspace cap.
-//! Also the conv layer's Σx, read straight from the NCHW activation.
+//! Also the conv layer's patch Σx: a chunk of images unfolded with the rows
+//! running across images, then one cuBLAS SSYRK per chunk.
 //!
-//! The GEMM derivations are pure functions, executed on the CPU by the tests.
+//! The GEMM derivations and unfoldings are pure functions, checked on the CPU by the tests.
 
 use super::blas::Batch;
 use crate::backend::{Gemm, Window};
@@ -49,14 +50,39 @@ impl ConvPath {
 /// needs a bounded im2col scratch.
 pub const COLS_BUDGET: usize = 1 << 25;
 
-/// Images per chunk: the whole batch when the window is pointwise (the input
-/// is its own patch matrix), else as many as `budget` values of patches hold,
-/// at least one.
+/// Images per conv chunk: the whole batch when the window is pointwise (the
+/// input is its own patch matrix), else [`images_unfolded`].
 pub fn images_per_chunk(g: &Window, budget: usize) -> usize {
     if g.is_pointwise() {
         return g.n.max(1);
     }
+    images_unfolded(g, budget)
+}
+
+/// As many images as `budget` values of patches hold, at least one.
+pub fn images_unfolded(g: &Window, budget: usize) -> usize {
     (budget / (g.patch_len() * g.out_area()).max(1)).clamp(1, g.n.max(1))
+}
+
+/// Where im2col writes patch entry (image b, row, position p) of `K×area`
+/// patches: at `b·image_stride + row·row_stride + p`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unfolding {
+    pub image_stride: usize,
+    pub row_stride: usize,
+}
+
+impl Unfolding {
+    /// A `K×area` block per image, as the conv GEMMs read them.
+    pub fn per_image(g: &Window) -> Self {
+        Unfolding { image_stride: g.patch_len() * g.out_area(), row_stride: g.out_area() }
+    }
+
+    /// One `K × count·area` matrix over `count` images, its row k entry k of
+    /// every patch: the operand of a single SYRK for the patch Gram.
+    pub fn rows_across_images(g: &Window, count: usize) -> Self {
+        Unfolding { image_stride: g.out_area(), row_stride: count * g.out_area() }
+    }
 }
 
 /// The cuBLAS work for `count` images, per image `cols` `K×area`, `y`/`dy`
@@ -94,12 +120,18 @@ mod device {
             self.alloc::<f32>(if g.is_pointwise() { 0 } else { chunk * g.patch_len() * g.out_area() })
         }
 
-        /// `count` images of `x` unfolded into `cols`.
-        fn im2col(&self, x: &CudaView<f32>, g: &Window, count: usize, cols: &mut CudaViewMut<f32>) -> Result<()> {
+        /// `count` images of `x` unfolded into `cols`, placed by `at`.
+        fn im2col(&self, x: &CudaView<f32>, g: &Window, count: usize, at: Unfolding, cols: &mut CudaViewMut<f32>) -> Result<()> {
             let (oh, ow) = g.out("im2col")?;
             let Window { c, h, w, kh, kw, stride, pad, .. } = *g;
+            let Unfolding { image_stride, row_stride } = at;
             let total = cols.len();
-            launch!(self, "im2col", launch::elementwise(total), [x, &count, &c, &h, &w, &kh, &kw, &stride, &pad, &oh, &ow, cols])
+            launch!(
+                self,
+                "im2col",
+                launch::elementwise(total),
+                [x, &count, &c, &h, &w, &kh, &kw, &stride, &pad, &oh, &ow, &image_stride, &row_stride, cols]
+            )
         }
 
         /// `cols` of `count` images folded back onto `x` (the adjoint of im2col).
@@ -134,7 +166,7 @@ mod device {
                 if g.is_pointwise() {
                     blas::gemm_strided_batched(&self.dev.blas, w.slice(), &xs, &mut ys, &gemm, &batch)?;
                 } else {
-                    self.im2col(&xs, &g, count, &mut cols.slice_mut(..count * k * area))?;
+                    self.im2col(&xs, &g, count, Unfolding::per_image(&g), &mut cols.slice_mut(..count * k * area))?;
                     blas::gemm_strided_batched(&self.dev.blas, w.slice(), &cols.slice(..count * k * area), &mut ys, &gemm, &batch)?;
                 }
             }
@@ -196,7 +228,7 @@ mod device {
                 let patches = if g.is_pointwise() {
                     xs
                 } else {
-                    self.im2col(&xs, &g, count, &mut cols.slice_mut(..count * k * area))?;
+                    self.im2col(&xs, &g, count, Unfolding::per_image(&g), &mut cols.slice_mut(..count * k * area))?;
                     cols.slice(..count * k * area)
                 };
                 // Images add into dw one after another, in order, on the stream.
@@ -209,36 +241,48 @@ mod device {
         }
 
         /// `acc[K×K] += alpha·PᵀP` (lower triangle) for the patch rows P of
-        /// `x` under window `g`, without materialising P.
+        /// `x` under window `g`: a chunk of images at a time unfolded into one
+        /// `K × count·area` matrix, and one SSYRK per chunk, so the vendor's
+        /// tuned product does the O(K²) work per patch.
         pub(in crate::backend::cuda) fn patch_gram(&self, acc: &mut CudaBuf, x: &CudaBuf, g: Window, alpha: f64) -> Result<()> {
-            let (oh, ow) = g.out("gram_lower_patches")?;
-            let (rows, cols) = (g.patches(), g.patch_len());
-            if x.slice().len() != g.n * g.image_len() || acc.slice().len() != cols * cols {
+            g.out("gram_lower_patches")?;
+            let (k, area) = (g.patch_len(), g.out_area());
+            if x.slice().len() != g.n * g.image_len() || acc.slice().len() != k * k {
                 return Err(Error::shape(
                     "gram_lower_patches",
                     format!("{g:?}: input of {}, accumulator of {}", x.slice().len(), acc.slice().len()),
                 ));
             }
-            if rows == 0 || cols == 0 {
+            if g.patches() == 0 || k == 0 {
                 return Ok(());
             }
-            let geometry = launch::gram(rows, cols, self.info().multiprocessors);
-            let alpha = alpha as f32;
-            let Window { n, c, h, w, kh, kw, stride, pad } = g;
+            let chunk = images_unfolded(&g, COLS_BUDGET);
+            let mut cols = self.alloc::<f32>(chunk * k * area)?;
             let acc = self.make_mut(acc)?;
-            launch!(self, "gram_lower_patches", geometry, [acc, x.slice(), &n, &c, &h, &w, &kh, &kw, &stride, &pad, &oh, &ow, &alpha])
+            for first in (0..g.n).step_by(chunk) {
+                let count = chunk.min(g.n - first);
+                let xs = x.slice().slice(first * g.image_len()..(first + count) * g.image_len());
+                let len = count * k * area;
+                self.im2col(&xs, &g, count, Unfolding::rows_across_images(&g, count), &mut cols.slice_mut(..len))?;
+                blas::gram_lower(&self.dev.blas, &self.dev.stream, acc, &cols.slice(..len), k, count * area, alpha as f32)?;
+            }
+            Ok(())
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::blas::batched_reference;
+    use super::super::blas::{batched_reference, gram_syrk, syrk_reference};
     use super::*;
     use crate::backend::checks::conv as check;
     use crate::backend::cpu::Cpu;
     use crate::backend::Backend;
     use crate::rng::Rng;
+
+    fn win([n, c, h, w, kh, kw, stride, pad]: [usize; 8]) -> Window {
+        Window { n, c, h, w, kh, kw, stride, pad }
+    }
 
     fn identity(k: usize) -> Vec<f64> {
         (0..k * k).map(|i| if i % (k + 1) == 0 { 1.0 } else { 0.0 }).collect()
@@ -251,13 +295,12 @@ mod tests {
     fn derived_gemms_compute_the_cpu_convolution_in_chunks() {
         let cpu = Cpu::<f64>::new();
         let mut r = Rng::new(3, 0);
-        let win = |n, c, h, w, kh, kw, stride, pad| Window { n, c, h, w, kh, kw, stride, pad };
         let cases = [
-            (win(5, 3, 7, 6, 3, 3, 2, 1), 4, 2),
-            (win(3, 2, 5, 5, 3, 2, 1, 1), 5, 3),
-            (win(4, 6, 3, 4, 1, 1, 1, 0), 3, 4),
-            (win(3, 4, 5, 5, 1, 1, 2, 0), 2, 2),
-            (win(2, 2, 9, 9, 7, 7, 2, 3), 3, 1),
+            (win([5, 3, 7, 6, 3, 3, 2, 1]), 4, 2),
+            (win([3, 2, 5, 5, 3, 2, 1, 1]), 5, 3),
+            (win([4, 6, 3, 4, 1, 1, 1, 0]), 3, 4),
+            (win([3, 4, 5, 5, 1, 1, 2, 0]), 2, 2),
+            (win([2, 2, 9, 9, 7, 7, 2, 3]), 3, 1),
         ];
         for (g, c_out, chunk) in cases {
             let (area, k, image) = (g.out_area(), g.patch_len(), g.image_len());
@@ -303,6 +346,50 @@ mod tests {
         }
     }
 
+    /// Runs the patch Gram's derived SYRK on the CPU, chunk by chunk, on the
+    /// CPU's im2col placed as [`Unfolding::rows_across_images`] says. The
+    /// scratch starts as NaN, so a placement that missed an entry would show.
+    #[test]
+    fn the_patch_gram_in_chunks_is_the_cpu_patch_gram() {
+        let cpu = Cpu::<f64>::new();
+        let mut r = Rng::new(4, 0);
+        let cases = [
+            (win([5, 3, 7, 6, 3, 3, 2, 1]), 2),
+            (win([3, 2, 5, 5, 3, 2, 1, 1]), 3),
+            (win([4, 6, 3, 4, 1, 1, 1, 0]), 3),
+            (win([1, 2, 4, 4, 3, 3, 1, 1]), 1),
+        ];
+        for (g, chunk) in cases {
+            let (area, k) = (g.out_area(), g.patch_len());
+            let x: Vec<f64> = (0..g.n * g.image_len()).map(|_| r.normal()).collect();
+            let acc0: Vec<f64> = (0..k * k).map(|_| r.normal()).collect();
+            let cols = cpu.conv2d(&x, &identity(k), g, k).unwrap();
+            let mut got = acc0.clone();
+            for first in (0..g.n).step_by(chunk) {
+                let count = chunk.min(g.n - first);
+                let at = Unfolding::rows_across_images(&g, count);
+                let mut u = vec![f64::NAN; count * k * area];
+                for (b, row, p) in (0..count).flat_map(|b| (0..k).flat_map(move |row| (0..area).map(move |p| (b, row, p)))) {
+                    u[b * at.image_stride + row * at.row_stride + p] = cols[((first + b) * k + row) * area + p];
+                }
+                syrk_reference(&gram_syrk(k, count * area).unwrap(), 0.5, &u, &mut got);
+            }
+            let mut want = acc0.clone();
+            cpu.gram_lower_patches(&mut want, &x, g, 0.5).unwrap();
+            for (i, j) in (0..k).flat_map(|i| (0..=i).map(move |j| (i, j))) {
+                let (a, b) = (got[i * k + j], want[i * k + j]);
+                assert!((a - b).abs() < 1e-10, "{g:?} in chunks of {chunk}: ({i}, {j}): {a} against {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn conv_unfolding_is_a_block_per_image() {
+        let g = Window { n: 3, c: 2, h: 5, w: 5, kh: 3, kw: 3, stride: 1, pad: 1 };
+        assert_eq!(Unfolding::per_image(&g), Unfolding { image_stride: 18 * 25, row_stride: 25 });
+        assert_eq!(Unfolding::rows_across_images(&g, 3), Unfolding { image_stride: 25, row_stride: 75 });
+    }
+
     #[test]
     fn chunks_respect_the_budget_and_pointwise_windows_need_no_scratch() {
         let g = Window { n: 64, c: 64, h: 32, w: 32, kh: 3, kw: 3, stride: 1, pad: 1 };
@@ -313,6 +400,10 @@ mod tests {
         assert_eq!(images_per_chunk(&Window { n: 3, ..g }, COLS_BUDGET), 3);
         assert_eq!(images_per_chunk(&Window { kh: 1, kw: 1, pad: 0, ..g }, 1), 64);
         assert_eq!(images_per_chunk(&Window { n: 0, ..g }, COLS_BUDGET), 1);
+        // The patch Gram unfolds even a pointwise window, so its chunks keep to the budget.
+        let pointwise = Window { kh: 1, kw: 1, pad: 0, ..g };
+        assert_eq!(images_unfolded(&pointwise, 64 * 32 * 32 * 5), 5);
+        assert_eq!(images_unfolded(&g, COLS_BUDGET), images_per_chunk(&g, COLS_BUDGET));
     }
 
     #[test]

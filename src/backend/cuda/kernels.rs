@@ -29,7 +29,7 @@ mod tests {
                 assert!(m.ptx.contains(&format!(".entry {k}(")), "{name}: {k} missing from the PTX");
             }
         }
-        assert_eq!(module_of("gram_lower_patches").unwrap().name, "covariance");
+        assert_eq!(module_of("gram_lower_rows").unwrap().name, "covariance");
         assert_eq!(module_of("max_pool2d_backward").unwrap().name, "pool");
         assert!(PTX_ARCH.starts_with("compute_"));
     }
