@@ -2,8 +2,8 @@
 //! eigendecomposition for one activation shape, with counted flops and
 //! bytes and the achieved rates. N,C,1,1 is a dense layer's N×C input; any
 //! larger H×W is a 3×3, stride-1, pad-1 conv layer's input, whose patch
-//! matrix has N·H·W rows and 9C columns, read straight from NCHW (the
-//! backends' `gram_lower_patches`).
+//! matrix has N·H·W rows and 9C columns (the backends'
+//! `gram_lower_patches`, given the NCHW activation).
 
 use super::{bounds, median, of_bound};
 use crate::backend::cpu::patch_gram::position_pairs;

@@ -67,7 +67,7 @@ pub fn warp_per_row(rows: usize) -> Geometry {
 pub const GRAM_TILE: usize = 64;
 const GRAM_K: usize = 16;
 
-/// `gram_lower_*`: one block per lower-triangle tile pair, and enough row
+/// `gram_lower_rows`: one block per lower-triangle tile pair, and enough row
 /// splits (grid.y) to give every multiprocessor two blocks, as long as each
 /// split keeps at least eight 16-row steps.
 pub fn gram(rows: usize, cols: usize, multiprocessors: usize) -> Geometry {
