@@ -1,6 +1,6 @@
 // CPU twin: src/backend/cpu/covariance.rs (`gram_lower`, `count_positive`).
 // A conv layer's patch Σx does not come here: the CUDA backend unfolds the
-// patches (im2col.cu) and hands them to cuBLAS SYRK (src/backend/cuda/conv.rs).
+// patches (im2col.cu) and hands them to cuBLAS SGEMM (src/backend/cuda/conv.rs).
 //
 // acc[i][j] += alpha·Σ_r X[r][i]·X[r][j] for j ≤ i (row-major lower triangle,
 // the Backend trait's convention), accumulated in f32 in place, for a

@@ -9,7 +9,7 @@
 // cols[b·image_stride + row·row_stride + pos]. The convolutions take one
 // block per image (image_stride = k·area, row_stride = area); the patch Gram
 // takes one k × n·area matrix (image_stride = area, row_stride = n·area), so
-// that a single SYRK sums over every image. Consecutive threads walk output
+// that a single GEMM sums over every image. Consecutive threads walk output
 // positions, so reads of x and writes of cols both run along image rows.
 extern "C" __global__ void im2col(const float* __restrict__ x, size_t n, size_t channels, size_t h, size_t w, size_t kh, size_t kw,
                                   size_t stride, size_t pad, size_t oh, size_t ow, size_t image_stride, size_t row_stride,

@@ -255,8 +255,9 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     // train before it has them.
     /// `acc[cols×cols] += alpha·XᵀX` for a row-major `rows×cols` X, on the
     /// lower triangle (row-major, `j ≤ i`): half the work of a GEMM, and all
-    /// [`Backend::eigvalsh`] reads. Entries above the diagonal mean nothing
-    /// (a blocked kernel may write those inside its diagonal blocks).
+    /// [`Backend::eigvalsh`] reads. Entries above the diagonal mean nothing:
+    /// a backend may leave them or write them (the CPU's unfolded patch Gram
+    /// inside its diagonal blocks, the CUDA patch Gram's GEMM everywhere).
     fn gram_lower(&self, acc: &mut Self::Buf, x: &Self::Buf, rows: usize, cols: usize, alpha: f64) -> Result<()>;
     /// [`Backend::gram_lower`] of independent jobs, which a backend may run
     /// side by side; each result is as if its job ran alone.

@@ -1,9 +1,8 @@
 // libcublas.so for tests: the SGEMM calls kappa makes (single and strided
-// batched) and SSYRK (the patch Gram), on column-major reference products.
-// Each k-sum runs in f32 in order, with no fused multiply-add; with beta = 0,
-// C is not read (as cuBLAS does), so the poison of a fresh output never leaks
-// in, and SYRK touches only its triangle. Operand extents are checked against
-// the live allocations, and canaries after each write.
+// batched), on a column-major reference product. Each k-sum runs in f32 in
+// order, with no fused multiply-add; with beta = 0, C is not read (as cuBLAS
+// does), so the poison of a fresh output never leaks in. Operand extents are
+// checked against the live allocations, and canaries after each write.
 
 #include "api.h"
 
@@ -17,7 +16,6 @@ namespace {
 
 enum : cublasStatus_t { SUCCESS = 0, INVALID_VALUE = 7, EXECUTION_FAILED = 13, NOT_SUPPORTED = 15 };
 enum { OP_N = 0, OP_T = 1 };
-enum { FILL_LOWER = 0, FILL_UPPER = 1 };
 
 // Elements an operand of `rows`×`cols` (as stored) spans with leading dimension ld.
 size_t span(int rows, int cols, int ld) { return rows == 0 || cols == 0 ? 0 : (size_t)(cols - 1) * ld + rows; }
@@ -72,34 +70,6 @@ cublasStatus_t batched(cublasHandle_t h, int ta, int tb, int m, int n, int k, co
     return kappa_standin_canaries_intact(what) ? SUCCESS : EXECUTION_FAILED;
 }
 
-// C = alpha·op(A)·op(A)ᵀ + beta·C on the `uplo` triangle of the n×n C, op(A) n×k.
-cublasStatus_t syrk(cublasHandle_t h, int uplo, int trans, int n, int k, const float* alpha, const float* a, int lda, const float* beta,
-                    float* c, int ldc) {
-    const char* what = "cublasSsyrk_v2";
-    const int a_rows = trans == OP_N ? n : k, a_cols = trans == OP_N ? k : n;
-    const bool valid = h && (uplo == FILL_LOWER || uplo == FILL_UPPER) && (trans == OP_N || trans == OP_T) && n >= 0 && k >= 0 &&
-                       lda >= (a_rows > 1 ? a_rows : 1) && ldc >= (n > 1 ? n : 1);
-    if (!valid) {
-        std::fprintf(stderr, "kappa CPU stand-in: %s: invalid arguments\n", what);
-        return INVALID_VALUE;
-    }
-    const size_t a_span = span(a_rows, a_cols, lda), c_span = span(n, n, ldc);
-    if ((a_span && !kappa_standin_in_bounds(a, a_span * sizeof(float), what)) || (c_span && !kappa_standin_in_bounds(c, c_span * sizeof(float), what)))
-        return EXECUTION_FAILED;
-    auto op = [&](int i, int p) { return trans == OP_N ? a[i + (size_t)p * lda] : a[p + (size_t)i * lda]; };
-    for (int j = 0; j < n; ++j)
-        for (int i = uplo == FILL_UPPER ? 0 : j; i < (uplo == FILL_UPPER ? j + 1 : n); ++i) {
-            float acc = 0.0f;
-            for (int p = 0; p < k; ++p) {
-                const float xy = op(i, p) * op(j, p);
-                acc = acc + xy;
-            }
-            float& o = c[i + (size_t)j * ldc];
-            o = *beta == 0.0f ? *alpha * acc : *alpha * acc + *beta * o;
-        }
-    return kappa_standin_canaries_intact(what) ? SUCCESS : EXECUTION_FAILED;
-}
-
 }  // namespace
 
 extern "C" {
@@ -116,11 +86,6 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, int ta, int tb, int m
                                          float* c, int ldc, long long stride_c, int count) {
     return batched(h, ta, tb, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc, stride_c, count,
                    "cublasSgemmStridedBatched");
-}
-
-cublasStatus_t cublasSsyrk_v2(cublasHandle_t h, int uplo, int trans, int n, int k, const float* alpha, const float* a, int lda,
-                              const float* beta, float* c, int ldc) {
-    return syrk(h, uplo, trans, n, k, alpha, a, lda, beta, c, ldc);
 }
 
 }  // extern "C"

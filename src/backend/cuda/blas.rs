@@ -1,9 +1,9 @@
-//! cuBLAS for the trait's row-major products: SGEMM, and SSYRK for the patch
-//! Gram. cuBLAS is column-major, and a row-major matrix read column-major is
-//! its transpose, so `C = op(A)·op(B)` (row-major) is computed as
-//! `Cᵀ = op(B)ᵀ·op(A)ᵀ` (column-major): the operands swap, and each keeps its
-//! own transpose flag. [`col_major`] and [`gram_syrk`] derive the calls; the
-//! tests execute them with column-major reference routines.
+//! cuBLAS SGEMM for the trait's row-major GEMM. cuBLAS is column-major, and a
+//! row-major matrix read column-major is its transpose, so
+//! `C = op(A)·op(B)` (row-major) is computed as `Cᵀ = op(B)ᵀ·op(A)ᵀ`
+//! (column-major): the operands swap, and each keeps its own transpose flag.
+//! [`col_major`] derives that call; the tests execute it with a
+//! column-major reference GEMM.
 
 use crate::backend::Gemm;
 use crate::error::{Error, Result};
@@ -77,43 +77,15 @@ pub fn col_major_strides(g: &Gemm, batch: &Batch) -> Result<(i64, i64, i64)> {
     Ok((long(batch.stride_b)?, long(batch.stride_a)?, long(batch.stride_c)?))
 }
 
-/// One column-major `C = alpha·op(A)·op(A)ᵀ + beta·C` on one triangle of C,
-/// as cuBLAS's SYRK takes it (`op(A)` is `n×k`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ColMajorSyrk {
-    pub upper: bool,
-    pub trans: bool,
-    pub n: i32,
-    pub k: i32,
-    pub lda: i32,
-    pub ldc: i32,
-}
-
-/// The SYRK adding `alpha·U·Uᵀ` to the row-major lower triangle of a
-/// `cols×cols` accumulator, for a row-major `cols×len` U. Read column-major,
-/// U is a `len×cols` A, so the product is `AᵀA` (trans), and a row-major
-/// lower triangle is the column-major upper one.
-pub fn gram_syrk(cols: usize, len: usize) -> Result<ColMajorSyrk> {
-    Ok(ColMajorSyrk {
-        upper: true,
-        trans: true,
-        n: int("syrk", cols)?,
-        k: int("syrk", len)?,
-        lda: int("syrk", len.max(1))?,
-        ldc: int("syrk", cols.max(1))?,
-    })
-}
-
 #[cfg(feature = "cuda-backend")]
-pub use device::{gemm, gemm_strided_batched, gram_lower};
+pub use device::{gemm, gemm_strided_batched};
 
 #[cfg(feature = "cuda-backend")]
 mod device {
     use super::*;
-    use cudarc::cublas::sys::cublasFillMode_t::{CUBLAS_FILL_MODE_LOWER, CUBLAS_FILL_MODE_UPPER};
     use cudarc::cublas::sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
-    use cudarc::cublas::{sys, CudaBlas, Gemm as _, GemmConfig, StridedBatchedConfig};
-    use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut};
+    use cudarc::cublas::{CudaBlas, Gemm as _, GemmConfig, StridedBatchedConfig};
+    use cudarc::driver::{DevicePtr, DevicePtrMut};
 
     fn config(g: &Gemm) -> Result<GemmConfig<f32>> {
         let c = col_major(g)?;
@@ -180,37 +152,6 @@ mod device {
         // SAFETY: as `gemm`, with every product inside the checked spans.
         unsafe { blas.gemm_strided_batched(cfg, b, a, c) }.map_err(blas_err)
     }
-
-    /// `acc[cols×cols] += alpha·U·Uᵀ` on the row-major lower triangle, for a
-    /// row-major `cols×len` U: one SSYRK (see [`gram_syrk`]).
-    pub fn gram_lower<A: DevicePtr<f32>, C: DevicePtrMut<f32>>(
-        blas: &CudaBlas,
-        stream: &CudaStream,
-        acc: &mut C,
-        u: &A,
-        cols: usize,
-        len: usize,
-        alpha: f32,
-    ) -> Result<()> {
-        if acc.len() != cols * cols || u.len() != cols * len {
-            return Err(Error::shape("syrk", format!("{cols}×{len} operand: |U|={} |acc|={}", u.len(), acc.len())));
-        }
-        if cols == 0 || len == 0 {
-            return Ok(());
-        }
-        let c = gram_syrk(cols, len)?;
-        let (fill, op) =
-            (if c.upper { CUBLAS_FILL_MODE_UPPER } else { CUBLAS_FILL_MODE_LOWER }, if c.trans { CUBLAS_OP_T } else { CUBLAS_OP_N });
-        let beta = 1.0f32;
-        let (pu, _ru) = u.device_ptr(stream);
-        let (pc, _rc) = acc.device_ptr_mut(stream);
-        // SAFETY: lengths were checked against cols and len, and the derived
-        // leading dimensions address exactly those row-major buffers; the
-        // handle runs on `stream`, which the pointers were taken for.
-        unsafe { sys::cublasSsyrk_v2(*blas.handle(), fill, op, c.n, c.k, &alpha, pu as *const f32, c.lda, &beta, pc as *mut f32, c.ldc) }
-            .result()
-            .map_err(|e| Error::Backend(format!("cuBLAS SSYRK: {e:?}")))
-    }
 }
 
 /// Executes the cuBLAS calls [`col_major`] and [`col_major_strides`] derive,
@@ -232,20 +173,6 @@ pub(crate) fn batched_reference(g: &Gemm, batch: &Batch, a: &[f64], b: &[f64], c
                 let o = &mut out[r + j * ldc];
                 *o = g.alpha * acc + g.beta * *o;
             }
-        }
-    }
-}
-
-/// Executes a [`ColMajorSyrk`] literally, with column-major BLAS semantics.
-#[cfg(test)]
-pub(crate) fn syrk_reference(call: &ColMajorSyrk, alpha: f64, a: &[f64], c: &mut [f64]) {
-    let (n, k, lda, ldc) = (call.n as usize, call.k as usize, call.lda as usize, call.ldc as usize);
-    let op = |i: usize, p: usize| if call.trans { a[p + i * lda] } else { a[i + p * lda] };
-    for j in 0..n {
-        let rows = if call.upper { 0..j + 1 } else { j..n };
-        for i in rows {
-            let dot: f64 = (0..k).map(|p| op(i, p) * op(j, p)).sum();
-            c[i + j * ldc] += alpha * dot;
         }
     }
 }
@@ -301,25 +228,6 @@ mod tests {
         }
         assert!(col_major_strides(&g, &Batch { stride_c: 0, ..batch }).unwrap_err().to_string().contains("overlaps"));
         assert_eq!(Batch { count: 0, ..batch }.lens(&g), (0, 0, 0));
-    }
-
-    #[test]
-    fn the_derived_syrk_adds_the_row_major_lower_gram_and_leaves_the_upper_triangle() {
-        let mut r = Rng::new(3, 0);
-        for &(cols, len) in &[(1, 1), (1, 7), (4, 1), (5, 9), (9, 4)] {
-            let u: Vec<f64> = (0..cols * len).map(|_| r.normal()).collect();
-            let acc0: Vec<f64> = (0..cols * cols).map(|_| r.normal()).collect();
-            let mut got = acc0.clone();
-            syrk_reference(&gram_syrk(cols, len).unwrap(), -0.5, &u, &mut got);
-            for i in 0..cols {
-                for j in 0..cols {
-                    let dot: f64 = (0..len).map(|l| u[i * len + l] * u[j * len + l]).sum();
-                    let want = if j <= i { acc0[i * cols + j] - 0.5 * dot } else { acc0[i * cols + j] };
-                    assert!((got[i * cols + j] - want).abs() < 1e-12, "{cols}×{len} at ({i}, {j}): {:?}", gram_syrk(cols, len));
-                }
-            }
-        }
-        assert!(gram_syrk(1 << 31, 1).unwrap_err().to_string().contains("32-bit"));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! `cudnn` feature cuDNN runs the three instead (src/backend/cuda/dnn.rs), and
 //! this path remains for shapes where no cuDNN algorithm fits its workspace cap.
 //! Also the conv layer's patch Σx: a chunk of images unfolded with the rows
-//! running across images, then one cuBLAS SSYRK per chunk.
+//! running across images, then one cuBLAS SGEMM per chunk.
 //!
 //! The GEMM derivations and unfoldings are pure functions, checked on the CPU by the tests.
 
@@ -79,10 +79,16 @@ impl Unfolding {
     }
 
     /// One `K × count·area` matrix over `count` images, its row k entry k of
-    /// every patch: the operand of a single SYRK for the patch Gram.
+    /// every patch: the operand of a single GEMM for the patch Gram.
     pub fn rows_across_images(g: &Window, count: usize) -> Self {
         Unfolding { image_stride: g.out_area(), row_stride: count * g.out_area() }
     }
+}
+
+/// `acc[K×K] += alpha·U·Uᵀ` for a row-major `K×len` U: the patch Gram of a
+/// chunk, both triangles (the trait reads only the lower one).
+pub fn gram_gemm(k: usize, len: usize, alpha: f64) -> Gemm {
+    Gemm { alpha, beta: 1.0, ..Gemm::new(k, k, len, false, true) }
 }
 
 /// The cuBLAS work for `count` images, per image `cols` `K×area`, `y`/`dy`
@@ -242,7 +248,7 @@ mod device {
 
         /// `acc[K×K] += alpha·PᵀP` (lower triangle) for the patch rows P of
         /// `x` under window `g`: a chunk of images at a time unfolded into one
-        /// `K × count·area` matrix, and one SSYRK per chunk, so the vendor's
+        /// `K × count·area` matrix, and one SGEMM per chunk, so the vendor's
         /// tuned product does the O(K²) work per patch.
         pub(in crate::backend::cuda) fn patch_gram(&self, acc: &mut CudaBuf, x: &CudaBuf, g: Window, alpha: f64) -> Result<()> {
             g.out("gram_lower_patches")?;
@@ -264,7 +270,8 @@ mod device {
                 let xs = x.slice().slice(first * g.image_len()..(first + count) * g.image_len());
                 let len = count * k * area;
                 self.im2col(&xs, &g, count, Unfolding::rows_across_images(&g, count), &mut cols.slice_mut(..len))?;
-                blas::gram_lower(&self.dev.blas, &self.dev.stream, acc, &cols.slice(..len), k, count * area, alpha as f32)?;
+                let u = cols.slice(..len);
+                blas::gemm(&self.dev.blas, &u, &u, acc, &gram_gemm(k, count * area, alpha))?;
             }
             Ok(())
         }
@@ -273,7 +280,7 @@ mod device {
 
 #[cfg(test)]
 mod tests {
-    use super::super::blas::{batched_reference, gram_syrk, syrk_reference};
+    use super::super::blas::batched_reference;
     use super::*;
     use crate::backend::checks::conv as check;
     use crate::backend::cpu::Cpu;
@@ -346,7 +353,7 @@ mod tests {
         }
     }
 
-    /// Runs the patch Gram's derived SYRK on the CPU, chunk by chunk, on the
+    /// Runs the patch Gram's derived GEMM on the CPU, chunk by chunk, on the
     /// CPU's im2col placed as [`Unfolding::rows_across_images`] says. The
     /// scratch starts as NaN, so a placement that missed an entry would show.
     #[test]
@@ -372,7 +379,8 @@ mod tests {
                 for (b, row, p) in (0..count).flat_map(|b| (0..k).flat_map(move |row| (0..area).map(move |p| (b, row, p)))) {
                     u[b * at.image_stride + row * at.row_stride + p] = cols[((first + b) * k + row) * area + p];
                 }
-                syrk_reference(&gram_syrk(k, count * area).unwrap(), 0.5, &u, &mut got);
+                let gemm = gram_gemm(k, count * area, 0.5);
+                batched_reference(&gemm, &Batch::contiguous(&gemm, 1), &u, &u, &mut got);
             }
             let mut want = acc0.clone();
             cpu.gram_lower_patches(&mut want, &x, g, 0.5).unwrap();
