@@ -126,7 +126,7 @@ def main():
         flops, nbytes = rows * k * (k + 1), 4.0 * n * c * h * w + 8.0 * k * k
         out["covariance"].append({"shape": [n, c, h, w], "rows": rows, "k": k, "seconds": seconds,
                                   "gflops": flops / seconds / 1e9, "gbytes_per_second": nbytes / seconds / 1e9,
-                                  "note": "full XᵀX (twice kappa's lower-triangle flops), counted as kappa counts"})
+                                  "note": "full XᵀX, its flops counted over the lower triangle: half the products it computes"})
         print(f"covariance {n}x{c}x{h}x{w}: {seconds * 1e3:.3f} ms", flush=True)
 
     for n in [int(s) for s in args.eig_sizes.split(",") if s]:

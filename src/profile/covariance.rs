@@ -68,9 +68,10 @@ impl Shape {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Counts {
     /// 2 flops per multiply-add of the method the device uses: over the lower
-    /// triangle, rows·K(K+1), for a dense input and for CUDA's unfolded
-    /// patches; the CPU forms each tap offset's channel products once
-    /// (backend/cpu/patch_gram.rs), 2·N·C² per position pair.
+    /// triangle, rows·K(K+1), for a dense input; the CPU forms each tap
+    /// offset's channel products once (backend/cpu/patch_gram.rs), 2·N·C²
+    /// per position pair; CUDA's GEMM over the unfolded patches takes both
+    /// triangles, 2·rows·K².
     pub gram_flops: f64,
     /// Minimum traffic: the activation read once, the K×K accumulator read and written.
     pub gram_bytes: f64,
@@ -82,8 +83,9 @@ pub fn counts(s: Shape, device: Device) -> Counts {
     let (rows, k) = s.matrix();
     let (rows, k) = (rows as f64, k as f64);
     let gram_flops = match (s.is_dense(), device) {
+        (true, _) => rows * k * (k + 1.0),
         (false, Device::Cpu) => 2.0 * (s.n * s.c * s.c * position_pairs(&s.window())) as f64,
-        _ => rows * k * (k + 1.0),
+        (false, _) => 2.0 * rows * k * k,
     };
     Counts { gram_flops, gram_bytes: 4.0 * (s.n * s.c * s.h * s.w) as f64 + 8.0 * k * k, eig_flops: 4.0 * k * k * k / 3.0 }
 }
@@ -192,15 +194,18 @@ mod tests {
     }
 
     #[test]
-    fn counts_follow_the_lower_triangle() {
-        let c = counts(Shape { n: 10, c: 4, h: 1, w: 1 }, Device::Cpu);
-        assert_eq!(c.gram_flops, 10.0 * 4.0 * 5.0);
-        assert_eq!(c.gram_bytes, 160.0 + 128.0);
+    fn counts_follow_each_device_method() {
+        for device in [Device::Cpu, Device::Cuda(0)] {
+            let c = counts(Shape { n: 10, c: 4, h: 1, w: 1 }, device);
+            assert_eq!(c.gram_flops, 10.0 * 4.0 * 5.0, "the lower triangle on {device:?}");
+            assert_eq!(c.gram_bytes, 160.0 + 128.0);
+        }
         // 3×3 patches of 8×8 planes: the CPU's 13 offsets cover 64 + 56 + 48
-        // pairs at dy = 0 and 7·34 + 6·34 at dy = −1, −2; CUDA unfolds 8192×576.
+        // pairs at dy = 0 and 7·34 + 6·34 at dy = −1, −2; CUDA's GEMM takes
+        // all of the unfolded 8192×576's products.
         let s = Shape { n: 128, c: 64, h: 8, w: 8 };
         assert_eq!(counts(s, Device::Cpu).gram_flops, 2.0 * 128.0 * 64.0 * 64.0 * 610.0);
-        assert_eq!(counts(s, Device::Cuda(0)).gram_flops, 8192.0 * 576.0 * 577.0);
+        assert_eq!(counts(s, Device::Cuda(0)).gram_flops, 2.0 * 8192.0 * 576.0 * 576.0);
     }
 
     #[test]
