@@ -4,11 +4,10 @@
 //
 // acc[i][j] += alpha·Σ_r X[r][i]·X[r][j] for j ≤ i (row-major lower triangle,
 // the Backend trait's convention), accumulated in f32 in place, for a
-// row-major rows×cols X (a dense layer's Σx and Σ∇h). One
-// block computes a 64×64 output tile of the lower triangle: 16×16 threads,
-// 4×4 outputs each, X staged through shared memory 16 rows at a time.
-// blockIdx.y splits the rows; with more than one split the tiles meet
-// through atomics.
+// row-major rows×cols X (a dense layer's Σx and Σ∇h). One block computes a
+// 64×64 output tile of the lower triangle: 16×16 threads, 4×4 outputs each,
+// X staged through shared memory 16 rows at a time. blockIdx.y splits the
+// rows; with more than one split the tiles meet through atomics.
 #include "common.cuh"
 
 #define GRAM_TILE 64

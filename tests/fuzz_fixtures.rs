@@ -131,6 +131,20 @@ fn a_state_dict_whose_bad_offset_names_a_tensor_with_a_newline_gets_a_one_line_e
     assert!(err.contains(r"tensor bns.0.r\nning_var's data starts at byte 80") && err.contains("back to back"), "{err}");
 }
 
+#[test]
+fn a_log_whose_one_readable_kind_is_luckmatters_gets_an_error_naming_the_log() {
+    // The metrics target writes its input as DIR/metrics.jsonl; the error named DIR.
+    let (_, bytes) = fixture("metrics", "luckmatters-kind-among-malformed-lines.jsonl");
+    let dir = std::env::temp_dir().join(format!("kappa-fuzz-fixture-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("metrics.jsonl");
+    std::fs::write(&log, bytes).unwrap();
+    let err = kappa::report::read::Run::load(&dir).map(|_| ()).unwrap_err().to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_one_line_naming(&err, &log);
+    assert!(err.contains("`kappa luckmatters` records (\"matrix\")"), "{err}");
+}
+
 /// The error of loading `path` as the weights target's small BN MLP's state dict.
 fn weights_error(path: &Path) -> String {
     let cfg = TrainConfig { depth: 3, width: 4, bn: true, batch_size: 4, ..TrainConfig::default() };

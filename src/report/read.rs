@@ -122,10 +122,10 @@ impl Run {
         // Only a log with none of kappa train's records is read again for luckmatters' kinds.
         if let Some(kind) = nothing_read.then(|| luckmatters_kind(&bytes)).flatten() {
             let detail = format!(
-                "expected a run directory written by `kappa train` or `kappa analyze`, but its metrics.jsonl holds \
-                 `kappa luckmatters` records (\"{kind}\"), which the report does not read; that command prints its own summary"
+                "holds `kappa luckmatters` records (\"{kind}\"), which the report does not read (that command prints its own \
+                 summary); expected the metrics of a run written by `kappa train` or `kappa analyze`"
             );
-            return Err(Error::data(dir, detail));
+            return Err(Error::data(&metrics, detail));
         }
         // A log whose lines were reordered by hand would draw its curves back and forth.
         run.train.sort_by_key(|r| r.iteration);

@@ -392,7 +392,7 @@ mod tests {
     }
 
     #[test]
-    fn conv_unfolding_is_a_block_per_image() {
+    fn the_two_unfoldings_place_entries_by_image_and_by_row() {
         let g = Window { n: 3, c: 2, h: 5, w: 5, kh: 3, kw: 3, stride: 1, pad: 1 };
         assert_eq!(Unfolding::per_image(&g), Unfolding { image_stride: 18 * 25, row_stride: 25 });
         assert_eq!(Unfolding::rows_across_images(&g, 3), Unfolding { image_stride: 25, row_stride: 75 });
