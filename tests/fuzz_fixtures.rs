@@ -134,15 +134,34 @@ fn a_state_dict_whose_bad_offset_names_a_tensor_with_a_newline_gets_a_one_line_e
 #[test]
 fn a_log_whose_one_readable_kind_is_luckmatters_gets_an_error_naming_the_log() {
     // The metrics target writes its input as DIR/metrics.jsonl; the error named DIR.
-    let (_, bytes) = fixture("metrics", "luckmatters-kind-among-malformed-lines.jsonl");
-    let dir = std::env::temp_dir().join(format!("kappa-fuzz-fixture-metrics-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = dir.join("metrics.jsonl");
-    std::fs::write(&log, bytes).unwrap();
-    let err = kappa::report::read::Run::load(&dir).map(|_| ()).unwrap_err().to_string();
-    std::fs::remove_dir_all(&dir).unwrap();
+    let (log, err) = run_file_error("metrics", "luckmatters-kind-among-malformed-lines.jsonl", "metrics.jsonl", |dir| {
+        kappa::report::read::Run::load(dir).map(drop)
+    });
     assert_one_line_naming(&err, &log);
     assert!(err.contains("`kappa luckmatters` records (\"matrix\")"), "{err}");
+}
+
+#[test]
+fn a_config_whose_schedule_kind_holds_a_newline_gets_a_one_line_error() {
+    // serde's message quotes the unknown variant, decoded newline and all.
+    let (config, err) =
+        run_file_error("config", "schedule-kind-with-newline.json", "config.json", |dir| TrainConfig::load_run(dir).map(drop));
+    assert_one_line_naming(&err, &config);
+    assert!(err.contains(r"unknown variant `con\nstant`"), "{err}");
+}
+
+/// The fixture `target/name` placed in a scratch run directory as `file`,
+/// as its target places its input, and the error `load` gives for that
+/// directory: the file's path and the message.
+fn run_file_error(target: &str, name: &str, file: &str, load: impl FnOnce(&Path) -> kappa::Result<()>) -> (PathBuf, String) {
+    let (_, bytes) = fixture(target, name);
+    let dir = std::env::temp_dir().join(format!("kappa-fuzz-fixture-{target}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(file);
+    std::fs::write(&path, bytes).unwrap();
+    let err = load(&dir).unwrap_err().to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    (path, err)
 }
 
 /// The error of loading `path` as the weights target's small BN MLP's state dict.

@@ -5,7 +5,7 @@
 
 use crate::analysis::exact::ExactRecord;
 use crate::analysis::{Alert, LayerRecord, Mode};
-use crate::error::{Error, Result};
+use crate::error::{one_line, Error, Result};
 use crate::files::{not_a_file, read_file};
 use crate::record::{EvalRecord, Headline, Record, TrainRecord};
 use serde::Deserialize;
@@ -160,7 +160,7 @@ impl Run {
             Ok(Record::Exact(r)) => self.exact.push(*r),
             Ok(Record::Resume(r)) => self.resume_at(r.iteration),
             Ok(Record::Other) => {}
-            Err(e) => self.malformed.push(format!("line {number}: {e}")),
+            Err(e) => self.malformed.push(one_line(format!("line {number}: {e}"))),
         }
     }
 
@@ -239,6 +239,18 @@ fn dir_name(dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_malformed_line_quoting_a_newline_is_reported_on_one_line() {
+        let dir = std::env::temp_dir().join(format!("kappa-read-one-line-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = r#"{"kind":"analysis","iteration":1,"mode":"fi\nm","layer":"l","index":1,"sigma_x":{},"sigma_grad":{}}"#;
+        std::fs::write(dir.join("metrics.jsonl"), format!("{}\n{line}\n", r#"{"kind":"train","iteration":1,"loss":1.0}"#)).unwrap();
+        let run = Run::load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(run.malformed.len(), 1);
+        assert!(run.malformed[0].starts_with("line 2: unknown variant `fi\\nm`"), "{:?}", run.malformed);
+    }
 
     #[test]
     fn a_resume_record_drops_what_the_interrupted_run_logged_past_it() {
