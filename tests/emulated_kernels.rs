@@ -6,7 +6,7 @@
 
 mod emulated;
 
-use emulated::{cptr, module, ptr, Ptr};
+use emulated::{cptr, module, ptr, Module, Ptr};
 use kappa::backend::cpu::Cpu;
 use kappa::backend::{AdamHyper, Backend, ChannelShape, SgdHyper, Window};
 use kappa::rng::Rng;
@@ -398,12 +398,20 @@ fn eigvalsh_preparation_matches_the_cpu_scaling() {
     }
 }
 
+type Unfold = unsafe extern "C" fn(Ptr, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, Ptr);
+type Fold = unsafe extern "C" fn(Ptr, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, Ptr);
+
 #[test]
 fn im2col_and_col2im_match_the_cpu_unfolding() {
     let m = module("im2col");
-    type Unfold = unsafe extern "C" fn(Ptr, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, Ptr);
-    type Fold = unsafe extern "C" fn(Ptr, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, Ptr);
-    let (fwd, adj): (Unfold, Fold) = (m.kernel("im2col"), m.kernel("col2im"));
+    // The 32-bit entries and the 64-bit ones share their bodies; both are checked.
+    for (unfold, fold) in [("im2col", "col2im"), ("im2col_64", "col2im_64")] {
+        let (fwd, adj): (Unfold, Fold) = (m.kernel(unfold), m.kernel(fold));
+        unfoldings_match_the_cpu(m, fwd, adj, unfold);
+    }
+}
+
+fn unfoldings_match_the_cpu(m: &Module, fwd: Unfold, adj: Fold, entry: &str) {
     let mut r = Rng::new(11, 0);
     for g in CONVS {
         let (oh, ow) = g.out("test").unwrap();
@@ -419,7 +427,7 @@ fn im2col_and_col2im_match_the_cpu_unfolding() {
             });
             let placed: Vec<f32> =
                 (0..g.n * k * area).map(|e| cols[e / (k * area) * image_stride + e / area % k * row_stride + e % area]).collect();
-            assert_close(&format!("im2col, strides {image_stride}, {row_stride}"), &placed, &want, 0.0);
+            assert_close(&format!("{entry}, strides {image_stride}, {row_stride}"), &placed, &want, 0.0);
         }
         let cols = want;
 
@@ -427,7 +435,7 @@ fn im2col_and_col2im_match_the_cpu_unfolding() {
         let mut dx = poisoned(x.len(), f32::NAN);
         let (pd, pdx) = (cptr(&dcols), ptr(&mut dx));
         m.launch(GRID, BLOCK, || unsafe { adj(pd, g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, oh, ow, pdx) });
-        assert_close("col2im", &dx, &cpu().col2im(&dcols, g).unwrap(), 1e-6);
+        assert_close(&format!("{entry}'s adjoint"), &dx, &cpu().col2im(&dcols, g).unwrap(), 1e-6);
     }
 }
 

@@ -85,6 +85,30 @@ impl Unfolding {
     }
 }
 
+/// Which way kernels/im2col.cu moves patches: unfolding images into them or
+/// folding them back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Unfold,
+    Fold,
+}
+
+/// The entry of kernels/im2col.cu for one launch over `cols` patch values
+/// and `x` image values: the one indexing in 32 bits when every index the
+/// launch forms is below 2^31 (then a grid stride of up to 2^31 more cannot
+/// wrap an unsigned 32-bit counter either), else the 64-bit one. A chunk
+/// within [`COLS_BUDGET`] takes the 32-bit entry unless its images hold
+/// 2^31 values or more.
+pub fn unfold_entry(direction: Direction, cols: usize, x: usize) -> &'static str {
+    const LIMIT: usize = 1 << 31;
+    match (direction, cols.max(x) < LIMIT) {
+        (Direction::Unfold, true) => "im2col",
+        (Direction::Unfold, false) => "im2col_64",
+        (Direction::Fold, true) => "col2im",
+        (Direction::Fold, false) => "col2im_64",
+    }
+}
+
 /// `acc[K×K] += alpha·U·Uᵀ` for a row-major `K×len` U: the patch Gram of a
 /// chunk, both triangles (the trait reads only the lower one).
 pub fn gram_gemm(k: usize, len: usize, alpha: f64) -> Gemm {
@@ -134,7 +158,7 @@ mod device {
             let total = cols.len();
             launch!(
                 self,
-                "im2col",
+                unfold_entry(Direction::Unfold, total, x.len()),
                 launch::elementwise(total),
                 [x, &count, &c, &h, &w, &kh, &kw, &stride, &pad, &oh, &ow, &image_stride, &row_stride, cols]
             )
@@ -145,7 +169,8 @@ mod device {
             let (oh, ow) = g.out("col2im")?;
             let Window { c, h, w, kh, kw, stride, pad, .. } = *g;
             let total = x.len();
-            launch!(self, "col2im", launch::elementwise(total), [cols, &count, &c, &h, &w, &kh, &kw, &stride, &pad, &oh, &ow, x])
+            let entry = unfold_entry(Direction::Fold, cols.len(), total);
+            launch!(self, entry, launch::elementwise(total), [cols, &count, &c, &h, &w, &kh, &kw, &stride, &pad, &oh, &ow, x])
         }
 
         pub(in crate::backend::cuda) fn conv_forward(&self, x: &CudaBuf, w: &CudaBuf, g: Window, c_out: usize) -> Result<CudaBuf> {
@@ -412,6 +437,29 @@ mod tests {
         let pointwise = Window { kh: 1, kw: 1, pad: 0, ..g };
         assert_eq!(images_unfolded(&pointwise, 64 * 32 * 32 * 5), 5);
         assert_eq!(images_unfolded(&g, COLS_BUDGET), images_per_chunk(&g, COLS_BUDGET));
+    }
+
+    #[test]
+    fn launches_index_in_32_bits_while_every_index_is_below_2_to_the_31() {
+        use Direction::{Fold, Unfold};
+        let below = (1 << 31) - 1;
+        assert_eq!(unfold_entry(Unfold, below, below), "im2col");
+        assert_eq!(unfold_entry(Fold, below, below), "col2im");
+        assert_eq!(unfold_entry(Unfold, 1 << 31, 1), "im2col_64");
+        assert_eq!(unfold_entry(Unfold, 1, 1 << 31), "im2col_64", "the images' indices count as well as the patches'");
+        assert_eq!(unfold_entry(Fold, 1 << 31, 1), "col2im_64");
+        assert_eq!(unfold_entry(Fold, 1, 1 << 31), "col2im_64");
+        // Every chunk of the CIFAR and ImageNet ResNets' convs within the budget: 32 bits.
+        for g in [
+            Window { n: 128, c: 16, h: 32, w: 32, kh: 3, kw: 3, stride: 1, pad: 1 },
+            Window { n: 256, c: 64, h: 224, w: 224, kh: 3, kw: 3, stride: 1, pad: 1 },
+            Window { n: 256, c: 3, h: 224, w: 224, kh: 7, kw: 7, stride: 2, pad: 3 },
+            Window { n: 256, c: 1024, h: 14, w: 14, kh: 1, kw: 1, stride: 2, pad: 0 },
+        ] {
+            let count = images_unfolded(&g, COLS_BUDGET);
+            let (cols, x) = (count * g.patch_len() * g.out_area(), count * g.image_len());
+            assert_eq!(unfold_entry(Unfold, cols, x), "im2col", "{g:?}");
+        }
     }
 
     #[test]

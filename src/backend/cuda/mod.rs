@@ -22,7 +22,7 @@ pub(crate) fn config(g: launch::Geometry) -> cudarc::driver::LaunchConfig {
 /// live place (never a temporary: the builder keeps the pointers until launch).
 #[cfg(feature = "cuda-backend")]
 macro_rules! launch {
-    ($be:expr, $name:literal, $geometry:expr, [$($arg:expr),* $(,)?]) => {{
+    ($be:expr, $name:expr, $geometry:expr, [$($arg:expr),* $(,)?]) => {{
         let func = $be.dev.function($name)?;
         let mut builder = $be.dev.stream.launch_builder(&func);
         $( builder.arg($arg); )*
