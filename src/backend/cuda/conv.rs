@@ -2,8 +2,10 @@
 //! per image, the patch matrix `c·kh·kw × oh·ow` (kernels/im2col.cu) times the
 //! filter `[c_out, c·kh·kw]` with cuBLAS, a chunk of images per strided-batched
 //! SGEMM that shares the filter (batch stride 0); backward-data is the
-//! transposed product folded back by col2im, backward-filter a GEMM per image
-//! accumulating into `dw`. A pointwise window skips the unfolding. With the
+//! transposed product folded back by col2im; backward-filter one GEMM per
+//! chunk accumulating into `dw`, over the chunk's patches and `dy`, both
+//! unfolded with their rows running across images. The forward and
+//! backward-data products skip the unfolding of a pointwise window. With the
 //! `cudnn` feature cuDNN runs the three instead (src/backend/cuda/dnn.rs), and
 //! this path remains for shapes where no cuDNN algorithm fits its workspace cap.
 //! Also the conv layer's patch Σx: a chunk of images unfolded with the rows
@@ -64,6 +66,19 @@ pub fn images_unfolded(g: &Window, budget: usize) -> usize {
     (budget / (g.patch_len() * g.out_area()).max(1)).clamp(1, g.n.max(1))
 }
 
+/// Images per chunk of the filter gradient, whose scratch holds both the
+/// patches and `dy` unfolded: as many as `budget` values hold, at least one.
+pub fn images_per_filter_chunk(g: &Window, c_out: usize, budget: usize) -> usize {
+    (budget / ((g.patch_len() + c_out) * g.out_area()).max(1)).clamp(1, g.n.max(1))
+}
+
+/// The `c_out` output planes of `count` images as a window of 1×1 patches,
+/// whose unfolding with rows across images lays `dy` out as one
+/// `c_out × count·area` matrix.
+pub fn outputs_as_images(c_out: usize, count: usize, (oh, ow): (usize, usize)) -> Window {
+    Window { n: count, c: c_out, h: oh, w: ow, kh: 1, kw: 1, stride: 1, pad: 0 }
+}
+
 /// Where im2col writes patch entry (image b, row, position p) of `K×area`
 /// patches: at `b·image_stride + row·row_stride + p`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,14 +131,16 @@ pub fn gram_gemm(k: usize, len: usize, alpha: f64) -> Gemm {
 }
 
 /// The cuBLAS work for `count` images, per image `cols` `K×area`, `y`/`dy`
-/// `c_out×area` and the filter `W` `c_out×K` (K = c·kh·kw).
+/// `c_out×area` and the filter `W` `c_out×K` (K = c·kh·kw); for the filter
+/// gradient, the chunk's `dy` and patches unfolded with rows across images,
+/// `D` `c_out × count·area` and `U` `K × count·area`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ConvGemms {
     /// `y_i = W·cols_i`: A = W shared, B = cols, C = y.
     pub forward: (Gemm, Batch),
     /// `dcols_i = Wᵀ·dy_i`: A = W shared, B = dy, C = dcols.
     pub data: (Gemm, Batch),
-    /// `dW += dy_i·cols_iᵀ`, one call per image.
+    /// `dW += D·Uᵀ`, one call per chunk.
     pub filter: Gemm,
 }
 
@@ -132,7 +149,7 @@ pub fn conv_gemms(g: &Window, c_out: usize, count: usize) -> ConvGemms {
     ConvGemms {
         forward: (Gemm::new(c_out, area, k, false, false), Batch { count, stride_a: 0, stride_b: k * area, stride_c: c_out * area }),
         data: (Gemm::new(k, area, c_out, true, false), Batch { count, stride_a: 0, stride_b: c_out * area, stride_c: k * area }),
-        filter: Gemm { beta: 1.0, ..Gemm::new(c_out, k, area, false, true) },
+        filter: Gemm { beta: 1.0, ..Gemm::new(c_out, k, count * area, false, true) },
     }
 }
 
@@ -242,7 +259,7 @@ mod device {
             if dw_len == 0 || g.n == 0 {
                 return Ok(Self::wrap(self.alloc_zeros::<f32>(dw_len)?));
             }
-            // Zeroed for the accumulating GEMMs; cuDNN overwrites it.
+            // Zeroed for the accumulating GEMM; cuDNN overwrites it.
             let mut dw = self.alloc_zeros::<f32>(dw_len)?;
             #[cfg(feature = "cudnn")]
             if let Some(dnn) = self.dev.conv_dnn() {
@@ -250,23 +267,18 @@ mod device {
                     return Ok(Self::wrap(dw));
                 }
             }
-            let chunk = images_per_chunk(&g, COLS_BUDGET);
-            let mut cols = self.cols_scratch(&g, chunk)?;
-            let gemm = conv_gemms(&g, c_out, 1).filter;
+            let out = g.out("conv2d_backward_filter")?;
+            let chunk = images_per_filter_chunk(&g, c_out, COLS_BUDGET);
+            let (mut cols, mut dys) = (self.alloc::<f32>(chunk * k * area)?, self.alloc::<f32>(chunk * c_out * area)?);
             for first in (0..g.n).step_by(chunk) {
                 let count = chunk.min(g.n - first);
                 let xs = x.slice().slice(first * g.image_len()..(first + count) * g.image_len());
-                let patches = if g.is_pointwise() {
-                    xs
-                } else {
-                    self.im2col(&xs, &g, count, Unfolding::per_image(&g), &mut cols.slice_mut(..count * k * area))?;
-                    cols.slice(..count * k * area)
-                };
-                // Images add into dw one after another, in order, on the stream.
-                for i in 0..count {
-                    let dyi = dy.slice().slice((first + i) * c_out * area..(first + i + 1) * c_out * area);
-                    blas::gemm(&self.dev.blas, &dyi, &patches.slice(i * k * area..(i + 1) * k * area), &mut *dw, &gemm)?;
-                }
+                let dy_chunk = dy.slice().slice(first * c_out * area..(first + count) * c_out * area);
+                let outputs = outputs_as_images(c_out, count, out);
+                let (u_len, d_len) = (count * k * area, count * c_out * area);
+                self.im2col(&xs, &g, count, Unfolding::rows_across_images(&g, count), &mut cols.slice_mut(..u_len))?;
+                self.im2col(&dy_chunk, &outputs, count, Unfolding::rows_across_images(&outputs, count), &mut dys.slice_mut(..d_len))?;
+                blas::gemm(&self.dev.blas, &dys.slice(..d_len), &cols.slice(..u_len), &mut *dw, &conv_gemms(&g, c_out, count).filter)?;
             }
             Ok(Self::wrap(dw))
         }
@@ -356,16 +368,21 @@ mod tests {
                 assert_eq!(db.lens(&d), (w.len(), dys.len(), dcs.len()), "{g:?} data spans");
                 dcs.fill(0.0);
                 batched_reference(&d, &db, &w, dys, dcs);
-                for i in first..first + count {
-                    let one = Batch::contiguous(&plan.filter, 1);
-                    batched_reference(
-                        &plan.filter,
-                        &one,
-                        &dy[i * c_out * area..][..c_out * area],
-                        &cols[i * k * area..][..k * area],
-                        &mut dw,
-                    );
-                }
+                // The filter gradient: the chunk's patches and dy with rows across images, one GEMM.
+                let across = |m: &[f64], rows: usize| {
+                    let at = Unfolding { image_stride: area, row_stride: count * area };
+                    let mut placed = vec![f64::NAN; count * rows * area];
+                    for (b, row, p) in (0..count).flat_map(|b| (0..rows).flat_map(move |row| (0..area).map(move |p| (b, row, p)))) {
+                        placed[b * at.image_stride + row * at.row_stride + p] = m[((first + b) * rows + row) * area + p];
+                    }
+                    placed
+                };
+                let (u, d) = (across(&cols, k), across(&dy, c_out));
+                assert_eq!(Unfolding::rows_across_images(&g, count), Unfolding { image_stride: area, row_stride: count * area });
+                let outputs = outputs_as_images(c_out, count, g.out("test").unwrap());
+                assert_eq!(Unfolding::rows_across_images(&outputs, count), Unfolding { image_stride: area, row_stride: count * area });
+                assert_eq!((outputs.patch_len(), outputs.out_area()), (c_out, area), "dy's unfolding is a relabelling");
+                batched_reference(&plan.filter, &Batch::contiguous(&plan.filter, 1), &d, &u, &mut dw);
             }
             let close = |what: &str, got: &[f64], want: &[f64]| {
                 assert!(got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-10), "{g:?} {what}");
@@ -437,6 +454,11 @@ mod tests {
         let pointwise = Window { kh: 1, kw: 1, pad: 0, ..g };
         assert_eq!(images_unfolded(&pointwise, 64 * 32 * 32 * 5), 5);
         assert_eq!(images_unfolded(&g, COLS_BUDGET), images_per_chunk(&g, COLS_BUDGET));
+        // The filter gradient unfolds dy beside the patches, within the same budget.
+        let both = (g.patch_len() + 32) * g.out_area();
+        assert_eq!(images_per_filter_chunk(&g, 32, COLS_BUDGET), COLS_BUDGET / both);
+        assert_eq!(images_per_filter_chunk(&g, 32, both - 1), 1, "an image larger than the budget is still one chunk");
+        assert_eq!(images_per_filter_chunk(&Window { n: 3, ..g }, 32, COLS_BUDGET), 3);
     }
 
     #[test]
