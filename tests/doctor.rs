@@ -94,20 +94,20 @@ fn the_gpu_run_script_keeps_going_and_writes_its_summary() {
     let o = Command::new("scripts/gpu/run")
         .arg(&out)
         .env("KAPPA_BIN", env!("CARGO_BIN_EXE_kappa"))
-        .env("KAPPA_GPU_LIMITS", "60 60 60")
+        .env("KAPPA_GPU_LIMITS", "60 60 60 60")
         .env("KAPPA_GPU_PYTHON", std::env::var("KAPPA_PYTHON").unwrap_or_else(|_| "python3".into()))
         .output()
         .expect("run scripts/gpu/run");
     let log = String::from_utf8_lossy(&o.stdout);
     assert!(!o.status.success(), "no GPU here, yet every step passed: {log}");
     let md = std::fs::read_to_string(out.join("summary.md")).expect("summary.md written");
-    for step in ["libraries", "doctor", "profile", "torch"] {
+    for step in ["libraries", "doctor", "profile", "conv-cudnn", "conv-im2col", "torch"] {
         assert!(md.contains(&format!("| {step} | failed (exit ")), "{step}: {md}");
     }
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).expect("summary.json is JSON");
     let steps = summary["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 4);
+    assert_eq!(steps.len(), 6);
     assert!(steps.iter().all(|s| s["passed"] == false && s["log"].as_str().is_some()));
     let doctor = std::fs::read_to_string(out.join("doctor.log")).unwrap();
     assert!(doctor.contains("error: "), "{doctor}");
