@@ -240,6 +240,13 @@ pub fn compare<B: Backend<Elem = f32>>(dev: &B, seed: u64) -> Result<Vec<Check>>
         let got = dev.eigvalsh(&mats)?;
         let want = cpu.eigvalsh(&[(&want, cols), (&zero, 4), (&bad, cols)])?;
         check("eigvalsh", got.concat(), want.concat(), 1e-4);
+        // Above the order the CUDA backend solves on the host, so its syevd is checked too.
+        let big = crate::backend::cuda::solver::HOST_MAX + 24;
+        let x = normal((big + 8) * big);
+        let mut m = vec![0.0f32; big * big];
+        cpu.gram_lower(&mut m, &x, big + 8, big, 1.0 / (big + 8) as f64)?;
+        let got = dev.eigvalsh(&[(&dev.upload(&m)?, big)])?;
+        check(&format!("eigvalsh n = {big}"), got.concat(), cpu.eigvalsh(&[(&m, big)])?.concat(), 1e-4);
         Ok(())
     });
 

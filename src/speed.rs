@@ -4,7 +4,9 @@
 //! step (img/s), dense and patch Σx accumulation against the device's peaks
 //! (counted bytes and flops, see [`crate::profile::counts`]), `eigvalsh` at
 //! the sizes conv layers give (n = 9·C for C = 16…512), and the peak device
-//! memory of the training steps and, apart, of the analysed ones.
+//! memory of the training steps and, apart, of the analysed ones. On CUDA
+//! also `eigvalsh` by the device's solver and by the host's, alone and in
+//! batches ([`eig_paths`]).
 
 use crate::analysis::{AnalysisConfig, Analyzer, TrainingBatch};
 use crate::backend::{Backend, Device, Peaks};
@@ -174,6 +176,41 @@ pub fn eig_speed<B: Backend>(backend: &B, clock: &dyn Clock, n: usize) -> Result
     Ok(EigSpeed { n, seconds })
 }
 
+/// `eigvalsh` both ways on the CUDA backend at `n`: one matrix by the
+/// device's syevd and by the host's solver, then a batch of
+/// [`EIG_BATCH`] matrices both ways (one syevd after another; one call to
+/// the host, which solves them side by side), to set where the backend's
+/// routing (`cuda::solver::HOST_MAX`) should lie. The host is timed only up
+/// to [`EIG_HOST_UP_TO`] (one core takes seconds beyond), the batches only
+/// up to [`EIG_BATCH_UP_TO`].
+#[cfg(feature = "cuda-backend")]
+pub fn eig_paths(dev: &crate::backend::cuda::Cuda, n: usize) -> Result<serde_json::Value> {
+    let mut r = Rng::new(2, 0);
+    let rows = n + 8;
+    let x = dev.upload(&(0..rows * n).map(|_| r.normal() as f32).collect::<Vec<_>>())?;
+    let mut acc = dev.zeros(n * n)?;
+    dev.gram_lower(&mut acc, &x, rows, n, 1.0 / rows as f64)?;
+    let batch = vec![(&acc, n); EIG_BATCH];
+    let time = |work: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        work()?;
+        dev.seconds(work)
+    };
+    let device = time(&mut || dev.eigvalsh_on_device(&acc, n).map(drop))?;
+    let host = (n <= EIG_HOST_UP_TO).then(|| time(&mut || dev.eigvalsh_on_host(&[(&acc, n)]).map(drop))).transpose()?;
+    let batched = n <= EIG_BATCH_UP_TO;
+    let device_batch =
+        batched.then(|| time(&mut || batch.iter().try_for_each(|&(m, n)| dev.eigvalsh_on_device(m, n).map(drop)))).transpose()?;
+    let host_batch = batched.then(|| time(&mut || dev.eigvalsh_on_host(&batch).map(drop))).transpose()?;
+    Ok(json!({ "n": n, "device": device, "host": host, "batch": EIG_BATCH, "device_batch": device_batch, "host_batch": host_batch }))
+}
+
+/// Matrices in [`eig_paths`]'s batches.
+pub const EIG_BATCH: usize = 16;
+/// The largest order [`eig_paths`] solves on the host.
+pub const EIG_HOST_UP_TO: usize = 2304;
+/// The largest order [`eig_paths`] times in batches.
+pub const EIG_BATCH_UP_TO: usize = 1152;
+
 /// Every figure of `plan` on `backend`; a failing part is recorded as its
 /// error and the rest still runs.
 pub fn measure<B: Backend>(backend: &B, clock: &dyn Clock, plan: &Plan, peaks: Option<Peaks>) -> serde_json::Value {
@@ -228,7 +265,9 @@ pub fn measure<B: Backend>(backend: &B, clock: &dyn Clock, plan: &Plan, peaks: O
 
 /// Whether any figure of a [`measure`] result is an error.
 pub fn any_failed(v: &serde_json::Value) -> bool {
-    ["train", "covariance", "eigvalsh"].iter().any(|k| v[k].as_array().is_some_and(|a| a.iter().any(|x| x.get("error").is_some())))
+    ["train", "covariance", "eigvalsh", "eigvalsh_paths"]
+        .iter()
+        .any(|k| v[k].as_array().is_some_and(|a| a.iter().any(|x| x.get("error").is_some())))
 }
 
 /// `kappa profile gpu`: measures `plan` on `device`, prints every figure and
@@ -242,7 +281,28 @@ pub fn run(device: &str, plan: &Plan, json: Option<&Path>) -> Result<()> {
         Device::Cuda(i) => {
             let dev = crate::backend::cuda::Cuda::new(i)?;
             let peaks = dev.peaks();
-            (measure(&dev, &dev, plan, peaks), format!("cuda:{i} ({})", dev.info().name))
+            let mut value = measure(&dev, &dev, plan, peaks);
+            let ms = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |s| format!("{:.2} ms", s * 1e3));
+            let paths: Vec<serde_json::Value> = plan
+                .eig_sizes
+                .iter()
+                .map(|&n| {
+                    let r = eig_paths(&dev, n);
+                    match &r {
+                        Ok(v) => println!(
+                            "eigvalsh n = {n}, one matrix: device {}, host {}; {EIG_BATCH} matrices: device {}, host {}",
+                            ms(&v["device"]),
+                            ms(&v["host"]),
+                            ms(&v["device_batch"]),
+                            ms(&v["host_batch"])
+                        ),
+                        Err(e) => println!("eigvalsh n = {n}, both ways: FAILED: {e}"),
+                    }
+                    r.unwrap_or_else(|e| json!({ "error": e.to_string() }))
+                })
+                .collect();
+            value["eigvalsh_paths"] = json!(paths);
+            (value, format!("cuda:{i} ({})", dev.info().name))
         }
         #[cfg(not(feature = "cuda-backend"))]
         Device::Cuda(i) => return Err(Error::CudaNotCompiled(i)),

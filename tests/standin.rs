@@ -246,6 +246,40 @@ fn the_training_and_the_analysed_steps_have_their_own_peaks() {
     }
 }
 
+/// `eigvalsh` solves matrices up to `solver::HOST_MAX` on the host, with
+/// the CPU backend's own solver (so its very bits), and larger ones with
+/// syevd on the device, each result in its caller's place; `kappa profile
+/// gpu` times both ways.
+#[test]
+fn eigvalsh_solves_small_matrices_on_the_host_and_large_ones_on_the_device() {
+    use kappa::backend::cpu::Cpu;
+    use kappa::backend::Backend;
+    if !under_standin() {
+        return;
+    }
+    let (dev, cpu) = (cuda::Cuda::new(0).unwrap(), Cpu::<f32>::new());
+    let gram = |n: usize, seed: u64| {
+        let mut r = kappa::rng::Rng::new(seed, 0);
+        let x: Vec<f32> = (0..(n + 3) * n).map(|_| r.normal() as f32).collect();
+        let mut m = vec![0.0f32; n * n];
+        cpu.gram_lower(&mut m, &x, n + 3, n, 1.0 / (n + 3) as f64).unwrap();
+        m
+    };
+    let (small, big) = (12, cuda::solver::HOST_MAX + 4);
+    let host: Vec<(Vec<f32>, usize)> = vec![(gram(big, 1), big), (gram(small, 2), small), (gram(small, 3), small)];
+    let on_device: Vec<_> = host.iter().map(|(m, n)| (dev.upload(m).unwrap(), *n)).collect();
+    let got = dev.eigvalsh(&on_device.iter().map(|(m, n)| (m, *n)).collect::<Vec<_>>()).unwrap();
+    let want = cpu.eigvalsh(&host.iter().map(|(m, n)| (m, *n)).collect::<Vec<_>>()).unwrap();
+    assert_eq!(got[1..], want[1..], "the small matrices, solved on the host, give the CPU's bits");
+    let scale = want[0][0];
+    assert!(got[0].len() == big && got[0].iter().zip(&want[0]).all(|(g, w)| (g - w).abs() <= 1e-4 * scale), "syevd's spectrum");
+    assert_ne!(got[0], want[0], "the large matrix went to the host's solver, not syevd");
+    let paths = kappa::speed::eig_paths(&dev, small).unwrap();
+    for key in ["device", "host", "device_batch", "host_batch"] {
+        assert!(paths[key].as_f64().is_some_and(|s| s >= 0.0), "{key}: {paths}");
+    }
+}
+
 #[cfg(feature = "cudnn")]
 mod cudnn {
     use super::*;

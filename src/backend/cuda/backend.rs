@@ -190,7 +190,16 @@ impl Cuda {
         Ok(self.download_as(&out)?[0])
     }
 
-    fn eigvalsh_one(&self, lower: &CudaBuf, n: usize) -> Result<Vec<f64>> {
+    /// Every matrix downloaded and solved by the CPU backend's solver, side
+    /// by side on the host's cores (see [`solver::HOST_MAX`]).
+    pub fn eigvalsh_on_host(&self, mats: &[(&CudaBuf, usize)]) -> Result<Vec<Vec<f64>>> {
+        let lowers = mats.iter().map(|&(m, _)| self.download_as(&m.0)).collect::<Result<Vec<_>>>()?;
+        let solve: Vec<(&Vec<f32>, usize)> = lowers.iter().zip(mats).map(|(l, &(_, n))| (l, n)).collect();
+        crate::backend::cpu::Cpu::<f32>::new().eigvalsh(&solve)
+    }
+
+    /// One matrix by cuSOLVER's `syevd` on the device.
+    pub fn eigvalsh_on_device(&self, lower: &CudaBuf, n: usize) -> Result<Vec<f64>> {
         if lower.0.len() != n * n {
             return Err(Error::shape("eigvalsh", format!("{} elements for a {n}×{n} matrix", lower.0.len())));
         }
@@ -502,7 +511,16 @@ impl Backend for Cuda {
     }
 
     fn eigvalsh(&self, mats: &[(&CudaBuf, usize)]) -> Result<Vec<Vec<f64>>> {
-        mats.iter().map(|&(m, n)| self.eigvalsh_one(m, n)).collect()
+        let (host, device): (Vec<usize>, Vec<usize>) = (0..mats.len()).partition(|&i| solver::on_host(mats[i].1));
+        let mut out = vec![Vec::new(); mats.len()];
+        for i in device {
+            out[i] = self.eigvalsh_on_device(mats[i].0, mats[i].1)?;
+        }
+        let host_mats: Vec<(&CudaBuf, usize)> = host.iter().map(|&i| mats[i]).collect();
+        for (i, values) in host.into_iter().zip(self.eigvalsh_on_host(&host_mats)?) {
+            out[i] = values;
+        }
+        Ok(out)
     }
 
     fn count_positive(&self, x: &CudaBuf, rows: usize, cols: usize) -> Result<Vec<u32>> {

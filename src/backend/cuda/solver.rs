@@ -2,12 +2,37 @@
 //! (src/backend/cpu/eigen.rs): descending eigenvalues, solved in f64 after
 //! dividing by the largest |entry| of the lower triangle, NaNs for a matrix
 //! with a non-finite entry, zeros for the zero matrix. Only the eigenvalues
-//! (and two scalars of the pre-check) reach the host.
+//! (and two scalars of the pre-check) reach the host. Matrices of order up
+//! to [`HOST_MAX`] are instead copied to the host and solved there
+//! ([`on_host`]).
 //!
 //! Layout: the trait's matrices are row-major lower triangles (entry (i, j),
 //! j ≤ i, at `i·n + j`). Read column-major, index `i·n + j` is row j, column i:
 //! the same numbers form the column-major *upper* triangle. So the buffer goes
 //! to the solver untransposed, with the upper fill mode ([`fill_for_row_major`]).
+
+/// The largest order solved on the host: the backend downloads such a
+/// matrix (n² f32, 1.3 MiB at 576) and hands every one of a call to the CPU
+/// backend's solver, which runs them side by side on the host's cores; a
+/// larger one goes to `syevd` on the device.
+///
+/// Why: `syevd` on a small matrix is bound by its own launches and
+/// synchronisations, not by the device's flops, and the calls run one after
+/// another. On the H200 (2026-12-04) it took 1.96 ms at n = 256, 5.33 ms at
+/// 576 and 12.0 ms at 1152. The CPU solver (f32 reduction, f64 QL; one core
+/// of the 2-core Intel development machine, 2026-12-07) takes 1.24 ms at 256
+/// and 6.7 ms at 576, so a lone 576 is a little slower on the host, but an
+/// analysis step solves two matrices a layer, all in one call: ResNet-20's
+/// forty, all of order 576 or less, cost the analysed step the time of 12
+/// training steps on the H200. At 1152 one host core would take about 8×
+/// the 576 time, several times `syevd`'s. Not yet measured on a GPU machine:
+/// `kappa profile gpu` times both ways at every size (`eigvalsh_paths`).
+pub const HOST_MAX: usize = 576;
+
+/// Whether an `n × n` matrix is solved on the host (see [`HOST_MAX`]).
+pub fn on_host(n: usize) -> bool {
+    n <= HOST_MAX
+}
 
 /// Which triangle cuSOLVER should read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
