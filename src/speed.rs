@@ -204,6 +204,23 @@ pub fn eig_paths(dev: &crate::backend::cuda::Cuda, n: usize) -> Result<serde_jso
     Ok(json!({ "n": n, "device": device, "host": host, "batch": EIG_BATCH, "device_batch": device_batch, "host_batch": host_batch }))
 }
 
+/// [`eig_paths`] at `n`, printed, or its error.
+#[cfg(feature = "cuda-backend")]
+fn print_eig_paths(dev: &crate::backend::cuda::Cuda, n: usize) -> serde_json::Value {
+    let ms = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |s| format!("{:.2} ms", s * 1e3));
+    match eig_paths(dev, n) {
+        Ok(v) => {
+            let (device, host, device_batch, host_batch) = (ms(&v["device"]), ms(&v["host"]), ms(&v["device_batch"]), ms(&v["host_batch"]));
+            println!("eigvalsh n = {n}, one matrix: device {device}, host {host}; {EIG_BATCH} matrices: device {device_batch}, host {host_batch}");
+            v
+        }
+        Err(e) => {
+            println!("eigvalsh n = {n}, both ways: FAILED: {e}");
+            json!({ "error": e.to_string() })
+        }
+    }
+}
+
 /// Matrices in [`eig_paths`]'s batches.
 pub const EIG_BATCH: usize = 16;
 /// The largest order [`eig_paths`] solves on the host.
@@ -282,26 +299,7 @@ pub fn run(device: &str, plan: &Plan, json: Option<&Path>) -> Result<()> {
             let dev = crate::backend::cuda::Cuda::new(i)?;
             let peaks = dev.peaks();
             let mut value = measure(&dev, &dev, plan, peaks);
-            let ms = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |s| format!("{:.2} ms", s * 1e3));
-            let paths: Vec<serde_json::Value> = plan
-                .eig_sizes
-                .iter()
-                .map(|&n| {
-                    let r = eig_paths(&dev, n);
-                    match &r {
-                        Ok(v) => println!(
-                            "eigvalsh n = {n}, one matrix: device {}, host {}; {EIG_BATCH} matrices: device {}, host {}",
-                            ms(&v["device"]),
-                            ms(&v["host"]),
-                            ms(&v["device_batch"]),
-                            ms(&v["host_batch"])
-                        ),
-                        Err(e) => println!("eigvalsh n = {n}, both ways: FAILED: {e}"),
-                    }
-                    r.unwrap_or_else(|e| json!({ "error": e.to_string() }))
-                })
-                .collect();
-            value["eigvalsh_paths"] = json!(paths);
+            value["eigvalsh_paths"] = json!(plan.eig_sizes.iter().map(|&n| print_eig_paths(&dev, n)).collect::<Vec<_>>());
             (value, format!("cuda:{i} ({})", dev.info().name))
         }
         #[cfg(not(feature = "cuda-backend"))]
