@@ -22,11 +22,13 @@
 /// 576 and 12.0 ms at 1152. The CPU solver (f32 reduction, f64 QL; one core
 /// of the 2-core Intel development machine, 2026-12-07) takes 1.24 ms at 256
 /// and 6.7 ms at 576, so a lone 576 is a little slower on the host, but an
-/// analysis step solves two matrices a layer, all in one call: ResNet-20's
-/// forty, all of order 576 or less, cost the analysed step the time of 12
-/// training steps on the H200. At 1152 one host core would take about 8×
-/// the 576 time, several times `syevd`'s. Not yet measured on a GPU machine:
-/// `kappa profile gpu` times both ways at every size (`eigvalsh_paths`).
+/// analysis step solves two matrices a layer, all in one call. ResNet-20's
+/// forty, none of order above 576, went one after another through syevd in
+/// an analysed step that cost the time of 12 training steps on the H200
+/// (the solves' share was not measured apart). At 1152 one host core would
+/// take about 8× the 576 time, several times `syevd`'s. Not yet measured on
+/// a GPU machine: `kappa profile gpu` times both ways at every size
+/// (`eigvalsh_paths`).
 pub const HOST_MAX: usize = 576;
 
 /// Whether an `n × n` matrix is solved on the host (see [`HOST_MAX`]).
