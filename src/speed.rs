@@ -6,7 +6,7 @@
 //! the sizes conv layers give (n = 9·C for C = 16…512), and the peak device
 //! memory of the training steps and, apart, of the analysed ones. On CUDA
 //! also `eigvalsh` by the device's solver and by the host's, alone and in
-//! batches ([`eig_paths`]).
+//! batches (`eig_paths`).
 
 use crate::analysis::{AnalysisConfig, Analyzer, TrainingBatch};
 use crate::backend::{Backend, Device, Peaks};
@@ -222,10 +222,13 @@ fn print_eig_paths(dev: &crate::backend::cuda::Cuda, n: usize) -> serde_json::Va
 }
 
 /// Matrices in [`eig_paths`]'s batches.
+#[cfg(feature = "cuda-backend")]
 pub const EIG_BATCH: usize = 16;
 /// The largest order [`eig_paths`] solves on the host.
+#[cfg(feature = "cuda-backend")]
 pub const EIG_HOST_UP_TO: usize = 2304;
 /// The largest order [`eig_paths`] times in batches.
+#[cfg(feature = "cuda-backend")]
 pub const EIG_BATCH_UP_TO: usize = 1152;
 
 /// Every figure of `plan` on `backend`; a failing part is recorded as its

@@ -136,7 +136,7 @@ fn samples<B: Backend>(conv_stat: ConvStat, p: &Probe<B>) -> Result<((Samples, u
 
 /// The elements of the Σx and Σ∇h an analysis holds for a layer whose
 /// weight has `shape` (`[out, in]`, or `[c_out, c_in, kh, kw]`), as
-/// [`samples`] reads its probe; 0 for a shape no probed layer has (a BN
+/// `samples` reads its probe; 0 for a shape no probed layer has (a BN
 /// scale, a bias), `None` past counting.
 pub fn matrix_elements(shape: &[usize], conv_stat: ConvStat) -> Option<usize> {
     let (dx, dg) = match (shape, conv_stat) {

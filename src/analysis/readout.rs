@@ -66,7 +66,7 @@ impl KappaView<'_> {
     }
 
     /// κ_p for the key `p`: `-` when not measured, `∞`, `NaN` when
-    /// [`Self::undefined`], or the value by `show`, marked when at the
+    /// `Self::undefined`, or the value by `show`, marked when at the
     /// precision's limit.
     pub fn cell(&self, p: &str, show: impl Fn(f64) -> String) -> String {
         match self.kappa.get(p) {

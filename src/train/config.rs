@@ -214,7 +214,7 @@ impl TrainConfig {
 
     /// What a checkpoint's metadata must agree with this configuration on to
     /// resume it: the dtype, optimiser and seed by name, and every setting
-    /// but those a resumed run may change ([`RESUMABLE`]) as one JSON object,
+    /// but those a resumed run may change (`RESUMABLE`) as one JSON object,
     /// so a config.json edited between checkpoint and resume is refused
     /// rather than recorded as what the whole run used.
     pub fn checkpoint_identity(&self) -> [(&'static str, String); 4] {

@@ -117,8 +117,8 @@ impl<B: Backend> Trainer<B> {
     }
 
     /// Refuses steps on `batch` examples of shape `dims` that could not fit
-    /// in the memory the run's values live in ([`memory`]): what
-    /// [`least_memory`] counts, plus the activations of `batch` examples,
+    /// in the memory the run's values live in (`memory`): what
+    /// `least_memory` counts, plus the activations of `batch` examples,
     /// counted in one example's forward pass ([`Tape::held_elements`]: a
     /// lower bound). The pass is in eval mode, so it moves no BN average and
     /// draws no dropout mask. A run its machine cannot hold stops here,

@@ -59,7 +59,7 @@ pub fn gemm<T: Scalar>(a: &[T], b: &[T], c: &mut [T], g: Gemm) -> Result<()> {
     dense(a, b, c, g, true)
 }
 
-/// [`gemm`] on the calling thread, for callers that already run one product per core.
+/// [`gemm`](fn@gemm) on the calling thread, for callers that already run one product per core.
 pub fn gemm_on_thread<T: Scalar>(a: &[T], b: &[T], c: &mut [T], g: Gemm) -> Result<()> {
     dense(a, b, c, g, false)
 }

@@ -3,7 +3,7 @@
 //! multiply-adds otherwise. Both round identically (each lane one fused
 //! multiply-add; sums in the same fixed order), so a kernel's result does
 //! not depend on which one runs. Loops left to the compiler get the same
-//! AVX2 through [`wide!`], which runs them in a twin compiled for it.
+//! AVX2 through `wide!`, which runs them in a twin compiled for it.
 //!
 //! AVX-512 lanes (twice as many) serve only kernels whose lanes never meet,
 //! each holding a sum of its own (the Gram, the direct conv and its filter
@@ -210,7 +210,7 @@ impl Path {
 /// its loops vectorise 256 bits wide instead of 128. Only for bodies whose
 /// bits do not depend on the width: element-wise maps, and sums whose order
 /// the code fixes (Rust never contracts a multiply and an add into an FMA,
-/// and never reorders a float sum, at any width). Call it through [`wide!`].
+/// and never reorders a float sum, at any width). Call it through `wide!`.
 #[inline(always)]
 pub fn run_wide<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]

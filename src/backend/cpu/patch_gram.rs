@@ -131,7 +131,7 @@ fn lower_offsets(g: &Window) -> Vec<(isize, isize)> {
 }
 
 /// Position pairs `(p, p + offset)` inside the plane over all offsets: the
-/// products per image and channel pair that [`gram_lower_shifted`] forms.
+/// products per image and channel pair that `gram_lower_shifted` forms.
 pub fn position_pairs(g: &Window) -> usize {
     let inside = |len: usize, d: isize| len.saturating_sub(d.unsigned_abs());
     lower_offsets(g).into_iter().map(|(dy, dx)| inside(g.h, dy) * inside(g.w, dx)).sum()

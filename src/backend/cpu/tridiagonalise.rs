@@ -5,11 +5,11 @@
 //!
 //! Why not faer's `tridiag_in_place`: it applies each reflector to the
 //! trailing matrix at once, so every one of the n steps reads and writes the
-//! whole trailing matrix. Here a panel of [`PANEL`] reflectors is built
+//! whole trailing matrix. Here a panel of `PANEL` reflectors is built
 //! against the trailing matrix as it stood at the panel's start (each
 //! product with it corrected by the panel's earlier reflectors), so a step
 //! only reads the matrix, and the panel's updates land together as one
-//! rank-2·[`PANEL`] update. No reflector is kept: eigenvalues need none.
+//! rank-2·`PANEL` update. No reflector is kept: eigenvalues need none.
 //!
 //! One solve runs on one task (the caller runs a step's solves side by
 //! side), in a summation order fixed by the sizes alone, so the result does
