@@ -61,15 +61,21 @@ pub fn images_per_chunk(g: &Window, budget: usize) -> usize {
     images_unfolded(g, budget)
 }
 
+/// As many of `g`'s images as `budget` values hold at `per_image` values
+/// each, at least one.
+fn images_within(g: &Window, per_image: usize, budget: usize) -> usize {
+    (budget / per_image.max(1)).clamp(1, g.n.max(1))
+}
+
 /// As many images as `budget` values of patches hold, at least one.
 pub fn images_unfolded(g: &Window, budget: usize) -> usize {
-    (budget / (g.patch_len() * g.out_area()).max(1)).clamp(1, g.n.max(1))
+    images_within(g, g.patch_len() * g.out_area(), budget)
 }
 
 /// Images per chunk of the filter gradient, whose scratch holds both the
 /// patches and `dy` unfolded: as many as `budget` values hold, at least one.
 pub fn images_per_filter_chunk(g: &Window, c_out: usize, budget: usize) -> usize {
-    (budget / ((g.patch_len() + c_out) * g.out_area()).max(1)).clamp(1, g.n.max(1))
+    images_within(g, (g.patch_len() + c_out) * g.out_area(), budget)
 }
 
 /// The `c_out` output planes of `count` images as a window of 1×1 patches,
@@ -332,6 +338,17 @@ mod tests {
         (0..k * k).map(|i| if i % (k + 1) == 0 { 1.0 } else { 0.0 }).collect()
     }
 
+    /// Images `first..first + count` of `m` (per image `rows × area`, as the
+    /// CPU's im2col lays them out) where the kernel writes them under `at`,
+    /// in scratch that starts as NaN, so an entry the placement missed shows.
+    fn placed(m: &[f64], first: usize, count: usize, (rows, area): (usize, usize), at: Unfolding) -> Vec<f64> {
+        let mut out = vec![f64::NAN; count * rows * area];
+        for (b, row, p) in (0..count).flat_map(|b| (0..rows).flat_map(move |row| (0..area).map(move |p| (b, row, p)))) {
+            out[b * at.image_stride + row * at.row_stride + p] = m[((first + b) * rows + row) * area + p];
+        }
+        out
+    }
+
     /// Runs the derived cuBLAS calls on the CPU, chunk by chunk, with the
     /// CPU conv's identity-filter im2col/col2im standing in for the kernels
     /// (which tests/emulated_kernels.rs checks against the same twins).
@@ -369,19 +386,12 @@ mod tests {
                 dcs.fill(0.0);
                 batched_reference(&d, &db, &w, dys, dcs);
                 // The filter gradient: the chunk's patches and dy with rows across images, one GEMM.
-                let across = |m: &[f64], rows: usize| {
-                    let at = Unfolding { image_stride: area, row_stride: count * area };
-                    let mut placed = vec![f64::NAN; count * rows * area];
-                    for (b, row, p) in (0..count).flat_map(|b| (0..rows).flat_map(move |row| (0..area).map(move |p| (b, row, p)))) {
-                        placed[b * at.image_stride + row * at.row_stride + p] = m[((first + b) * rows + row) * area + p];
-                    }
-                    placed
-                };
-                let (u, d) = (across(&cols, k), across(&dy, c_out));
-                assert_eq!(Unfolding::rows_across_images(&g, count), Unfolding { image_stride: area, row_stride: count * area });
                 let outputs = outputs_as_images(c_out, count, g.out("test").unwrap());
-                assert_eq!(Unfolding::rows_across_images(&outputs, count), Unfolding { image_stride: area, row_stride: count * area });
                 assert_eq!((outputs.patch_len(), outputs.out_area()), (c_out, area), "dy's unfolding is a relabelling");
+                let across = Unfolding { image_stride: area, row_stride: count * area };
+                assert_eq!((Unfolding::rows_across_images(&g, count), Unfolding::rows_across_images(&outputs, count)), (across, across));
+                let u = placed(&cols, first, count, (k, area), Unfolding::rows_across_images(&g, count));
+                let d = placed(&dy, first, count, (c_out, area), Unfolding::rows_across_images(&outputs, count));
                 batched_reference(&plan.filter, &Batch::contiguous(&plan.filter, 1), &d, &u, &mut dw);
             }
             let close = |what: &str, got: &[f64], want: &[f64]| {
@@ -416,11 +426,7 @@ mod tests {
             let mut got = acc0.clone();
             for first in (0..g.n).step_by(chunk) {
                 let count = chunk.min(g.n - first);
-                let at = Unfolding::rows_across_images(&g, count);
-                let mut u = vec![f64::NAN; count * k * area];
-                for (b, row, p) in (0..count).flat_map(|b| (0..k).flat_map(move |row| (0..area).map(move |p| (b, row, p)))) {
-                    u[b * at.image_stride + row * at.row_stride + p] = cols[((first + b) * k + row) * area + p];
-                }
+                let u = placed(&cols, first, count, (k, area), Unfolding::rows_across_images(&g, count));
                 let gemm = gram_gemm(k, count * area, 0.5);
                 batched_reference(&gemm, &Batch::contiguous(&gemm, 1), &u, &u, &mut got);
             }
