@@ -5,12 +5,13 @@
 //! (counted bytes and flops, see [`crate::profile::counts`]), `eigvalsh` at
 //! the sizes conv layers give (n = 9·C for C = 16…512), and the peak device
 //! memory of the training steps and, apart, of the analysed ones. On CUDA
-//! also `eigvalsh` by the device's solver and by the host's, alone and in
-//! batches (`eig_paths`).
+//! also a timeline of one training and one analysed step (each op's time on
+//! the stream, by name) and `eigvalsh` by the device's solver and by the
+//! host's, alone and in batches (`eig_paths`).
 
 use crate::analysis::{AnalysisConfig, Analyzer, TrainingBatch};
 use crate::backend::{Backend, Device, Peaks};
-use crate::clock::{Clock, WallClock};
+use crate::clock::{Clock, Timeline, WallClock};
 use crate::data::Batch;
 use crate::error::{Error, Result};
 use crate::profile::{counts, Shape};
@@ -72,6 +73,10 @@ pub struct StepSpeed {
     /// The same over the analysed steps alone, whose probes and second
     /// moments come on top.
     pub peak_bytes_analysed: Option<u64>,
+    /// One more training step, and one more analysed step, traced op by op
+    /// (on a device only): how much of each the device was busy, and with what.
+    pub timeline: Option<Timeline>,
+    pub timeline_analysed: Option<Timeline>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -110,9 +115,10 @@ pub fn step_speed<B: Backend>(backend: &B, clock: &dyn Clock, depth: usize, plan
     clock.reset_peak()?;
     let mut trainer = Trainer::new(backend, &cfg, &dims, 10)?;
     let batch = synthetic_batch(plan.batch, &dims, 10, depth as u64);
-    for _ in 0..2 {
-        trainer.step(&batch, 0.01)?;
-    }
+    // Warm-up steps (kernels loaded, cuDNN plans chosen, pools grown); the
+    // second, warm, is the traced one.
+    trainer.step(&batch, 0.01)?;
+    let timeline = clock.timeline(&mut || trainer.step(&batch, 0.01).map(drop))?;
     let plain = clock.seconds(&mut || (0..plan.steps).try_for_each(|_| trainer.step(&batch, 0.01).map(drop)))? / plan.steps as f64;
     // Read before the analysed steps: the first GPU run read one peak after
     // both, and its analysed ResNet-1202 (22.3 GiB) was set against
@@ -127,6 +133,7 @@ pub fn step_speed<B: Backend>(backend: &B, clock: &dyn Clock, depth: usize, plan
     };
     analysed_step(0)?;
     let analysed = clock.seconds(&mut || (1..=plan.steps).try_for_each(&mut analysed_step))? / plan.steps as f64;
+    let timeline_analysed = clock.timeline(&mut || analysed_step(plan.steps + 1))?;
     Ok(StepSpeed {
         depth,
         batch: plan.batch,
@@ -135,6 +142,8 @@ pub fn step_speed<B: Backend>(backend: &B, clock: &dyn Clock, depth: usize, plan
         analysis_overhead: analysed / plain - 1.0,
         peak_bytes,
         peak_bytes_analysed: clock.peak_bytes()?,
+        timeline,
+        timeline_analysed,
     })
 }
 
@@ -240,15 +249,23 @@ pub fn measure<B: Backend>(backend: &B, clock: &dyn Clock, plan: &Plan, peaks: O
     for &depth in &plan.depths {
         let r = step_speed(backend, clock, depth, plan);
         match &r {
-            Ok(s) => println!(
-                "resnet-{depth} batch {}: {:>9.1} img/s, peak {}; analysed every step {:>9.1} img/s (+{:.2} steps), peak {}",
-                s.batch,
-                s.images_per_second,
-                gib(s.peak_bytes),
-                s.images_per_second_analysed,
-                s.analysis_overhead,
-                gib(s.peak_bytes_analysed)
-            ),
+            Ok(s) => {
+                println!(
+                    "resnet-{depth} batch {}: {:>9.1} img/s, peak {}; analysed every step {:>9.1} img/s (+{:.2} steps), peak {}",
+                    s.batch,
+                    s.images_per_second,
+                    gib(s.peak_bytes),
+                    s.images_per_second_analysed,
+                    s.analysis_overhead,
+                    gib(s.peak_bytes_analysed)
+                );
+                let untraced = [s.batch as f64 / s.images_per_second, s.batch as f64 / s.images_per_second_analysed];
+                for ((t, kind), step) in [&s.timeline, &s.timeline_analysed].into_iter().zip(["step", "analysed step"]).zip(untraced) {
+                    if let Some(t) = t {
+                        println!("  {}", describe_timeline(t, kind, step));
+                    }
+                }
+            }
             Err(e) => println!("resnet-{depth}: FAILED: {e}"),
         }
         train.push(as_json(r.map(|s| json!(s))));
@@ -281,6 +298,26 @@ pub fn measure<B: Backend>(backend: &B, clock: &dyn Clock, plan: &Plan, peaks: O
         eig.push(as_json(r.map(|e| json!(e))));
     }
     json!({ "plan": plan, "peaks": peaks, "train": train, "covariance": covariance, "eigvalsh": eig })
+}
+
+/// How many of a timeline's names [`describe_timeline`] lists.
+const TIMELINE_NAMES: usize = 6;
+
+/// One line on a traced step: the device's busy time against the untraced
+/// step's `step_seconds`, and the names that took most of it.
+fn describe_timeline(t: &Timeline, kind: &str, step_seconds: f64) -> String {
+    let ms = |s: f64| s * 1e3;
+    let most: Vec<String> =
+        t.by_name.iter().take(TIMELINE_NAMES).map(|o| format!("{} {:.2} ms ({}×)", o.name, ms(o.seconds), o.ops)).collect();
+    format!(
+        "traced {kind}: the device busy {:.2} of its {:.2} ms on the stream, in {} ops ({:.0}% of an untraced {kind}'s {:.2} ms); most: {}",
+        ms(t.busy_seconds),
+        ms(t.seconds),
+        t.ops,
+        100.0 * t.busy_seconds / step_seconds,
+        ms(step_seconds),
+        most.join(", ")
+    )
 }
 
 /// Whether any figure of a [`measure`] result is an error.

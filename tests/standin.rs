@@ -244,6 +244,35 @@ fn the_training_and_the_analysed_steps_have_their_own_peaks() {
     for peak in [s.peak_bytes, s.peak_bytes_analysed] {
         assert!(peak.unwrap() > 4 * 4_000, "{s:?}");
     }
+    // Each step was traced, and the analysed one ran the analysis's ops too.
+    let (plain, analysed) = (s.timeline.unwrap(), s.timeline_analysed.unwrap());
+    for t in [&plain, &analysed] {
+        assert!(t.by_name.iter().map(|o| o.ops).sum::<usize>() == t.ops && t.busy_seconds <= t.seconds, "{t:?}");
+        assert!(t.by_name.iter().any(|o| o.name == "relu_backward_f32"), "{t:?}");
+    }
+    assert!(analysed.ops > plain.ops && analysed.by_name.iter().any(|o| o.name == "im2col"), "the patch Σx unfolds: {analysed:?}");
+}
+
+/// A trace names every op put on the stream while it is on, in launch
+/// order: kernels, library calls and copies alike.
+#[test]
+fn a_trace_names_each_op_on_the_stream_in_launch_order() {
+    use kappa::backend::{Backend, Gemm};
+    if !under_standin() {
+        return;
+    }
+    let dev = cuda::Cuda::new(0).unwrap();
+    let ((), spans) = dev
+        .traced(|| {
+            let a = dev.upload(&[1.0f32, -2.0, 3.0, -4.0])?;
+            let b = dev.relu(&dev.scale(&a, 2.0)?)?;
+            let c = dev.matmul(&a, &b, Gemm::new(2, 2, 2, false, false))?;
+            dev.download(&c).map(drop)
+        })
+        .unwrap();
+    let names: Vec<_> = spans.iter().map(|s| s.0).collect();
+    assert_eq!(names, ["upload", "scale_f32", "relu_f32", "cublas gemm", "download"]);
+    assert!(spans.iter().all(|s| s.1 >= 0.0 && s.1.is_finite()), "{spans:?}");
 }
 
 /// `eigvalsh` solves matrices up to `solver::HOST_MAX` on the host, with

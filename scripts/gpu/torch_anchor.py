@@ -8,7 +8,10 @@ put the two side by side.
   activations, in GB/s and GFLOP/s counted as kappa counts them
   (lower triangle: rows·K·(K+1) flops; the activation read once, K×K read and written);
 - torch.linalg.eigvalsh (cuSOLVER syevd) at n = 256, 576, 1152, 2304, 4608;
-- the peak device memory of the ResNet-1202 step.
+- the peak device memory of the ResNet-1202 step;
+- one more training step per depth under torch.profiler: the device time of
+  each kernel (and copy), by name, against the step's span on the device, as
+  `kappa profile gpu` traces its own step (`timeline`).
 
 Usage: python3 scripts/gpu/torch_anchor.py --json OUT.json [--depths 20,56] [--quick]
 """
@@ -90,6 +93,26 @@ def main():
         end.synchronize()
         return start.elapsed_time(end) / 1e3 / repeats
 
+    def timeline(fn, names=15):
+        """fn once under torch.profiler (CUDA activity only): each kernel's device time summed by name, the
+        largest `names` of them, and their sum against the span from the first kernel's start to the last's end."""
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        if not kernels:
+            return {"error": "the profiler recorded no CUDA kernel"}
+        by_name = {}
+        for e in kernels:
+            ops, us = by_name.get(e.name, (0, 0.0))
+            by_name[e.name] = (ops + 1, us + e.time_range.elapsed_us())
+        span_us = max(e.time_range.end for e in kernels) - min(e.time_range.start for e in kernels)
+        ranked = sorted(by_name.items(), key=lambda kv: -kv[1][1])
+        return {"seconds": span_us / 1e6, "busy_seconds": sum(us for _, us in by_name.values()) / 1e6, "ops": len(kernels),
+                "by_name": [{"name": n[:120], "ops": ops, "seconds": us / 1e6} for n, (ops, us) in ranked[:names]]}
+
     out = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
            "cudnn": torch.backends.cudnn.version(), "tf32": False, "train": [], "covariance": [], "eigvalsh": []}
 
@@ -108,9 +131,17 @@ def main():
         for _ in range(3):
             step()
         seconds = timed(step, args.steps)
-        out["train"].append({"depth": depth, "batch": args.batch, "seconds_per_step": seconds, "images_per_second": args.batch / seconds,
-                             "peak_bytes": torch.cuda.max_memory_allocated()})
+        entry = {"depth": depth, "batch": args.batch, "seconds_per_step": seconds, "images_per_second": args.batch / seconds,
+                 "peak_bytes": torch.cuda.max_memory_allocated()}
         print(f"resnet-{depth}: {args.batch / seconds:,.0f} img/s, peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB", flush=True)
+        try:
+            entry["timeline"] = t = timeline(step)
+            if "busy_seconds" in t:
+                print(f"  profiled step: kernels busy {t['busy_seconds'] * 1e3:.2f} ms in {t['ops']} kernels "
+                      f"({100 * t['busy_seconds'] / seconds:.0f}% of an unprofiled step, {seconds * 1e3:.2f} ms)", flush=True)
+        except Exception as e:  # the profiler is a diagnostic: its failure must not cost the figures above
+            entry["timeline"] = {"error": f"{type(e).__name__}: {e}"}
+        out["train"].append(entry)
         del model, opt
 
     # Σx: dense 1024×256 and the patches of a 128×16×32×32 and a 128×64×8×8 activation.

@@ -107,9 +107,23 @@ impl Cuda {
         self.dev.stream.synchronize().map_err(|e| self.dev.error("synchronize", e))
     }
 
+    /// Runs `work` with every op it puts on the stream traced (see
+    /// `trace.rs`); also returns each op's name and seconds, in launch order.
+    pub fn traced<R>(&self, work: impl FnOnce() -> Result<R>) -> Result<(R, Vec<(&'static str, f64)>)> {
+        self.dev.trace.start()?;
+        let out = work();
+        let spans = self.dev.trace.finish();
+        Ok((out?, spans?))
+    }
+
     /// The underlying context and stream, for callers that time with CUDA events.
     pub fn stream(&self) -> &Arc<cudarc::driver::CudaStream> {
         &self.dev.stream
+    }
+
+    /// Runs `work`, one op on the stream, as a span of the trace when one is on.
+    pub(super) fn span<R>(&self, name: &'static str, work: impl FnOnce() -> Result<R>) -> Result<R> {
+        self.dev.trace.span(&self.dev.stream, name, work)
     }
 
     pub(super) fn alloc<T: DeviceRepr>(&self, len: usize) -> Result<Mem<T>> {
@@ -121,27 +135,27 @@ impl Cuda {
         if !mem::allocates(len) {
             return Ok(Mem::empty(&self.dev.stream));
         }
-        self.dev.stream.alloc_zeros::<T>(len).map(Mem::from).map_err(|e| self.dev.error("alloc", e))
+        self.span("memset", || self.dev.stream.alloc_zeros::<T>(len).map(Mem::from).map_err(|e| self.dev.error("alloc", e)))
     }
 
     pub(super) fn upload_as<T: DeviceRepr>(&self, host: &[T]) -> Result<Mem<T>> {
         if !mem::allocates(host.len()) {
             return Ok(Mem::empty(&self.dev.stream));
         }
-        self.dev.stream.clone_htod(host).map(Mem::from).map_err(|e| self.dev.error("upload", e))
+        self.span("upload", || self.dev.stream.clone_htod(host).map(Mem::from).map_err(|e| self.dev.error("upload", e)))
     }
 
     pub(super) fn download_as<T: DeviceRepr>(&self, buf: &CudaSlice<T>) -> Result<Vec<T>> {
         if !mem::allocates(buf.len()) {
             return Ok(Vec::new());
         }
-        self.dev.stream.clone_dtoh(buf).map_err(|e| self.dev.error("download", e))
+        self.span("download", || self.dev.stream.clone_dtoh(buf).map_err(|e| self.dev.error("download", e)))
     }
 
     /// The buffer's slice for writing, copied first if a clone shares it.
     pub(super) fn make_mut<'a>(&self, buf: &'a mut CudaBuf) -> Result<&'a mut CudaSlice<f32>> {
         if Arc::get_mut(&mut buf.0).is_none() {
-            let copy = buf.0.try_clone().map_err(|e| self.dev.error("copy-on-write", e))?;
+            let copy = self.span("copy-on-write", || buf.0.try_clone().map_err(|e| self.dev.error("copy-on-write", e)))?;
             buf.0 = Arc::new(copy);
         }
         Ok(Arc::get_mut(&mut buf.0).expect("the buffer was just made unique"))
@@ -217,7 +231,8 @@ impl Cuda {
         let len = n * n;
         let mut a = self.alloc::<f64>(len)?;
         launch!(self, "scale_to_f64", launch::elementwise(len), [lower.slice(), &len, &scale, &mut a])?;
-        let ascending = self.dev.solver()?.syevd(&mut a, n)?;
+        let solver = self.dev.solver()?;
+        let ascending = self.span("syevd", || solver.syevd(&mut a, n))?;
         Ok(solver::finish(&ascending, scale))
     }
 }
@@ -279,7 +294,7 @@ impl Backend for Cuda {
             let chunk = &mut host[..CHUNK.min(len - start)];
             fill(start, chunk);
             let mut view = dst.slice_mut(start..start + chunk.len());
-            self.dev.stream.memcpy_htod(&*chunk, &mut view).map_err(|e| self.dev.error("upload", e))?;
+            self.span("upload", || self.dev.stream.memcpy_htod(&*chunk, &mut view).map_err(|e| self.dev.error("upload", e)))?;
             // The next chunk refills the staging buffer only once this copy has read it.
             self.synchronize()?;
         }
@@ -293,7 +308,7 @@ impl Backend for Cuda {
             return Err(Error::shape("gemm", format!("m={m} n={n} k={k} but |A|={} |B|={} |C|={}", a.0.len(), b.0.len(), c.0.len())));
         }
         let c = self.make_mut(c)?;
-        blas::gemm(&self.dev.blas, a.slice(), b.slice(), c, &g)
+        self.span("cublas gemm", || blas::gemm(&self.dev.blas, a.slice(), b.slice(), c, &g))
     }
 
     fn matmul(&self, a: &CudaBuf, b: &CudaBuf, g: Gemm) -> Result<CudaBuf> {

@@ -167,6 +167,11 @@ mod device {
     use crate::backend::checks::conv as check;
     use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
 
+    /// The trace's names for the im2col path's products (both the per-image
+    /// and the pointwise call).
+    const FORWARD_GEMM: &str = "conv forward gemm";
+    const DATA_GEMM: &str = "conv backward-data gemm";
+
     impl Cuda {
         /// The im2col scratch of one chunk (empty for a pointwise window).
         fn cols_scratch(&self, g: &Window, chunk: usize) -> Result<Mem<f32>> {
@@ -206,7 +211,7 @@ mod device {
             let mut y = self.alloc::<f32>(y_len)?;
             #[cfg(feature = "cudnn")]
             if let Some(dnn) = self.dev.conv_dnn() {
-                if dnn.forward(&self.dev, x.slice(), w.slice(), &mut y, g, c_out)? {
+                if self.span("cudnn conv forward", || dnn.forward(&self.dev, x.slice(), w.slice(), &mut y, g, c_out))? {
                     return Ok(Self::wrap(y));
                 }
             }
@@ -218,10 +223,11 @@ mod device {
                 let xs = x.slice().slice(first * g.image_len()..(first + count) * g.image_len());
                 let mut ys = y.slice_mut(first * c_out * area..(first + count) * c_out * area);
                 if g.is_pointwise() {
-                    blas::gemm_strided_batched(&self.dev.blas, w.slice(), &xs, &mut ys, &gemm, &batch)?;
+                    self.span(FORWARD_GEMM, || blas::gemm_strided_batched(&self.dev.blas, w.slice(), &xs, &mut ys, &gemm, &batch))?;
                 } else {
-                    self.im2col(&xs, &g, count, Unfolding::per_image(&g), &mut cols.slice_mut(..count * k * area))?;
-                    blas::gemm_strided_batched(&self.dev.blas, w.slice(), &cols.slice(..count * k * area), &mut ys, &gemm, &batch)?;
+                    let cols = &mut cols.slice_mut(..count * k * area);
+                    self.im2col(&xs, &g, count, Unfolding::per_image(&g), cols)?;
+                    self.span(FORWARD_GEMM, || blas::gemm_strided_batched(&self.dev.blas, w.slice(), cols, &mut ys, &gemm, &batch))?;
                 }
             }
             Ok(Self::wrap(y))
@@ -237,7 +243,7 @@ mod device {
             let mut dx = self.alloc::<f32>(dx_len)?;
             #[cfg(feature = "cudnn")]
             if let Some(dnn) = self.dev.conv_dnn() {
-                if dnn.backward_data(&self.dev, dy.slice(), w.slice(), &mut dx, g, c_out)? {
+                if self.span("cudnn conv backward data", || dnn.backward_data(&self.dev, dy.slice(), w.slice(), &mut dx, g, c_out))? {
                     return Ok(Self::wrap(dx));
                 }
             }
@@ -249,10 +255,13 @@ mod device {
                 let dys = dy.slice().slice(first * c_out * area..(first + count) * c_out * area);
                 let mut dxs = dx.slice_mut(first * g.image_len()..(first + count) * g.image_len());
                 if g.is_pointwise() {
-                    blas::gemm_strided_batched(&self.dev.blas, w.slice(), &dys, &mut dxs, &gemm, &batch)?;
+                    self.span(DATA_GEMM, || blas::gemm_strided_batched(&self.dev.blas, w.slice(), &dys, &mut dxs, &gemm, &batch))?;
                 } else {
-                    blas::gemm_strided_batched(&self.dev.blas, w.slice(), &dys, &mut cols.slice_mut(..count * k * area), &gemm, &batch)?;
-                    self.col2im(&cols.slice(..count * k * area), &g, count, &mut dxs)?;
+                    let len = count * k * area;
+                    self.span(DATA_GEMM, || {
+                        blas::gemm_strided_batched(&self.dev.blas, w.slice(), &dys, &mut cols.slice_mut(..len), &gemm, &batch)
+                    })?;
+                    self.col2im(&cols.slice(..len), &g, count, &mut dxs)?;
                 }
             }
             Ok(Self::wrap(dx))
@@ -269,7 +278,7 @@ mod device {
             let mut dw = self.alloc_zeros::<f32>(dw_len)?;
             #[cfg(feature = "cudnn")]
             if let Some(dnn) = self.dev.conv_dnn() {
-                if dnn.backward_filter(&self.dev, dy.slice(), x.slice(), &mut dw, g, c_out)? {
+                if self.span("cudnn conv backward filter", || dnn.backward_filter(&self.dev, dy.slice(), x.slice(), &mut dw, g, c_out))? {
                     return Ok(Self::wrap(dw));
                 }
             }
@@ -284,7 +293,8 @@ mod device {
                 let (u_len, d_len) = (count * k * area, count * c_out * area);
                 self.im2col(&xs, &g, count, Unfolding::rows_across_images(&g, count), &mut cols.slice_mut(..u_len))?;
                 self.im2col(&dy_chunk, &outputs, count, Unfolding::rows_across_images(&outputs, count), &mut dys.slice_mut(..d_len))?;
-                blas::gemm(&self.dev.blas, &dys.slice(..d_len), &cols.slice(..u_len), &mut *dw, &conv_gemms(&g, c_out, count).filter)?;
+                let filter = conv_gemms(&g, c_out, count).filter;
+                self.span("conv filter gemm", || blas::gemm(&self.dev.blas, &dys.slice(..d_len), &cols.slice(..u_len), &mut *dw, &filter))?;
             }
             Ok(Self::wrap(dw))
         }
@@ -314,7 +324,7 @@ mod device {
                 let len = count * k * area;
                 self.im2col(&xs, &g, count, Unfolding::rows_across_images(&g, count), &mut cols.slice_mut(..len))?;
                 let u = cols.slice(..len);
-                blas::gemm(&self.dev.blas, &u, &u, acc, &gram_gemm(k, count * area, alpha))?;
+                self.span("patch gram gemm", || blas::gemm(&self.dev.blas, &u, &u, acc, &gram_gemm(k, count * area, alpha)))?;
             }
             Ok(())
         }

@@ -8,6 +8,7 @@ use super::compat::{self, Library, BUILT_CUDA_MAJOR};
 use super::conv::ConvPath;
 use super::kernels::{self, Module};
 use super::solver::Solver;
+use super::trace::Trace;
 use crate::error::{Error, Result};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::sys::{self, CUdevice_attribute, CUresult};
@@ -150,6 +151,8 @@ pub struct Device {
     solver: ManuallyDrop<OnceLock<Solver>>,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     functions: Mutex<HashMap<&'static str, CudaFunction>>,
+    /// The stream's timeline while `kappa profile gpu` traces a step.
+    pub trace: Trace,
 }
 
 impl std::fmt::Debug for Device {
@@ -216,6 +219,7 @@ impl Device {
             solver: ManuallyDrop::new(OnceLock::new()),
             modules: Mutex::default(),
             functions: Mutex::default(),
+            trace: Trace::default(),
         })
     }
 

@@ -26,9 +26,12 @@ macro_rules! launch {
         let func = $be.dev.function($name)?;
         let mut builder = $be.dev.stream.launch_builder(&func);
         $( builder.arg($arg); )*
-        // SAFETY: the argument list mirrors the kernel's C signature in
-        // kernels/*.cu, and every buffer holds the lengths the caller checked.
-        unsafe { builder.launch($crate::backend::cuda::config($geometry)) }.map(drop).map_err(|e| $be.dev.error($name, e))
+        let run = || {
+            // SAFETY: the argument list mirrors the kernel's C signature in
+            // kernels/*.cu, and every buffer holds the lengths the caller checked.
+            unsafe { builder.launch($crate::backend::cuda::config($geometry)) }.map(drop).map_err(|e| $be.dev.error($name, e))
+        };
+        $be.dev.trace.span(&$be.dev.stream, $name, run)
     }};
 }
 
@@ -53,6 +56,8 @@ pub mod kernels;
 mod mem;
 #[cfg(feature = "cuda-backend")]
 mod pool;
+#[cfg(feature = "cuda-backend")]
+mod trace;
 
 #[cfg(feature = "cuda-backend")]
 pub use backend::{Cuda, CudaBuf};
