@@ -270,9 +270,28 @@ fn a_trace_names_each_op_on_the_stream_in_launch_order() {
             dev.download(&c).map(drop)
         })
         .unwrap();
+    let spans = spans.unwrap();
     let names: Vec<_> = spans.iter().map(|s| s.0).collect();
     assert_eq!(names, ["upload", "scale_f32", "relu_f32", "cublas gemm", "download"]);
     assert!(spans.iter().all(|s| s.1 >= 0.0 && s.1.is_finite()), "{spans:?}");
+}
+
+/// A trace longer than one harvest of its events keeps every span, in order.
+#[test]
+fn a_trace_keeps_every_span_past_a_harvest_of_its_events() {
+    use kappa::backend::Backend;
+    if !under_standin() {
+        return;
+    }
+    let dev = cuda::Cuda::new(0).unwrap();
+    let x = dev.upload(&[1.0f32, -1.0]).unwrap();
+    let ops = cuda::trace::HARVEST + 3;
+    let (last, spans) =
+        dev.traced(|| (0..ops).try_fold(x.clone(), |y, i| if i % 2 == 0 { dev.relu(&y) } else { dev.scale(&y, -1.0) })).unwrap();
+    let names: Vec<_> = spans.unwrap().into_iter().map(|s| s.0).collect();
+    assert_eq!(names.len(), ops);
+    assert!(names.iter().enumerate().all(|(i, n)| *n == if i % 2 == 0 { "relu_f32" } else { "scale_f32" }), "out of order");
+    assert_eq!(dev.download(&last).unwrap(), [0.0, 0.0], "the work ran");
 }
 
 /// `eigvalsh` solves matrices up to `solver::HOST_MAX` on the host, with

@@ -7,6 +7,7 @@ use super::device::{Device, DeviceInfo};
 use super::launch;
 use super::mem::{self, Mem};
 use super::solver::{self, Prepared};
+use super::trace::Spans;
 use super::NULL;
 use crate::backend::{AdamHyper, Backend, BatchStats, ChannelShape, Device as DeviceName, Gemm, SgdHyper, Window};
 use crate::error::{Error, Result};
@@ -108,12 +109,13 @@ impl Cuda {
     }
 
     /// Runs `work` with every op it puts on the stream traced (see
-    /// `trace.rs`); also returns each op's name and seconds, in launch order.
-    pub fn traced<R>(&self, work: impl FnOnce() -> Result<R>) -> Result<(R, Vec<(&'static str, f64)>)> {
-        self.dev.trace.start()?;
+    /// `trace.rs`); also returns each op's name and seconds, in launch
+    /// order, or why the trace failed (the work's own error comes first).
+    pub fn traced<R>(&self, work: impl FnOnce() -> Result<R>) -> Result<(R, Result<Spans>)> {
+        self.dev.trace.start();
         let out = work();
         let spans = self.dev.trace.finish();
-        Ok((out?, spans?))
+        Ok((out?, spans))
     }
 
     /// The underlying context and stream, for callers that time with CUDA events.

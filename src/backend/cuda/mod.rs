@@ -57,7 +57,7 @@ mod mem;
 #[cfg(feature = "cuda-backend")]
 mod pool;
 #[cfg(feature = "cuda-backend")]
-mod trace;
+pub mod trace;
 
 #[cfg(feature = "cuda-backend")]
 pub use backend::{Cuda, CudaBuf};
