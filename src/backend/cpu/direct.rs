@@ -421,10 +421,21 @@ fn channels<E: Element, V: Lanes<E>, const S: usize, const K: usize, const R: us
             let n = width.min(g.w - x0);
             for (o, acc) in acc.iter().enumerate() {
                 for (r, acc) in acc.iter().enumerate().take(g.h - y0) {
+                    let dst = &mut y[(o * g.h + y0 + r) * g.w + x0..][..n];
+                    // A whole block goes straight into `y`: through `row`, each
+                    // output row was a call to memcpy (the ResNet-20 bench step
+                    // 1.5–2.1% faster, three alternated pairs, 2026-12-07, Intel).
+                    // A plain loop: an iterator adapter the compiler does not
+                    // inline runs without the caller's AVX-512, each store a call.
+                    if n == width {
+                        for (j, v) in acc.iter().enumerate() {
+                            v.store_uninit(&mut dst[j * V::WIDTH..]);
+                        }
+                        continue;
+                    }
                     for (j, v) in acc.iter().enumerate() {
                         v.store(&mut row[j * V::WIDTH..]);
                     }
-                    let dst = &mut y[(o * g.h + y0 + r) * g.w + x0..][..n];
                     dst.iter_mut().zip(&row).for_each(|(d, &v)| _ = d.write(v));
                 }
             }

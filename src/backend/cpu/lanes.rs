@@ -23,6 +23,7 @@
 //! integration tests all run that machine code.
 
 use crate::scalar::Scalar;
+use std::mem::MaybeUninit;
 
 /// A float the lanes hold: its scalar operations beyond [`Scalar`]'s and its two lane types.
 pub trait Element: Scalar {
@@ -80,6 +81,8 @@ pub trait Lanes<E>: Copy {
     fn load(s: &[E]) -> Self;
     /// Into the first `WIDTH` elements of `s`.
     fn store(self, s: &mut [E]);
+    /// Into the first `WIDTH` places of `s`, fresh memory written once.
+    fn store_uninit(self, s: &mut [MaybeUninit<E>]);
     /// `self·b + c` per lane, rounded once.
     fn mul_add(self, b: Self, c: Self) -> Self;
     /// `((l₀ + l₁) + l₂) + …`, left to right.
@@ -110,6 +113,10 @@ impl<E: Element, const W: usize> Lanes<E> for Portable<E, W> {
     #[inline(always)]
     fn store(self, s: &mut [E]) {
         s[..W].copy_from_slice(&self.0);
+    }
+    #[inline(always)]
+    fn store_uninit(self, s: &mut [MaybeUninit<E>]) {
+        s[..W].iter_mut().zip(self.0).for_each(|(d, v)| _ = d.write(v));
     }
     #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
@@ -276,6 +283,11 @@ macro_rules! impl_simd {
                 unsafe { std::arch::x86_64::$storeu(s[..$width].as_mut_ptr(), self.0) }
             }
             #[inline(always)]
+            fn store_uninit(self, s: &mut [MaybeUninit<$t>]) {
+                // Through a raw pointer: no reference to the uninitialised values is made.
+                unsafe { std::arch::x86_64::$storeu(s[..$width].as_mut_ptr().cast::<$t>(), self.0) }
+            }
+            #[inline(always)]
             fn mul_add(self, b: Self, c: Self) -> Self {
                 unsafe { $lanes(std::arch::x86_64::$fmadd(self.0, b.0, c.0)) }
             }
@@ -380,6 +392,14 @@ mod tests {
             S::load(&v).keep_from(first).store(&mut got);
             assert_eq!(bits(&got), bits(&want), "{} lanes, kept from {first}", S::WIDTH);
         }
+
+        // Into fresh memory, past a place left as it was.
+        let mut fresh = vec![MaybeUninit::<E>::uninit(); S::WIDTH + 2];
+        fresh[0].write(E::from_f64(7.0));
+        S::load(&v).store_uninit(&mut fresh[1..]);
+        // SAFETY: place 0 was written above, and the store wrote 1..=WIDTH.
+        let written: Vec<E> = fresh[..=S::WIDTH].iter().map(|x| unsafe { x.assume_init() }).collect();
+        assert_eq!(bits(&written), bits(&[&[E::from_f64(7.0)], &v[..]].concat()), "{} lanes into fresh memory", S::WIDTH);
     }
 
     /// Every lane type of `E` this CPU runs.
