@@ -282,8 +282,14 @@ fn paired_channels<E: Element, V: Lanes<E>, const K: usize>(pad: &[E], wts: &[E]
         }
         for (o, acc) in acc.iter().enumerate() {
             for (q, v) in acc.iter().enumerate() {
+                let first = y0 + 2 * q;
+                // Two whole rows of 8 lie side by side in `y`: one store.
+                if wd == 8 && first + 2 <= h {
+                    v.store_uninit(&mut y[(o * h + first) * wd..]);
+                    continue;
+                }
                 v.store(&mut row);
-                for (half, r) in (y0 + 2 * q..h).take(2).enumerate() {
+                for (half, r) in (first..h).take(2).enumerate() {
                     let dst = &mut y[(o * h + r) * wd..][..wd];
                     dst.iter_mut().zip(&row[half * 8..]).for_each(|(d, &v)| _ = d.write(v));
                 }
