@@ -9,15 +9,19 @@ put the two side by side.
   (lower triangle: rows·K·(K+1) flops; the activation read once, K×K read and written);
 - torch.linalg.eigvalsh (cuSOLVER syevd) at n = 256, 576, 1152, 2304, 4608;
 - the peak device memory of the ResNet-1202 step;
-- one more training step per depth under torch.profiler: the device time of
-  each kernel (and copy), by name, against the step's span on the device, as
-  `kappa profile gpu` traces its own step (`timeline`).
+- one more training step per depth up to ResNet-110 under torch.profiler: the
+  device time of each kernel (and copy), by name, against the step's span on
+  the device, as `kappa profile gpu` traces its own step (`timeline`).
+
+The JSON is rewritten after every figure, so a run cut off by its time limit
+keeps what it measured.
 
 Usage: python3 scripts/gpu/torch_anchor.py --json OUT.json [--depths 20,56] [--quick]
 """
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -29,6 +33,9 @@ def parse():
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=10, help="timed steps per depth (after 3 warm-up steps)")
     p.add_argument("--eig-sizes", default="256,576,1152,2304,4608")
+    # ResNet-1202's step under the profiler is tens of thousands of kernel events for Python to
+    # read back: seconds of the run's time limit, for a figure kappa's own trace gives for its side.
+    p.add_argument("--timeline-depths", default="20,56,110", help="depths whose step is also profiled")
     return p.parse_args()
 
 
@@ -113,6 +120,13 @@ def main():
         return {"seconds": span_us / 1e6, "busy_seconds": sum(us for _, us in by_name.values()) / 1e6, "ops": len(kernels),
                 "by_name": [{"name": n[:120], "ops": ops, "seconds": us / 1e6} for n, (ops, us) in ranked[:names]]}
 
+    timeline_depths = {int(d) for d in args.timeline_depths.split(",") if d}
+
+    def save():
+        with open(args.json + ".part", "w") as f:
+            json.dump(out, f, indent=2)
+        os.replace(args.json + ".part", args.json)
+
     out = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
            "cudnn": torch.backends.cudnn.version(), "tf32": False, "train": [], "covariance": [], "eigvalsh": []}
 
@@ -134,14 +148,18 @@ def main():
         entry = {"depth": depth, "batch": args.batch, "seconds_per_step": seconds, "images_per_second": args.batch / seconds,
                  "peak_bytes": torch.cuda.max_memory_allocated()}
         print(f"resnet-{depth}: {args.batch / seconds:,.0f} img/s, peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB", flush=True)
-        try:
-            entry["timeline"] = t = timeline(step)
-            if "busy_seconds" in t:
-                print(f"  profiled step: kernels busy {t['busy_seconds'] * 1e3:.2f} ms in {t['ops']} kernels "
-                      f"({100 * t['busy_seconds'] / seconds:.0f}% of an unprofiled step, {seconds * 1e3:.2f} ms)", flush=True)
-        except Exception as e:  # the profiler is a diagnostic: its failure must not cost the figures above
-            entry["timeline"] = {"error": f"{type(e).__name__}: {e}"}
+        if depth not in timeline_depths:
+            entry["timeline"] = {"skipped": f"--timeline-depths {args.timeline_depths}"}
+        else:
+            try:
+                entry["timeline"] = t = timeline(step)
+                if "busy_seconds" in t:
+                    print(f"  profiled step: kernels busy {t['busy_seconds'] * 1e3:.2f} ms in {t['ops']} kernels "
+                          f"({100 * t['busy_seconds'] / seconds:.0f}% of an unprofiled step, {seconds * 1e3:.2f} ms)", flush=True)
+            except Exception as e:  # the profiler is a diagnostic: its failure must not cost the figures above
+                entry["timeline"] = {"error": f"{type(e).__name__}: {e}"}
         out["train"].append(entry)
+        save()
         del model, opt
 
     # Σx: dense 1024×256 and the patches of a 128×16×32×32 and a 128×64×8×8 activation.
@@ -167,6 +185,7 @@ def main():
 
             entry["seconds_with_unfold"] = timed(unfolded_product, 20)
         out["covariance"].append(entry)
+        save()
         with_unfold = f", {entry['seconds_with_unfold'] * 1e3:.3f} ms with the unfold" if h > 1 else ""
         print(f"covariance {n}x{c}x{h}x{w}: {seconds * 1e3:.3f} ms{with_unfold}", flush=True)
 
@@ -176,10 +195,8 @@ def main():
         torch.linalg.eigvalsh(a)
         seconds = timed(lambda: torch.linalg.eigvalsh(a), 3)
         out["eigvalsh"].append({"n": n, "seconds": seconds})
+        save()
         print(f"eigvalsh {n}: {seconds * 1e3:.2f} ms", flush=True)
-
-    with open(args.json, "w") as f:
-        json.dump(out, f, indent=2)
 
 
 if __name__ == "__main__":
