@@ -101,11 +101,13 @@ def main():
         return start.elapsed_time(end) / 1e3 / repeats
 
     def timeline(fn, names=15):
-        """fn once under torch.profiler (CUDA activity only): each kernel's device time summed by name, the
-        largest `names` of them, and their sum against the span from the first kernel's start to the last's end."""
+        """fn once under torch.profiler: each kernel's device time summed by name, the largest `names` of
+        them, and their sum against the span from the first kernel's start to the last's end. The CPU
+        activity is on too, as in the profiler's own examples: without it, a build may take the legacy
+        path, which refuses device-only profiling."""
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             fn()
             torch.cuda.synchronize()
         kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
