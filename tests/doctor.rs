@@ -109,8 +109,36 @@ fn the_gpu_run_script_keeps_going_and_writes_its_summary() {
     let steps = summary["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 6);
     assert!(steps.iter().all(|s| s["passed"] == false && s["log"].as_str().is_some()));
+    assert!(md.contains("    (none: no step ran)"), "{md}");
     let doctor = std::fs::read_to_string(out.join("doctor.log")).unwrap();
     assert!(doctor.contains("error: "), "{doctor}");
     assert!(std::fs::read_to_string(out.join("libraries.log")).unwrap().contains("libcuda.so"));
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The summary quotes each training step's line and its traced step's, from
+/// kappa's profile log and PyTorch's alike, and nothing else of the logs.
+#[test]
+fn the_gpu_run_summary_quotes_the_step_lines() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("kappa-gpu-summary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A stand-in for the payload's kappa: `profile gpu` prints what the real one does on a GPU.
+    let bin = dir.join("kappa");
+    let profile =
+        "resnet-20 batch 128: 900.0 img/s\n  traced step: the device busy 5.10 of its 7.90 ms\ncovariance [1024, 256, 1, 1]: 0.017 ms";
+    std::fs::write(&bin, format!("#!/bin/sh\n[ \"$1 $2\" = \"profile gpu\" ] && printf '{profile}\\n'\nexit 0\n")).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = dir.join("out");
+    Command::new("scripts/gpu/run")
+        .arg(&out)
+        .env("KAPPA_BIN", &bin)
+        .env("KAPPA_GPU_LIMITS", "60 60 60 60")
+        .env("KAPPA_GPU_PYTHON", std::env::var("KAPPA_PYTHON").unwrap_or_else(|_| "python3".into()))
+        .output()
+        .expect("run scripts/gpu/run");
+    let md = std::fs::read_to_string(out.join("summary.md")).expect("summary.md written");
+    assert!(md.contains("\n    resnet-20 batch 128: 900.0 img/s\n      traced step: the device busy 5.10 of its 7.90 ms\n"), "{md}");
+    assert!(!md.contains("covariance") && !md.contains("(none: no step ran)"), "{md}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
