@@ -359,10 +359,12 @@ pub fn check_json_path(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes the figures' JSON to `path` (`--json`).
+/// Writes the figures' JSON to `path` (`--json`), whole or not at all:
+/// `kappa profile gpu` rewrites it after every figure, and a time limit may
+/// stop the process in the middle of a write.
 pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::data(path, e.to_string()))?;
-    std::fs::write(path, text + "\n").map_err(|e| Error::data(path, format!("cannot write the --json file: {e}")))
+    crate::files::write_atomic(path, (text + "\n").as_bytes())
 }
 
 /// The verdict over every path: Ok, or one error naming what failed.

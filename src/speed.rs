@@ -241,10 +241,18 @@ pub const EIG_HOST_UP_TO: usize = 2304;
 pub const EIG_BATCH_UP_TO: usize = 1152;
 
 /// Every figure of `plan` on `backend`; a failing part is recorded as its
-/// error and the rest still runs.
-pub fn measure<B: Backend>(backend: &B, clock: &dyn Clock, plan: &Plan, peaks: Option<Peaks>) -> serde_json::Value {
+/// error and the rest still runs. `progress` gets the figures so far after
+/// each one, so a run cut off by a time limit can keep them.
+pub fn measure<B: Backend>(
+    backend: &B,
+    clock: &dyn Clock,
+    plan: &Plan,
+    peaks: Option<Peaks>,
+    progress: &mut dyn FnMut(&serde_json::Value),
+) -> serde_json::Value {
     let as_json = |r: Result<serde_json::Value>| r.unwrap_or_else(|e| json!({ "error": e.to_string() }));
-    let mut train = Vec::new();
+    let so_far = |train: &[serde_json::Value], covariance: &[serde_json::Value], eig: &[serde_json::Value]| json!({ "plan": plan, "peaks": peaks, "train": train, "covariance": covariance, "eigvalsh": eig });
+    let (mut train, mut covariance, mut eig) = (Vec::new(), Vec::new(), Vec::new());
     let gib = |b: Option<u64>| b.map_or("n/a".into(), |b| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64));
     for &depth in &plan.depths {
         let r = step_speed(backend, clock, depth, plan);
@@ -269,8 +277,8 @@ pub fn measure<B: Backend>(backend: &B, clock: &dyn Clock, plan: &Plan, peaks: O
             Err(e) => println!("resnet-{depth}: FAILED: {e}"),
         }
         train.push(as_json(r.map(|s| json!(s))));
+        progress(&so_far(&train, &covariance, &eig));
     }
-    let mut covariance = Vec::new();
     for &shape in &plan.covariance {
         let r = covariance_speed(backend, clock, shape, peaks);
         match &r {
@@ -287,8 +295,8 @@ pub fn measure<B: Backend>(backend: &B, clock: &dyn Clock, plan: &Plan, peaks: O
             Err(e) => println!("covariance {shape:?}: FAILED: {e}"),
         }
         covariance.push(as_json(r.map(|c| json!(c))));
+        progress(&so_far(&train, &covariance, &eig));
     }
-    let mut eig = Vec::new();
     for &n in &plan.eig_sizes {
         let r = eig_speed(backend, clock, n);
         match &r {
@@ -296,8 +304,9 @@ pub fn measure<B: Backend>(backend: &B, clock: &dyn Clock, plan: &Plan, peaks: O
             Err(e) => println!("eigvalsh n = {n}: FAILED: {e}"),
         }
         eig.push(as_json(r.map(|e| json!(e))));
+        progress(&so_far(&train, &covariance, &eig));
     }
-    json!({ "plan": plan, "peaks": peaks, "train": train, "covariance": covariance, "eigvalsh": eig })
+    so_far(&train, &covariance, &eig)
 }
 
 /// How many of a timeline's names [`describe_timeline`] lists.
@@ -328,24 +337,39 @@ pub fn any_failed(v: &serde_json::Value) -> bool {
 }
 
 /// `kappa profile gpu`: measures `plan` on `device`, prints every figure and
-/// writes them to `json`; an error when any part failed.
+/// writes them to `json`, after each one (so a run its caller cuts off keeps
+/// what it measured); an error when any part failed.
 pub fn run(device: &str, plan: &Plan, json: Option<&Path>) -> Result<()> {
     plan.check()?;
     json.map(crate::doctor::check_json_path).transpose()?;
-    let (mut value, label) = match device.parse::<Device>()? {
-        Device::Cpu => (measure(&crate::backend::cpu::Cpu::<f32>::new(), &WallClock, plan, None), "cpu".to_string()),
+    let labelled = |v: &serde_json::Value, label: &str| {
+        let mut v = v.clone();
+        v["device"] = json!(label);
+        v
+    };
+    // A failed write along the way is a warning: the last one, below, is the error.
+    let save = |v: &serde_json::Value| {
+        if let Some(Err(e)) = json.map(|path| crate::doctor::write_json(path, v)) {
+            eprintln!("warning: {e}");
+        }
+    };
+    let (value, label) = match device.parse::<Device>()? {
+        Device::Cpu => {
+            let cpu = crate::backend::cpu::Cpu::<f32>::new();
+            (measure(&cpu, &WallClock, plan, None, &mut |v| save(&labelled(v, "cpu"))), "cpu".to_string())
+        }
         #[cfg(feature = "cuda-backend")]
         Device::Cuda(i) => {
             let dev = crate::backend::cuda::Cuda::new(i)?;
-            let peaks = dev.peaks();
-            let mut value = measure(&dev, &dev, plan, peaks);
+            let label = format!("cuda:{i} ({})", dev.info().name);
+            let mut value = measure(&dev, &dev, plan, dev.peaks(), &mut |v| save(&labelled(v, &label)));
             value["eigvalsh_paths"] = json!(plan.eig_sizes.iter().map(|&n| print_eig_paths(&dev, n)).collect::<Vec<_>>());
-            (value, format!("cuda:{i} ({})", dev.info().name))
+            (value, label)
         }
         #[cfg(not(feature = "cuda-backend"))]
         Device::Cuda(i) => return Err(Error::CudaNotCompiled(i)),
     };
-    value["device"] = json!(label);
+    let value = labelled(&value, &label);
     if let Some(path) = json {
         crate::doctor::write_json(path, &value)?;
     }
@@ -395,8 +419,13 @@ mod tests {
     fn every_figure_is_measured_on_the_cpu_at_small_sizes() {
         let plan = Plan { depths: vec![8], batch: 4, steps: 1, covariance: vec![[16, 8, 1, 1], [2, 3, 6, 6]], eig_sizes: vec![12] };
         let peaks = Some(Peaks { fp32_flops: 1e12, bytes_per_second: 1e11 });
-        let v = measure(&Cpu::<f32>::new(), &WallClock, &plan, peaks);
+        let mut parts = Vec::new();
+        let v = measure(&Cpu::<f32>::new(), &WallClock, &plan, peaks, &mut |part| parts.push(part.clone()));
         assert!(!any_failed(&v), "{v}");
+        // One part after each of the 4 figures, each holding one more; the last is the whole.
+        let counts: Vec<usize> =
+            parts.iter().map(|p| ["train", "covariance", "eigvalsh"].iter().map(|k| p[k].as_array().unwrap().len()).sum()).collect();
+        assert_eq!((counts, parts.last()), (vec![1, 2, 3, 4], Some(&v)));
         let t = &v["train"][0];
         assert!(t["images_per_second"].as_f64().unwrap() > 0.0 && t["images_per_second_analysed"].as_f64().unwrap() > 0.0, "{t}");
         assert!(t["peak_bytes"].is_null() && t["peak_bytes_analysed"].is_null(), "the CPU has no device memory: {t}");
@@ -404,7 +433,13 @@ mod tests {
         assert!(v["covariance"][0]["fraction_of_bound"].as_f64().unwrap() > 0.0);
         assert!(v["eigvalsh"][0]["seconds"].as_f64().unwrap() > 0.0);
         // A depth the family rejects is one recorded error, not an abort.
-        let bad = measure(&Cpu::<f32>::new(), &WallClock, &Plan { depths: vec![7], eig_sizes: vec![], covariance: vec![], ..plan }, None);
+        let bad = measure(
+            &Cpu::<f32>::new(),
+            &WallClock,
+            &Plan { depths: vec![7], eig_sizes: vec![], covariance: vec![], ..plan },
+            None,
+            &mut |_| {},
+        );
         assert!(any_failed(&bad) && bad["train"][0]["error"].as_str().unwrap().contains("depth"), "{bad}");
     }
 }
