@@ -304,6 +304,20 @@ fn mnist_input_errors_name_the_file() {
     assert_error(&run(&sizes), &["t10k-images-idx3-ubyte", "20×20", "28×28"]);
 }
 
+/// A reader that stops early (`kappa … | head -1`) ends the run quietly, as
+/// it ends any Unix tool, not with a panic at the next print.
+#[test]
+fn a_closed_output_pipe_ends_the_run_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    // The reading end is closed before kappa starts, so its first print meets a closed pipe.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_kappa")).arg("models").stdout(writer).output().expect("run kappa");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.signal(), Some(13), "ended by SIGPIPE: {:?}", o.status);
+}
+
 #[test]
 fn models_and_help_read_well() {
     let o = kappa(&["models"]);
