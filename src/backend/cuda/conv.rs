@@ -225,9 +225,11 @@ mod device {
                 if g.is_pointwise() {
                     self.span(FORWARD_GEMM, || blas::gemm_strided_batched(&self.dev.blas, w.slice(), &xs, &mut ys, &gemm, &batch))?;
                 } else {
-                    let cols = &mut cols.slice_mut(..count * k * area);
-                    self.im2col(&xs, &g, count, Unfolding::per_image(&g), cols)?;
-                    self.span(FORWARD_GEMM, || blas::gemm_strided_batched(&self.dev.blas, w.slice(), cols, &mut ys, &gemm, &batch))?;
+                    let len = count * k * area;
+                    self.im2col(&xs, &g, count, Unfolding::per_image(&g), &mut cols.slice_mut(..len))?;
+                    self.span(FORWARD_GEMM, || {
+                        blas::gemm_strided_batched(&self.dev.blas, w.slice(), &cols.slice(..len), &mut ys, &gemm, &batch)
+                    })?;
                 }
             }
             Ok(Self::wrap(y))

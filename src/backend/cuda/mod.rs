@@ -31,7 +31,7 @@ macro_rules! launch {
             // kernels/*.cu, and every buffer holds the lengths the caller checked.
             unsafe { builder.launch($crate::backend::cuda::config($geometry)) }.map(drop).map_err(|e| $be.dev.error($name, e))
         };
-        $be.dev.trace.span(&$be.dev.stream, $name, run)
+        $be.span($name, run)
     }};
 }
 
