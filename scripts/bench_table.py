@@ -1,7 +1,8 @@
 """Reads the logs `scripts/bench` wrote to DIR and prints issue 14's table:
 each workload's PyTorch and kappa figures over the rounds (min–max; each a
 median: the anchor's of its runs, criterion's of its samples) and kappa's ratio, taken within each round so that drift between rounds cancels.
-Then the binary's conv kernels as a share of the peaks measured in each round.
+Then each conv shape of the CIFAR ResNets on both sides, with kappa's kernels
+as a share of the peaks measured in each round.
 
 Run: python3 bench_table.py DIR ROUNDS
 """
@@ -54,29 +55,44 @@ def peak_rss_gib(text):
     return int(m.group(1)) / 2**20 if m else None
 
 
+# A conv line of `kappa profile conv` or `scripts/torch_convs.py`: label, direction, ms.
+CONV_LINE = r"^\s+(\d+×\d+/\d+ \d+→\d+ \d+²)\s+(\S+)\s+([\d.]+) ms"
+
+
 def profile_rows(text):
-    """`kappa profile conv`'s kernels: {(shape, direction): (GFLOP/s, % of bound, bound kind)}."""
-    pattern = r"^\s+(\d+c\d+)\s+(\S+)\s+[\d.]+ ms\s+\S+ flop\s+\S+ B\s+([\d.]+) GFLOP/s\s+([\d.]+)% of the (\S+) bound"
-    return {(m[1], m[2]): (float(m[3]), float(m[4]), m[5]) for m in re.finditer(pattern, text, re.M)}
+    """`kappa profile conv`'s kernels: {(shape, direction): (ms, GFLOP/s, % of bound, bound kind)}."""
+    pattern = CONV_LINE + r"\s+\S+ flop\s+\S+ B\s+([\d.]+) GFLOP/s\s+([\d.]+)% of the (\S+) bound"
+    return {(m[1], m[2]): (float(m[3]), float(m[4]), float(m[5]), m[6]) for m in re.finditer(pattern, text, re.M)}
 
 
-def print_profile(out, rounds):
-    """The binary's conv kernels as a share of the machine's measured peaks, over the rounds."""
-    paths = [os.path.join(out, f"profile.{r}.txt") for r in range(1, rounds + 1)]
-    texts = [read(p) for p in paths if os.path.exists(p)]
+def torch_conv_rows(text):
+    """`scripts/torch_convs.py`'s lines: {(shape, direction): ms}."""
+    return {(m[1], m[2]): float(m[3]) for m in re.finditer(CONV_LINE, text, re.M)}
+
+
+def print_convs(out, rounds):
+    """Each conv shape and direction: PyTorch's and kappa's times, kappa's
+    ratio within each round, and kappa's share of the peaks that round measured."""
+    texts = [read(p) for r in range(1, rounds + 1) if os.path.exists(p := os.path.join(out, f"profile.{r}.txt"))]
     runs = [profile_rows(t) for t in texts]
     if not runs or not all(runs):
         print(f"\n`kappa profile conv` printed no kernels: see {out}/profile.*.txt")
         return
+    torch = [torch_conv_rows(read(p)) if os.path.exists(p := os.path.join(out, f"torchconv.{r}.txt")) else {}
+             for r in range(1, rounds + 1)]
     peaks = [m[1] for t in texts if (m := re.search(r"^\s+peaks: (.*?) \(", t, re.M))]
-    print(f"\nThe binary's 3×3 conv kernels, batch 128, f32 (`kappa profile conv`; peaks measured each round: {'; '.join(peaks)})\n")
-    print("| kernel | GFLOP/s | of the bound |")
-    print("| --- | ---: | ---: |")
+    print(f"\nEach conv of the CIFAR ResNets, batch 128, f32 (`kappa profile conv` and `scripts/torch_convs.py`; "
+          f"peaks measured each round: {'; '.join(peaks)})\n")
+    print("| conv (k×k/stride c_in→c_out side²) | direction | PyTorch | kappa | kappa vs PyTorch | kappa's share of the bound |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    ms = lambda v: f"{v:.2f} ms"
     for key in runs[0]:
         got = [r[key] for r in runs if key in r]
-        rate = span([g[0] for g in got], lambda v: f"{v:.0f}")
-        share = span([g[1] for g in got], lambda v: f"{v:.0f}%")
-        print(f"| {key[0]} {key[1]} | {rate} | {share} ({got[0][2]}) |")
+        pairs = [(t[key], r[key][0]) for t, r in zip(torch, runs) if key in t and key in r]
+        theirs = span([t for t, _ in pairs], ms) if pairs else "missing"
+        ratio = span([k / t for t, k in pairs], lambda v: f"{v:.2f}×") + " the time" if pairs else "–"
+        share = span([g[2] for g in got], lambda v: f"{v:.0f}%")
+        print(f"| {key[0]} | {key[1]} | {theirs} | {span([g[0] for g in got], ms)} | {ratio} | {share} ({got[0][3]}) |")
 
 
 def main():
@@ -100,7 +116,7 @@ def main():
             ratio = span([t / k for t, k in pairs], lambda v: f"{v:.2f}×")
             print(f"| {label} | {span([128 / t for t, _ in pairs], rate)} | {span([128 / k for _, k in pairs], rate)} | {ratio} the img/s | {target} |")
     print_1202(out, rounds)
-    print_profile(out, rounds)
+    print_convs(out, rounds)
 
 
 def resnet1202_round(out, r):

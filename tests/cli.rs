@@ -206,7 +206,7 @@ fn bad_flags_name_the_flag() {
         (&["train", "--width", &huge, "--depth", "3", "--out", out][..], &["--width", "hidden layers' weights"][..]),
         (&["train", "--depth", "100000000", "--out", out], &["--depth", "hidden layers' weights"]),
         (&["train", "--crop-resize", "20:100000", "--out", out], &["--crop-resize", "resized images"]),
-        (&["profile", "conv", "--batch-size", &huge], &["--batch-size", "16c32"]),
+        (&["profile", "conv", "--batch-size", &huge], &["--batch-size", "3→16 32² conv's activations"]),
         (&["profile", "covariance", "--shape", &shape], &["--shape", "activation"]),
         (&["profile", "gpu", "--eig-sizes", "100000000"], &["--eig-sizes", "eigen-solve"]),
     ] {

@@ -106,7 +106,7 @@ enum ProfileTarget {
         #[arg(long, default_value_t = 5)]
         repeats: usize,
     },
-    /// The CIFAR ResNet stages' 3×3 convs (16c32, 32c16, 64c8) forward, backward-data and backward-filter, against the compute bound
+    /// Every conv shape of the CIFAR ResNets (the stem, each stage's 3×3 convs, the stride-2 3×3 convs and 1×1 projections between stages), in each direction a step runs, against the bound that applies
     Conv {
         /// cpu, or cuda:N
         #[arg(long, default_value = "cpu")]
