@@ -6,7 +6,7 @@
 //! block of 4 or 6 output channels ([`channel_blocks`]) × 16 outputs (one row
 //! of 16, or two rows of 8 on narrow planes; with AVX-512, 32 outputs, as
 //! one row of 32 or two of 16, on planes wider than 8, and four rows of 8
-//! on narrower f32 planes at stride 1: [`Path`]) is summed
+//! on narrower f32 planes: [`Path`]) is summed
 //! in registers over `(c_in, ky, kx)`, each weight broadcast against a
 //! shifted, unaligned input row. im2col instead writes a
 //! `9·c_in`-row patch matrix per image and reads it back: 576 KiB per image
@@ -46,8 +46,8 @@ const F32_ERROR: f64 = 2e-6;
 /// backward-data 0.83 against Winograd (16c32), 0.64 / 0.77 against im2col.
 /// Stride-2 forward against im2col (CPU time per call, medians of four
 /// alternated runs at load 3.4): 0.58 (16→32 on 32×32), 0.69 (32→64 on
-/// 16×16). Stride-2 backward-data would need the transposed kernel, and the
-/// filter gradient stays a GEMM over images (Winograd or im2col).
+/// 16×16). Stride-2 backward-data would need the transposed kernel; the
+/// filter gradient is [`super::direct_filter`]'s.
 pub(super) fn applies(g: &Window, out: (usize, usize), d: Direction) -> bool {
     let same = g.stride == 1 && out == (g.h, g.w) && d != Direction::Filter;
     let halved = g.stride == 2 && d == Direction::Forward;
@@ -80,8 +80,8 @@ fn conv2d_f64(x: &[f64], w: &[f64], g: &Window, c_out: usize) -> Vec<f64> {
 }
 
 /// [`conv2d`] in `path`'s copy of the kernel. AVX-512's takes blocks of 32
-/// outputs on planes wider than 8; on narrower ones, f32 at stride 1 takes
-/// [`pairs`] (two rows of 8 a vector), and the rest AVX2's blocks of 16.
+/// outputs on planes wider than 8; on narrower ones, f32 takes [`pairs`]
+/// (two rows of 8 a vector), and f64 AVX2's blocks of 16.
 ///
 /// Why AVX-512: a core with two 512-bit FMA units (the 2-core Intel Xeon
 /// host of 2026-12-06, 366–410 GFLOP/s measured) gets at most half its
@@ -91,8 +91,10 @@ fn conv2d_f64(x: &[f64], w: &[f64], g: &Window, c_out: usize) -> Vec<f64> {
 /// 1.92–2.38 ms; 32c16 forward 3.70–3.77 → 2.16–2.18 ms, backward-data
 /// 3.76–3.92 → 2.17–2.18 ms. With [`pairs`] (two runs each way, same
 /// host): 64c8 forward 4.00–4.22 → 2.45–2.88 ms, backward-data 3.84–3.86 →
-/// 2.86–3.08 ms. Each output is the same chain of fused multiply-adds, so
-/// the bits do not change.
+/// 2.86–3.08 ms. At stride 2 (32→64 on 16×16, whose 8-wide rows took
+/// AVX2's blocks before), [`pairs`] took 1.25–1.26 against 1.93–1.94 ms,
+/// two runs each way. Each output is the same chain of fused multiply-adds,
+/// so the bits do not change.
 fn convolve<E: Element>(x: &[E], w: &[E], g: &Window, c_out: usize, path: Path) -> Vec<E> {
     let (oh, ow) = out_grid(g);
     let plane = oh * ow;
@@ -106,7 +108,7 @@ fn convolve<E: Element>(x: &[E], w: &[E], g: &Window, c_out: usize, path: Path) 
     let images = x.par_chunks(g.image_len()).zip(y.spare_capacity_mut()[..len].par_chunks_mut(c_out * plane));
     let wide = out_grid(g).1 > 8;
     // Two rows of 8 fill one vector of 16 lanes: f32's on AVX-512.
-    let paired = g.stride == 1 && <E::Avx512 as Lanes<E>>::WIDTH == 16;
+    let paired = <E::Avx512 as Lanes<E>>::WIDTH == 16;
     images.for_each_init(Vec::new, |pad, (x, y)| match path {
         // SAFETY: `path` is only AVX-512 where the CPU has it (and AVX2 and FMA).
         #[cfg(target_arch = "x86_64")]
@@ -209,37 +211,49 @@ unsafe fn image_avx512<E: Element>(x: &[E], filters: &Filters<E>, g: &Window, y:
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn pairs_avx512<E: Element>(x: &[E], filters: &Filters<E>, g: &Window, y: &mut [MaybeUninit<E>], pad: &mut Vec<E>) {
-    pairs::<E, E::Avx512>(x, filters, g, y, pad)
+    match g.stride {
+        1 => pairs::<E, E::Avx512, 1>(x, filters, g, y, pad),
+        _ => pairs::<E, E::Avx512, 2>(x, filters, g, y, pad),
+    }
 }
 
 /// Output rows per block of [`pairs`]: two vectors of two rows each.
 const PAIRED_ROWS: usize = 4;
 
-/// One image of stride-1 planes at most 8 wide, on 16 lanes that each
-/// vector fills with two output rows of 8. Each padded plane is copied once
-/// per column tap: row `r` of copy `kx` holds padded columns `kx..kx + 8`
-/// of padded row `r`, so for every tap the inputs of two adjacent output
-/// rows are 16 adjacent values, one load. Blocks of output channels
-/// ([`channel_blocks`]) × [`PAIRED_ROWS`] rows; each output is the chain of
-/// fused multiply-adds in `(c_in, ky, kx)` order the other copies take.
+/// One image of output planes at most 8 wide, on 16 lanes that each vector
+/// fills with two output rows of 8. Each padded plane is copied once per
+/// column tap `kx` and, at stride 2, per row parity: row `i` of copy `(kx,
+/// p)` holds padded columns `kx, kx + S, …, kx + 7·S` of padded row `S·i +
+/// p`. Tap `(ky, kx)` of output row `oy` reads padded row `S·oy + ky`, row
+/// `oy + ky / S` of copy `(kx, ky % S)`, so for every tap the inputs of two
+/// adjacent output rows are 16 adjacent values, one load. Blocks of output
+/// channels ([`channel_blocks`]) × [`PAIRED_ROWS`] rows; each output is the
+/// chain of fused multiply-adds in `(c_in, ky, kx)` order the other copies
+/// take.
 #[inline(always)]
-fn pairs<E: Element, V: Lanes<E>>(x: &[E], filters: &Filters<E>, g: &Window, y: &mut [MaybeUninit<E>], pad: &mut Vec<E>) {
-    debug_assert!(V::WIDTH == 16 && g.stride == 1 && g.w <= 8);
+fn pairs<E: Element, V: Lanes<E>, const S: usize>(x: &[E], filters: &Filters<E>, g: &Window, y: &mut [MaybeUninit<E>], pad: &mut Vec<E>) {
+    let (oh, ow) = out_grid(g);
+    debug_assert!(V::WIDTH == 16 && g.stride == S && ow <= 8);
     let (h, wd, c) = (g.h, g.w, g.c);
-    let rows = h.div_ceil(PAIRED_ROWS) * PAIRED_ROWS + 2;
+    // The last block's second vector reads rows up to its last output row + 1 + 2 / S.
+    let rows = oh.div_ceil(PAIRED_ROWS) * PAIRED_ROWS + 2 / S;
     let copy = rows * 8;
-    let plane = 3 * copy;
+    let plane = 3 * S * copy;
     // Every image writes the same interior cells, so the zeroed border stays zero.
     if pad.len() != c * plane {
         pad.clear();
         pad.resize(c * plane, E::ZERO);
     }
     for (src, dst) in x.chunks_exact(h * wd).zip(pad.chunks_exact_mut(plane)) {
-        for (kx, dst) in dst.chunks_exact_mut(copy).enumerate() {
-            for (s, d) in src.chunks_exact(wd).zip(dst[8..].chunks_exact_mut(8)) {
-                // Padded column kx + j is input column kx + j − 1.
+        for (tap, dst) in dst.chunks_exact_mut(copy).enumerate() {
+            let (kx, parity) = (tap / S, tap % S);
+            for (i, d) in dst.chunks_exact_mut(8).enumerate() {
+                // Padded row S·i + parity is input row S·i + parity − 1, and
+                // padded column kx + S·j input column kx + S·j − 1.
+                let Some(r) = (S * i + parity).checked_sub(1).filter(|&r| r < h) else { continue };
+                let s = &src[r * wd..][..wd];
                 for (j, d) in d.iter_mut().enumerate() {
-                    if let Some(&v) = (kx + j).checked_sub(1).and_then(|col| s.get(col)) {
+                    if let Some(&v) = (kx + S * j).checked_sub(1).and_then(|col| s.get(col)) {
                         *d = v;
                     }
                 }
@@ -247,11 +261,11 @@ fn pairs<E: Element, V: Lanes<E>>(x: &[E], filters: &Filters<E>, g: &Window, y: 
         }
     }
     for (start, k, block) in filters.each(c) {
-        let y = &mut y[start * h * wd..][..k * h * wd];
+        let y = &mut y[start * oh * ow..][..k * oh * ow];
         match k {
-            OC_WIDE => paired_channels::<E, V, OC_WIDE>(pad, block, g, plane, y),
-            OC => paired_channels::<E, V, OC>(pad, block, g, plane, y),
-            _ => paired_channels::<E, V, 1>(pad, block, g, plane, y),
+            OC_WIDE => paired_channels::<E, V, S, OC_WIDE>(pad, block, (oh, ow), plane, y),
+            OC => paired_channels::<E, V, S, OC>(pad, block, (oh, ow), plane, y),
+            _ => paired_channels::<E, V, S, 1>(pad, block, (oh, ow), plane, y),
         }
     }
 }
@@ -259,17 +273,22 @@ fn pairs<E: Element, V: Lanes<E>>(x: &[E], filters: &Filters<E>, g: &Window, y: 
 /// The `K` output planes `y` of filters `wts[c, K, 9]` from [`pairs`]'s
 /// copies (`plane` values a channel), [`PAIRED_ROWS`] rows at a time.
 #[inline(always)]
-fn paired_channels<E: Element, V: Lanes<E>, const K: usize>(pad: &[E], wts: &[E], g: &Window, plane: usize, y: &mut [MaybeUninit<E>]) {
-    let (h, wd) = (g.h, g.w);
-    let copy = plane / 3;
+fn paired_channels<E: Element, V: Lanes<E>, const S: usize, const K: usize>(
+    pad: &[E],
+    wts: &[E],
+    (h, wd): (usize, usize),
+    plane: usize,
+    y: &mut [MaybeUninit<E>],
+) {
+    let copy = plane / (3 * S);
     let mut row = [E::ZERO; 16];
     for y0 in (0..h).step_by(PAIRED_ROWS) {
         let mut acc = [[V::zero(); 2]; K];
-        for (ci, wc) in wts.chunks_exact(K * 9).enumerate().take(g.c) {
+        for (ci, wc) in wts.chunks_exact(K * 9).enumerate() {
             let p = &pad[ci * plane..][..plane];
             for ky in 0..3 {
                 for kx in 0..3 {
-                    let at = |q: usize| V::load(&p[kx * copy + (y0 + 2 * q + ky) * 8..][..16]);
+                    let at = |q: usize| V::load(&p[(kx * S + ky % S) * copy + (y0 + 2 * q + ky / S) * 8..][..16]);
                     let v = [at(0), at(1)];
                     for (o, acc) in acc.iter_mut().enumerate() {
                         let wv = V::splat(wc[o * 9 + ky * 3 + kx]);
@@ -594,7 +613,7 @@ mod tests {
         // Blocks of 6 and 4 (16, 64), of 6 alone (12), of 6 and an
         // overlapping 4 (9), of 4 and an overlapping 4 (5), wide and narrow
         // planes, c_out < 4, stride 1 and 2 (odd and even sides, outputs 8 to
-        // 17 wide).
+        // 17 wide; at stride 2, 8 wide with 7 or 8 rows, in pairs of rows).
         let halved = |g: Window| Window { stride: 2, ..g };
         for (g, c_out) in [
             (window(2, 5, 9, 17), 16),
@@ -605,6 +624,7 @@ mod tests {
             (halved(window(2, 3, 17, 33)), 12),
             (halved(window(2, 5, 16, 16)), 9),
             (halved(window(1, 3, 15, 15)), 5),
+            (halved(window(2, 3, 13, 16)), 6),
             (halved(window(2, 4, 7, 32)), 2),
         ] {
             let (x, w) = (f32s(g.n * g.image_len(), &mut r), f32s(c_out * 9 * g.c, &mut r));
