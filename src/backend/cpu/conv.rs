@@ -5,8 +5,8 @@
 //! the image already is its patch matrix. The forward and backward-data of
 //! 3×3 same-grid windows, and the forward of 3×3 stride-2 ones, go to
 //! [`super::direct`] where the CPU has AVX2 and FMA, and the filter gradient
-//! of the same-grid ones to [`super::direct_filter`] there (rows at least 8
-//! wide) or, on large planes, to [`super::winograd`].
+//! of both to [`super::direct_filter`] there (output rows at least 8 wide) or,
+//! on large same-grid planes, to [`super::winograd`].
 
 use super::direct;
 use super::direct_filter;
@@ -129,7 +129,7 @@ fn unfold_band<T: Scalar>(plane: &[T], g: &Window, (oh, ow): (usize, usize), row
                 if g.stride == 1 {
                     write_copy(&mut out[lo..hi], &src[ix0..ix0 + hi - lo]);
                 } else {
-                    out[lo..hi].iter_mut().enumerate().for_each(|(j, o)| _ = o.write(src[ix0 + j * g.stride]));
+                    out[lo..hi].iter_mut().zip(src[ix0..].iter().step_by(g.stride)).for_each(|(o, &v)| _ = o.write(v));
                 }
             }
         }
@@ -343,7 +343,7 @@ fn im2col_backward_data<T: Scalar>(dy: &[T], w: &[T], g: &Window, c_out: usize, 
 /// `∂L/∂w` of [`conv2d`]: `Σ_images dy·colsᵀ`, in fixed image groups.
 pub fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: Window, c_out: usize) -> Result<Vec<T>> {
     let out = g.out("conv2d_backward_filter")?;
-    let (area, k) = (out.0 * out.1, g.patch_len());
+    let k = g.patch_len();
     super::super::checks::conv("conv2d_backward_filter", &g, x.len(), c_out * k, dy.len(), c_out)?;
     if direct_filter::applies(&g, out) {
         if let Some(dw) = direct_filter::conv2d_backward_filter(dy, x, &g, c_out) {
@@ -353,6 +353,12 @@ pub fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: Window, c_out: us
     if winograd::applies(&g, out, Direction::Filter) {
         return winograd::conv2d_backward_filter(dy, x, &g, c_out);
     }
+    im2col_backward_filter(dy, x, &g, c_out, out)
+}
+
+/// [`conv2d_backward_filter`] as im2col + GEMM, in output-row bands.
+pub(super) fn im2col_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: &Window, c_out: usize, out: (usize, usize)) -> Result<Vec<T>> {
+    let (area, k) = (out.0 * out.1, g.patch_len());
     if area == 0 {
         return Ok(vec![T::ZERO; c_out * k]);
     }
@@ -365,9 +371,9 @@ pub fn conv2d_backward_filter<T: Scalar>(dy: &[T], x: &[T], g: Window, c_out: us
                 gemm_on_thread(dy, image, dw, Gemm { beta: 1.0, ..Gemm::new(c_out, k, area, false, true) })?;
                 continue;
             }
-            for rows in bands::<T>(&g, out) {
+            for rows in bands::<T>(g, out) {
                 let len = rows.len() * out.1;
-                im2col(image, &g, out, rows.clone(), &mut cols);
+                im2col(image, g, out, rows.clone(), &mut cols);
                 let gemm = Gemm { beta: 1.0, ..Gemm::new(c_out, k, len, false, true) };
                 gemm_on_thread_strided(&dy[rows.start * out.1..], &cols, dw, gemm, Leading { a: area, b: len, c: k })?;
             }

@@ -1,8 +1,10 @@
-//! The filter gradient of 3×3 pad-1 stride-1 windows whose output grid is
-//! their input grid (every 3×3 conv inside a ResNet stage), summed straight
-//! from `dy` and a zero-bordered copy of `x`, with no patch matrix and no
-//! Winograd transforms:
-//! `dw[o, c, ky, kx] = Σ_{n, oy, ox} dy[n, o, oy, ox] · x_pad[n, c, oy + ky, ox + kx]`.
+//! The filter gradient of 3×3 pad-1 windows of stride 1 (every 3×3 conv
+//! inside a ResNet stage) and stride 2 (the convs that enter a stage),
+//! summed straight from `dy` and a zero-bordered copy of `x`, with no patch
+//! matrix and no Winograd transforms:
+//! `dw[o, c, ky, kx] = Σ_{n, oy, ox} dy[n, o, oy, ox] · x_pad[n, c, S·oy + ky, S·ox + kx]`.
+//! The inputs are broadcast one at a time, so a stride of 2 only spaces
+//! their addresses.
 //!
 //! A vector's lanes are output channels: each image's `dy` is transposed to
 //! `[position, o]` ([`super::transpose`]), and at each position a vector of
@@ -45,16 +47,23 @@ use std::ops::Range;
 const BAND: usize = 256;
 
 /// Whether window `g` with output grid `out` takes this path: 3×3, pad 1,
-/// stride 1, output grid = input grid, rows at least 8 wide, on CPUs with
-/// AVX2 and FMA (the portable copy calls a software `fma` per
-/// multiply-add). Against Winograd (28×28) and im2col + GEMM (the rest),
-/// f32, medians of 7, two alternated runs on the Intel host: 128c28 (16
-/// images) 22.7 → 10.5 ms, 256c14 (32) 28.6 → 26.7 ms, 32c12 (128) 2.0–2.1
-/// → 1.0 ms, 64c20 (16) 4.4 → 1.5 ms; but 512c7 (64) 81 → 87–89 ms, so
-/// rows of 7 stay on im2col + GEMM.
+/// stride 1 or 2, output rows at least 8 wide, on CPUs with AVX2 and FMA
+/// (the portable copy calls a software `fma` per multiply-add). Against
+/// Winograd (28×28) and im2col + GEMM (the rest), f32, medians of 7, two
+/// alternated runs on the Intel host: 128c28 (16 images) 22.7 → 10.5 ms,
+/// 256c14 (32) 28.6 → 26.7 ms, 32c12 (128) 2.0–2.1 → 1.0 ms, 64c20 (16)
+/// 4.4 → 1.5 ms; but 512c7 (64) 81 → 87–89 ms, so rows of 7 stay on
+/// im2col + GEMM. At stride 2 against im2col + GEMM, batch 128, `kappa
+/// profile conv`, three runs each: 16→32 on 32×32 2.6–2.7 → 1.05–1.13 ms,
+/// 32→64 on 16×16 2.0–2.1 → 1.00–1.02 ms.
 pub(super) fn applies(g: &Window, out: (usize, usize)) -> bool {
-    let same = g.kh == 3 && g.kw == 3 && g.pad == 1 && g.stride == 1 && out == (g.h, g.w);
-    same && g.w >= 8 && lanes::avx2_fma()
+    let window = g.kh == 3 && g.kw == 3 && g.pad == 1 && (g.stride == 1 || g.stride == 2);
+    window && out == out_grid(g) && out.1 >= 8 && lanes::avx2_fma()
+}
+
+/// The output grid of a 3×3 pad-1 window of `g`'s stride.
+fn out_grid(g: &Window) -> (usize, usize) {
+    (g.h.div_ceil(g.stride), g.w.div_ceil(g.stride))
 }
 
 /// `∂L/∂w[c_out, c, 3, 3]` of the conv of `x[n, c, h, w]` given `dy[n,
@@ -80,7 +89,8 @@ fn filter_f64(dy: &[f64], x: &[f64], g: &Window, c_out: usize) -> Result<Vec<f64
 
 /// The filter gradient in `path`'s copy of the kernel.
 fn filter<E: Element>(dy: &[E], x: &[E], g: &Window, c_out: usize, path: Path) -> Result<Vec<E>> {
-    let (plane, taps) = (g.h * g.w, g.c * 9);
+    let (oh, ow) = out_grid(g);
+    let (plane, taps) = (oh * ow, g.c * 9);
     in_image_groups(g.n, c_out * taps, |images, dw| {
         let (mut pad, mut dy_t) = (Vec::new(), Vec::new());
         // The group's partial as `[(c, ky, kx), o]`, so a block's lanes are adjacent.
@@ -90,15 +100,22 @@ fn filter<E: Element>(dy: &[E], x: &[E], g: &Window, c_out: usize, path: Path) -
             let count = per_chunk.min(images.end - first);
             pad_images(&x[first * g.image_len()..][..count * g.image_len()], g, &mut pad);
             transpose_images(&dy[first * c_out * plane..][..count * c_out * plane], (c_out, plane), &mut dy_t);
-            let chunk = Chunk { dy: &dy_t, pad: &pad, g, c_out, count };
-            match path {
+            let chunk = Chunk { dy: &dy_t, pad: &pad, g, out: (oh, ow), c_out, count };
+            match (path, g.stride) {
                 // SAFETY: `path` is only AVX-512 where the CPU has it (and AVX2 and FMA).
                 #[cfg(target_arch = "x86_64")]
-                Path::Avx512 => unsafe { chunk_avx512(&chunk, &mut part) },
+                (Path::Avx512, 1) => unsafe { chunk_avx512::<E, 1>(&chunk, &mut part) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                (Path::Avx512, _) => unsafe { chunk_avx512::<E, 2>(&chunk, &mut part) },
                 // SAFETY: `path` is only AVX2 where the CPU has AVX2 and FMA.
                 #[cfg(target_arch = "x86_64")]
-                Path::Avx2 => unsafe { chunk_avx2(&chunk, &mut part) },
-                _ => chunk.add_into::<E::Portable, 1, 1, 3>(&mut part),
+                (Path::Avx2, 1) => unsafe { chunk_avx2::<E, 1>(&chunk, &mut part) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                (Path::Avx2, _) => unsafe { chunk_avx2::<E, 2>(&chunk, &mut part) },
+                (_, 1) => chunk.add_into::<E::Portable, 1, 1, 3, 1>(&mut part),
+                _ => chunk.add_into::<E::Portable, 1, 1, 3, 2>(&mut part),
             }
         }
         transpose(&part, (taps, c_out), dw);
@@ -133,14 +150,14 @@ fn pad_images<E: Element>(x: &[E], g: &Window, pad: &mut Vec<E>) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn chunk_avx512<E: Element>(chunk: &Chunk<E>, part: &mut [E]) {
-    chunk.add_into::<E::Avx512, 1, 3, 3>(part)
+unsafe fn chunk_avx512<E: Element, const S: usize>(chunk: &Chunk<E>, part: &mut [E]) {
+    chunk.add_into::<E::Avx512, 1, 3, 3, S>(part)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn chunk_avx2<E: Element>(chunk: &Chunk<E>, part: &mut [E]) {
-    chunk.add_into::<E::Avx2, 2, 2, 1>(part)
+unsafe fn chunk_avx2<E: Element, const S: usize>(chunk: &Chunk<E>, part: &mut [E]) {
+    chunk.add_into::<E::Avx2, 2, 2, 1, S>(part)
 }
 
 /// A chunk of images: their transposed `dy` and padded `x`. Several only
@@ -150,44 +167,51 @@ struct Chunk<'a, E> {
     dy: &'a [E],
     pad: &'a [E],
     g: &'a Window,
+    /// The output grid.
+    out: (usize, usize),
     c_out: usize,
     count: usize,
 }
 
 impl<E: Element> Chunk<'_, E> {
-    /// Adds the chunk's filter gradient into `part`, band by band: blocks
-    /// of `OB` vectors of output channels × `CI` input channels × `KY`
-    /// filter rows, then the output channels left over a vector at a time,
-    /// then one at a time.
+    /// Adds the chunk's filter gradient at stride `S` into `part`, band by
+    /// band: blocks of `OB` vectors of output channels × `CI` input
+    /// channels × `KY` filter rows, then the output channels left over a
+    /// vector at a time, then one at a time.
     #[inline(always)]
-    fn add_into<V: Lanes<E>, const OB: usize, const CI: usize, const KY: usize>(&self, part: &mut [E]) {
-        let (h, w, n) = (self.g.h, self.g.w, V::WIDTH);
+    fn add_into<V: Lanes<E>, const OB: usize, const CI: usize, const KY: usize, const S: usize>(&self, part: &mut [E]) {
+        let ((h, w), n) = (self.out, V::WIDTH);
         let rows = (BAND / w).max(1);
         let (wide, narrow) = (self.c_out / (OB * n) * OB * n, self.c_out / n * n);
         for y0 in (0..h).step_by(rows) {
             let band = y0..(y0 + rows).min(h);
             for o in (0..wide).step_by(OB * n) {
-                self.channels::<V, OB, CI, KY>(o, band.clone(), part);
+                self.channels::<V, OB, CI, KY, S>(o, band.clone(), part);
             }
             for o in (wide..narrow).step_by(n) {
-                self.channels::<V, 1, CI, KY>(o, band.clone(), part);
+                self.channels::<V, 1, CI, KY, S>(o, band.clone(), part);
             }
             for o in narrow..self.c_out {
-                self.channels::<Portable<E, 1>, 1, 1, 3>(o, band.clone(), part);
+                self.channels::<Portable<E, 1>, 1, 1, 3, S>(o, band.clone(), part);
             }
         }
     }
 
     /// Output channels `o0..o0 + OB·V::WIDTH`, every input channel and filter row.
     #[inline(always)]
-    fn channels<V: Lanes<E>, const OB: usize, const CI: usize, const KY: usize>(&self, o0: usize, band: Range<usize>, part: &mut [E]) {
+    fn channels<V: Lanes<E>, const OB: usize, const CI: usize, const KY: usize, const S: usize>(
+        &self,
+        o0: usize,
+        band: Range<usize>,
+        part: &mut [E],
+    ) {
         let deep = self.g.c / CI * CI;
         for ky in (0..3).step_by(KY) {
             for c in (0..deep).step_by(CI) {
-                self.block::<V, OB, CI, KY>([o0, c, ky], band.clone(), part);
+                self.block::<V, OB, CI, KY, S>([o0, c, ky], band.clone(), part);
             }
             for c in deep..self.g.c {
-                self.block::<V, OB, 1, KY>([o0, c, ky], band.clone(), part);
+                self.block::<V, OB, 1, KY, S>([o0, c, ky], band.clone(), part);
             }
         }
     }
@@ -195,7 +219,7 @@ impl<E: Element> Chunk<'_, E> {
     /// Output channels from `o0` × input channels from `c0` × filter rows
     /// from `ky0` over rows `band`, added into `part`.
     #[inline(always)]
-    fn block<V: Lanes<E>, const OB: usize, const CI: usize, const KY: usize>(
+    fn block<V: Lanes<E>, const OB: usize, const CI: usize, const KY: usize, const S: usize>(
         &self,
         [o0, c0, ky0]: [usize; 3],
         band: Range<usize>,
@@ -204,10 +228,10 @@ impl<E: Element> Chunk<'_, E> {
         // The wider ResNet stages' widths as constants, so the row loop
         // unrolls. Not 8: unrolled there, AVX2's block spilled registers
         // (64c8 4.3 against 3.5 ms), more than the 3–7% AVX-512 gained.
-        let acc = match self.g.w {
-            16 => self.chains::<V, OB, CI, KY, 16>([o0, c0, ky0], band),
-            32 => self.chains::<V, OB, CI, KY, 32>([o0, c0, ky0], band),
-            _ => self.chains::<V, OB, CI, KY, 0>([o0, c0, ky0], band),
+        let acc = match self.out.1 {
+            16 => self.chains::<V, OB, CI, KY, S, 16>([o0, c0, ky0], band),
+            32 => self.chains::<V, OB, CI, KY, S, 32>([o0, c0, ky0], band),
+            _ => self.chains::<V, OB, CI, KY, S, 0>([o0, c0, ky0], band),
         };
         for (b, acc) in acc.iter().enumerate() {
             for (i, acc) in acc.iter().enumerate() {
@@ -221,39 +245,43 @@ impl<E: Element> Chunk<'_, E> {
         }
     }
 
-    /// The chains of [`Chunk::block`] over rows `W` wide (0: `g.w`), each
-    /// from zero: `acc[b][i][r][kx]` for output vector `b`, input channel
-    /// `c0 + i`, filter row `ky0 + r`.
+    /// The chains of [`Chunk::block`] over output rows `W` wide (0: the
+    /// output grid's), each from zero: `acc[b][i][r][kx]` for output vector
+    /// `b`, input channel `c0 + i`, filter row `ky0 + r`. At stride `S`,
+    /// output `(oy, ox)` meets padded input `(S·oy + ky, S·ox + kx)`.
     #[inline(always)]
     #[allow(clippy::type_complexity)]
-    fn chains<V: Lanes<E>, const OB: usize, const CI: usize, const KY: usize, const W: usize>(
+    fn chains<V: Lanes<E>, const OB: usize, const CI: usize, const KY: usize, const S: usize, const W: usize>(
         &self,
         [o0, c0, ky0]: [usize; 3],
         band: Range<usize>,
     ) -> [[[[V; 3]; KY]; CI]; OB] {
         let (g, n) = (self.g, V::WIDTH);
-        let w = if W == 0 { g.w } else { W };
-        let (cols, rows) = (w + 2, band.len());
+        let (oh, w) = (self.out.0, if W == 0 { self.out.1 } else { W });
+        let (cols, rows) = (g.w + 2, band.len());
         let c_out = self.c_out;
         let mut acc = [[[[V::zero(); 3]; KY]; CI]; OB];
         for image in 0..self.count {
             // The band's `dy` and each channel's padded rows, checked once here.
-            let dy = &self.dy[(image * g.h + band.start) * w * c_out + o0..][..(rows * w - 1) * c_out + OB * n];
+            let dy = &self.dy[(image * oh + band.start) * w * c_out + o0..][..(rows * w - 1) * c_out + OB * n];
             let pad: [&[E]; CI] = std::array::from_fn(|i| {
-                &self.pad[((image * g.c + c0 + i) * (g.h + 2) + band.start + ky0) * cols..][..(rows - 1 + KY) * cols]
+                let first = (image * g.c + c0 + i) * (g.h + 2) + S * band.start + ky0;
+                &self.pad[first * cols..][..(S * (rows - 1) + KY) * cols]
             });
             for row in 0..rows {
                 let d = dy[row * w * c_out..].as_ptr();
-                let x: [*const E; CI] = std::array::from_fn(|i| pad[i][row * cols..].as_ptr());
+                let x: [*const E; CI] = std::array::from_fn(|i| pad[i][S * row * cols..].as_ptr());
                 for ox in 0..w {
                     // SAFETY: `d` holds the row's `w` runs of `OB` vectors,
-                    // `c_out` apart, and each of `x` the `KY` padded rows.
+                    // `c_out` apart, and each of `x` the `KY` padded rows,
+                    // whose last column read, `S·(w − 1) + 2`, is inside
+                    // the `g.w + 2` of a padded row.
                     unsafe {
                         let d: [V; OB] = std::array::from_fn(|b| V::load(std::slice::from_raw_parts(d.add(ox * c_out + b * n), n)));
                         for (i, x) in x.iter().enumerate() {
                             for r in 0..KY {
                                 for kx in 0..3 {
-                                    let v = V::splat(*x.add(r * cols + ox + kx));
+                                    let v = V::splat(*x.add(r * cols + S * ox + kx));
                                     for (acc, d) in acc.iter_mut().zip(&d) {
                                         acc[i][r][kx] = d.mul_add(v, acc[i][r][kx]);
                                     }
@@ -270,17 +298,19 @@ impl<E: Element> Chunk<'_, E> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::conv::FILTER_GROUPS;
+    use super::super::conv::{im2col_backward_filter, FILTER_GROUPS};
     use super::super::winograd::{self, tests::definition, tests::max_abs, tests::relative_error};
     use super::*;
     use crate::rng::Rng;
 
     /// Bound on the f32 error, max |f32 − f64 definition| / max |exact|, on
-    /// the ResNet stages' shapes at 16 images (`f32_error_stays_near_winograd`).
-    /// Measured, 16c32 / 32c16 / 64c8: 3.9e-7 / 3.2e-7 / 2.4e-7 (chains of
-    /// 256 positions; with positions in 8 lanes, 3.7e-7 / 1.7e-7 / 1.4e-7),
-    /// Winograd's 4.4e-7 / 2.4e-7 / 2.1e-7. The bound is about 2.5 times the
-    /// largest.
+    /// the ResNet stages' shapes at 16 images
+    /// (`f32_error_stays_near_the_path_it_replaced`). Measured, 16c32 /
+    /// 32c16 / 64c8: 3.9e-7 / 3.2e-7 / 2.4e-7 (chains of 256 positions; with
+    /// positions in 8 lanes, 3.7e-7 / 1.7e-7 / 1.4e-7), Winograd's 4.4e-7 /
+    /// 2.4e-7 / 2.1e-7; stride 2, 16→32 on 32×32 / 32→64 on 16×16: 3.2e-7 /
+    /// 2.4e-7, im2col + GEMM's 3.2e-7 / 1.6e-7. The bound is about 2.5 times
+    /// the largest.
     const F32_ERROR: f64 = 1e-6;
 
     fn window(n: usize, c: usize, h: usize, w: usize) -> Window {
@@ -301,8 +331,11 @@ mod tests {
     /// 2, then the rest one at a time) and 1 to 4. Planes: several images a
     /// chunk (4×8, 5×16, 3×13, 8×8), one image in four bands (32×32), a
     /// single row; rows of the widths unrolled (16, 32) and others. Groups
-    /// of unequal size (n = 20 in groups of 3), a single image.
-    fn cases() -> [(Window, usize); 6] {
+    /// of unequal size (n = 20 in groups of 3), a single image. Stride 2 on
+    /// even and odd sides, outputs 8, 16 (unrolled) and 17 wide, one image
+    /// in two bands.
+    fn cases() -> [(Window, usize); 10] {
+        let halved = |g: Window| Window { stride: 2, ..g };
         [
             (window(3, 5, 4, 8), 21),
             (window(20, 3, 5, 16), 5),
@@ -310,7 +343,16 @@ mod tests {
             (window(1, 1, 1, 8), 1),
             (window(2, 4, 3, 13), 40),
             (window(17, 3, 8, 8), 4),
+            (halved(window(3, 5, 16, 16)), 21),
+            (halved(window(2, 3, 17, 33)), 9),
+            (halved(window(4, 2, 15, 32)), 5),
+            (halved(window(2, 4, 32, 64)), 17),
         ]
+    }
+
+    fn out_len(g: &Window, c_out: usize) -> usize {
+        let (oh, ow) = out_grid(g);
+        g.n * c_out * oh * ow
     }
 
     #[test]
@@ -318,7 +360,7 @@ mod tests {
         let mut r = Rng::new(41, 0);
         for (g, c_out) in cases() {
             let (x, w) = (normals(&mut r, g.n * g.image_len()), normals(&mut r, c_out * 9 * g.c));
-            let dy = normals(&mut r, g.n * c_out * g.h * g.w);
+            let dy = normals(&mut r, out_len(&g, c_out));
             let [_, _, want] = definition(&x, &w, &dy, &g, c_out);
             // Sums of at most 20·5·16 products of normals, each within about
             // 1600·2⁻⁵³ of the exact sum relative to Σ|terms| (≈ 1600·0.64).
@@ -332,7 +374,8 @@ mod tests {
 
     /// Each output by the documented order, one scalar fused multiply-add at a time.
     fn documented(dy: &[f32], x: &[f32], g: &Window, c_out: usize) -> Vec<f32> {
-        let (plane, rows) = (g.h * g.w, (BAND / g.w).max(1));
+        let (oh, ow) = out_grid(g);
+        let (plane, rows) = (oh * ow, (BAND / ow).max(1));
         let per_group = g.n.div_ceil(FILTER_GROUPS.min(g.n));
         let mut dw = vec![0.0f32; c_out * g.c * 9];
         for (i, dw) in dw.iter_mut().enumerate() {
@@ -343,12 +386,12 @@ mod tests {
                 let end = (group + per_group).min(g.n);
                 for first in (group..end).step_by((BAND / plane).max(1)) {
                     let images = first..(first + (BAND / plane).max(1)).min(end);
-                    for y0 in (0..g.h).step_by(rows) {
+                    for y0 in (0..oh).step_by(rows) {
                         let mut chain = 0.0f32;
                         for n in images.clone() {
-                            for p in y0 * g.w..((y0 + rows) * g.w).min(plane) {
-                                let (oy, ox) = (p / g.w, p % g.w);
-                                let (iy, ix) = ((oy + ky).wrapping_sub(1), (ox + kx).wrapping_sub(1));
+                            for p in y0 * ow..((y0 + rows) * ow).min(plane) {
+                                let (oy, ox) = (p / ow, p % ow);
+                                let (iy, ix) = ((oy * g.stride + ky).wrapping_sub(1), (ox * g.stride + kx).wrapping_sub(1));
                                 let v = if iy < g.h && ix < g.w { x[((n * g.c + ci) * g.h + iy) * g.w + ix] } else { 0.0 };
                                 chain = dy[(n * c_out + o) * plane + p].mul_add(v, chain);
                             }
@@ -367,7 +410,7 @@ mod tests {
     fn every_output_sums_in_the_documented_order_on_any_copy_and_thread_count() {
         let mut r = Rng::new(42, 0);
         for (g, c_out) in cases() {
-            let (x, dy) = (f32s(&normals(&mut r, g.n * g.image_len())), f32s(&normals(&mut r, g.n * c_out * g.h * g.w)));
+            let (x, dy) = (f32s(&normals(&mut r, g.n * g.image_len())), f32s(&normals(&mut r, out_len(&g, c_out))));
             let want = documented(&dy, &x, &g, c_out);
             for threads in [1, 2, 3] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -379,21 +422,26 @@ mod tests {
         }
     }
 
-    /// Max |f32 − f64 definition| / max |dw| of this kernel and of
-    /// Winograd's, the path it replaces, on the ResNet stages' shapes.
+    /// Max |f32 − f64 definition| / max |dw| of this kernel and of the path
+    /// it replaces (Winograd at stride 1, im2col + GEMM at stride 2), on the
+    /// ResNet stages' shapes and the stride-2 convs that enter stages 2 and 3.
     #[test]
-    fn f32_error_stays_near_winograd() {
+    fn f32_error_stays_near_the_path_it_replaced() {
         let mut r = Rng::new(43, 0);
-        for (c, side) in [(16, 32), (32, 16), (64, 8)] {
-            let g = window(16, c, side, side);
-            let (x, w) = (normals(&mut r, g.n * g.image_len()), normals(&mut r, c * 9 * c));
-            let dy = normals(&mut r, g.n * c * side * side);
-            let [_, _, want] = definition(&x, &w, &dy, &g, c);
+        for (c, side, stride, c_out) in [(16, 32, 1, 16), (32, 16, 1, 32), (64, 8, 1, 64), (16, 32, 2, 32), (32, 16, 2, 64)] {
+            let g = Window { stride, ..window(16, c, side, side) };
+            let (x, w) = (normals(&mut r, g.n * g.image_len()), normals(&mut r, c_out * 9 * c));
+            let dy = normals(&mut r, out_len(&g, c_out));
+            let [_, _, want] = definition(&x, &w, &dy, &g, c_out);
             let (xf, dyf) = (f32s(&x), f32s(&dy));
-            let direct = relative_error(&filter(&dyf, &xf, &g, c, Path::widest()).unwrap(), &want);
-            let wino = relative_error(&winograd::conv2d_backward_filter(&dyf, &xf, &g, c).unwrap(), &want);
-            eprintln!("{c}c{side}: direct filter {direct:.2e}, Winograd {wino:.2e}");
-            assert!(direct < F32_ERROR, "{c}c{side}: {direct:e} vs Winograd {wino:e}");
+            let direct = relative_error(&filter(&dyf, &xf, &g, c_out, Path::widest()).unwrap(), &want);
+            let before = match stride {
+                1 => winograd::conv2d_backward_filter(&dyf, &xf, &g, c_out),
+                _ => im2col_backward_filter(&dyf, &xf, &g, c_out, out_grid(&g)),
+            };
+            let before = relative_error(&before.unwrap(), &want);
+            eprintln!("{c}c{side} s{stride}: direct filter {direct:.2e}, before {before:.2e}");
+            assert!(direct < F32_ERROR, "{c}c{side} s{stride}: {direct:e} vs {before:e} before");
         }
     }
 }

@@ -410,18 +410,20 @@ pub(super) mod tests {
         a.iter().zip(b).map(|(p, q)| p * q).sum()
     }
 
-    /// The definition of a 3×3 pad-1 conv and both its gradients, one tap at a time.
+    /// The definition of a 3×3 pad-1 conv of any stride and both its
+    /// gradients, one tap at a time.
     pub(in super::super) fn definition(x: &[f64], w: &[f64], dy: &[f64], g: &Window, c_out: usize) -> [Vec<f64>; 3] {
-        let (h, wd, c) = (g.h, g.w, g.c);
+        let (h, wd, c, s) = (g.h, g.w, g.c, g.stride);
+        let (oh, ow) = (h.div_ceil(s), wd.div_ceil(s));
         let (mut y, mut dx, mut dw) = (vec![0.0; dy.len()], vec![0.0; x.len()], vec![0.0; w.len()]);
         for n in 0..g.n {
             for o in 0..c_out {
-                for oy in 0..h {
-                    for ox in 0..wd {
-                        let out = ((n * c_out + o) * h + oy) * wd + ox;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let out = ((n * c_out + o) * oh + oy) * ow + ox;
                         for ci in 0..c {
                             for k in 0..9 {
-                                let (iy, ix) = ((oy + k / 3).wrapping_sub(1), (ox + k % 3).wrapping_sub(1));
+                                let (iy, ix) = ((oy * s + k / 3).wrapping_sub(1), (ox * s + k % 3).wrapping_sub(1));
                                 if iy < h && ix < wd {
                                     let (xi, wi) = (((n * c + ci) * h + iy) * wd + ix, (o * c + ci) * 9 + k);
                                     y[out] += w[wi] * x[xi];
