@@ -176,9 +176,9 @@ fn fold_band<T: Scalar>(src: &mut [T], g: &Window, (oh, ow): (usize, usize), row
                 if g.stride == 1 {
                     dst[ix0..ix0 + hi - lo].iter_mut().zip(&grads[lo..hi]).for_each(|(p, &v)| *p += v);
                 } else {
-                    for (j, &v) in grads[lo..hi].iter().enumerate() {
-                        dst[ix0 + j * g.stride] += v;
-                    }
+                    // Through `step_by`, as in `unfold_band`: indexed, each add had a bounds
+                    // test (3×3 stride 2, 16→32 on 32×32: 2.82–2.89 against 2.36–2.40 ms).
+                    dst[ix0..].iter_mut().step_by(g.stride).zip(&grads[lo..hi]).for_each(|(p, &v)| *p += v);
                 }
             }
         }
