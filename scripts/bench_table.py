@@ -46,8 +46,13 @@ def read(path):
 
 
 def span(values, fmt):
-    lo, hi = min(values), max(values)
-    return fmt(lo) if fmt(lo) == fmt(hi) else f"{fmt(lo)}–{fmt(hi)}"
+    """"12–15 ms" from the values' formats "12 ms" and "15 ms": the unit (what
+    follows the number) written once where both ends share it."""
+    lo, hi = fmt(min(values)), fmt(max(values))
+    if lo == hi:
+        return lo
+    (a, unit_a), (b, unit_b) = (re.match(r"([\d.]+)(.*)", v).groups() for v in (lo, hi))
+    return f"{a}–{b}{unit_a}" if unit_a == unit_b else f"{lo}–{hi}"
 
 
 def peak_rss_gib(text):
