@@ -55,7 +55,7 @@ pub(super) fn applies(g: &Window, out: (usize, usize), d: Direction) -> bool {
 }
 
 /// The output grid of a 3×3 pad-1 window of `g`'s stride.
-fn out_grid(g: &Window) -> (usize, usize) {
+pub(super) fn out_grid(g: &Window) -> (usize, usize) {
     (g.h.div_ceil(g.stride), g.w.div_ceil(g.stride))
 }
 

@@ -33,6 +33,7 @@
 //! partial in order; and [`in_image_groups`] adds the groups in order.
 
 use super::conv::in_image_groups;
+use super::direct::out_grid;
 use super::lanes::{self, as_elements, into_scalars, Element, Lanes, Path, Portable};
 use super::transpose::transpose;
 use crate::backend::Window;
@@ -59,11 +60,6 @@ const BAND: usize = 256;
 pub(super) fn applies(g: &Window, out: (usize, usize)) -> bool {
     let window = g.kh == 3 && g.kw == 3 && g.pad == 1 && (g.stride == 1 || g.stride == 2);
     window && out == out_grid(g) && out.1 >= 8 && lanes::avx2_fma()
-}
-
-/// The output grid of a 3×3 pad-1 window of `g`'s stride.
-fn out_grid(g: &Window) -> (usize, usize) {
-    (g.h.div_ceil(g.stride), g.w.div_ceil(g.stride))
 }
 
 /// `∂L/∂w[c_out, c, 3, 3]` of the conv of `x[n, c, h, w]` given `dy[n,
@@ -101,21 +97,9 @@ fn filter<E: Element>(dy: &[E], x: &[E], g: &Window, c_out: usize, path: Path) -
             pad_images(&x[first * g.image_len()..][..count * g.image_len()], g, &mut pad);
             transpose_images(&dy[first * c_out * plane..][..count * c_out * plane], (c_out, plane), &mut dy_t);
             let chunk = Chunk { dy: &dy_t, pad: &pad, g, out: (oh, ow), c_out, count };
-            match (path, g.stride) {
-                // SAFETY: `path` is only AVX-512 where the CPU has it (and AVX2 and FMA).
-                #[cfg(target_arch = "x86_64")]
-                (Path::Avx512, 1) => unsafe { chunk_avx512::<E, 1>(&chunk, &mut part) },
-                // SAFETY: as above.
-                #[cfg(target_arch = "x86_64")]
-                (Path::Avx512, _) => unsafe { chunk_avx512::<E, 2>(&chunk, &mut part) },
-                // SAFETY: `path` is only AVX2 where the CPU has AVX2 and FMA.
-                #[cfg(target_arch = "x86_64")]
-                (Path::Avx2, 1) => unsafe { chunk_avx2::<E, 1>(&chunk, &mut part) },
-                // SAFETY: as above.
-                #[cfg(target_arch = "x86_64")]
-                (Path::Avx2, _) => unsafe { chunk_avx2::<E, 2>(&chunk, &mut part) },
-                (_, 1) => chunk.add_into::<E::Portable, 1, 1, 3, 1>(&mut part),
-                _ => chunk.add_into::<E::Portable, 1, 1, 3, 2>(&mut part),
+            match g.stride {
+                1 => chunk.add_on::<1>(path, &mut part),
+                _ => chunk.add_on::<2>(path, &mut part),
             }
         }
         transpose(&part, (taps, c_out), dw);
@@ -174,6 +158,19 @@ struct Chunk<'a, E> {
 }
 
 impl<E: Element> Chunk<'_, E> {
+    /// [`Chunk::add_into`] at stride `S` in `path`'s copy of the kernel.
+    fn add_on<const S: usize>(&self, path: Path, part: &mut [E]) {
+        match path {
+            // SAFETY: `path` is only AVX-512 where the CPU has it (and AVX2 and FMA).
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 => unsafe { chunk_avx512::<E, S>(self, part) },
+            // SAFETY: `path` is only AVX2 where the CPU has AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => unsafe { chunk_avx2::<E, S>(self, part) },
+            _ => self.add_into::<E::Portable, 1, 1, 3, S>(part),
+        }
+    }
+
     /// Adds the chunk's filter gradient at stride `S` into `part`, band by
     /// band: blocks of `OB` vectors of output channels × `CI` input
     /// channels × `KY` filter rows, then the output channels left over a
