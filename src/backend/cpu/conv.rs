@@ -4,11 +4,13 @@
 //! core. A pointwise (1×1, stride 1, unpadded) window skips the unfolding:
 //! the image already is its patch matrix. The forward and backward-data of
 //! 3×3 same-grid windows, and the forward of 3×3 stride-2 ones, go to
-//! [`super::direct`] where the CPU has AVX2 and FMA, and the filter gradient
-//! of both to [`super::direct_filter`] there (output rows at least 8 wide) or,
-//! on large same-grid planes, to [`super::winograd`].
+//! [`super::direct`] where the CPU has AVX2 and FMA, the backward-data of
+//! 3×3 stride-2 ones to [`super::direct_data`] where it has AVX-512, and the
+//! filter gradient of both to [`super::direct_filter`] (output rows at least
+//! 8 wide, AVX2 and FMA) or, on large same-grid planes, to [`super::winograd`].
 
 use super::direct;
+use super::direct_data;
 use super::direct_filter;
 use super::gemm::{gemm_on_thread, gemm_on_thread_strided, Leading};
 use super::winograd;
@@ -312,6 +314,11 @@ pub fn conv2d_backward_data<T: Scalar>(dy: &[T], w: &[T], g: Window, c_out: usiz
             return Ok(dx);
         }
     }
+    if direct_data::applies(&g, Direction::Data) {
+        if let Some(dx) = direct_data::conv2d_backward_data(dy, w, &g, c_out) {
+            return Ok(dx);
+        }
+    }
     if winograd::applies(&g, out, Direction::Data) {
         return winograd::conv2d_backward_data(dy, w, &g, c_out);
     }
@@ -319,7 +326,7 @@ pub fn conv2d_backward_data<T: Scalar>(dy: &[T], w: &[T], g: Window, c_out: usiz
 }
 
 /// [`conv2d_backward_data`] as GEMM + col2im, in output-row bands.
-fn im2col_backward_data<T: Scalar>(dy: &[T], w: &[T], g: &Window, c_out: usize, out: (usize, usize)) -> Result<Vec<T>> {
+pub(super) fn im2col_backward_data<T: Scalar>(dy: &[T], w: &[T], g: &Window, c_out: usize, out: (usize, usize)) -> Result<Vec<T>> {
     let (area, k, plane) = (out.0 * out.1, g.patch_len(), g.h * g.w);
     let mut dx = vec![T::ZERO; g.n * g.image_len()];
     per_image(dy, c_out * area, &mut dx, g.image_len(), |dy, dx, cols| {
@@ -414,6 +421,7 @@ pub(super) fn in_image_groups<T: Scalar>(
 #[cfg(test)]
 mod tests {
     use super::super::covariance::gram_lower_patches;
+    use super::super::winograd::tests::rand;
     use super::*;
     use crate::rng::Rng;
 
@@ -422,10 +430,6 @@ mod tests {
         let hw = g.h * g.w;
         let gemm = Gemm::new(c_out, hw, g.c, false, false);
         x.chunks(g.c * hw).flat_map(|image| super::super::gemm::matmul(w, image, gemm).unwrap()).collect()
-    }
-
-    fn rand(r: &mut Rng, n: usize) -> Vec<f64> {
-        (0..n).map(|_| r.normal()).collect()
     }
 
     /// The definition, one output at a time.

@@ -46,8 +46,8 @@ const F32_ERROR: f64 = 2e-6;
 /// backward-data 0.83 against Winograd (16c32), 0.64 / 0.77 against im2col.
 /// Stride-2 forward against im2col (CPU time per call, medians of four
 /// alternated runs at load 3.4): 0.58 (16→32 on 32×32), 0.69 (32→64 on
-/// 16×16). Stride-2 backward-data would need the transposed kernel; the
-/// filter gradient is [`super::direct_filter`]'s.
+/// 16×16). Stride-2 backward-data is [`super::direct_data`]'s, the filter
+/// gradient [`super::direct_filter`]'s.
 pub(super) fn applies(g: &Window, out: (usize, usize), d: Direction) -> bool {
     let same = g.stride == 1 && out == (g.h, g.w) && d != Direction::Filter;
     let halved = g.stride == 2 && d == Direction::Forward;
@@ -150,7 +150,7 @@ const OC_WIDE: usize = 6;
 /// 4.0–4.3 against 4.4–5.0 / 4.5–5.1 ms, 32c16 3.7–3.9 / 3.6–3.8 against
 /// 4.3–4.7 / 4.3–4.4 ms, 64c8 unchanged. Each output is the same chain of
 /// fused multiply-adds whatever its block, so the results are the same bits.
-fn channel_blocks(c_out: usize) -> Vec<(usize, usize)> {
+pub(super) fn channel_blocks(c_out: usize) -> Vec<(usize, usize)> {
     if c_out < OC {
         return (0..c_out).map(|o| (o, 1)).collect();
     }
@@ -534,13 +534,9 @@ fn tile<E: Element, V: Lanes<E>, const S: usize, const K: usize, const R: usize,
 #[cfg(test)]
 mod tests {
     use super::super::conv::rotated;
-    use super::super::winograd::tests::{definition as reference, im2col_forward, max_abs, relative_error};
+    use super::super::winograd::tests::{definition as reference, im2col_forward, max_abs, rand, relative_error};
     use super::*;
     use crate::rng::Rng;
-
-    fn rand(r: &mut Rng, n: usize) -> Vec<f64> {
-        (0..n).map(|_| r.normal()).collect()
-    }
 
     fn window(n: usize, c: usize, h: usize, w: usize) -> Window {
         Window { n, c, h, w, kh: 3, kw: 3, stride: 1, pad: 1 }

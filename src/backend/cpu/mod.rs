@@ -7,6 +7,7 @@ mod channel;
 mod conv;
 mod covariance;
 mod direct;
+mod direct_data;
 mod direct_filter;
 mod eigen;
 pub mod gemm;

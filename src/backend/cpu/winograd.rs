@@ -402,7 +402,7 @@ pub(super) mod tests {
     use super::*;
     use crate::rng::Rng;
 
-    fn rand(r: &mut Rng, n: usize) -> Vec<f64> {
+    pub(in super::super) fn rand(r: &mut Rng, n: usize) -> Vec<f64> {
         (0..n).map(|_| r.normal()).collect()
     }
 
