@@ -9,11 +9,23 @@
 //! A vector's lanes are output channels: each image's `dy` is transposed to
 //! `[position, o]` ([`super::transpose`]), and at each position a vector of
 //! `dy` meets each input of the window, broadcast, in one fused
-//! multiply-add per accumulator. With AVX-512 a block is one vector of
-//! output channels × 3 input channels × all 9 taps, 27 accumulators, each
-//! broadcast folded into its multiply-add; with AVX2's 16 registers, two
+//! multiply-add per accumulator. With AVX-512 a block is two vectors of
+//! output channels × 1 input channel × all 9 taps, 18 accumulators, each
+//! broadcast serving two multiply-adds; on fewer than 32 output channels
+//! left, one vector × 3 input channels × 9 taps, 27 accumulators, each
+//! broadcast folded into its multiply-add. With AVX2's 16 registers, two
 //! vectors × 2 input channels × the 3 taps of one filter row, 12
 //! accumulators, each broadcast serving two multiply-adds.
+//!
+//! Why two vectors on AVX-512: with one, each multiply-add loaded its own
+//! broadcast, one load a multiply-add (`perf`: 81% of the 64c8 kernel's
+//! samples on them). Fastest of 30 calls, three alternated pairs, the
+//! Intel host of 2026-12-07 17:00 (GEMM peak 290 GFLOP/s): 32c16 2.16–2.20
+//! against 2.38–3.20 ms, 64c8 2.37–2.51 against 2.68–2.73, stride-2 16→32
+//! 1.35–1.39 against 1.52–1.57, 32→64 1.37–1.39 against 1.53–1.56; 16c32,
+//! whose 16 channels take the one-vector block, unchanged. Three vectors
+//! (27 accumulators) matched two on 64c8 and left 32 channels to the
+//! one-vector block.
 //!
 //! No lane is ever added to another, so the vector width cannot change a
 //! bit. The kernel this replaced put positions in the lanes: every output
@@ -135,13 +147,13 @@ fn pad_images<E: Element>(x: &[E], g: &Window, pad: &mut Vec<E>) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn chunk_avx512<E: Element, const S: usize>(chunk: &Chunk<E>, part: &mut [E]) {
-    chunk.add_into::<E::Avx512, 1, 3, 3, S>(part)
+    chunk.add_into::<E::Avx512, 2, 1, 3, 3, S>(part)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn chunk_avx2<E: Element, const S: usize>(chunk: &Chunk<E>, part: &mut [E]) {
-    chunk.add_into::<E::Avx2, 2, 2, 1, S>(part)
+    chunk.add_into::<E::Avx2, 2, 2, 1, 2, S>(part)
 }
 
 /// A chunk of images: their transposed `dy` and padded `x`. Several only
@@ -167,16 +179,16 @@ impl<E: Element> Chunk<'_, E> {
             // SAFETY: `path` is only AVX2 where the CPU has AVX2 and FMA.
             #[cfg(target_arch = "x86_64")]
             Path::Avx2 => unsafe { chunk_avx2::<E, S>(self, part) },
-            _ => self.add_into::<E::Portable, 1, 1, 3, S>(part),
+            _ => self.add_into::<E::Portable, 1, 1, 3, 1, S>(part),
         }
     }
 
     /// Adds the chunk's filter gradient at stride `S` into `part`, band by
     /// band: blocks of `OB` vectors of output channels × `CI` input
     /// channels × `KY` filter rows, then the output channels left over a
-    /// vector at a time, then one at a time.
+    /// vector at a time (× `NCI` input channels), then one at a time.
     #[inline(always)]
-    fn add_into<V: Lanes<E>, const OB: usize, const CI: usize, const KY: usize, const S: usize>(&self, part: &mut [E]) {
+    fn add_into<V: Lanes<E>, const OB: usize, const CI: usize, const KY: usize, const NCI: usize, const S: usize>(&self, part: &mut [E]) {
         let ((h, w), n) = (self.out, V::WIDTH);
         let rows = (BAND / w).max(1);
         let (wide, narrow) = (self.c_out / (OB * n) * OB * n, self.c_out / n * n);
@@ -186,7 +198,7 @@ impl<E: Element> Chunk<'_, E> {
                 self.channels::<V, OB, CI, KY, S>(o, band.clone(), part);
             }
             for o in (wide..narrow).step_by(n) {
-                self.channels::<V, 1, CI, KY, S>(o, band.clone(), part);
+                self.channels::<V, 1, NCI, KY, S>(o, band.clone(), part);
             }
             for o in narrow..self.c_out {
                 self.channels::<Portable<E, 1>, 1, 1, 3, S>(o, band.clone(), part);
