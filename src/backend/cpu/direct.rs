@@ -106,8 +106,10 @@ fn convolve<E: Element>(x: &[E], w: &[E], g: &Window, c_out: usize, path: Path) 
     let mut y = Vec::with_capacity(len);
     let filters = Filters::new(w, g.c, c_out);
     let images = x.par_chunks(g.image_len()).zip(y.spare_capacity_mut()[..len].par_chunks_mut(c_out * plane));
+    #[cfg(target_arch = "x86_64")]
     let wide = out_grid(g).1 > 8;
     // Two rows of 8 fill one vector of 16 lanes: f32's on AVX-512.
+    #[cfg(target_arch = "x86_64")]
     let paired = <E::Avx512 as Lanes<E>>::WIDTH == 16;
     images.for_each_init(Vec::new, |pad, (x, y)| match path {
         // SAFETY: `path` is only AVX-512 where the CPU has it (and AVX2 and FMA).
@@ -218,6 +220,7 @@ unsafe fn pairs_avx512<E: Element>(x: &[E], filters: &Filters<E>, g: &Window, y:
 }
 
 /// Output rows per block of [`pairs`]: two vectors of two rows each.
+#[cfg(target_arch = "x86_64")]
 const PAIRED_ROWS: usize = 4;
 
 /// One image of output planes at most 8 wide, on 16 lanes that each vector
@@ -230,6 +233,7 @@ const PAIRED_ROWS: usize = 4;
 /// channels ([`channel_blocks`]) × [`PAIRED_ROWS`] rows; each output is the
 /// chain of fused multiply-adds in `(c_in, ky, kx)` order the other copies
 /// take.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn pairs<E: Element, V: Lanes<E>, const S: usize>(x: &[E], filters: &Filters<E>, g: &Window, y: &mut [MaybeUninit<E>], pad: &mut Vec<E>) {
     let (oh, ow) = out_grid(g);
@@ -286,6 +290,7 @@ unsafe fn pair_copies<E: Element, const S: usize>(x: &[E], g: &Window, pad: &mut
 }
 
 /// Row `d` of copy `kx`: padded columns `kx + S·j`, input columns `kx + S·j − 1` of `s`.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn columns<E: Element, const S: usize>(d: &mut [E], s: &[E], kx: usize) {
     for (j, d) in d.iter_mut().enumerate() {
@@ -300,6 +305,7 @@ fn columns<E: Element, const S: usize>(d: &mut [E], s: &[E], kx: usize) {
 /// against 1.59–1.63 ms forward, 1.98–1.99 against 1.63–1.67 backward-data,
 /// and the stride-2 32→64 on 16×16 1.17–1.21 against 1.00–1.04 (three
 /// alternated pairs, 2026-12-07, Intel host).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn paired_channels<E: Element, V: Lanes<E>, const S: usize, const K: usize>(
     pad: &[E],

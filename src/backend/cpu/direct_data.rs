@@ -161,6 +161,7 @@ fn transposed<E: Element>(dy: &[E], w: &[E], g: &Window, c_out: usize, path: Pat
     let mut dx = Vec::with_capacity(len);
     let plan = Plan { blocks: blocks(w, g.c, c_out), g, c_out, layout };
     let images = dy.par_chunks(c_out * area).zip(dx.spare_capacity_mut()[..len].par_chunks_mut(g.image_len()));
+    #[cfg(target_arch = "x86_64")]
     let sixteen = <E::Avx512 as Lanes<E>>::WIDTH == LANES;
     images.for_each_init(Scratch::default, |scratch, (dy, dx)| match path {
         // SAFETY: `path` is only AVX-512 where the CPU has it.
