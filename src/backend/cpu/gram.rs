@@ -27,7 +27,7 @@
 //! to `acc`, on whichever thread: the result depends on the shape alone,
 //! never on the thread count.
 
-use super::lanes::{self, Element, Lanes};
+use super::lanes::{Element, Lanes, Path};
 use super::microkernel::{self, Tile, NR};
 use super::parallel::SharedPtr;
 use crate::backend::GramJob;
@@ -69,7 +69,7 @@ fn many<E: Element>(jobs: &mut [GramJob<'_, [E]>]) {
     let cols: Vec<Columns<E>> = jobs.iter().map(|j| Columns::new(X { x: j.x, n: j.rows, d: j.cols })).collect();
     let dst: Vec<(SharedPtr<E>, E)> = jobs.iter_mut().map(|j| (SharedPtr(j.acc.as_mut_ptr()), E::from_f64(j.alpha))).collect();
     let path = Path::widest();
-    let tasks = tasks(&cols, path.width::<E>(), rayon::current_num_threads());
+    let tasks = tasks(&cols, width::<E>(path), rayon::current_num_threads());
     super::parallel::longest_first(tasks.len(), |t| {
         let (j, bands_of_j) = tasks[t].clone();
         // SAFETY: job j's `acc` holds d² elements, these bands' rows are this
@@ -151,50 +151,27 @@ unsafe fn bands<E: Element>(path: Path, acc: *mut E, bands: Range<usize>, cols: 
         Path::Avx512 => bands_avx512::<E>(acc, bands, cols, alpha),
         #[cfg(target_arch = "x86_64")]
         Path::Avx2 => bands_avx2::<E>(acc, bands, cols, alpha),
-        Path::Portable => bands_in::<E, E::Portable>(acc, bands, cols, alpha),
+        _ => bands_in::<E, E::Portable>(acc, bands, cols, alpha),
     }
 }
 
-/// The lanes a Gram runs on: the widest the CPU has. A lane holds one
-/// output element's sum, so the width sets only how many rows a band
-/// spans, never a sum's order, and all three give the same bits.
+/// Lanes of `E` in one vector of `path`. A Gram runs on the widest the CPU
+/// has ([`Path::widest`]). A lane holds one output element's sum, so the
+/// width sets only how many rows a band spans, never a sum's order, and
+/// every path gives the same bits.
 ///
 /// AVX-512 against AVX2, alternated call by call in one binary on the
 /// 2-core Zen 4 host (2026-12-06, best of 300 calls at 256 columns and
 /// of 60 at 784, two runs): f64 1024×256 0.729–0.732 against
 /// 0.863–0.864 ms, 1024×784 6.23–6.72 against 6.95–7.42 ms; f32 as
 /// fast either way (1024×784 3.39 ms, some 92% of the measured peak).
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Path {
-    Portable,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-impl Path {
-    fn widest() -> Self {
+fn width<E: Element>(path: Path) -> usize {
+    match path {
         #[cfg(target_arch = "x86_64")]
-        if lanes::avx512() {
-            return Path::Avx512;
-        }
+        Path::Avx2 => <E::Avx2 as Lanes<E>>::WIDTH,
         #[cfg(target_arch = "x86_64")]
-        if lanes::avx2_fma() {
-            return Path::Avx2;
-        }
-        Path::Portable
-    }
-
-    /// Lanes of `E` in one vector.
-    fn width<E: Element>(self) -> usize {
-        match self {
-            Path::Portable => <E::Portable as Lanes<E>>::WIDTH,
-            #[cfg(target_arch = "x86_64")]
-            Path::Avx2 => <E::Avx2 as Lanes<E>>::WIDTH,
-            #[cfg(target_arch = "x86_64")]
-            Path::Avx512 => <E::Avx512 as Lanes<E>>::WIDTH,
-        }
+        Path::Avx512 => <E::Avx512 as Lanes<E>>::WIDTH,
+        _ => <E::Portable as Lanes<E>>::WIDTH,
     }
 }
 
@@ -263,7 +240,7 @@ mod tests {
     fn all_bands<E: Element>(x: &[E], (n, d): (usize, usize), path: Path) -> Vec<u64> {
         let cols = Columns::new(X { x, n, d });
         let mut acc = vec![E::from_f64(0.25); d * d];
-        for b in 0..d.div_ceil(2 * path.width::<E>()) {
+        for b in 0..d.div_ceil(2 * width::<E>(path)) {
             // SAFETY: `acc` holds d² elements; the CPU has the path's lanes; one band at a time.
             unsafe { bands(path, acc.as_mut_ptr(), b..b + 1, &cols, E::from_f64(0.3)) };
         }
@@ -310,16 +287,12 @@ mod tests {
     /// order of the rows, whatever the width.
     #[test]
     fn every_copy_of_the_kernel_rounds_alike() {
-        let mut paths = vec![];
-        #[cfg(target_arch = "x86_64")]
-        paths
-            .extend([(lanes::avx2_fma(), Path::Avx2), (lanes::avx512(), Path::Avx512)].into_iter().filter_map(|(has, p)| has.then_some(p)));
         let mut r = Rng::new(21, 0);
         for (n, d) in [(1, 1), (300, 37), (517, 64), (40, 100)] {
             let x: Vec<f64> = (0..n * d).map(|_| r.normal()).collect();
             let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
             let (want, want32) = (all_bands(&x, (n, d), Path::Portable), all_bands(&x32, (n, d), Path::Portable));
-            for &path in &paths {
+            for path in Path::all() {
                 assert_eq!(all_bands(&x, (n, d), path), want, "f64 {n}×{d} on {path:?}");
                 assert_eq!(all_bands(&x32, (n, d), path), want32, "f32 {n}×{d} on {path:?}");
             }

@@ -4,7 +4,9 @@
 //! stores land `rows` apart. The edges, f64, and CPUs without AVX2 go one
 //! element at a time. Only moves, so every path gives the same bits.
 
-use super::lanes::{self, as_elements, as_elements_mut, Element};
+use super::lanes::Element;
+#[cfg(target_arch = "x86_64")]
+use super::lanes::{self, as_elements, as_elements_mut};
 
 /// Tile side: one AVX2 register of f32.
 const T: usize = 8;
