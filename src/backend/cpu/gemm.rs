@@ -5,6 +5,7 @@ use super::parallel::SharedPtr;
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Products smaller than this many multiply-adds run on one thread.
 const PARALLEL_FLOPS: usize = 1 << 18;
@@ -77,6 +78,20 @@ pub fn gemm_on_thread_strided<T: Scalar>(a: &[T], b: &[T], c: &mut [T], g: Gemm,
     check(a, b, c.len(), &g, ld, false)?;
     // SAFETY: `check` bounds every addressed element; `c` is exclusively borrowed.
     unsafe { raw(a, b, c.as_mut_ptr(), g, ld, false) };
+    Ok(())
+}
+
+/// `C = alpha·op(A)·op(B)` on the calling thread into possibly fresh memory,
+/// operands stored with row strides `ld`: the product writes every element
+/// of C's m rows of n and reads none. Needs `beta = 0` and `k > 0`.
+pub fn gemm_on_thread_into<T: Scalar>(a: &[T], b: &[T], c: &mut [MaybeUninit<T>], g: Gemm, ld: Leading) -> Result<()> {
+    if g.beta != 0.0 || g.k == 0 {
+        return Err(Error::shape("gemm", format!("a product into fresh memory needs beta = 0 and k > 0, not {g:?}")));
+    }
+    check(a, b, c.len(), &g, ld, false)?;
+    // SAFETY: `check` bounds every addressed element; `c` is exclusively
+    // borrowed, and with beta = 0 it is written, never read.
+    unsafe { raw(a, b, c.as_mut_ptr().cast(), g, ld, false) };
     Ok(())
 }
 
@@ -272,6 +287,37 @@ mod tests {
                 assert!(gemm_on_thread_strided(&a[..(a_rows - 1) * ld.a + a_cols - 1], &b, &mut got, g, ld).is_err());
             }
         }
+    }
+
+    /// A product into fresh memory writes C's m rows of n, each element the
+    /// bits of the same product over a zeroed C, and leaves the columns
+    /// between rows alone; it refuses beta ≠ 0 (it would read C) and k = 0
+    /// (nothing would write C).
+    #[test]
+    fn products_into_fresh_memory_write_every_element_of_c() {
+        let mut r = Rng::new(8, 0);
+        let (m, n, k, pad) = (37, 29, 11, 3);
+        let g = Gemm::new(m, n, k, false, false);
+        let a: Vec<f32> = (0..m * k).map(|_| r.normal() as f32).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| r.normal() as f32).collect();
+        let mut want = vec![0.0f32; m * n];
+        gemm(&a, &b, &mut want, g).unwrap();
+        // NaN stands for whatever fresh memory holds.
+        let mut c = vec![MaybeUninit::new(f32::NAN); m * (n + pad)];
+        let ld = Leading { a: k, b: n, c: n + pad };
+        gemm_on_thread_into(&a, &b, &mut c, g, ld).unwrap();
+        for i in 0..m {
+            for j in 0..n + pad {
+                // SAFETY: every element was initialised to NaN, then maybe overwritten.
+                let v = unsafe { c[i * (n + pad) + j].assume_init() };
+                match j < n {
+                    true => assert_eq!(v.to_bits(), want[i * n + j].to_bits(), "({i}, {j})"),
+                    false => assert!(v.is_nan(), "({i}, {j}) lies between rows"),
+                }
+            }
+        }
+        assert!(gemm_on_thread_into(&a, &b, &mut c, Gemm { beta: 1.0, ..g }, ld).is_err());
+        assert!(gemm_on_thread_into(&[], &[], &mut c, Gemm::new(m, n, 0, false, false), ld).is_err());
     }
 
     /// A product cut into row blocks of C, one per thread, holds the bits of
