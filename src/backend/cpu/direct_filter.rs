@@ -45,7 +45,7 @@
 //! partial in order; and [`in_image_groups`] adds the groups in order.
 
 use super::conv::in_image_groups;
-use super::direct::out_grid;
+use super::direct::{copy_row, out_grid};
 use super::lanes::{self, as_elements, into_scalars, Element, Lanes, Path, Portable};
 use super::transpose::transpose;
 use crate::backend::Window;
@@ -139,7 +139,7 @@ fn pad_images<E: Element>(x: &[E], g: &Window, pad: &mut Vec<E>) {
     }
     for (src, dst) in x.chunks_exact(g.h * g.w).zip(pad.chunks_exact_mut(padded)) {
         for (s, d) in src.chunks_exact(g.w).zip(dst[cols..].chunks_exact_mut(cols)) {
-            d[1..=g.w].copy_from_slice(s);
+            copy_row(&mut d[1..], s);
         }
     }
 }
