@@ -348,12 +348,22 @@ pub fn conv2d_backward_data<T: Scalar>(dy: &[T], w: &[T], g: Window, c_out: usiz
 
 /// [`conv2d_backward_data`] as GEMM + col2im, in output-row bands.
 pub(super) fn im2col_backward_data<T: Scalar>(dy: &[T], w: &[T], g: &Window, c_out: usize, out: (usize, usize)) -> Result<Vec<T>> {
-    let (area, k, plane) = (out.0 * out.1, g.patch_len(), g.h * g.w);
-    let mut dx = vec![T::ZERO; g.n * g.image_len()];
-    per_image(dy, c_out * area, &mut dx, g.image_len(), |dy, dx, cols| {
+    let (area, k, plane, size) = (out.0 * out.1, g.patch_len(), g.h * g.w, g.n * g.image_len());
+    if c_out == 0 {
+        return Ok(vec![T::ZERO; size]);
+    }
+    // Each image's task zeroes its own dx, where the folds then add into it
+    // while it is in cache; zeroed whole first, on the calling thread, the
+    // 1×1 stride-2 backward-data 16→32 on 32×32 took 0.82–0.87 against
+    // 0.53–0.54 ms (fastest of 200, three alternated pairs).
+    let mut dx = Vec::with_capacity(size);
+    per_image(dy, c_out * area, &mut dx.spare_capacity_mut()[..size], g.image_len(), |dy, dx, cols| {
         if g.is_pointwise() {
-            return gemm_on_thread(w, dy, dx, Gemm::new(k, area, c_out, true, false));
+            return gemm_on_thread_into(w, dy, dx, Gemm::new(k, area, c_out, true, false), Leading { a: k, b: area, c: area });
         }
+        dx.fill(MaybeUninit::new(T::ZERO));
+        // SAFETY: every element was just written.
+        let dx = unsafe { &mut *(dx as *mut [MaybeUninit<T>] as *mut [T]) };
         for rows in bands::<T>(g, out) {
             let len = rows.len() * out.1;
             cols.resize(k * len, T::ZERO);
@@ -365,6 +375,8 @@ pub(super) fn im2col_backward_data<T: Scalar>(dy: &[T], w: &[T], g: &Window, c_o
         }
         Ok(())
     })?;
+    // SAFETY: each image's task wrote all of its dx, by a product or zeros.
+    unsafe { dx.set_len(size) };
     Ok(dx)
 }
 
