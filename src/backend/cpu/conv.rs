@@ -285,7 +285,8 @@ pub fn conv2d<T: Scalar>(x: &[T], w: &[T], g: Window, c_out: usize) -> Result<Ve
 /// [`conv2d`] as im2col + GEMM, in output-row bands.
 fn im2col_forward<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize, out: (usize, usize)) -> Result<Vec<T>> {
     let (area, k, size) = (out.0 * out.1, g.patch_len(), g.n * c_out * out.0 * out.1);
-    if k == 0 {
+    // No channels, or an empty image whose padding alone the window covers: all zeros.
+    if k == 0 || g.image_len() == 0 {
         return Ok(vec![T::ZERO; size]);
     }
     // The products write every element of y, so it starts as fresh memory.
@@ -506,6 +507,8 @@ mod tests {
             (w(11, 3, 4, 4, 1, 1, 0), 2),
             (w(2, 4, 5, 5, 1, 2, 0), 3),
             (Window { n: 2, c: 2, h: 6, w: 5, kh: 3, kw: 2, stride: 2, pad: 0 }, 2),
+            // An empty image inside its padding: a 2×2 output of zeros.
+            (w(2, 2, 0, 0, 1, 1, 1), 3),
         ]
     }
 
