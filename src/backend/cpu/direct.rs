@@ -21,6 +21,8 @@
 
 use super::conv::Direction;
 use super::lanes::{self, as_elements, into_scalars, Element, Lanes, Path};
+#[cfg(target_arch = "x86_64")]
+use super::pair_copies::pair_copies;
 use crate::backend::Window;
 use crate::scalar::Scalar;
 use rayon::prelude::*;
@@ -225,9 +227,9 @@ const PAIRED_ROWS: usize = 4;
 
 /// One image of output planes at most 8 wide, on 16 lanes that each vector
 /// fills with two output rows of 8. Each padded plane is copied once per
-/// column tap `kx` and, at stride 2, per row parity: row `i` of copy `(kx,
-/// p)` holds padded columns `kx, kx + S, …, kx + 7·S` of padded row `S·i +
-/// p`. Tap `(ky, kx)` of output row `oy` reads padded row `S·oy + ky`, row
+/// column tap `kx` and, at stride 2, per row parity ([`pair_copies`]): row
+/// `i` of copy `(kx, p)` holds padded columns `kx, kx + S, …, kx + 7·S` of
+/// padded row `S·i + p`. Tap `(ky, kx)` of output row `oy` reads padded row `S·oy + ky`, row
 /// `oy + ky / S` of copy `(kx, ky % S)`, so for every tap the inputs of two
 /// adjacent output rows are 16 adjacent values, one load. Blocks of output
 /// channels ([`channel_blocks`]) × [`PAIRED_ROWS`] rows; each output is the
@@ -260,51 +262,19 @@ fn pairs<E: Element, V: Lanes<E>, const S: usize>(x: &[E], filters: &Filters<E>,
     }
 }
 
-/// [`pairs`]'s copies of each plane of `x` into `pad`, `copy` values each.
-/// Each copy's row takes its 8 columns from one input row, any outside it as
-/// zero. On rows exactly `8·S` wide (the ResNets' 8-wide outputs) the
-/// row's length is a constant, so the tests fold away and the columns move
-/// as vectors: with a test a value, the copies took a third of the
-/// stride-2 32→64 forward on 16×16 and a seventh of the 64c8 one (`perf`).
-/// Compiled for AVX-512, whose shuffles gather the stride-2 columns:
-/// out of line without it, each column was a scalar load and store, a
-/// fifth of that conv's time.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn pair_copies<E: Element, const S: usize>(x: &[E], g: &Window, pad: &mut [E], copy: usize) {
-    let (h, wd) = (g.h, g.w);
-    for (src, dst) in x.chunks_exact(h * wd).zip(pad.chunks_exact_mut(3 * S * copy)) {
-        for (r, s) in src.chunks_exact(wd).enumerate() {
-            // Input row r is padded row r + 1: row (r + 1) / S of the copies of parity (r + 1) % S.
-            let (i, parity) = ((r + 1) / S, (r + 1) % S);
-            for kx in 0..3 {
-                let d = &mut dst[(kx * S + parity) * copy + i * 8..][..8];
-                if wd == 8 * S {
-                    columns::<E, S>(d, &s[..8 * S], kx);
-                } else {
-                    columns::<E, S>(d, s, kx);
-                }
-            }
-        }
-    }
-}
-
-/// Row `d` of copy `kx`: padded columns `kx + S·j`, input columns `kx + S·j − 1` of `s`.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn columns<E: Element, const S: usize>(d: &mut [E], s: &[E], kx: usize) {
-    for (j, d) in d.iter_mut().enumerate() {
-        *d = (kx + S * j).checked_sub(1).and_then(|col| s.get(col)).copied().unwrap_or(E::ZERO);
-    }
-}
-
 /// The `K` output planes `y` of filters `wts[c, K, 9]` from [`pairs`]'s
 /// copies (`plane` values a channel), [`PAIRED_ROWS`] rows at a time. Its
 /// loads are unchecked: with a bounds test before each (two compares, two
 /// branches and a reload from the stack a load), 64c8 took 1.90–1.94
 /// against 1.59–1.63 ms forward, 1.98–1.99 against 1.63–1.67 backward-data,
 /// and the stride-2 32→64 on 16×16 1.17–1.21 against 1.00–1.04 (three
-/// alternated pairs, 2026-12-07, Intel host).
+/// alternated pairs, 2026-12-07, Intel host). The channel's copies are
+/// reached by a pointer stepped a plane at a time, for the same reason:
+/// a slice per channel kept two bounds tests in the loop, and with them
+/// LLVM moved the 12 accumulators through other registers at every
+/// channel (24 moves per 108 FMAs); without, 64c8 forward 1.895–1.900
+/// against 1.912–1.914 ms, the stride-2 one 1.048–1.049 against
+/// 1.063–1.066 (best of 300, three alternated pairs, same host).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn paired_channels<E: Element, V: Lanes<E>, const S: usize, const K: usize>(
@@ -318,8 +288,9 @@ fn paired_channels<E: Element, V: Lanes<E>, const S: usize, const K: usize>(
     let mut row = [E::ZERO; 16];
     for y0 in (0..h).step_by(PAIRED_ROWS) {
         let mut acc = [[V::zero(); 2]; K];
-        for (ci, wc) in wts.chunks_exact(K * 9).enumerate() {
-            let p = &pad[ci * plane..][..plane];
+        assert!(pad.len() >= wts.len() / (K * 9) * plane, "a copy for every input channel");
+        let mut p = pad.as_ptr();
+        for wc in wts.chunks_exact(K * 9) {
             for ky in 0..3 {
                 for kx in 0..3 {
                     let at = |q: usize| {
@@ -328,7 +299,7 @@ fn paired_channels<E: Element, V: Lanes<E>, const S: usize, const K: usize>(
                         // SAFETY: the last row read, y0 + 3 + 2 / S, is inside each
                         // copy's rows (`pairs`), and the copy (kx, ky % S) inside `p`.
                         // Unchecked, the loop carries no bounds tests between its loads.
-                        unsafe { V::load(std::slice::from_raw_parts(p.as_ptr().add(at), 16)) }
+                        unsafe { V::load(std::slice::from_raw_parts(p.add(at), 16)) }
                     };
                     let v = [at(0), at(1)];
                     for (o, acc) in acc.iter_mut().enumerate() {
@@ -339,6 +310,9 @@ fn paired_channels<E: Element, V: Lanes<E>, const S: usize, const K: usize>(
                     }
                 }
             }
+            // SAFETY: the next channel's copies (asserted in `pad`); after the
+            // last channel, one past its end at most.
+            p = unsafe { p.add(plane) };
         }
         for (o, acc) in acc.iter().enumerate() {
             for (q, v) in acc.iter().enumerate() {

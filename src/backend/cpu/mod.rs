@@ -14,6 +14,7 @@ pub mod gemm;
 mod gram;
 pub mod lanes;
 mod microkernel;
+mod pair_copies;
 pub mod parallel;
 pub mod patch_gram;
 pub mod peaks;
