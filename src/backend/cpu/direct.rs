@@ -286,9 +286,9 @@ fn paired_channels<E: Element, V: Lanes<E>, const S: usize, const K: usize>(
 ) {
     let copy = plane / (3 * S);
     let mut row = [E::ZERO; 16];
+    assert!(pad.len() >= wts.len() / (K * 9) * plane, "a copy for every input channel");
     for y0 in (0..h).step_by(PAIRED_ROWS) {
         let mut acc = [[V::zero(); 2]; K];
-        assert!(pad.len() >= wts.len() / (K * 9) * plane, "a copy for every input channel");
         let mut p = pad.as_ptr();
         for wc in wts.chunks_exact(K * 9) {
             for ky in 0..3 {

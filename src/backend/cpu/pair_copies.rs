@@ -32,10 +32,9 @@ use std::arch::x86_64::*;
 /// The CPU has AVX-512F.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) unsafe fn pair_copies<E: Element, const S: usize>(x: &[E], g: &Window, pad: &mut [E], copy: usize) {
-    let (h, wd) = (g.h, g.w);
-    if wd == 8 * S {
+    if g.w == 8 * S {
         if let (Some(x), Some(pad)) = (as_elements::<f32, E>(x), as_elements_mut::<f32, E>(pad)) {
-            for (src, dst) in x.chunks_exact(h * wd).zip(pad.chunks_exact_mut(3 * S * copy)) {
+            for (src, dst) in x.chunks_exact(g.h * g.w).zip(pad.chunks_exact_mut(3 * S * copy)) {
                 // SAFETY: the caller's CPU has AVX-512F.
                 unsafe {
                     match S {
@@ -47,8 +46,15 @@ pub(super) unsafe fn pair_copies<E: Element, const S: usize>(x: &[E], g: &Window
             return;
         }
     }
-    for (src, dst) in x.chunks_exact(h * wd).zip(pad.chunks_exact_mut(3 * S * copy)) {
-        for (r, s) in src.chunks_exact(wd).enumerate() {
+    by_columns::<E, S>(x, g, pad, copy);
+}
+
+/// [`pair_copies`] row by row, each row's columns by [`columns`]: inlined
+/// into it for the widths the permutes do not take, and the tests' reference.
+#[inline(always)]
+fn by_columns<E: Element, const S: usize>(x: &[E], g: &Window, pad: &mut [E], copy: usize) {
+    for (src, dst) in x.chunks_exact(g.h * g.w).zip(pad.chunks_exact_mut(3 * S * copy)) {
+        for (r, s) in src.chunks_exact(g.w).enumerate() {
             // Input row r is padded row r + 1: row (r + 1) / S of the copies of parity (r + 1) % S.
             let (i, parity) = ((r + 1) / S, (r + 1) % S);
             for kx in 0..3 {
@@ -129,18 +135,6 @@ mod tests {
     use crate::backend::cpu::lanes;
     use crate::rng::Rng;
 
-    /// The copies by [`columns`] alone, row by row.
-    fn by_columns<const S: usize>(x: &[f32], g: &Window, pad: &mut [f32], copy: usize) {
-        for (src, dst) in x.chunks_exact(g.h * g.w).zip(pad.chunks_exact_mut(3 * S * copy)) {
-            for (r, s) in src.chunks_exact(g.w).enumerate() {
-                let (i, parity) = ((r + 1) / S, (r + 1) % S);
-                for kx in 0..3 {
-                    columns::<f32, S>(&mut dst[(kx * S + parity) * copy + i * 8..][..8], s, kx);
-                }
-            }
-        }
-    }
-
     /// The permutes write what [`columns`] writes, cell for cell, on odd
     /// and even heights, and a second image over the first leaves the
     /// copies as a fresh pad would: the same cells are written.
@@ -152,7 +146,7 @@ mod tests {
             let len = g.c * 3 * S * copy;
             let images: Vec<Vec<f32>> = (0..2).map(|_| (0..g.c * h * g.w).map(|_| r.normal() as f32).collect()).collect();
             let mut want = vec![0.0; len];
-            by_columns::<S>(&images[1], &g, &mut want, copy);
+            by_columns::<f32, S>(&images[1], &g, &mut want, copy);
             let mut got = vec![0.0; len];
             for x in &images {
                 // SAFETY: the caller checked for AVX-512F.
