@@ -4,8 +4,8 @@
 //! in the directions a training step runs them, with counted flops and
 //! bytes, in the binary's own copy of the kernels. The direct kernels are
 //! compiled once, in the library, so the benches run the same machine code
-//! (lanes.rs, "One compiled copy"); the im2col and Winograd paths are still
-//! generic, compiled anew in every crate that calls them, and once two such
+//! (lanes.rs, "One compiled copy"); the im2col path and `winograd.rs` are
+//! still generic, compiled anew in every crate that calls them, and once two such
 //! copies differed (the binary's at 0.6× the benches' speed). So this is
 //! how the code the binary trains with is rated. `scripts/torch_convs.py`
 //! times the same shapes in PyTorch, under the same labels.
@@ -117,6 +117,7 @@ fn conv_against(device: &str, batch: usize, repeats: usize, probe: Probe) -> Res
     };
     let bounds = bounds(device, probe)?;
     println!("conv on {device}: the CIFAR ResNets' convs (k×k/stride c_in→c_out side²), batch {batch}, f32");
+    println!("  flop: the direct convolution's count; a Winograd path does fewer multiplies, so its rate is an effective one and can pass the peak");
     match &bounds {
         Some(b) => {
             println!("  peaks: {:.1} GFLOP/s f32, {:.1} GB/s ({})", b.peaks.fp32_flops / 1e9, b.peaks.bytes_per_second / 1e9, b.source)

@@ -14,6 +14,8 @@ use super::direct_data;
 use super::direct_filter;
 use super::gemm::{gemm_on_thread, gemm_on_thread_into, gemm_on_thread_strided, Leading};
 use super::winograd;
+#[cfg(target_arch = "x86_64")]
+use super::winograd_lanes;
 use crate::backend::{Gemm, Window};
 use crate::error::Result;
 use crate::scalar::Scalar;
@@ -274,6 +276,14 @@ pub(super) fn fold<T: Scalar>(cols: &[T], g: Window) -> Result<Vec<T>> {
 pub fn conv2d<T: Scalar>(x: &[T], w: &[T], g: Window, c_out: usize) -> Result<Vec<T>> {
     let out = g.out("conv2d")?;
     super::super::checks::conv("conv2d", &g, x.len(), w.len(), g.n * c_out * out.0 * out.1, c_out)?;
+    // Winograd first where it applies: 0.65× (64c8) and 0.75× (32c16) the
+    // direct kernel's time (winograd_lanes.rs).
+    #[cfg(target_arch = "x86_64")]
+    if winograd_lanes::applies(&g, out) {
+        if let Some(y) = winograd_lanes::conv2d(x, w, &g, c_out) {
+            return Ok(y);
+        }
+    }
     if direct::applies(&g, out, Direction::Forward) {
         if let Some(y) = direct::conv2d(x, w, &g, c_out) {
             return Ok(y);
@@ -330,6 +340,13 @@ pub(super) fn rotated<T: Scalar>(w: &[T], c_in: usize, c_out: usize) -> Vec<T> {
 pub fn conv2d_backward_data<T: Scalar>(dy: &[T], w: &[T], g: Window, c_out: usize) -> Result<Vec<T>> {
     let out = g.out("conv2d_backward_data")?;
     super::super::checks::conv("conv2d_backward_data", &g, g.n * g.image_len(), w.len(), dy.len(), c_out)?;
+    #[cfg(target_arch = "x86_64")]
+    if winograd_lanes::applies(&g, out) {
+        // As a forward conv, like the direct kernel's below.
+        if let Some(dx) = winograd_lanes::conv2d(dy, &rotated(w, g.c, c_out), &Window { c: c_out, ..g }, g.c) {
+            return Ok(dx);
+        }
+    }
     if direct::applies(&g, out, Direction::Data) {
         // Backward-data is the forward kernel on dy with the filters rotated.
         if let Some(dx) = direct::conv2d(dy, &rotated(w, g.c, c_out), &Window { c: c_out, ..g }, g.c) {

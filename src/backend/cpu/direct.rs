@@ -18,6 +18,10 @@
 //!
 //! Backward-data is the same kernel on `dy` with the filters rotated 180° and
 //! their channels swapped ([`super::conv::rotated`]).
+//!
+//! With AVX-512, f32 stride-1 convs on 8×8 and 16×16 planes take
+//! [`super::winograd_lanes`] before this kernel; it keeps them in f64 and
+//! on other CPUs, and [`pairs`] keeps the stride-2 forward onto 8×8.
 
 use super::conv::Direction;
 use super::lanes::{self, as_elements, into_scalars, Element, Lanes, Path};

@@ -26,6 +26,7 @@ mod tridiagonal;
 pub mod tridiagonalise;
 mod update;
 mod winograd;
+mod winograd_lanes;
 
 use super::{AdamHyper, Backend, BatchStats, ChannelShape, Device, Gemm, GramJob, SgdHyper, Window};
 use crate::error::{Error, Result};

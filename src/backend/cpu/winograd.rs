@@ -44,7 +44,9 @@ const TILES: usize = 256;
 /// cores, new/old time, medians of 3–6 interleaved runs, ±20% noise) did not
 /// measure it slower than im2col. Forward: 1.17 (16c32), 1.1 (32c16), 1.2
 /// (64c8), so never: the transforms, memory-bound, cost more than the GEMM
-/// flops they save. Backward-data 0.96 / 1.2 / 0.95: 32×32 planes only, and
+/// flops they save (f32 forward and backward-data on 8×8 and 16×16 planes
+/// with AVX-512 go to [`super::winograd_lanes`], whose transforms are whole
+/// registers). Backward-data 0.96 / 1.2 / 0.95: 32×32 planes only, and
 /// only on CPUs without AVX2 and FMA, where [`super::direct`] does not take it.
 /// Backward-filter 0.68 / 0.9 / 0.98: planes of 16×16 and up, where
 /// [`super::direct_filter`] does not take them first (rows narrower than 8,
@@ -92,7 +94,7 @@ impl Tiling {
 }
 
 /// `G g Gᵀ` of every 3×3 filter of `w[c_out, c_in, 3, 3]`, stored `[e, c_out, c_in]`.
-fn filter_transform<T: Scalar>(w: &[T], c_out: usize, c_in: usize) -> Vec<T> {
+pub(super) fn filter_transform<T: Scalar>(w: &[T], c_out: usize, c_in: usize) -> Vec<T> {
     let half = T::from_f64(0.5);
     let mut u = vec![T::ZERO; E * c_out * c_in];
     for (oc, g) in w.chunks_exact(9).enumerate() {
