@@ -342,8 +342,7 @@ pub fn conv2d_backward_data<T: Scalar>(dy: &[T], w: &[T], g: Window, c_out: usiz
     super::super::checks::conv("conv2d_backward_data", &g, g.n * g.image_len(), w.len(), dy.len(), c_out)?;
     #[cfg(target_arch = "x86_64")]
     if winograd_lanes::applies(&g, out) {
-        // As a forward conv, like the direct kernel's below.
-        if let Some(dx) = winograd_lanes::conv2d(dy, &rotated(w, g.c, c_out), &Window { c: c_out, ..g }, g.c) {
+        if let Some(dx) = winograd_lanes::conv2d_backward_data(dy, w, &g, c_out) {
             return Ok(dx);
         }
     }

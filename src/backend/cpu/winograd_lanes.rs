@@ -25,6 +25,7 @@
 
 #![cfg(target_arch = "x86_64")]
 
+use super::conv::rotated;
 use super::direct::channel_blocks;
 use super::lanes::{self, as_elements, into_scalars};
 use super::winograd::filter_transform;
@@ -62,7 +63,16 @@ pub(super) fn conv2d<T: Scalar>(x: &[T], w: &[T], g: &Window, c_out: usize) -> O
     into_scalars(conv2d_f32(as_elements(x)?, as_elements(w)?, g, c_out))
 }
 
+/// [`super::conv::conv2d_backward_data`] for a window that [`applies`]: the
+/// forward conv of `dy` with `w` rotated 180°, input and output channels
+/// swapped; None unless `T` is f32 (checked before the filters are rotated).
+pub(super) fn conv2d_backward_data<T: Scalar>(dy: &[T], w: &[T], g: &Window, c_out: usize) -> Option<Vec<T>> {
+    let (dy, w) = (as_elements::<f32, T>(dy)?, as_elements::<f32, T>(w)?);
+    into_scalars(conv2d_f32(dy, &rotated(w, g.c, c_out), &Window { c: c_out, ..*g }, g.c))
+}
+
 // Not generic, so the library compiles it once (lanes.rs, "One compiled copy").
+// `applies` admits planes of 8×8 and 16×16 only.
 fn conv2d_f32(x: &[f32], w: &[f32], g: &Window, c_out: usize) -> Vec<f32> {
     match g.h {
         8 => convolve::<8, 1>(x, w, g, c_out),
